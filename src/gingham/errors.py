@@ -1,0 +1,104 @@
+"""The one error hierarchy of gingham.
+
+Every error the project raises on purpose derives from :class:`GinghamError`.
+Third-party errors (httpx, sqlite3, pyroute2, subprocess, pydantic) are
+translated into these at the boundary of the module that calls them, so the
+CLI and the agent only ever have to handle this tree.
+
+    GinghamError
+    ├── ValidationError        bad input: names the document, field path or position
+    │   └── SelectorError      a selector that does not parse (carries .position)
+    ├── DatastoreError
+    │   ├── NotFound
+    │   ├── AlreadyExists
+    │   ├── RevisionConflict   compare-and-swap lost; re-read and retry
+    │   ├── Unavailable        the datastore cannot be reached (transient)
+    │   └── ResyncRequired     a watch fell behind compaction; list again
+    ├── IPAMError
+    │   ├── PoolExhausted
+    │   └── AddressInUse
+    ├── DataplaneError         nft / netlink / sysctl failed
+    ├── RoutingError           BIRD configuration or control failed
+    ├── CNIError               carries the CNI error .code
+    └── LabError
+"""
+
+from __future__ import annotations
+
+
+class GinghamError(Exception):
+    """Base of every error gingham raises on purpose."""
+
+
+class ValidationError(GinghamError):
+    """Input that cannot be accepted. ``location`` names where, e.g. ``doc 2: spec.ingress[0].action``."""
+
+    def __init__(self, message: str, location: str = "") -> None:
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class SelectorError(ValidationError):
+    """A selector expression that does not parse; ``position`` is the 0-based column."""
+
+    def __init__(self, message: str, expression: str, position: int) -> None:
+        self.expression = expression
+        self.position = position
+        super().__init__(f"{message} at position {position}")
+
+
+class DatastoreError(GinghamError):
+    pass
+
+
+class NotFound(DatastoreError):
+    pass
+
+
+class AlreadyExists(DatastoreError):
+    pass
+
+
+class RevisionConflict(DatastoreError):
+    pass
+
+
+class Unavailable(DatastoreError):
+    pass
+
+
+class ResyncRequired(DatastoreError):
+    """The requested revision was compacted: the caller must list again and rewatch."""
+
+
+class IPAMError(GinghamError):
+    pass
+
+
+class PoolExhausted(IPAMError):
+    pass
+
+
+class AddressInUse(IPAMError):
+    pass
+
+
+class DataplaneError(GinghamError):
+    pass
+
+
+class RoutingError(GinghamError):
+    pass
+
+
+class CNIError(GinghamError):
+    """An error reported to a CNI runtime; ``code`` is the spec's error code."""
+
+    def __init__(self, code: int, message: str, details: str = "") -> None:
+        self.code = code
+        self.details = details
+        super().__init__(message)
+
+
+class LabError(GinghamError):
+    pass
