@@ -1,0 +1,32 @@
+"""Prometheus metrics of one agent, on a registry of its own (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class AgentMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.apply_latency = Histogram(
+            "gingham_apply_latency_seconds",
+            "From a datastore event reaching the agent to the dataplane change applied",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.applies = Counter("gingham_dataplane_applies", "Dataplane transactions", registry=r)
+        self.errors = Counter(
+            "gingham_errors", "Errors by where they happened", ["where"], registry=r
+        )
+        self.resyncs = Counter("gingham_resyncs", "Datastore resyncs", registry=r)
+        self.rules = Gauge("gingham_rules_programmed", "nft rules programmed", registry=r)
+        self.sets = Gauge("gingham_ipsets_programmed", "IP sets programmed", registry=r)
+        self.endpoints = Gauge("gingham_local_endpoints", "Local workload endpoints", registry=r)
+        self.in_sync = Gauge("gingham_in_sync", "1 when in sync with the datastore", registry=r)
