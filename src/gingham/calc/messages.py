@@ -1,0 +1,318 @@
+"""The typed, frozen messages the calculation graph hands to the dataplane.
+
+These are the whole contract between ``gingham.calc`` and ``gingham.dataplane``:
+the dataplane never sees a model resource or a selector, only these.
+
+Ordering (guaranteed by :meth:`gingham.calc.CalcGraph.flush`): within one flush,
+additions and updates go IP sets -> policies -> profiles -> endpoints, so that
+everything a message refers to already exists when it arrives; removals come
+after all of them and in the reverse order (endpoints -> profiles -> policies
+-> IP sets), so nothing is removed while still referenced. ``ConfigUpdate``
+comes first, ``InSync`` last.
+
+Identifiers:
+- IP set ids are short opaque strings (``s:…`` selector sets, ``n:…`` named-port
+  sets), stable for the same meaning across restarts; made of ``[A-Za-z0-9:_-]``.
+  A dataplane that needs other names maps them.
+- ``PolicyID`` names a policy; ``profile_id`` is the Profile's name (``kns.<ns>``
+  for Kubernetes namespaces).
+- ``rule_id`` is stable for (owner, direction, index): use it for counters and logs.
+
+Address formats: nets are canonical CIDR strings (``198.18.0.5/32``,
+``2001:db8::5/128``). IP-set members of kind ``net`` are such CIDRs and may mix
+IPv4 and IPv6 (the dataplane splits by family); members of kind ``net-port`` are
+``"<ip>,<proto>:<port>"`` with a bare address, e.g. ``198.18.0.5,tcp:8080``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+IPSetKind = Literal["net", "net-port"]
+Action = Literal["allow", "deny", "pass", "log"]
+PortRange = tuple[int, int]
+
+
+# --- IP sets ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IPSetUpdate:
+    """Create (or fully replace) an IP set with exactly these members."""
+
+    set_id: str
+    kind: IPSetKind
+    members: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class IPSetDeltaUpdate:
+    """Change the members of an IP set already sent with :class:`IPSetUpdate`.
+
+    ``added`` and ``removed`` are disjoint. Applying them to the previous
+    members gives the new members.
+    """
+
+    set_id: str
+    added: frozenset[str]
+    removed: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class IPSetRemove:
+    set_id: str
+
+
+# --- policies and profiles ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PolicyID:
+    """A policy's identity. ``namespace`` is None for GlobalNetworkPolicy.
+
+    Kubernetes NetworkPolicies appear here after conversion, as namespaced
+    policies named ``knp.default.<name>`` in tier ``default``.
+    """
+
+    tier: str
+    name: str
+    namespace: str | None = None
+
+    def __str__(self) -> str:
+        scope = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.tier}/{scope}{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRule:
+    """One rule, ready to render: selectors are already replaced by IP-set ids.
+
+    Every match field that is empty/None means "no constraint". All constraints
+    of a rule are ANDed; inside one tuple of nets, ports or named-port sets the
+    entries are ORed (any of them matches); the ``not_*`` variants match when
+    none of their entries matches. Set-id tuples (``src_set_ids`` …) are ANDed:
+    the address must be in every listed set (an entity rule with a selector and
+    ``namespaceSelector`` gives one set; ``serviceAccounts`` gives another).
+    """
+
+    rule_id: str
+    """Stable id: ``<owner>:<i|e><index>`` where owner is ``policy:<PolicyID>`` or
+    ``profile:<name>``; the index is the rule's position in its direction."""
+    action: Action
+    ip_version: int | None = None
+    """4 or 6: the rule only applies to that family. None: both."""
+    protocol: int | None = None
+    """IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6, 132 sctp, 136 udplite)."""
+    not_protocol: int | None = None
+    src_nets: tuple[str, ...] = ()
+    not_src_nets: tuple[str, ...] = ()
+    dst_nets: tuple[str, ...] = ()
+    not_dst_nets: tuple[str, ...] = ()
+    src_ports: tuple[PortRange, ...] = ()
+    """Numeric source ports as inclusive (lo, hi) ranges; a single port is (p, p)."""
+    not_src_ports: tuple[PortRange, ...] = ()
+    dst_ports: tuple[PortRange, ...] = ()
+    not_dst_ports: tuple[PortRange, ...] = ()
+    src_named_port_set_ids: tuple[str, ...] = ()
+    """Named source ports: ``net-port`` sets whose ``ip,proto:port`` members come
+    from endpoints matching the rule's source selector. ORed with ``src_ports``:
+    the packet matches the ports constraint if it matches either."""
+    not_src_named_port_set_ids: tuple[str, ...] = ()
+    dst_named_port_set_ids: tuple[str, ...] = ()
+    """Named destination ports (ORed with ``dst_ports``), from endpoints matching
+    the rule's destination selector."""
+    not_dst_named_port_set_ids: tuple[str, ...] = ()
+    src_set_ids: tuple[str, ...] = ()
+    """Source address must be in ALL of these ``net`` sets (selector,
+    serviceAccounts, network-set members)."""
+    not_src_set_ids: tuple[str, ...] = ()
+    """Source address must be in NONE of these sets (``notSelector``)."""
+    dst_set_ids: tuple[str, ...] = ()
+    not_dst_set_ids: tuple[str, ...] = ()
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    not_icmp_type: int | None = None
+    not_icmp_code: int | None = None
+
+    @property
+    def set_ids(self) -> frozenset[str]:
+        """Every IP set this rule refers to."""
+        return frozenset(
+            self.src_set_ids
+            + self.not_src_set_ids
+            + self.dst_set_ids
+            + self.not_dst_set_ids
+            + self.src_named_port_set_ids
+            + self.not_src_named_port_set_ids
+            + self.dst_named_port_set_ids
+            + self.not_dst_named_port_set_ids
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyUpdate:
+    """An active policy (it selects at least one local endpoint), its rules rendered.
+
+    ``inbound``/``outbound`` are empty for a direction the policy's ``types``
+    do not include. Flags come from GlobalNetworkPolicy (``doNotTrack`` ->
+    ``untracked``, ``preDNAT``, ``applyOnForward``) and only matter for host
+    endpoints.
+    """
+
+    policy_id: PolicyID
+    inbound: tuple[ParsedRule, ...]
+    outbound: tuple[ParsedRule, ...]
+    untracked: bool = False
+    pre_dnat: bool = False
+    apply_on_forward: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRemove:
+    policy_id: PolicyID
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileUpdate:
+    """An active profile (some local endpoint lists it)."""
+
+    profile_id: str
+    inbound: tuple[ParsedRule, ...]
+    outbound: tuple[ParsedRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRemove:
+    profile_id: str
+
+
+# --- endpoints -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TierInfo:
+    """One tier as it applies to one endpoint, in evaluation order.
+
+    A tier appears only if at least one of its policies applies to the
+    endpoint. ``ingress_policies``/``egress_policies`` are in evaluation order;
+    a policy appears in a direction only if its ``types`` include it. When a
+    direction's list is empty the tier does not apply to that direction at all
+    (no default action for it). ``default_action`` ("deny" or "pass") is what
+    happens at the end of a tier whose policies matched no rule.
+    """
+
+    name: str
+    default_action: Literal["deny", "pass"]
+    ingress_policies: tuple[PolicyID, ...]
+    egress_policies: tuple[PolicyID, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WorkloadEndpointID:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEndpointUpdate:
+    """A local workload endpoint and the policy that applies to it.
+
+    Fail closed: ``profile_ids`` lists only profiles that exist; when any of the
+    endpoint's profiles is missing, ``profile_ids`` is empty and
+    ``missing_profiles`` names them, and the dataplane must deny everything that
+    falls through the tiers (no profile allows).
+    """
+
+    endpoint_id: WorkloadEndpointID
+    interface_name: str
+    ipv4_nets: tuple[str, ...]
+    ipv6_nets: tuple[str, ...]
+    mac: str | None
+    tiers: tuple[TierInfo, ...]
+    profile_ids: tuple[str, ...]
+    allow_spoofed_prefixes: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """The endpoint's effective labels (for logs only; matching is done)."""
+    missing_profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEndpointRemove:
+    endpoint_id: WorkloadEndpointID
+
+
+@dataclass(frozen=True, slots=True)
+class HostEndpointUpdate:
+    """A local host endpoint (HostEndpoint resource whose node is this host).
+
+    ``interface_name`` is None or "*" for an all-interfaces endpoint.
+    ``tiers`` are normal policies; ``untracked_tiers`` (doNotTrack),
+    ``pre_dnat_tiers`` (preDNAT) and ``forward_tiers`` (applyOnForward) hold
+    the policies with those flags, each ordered like ``tiers``.
+    """
+
+    endpoint_id: str
+    interface_name: str | None
+    expected_ipv4_addrs: tuple[str, ...]
+    expected_ipv6_addrs: tuple[str, ...]
+    tiers: tuple[TierInfo, ...]
+    untracked_tiers: tuple[TierInfo, ...]
+    pre_dnat_tiers: tuple[TierInfo, ...]
+    forward_tiers: tuple[TierInfo, ...]
+    profile_ids: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    missing_profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HostEndpointRemove:
+    endpoint_id: str
+
+
+# --- configuration and sync -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigUpdate:
+    """Effective FelixConfiguration for this host.
+
+    ``values`` maps snake_case field names (``default_endpoint_to_host_action``,
+    ``failsafe_inbound_host_ports``, …) to their values: the ``default``
+    FelixConfiguration overlaid field by field with ``node.<hostname>``. Only
+    fields set in either resource appear; the dataplane applies its defaults
+    for the rest.
+    """
+
+    values: Mapping[str, Any]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class InSync:
+    """The datastore snapshot has been fully processed; the dataplane may now
+    program the kernel and remove stale objects."""
+
+
+Message = (
+    IPSetUpdate
+    | IPSetDeltaUpdate
+    | IPSetRemove
+    | PolicyUpdate
+    | PolicyRemove
+    | ProfileUpdate
+    | ProfileRemove
+    | WorkloadEndpointUpdate
+    | WorkloadEndpointRemove
+    | HostEndpointUpdate
+    | HostEndpointRemove
+    | ConfigUpdate
+    | InSync
+)
