@@ -1,0 +1,186 @@
+"""The parts of a CNI invocation gingham uses, checked once and named.
+
+Standard library only (the CNI fast path).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from gingham.cni.entry import (
+    ERR_INVALID_CONFIG,
+    ERR_INVALID_ENV,
+    PluginError,
+)
+
+# Kubernetes-style names: what we accept for namespaces, workloads and hosts.
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([a-z0-9.\-]*[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._\-]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._\-]{0,61}[A-Za-z0-9])?)?$")
+_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
+ORCHESTRATOR_ARGS_KEY = "org.gingham"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Invocation:
+    command: str
+    network: str
+    cni_version: str
+    container_id: str
+    netns: str
+    ifname: str
+    namespace: str
+    workload: str
+    orchestrator: str
+    node: str
+    datastore: str
+    mtu: int
+    ipam_type: str
+    ipv4: bool
+    ipv6: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    ports: tuple[Port, ...] = ()
+    service_account: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def handle(self) -> str:
+        return f"{self.network}.{self.container_id}"
+
+
+def check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise PluginError(
+            ERR_INVALID_CONFIG,
+            f"invalid {what} {value!r}: lower-case letters, digits, '-' and '.' only",
+        )
+    return value
+
+
+def check_labels(labels: object, where: str) -> dict[str, str]:
+    if not isinstance(labels, dict):
+        raise PluginError(ERR_INVALID_CONFIG, f"{where} must be an object of string labels")
+    out: dict[str, str] = {}
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise PluginError(ERR_INVALID_CONFIG, f"{where}: invalid label key {key!r}")
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            raise PluginError(ERR_INVALID_CONFIG, f"{where}.{key}: invalid label value {value!r}")
+        out[key] = value
+    return out
+
+
+def _parse_cni_args(text: str) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for part in text.split(";"):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise PluginError(ERR_INVALID_ENV, f"CNI_ARGS: {part!r} is not KEY=VALUE")
+        args[key] = value
+    return args
+
+
+def _ports(raw: object) -> tuple[Port, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PluginError(ERR_INVALID_CONFIG, "args.org.gingham.ports must be a list")
+    ports = []
+    for i, item in enumerate(raw):
+        where = f"args.org.gingham.ports[{i}]"
+        if not isinstance(item, dict):
+            raise PluginError(ERR_INVALID_CONFIG, f"{where} must be an object")
+        proto = str(item.get("protocol", "TCP")).upper()
+        number = item.get("port")
+        if proto not in ("TCP", "UDP", "SCTP"):
+            raise PluginError(
+                ERR_INVALID_CONFIG, f"{where}.protocol: {proto!r} is not TCP, UDP or SCTP"
+            )
+        if not isinstance(number, int) or not 1 <= number <= 65535:
+            raise PluginError(ERR_INVALID_CONFIG, f"{where}.port: {number!r} is not 1-65535")
+        name = item.get("name", "")
+        if name and (not isinstance(name, str) or not _NAME.match(name) or len(name) > 15):
+            raise PluginError(ERR_INVALID_CONFIG, f"{where}.name: invalid port name {name!r}")
+        ports.append(Port(str(name), proto, number))
+    return tuple(ports)
+
+
+def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation:
+    network = conf.get("name")
+    if not isinstance(network, str) or not network:
+        raise PluginError(ERR_INVALID_CONFIG, "network configuration has no 'name'")
+    ipam = conf.get("ipam") or {}
+    if not isinstance(ipam, dict):
+        raise PluginError(ERR_INVALID_CONFIG, "'ipam' must be an object")
+    datastore = conf.get("datastore") or env.get("GINGHAM_DATASTORE", "")
+    if not isinstance(datastore, str) or not datastore:
+        raise PluginError(ERR_INVALID_CONFIG, "no 'datastore' in the network configuration")
+    mtu = conf.get("mtu", 0)
+    if not isinstance(mtu, int) or not (mtu == 0 or 576 <= mtu <= 9000):
+        raise PluginError(ERR_INVALID_CONFIG, f"'mtu' {mtu!r} is not 0 (auto) or 576-9000")
+
+    container_id = env.get("CNI_CONTAINERID", "")
+    if command in ("ADD", "DEL", "CHECK") and not _CONTAINER_ID.match(container_id):
+        raise PluginError(
+            ERR_INVALID_ENV, f"CNI_CONTAINERID {container_id!r} is missing or invalid"
+        )
+    ifname = env.get("CNI_IFNAME", "eth0") or "eth0"
+    if not _IFNAME.match(ifname):
+        raise PluginError(ERR_INVALID_ENV, f"CNI_IFNAME {ifname!r} is not a valid interface name")
+    netns = env.get("CNI_NETNS", "")
+    if command in ("ADD", "CHECK"):
+        if not netns:
+            raise PluginError(ERR_INVALID_ENV, "CNI_NETNS is required for " + command)
+        if not os.path.isabs(netns) or not os.path.exists(netns):
+            raise PluginError(ERR_INVALID_ENV, f"CNI_NETNS {netns!r} does not exist")
+
+    cni_args = _parse_cni_args(env.get("CNI_ARGS", ""))
+    ours = (conf.get("args") or {}).get(ORCHESTRATOR_ARGS_KEY) or {}
+    if not isinstance(ours, dict):
+        raise PluginError(ERR_INVALID_CONFIG, f"args.{ORCHESTRATOR_ARGS_KEY} must be an object")
+    namespace = cni_args.get("K8S_POD_NAMESPACE") or ours.get("namespace") or "default"
+    workload = cni_args.get("K8S_POD_NAME") or ours.get("name") or container_id[:12]
+    orchestrator = (
+        "k8s" if "K8S_POD_NAMESPACE" in cni_args else str(ours.get("orchestrator", "cni"))
+    )
+    node = conf.get("nodename") or env.get("GINGHAM_NODENAME") or socket.gethostname()
+    labels = check_labels(ours.get("labels", {}), f"args.{ORCHESTRATOR_ARGS_KEY}.labels")
+    sa = str(ours.get("serviceAccount", "") or cni_args.get("K8S_POD_SERVICEACCOUNT", ""))
+
+    return Invocation(
+        command=command,
+        network=network,
+        cni_version=str(conf.get("cniVersion", "1.0.0")),
+        container_id=container_id,
+        netns=netns,
+        ifname=ifname,
+        namespace=check_name(str(namespace), "namespace"),
+        workload=check_name(str(workload).lower(), "workload name"),
+        orchestrator=check_name(orchestrator, "orchestrator"),
+        node=check_name(str(node), "node name"),
+        datastore=datastore,
+        mtu=mtu,
+        ipam_type=str(ipam.get("type", "gingham-ipam")),
+        ipv4=bool(ipam.get("assign_ipv4", True)),
+        ipv6=bool(ipam.get("assign_ipv6", False)),
+        labels=labels,
+        ports=_ports(ours.get("ports")),
+        service_account=check_name(sa, "service account") if sa else "",
+        raw=conf,
+    )
