@@ -1,1 +1,78 @@
+"""Datastore backends behind one contract (see ``base.py``).
 
+``open_datastore(url)`` picks the backend from the URL scheme:
+
+- ``sqlite:///abs/path.db`` (``?history=N`` keeps N revisions of watch history)
+- ``etcd://host:port[,host:port...]``, ``etcds://...?cacert=&cert=&key=``,
+  ``...?user=U&password=P``, ``etcd+unix:///abs/dir/NAME:2379[,...]``
+
+Backends are imported only when used: the CNI plugin must not pay for httpx
+when it talks to sqlite.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from gingham.datastore.base import JSON, Datastore, EventType, KeyValue, Watch, WatchEvent
+from gingham.errors import ValidationError
+
+__all__ = [
+    "JSON",
+    "Datastore",
+    "EventType",
+    "KeyValue",
+    "Watch",
+    "WatchEvent",
+    "open_datastore",
+    "redact_url",
+]
+
+DEFAULT_URL = "sqlite:///var/lib/gingham/gingham.db"
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, fit for messages."""
+    parts = urlsplit(url)
+    if not parts.query and "@" not in parts.netloc:
+        return url
+    query = parse_qs(parts.query, keep_blank_values=True)
+    for secret in ("password", "key"):
+        if secret in query:
+            query[secret] = ["***"]
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    q = "&".join(f"{k}={v}" for k, vs in query.items() for v in vs)
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{q}" if q else "")
+
+
+def open_datastore(url: str) -> Datastore:
+    scheme, sep, _ = url.partition(":")
+    if not sep:
+        raise ValidationError(f"not a datastore URL: {url!r} (want sqlite:///path or etcd://...)")
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        from gingham.datastore.sqlite import SqliteDatastore
+
+        parts = urlsplit(url)
+        path = parts.path if not parts.netloc else parts.netloc + parts.path
+        if not path:
+            raise ValidationError(f"sqlite URL without a path: {url!r}")
+        opts = parse_qs(parts.query)
+        history = 100_000
+        if "history" in opts:
+            try:
+                history = int(opts["history"][-1])
+            except ValueError:
+                raise ValidationError(
+                    f"history must be an integer in {url!r}", location="datastore URL"
+                ) from None
+        return SqliteDatastore(path, history=history)
+    if scheme in ("etcd", "etcds", "etcd+unix", "http", "https"):
+        from gingham.datastore.etcd import EtcdDatastore
+
+        etcd: Datastore = EtcdDatastore.from_url(url)
+        return etcd
+    raise ValidationError(
+        f"unknown datastore scheme {scheme!r} in {redact_url(url)!r}"
+        " (want sqlite, etcd, etcds or etcd+unix)"
+    )

@@ -1,0 +1,438 @@
+"""The embedded backend: one sqlite file shared by many processes.
+
+Processes in different network namespaces share the file through the
+filesystem, so this works wherever the file is visible. The database runs in
+WAL mode (readers never block the writer); every write is one
+``BEGIN IMMEDIATE`` transaction that bumps the store revision held in ``meta``,
+changes ``kv`` and appends to ``history``. Watches poll ``history`` for
+revisions above the last one they delivered: one single-row read of ``meta``
+when nothing happened, one indexed range query when something did.
+
+Leases live in ``leases`` with an absolute expiry (wall-clock seconds, because
+several processes must agree on it). Nobody runs a timer: any write, keepalive,
+read or watch poll that finds an overdue lease deletes its keys, each with a
+DELETE event, as a server would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from gingham.datastore.base import JSON, Datastore, EventType, KeyValue, Watch, WatchEvent
+from gingham.errors import (
+    AlreadyExists,
+    NotFound,
+    ResyncRequired,
+    RevisionConflict,
+    Unavailable,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    revision INTEGER NOT NULL,
+    compacted INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, revision, compacted) VALUES (0, 1, 0);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL,
+    lease INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_lease ON kv (lease) WHERE lease != 0;
+CREATE TABLE IF NOT EXISTS history (
+    revision INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    type INTEGER NOT NULL,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS leases (
+    id INTEGER PRIMARY KEY,
+    ttl INTEGER NOT NULL,
+    expiry REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expiry);
+"""
+
+_Events = list[WatchEvent]  # spelled here: inside the class, ``list`` is a method
+_PUT, _DELETE = 0, 1
+# Automatic compaction: every _COMPACT_EVERY revisions, history older than
+# ``history`` revisions is dropped. Watchers that far behind resync.
+_COMPACT_EVERY = 1000
+_DEFAULT_HISTORY = 100_000
+_POLL_MIN, _POLL_MAX = 0.005, 0.02
+_BATCH = 1000
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``.
+
+    UTF-8 keeps code-point order, so bumping the last character bounds the
+    range for sqlite's byte-wise BINARY collation too. None: no upper bound.
+    """
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            return prefix[:-1] + chr(last + 1)
+        prefix = prefix[:-1]
+    return None
+
+
+def _dumps(value: JSON) -> str:
+    if not isinstance(value, dict):
+        raise TypeError(f"datastore values are JSON objects, not {type(value).__name__}")
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class SqliteDatastore(Datastore):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        history: int = _DEFAULT_HISTORY,
+        busy_timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = str(path)
+        self.url = f"sqlite://{self.path}" if self.path.startswith("/") else f"sqlite:{self.path}"
+        self._history = history
+        self._busy_timeout = busy_timeout
+        self._clock = clock
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(f"cannot create directory for {self.url}: {exc.strerror}") from exc
+        db = self._conn()
+        try:
+            # executescript commits any open transaction first, so it gets its own.
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise Unavailable(f"cannot initialise {self.url}: {exc}") from exc
+
+    # -- connections ------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise Unavailable(f"{self.url}: datastore is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        pid = os.getpid()
+        # A connection inherited across fork() must never be used by the child.
+        if conn is None or getattr(self._local, "pid", None) != pid:
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL survives any process crash; only power loss can
+                # lose the last transactions, which suits an agent datastore.
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise Unavailable(f"cannot open {self.url}: {exc}") from exc
+            self._local.conn = conn
+            self._local.pid = pid
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise Unavailable(f"{self.url}: {exc}") from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            raise Unavailable(f"{self.url}: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        try:
+            db.execute("BEGIN")
+            yield db
+        except sqlite3.Error as exc:
+            raise Unavailable(f"{self.url}: {exc}") from exc
+        finally:
+            if db.in_transaction:
+                db.execute("COMMIT")
+
+    # -- helpers inside a write transaction --------------------------------
+
+    def _bump(self, db: sqlite3.Connection) -> int:
+        (rev,) = db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision").fetchone()
+        if rev % _COMPACT_EVERY == 0 and rev > self._history:
+            self._compact_in(db, rev - self._history)
+        return int(rev)
+
+    def _compact_in(self, db: sqlite3.Connection, revision: int) -> None:
+        db.execute("DELETE FROM history WHERE revision < ?", (revision,))
+        db.execute("UPDATE meta SET compacted = max(compacted, ?)", (revision,))
+
+    def _delete_key(self, db: sqlite3.Connection, key: str) -> int:
+        rev = self._bump(db)
+        db.execute("DELETE FROM kv WHERE key = ?", (key,))
+        db.execute(
+            "INSERT INTO history (revision, key, type, value) VALUES (?, ?, ?, NULL)",
+            (rev, key, _DELETE),
+        )
+        return rev
+
+    def _drop_lease(self, db: sqlite3.Connection, lease: int) -> None:
+        keys = db.execute("SELECT key FROM kv WHERE lease = ? ORDER BY key", (lease,)).fetchall()
+        for (key,) in keys:
+            self._delete_key(db, key)
+        db.execute("DELETE FROM leases WHERE id = ?", (lease,))
+
+    def _expire_in(self, db: sqlite3.Connection) -> None:
+        due = db.execute(
+            "SELECT id FROM leases WHERE expiry <= ? ORDER BY id", (self._clock(),)
+        ).fetchall()
+        for (lease,) in due:
+            self._drop_lease(db, lease)
+
+    def _check_lease(self, db: sqlite3.Connection, lease: int) -> None:
+        if lease and db.execute("SELECT 1 FROM leases WHERE id = ?", (lease,)).fetchone() is None:
+            raise NotFound(f"lease {lease} not found (expired or revoked)")
+
+    def expire_leases(self) -> None:
+        """Delete the keys of overdue leases now (normally done lazily)."""
+        db = self._conn()
+        try:
+            due = db.execute(
+                "SELECT 1 FROM leases WHERE expiry <= ? LIMIT 1", (self._clock(),)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"{self.url}: {exc}") from exc
+        if due is not None:
+            with self._write() as wdb:
+                self._expire_in(wdb)
+
+    def _put(self, db: sqlite3.Connection, key: str, text: str, create: int, lease: int) -> int:
+        rev = self._bump(db)
+        db.execute(
+            "INSERT OR REPLACE INTO kv (key, value, create_revision, mod_revision, lease)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (key, text, create or rev, rev, lease),
+        )
+        db.execute(
+            "INSERT INTO history (revision, key, type, value) VALUES (?, ?, ?, ?)",
+            (rev, key, _PUT, text),
+        )
+        return rev
+
+    # -- the contract --------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        self.expire_leases()
+        with self._read() as db:
+            row = db.execute(
+                "SELECT key, value, mod_revision, create_revision, lease FROM kv WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return None if row is None else _kv(row)
+
+    def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        self.expire_leases()
+        end = prefix_end(prefix)
+        with self._read() as db:
+            (rev,) = db.execute("SELECT revision FROM meta").fetchone()
+            sql = "SELECT key, value, mod_revision, create_revision, lease FROM kv WHERE key >= ?"
+            args: tuple[str, ...] = (prefix,)
+            if end is not None:
+                sql += " AND key < ?"
+                args = (prefix, end)
+            rows = db.execute(sql + " ORDER BY key", args).fetchall()
+        return [_kv(r) for r in rows], int(rev)
+
+    def create(self, key: str, value: JSON, *, lease: int = 0) -> int:
+        text = _dumps(value)
+        with self._write() as db:
+            self._expire_in(db)
+            self._check_lease(db, lease)
+            if db.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None:
+                raise AlreadyExists(f"{key} already exists")
+            return self._put(db, key, text, 0, lease)
+
+    def update(self, key: str, value: JSON, *, revision: int, lease: int = 0) -> int:
+        text = _dumps(value)
+        with self._write() as db:
+            self._expire_in(db)
+            row = db.execute(
+                "SELECT create_revision, mod_revision FROM kv WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{key} not found")
+            if row[1] != revision:
+                raise RevisionConflict(
+                    f"{key} is at revision {row[1]}, not {revision}: re-read and retry"
+                )
+            self._check_lease(db, lease)
+            return self._put(db, key, text, row[0], lease)
+
+    def delete(self, key: str, *, revision: int | None = None) -> int:
+        with self._write() as db:
+            self._expire_in(db)
+            row = db.execute("SELECT mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise NotFound(f"{key} not found")
+            if revision is not None and row[0] != revision:
+                raise RevisionConflict(
+                    f"{key} is at revision {row[0]}, not {revision}: re-read and retry"
+                )
+            return self._delete_key(db, key)
+
+    def watch(self, prefix: str, *, start_revision: int) -> Watch:
+        return SqliteWatch(self, prefix, start_revision)
+
+    def revision(self) -> int:
+        with self._read() as db:
+            (rev,) = db.execute("SELECT revision FROM meta").fetchone()
+        return int(rev)
+
+    def grant_lease(self, ttl: int) -> int:
+        if ttl <= 0:
+            raise ValueError(f"lease ttl must be positive, got {ttl}")
+        with self._write() as db:
+            self._expire_in(db)
+            cur = db.execute(
+                "INSERT INTO leases (ttl, expiry) VALUES (?, ?)", (ttl, self._clock() + ttl)
+            )
+            return int(cur.lastrowid or 0)
+
+    def keepalive(self, lease: int) -> None:
+        with self._write() as db:
+            self._expire_in(db)
+            cur = db.execute(
+                "UPDATE leases SET expiry = ? + ttl WHERE id = ?", (self._clock(), lease)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"lease {lease} not found (expired or revoked)")
+
+    def revoke_lease(self, lease: int) -> None:
+        """Delete the lease and its keys; revoking an unknown lease does nothing."""
+        with self._write() as db:
+            self._expire_in(db)
+            self._drop_lease(db, lease)
+
+    def compact(self, revision: int) -> None:
+        with self._write() as db:
+            self._compact_in(db, revision)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+
+    # -- used by SqliteWatch ------------------------------------------------
+
+    def _poll(
+        self, prefix: str, end: str | None, after: int, seen: int
+    ) -> tuple[_Events, int]:
+        """Events under ``prefix`` with revision > ``after``; also the store revision.
+
+        ``seen`` is the store revision observed by the previous poll: when it has
+        not moved, a single-row read answers.
+        """
+        with self._read() as db:
+            rev, compacted = db.execute("SELECT revision, compacted FROM meta").fetchone()
+            if after + 1 < compacted:
+                raise ResyncRequired(
+                    f"{self.url}: revision {after + 1} was compacted (oldest kept: {compacted})"
+                )
+            if rev == seen or rev <= after:
+                return [], int(rev)
+            sql = "SELECT revision, key, type, value FROM history WHERE revision > ? AND key >= ?"
+            args: tuple[int | str, ...] = (after, prefix)
+            if end is not None:
+                sql += " AND key < ?"
+                args = (after, prefix, end)
+            rows = db.execute(sql + f" ORDER BY revision LIMIT {_BATCH}", args).fetchall()
+        events = [
+            WatchEvent(
+                type=EventType.PUT if typ == _PUT else EventType.DELETE,
+                key=key,
+                value=json.loads(value) if typ == _PUT else None,
+                revision=r,
+            )
+            for r, key, typ, value in rows
+        ]
+        if len(rows) == _BATCH:
+            # More remain: do not claim we have seen up to ``rev`` yet.
+            return events, -1
+        return events, int(rev)
+
+
+class SqliteWatch(Watch):
+    def __init__(self, ds: SqliteDatastore, prefix: str, start_revision: int) -> None:
+        self._ds = ds
+        self._prefix = prefix
+        self._end = prefix_end(prefix)
+        self._after = max(start_revision, 1) - 1
+        self._seen = -1
+        self._interval = _POLL_MIN
+        self._closed = False
+        self._last_expiry_check = 0.0
+
+    def next_batch(self, timeout: float) -> list[WatchEvent]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not self._closed:
+            now = time.monotonic()
+            # Watchers keep lease expiry moving when nobody else writes.
+            if now - self._last_expiry_check >= 0.25:
+                self._last_expiry_check = now
+                self._ds.expire_leases()
+            events, seen = self._ds._poll(self._prefix, self._end, self._after, self._seen)
+            if events:
+                self._after = events[-1].revision
+            if seen >= 0:
+                # Everything under our prefix up to ``seen`` has been delivered.
+                self._seen = seen
+                self._after = max(self._after, seen)
+            if events:
+                self._interval = _POLL_MIN
+                return events
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            time.sleep(min(self._interval, remaining))
+            self._interval = min(self._interval * 1.5, _POLL_MAX)
+        return []
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _kv(row: tuple[str, str, int, int, int]) -> KeyValue:
+    key, value, mod, create, lease = row
+    return KeyValue(
+        key=key, value=json.loads(value), mod_revision=mod, create_revision=create, lease=lease
+    )

@@ -1,0 +1,221 @@
+"""The datastore contract, run against every backend (``store`` fixture)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from gingham.datastore import Datastore, EventType, WatchEvent, open_datastore
+from gingham.errors import AlreadyExists, NotFound, ResyncRequired, RevisionConflict
+
+
+def collect(watch, want: int, timeout: float = 5.0) -> list[WatchEvent]:  # type: ignore[no-untyped-def]
+    events: list[WatchEvent] = []
+    deadline = time.monotonic() + timeout
+    while len(events) < want and time.monotonic() < deadline:
+        events.extend(watch.next_batch(0.2))
+    return events
+
+
+def test_get_missing_is_none(store: Datastore) -> None:
+    assert store.get("/t/missing") is None
+
+
+def test_create_then_get(store: Datastore) -> None:
+    before = store.revision()
+    rev = store.create("/t/a", {"x": 1, "nested": {"l": [1, "two"]}})
+    assert rev > before
+    kv = store.get("/t/a")
+    assert kv is not None
+    assert kv.value == {"x": 1, "nested": {"l": [1, "two"]}}
+    assert kv.mod_revision == rev == kv.create_revision
+    assert kv.lease == 0
+    assert store.revision() == rev
+
+
+def test_create_existing_fails(store: Datastore) -> None:
+    store.create("/t/a", {"v": 1})
+    with pytest.raises(AlreadyExists):
+        store.create("/t/a", {"v": 2})
+    kv = store.get("/t/a")
+    assert kv is not None and kv.value == {"v": 1}
+
+
+def test_update_is_compare_and_swap(store: Datastore) -> None:
+    r1 = store.create("/t/a", {"v": 1})
+    r2 = store.update("/t/a", {"v": 2}, revision=r1)
+    assert r2 > r1
+    with pytest.raises(RevisionConflict):
+        store.update("/t/a", {"v": 3}, revision=r1)
+    kv = store.get("/t/a")
+    assert kv is not None
+    assert kv.value == {"v": 2}
+    assert (kv.create_revision, kv.mod_revision) == (r1, r2)
+
+
+def test_update_missing_is_not_found(store: Datastore) -> None:
+    with pytest.raises(NotFound):
+        store.update("/t/none", {"v": 1}, revision=1)
+
+
+def test_delete(store: Datastore) -> None:
+    r1 = store.create("/t/a", {"v": 1})
+    with pytest.raises(RevisionConflict):
+        store.delete("/t/a", revision=r1 + 100)
+    assert store.get("/t/a") is not None
+    r2 = store.delete("/t/a", revision=r1)
+    assert r2 > r1
+    assert store.get("/t/a") is None
+    with pytest.raises(NotFound):
+        store.delete("/t/a")
+    store.create("/t/b", {})
+    store.delete("/t/b")
+    assert store.get("/t/b") is None
+
+
+def test_recreate_gets_new_create_revision(store: Datastore) -> None:
+    r1 = store.create("/t/a", {"v": 1})
+    store.delete("/t/a")
+    r3 = store.create("/t/a", {"v": 2})
+    kv = store.get("/t/a")
+    assert kv is not None and kv.create_revision == r3 > r1
+
+
+def test_list_prefix_sorted_with_revision(store: Datastore) -> None:
+    for key in ["/t/p/b", "/t/p/a", "/t/p/c/d", "/t/pq", "/t/o"]:
+        store.create(key, {"k": key})
+    items, rev = store.list("/t/p/")
+    assert [kv.key for kv in items] == ["/t/p/a", "/t/p/b", "/t/p/c/d"]
+    assert [kv.value["k"] for kv in items] == ["/t/p/a", "/t/p/b", "/t/p/c/d"]
+    assert rev == store.revision()
+    assert all(kv.mod_revision <= rev for kv in items)
+    assert store.list("/t/nothing/")[0] == []
+
+
+def test_unicode_keys_and_values(store: Datastore) -> None:
+    store.create("/t/ü/ключ", {"s": "ünïcode ✓"})
+    items, _ = store.list("/t/ü/")
+    assert [(kv.key, kv.value) for kv in items] == [("/t/ü/ключ", {"s": "ünïcode ✓"})]
+
+
+def test_revisions_monotonic(store: Datastore) -> None:
+    revs = [store.create(f"/t/m/{i}", {"i": i}) for i in range(5)]
+    kv = store.get("/t/m/4")
+    assert kv is not None
+    revs.append(store.update("/t/m/4", {"i": 5}, revision=kv.mod_revision))
+    revs.append(store.delete("/t/m/0"))
+    assert revs == sorted(revs) and len(set(revs)) == len(revs)
+
+
+def test_watch_delivers_in_order(store: Datastore) -> None:
+    store.create("/t/w/old", {"v": 0})
+    _, rev = store.list("/t/w/")
+    with store.watch("/t/w/", start_revision=rev + 1) as watch:
+        r1 = store.create("/t/w/a", {"v": 1})
+        store.create("/t/other", {"v": 9})
+        r2 = store.update("/t/w/a", {"v": 2}, revision=r1)
+        r3 = store.delete("/t/w/old")
+        events = collect(watch, 3)
+    assert [(e.type, e.key, e.value, e.revision) for e in events] == [
+        (EventType.PUT, "/t/w/a", {"v": 1}, r1),
+        (EventType.PUT, "/t/w/a", {"v": 2}, r2),
+        (EventType.DELETE, "/t/w/old", None, r3),
+    ]
+
+
+def test_watch_from_past_revision_replays(store: Datastore) -> None:
+    r1 = store.create("/t/w/a", {"v": 1})
+    r2 = store.create("/t/w/b", {"v": 2})
+    with store.watch("/t/w/", start_revision=r1) as watch:
+        events = collect(watch, 2)
+    assert [(e.key, e.revision) for e in events] == [("/t/w/a", r1), ("/t/w/b", r2)]
+
+
+def test_watch_timeout_returns_empty(store: Datastore) -> None:
+    with store.watch("/t/quiet/", start_revision=store.revision() + 1) as watch:
+        t0 = time.monotonic()
+        assert watch.next_batch(0.2) == []
+        assert time.monotonic() - t0 < 2.0
+
+
+def test_watch_after_compaction_resyncs(store: Datastore) -> None:
+    r1 = store.create("/t/c/a", {"v": 1})
+    r2 = store.update("/t/c/a", {"v": 2}, revision=r1)
+    r3 = store.update("/t/c/a", {"v": 3}, revision=r2)
+    store.compact(r3)
+    with pytest.raises(ResyncRequired), store.watch("/t/c/", start_revision=r1) as watch:
+        collect(watch, 1, timeout=3.0)
+    # From the compaction point on, watching still works.
+    with store.watch("/t/c/", start_revision=r3) as watch:
+        events = collect(watch, 1)
+    assert [(e.revision, e.value) for e in events] == [(r3, {"v": 3})]
+
+
+def test_lease_expiry_deletes_keys_with_events(store: Datastore) -> None:
+    lease = store.grant_lease(1)
+    start = store.revision() + 1
+    store.create("/t/l/a", {"v": 1}, lease=lease)
+    store.create("/t/l/b", {"v": 2})
+    kv = store.get("/t/l/a")
+    assert kv is not None and kv.lease == lease
+    with store.watch("/t/l/", start_revision=start) as watch:
+        events = collect(watch, 3, timeout=8.0)
+    assert [(e.type, e.key) for e in events] == [
+        (EventType.PUT, "/t/l/a"),
+        (EventType.PUT, "/t/l/b"),
+        (EventType.DELETE, "/t/l/a"),
+    ]
+    assert store.get("/t/l/a") is None
+    assert store.get("/t/l/b") is not None
+    with pytest.raises(NotFound):
+        store.keepalive(lease)
+
+
+def test_keepalive_and_revoke(store: Datastore) -> None:
+    lease = store.grant_lease(2)
+    store.create("/t/k/a", {"v": 1}, lease=lease)
+    for _ in range(4):
+        time.sleep(1.0)
+        store.keepalive(lease)
+    assert store.get("/t/k/a") is not None
+    store.revoke_lease(lease)
+    assert store.get("/t/k/a") is None
+    store.revoke_lease(lease)  # a second revoke is harmless
+
+
+def test_write_with_unknown_lease_fails(store: Datastore) -> None:
+    with pytest.raises(NotFound):
+        store.create("/t/x", {}, lease=123456789)
+    assert store.get("/t/x") is None
+
+
+def _increment(url: str, key: str, n: int) -> int:
+    ds = open_datastore(url)
+    conflicts = 0
+    try:
+        done = 0
+        while done < n:
+            kv = ds.get(key)
+            assert kv is not None
+            try:
+                ds.update(key, {"n": kv.value["n"] + 1}, revision=kv.mod_revision)
+                done += 1
+            except RevisionConflict:
+                conflicts += 1
+    finally:
+        ds.close()
+    return conflicts
+
+
+def test_concurrent_cas_from_processes_loses_nothing(store: Datastore, store_url: str) -> None:
+    store.create("/t/counter", {"n": 0})
+    procs, per = 4, 40
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(procs) as pool:
+        conflicts = pool.starmap(_increment, [(store_url, "/t/counter", per)] * procs)
+    kv = store.get("/t/counter")
+    assert kv is not None
+    assert kv.value == {"n": procs * per}
+    assert sum(conflicts) >= 0
