@@ -1,0 +1,90 @@
+"""This host in the datastore: its Node resource and its liveness key.
+
+The Node resource is merged, not overwritten: an operator may have set
+fields (an AS number, a route-reflector cluster id, labels) that the agent
+must keep; the agent owns only the addresses it detects.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from gingham.datastore import keys
+from gingham.datastore.base import Datastore
+from gingham.errors import AlreadyExists, NotFound, RevisionConflict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostAddresses:
+    ipv4: str | None  # CIDR form, e.g. 192.0.2.11/24
+    ipv6: str | None = None
+
+
+def node_document(
+    name: str, addrs: HostAddresses, current: dict[str, Any] | None
+) -> dict[str, Any]:
+    doc: dict[str, Any] = current or {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {},
+    }
+    spec = doc.setdefault("spec", {})
+    bgp = spec.setdefault("bgp", {})
+    if addrs.ipv4:
+        bgp["ipv4Address"] = addrs.ipv4
+    if addrs.ipv6:
+        bgp["ipv6Address"] = addrs.ipv6
+    spec["addresses"] = [
+        {"address": a.split("/")[0], "type": "InternalIP"} for a in (addrs.ipv4, addrs.ipv6) if a
+    ]
+    return doc
+
+
+def register_node(ds: Datastore, name: str, addrs: HostAddresses) -> None:
+    key = keys.resource_key("Node", name)
+    for _ in range(20):
+        current = ds.get(key)
+        doc = node_document(name, addrs, dict(current.value) if current else None)
+        if current is not None and current.value == doc:
+            return
+        try:
+            if current is None:
+                ds.create(key, doc)
+            else:
+                ds.update(key, doc, revision=current.mod_revision)
+            log.info("registered node %s (%s)", name, addrs)
+            return
+        except (AlreadyExists, RevisionConflict, NotFound):
+            continue
+    raise RevisionConflict(f"could not register node {name}: too much contention")
+
+
+@dataclass
+class Liveness:
+    """A key under a lease: it vanishes on its own when the agent stops refreshing."""
+
+    ds: Datastore
+    host: str
+    ttl: int = 10
+    lease: int = 0
+
+    def refresh(self, now: float) -> None:
+        if self.lease:
+            try:
+                self.ds.keepalive(self.lease)
+                return
+            except NotFound:
+                self.lease = 0  # expired while we were away: take a new one
+        self.lease = self.ds.grant_lease(self.ttl)
+        key = keys.liveness_key(self.host)
+        value = {"host": self.host, "since": now}
+        current = self.ds.get(key)
+        if current is None:
+            self.ds.create(key, value, lease=self.lease)
+        else:
+            self.ds.update(key, value, revision=current.mod_revision, lease=self.lease)

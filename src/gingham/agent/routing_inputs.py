@@ -1,0 +1,159 @@
+"""Routing's view of the datastore, from raw documents (Calico field names).
+
+Pure: it keeps the Node, IPPool and BGP resources and the IPAM blocks it is
+fed, and converts them into the small input types of ``gingham.routing``.
+It reads raw JSON documents rather than model objects so that routing does
+not depend on the model's Python attribute names, only on the wire format.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from ipaddress import ip_address, ip_interface, ip_network
+from typing import Any
+
+from gingham.datastore import keys
+from gingham.routing.types import (
+    DEFAULT_AS_NUMBER,
+    BGPSettings,
+    BlockInfo,
+    HostInfo,
+    PeerInfo,
+    PoolInfo,
+    vxlan_mac,
+)
+
+log = logging.getLogger(__name__)
+
+_NODES = keys.resource_prefix("Node")
+_POOLS = keys.resource_prefix("IPPool")
+_BGPCONFIG = keys.resource_prefix("BGPConfiguration")
+_BGPPEERS = keys.resource_prefix("BGPPeer")
+_BLOCKS = keys.IPAM + "blocks/"
+_WATCHED = (_NODES, _POOLS, _BGPCONFIG, _BGPPEERS, _BLOCKS)
+
+
+def host_from_node(doc: dict[str, Any]) -> HostInfo:
+    name = doc["metadata"]["name"]
+    spec = doc.get("spec") or {}
+    bgp = spec.get("bgp") or {}
+    v4 = ip_interface(bgp["ipv4Address"]) if bgp.get("ipv4Address") else None
+    v6 = ip_interface(bgp["ipv6Address"]) if bgp.get("ipv6Address") else None
+    tunnel = spec.get("ipv4VXLANTunnelAddr")
+    tunnel6 = spec.get("ipv6VXLANTunnelAddr")
+    return HostInfo(
+        name=name,
+        address_v4=v4.ip if v4 else None,  # type: ignore[arg-type]
+        subnet_v4=v4.network if v4 else None,  # type: ignore[arg-type]
+        address_v6=v6.ip if v6 else None,  # type: ignore[arg-type]
+        subnet_v6=v6.network if v6 else None,  # type: ignore[arg-type]
+        as_number=_as_int(bgp.get("asNumber")),
+        rr_cluster_id=bgp.get("routeReflectorClusterID") or None,
+        labels=dict((doc.get("metadata") or {}).get("labels") or {}),
+        vxlan_tunnel_v4=ip_address(tunnel) if tunnel else None,  # type: ignore[arg-type]
+        vxlan_tunnel_v6=ip_address(tunnel6) if tunnel6 else None,  # type: ignore[arg-type]
+        vxlan_mac=spec.get("vxlanTunnelMACAddr") or vxlan_mac(name),
+    )
+
+
+def pool_from_doc(doc: dict[str, Any]) -> PoolInfo:
+    spec = doc.get("spec") or {}
+    return PoolInfo(
+        cidr=ip_network(spec["cidr"], strict=False),
+        vxlan_mode=spec.get("vxlanMode") or "Never",
+        nat_outgoing=bool(spec.get("natOutgoing", False)),
+        disabled=bool(spec.get("disabled", False)),
+    )
+
+
+def block_from_doc(doc: dict[str, Any]) -> BlockInfo:
+    cidr = ip_network(doc["cidr"])
+    affinity = doc.get("affinity") or ""
+    owner = affinity[len("host:") :] if affinity.startswith("host:") else None
+    attrs = doc.get("attributes") or []
+    borrowed = []
+    for ordinal, idx in enumerate(doc.get("allocations") or []):
+        if idx is None or idx >= len(attrs):
+            continue
+        holder = ((attrs[idx] or {}).get("secondary") or {}).get("host")
+        if holder and holder != owner:
+            borrowed.append((cidr.network_address + ordinal, holder))
+    return BlockInfo(cidr=cidr, host=owner, borrowed=tuple(borrowed))
+
+
+def bgp_settings(config: dict[str, Any] | None, peers: list[dict[str, Any]]) -> BGPSettings:
+    spec = (config or {}).get("spec") or {}
+    peer_infos = []
+    for doc in peers:
+        p = doc.get("spec") or {}
+        peer_infos.append(
+            PeerInfo(
+                name=doc["metadata"]["name"],
+                peer_ip=ip_address(p["peerIP"].split(":")[0]) if p.get("peerIP") else None,
+                as_number=_as_int(p.get("asNumber")),
+                node=p.get("node") or None,
+                node_selector=p.get("nodeSelector") or None,
+                peer_selector=p.get("peerSelector") or None,
+                keep_original_next_hop=bool(p.get("keepOriginalNextHop", False)),
+            )
+        )
+    # BGP is on when a default BGPConfiguration exists and does not switch it off.
+    enabled = config is not None and spec.get("bgpEnabled", True) is not False
+    return BGPSettings(
+        enabled=enabled,
+        as_number=_as_int(spec.get("asNumber")) or DEFAULT_AS_NUMBER,
+        node_to_node_mesh=spec.get("nodeToNodeMeshEnabled", True) is not False,
+        peers=tuple(sorted(peer_infos, key=lambda p: p.name)),
+    )
+
+
+def _as_int(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    return int(str(value))
+
+
+@dataclass
+class RoutingInputs:
+    hosts: dict[str, HostInfo] = field(default_factory=dict)
+    pools: dict[str, PoolInfo] = field(default_factory=dict)
+    blocks: dict[str, BlockInfo] = field(default_factory=dict)
+    bgp_config: dict[str, Any] | None = None
+    bgp_peers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dirty: bool = True
+
+    @staticmethod
+    def wants(key: str) -> bool:
+        return key.startswith(_WATCHED)
+
+    def on_update(self, key: str, value: dict[str, Any] | None) -> None:
+        if not self.wants(key):
+            return
+        self.dirty = True
+        try:
+            if key.startswith(_NODES):
+                self._put(self.hosts, key, value, host_from_node)
+            elif key.startswith(_POOLS):
+                self._put(self.pools, key, value, pool_from_doc)
+            elif key.startswith(_BLOCKS):
+                self._put(self.blocks, key, value, block_from_doc)
+            elif key.startswith(_BGPPEERS):
+                self._put(self.bgp_peers, key, value, lambda d: d)
+            elif key == keys.resource_key("BGPConfiguration", "default"):
+                self.bgp_config = value
+        except (KeyError, ValueError, TypeError) as exc:
+            # An invalid document counts as absent (fail closed for routing: no route).
+            log.warning("ignoring invalid %s: %s", key, exc)
+            for table in (self.hosts, self.pools, self.blocks, self.bgp_peers):
+                table.pop(key, None)
+
+    @staticmethod
+    def _put(table: dict[str, Any], key: str, value: Any, convert: Any) -> None:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = convert(value)
+
+    def bgp(self) -> BGPSettings:
+        return bgp_settings(self.bgp_config, list(self.bgp_peers.values()))
