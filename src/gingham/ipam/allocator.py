@@ -1,0 +1,541 @@
+"""The IPAM shell: blocks, affinities and handles in the datastore, written with CAS.
+
+Allocation order for a host: its own blocks, then a newly claimed block from a
+pool whose nodeSelector matches the host (up to ``max_blocks_per_host``), then
+single addresses borrowed from other hosts' blocks -- unless strict affinity
+is set, in which case the host gets ``PoolExhausted``.
+
+Claiming a block (a crash at any point leaves nothing owned twice):
+1. create ``affinity/<host>/<cidr>`` as ``pending``;
+2. create ``blocks/<cidr>`` with ``affinity: host:<host>`` -- creation is the
+   arbiter: of two hosts racing for one CIDR exactly one create succeeds, and
+   the loser deletes its pending affinity;
+3. update the affinity to ``confirmed``.
+A pending affinity with no block of its host, older than the grace period, is
+garbage that ``check``/``release_from_report`` remove.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gingham.datastore.base import Datastore, KeyValue
+from gingham.errors import (
+    AddressInUse,
+    AlreadyExists,
+    IPAMError,
+    NotFound,
+    PoolExhausted,
+    RevisionConflict,
+    ValidationError,
+)
+from gingham.ipam import handles, keys
+from gingham.ipam.block import (
+    Attributes,
+    Block,
+    IPAddress,
+    IPNetwork,
+    affinity_host,
+    host_affinity,
+)
+from gingham.ipam.pools import (
+    Occupied,
+    PoolSpec,
+    Reservations,
+    free_blocks,
+    pool_from_resource,
+    reservations_from_resource,
+)
+from gingham.ipam.retry import Backoff
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    strict_affinity: bool = False
+    max_blocks_per_host: int = 20
+
+    @staticmethod
+    def merged(*docs: Mapping[str, Any] | None) -> HostConfig:
+        strict, max_blocks = False, 20
+        for doc in docs:
+            if not doc:
+                continue
+            if "strictAffinity" in doc:
+                strict = bool(doc["strictAffinity"])
+            if "maxBlocksPerHost" in doc:
+                value = doc["maxBlocksPerHost"]
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValidationError("must be a non-negative integer",
+                                          "ipam config: maxBlocksPerHost")
+                max_blocks = value
+        return HostConfig(strict, max_blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One address handed out: release it by ``ip`` and ``sequence`` or by ``handle``."""
+
+    ip: IPAddress
+    block: IPNetwork
+    sequence: int
+    handle: str
+
+    @property
+    def interface(self) -> IPInterface:
+        return ipaddress.ip_interface(f"{self.ip}/{self.ip.max_prefixlen}")
+
+
+def _attrs(handle: str, attrs: Mapping[str, str] | None, host: str) -> Attributes:
+    a = dict(attrs or {})
+    return Attributes(handle=handle, namespace=str(a.get("namespace", "")),
+                      workload=str(a.get("workload", "")), host=str(a.get("host") or host))
+
+
+class IPAM:
+    """Address management for one host. Not thread-safe: one per thread or process."""
+
+    def __init__(self, ds: Datastore, host: str, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None, cache_ttl: float = 2.0,
+                 config: HostConfig | None = None, max_attempts: int = 100) -> None:
+        if not host:
+            raise ValidationError("an IPAM needs the host's name", "host")
+        self.ds = ds
+        self.host = host
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.backoff = Backoff(sleep=sleep, rng=self.rng, attempts=max_attempts)
+        self.cache_ttl = cache_ttl
+        self._config_override = config
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._block_kv: dict[str, KeyValue] = {}  # last seen version of blocks we wrote
+
+    # -- cached reads of slowly changing things -----------------------------
+
+    def _cached(self, name: str, load: Callable[[], Any]) -> Any:
+        now = self.clock()
+        hit = self._cache.get(name)
+        if hit is not None and now - hit[0] < self.cache_ttl:
+            return hit[1]
+        value = load()
+        self._cache[name] = (now, value)
+        return value
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+        self._block_kv.clear()
+
+    def pools(self) -> list[PoolSpec]:
+        def load() -> list[PoolSpec]:
+            items, _ = self.ds.list(keys.POOLS)
+            return [pool_from_resource(kv.value) for kv in items]
+        result: list[PoolSpec] = self._cached("pools", load)
+        return result
+
+    def reservations(self) -> Reservations:
+        def load() -> Reservations:
+            items, _ = self.ds.list(keys.RESERVATIONS)
+            return Reservations(n for kv in items for n in reservations_from_resource(kv.value))
+        result: Reservations = self._cached("reservations", load)
+        return result
+
+    def config(self) -> HostConfig:
+        if self._config_override is not None:
+            return self._config_override
+
+        def load() -> HostConfig:
+            g = self.ds.get(keys.CONFIG_GLOBAL)
+            h = self.ds.get(keys.host_config_key(self.host))
+            return HostConfig.merged(g.value if g else None, h.value if h else None)
+        result: HostConfig = self._cached("config", load)
+        return result
+
+    def node_labels(self) -> dict[str, str]:
+        def load() -> dict[str, str]:
+            kv = self.ds.get(keys.NODES + self.host)
+            meta = (kv.value.get("metadata") or {}) if kv else {}
+            return {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        result: dict[str, str] = self._cached("labels", load)
+        return result
+
+    def own_affinities(self) -> dict[str, dict[str, Any]]:
+        """CIDR -> affinity document for this host (fresh read)."""
+        items, _ = self.ds.list(keys.affinity_prefix(self.host))
+        return {keys.parse_affinity_key(kv.key)[1]: kv.value for kv in items}
+
+    # -- pool choice --------------------------------------------------------
+
+    def _eligible(self, version: int, pool_cidrs: Sequence[str] | None) -> list[PoolSpec]:
+        pools = [p for p in self.pools() if p.version == version]
+        if pool_cidrs:
+            wanted = [ipaddress.ip_network(c) for c in pool_cidrs]
+            wanted = [w for w in wanted if w.version == version]
+            chosen = []
+            for w in wanted:
+                match = [p for p in pools if p.cidr == w]
+                if not match:
+                    raise ValidationError(f"no IP pool has CIDR {w}", "pool_cidrs")
+                if match[0].disabled:
+                    raise IPAMError(f"IP pool {w} is disabled")
+                chosen.append(match[0])
+            return chosen
+        labels = self.node_labels()
+        return [p for p in pools if not p.disabled and p.matches_node(labels)]
+
+    # -- public API: allocation ---------------------------------------------
+
+    def auto_assign(self, handle: str, attrs: Mapping[str, str] | None = None,
+                    num_v4: int = 1, num_v6: int = 0,
+                    pool_cidrs: Sequence[str] | None = None) -> list[IPInterface]:
+        return [a.interface for a in self.allocate(handle, attrs, num_v4, num_v6, pool_cidrs)]
+
+    def allocate(self, handle: str, attrs: Mapping[str, str] | None = None,
+                 num_v4: int = 1, num_v6: int = 0,
+                 pool_cidrs: Sequence[str] | None = None) -> list[Allocation]:
+        """Addresses for ``handle``: all requested, or none (a partial result is given back)."""
+        if not handle:
+            raise ValidationError("an allocation needs a handle", "handle")
+        who = _attrs(handle, attrs, self.host)
+        got: list[Allocation] = []
+        try:
+            for version, count in ((4, num_v4), (6, num_v6)):
+                if count > 0:
+                    got += self._auto_version(version, count, who, pool_cidrs)
+        except BaseException:
+            if got:
+                self.release(got)
+            raise
+        return got
+
+    def _auto_version(self, version: int, count: int, who: Attributes,
+                      pool_cidrs: Sequence[str] | None) -> list[Allocation]:
+        pools = self._eligible(version, pool_cidrs)
+        if not pools:
+            raise PoolExhausted(f"no enabled IPv{version} pool matches host {self.host}")
+        got: list[Allocation] = []
+
+        def in_pools(cidr: IPNetwork) -> bool:
+            return any(cidr.version == p.version and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
+                       for p in pools)
+
+        # 1. our own blocks
+        affinities = self.own_affinities()
+        for cidr_text in sorted(affinities):
+            cidr = ipaddress.ip_network(cidr_text)
+            if len(got) == count or cidr.version != version or not in_pools(cidr):
+                continue
+            got += self._take_from(cidr, count - len(got), who, own=True)
+
+        # 2. claim new blocks while allowed
+        cfg = self.config()
+        owned = len(affinities)
+        while len(got) < count and owned < cfg.max_blocks_per_host:
+            claimed = self._claim_any(pools)
+            if claimed is None:
+                break
+            owned += 1
+            got += self._take_from(claimed, count - len(got), who, own=True)
+
+        # 3. borrow
+        if len(got) < count:
+            if cfg.strict_affinity:
+                raise PoolExhausted(
+                    f"pool exhausted for this host {self.host}: its blocks are full, "
+                    f"it holds {owned} of at most {cfg.max_blocks_per_host} blocks or no "
+                    "free block is left, and strict affinity forbids borrowing")
+            got += self._borrow(count - len(got), who, in_pools)
+        if len(got) < count:
+            if got:
+                self.release(got)
+            raise PoolExhausted(
+                f"no free IPv{version} address for host {self.host} in pools "
+                f"{', '.join(str(p.cidr) for p in pools)} (wanted {count})")
+        return got
+
+    def _borrow(self, need: int, who: Attributes,
+                in_pools: Callable[[IPNetwork], bool]) -> list[Allocation]:
+        items, _ = self.ds.list(keys.BLOCKS)
+        res = self.reservations()
+        candidates = []
+        for kv in items:
+            block = Block.from_json(kv.value)
+            if block.affinity == host_affinity(self.host) or not in_pools(block.cidr):
+                continue
+            if block.free_count(res.skip_for(block.cidr)):
+                candidates.append(block.cidr)
+                self._block_kv[kv.key] = kv
+        self.rng.shuffle(candidates)
+        got: list[Allocation] = []
+        for cidr in candidates:
+            if len(got) == need:
+                break
+            got += self._take_from(cidr, need - len(got), who, own=False)
+        return got
+
+    def _take_from(self, cidr: IPNetwork, need: int, who: Attributes,
+                   own: bool) -> list[Allocation]:
+        """Up to ``need`` addresses from one block (CAS, retried on lost races)."""
+        key = keys.block_key(cidr)
+        skip = self.reservations().skip_for(cidr)
+        kv = self._block_kv.get(key) or self.ds.get(key)
+        if kv is None:
+            return []
+        planned = min(need, Block.from_json(kv.value).free_count(skip))
+        if planned == 0:
+            return []
+        handles.add(self.ds, self.backoff, who.handle, str(cidr), planned)
+        taken: list[Allocation] = []
+        settled = True  # False while a write's outcome is unknown
+        try:
+            for attempt in range(self.backoff.attempts):
+                if kv is None:
+                    break
+                block = Block.from_json(kv.value)
+                if own and block.affinity != host_affinity(self.host):
+                    break  # released and re-claimed by someone else meanwhile
+                ordinals = block.assign(planned, who, skip)
+                if not ordinals:
+                    break
+                settled = False
+                try:
+                    rev = self.ds.update(key, block.to_json(), revision=kv.mod_revision)
+                except (RevisionConflict, NotFound):
+                    settled = True
+                    self.backoff.pause(attempt)
+                    kv = self.ds.get(key)
+                    continue
+                settled = True
+                self._block_kv[key] = KeyValue(key, block.to_json(), rev, kv.create_revision)
+                taken = [Allocation(block.ip_of(o), cidr, block.seqs[o], who.handle)
+                         for o in ordinals]
+                break
+            else:
+                raise IPAMError(f"block {cidr}: gave up after {self.backoff.attempts} "
+                                "compare-and-swap conflicts")
+        finally:
+            if settled and len(taken) != planned:
+                self._block_kv.pop(key, None)
+                handles.add(self.ds, self.backoff, who.handle, str(cidr), len(taken) - planned)
+        return taken
+
+    # -- claiming blocks ----------------------------------------------------
+
+    def _claim_any(self, pools: Sequence[PoolSpec]) -> IPNetwork | None:
+        items, _ = self.ds.list(keys.BLOCKS)
+        occupied = Occupied(ipaddress.ip_network(kv.value["cidr"]) for kv in items)
+        for pool in self.rng.sample(list(pools), len(pools)):
+            for tries, cidr in enumerate(free_blocks(pool, occupied, self.rng)):
+                if tries >= 16:
+                    break  # everyone is racing for blocks: fall back to borrowing
+                if self.claim(cidr):
+                    return cidr
+        return None
+
+    def claim(self, cidr: IPNetwork) -> bool:
+        """Claim block ``cidr`` for this host; False if another host owns it."""
+        akey = keys.affinity_key(self.host, cidr)
+        bkey = keys.block_key(cidr)
+        # AlreadyExists: our own left-over claim; carry on with it
+        with contextlib.suppress(AlreadyExists):
+            self.ds.create(akey, {"state": "pending", "since": self.clock()})
+        block = Block.new(cidr, host_affinity(self.host))
+        try:
+            rev = self.ds.create(bkey, block.to_json())
+            self._block_kv[bkey] = KeyValue(bkey, block.to_json(), rev, rev)
+        except AlreadyExists:
+            kv = self.ds.get(bkey)
+            if kv is None or kv.value.get("affinity") != host_affinity(self.host):
+                self._drop_affinity(akey)
+                return False
+        self._confirm(akey)
+        return True
+
+    def _drop_affinity(self, akey: str) -> None:
+        with contextlib.suppress(NotFound):
+            self.ds.delete(akey)
+
+    def _confirm(self, akey: str) -> None:
+        doc = {"state": "confirmed", "since": self.clock()}
+
+        def step() -> None:
+            kv = self.ds.get(akey)
+            if kv is None:
+                try:
+                    self.ds.create(akey, doc)
+                except AlreadyExists:
+                    raise RevisionConflict(akey) from None
+            elif kv.value.get("state") != "confirmed":
+                try:
+                    self.ds.update(akey, doc, revision=kv.mod_revision)
+                except NotFound:
+                    raise RevisionConflict(akey) from None
+
+        self.backoff.run(f"affinity {akey}", step)
+
+    # -- requested address --------------------------------------------------
+
+    def assign(self, ip: str | IPAddress, handle: str,
+               attrs: Mapping[str, str] | None = None) -> Allocation:
+        """Allocate exactly ``ip``; AddressInUse if someone holds it."""
+        addr = ipaddress.ip_address(str(ip))
+        if not handle:
+            raise ValidationError("an allocation needs a handle", "handle")
+        if self.reservations().contains(addr):
+            raise IPAMError(f"{addr} is reserved by an IPReservation")
+        pools = [p for p in self.pools() if addr.version == p.version and addr in p.cidr]
+        if not pools:
+            raise IPAMError(f"{addr} is in no IP pool")
+        if pools[0].disabled:
+            raise IPAMError(f"{addr} is in disabled IP pool {pools[0].cidr}")
+        who = _attrs(handle, attrs, self.host)
+        cidr = self.find_block(addr)
+        if cidr is None:
+            cidr = pools[0].block_for(addr)
+            if not self.claim(cidr):
+                cidr = self.find_block(addr)
+                if cidr is None:
+                    raise IPAMError(f"block for {addr} vanished while claiming it; retry")
+        key = keys.block_key(cidr)
+        handles.add(self.ds, self.backoff, handle, str(cidr), 1)
+        done = False
+        try:
+            def step() -> Allocation:
+                kv = self.ds.get(key)
+                if kv is None:
+                    raise IPAMError(f"block {cidr} vanished while assigning {addr}; retry")
+                block = Block.from_json(kv.value)
+                ordinal = block.ordinal_of(addr)
+                block.assign_ordinal(ordinal, who)
+                try:
+                    self.ds.update(key, block.to_json(), revision=kv.mod_revision)
+                except NotFound:
+                    raise RevisionConflict(key) from None
+                return Allocation(addr, cidr, block.seqs[ordinal], handle)
+
+            result = self.backoff.run(f"block {cidr}", step)
+            done = True
+            return result
+        finally:
+            if not done:
+                handles.add(self.ds, self.backoff, handle, str(cidr), -1)
+
+    # -- finding blocks -----------------------------------------------------
+
+    def find_block(self, ip: IPAddress) -> IPNetwork | None:
+        """The existing block holding ``ip``: guess from pools, else scan all blocks."""
+        for pool in self.pools():
+            if ip.version == pool.version and ip in pool.cidr:
+                guess = pool.block_for(ip)
+                if self.ds.get(keys.block_key(guess)) is not None:
+                    return guess
+        items, _ = self.ds.list(keys.BLOCKS)
+        for kv in items:
+            net = ipaddress.ip_network(kv.value["cidr"])
+            if ip.version == net.version and ip in net:
+                return net
+        return None
+
+    # -- release ------------------------------------------------------------
+
+    def release(self, allocations: Iterable[Allocation]) -> list[IPAddress]:
+        """Release allocations this IPAM handed out, checked by sequence number."""
+        allocs = list(allocations)
+        return self.release_ips([a.ip for a in allocs],
+                                sequences={a.ip: a.sequence for a in allocs})
+
+    def release_ips(self, ips: Iterable[str | IPAddress], *,
+                    sequences: Mapping[IPAddress, int] | None = None,
+                    handle: str | None = None) -> list[IPAddress]:
+        """Free addresses; returns those that were held. ``StaleSequence`` if a
+        named sequence number (or ``handle``) no longer matches the holder."""
+        seqs = dict(sequences or {})
+        by_block: dict[IPNetwork, list[IPAddress]] = {}
+        for raw in ips:
+            addr = ipaddress.ip_address(str(raw))
+            cidr = self.find_block(addr)
+            if cidr is not None:
+                by_block.setdefault(cidr, []).append(addr)
+        released: list[IPAddress] = []
+        for cidr, addrs in by_block.items():
+            released += self._release_in_block(cidr, addrs, seqs, handle)
+        return released
+
+    def _release_in_block(self, cidr: IPNetwork, addrs: list[IPAddress],
+                          seqs: Mapping[IPAddress, int], handle: str | None) -> list[IPAddress]:
+        key = keys.block_key(cidr)
+
+        def step() -> tuple[dict[str, int], list[IPAddress]]:
+            kv = self.ds.get(key)
+            if kv is None:
+                return {}, []
+            block = Block.from_json(kv.value)
+            freed: dict[str, int] = {}
+            out: list[IPAddress] = []
+            for a in addrs:
+                held = block.release(block.ordinal_of(a), seqs.get(a), handle)
+                if held is not None:
+                    freed[held.handle] = freed.get(held.handle, 0) + 1
+                    out.append(a)
+            if freed:
+                try:
+                    self.ds.update(key, block.to_json(), revision=kv.mod_revision)
+                except NotFound:
+                    raise RevisionConflict(key) from None
+            return freed, out
+
+        freed, out = self.backoff.run(f"block {cidr}", step)
+        self._block_kv.pop(key, None)
+        for h, n in freed.items():
+            handles.add(self.ds, self.backoff, h, str(cidr), -n)
+        return out
+
+    def release_by_handle(self, handle: str) -> list[IPAddress]:
+        """Free every address of ``handle``. Once begun, the handle takes no new
+        addresses; if interrupted, calling again finishes the job."""
+        cidrs = handles.mark_releasing(self.ds, self.backoff, handle)
+        if cidrs is None:
+            return []
+        out: list[IPAddress] = []
+        for text in cidrs:
+            cidr = ipaddress.ip_network(text)
+            key = keys.block_key(cidr)
+
+            def step(cidr: IPNetwork = cidr, key: str = key) -> list[IPAddress]:
+                kv = self.ds.get(key)
+                if kv is None:
+                    return []
+                block = Block.from_json(kv.value)
+                ordinals = block.release_handle(handle)
+                if ordinals:
+                    try:
+                        self.ds.update(key, block.to_json(), revision=kv.mod_revision)
+                    except NotFound:
+                        raise RevisionConflict(key) from None
+                return [block.ip_of(o) for o in ordinals]
+
+            out += self.backoff.run(f"block {cidr}", step)
+            self._block_kv.pop(key, None)
+        handles.drop(self.ds, handle)
+        return out
+
+
+def holder_of(ds: Datastore, ip: str | IPAddress) -> tuple[Block, int] | None:
+    """The block holding ``ip`` and its ordinal, by scanning all blocks (CLI use)."""
+    addr = ipaddress.ip_address(str(ip))
+    items, _ = ds.list(keys.BLOCKS)
+    for kv in items:
+        block = Block.from_json(kv.value)
+        if addr.version == block.cidr.version and addr in block.cidr:
+            return block, block.ordinal_of(addr)
+    return None
+
+
+__all__ = ["IPAM", "AddressInUse", "Allocation", "HostConfig", "affinity_host", "holder_of"]

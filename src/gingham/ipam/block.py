@@ -1,0 +1,295 @@
+"""One allocation block: a pure, in-memory allocator with a JSON form.
+
+A block is a power-of-two CIDR cut out of a pool. Each address has an
+*ordinal* (its offset in the block). The block keeps two views that must
+always agree:
+
+* ``allocations[ordinal]`` -- ``None`` when free, else an index into
+  ``attributes`` (who holds it);
+* ``unallocated`` -- the free ordinals, in the order they will be handed out.
+  New blocks hand out low ordinals first; released ordinals go to the *end*,
+  so an address just given back is reused as late as possible.
+
+Every allocation stamps the address with the block's next ``sequence``
+number. A release that names an expected sequence number is refused if the
+address has been released and handed out again in between (a stale release
+must never free someone else's address).
+
+Nothing here does I/O; the datastore shell (``gingham.ipam.allocator``)
+reads a block, changes it here and writes it back with compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gingham.errors import AddressInUse, IPAMError, ValidationError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Blocks larger than this would make the JSON document unwieldy.
+MAX_BLOCK_ADDRESSES = 4096
+
+
+class StaleSequence(IPAMError):
+    """A release named a sequence number the address no longer carries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attributes:
+    """Who holds an address: the handle and free-form secondary attributes."""
+
+    handle: str
+    namespace: str = ""
+    workload: str = ""
+    host: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "handle": self.handle,
+            "secondary": {"namespace": self.namespace, "workload": self.workload,
+                          "host": self.host},
+        }
+
+    @staticmethod
+    def from_json(doc: Any, where: str) -> Attributes:
+        if not isinstance(doc, dict) or not isinstance(doc.get("handle"), str):
+            raise ValidationError("expected {handle, secondary}", where)
+        sec = doc.get("secondary") or {}
+        if not isinstance(sec, dict):
+            raise ValidationError("secondary must be an object", where + ".secondary")
+        return Attributes(
+            handle=doc["handle"],
+            namespace=str(sec.get("namespace", "")),
+            workload=str(sec.get("workload", "")),
+            host=str(sec.get("host", "")),
+        )
+
+
+def host_affinity(host: str) -> str:
+    return f"host:{host}"
+
+
+def affinity_host(affinity: str | None) -> str | None:
+    if affinity and affinity.startswith("host:"):
+        return affinity[len("host:"):]
+    return None
+
+
+@dataclass(slots=True)
+class Block:
+    cidr: IPNetwork
+    affinity: str | None = None
+    allocations: list[int | None] = field(default_factory=list)
+    unallocated: list[int] = field(default_factory=list)
+    attributes: list[Attributes] = field(default_factory=list)
+    sequence: int = 0
+    seqs: dict[int, int] = field(default_factory=dict)
+    deleted: bool = False
+
+    # -- construction -------------------------------------------------------
+
+    @staticmethod
+    def new(cidr: IPNetwork | str, affinity: str | None = None) -> Block:
+        net = ipaddress.ip_network(cidr) if isinstance(cidr, str) else cidr
+        size = net.num_addresses
+        if size > MAX_BLOCK_ADDRESSES:
+            raise ValidationError(f"block {net} has {size} addresses, more than "
+                                  f"{MAX_BLOCK_ADDRESSES}", "blockSize")
+        return Block(cidr=net, affinity=affinity, allocations=[None] * size,
+                     unallocated=list(range(size)))
+
+    @property
+    def size(self) -> int:
+        return len(self.allocations)
+
+    # -- addresses ----------------------------------------------------------
+
+    def ordinal_of(self, ip: IPAddress) -> int:
+        if ip not in self.cidr:
+            raise IPAMError(f"{ip} is not in block {self.cidr}")
+        return int(ip) - int(self.cidr.network_address)
+
+    def ip_of(self, ordinal: int) -> IPAddress:
+        return ipaddress.ip_address(int(self.cidr.network_address) + ordinal)
+
+    def holder(self, ordinal: int) -> Attributes | None:
+        idx = self.allocations[ordinal]
+        return None if idx is None else self.attributes[idx]
+
+    @property
+    def used(self) -> int:
+        return self.size - len(self.unallocated)
+
+    def is_empty(self) -> bool:
+        return len(self.unallocated) == self.size
+
+    def allocated(self) -> Iterable[tuple[int, Attributes]]:
+        for ordinal, idx in enumerate(self.allocations):
+            if idx is not None:
+                yield ordinal, self.attributes[idx]
+
+    # -- allocation ---------------------------------------------------------
+
+    def _attr_index(self, attrs: Attributes) -> int:
+        for i, existing in enumerate(self.attributes):
+            if existing == attrs:
+                return i
+        self.attributes.append(attrs)
+        return len(self.attributes) - 1
+
+    def _take(self, ordinal: int, attrs: Attributes) -> None:
+        self.allocations[ordinal] = self._attr_index(attrs)
+        self.sequence += 1
+        self.seqs[ordinal] = self.sequence
+
+    def assign(self, count: int, attrs: Attributes,
+               skip: Callable[[int], bool] = lambda _o: False) -> list[int]:
+        """Take up to ``count`` free ordinals (in free-list order) not ``skip``-ped."""
+        taken: list[int] = []
+        keep: list[int] = []
+        for ordinal in self.unallocated:
+            if len(taken) < count and not skip(ordinal):
+                taken.append(ordinal)
+            else:
+                keep.append(ordinal)
+        self.unallocated = keep
+        for ordinal in taken:
+            self._take(ordinal, attrs)
+        return taken
+
+    def assign_ordinal(self, ordinal: int, attrs: Attributes) -> None:
+        if not 0 <= ordinal < self.size:
+            raise IPAMError(f"ordinal {ordinal} outside block {self.cidr}")
+        if self.allocations[ordinal] is not None:
+            held = self.attributes[self.allocations[ordinal]]  # type: ignore[index]
+            raise AddressInUse(f"{self.ip_of(ordinal)} is already held by handle {held.handle}")
+        self.unallocated.remove(ordinal)
+        self._take(ordinal, attrs)
+
+    def free_count(self, skip: Callable[[int], bool] = lambda _o: False) -> int:
+        return sum(1 for o in self.unallocated if not skip(o))
+
+    # -- release ------------------------------------------------------------
+
+    def release(self, ordinal: int, expected_seq: int | None = None,
+                expected_handle: str | None = None) -> Attributes | None:
+        """Free one ordinal; returns who held it, or None if it was already free."""
+        idx = self.allocations[ordinal]
+        if idx is None:
+            return None
+        held = self.attributes[idx]
+        if expected_seq is not None and self.seqs.get(ordinal) != expected_seq:
+            raise StaleSequence(
+                f"{self.ip_of(ordinal)}: release names sequence {expected_seq} but the "
+                f"address carries {self.seqs.get(ordinal)}; it was re-allocated")
+        if expected_handle is not None and held.handle != expected_handle:
+            raise StaleSequence(
+                f"{self.ip_of(ordinal)} is held by handle {held.handle}, not {expected_handle}")
+        self.allocations[ordinal] = None
+        self.seqs.pop(ordinal, None)
+        self.unallocated.append(ordinal)
+        self._compact_attributes()
+        return held
+
+    def release_handle(self, handle: str) -> list[int]:
+        ordinals = [o for o, a in self.allocated() if a.handle == handle]
+        for o in ordinals:
+            self.release(o)
+        return ordinals
+
+    def _compact_attributes(self) -> None:
+        """Drop attribute entries no allocation refers to, renumbering the rest."""
+        in_use = sorted({i for i in self.allocations if i is not None})
+        if len(in_use) == len(self.attributes):
+            return
+        remap = {old: new for new, old in enumerate(in_use)}
+        self.attributes = [self.attributes[i] for i in in_use]
+        self.allocations = [None if i is None else remap[i] for i in self.allocations]
+
+    # -- checking -----------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Every way this block breaks its own invariants (empty when sound)."""
+        out: list[str] = []
+        if len(self.allocations) != self.cidr.num_addresses:
+            out.append(f"{self.cidr}: {len(self.allocations)} allocation slots for "
+                       f"{self.cidr.num_addresses} addresses")
+        free = set(self.unallocated)
+        if len(free) != len(self.unallocated):
+            out.append(f"{self.cidr}: duplicate ordinals in the free list")
+        for ordinal, idx in enumerate(self.allocations):
+            if idx is None and ordinal not in free:
+                out.append(f"{self.cidr}: ordinal {ordinal} neither allocated nor free")
+            if idx is not None:
+                if ordinal in free:
+                    out.append(f"{self.cidr}: ordinal {ordinal} allocated and free")
+                if not 0 <= idx < len(self.attributes):
+                    out.append(f"{self.cidr}: ordinal {ordinal} has attribute index {idx}")
+                if ordinal not in self.seqs:
+                    out.append(f"{self.cidr}: ordinal {ordinal} has no sequence number")
+        if any(not 0 <= o < len(self.allocations) for o in free):
+            out.append(f"{self.cidr}: free list has ordinals outside the block")
+        if any(self.allocations[o] is None for o in self.seqs if 0 <= o < len(self.allocations)):
+            out.append(f"{self.cidr}: sequence numbers kept for free ordinals")
+        if any(s > self.sequence for s in self.seqs.values()):
+            out.append(f"{self.cidr}: a sequence number ahead of the block's counter")
+        return out
+
+    # -- JSON ---------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cidr": str(self.cidr),
+            "affinity": self.affinity,
+            "allocations": list(self.allocations),
+            "unallocated": list(self.unallocated),
+            "attributes": [a.to_json() for a in self.attributes],
+            "sequence": self.sequence,
+            "seqs": {str(k): v for k, v in self.seqs.items()},
+            "deleted": self.deleted,
+        }
+
+    @staticmethod
+    def from_json(doc: Any) -> Block:
+        where = "block"
+        if not isinstance(doc, dict):
+            raise ValidationError("a block must be a JSON object", where)
+        try:
+            cidr = ipaddress.ip_network(doc["cidr"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(f"bad or missing cidr: {exc}", f"{where}.cidr") from exc
+        where = f"block {cidr}"
+        allocations = doc.get("allocations")
+        if not isinstance(allocations, list) or len(allocations) != cidr.num_addresses:
+            raise ValidationError("allocations must list one entry per address",
+                                  f"{where}.allocations")
+        for i, a in enumerate(allocations):
+            if a is not None and not isinstance(a, int):
+                raise ValidationError("expected an integer or null", f"{where}.allocations[{i}]")
+        unallocated = doc.get("unallocated")
+        if not isinstance(unallocated, list) or not all(isinstance(o, int) for o in unallocated):
+            raise ValidationError("must be a list of ordinals", f"{where}.unallocated")
+        attrs_doc = doc.get("attributes", [])
+        if not isinstance(attrs_doc, list):
+            raise ValidationError("must be a list", f"{where}.attributes")
+        attributes = [Attributes.from_json(a, f"{where}.attributes[{i}]")
+                      for i, a in enumerate(attrs_doc)]
+        seqs_doc = doc.get("seqs", {})
+        if not isinstance(seqs_doc, dict):
+            raise ValidationError("must be an object", f"{where}.seqs")
+        try:
+            seqs = {int(k): int(v) for k, v in seqs_doc.items()}
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"bad sequence number: {exc}", f"{where}.seqs") from exc
+        affinity = doc.get("affinity")
+        if affinity is not None and not isinstance(affinity, str):
+            raise ValidationError("must be a string or null", f"{where}.affinity")
+        return Block(cidr=cidr, affinity=affinity, allocations=list(allocations),
+                     unallocated=list(unallocated), attributes=attributes,
+                     sequence=int(doc.get("sequence", 0)), seqs=seqs,
+                     deleted=bool(doc.get("deleted", False)))
