@@ -81,6 +81,8 @@ class Agent:
     calc: Calc
     decode: Callable[[str, Any], Any]
     planes: list[Plane]
+    # Raw (key, document | None) listeners, e.g. routing inputs that read the wire format.
+    observers: list[Callable[[str, Any], None]] = field(default_factory=list)
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
@@ -111,6 +113,8 @@ class Agent:
             return
         for key, value in updates:
             self.calc.on_update(key, self.decode(key, value))
+            for observe in self.observers:
+                observe(key, value)
         snapshot_done = not was_in_sync
         if snapshot_done:
             self.calc.on_in_sync()
@@ -153,4 +157,6 @@ class Agent:
 
 def _not_for_agents(key: str) -> bool:
     """Keys whose changes no agent acts on: other agents' chatter would wake everyone."""
-    return key.startswith((keys.STATUS, keys.LIVENESS, keys.IPAM + "handles/"))
+    if key.startswith(keys.IPAM):
+        return not key.startswith(keys.IPAM + "blocks/")
+    return key.startswith((keys.STATUS, keys.LIVENESS))
