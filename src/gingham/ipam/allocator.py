@@ -257,7 +257,8 @@ class IPAM:
                 self.release(got)
             raise PoolExhausted(
                 f"no free IPv{version} address for host {self.host} in pools "
-                f"{', '.join(str(p.cidr) for p in pools)} (wanted {count})")
+                f"{', '.join(str(p.cidr) for p in pools)} (wanted {count}; the host holds "
+                f"{owned} of at most {cfg.max_blocks_per_host} blocks)")
         return got
 
     def _borrow(self, need: int, who: Attributes,

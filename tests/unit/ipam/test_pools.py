@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gingham.errors import ValidationError
+from gingham.ipam.pools import (
+    Occupied,
+    PoolSpec,
+    Reservations,
+    free_blocks,
+    pool_from_resource,
+    reservations_from_resource,
+)
+
+NETS = st.builds(
+    lambda base, plen: ipaddress.ip_network(f"{ipaddress.ip_address(0xC6120000 + base)}/{plen}",
+                                            strict=False),
+    st.integers(0, 255), st.integers(24, 32))
+
+
+@given(st.lists(NETS, max_size=12), NETS)
+def test_occupied_agrees_with_brute_force(existing: list, probe: ipaddress.IPv4Network) -> None:
+    assert Occupied(existing).overlaps(probe) == any(e.overlaps(probe) for e in existing)
+
+
+def test_free_blocks_skip_existing_blocks_of_other_sizes() -> None:
+    pool = PoolSpec(ipaddress.ip_network("198.18.0.0/28"), 30)
+    occupied = Occupied([ipaddress.ip_network("198.18.0.0/29")])  # from an older block size
+    got = sorted(str(n) for n in free_blocks(pool, occupied, random.Random(1)))
+    assert got == ["198.18.0.12/30", "198.18.0.8/30"]
+
+
+def test_pool_from_resource_defaults_and_errors() -> None:
+    p = pool_from_resource({"metadata": {"name": "v6"}, "spec": {"cidr": "2001:db8::/64"}})
+    assert p.block_size == 122 and p.node_selector == "all()" and not p.disabled
+    p4 = pool_from_resource({"metadata": {"name": "v4"}, "spec": {"cidr": "198.18.0.0/16"}})
+    assert p4.block_size == 26
+    with pytest.raises(ValidationError, match=r"IPPool bad: spec.cidr"):
+        pool_from_resource({"metadata": {"name": "bad"}, "spec": {"cidr": "x"}})
+    with pytest.raises(ValidationError, match=r"spec.blockSize"):
+        pool_from_resource({"metadata": {"name": "b"},
+                            "spec": {"cidr": "198.18.0.0/24", "blockSize": 20}})
+
+
+def test_node_selector() -> None:
+    p = pool_from_resource({"metadata": {"name": "x"},
+                            "spec": {"cidr": "198.18.0.0/24", "nodeSelector": "zone == 'a'"}})
+    assert p.matches_node({"zone": "a"}) and not p.matches_node({"zone": "b"})
+
+
+def test_reservations() -> None:
+    r = Reservations(reservations_from_resource(
+        {"metadata": {"name": "r"}, "spec": {"reservedCIDRs": ["198.18.0.2/31", "198.18.0.9"]}}))
+    skip = r.skip_for(ipaddress.ip_network("198.18.0.0/29"))
+    assert [o for o in range(8) if skip(o)] == [2, 3]
+    assert r.count_in(ipaddress.ip_network("198.18.0.0/28")) == 3
+    assert r.contains(ipaddress.ip_address("198.18.0.9"))
+    assert not r.contains(ipaddress.ip_address("2001:db8::9"))
+    with pytest.raises(ValidationError, match=r"reservedCIDRs\[0\]"):
+        reservations_from_resource({"metadata": {"name": "r"}, "spec": {"reservedCIDRs": ["q"]}})
