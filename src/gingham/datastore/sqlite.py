@@ -354,9 +354,7 @@ class SqliteDatastore(Datastore):
 
     # -- used by SqliteWatch ------------------------------------------------
 
-    def _poll(
-        self, prefix: str, end: str | None, after: int, seen: int
-    ) -> tuple[_Events, int]:
+    def _poll(self, prefix: str, end: str | None, after: int, seen: int) -> tuple[_Events, int]:
         """Events under ``prefix`` with revision > ``after``; also the store revision.
 
         ``seen`` is the store revision observed by the previous poll: when it has

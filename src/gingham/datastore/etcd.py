@@ -1,0 +1,409 @@
+"""The distributed backend: etcd v3 through its JSON gateway (``/v3/``) with httpx.
+
+Why the gateway and not gRPC: the gRPC clients do not survive the fork that
+network-namespace helpers do, and the maintained-ness of Python etcd clients is
+poor. The gateway speaks protobuf-as-JSON, with quirks (FIELD-NOTES.md): keys
+and values are base64, 64-bit integers are strings, a failed txn has no
+``succeeded`` key, PUT events have no ``type``, a compacted watch answers
+``canceled`` with ``compact_revision`` and keeps the stream open.
+
+Every write is a txn comparing the key's MOD revision (CREATE revision == 0 for
+create). Several endpoints: a connection error moves on to the next one; only
+when every endpoint fails does the caller see :class:`Unavailable`, whose
+message names the datastore URL without credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+from gingham.datastore.base import JSON, Datastore, KeyValue, Watch
+from gingham.datastore.etcd_watch import EtcdWatch
+from gingham.errors import (
+    AlreadyExists,
+    DatastoreError,
+    NotFound,
+    RevisionConflict,
+    Unavailable,
+    ValidationError,
+)
+
+# gRPC status codes the gateway passes through in its error bodies.
+_NOT_FOUND, _OUT_OF_RANGE, _UNAVAILABLE, _UNAUTHENTICATED = 5, 11, 14, 16
+_DEADLINE_EXCEEDED = 4
+_NO_SUCH_PATH = -404  # ours: the gateway of this version lacks the path
+# Errors a healthy member returns while the cluster elects a leader: retried.
+_TRANSIENT = ("leader", "timed out", "too many requests", "not capable", "stopped")
+
+
+def b64(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(raw).decode("ascii")
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def range_end(prefix: str) -> bytes:
+    """etcd's range end for a prefix: the prefix with its last byte bumped."""
+    raw = bytearray(prefix.encode())
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return bytes(raw)
+        raw.pop()
+    return b"\0"  # every key
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one member: a base URL, and a unix socket path if any."""
+
+    name: str  # for messages: host:port or the socket path
+    base: str
+    uds: str | None = None
+
+
+class EtcdError(DatastoreError):
+    """An error body from the gateway (translated further by the caller)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def parse_etcd_url(url: str) -> tuple[list[Endpoint], dict[str, str]]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or not rest:
+        raise ValidationError(f"not an etcd URL: {scheme}://...", location="datastore URL")
+    scheme = scheme.lower()
+    hosts, _, query = rest.partition("?")
+    opts = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    endpoints: list[Endpoint] = []
+    for host in filter(None, hosts.split(",")):
+        if scheme == "etcd+unix":
+            if not host.startswith("/"):
+                raise ValidationError(
+                    f"etcd+unix wants absolute socket paths, got {host!r}",
+                    location="datastore URL",
+                )
+            endpoints.append(Endpoint(host, "http://localhost", uds=host))
+        elif scheme in ("etcd", "http"):
+            endpoints.append(Endpoint(host, f"http://{host}"))
+        elif scheme in ("etcds", "https"):
+            endpoints.append(Endpoint(host, f"https://{host}"))
+        else:
+            raise ValidationError(f"unknown etcd scheme {scheme!r}", location="datastore URL")
+    if not endpoints:
+        raise ValidationError("etcd URL names no endpoint", location="datastore URL")
+    return endpoints, opts
+
+
+class EtcdDatastore(Datastore):
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        *,
+        url: str,
+        cacert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        retry_for: float = 8.0,
+    ) -> None:
+        self.url = url
+        self._endpoints = endpoints
+        self._current = 0
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 2.0))
+        self._retry_for = retry_for
+        self._verify: ssl.SSLContext | bool = True
+        if cacert or cert:
+            ctx = ssl.create_default_context(cafile=cacert)
+            if cert:
+                ctx.load_cert_chain(cert, key)
+            self._verify = ctx
+        self._user, self._password = user, password
+        self._token: str | None = None
+        self._lock = threading.Lock()
+        self._clients: dict[int, httpx.Client] = {}
+        self._pid = os.getpid()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> EtcdDatastore:
+        from gingham.datastore import redact_url
+
+        endpoints, opts = parse_etcd_url(url)
+        timeout = float(opts.get("timeout", "10"))
+        return cls(
+            endpoints,
+            url=redact_url(url),
+            cacert=opts.get("cacert"),
+            cert=opts.get("cert"),
+            key=opts.get("key"),
+            user=opts.get("user"),
+            password=opts.get("password"),
+            timeout=timeout,
+        )
+
+    # -- transport ------------------------------------------------------------
+
+    def make_client(self, ep: Endpoint, *, stream: bool = False) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=ep.uds, verify=self._verify, retries=0)
+        timeout = httpx.Timeout(None, connect=self._timeout.connect) if stream else self._timeout
+        return httpx.Client(base_url=ep.base, transport=transport, timeout=timeout)
+
+    def _client(self, index: int) -> httpx.Client:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Inherited across fork: the parent's sockets are not ours to use.
+                self._clients, self._pid, self._token = {}, os.getpid(), None
+            client = self._clients.get(index)
+            if client is None:
+                client = self._clients[index] = self.make_client(self._endpoints[index])
+            return client
+
+    def endpoints(self) -> list[Endpoint]:
+        """Endpoints in the order to try them: the last one that worked first."""
+        n = len(self._endpoints)
+        return [self._endpoints[(self._current + i) % n] for i in range(n)]
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self._token} if self._token else {}
+
+    def call(self, path: str, body: JSON, *, idempotent: bool = True, auth: bool = True) -> JSON:
+        """POST to the gateway with fail-over and retries of transient errors.
+
+        Writes are retried only when the request surely did not reach a member
+        (connect errors) or the member refused it before proposing (no leader).
+        """
+        if self._closed:
+            raise Unavailable(f"{self.url}: datastore is closed")
+        if auth and self._user and self._token is None:
+            self._authenticate()
+        deadline = time.monotonic() + self._retry_for
+        last = ""
+        reauthed = False
+        while True:
+            n = len(self._endpoints)
+            for i in range(n):
+                index = (self._current + i) % n
+                ep = self._endpoints[index]
+                try:
+                    headers = self.headers() if auth else {}
+                    resp = self._client(index).post(path, json=body, headers=headers)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    last = f"{ep.name}: {_reason(exc)}"
+                    continue
+                except httpx.HTTPError as exc:
+                    if not idempotent:
+                        raise Unavailable(
+                            f"cannot reach datastore {self.url}: {ep.name}: {_reason(exc)}"
+                        ) from exc
+                    last = f"{ep.name}: {_reason(exc)}"
+                    continue
+                self._current = index
+                try:
+                    return self._decode(resp)
+                except EtcdError as exc:
+                    if exc.code == _UNAUTHENTICATED and auth and self._user and not reauthed:
+                        reauthed = True
+                        self._authenticate()
+                        return self.call(path, body, idempotent=idempotent)
+                    if exc.code in (_UNAVAILABLE, _DEADLINE_EXCEEDED) or any(
+                        t in str(exc) for t in _TRANSIENT
+                    ):
+                        last = f"{ep.name}: {exc}"
+                        continue
+                    raise
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"cannot reach datastore {self.url}: {last}")
+            time.sleep(0.1)
+
+    def _decode(self, resp: httpx.Response) -> JSON:
+        try:
+            data: JSON = resp.json()
+        except ValueError:
+            if resp.status_code == 404:
+                raise EtcdError(_NO_SUCH_PATH, f"no such gateway path {resp.url.path}") from None
+            raise Unavailable(
+                f"{self.url}: not an etcd gateway answer (HTTP {resp.status_code})"
+            ) from None
+        if resp.status_code != 200 or "error" in data:
+            raise EtcdError(int(data.get("code", 0)), str(data.get("message") or data))
+        return data
+
+    def _authenticate(self) -> None:
+        self._token = None
+        try:
+            data = self.call(
+                "/v3/auth/authenticate",
+                {"name": self._user, "password": self._password},
+                auth=False,
+            )
+        except EtcdError as exc:
+            raise Unavailable(
+                f"{self.url}: authentication as {self._user!r} failed: {exc}"
+            ) from exc
+        self._token = str(data.get("token", "")) or None
+
+    # -- the contract -----------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        data = self.call("/v3/kv/range", {"key": b64(key)})
+        kvs = data.get("kvs") or []
+        return _kv(kvs[0]) if kvs else None
+
+    def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        body = {"key": b64(prefix or "\0"), "range_end": b64(range_end(prefix))}
+        data = self.call("/v3/kv/range", body)
+        items = [_kv(kv) for kv in data.get("kvs") or []]
+        return items, _revision(data)
+
+    def _txn(self, compare: JSON, success: JSON, failure: JSON | None) -> tuple[bool, JSON]:
+        body: JSON = {"compare": [compare], "success": [success]}
+        if failure is not None:
+            body["failure"] = [failure]
+        try:
+            data = self.call("/v3/kv/txn", body, idempotent=False)
+        except EtcdError as exc:
+            if exc.code == _NOT_FOUND and "lease" in str(exc):
+                raise NotFound(f"{exc} (expired or revoked)") from None
+            raise
+        return bool(data.get("succeeded")), data
+
+    def _put_op(self, key: str, value: JSON, lease: int) -> JSON:
+        put: JSON = {"key": b64(key), "value": b64(_dumps(value))}
+        if lease:
+            put["lease"] = str(lease)
+        return {"request_put": put}
+
+    def create(self, key: str, value: JSON, *, lease: int = 0) -> int:
+        ok, data = self._txn(
+            {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
+            self._put_op(key, value, lease),
+            None,
+        )
+        if not ok:
+            raise AlreadyExists(f"{key} already exists")
+        return _revision(data)
+
+    def update(self, key: str, value: JSON, *, revision: int, lease: int = 0) -> int:
+        ok, data = self._txn(
+            {"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)},
+            self._put_op(key, value, lease),
+            {"request_range": {"key": b64(key)}},
+        )
+        if not ok:
+            _raise_conflict(key, revision, data)
+        return _revision(data)
+
+    def delete(self, key: str, *, revision: int | None = None) -> int:
+        if revision is None:
+            compare = {"key": b64(key), "target": "CREATE", "result": "GREATER",
+                       "create_revision": "0"}  # fmt: skip
+        else:
+            compare = {"key": b64(key), "target": "MOD", "result": "EQUAL",
+                       "mod_revision": str(revision)}  # fmt: skip
+        ok, data = self._txn(
+            compare,
+            {"request_delete_range": {"key": b64(key)}},
+            {"request_range": {"key": b64(key)}},
+        )
+        if not ok:
+            _raise_conflict(key, revision, data)
+        return _revision(data)
+
+    def watch(self, prefix: str, *, start_revision: int) -> Watch:
+        return EtcdWatch(self, prefix, start_revision)
+
+    def revision(self) -> int:
+        data = self.call("/v3/kv/range", {"key": b64("\0"), "count_only": True})
+        return _revision(data)
+
+    def grant_lease(self, ttl: int) -> int:
+        if ttl <= 0:
+            raise ValueError(f"lease ttl must be positive, got {ttl}")
+        data = self.call("/v3/lease/grant", {"TTL": str(ttl)}, idempotent=False)
+        return int(data["ID"])
+
+    def keepalive(self, lease: int) -> None:
+        data = self.call("/v3/lease/keepalive", {"ID": str(lease)})
+        result = data.get("result") or {}
+        if int(result.get("TTL", 0) or 0) <= 0:
+            raise NotFound(f"lease {lease} not found (expired or revoked)")
+
+    def revoke_lease(self, lease: int) -> None:
+        """Delete the lease and its keys; revoking an unknown lease does nothing."""
+        # 3.5 serves /v3/lease/revoke; older gateways only /v3/kv/lease/revoke.
+        for path in ("/v3/lease/revoke", "/v3/kv/lease/revoke"):
+            try:
+                self.call(path, {"ID": str(lease)})
+                return
+            except EtcdError as exc:
+                if exc.code == _NOT_FOUND:
+                    return
+                if exc.code != _NO_SUCH_PATH:
+                    raise
+
+    def compact(self, revision: int) -> None:
+        try:
+            self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        except EtcdError as exc:
+            if exc.code == _OUT_OF_RANGE and "compacted" in str(exc):
+                return  # already compacted at or beyond this revision
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _dumps(value: JSON) -> str:
+    if not isinstance(value, dict):
+        raise TypeError(f"datastore values are JSON objects, not {type(value).__name__}")
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _revision(data: JSON) -> int:
+    return int((data.get("header") or {}).get("revision", 0))
+
+
+def _kv(raw: dict[str, Any]) -> KeyValue:
+    return KeyValue(
+        key=unb64(raw["key"]),
+        value=json.loads(base64.b64decode(raw.get("value", ""))),
+        mod_revision=int(raw.get("mod_revision", 0)),
+        create_revision=int(raw.get("create_revision", 0)),
+        lease=int(raw.get("lease", 0)),
+    )
+
+
+def _raise_conflict(key: str, revision: int | None, data: JSON) -> None:
+    responses = data.get("responses") or [{}]
+    kvs = (responses[0].get("response_range") or {}).get("kvs") or []
+    if not kvs:
+        raise NotFound(f"{key} not found")
+    current = int(kvs[0].get("mod_revision", 0))
+    raise RevisionConflict(f"{key} is at revision {current}, not {revision}: re-read and retry")
