@@ -1,0 +1,150 @@
+"""IP-set member index: fills the active IP sets from every endpoint and network set.
+
+Items are everything that can be an IP-set member, cluster-wide: workload
+endpoints, host endpoints, NetworkSets and GlobalNetworkSets. Each item has
+its effective labels (computed by the graph), the CIDRs it contributes to
+``net`` sets and the named ports it declares.
+
+Sets come and go as the rule scanner references them. A ``net`` set holds the
+CIDRs of the items its selector matches; a ``net-port`` set for (proto, name)
+holds ``<addr>,<proto>:<port>`` for every matching item that declares a named
+port ``name`` with that protocol.
+
+Members are reference-counted per set (two items may contribute the same
+CIDR): a member is reported added on 0 -> 1 and removed on 1 -> 0, exactly
+once each, to the :class:`MemberSink`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gingham.calc.index import Labels, SelectorMatcher
+from gingham.calc.rules import IPSetSpec
+
+ItemID = Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """What one item contributes. ``named_ports`` are (name, protocol, port)."""
+
+    nets: tuple[str, ...]
+    addrs: tuple[str, ...]
+    named_ports: tuple[tuple[str, str, int], ...] = ()
+
+
+class MemberSink(Protocol):
+    def set_member_added(self, set_id: str, member: str) -> None: ...
+    def set_member_removed(self, set_id: str, member: str) -> None: ...
+
+
+def contributions(spec: IPSetSpec, item: Item) -> Iterable[str]:
+    if spec.named_port is None:
+        return item.nets
+    proto, name = spec.named_port
+    return [
+        f"{addr},{proto}:{port}"
+        for (pname, pproto, port) in item.named_ports
+        if pname == name and pproto == proto
+        for addr in item.addrs
+    ]
+
+
+class IPSetMembers:
+    def __init__(self, sink: MemberSink) -> None:
+        self._sink = sink
+        self._matcher: SelectorMatcher[str, ItemID] = SelectorMatcher()
+        self._items: dict[ItemID, Item] = {}
+        self._specs: dict[str, IPSetSpec] = {}
+        self._sets_by_selector: dict[str, set[str]] = {}
+        self._members: dict[str, dict[str, int]] = {}
+
+    # --- queries -----------------------------------------------------------
+
+    def members(self, set_id: str) -> frozenset[str]:
+        return frozenset(self._members.get(set_id, ()))
+
+    def set_ids(self) -> frozenset[str]:
+        return frozenset(self._specs)
+
+    def item_count(self) -> int:
+        return len(self._items)
+
+    # --- sets --------------------------------------------------------------
+
+    def add_set(self, spec: IPSetSpec) -> None:
+        """Start computing ``spec`` (the scanner's first reference)."""
+        if spec.set_id in self._specs:
+            return
+        self._specs[spec.set_id] = spec
+        self._members[spec.set_id] = {}
+        canonical = spec.selector.canonical
+        users = self._sets_by_selector.setdefault(canonical, set())
+        users.add(spec.set_id)
+        matched = self._matcher.add_selector(canonical, spec.selector.node, spec.selector.evaluate)
+        for item_id in matched:
+            self._add(spec, self._items[item_id])
+
+    def remove_set(self, set_id: str) -> None:
+        """Stop computing a set (the scanner's last reference went away)."""
+        spec = self._specs.pop(set_id, None)
+        if spec is None:
+            return
+        del self._members[set_id]
+        canonical = spec.selector.canonical
+        users = self._sets_by_selector[canonical]
+        users.discard(set_id)
+        if not users:
+            del self._sets_by_selector[canonical]
+            self._matcher.remove_selector(canonical)
+
+    # --- items -------------------------------------------------------------
+
+    def update_item(self, item_id: ItemID, labels: Labels, item: Item) -> None:
+        old = self._items.get(item_id)
+        before = self._matcher.matching_selectors(item_id)
+        started, stopped = self._matcher.update_item(item_id, labels)
+        self._items[item_id] = item
+        if old is not None and old != item:
+            # Contributions changed: withdraw the old ones everywhere it stays.
+            for sel in before - stopped:
+                for set_id in self._sets_by_selector.get(sel, ()):
+                    self._remove(self._specs[set_id], old)
+                    self._add(self._specs[set_id], item)
+        for sel in stopped:
+            for set_id in self._sets_by_selector.get(sel, ()):
+                self._remove(self._specs[set_id], old if old is not None else item)
+        for sel in started:
+            for set_id in self._sets_by_selector.get(sel, ()):
+                self._add(self._specs[set_id], item)
+
+    def remove_item(self, item_id: ItemID) -> None:
+        old = self._items.pop(item_id, None)
+        if old is None:
+            return
+        for sel in self._matcher.remove_item(item_id):
+            for set_id in self._sets_by_selector.get(sel, ()):
+                self._remove(self._specs[set_id], old)
+
+    # --- member refcounts --------------------------------------------------
+
+    def _add(self, spec: IPSetSpec, item: Item) -> None:
+        counts = self._members[spec.set_id]
+        for m in contributions(spec, item):
+            n = counts.get(m, 0)
+            counts[m] = n + 1
+            if n == 0:
+                self._sink.set_member_added(spec.set_id, m)
+
+    def _remove(self, spec: IPSetSpec, item: Item) -> None:
+        counts = self._members[spec.set_id]
+        for m in contributions(spec, item):
+            n = counts[m]
+            if n == 1:
+                del counts[m]
+                self._sink.set_member_removed(spec.set_id, m)
+            else:
+                counts[m] = n - 1

@@ -1,0 +1,189 @@
+"""Event sequencer: coalesces pending changes per key and flushes them in a safe order.
+
+Between two flushes the graph may change the same thing many times; the
+sequencer keeps only the latest desired value per key and, at flush time,
+compares it with what was last sent, so the dataplane sees one message per
+changed key and nothing for a key that went A -> B -> A.
+
+Flush order (everything a message refers to exists when it arrives, nothing is
+removed while referenced):
+
+    ConfigUpdate
+    IPSetUpdate (new or replaced sets), IPSetDeltaUpdate
+    PolicyUpdate -> ProfileUpdate -> WorkloadEndpointUpdate / HostEndpointUpdate
+    WorkloadEndpointRemove / HostEndpointRemove -> ProfileRemove -> PolicyRemove
+    IPSetRemove
+    InSync (once, in the first flush after the graph reported in-sync)
+
+Within a group messages are sorted by id so a flush is deterministic.
+
+IP sets: a set created since the last flush is sent whole (IPSetUpdate with
+its members at flush time); a set already sent gets deltas, accumulated as
+pending added/removed members that cancel each other (add then remove of the
+same member in one batch sends nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from gingham.calc.messages import (
+    ConfigUpdate,
+    HostEndpointRemove,
+    HostEndpointUpdate,
+    InSync,
+    IPSetDeltaUpdate,
+    IPSetKind,
+    IPSetRemove,
+    IPSetUpdate,
+    Message,
+    PolicyID,
+    PolicyRemove,
+    PolicyUpdate,
+    ProfileRemove,
+    ProfileUpdate,
+    WorkloadEndpointID,
+    WorkloadEndpointRemove,
+    WorkloadEndpointUpdate,
+)
+
+EndpointMessage = WorkloadEndpointUpdate | HostEndpointUpdate
+
+
+class Sequencer:
+    def __init__(self, members_of: Callable[[str], frozenset[str]]) -> None:
+        self._members_of = members_of
+        # IP sets.
+        self._sent_sets: dict[str, IPSetKind] = {}
+        self._live_sets: dict[str, IPSetKind] = {}
+        self._replace: set[str] = set()
+        self._added: dict[str, set[str]] = {}
+        self._removed: dict[str, set[str]] = {}
+        # Keyed objects: pending desired value (None = absent) and what was sent.
+        self._pending_policies: dict[PolicyID, PolicyUpdate | None] = {}
+        self._sent_policies: dict[PolicyID, PolicyUpdate] = {}
+        self._pending_profiles: dict[str, ProfileUpdate | None] = {}
+        self._sent_profiles: dict[str, ProfileUpdate] = {}
+        self._pending_endpoints: dict[Hashable, EndpointMessage | None] = {}
+        self._sent_endpoints: dict[Hashable, EndpointMessage] = {}
+        self._pending_config: ConfigUpdate | None = None
+        self._sent_config: ConfigUpdate | None = None
+        self._in_sync_pending = False
+        self._in_sync_sent = False
+
+    # --- IP sets -------------------------------------------------------------
+
+    def set_added(self, set_id: str, kind: IPSetKind) -> None:
+        self._live_sets[set_id] = kind
+        self._replace.add(set_id)
+        self._added.pop(set_id, None)
+        self._removed.pop(set_id, None)
+
+    def set_removed(self, set_id: str) -> None:
+        self._live_sets.pop(set_id, None)
+        self._replace.discard(set_id)
+        self._added.pop(set_id, None)
+        self._removed.pop(set_id, None)
+
+    def set_member_added(self, set_id: str, member: str) -> None:
+        if set_id in self._replace:
+            return
+        removed = self._removed.get(set_id)
+        if removed is not None and member in removed:
+            removed.discard(member)
+        else:
+            self._added.setdefault(set_id, set()).add(member)
+
+    def set_member_removed(self, set_id: str, member: str) -> None:
+        if set_id in self._replace:
+            return
+        added = self._added.get(set_id)
+        if added is not None and member in added:
+            added.discard(member)
+        else:
+            self._removed.setdefault(set_id, set()).add(member)
+
+    # --- keyed objects -----------------------------------------------------
+
+    def policy(self, policy_id: PolicyID, msg: PolicyUpdate | None) -> None:
+        self._pending_policies[policy_id] = msg
+
+    def profile(self, profile_id: str, msg: ProfileUpdate | None) -> None:
+        self._pending_profiles[profile_id] = msg
+
+    def endpoint(self, endpoint_id: Hashable, msg: EndpointMessage | None) -> None:
+        self._pending_endpoints[endpoint_id] = msg
+
+    def config(self, msg: ConfigUpdate) -> None:
+        self._pending_config = msg
+
+    def in_sync(self) -> None:
+        if not self._in_sync_sent:
+            self._in_sync_pending = True
+
+    # --- flush ---------------------------------------------------------------
+
+    def flush(self) -> list[Message]:
+        out: list[Message] = []
+        if self._pending_config is not None and self._pending_config != self._sent_config:
+            out.append(self._pending_config)
+            self._sent_config = self._pending_config
+        self._pending_config = None
+
+        for set_id in sorted(self._replace):
+            kind = self._live_sets[set_id]
+            out.append(IPSetUpdate(set_id, kind, self._members_of(set_id)))
+            self._sent_sets[set_id] = kind
+        for set_id in sorted(self._added.keys() | self._removed.keys()):
+            added = frozenset(self._added.get(set_id, ()))
+            removed = frozenset(self._removed.get(set_id, ()))
+            if added or removed:
+                out.append(IPSetDeltaUpdate(set_id, added, removed))
+        set_removes = sorted(s for s in self._sent_sets if s not in self._live_sets)
+        for set_id in set_removes:
+            del self._sent_sets[set_id]
+        self._replace.clear()
+        self._added.clear()
+        self._removed.clear()
+
+        pol_up, pol_rm = _diff(self._pending_policies, self._sent_policies)
+        prof_up, prof_rm = _diff(self._pending_profiles, self._sent_profiles)
+        ep_up, ep_rm = _diff(self._pending_endpoints, self._sent_endpoints)
+        out.extend(pol_up)
+        out.extend(prof_up)
+        out.extend(ep_up)
+        for key in ep_rm:
+            if isinstance(key, WorkloadEndpointID):
+                out.append(WorkloadEndpointRemove(key))
+            else:
+                out.append(HostEndpointRemove(str(key)))
+        out.extend(ProfileRemove(k) for k in prof_rm)
+        out.extend(PolicyRemove(k) for k in pol_rm)
+        out.extend(IPSetRemove(s) for s in set_removes)
+        if self._in_sync_pending:
+            out.append(InSync())
+            self._in_sync_pending = False
+            self._in_sync_sent = True
+        return out
+
+
+def _sort_key(key: Any) -> tuple[str, str]:
+    return (type(key).__name__, str(key))
+
+
+def _diff(pending: dict[Any, Any], sent: dict[Any, Any]) -> tuple[list[Any], list[Any]]:
+    """Updates to send and keys to remove; updates ``sent`` and clears ``pending``."""
+    updates: list[Any] = []
+    removes: list[Any] = []
+    for key in sorted(pending, key=_sort_key):
+        msg = pending[key]
+        if msg is None:
+            if key in sent:
+                del sent[key]
+                removes.append(key)
+        elif sent.get(key) != msg:
+            sent[key] = msg
+            updates.append(msg)
+    pending.clear()
+    return updates, removes
