@@ -123,11 +123,11 @@ class VxlanDriver:
             for info in link.get("addr_info", []):
                 if info.get("scope") == "link":
                     continue
-                addr = ip_interface(f"{info['local']}/{info['prefixlen']}")
-                if addr.network.prefixlen == addr.max_prefixlen and addr.ip in wanted:
-                    have.add(addr.ip)
+                iface = ip_interface(f"{info['local']}/{info['prefixlen']}")
+                if iface.network.prefixlen == iface.max_prefixlen and iface.ip in wanted:
+                    have.add(iface.ip)
                 else:
-                    self._ip("addr", "del", str(addr), "dev", self.device)
+                    self._ip("addr", "del", str(iface), "dev", self.device)
         for addr in sorted(wanted - have, key=lambda a: (a.version, int(a))):
             self._ip("addr", "add", f"{addr}/{addr.max_prefixlen}", "dev", self.device)
 
