@@ -1,0 +1,760 @@
+"""A small transaction API over the ``nft`` program (in the shape of knftables).
+
+Build a :class:`Transaction` of operations on typed objects (:class:`Table`,
+:class:`Chain`, :class:`Rule`, :class:`Set`, :class:`Map`, :class:`Element`),
+then hand it to :class:`NFT` (the real kernel, one atomic ``nft -f -`` per
+``run``) or to :class:`~gingham.dataplane.nft_fake.FakeNFT` (an in-memory model
+with the same interface and the same errors for the common mistakes).
+
+Objects never name their table: a transaction is rendered for the family and
+table of the driver that runs it, so the same transaction can be replayed
+against the real kernel and the fake.
+
+Reading goes through ``nft -j list …`` (JSON) except rule text, which nft only
+renders in its text form. Element keys and values are normalised (quotes
+stripped, addresses in canonical form, ``/32`` written as a bare address) on
+both paths, so what you add is what you read back.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from gingham.errors import DataplaneError
+
+__all__ = [
+    "NFT",
+    "Chain",
+    "Element",
+    "Map",
+    "NFTError",
+    "NFTInterface",
+    "Rule",
+    "RuleCounter",
+    "Set",
+    "Table",
+    "Transaction",
+    "normalize_key",
+]
+
+Verb = Literal["add", "create", "flush", "delete", "insert", "replace"]
+FAMILIES = ("inet", "ip", "ip6", "arp", "bridge", "netdev")
+
+# nft identifiers: a letter or underscore first, then letters, digits and _ . / -
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,255}$")
+_COMMENT_MAX = 128
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class NFTError(DataplaneError):
+    """nft refused a transaction or a listing.
+
+    ``kind`` is one of ``not-found``, ``exists``, ``busy``, ``unsupported``,
+    ``overlap``, ``syntax``, ``invalid``, ``other`` so that callers (and the
+    tests comparing the fake with the kernel) need not parse messages.
+    ``line_number`` (1-based) and ``script_line`` name the offending command.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "other",
+        stderr: str = "",
+        line_number: int | None = None,
+        script_line: str = "",
+    ) -> None:
+        self.kind = kind
+        self.stderr = stderr
+        self.line_number = line_number
+        self.script_line = script_line
+        text = message
+        if line_number is not None:
+            text += f"\n  at script line {line_number}: {script_line}"
+        if stderr:
+            text += f"\n  nft said: {stderr.strip()}"
+        super().__init__(text)
+
+
+def classify_error(message: str) -> str:
+    """Map nft's error text to an :class:`NFTError` kind."""
+    m = message.lower()
+    if "no such file or directory" in m or "does not exist" in m:
+        return "not-found"
+    if "file exists" in m:
+        return "exists"
+    if "device or resource busy" in m:
+        return "busy"
+    if "operation not supported" in m:
+        return "unsupported"
+    if "overlap" in m:
+        return "overlap"
+    if "syntax error" in m:
+        return "syntax"
+    if "invalid argument" in m:
+        return "invalid"
+    return "other"
+
+
+def _check_name(what: str, name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise NFTError(f"invalid {what} name {name!r}: use letters, digits, _ . / - (max 256)")
+
+
+def _check_comment(comment: str | None) -> None:
+    if comment is None:
+        return
+    if '"' in comment or "\n" in comment or len(comment) > _COMMENT_MAX:
+        raise NFTError(
+            f"invalid comment {comment!r}: no double quotes or newlines, "
+            f"at most {_COMMENT_MAX} characters"
+        )
+
+
+def _check_fragment(what: str, text: str) -> None:
+    # One command per line is what lets an nft error be mapped back to its
+    # object; a newline or ';' would also let a fragment smuggle in a command.
+    if "\n" in text or ";" in text or "#" in text:
+        raise NFTError(f"invalid {what} {text!r}: no newlines, ';' or '#'")
+
+
+# --------------------------------------------------------------------------- objects
+
+
+@dataclass(frozen=True)
+class Table:
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_comment(self.comment)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A chain; with ``type``/``hook``/``priority`` a base chain."""
+
+    name: str
+    type: str | None = None
+    hook: str | None = None
+    priority: int | str | None = None
+    policy: str | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("chain", self.name)
+        _check_comment(self.comment)
+        base = (self.type, self.hook, self.priority)
+        if any(v is not None for v in base) and any(v is None for v in base):
+            raise NFTError(f"chain {self.name}: a base chain needs type, hook and priority")
+        if self.policy is not None and self.hook is None:
+            raise NFTError(f"chain {self.name}: only a base chain has a policy")
+        for what, value in (("type", self.type), ("hook", self.hook), ("policy", self.policy)):
+            if value is not None:
+                _check_fragment(f"chain {what}", value)
+        if isinstance(self.priority, str):
+            _check_fragment("chain priority", self.priority)
+
+    @property
+    def is_base(self) -> bool:
+        return self.hook is not None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule in ``chain``.
+
+    ``handle`` names an existing rule (for delete/replace, or as the anchor of
+    add = after it / insert = before it); ``index`` anchors by position instead.
+    """
+
+    chain: str
+    rule: str = ""
+    comment: str | None = None
+    handle: int | None = None
+    index: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("chain", self.chain)
+        _check_fragment("rule", self.rule)
+        _check_comment(self.comment)
+        if self.handle is not None and self.index is not None:
+            raise NFTError(f"rule in {self.chain}: give handle or index, not both")
+
+
+@dataclass(frozen=True)
+class Set:
+    """A named set; ``type`` (``ipv4_addr``, ``ipv4_addr . inet_service``) or ``typeof``."""
+
+    name: str
+    type: str | None = None
+    typeof: str | None = None
+    flags: tuple[str, ...] = ()
+    timeout: str | None = None
+    size: int | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_set_like(self)
+
+
+@dataclass(frozen=True)
+class Map:
+    """A named map; ``type`` like ``ifname : verdict`` or ``typeof iifname : verdict``."""
+
+    name: str
+    type: str | None = None
+    typeof: str | None = None
+    flags: tuple[str, ...] = ()
+    timeout: str | None = None
+    size: int | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_set_like(self)
+        spec = self.type if self.type is not None else self.typeof
+        if spec is not None and ":" not in spec:
+            raise NFTError(f"map {self.name}: type must be 'KEY : VALUE', got {spec!r}")
+
+
+def _check_set_like(obj: Set | Map) -> None:
+    what = "map" if isinstance(obj, Map) else "set"
+    _check_name(what, obj.name)
+    _check_comment(obj.comment)
+    if obj.type is not None and obj.typeof is not None:
+        raise NFTError(f"{what} {obj.name}: give type or typeof, not both")
+    for text in (obj.type, obj.typeof, obj.timeout, *obj.flags):
+        if text is not None:
+            _check_fragment(f"{what} attribute", text)
+    object.__setattr__(obj, "flags", tuple(obj.flags))
+
+
+@dataclass(frozen=True)
+class Element:
+    """An element of set/map ``set``: ``key`` (concatenation parts) and, in a map, ``value``."""
+
+    set: str
+    key: tuple[str, ...]
+    value: tuple[str, ...] | None = None
+    comment: str | None = None
+    timeout: str | None = None
+
+    def __init__(
+        self,
+        set: str,
+        key: str | Sequence[str],
+        value: str | Sequence[str] | None = None,
+        comment: str | None = None,
+        timeout: str | None = None,
+    ) -> None:
+        _check_name("set", set)
+        _check_comment(comment)
+        object.__setattr__(self, "set", set)
+        object.__setattr__(self, "key", _as_parts(key, "element key"))
+        object.__setattr__(
+            self, "value", None if value is None else _as_parts(value, "element value")
+        )
+        object.__setattr__(self, "comment", comment)
+        object.__setattr__(self, "timeout", timeout)
+        if timeout is not None:
+            _check_fragment("element timeout", timeout)
+
+    def normalized(self) -> Element:
+        """The same element with key and value in the canonical form nft lists."""
+        return Element(
+            self.set,
+            normalize_key(self.key),
+            None if self.value is None else normalize_key(self.value),
+            self.comment,
+            self.timeout,
+        )
+
+
+def _as_parts(value: str | Sequence[str], what: str) -> tuple[str, ...]:
+    parts = (value,) if isinstance(value, str) else tuple(str(p) for p in value)
+    if not parts or any(not p.strip() for p in parts):
+        raise NFTError(f"empty {what}")
+    for p in parts:
+        _check_fragment(what, p)
+        if any(c in p for c in "{},"):
+            raise NFTError(f"invalid {what} {p!r}: no braces or commas")
+    return parts
+
+
+def normalize_key(parts: Iterable[str]) -> tuple[str, ...]:
+    """Canonical text of element parts, as ``nft -j list`` gives them back."""
+    return tuple(_normalize_part(p) for p in parts)
+
+
+def _normalize_part(part: str) -> str:
+    p = part.strip()
+    if len(p) >= 2 and p[0] == p[-1] == '"':
+        return p[1:-1]
+    verdict = p.split()
+    if len(verdict) == 2 and verdict[0] in ("jump", "goto"):
+        return f"{verdict[0]} {verdict[1]}"
+    try:
+        if "/" in p:
+            net = ipaddress.ip_network(p, strict=False)
+            if net.prefixlen == net.max_prefixlen:
+                return str(net.network_address)
+            return str(net)
+        if "-" in p:
+            lo, _, hi = p.partition("-")
+            try:
+                return f"{ipaddress.ip_address(lo.strip())}-{ipaddress.ip_address(hi.strip())}"
+            except ValueError:
+                return p
+        return str(ipaddress.ip_address(p))
+    except ValueError:
+        pass
+    if p.isdigit():
+        return str(int(p))
+    return p
+
+
+# --------------------------------------------------------------------------- transaction
+
+Object = Table | Chain | Rule | Set | Map | Element
+
+_ALLOWED: dict[str, tuple[type, ...]] = {
+    "add": (Table, Chain, Rule, Set, Map, Element),
+    "create": (Table, Chain, Set, Map, Element),
+    "flush": (Table, Chain, Set, Map),
+    "delete": (Table, Chain, Rule, Set, Map, Element),
+    "insert": (Rule,),
+    "replace": (Rule,),
+}
+
+
+@dataclass
+class Transaction:
+    """An ordered list of operations applied all-or-nothing."""
+
+    ops: list[tuple[Verb, Object]] = field(default_factory=list)
+
+    def _op(self, verb: Verb, obj: Object) -> Transaction:
+        if not isinstance(obj, _ALLOWED[verb]):
+            raise NFTError(f"cannot {verb} a {type(obj).__name__}")
+        if isinstance(obj, Rule):
+            if verb in ("delete", "replace") and obj.handle is None:
+                raise NFTError(f"{verb} rule in {obj.chain}: needs a handle")
+            if verb in ("add", "insert", "replace") and not obj.rule.strip():
+                raise NFTError(f"{verb} rule in {obj.chain}: empty rule")
+        self.ops.append((verb, obj))
+        return self
+
+    def add(self, obj: Object) -> Transaction:
+        return self._op("add", obj)
+
+    def create(self, obj: Object) -> Transaction:
+        return self._op("create", obj)
+
+    def flush(self, obj: Object) -> Transaction:
+        return self._op("flush", obj)
+
+    def delete(self, obj: Object) -> Transaction:
+        return self._op("delete", obj)
+
+    def insert(self, obj: Object) -> Transaction:
+        return self._op("insert", obj)
+
+    def replace(self, obj: Object) -> Transaction:
+        return self._op("replace", obj)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def render(self, family: str = "inet", table: str = "gingham") -> str:
+        """The nft script, one command per line (line N is ``ops[N-1]``)."""
+        return "".join(render_op(verb, obj, family, table) + "\n" for verb, obj in self.ops)
+
+
+def _opts(items: list[str]) -> str:
+    return " { " + " ; ".join(items) + " ; }" if items else ""
+
+
+def _comment(comment: str | None) -> str:
+    return f' comment "{comment}"' if comment is not None else ""
+
+
+def render_op(verb: Verb, obj: Object, family: str, table: str) -> str:
+    """One nft command for one operation."""
+    where = f"{family} {table}"
+    if isinstance(obj, Table):
+        opts = [f'comment "{obj.comment}"'] if obj.comment and verb in ("add", "create") else []
+        return f"{verb} table {where}{_opts(opts)}"
+    if isinstance(obj, Chain):
+        opts = []
+        if verb in ("add", "create"):
+            if obj.is_base:
+                opts.append(f"type {obj.type} hook {obj.hook} priority {obj.priority}")
+                if obj.policy is not None:
+                    opts.append(f"policy {obj.policy}")
+            if obj.comment is not None:
+                opts.append(f'comment "{obj.comment}"')
+        return f"{verb} chain {where} {obj.name}{_opts(opts)}"
+    if isinstance(obj, Set | Map):
+        kind = "map" if isinstance(obj, Map) else "set"
+        opts = []
+        if verb in ("add", "create"):
+            if obj.type is not None:
+                opts.append(f"type {obj.type}")
+            if obj.typeof is not None:
+                opts.append(f"typeof {obj.typeof}")
+            if obj.flags:
+                opts.append("flags " + ",".join(obj.flags))
+            if obj.timeout is not None:
+                opts.append(f"timeout {obj.timeout}")
+            if obj.size is not None:
+                opts.append(f"size {obj.size}")
+            if obj.comment is not None:
+                opts.append(f'comment "{obj.comment}"')
+        return f"{verb} {kind} {where} {obj.name}{_opts(opts)}"
+    if isinstance(obj, Rule):
+        head = f"{verb} rule {where} {obj.chain}"
+        if verb == "delete":
+            return f"{head} handle {obj.handle}"
+        if verb == "replace":
+            return f"{head} handle {obj.handle} {obj.rule}{_comment(obj.comment)}"
+        if obj.handle is not None:
+            head += f" position {obj.handle}"
+        elif obj.index is not None:
+            head += f" index {obj.index}"
+        return f"{head} {obj.rule}{_comment(obj.comment)}"
+    # Element
+    text = " . ".join(obj.key)
+    if verb != "delete":
+        if obj.timeout is not None:
+            text += f" timeout {obj.timeout}"
+        text += _comment(obj.comment)
+        if obj.value is not None:
+            text += " : " + " . ".join(obj.value)
+    return f"{verb} element {where} {obj.set} {{ {text} }}"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class RuleCounter:
+    chain: str
+    handle: int
+    comment: str | None
+    packets: int
+    bytes: int
+
+
+class NFTInterface(Protocol):
+    """What both :class:`NFT` and ``FakeNFT`` offer."""
+
+    family: str
+    table: str
+
+    def run(self, tx: Transaction) -> None: ...
+    def check(self, tx: Transaction) -> None: ...
+    def list_chains(self) -> list[Chain]: ...
+    def list_rules(self, chain: str) -> list[Rule]: ...
+    def list_sets(self) -> list[Set | Map]: ...
+    def list_elements(self, name: str) -> list[Element]: ...
+    def counters(self) -> list[RuleCounter]: ...
+    def delete_table(self) -> bool: ...
+    def table_exists(self) -> bool: ...
+
+
+def _json_value(v: Any) -> tuple[str, ...]:
+    """An element key or value from nft's JSON back into nft text parts."""
+    if isinstance(v, dict):
+        if "elem" in v:
+            return _json_value(v["elem"]["val"])
+        if "concat" in v:
+            return tuple(p for item in v["concat"] for p in _json_value(item))
+        if "prefix" in v:
+            return (f"{v['prefix']['addr']}/{v['prefix']['len']}",)
+        if "range" in v:
+            lo, hi = v["range"]
+            return (f"{_json_value(lo)[0]}-{_json_value(hi)[0]}",)
+        for verdict in ("jump", "goto"):
+            if verdict in v:
+                return (f"{verdict} {v[verdict]['target']}",)
+        if len(v) == 1:
+            (name,) = v
+            return (str(name),)
+        raise NFTError(f"unexpected element in nft JSON: {v!r}")
+    return (str(v),)
+
+
+def _json_elem_meta(v: Any) -> tuple[str | None, str | None]:
+    if isinstance(v, dict) and "elem" in v:
+        inner = v["elem"]
+        timeout = f"{inner['timeout']}s" if "timeout" in inner else None
+        return inner.get("comment"), timeout
+    return None, None
+
+
+def elements_from_json(name: str, obj: dict[str, Any]) -> list[Element]:
+    out = []
+    for item in obj.get("elem", []):
+        if isinstance(item, list):
+            key, value = item
+            comment, timeout = _json_elem_meta(key)
+            out.append(Element(name, _json_value(key), _json_value(value), comment, timeout))
+        else:
+            comment, timeout = _json_elem_meta(item)
+            out.append(Element(name, _json_value(item), None, comment, timeout))
+    return [e.normalized() for e in out]
+
+
+def _type_text(t: Any) -> str:
+    return " . ".join(t) if isinstance(t, list) else str(t)
+
+
+def set_from_json(kind: str, obj: dict[str, Any]) -> Set | Map:
+    flags = tuple(obj.get("flags", ()))
+    timeout = f"{obj['timeout']}s" if "timeout" in obj else None
+    if kind == "map":
+        return Map(
+            obj["name"],
+            type=f"{_type_text(obj['type'])} : {_type_text(obj['map'])}",
+            flags=flags,
+            timeout=timeout,
+            size=obj.get("size"),
+            comment=obj.get("comment"),
+        )
+    return Set(
+        obj["name"],
+        type=_type_text(obj["type"]),
+        flags=flags,
+        timeout=timeout,
+        size=obj.get("size"),
+        comment=obj.get("comment"),
+    )
+
+
+def chain_from_json(obj: dict[str, Any]) -> Chain:
+    if "hook" in obj:
+        return Chain(
+            obj["name"],
+            type=obj["type"],
+            hook=obj["hook"],
+            priority=obj["prio"],
+            policy=obj.get("policy"),
+        )
+    return Chain(obj["name"])
+
+
+_OPEN_RE = re.compile(r"\{(\s*# handle \d+)?$")
+_HANDLE_RE = re.compile(r"^(.*?)\s+# handle (\d+)$")
+_RULE_COMMENT_RE = re.compile(r'^(.*?)\s*comment "([^"]*)"$')
+
+
+def rules_from_text(chain: str, text: str) -> list[Rule]:
+    """Rules from ``nft -a list chain`` output (the only place nft prints rule text)."""
+    rules = []
+    depth = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if _OPEN_RE.search(line):
+            depth += 1
+            continue
+        if line == "}":
+            depth -= 1
+            continue
+        if depth != 2:
+            continue
+        m = _HANDLE_RE.match(line)
+        if not m:
+            continue  # base chain declaration or chain comment
+        body, handle = m.group(1), int(m.group(2))
+        cm = _RULE_COMMENT_RE.match(body)
+        comment = None
+        if cm:
+            body, comment = cm.group(1), cm.group(2)
+        rules.append(Rule(chain, body, comment=comment, handle=handle))
+    return rules
+
+
+def counters_from_json(doc: dict[str, Any]) -> list[RuleCounter]:
+    out = []
+    for item in doc.get("nftables", []):
+        rule = item.get("rule")
+        if not rule:
+            continue
+        for expr in rule.get("expr", []):
+            if isinstance(expr, dict) and isinstance(expr.get("counter"), dict):
+                c = expr["counter"]
+                out.append(
+                    RuleCounter(
+                        rule["chain"], rule["handle"], rule.get("comment"), c["packets"], c["bytes"]
+                    )
+                )
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- real driver
+
+_ERR_LOC_RE = re.compile(r"^/dev/stdin:(\d+):[\d-]+: Error: (.*)$", re.MULTILINE)
+
+
+def netns_argv(netns: str | None) -> list[str]:
+    """Prefix to run a program in a network namespace (a name under /run/netns or a path).
+
+    ``nsenter --net`` enters only the network namespace: unlike ``ip netns exec``
+    it leaves /sys alone and costs less.
+    """
+    if netns is None:
+        return []
+    path = netns if netns.startswith("/") else f"/run/netns/{netns}"
+    if not netns.startswith("/") and not _NAME_RE.match(netns):
+        raise NFTError(f"invalid network namespace name {netns!r}")
+    return ["nsenter", f"--net={path}", "--"]
+
+
+class NFT:
+    """The real kernel, through the ``nft`` program (optionally in a network namespace)."""
+
+    def __init__(
+        self,
+        family: str = "inet",
+        table: str = "gingham",
+        netns: str | None = None,
+        nft_path: str = "nft",
+    ) -> None:
+        if family not in FAMILIES:
+            raise NFTError(f"unknown nft family {family!r}")
+        _check_name("table", table)
+        self.family = family
+        self.table = table
+        self.netns = netns
+        self._argv = [*netns_argv(netns), nft_path]
+
+    def _nft(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [*self._argv, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "LC_ALL": "C"},
+            )
+        except OSError as exc:
+            raise NFTError(f"cannot run nft: {exc}") from exc
+
+    def _apply(self, tx: Transaction, check: bool) -> None:
+        if not tx.ops:
+            return
+        script = tx.render(self.family, self.table)
+        proc = self._nft(["-c", "-f", "-"] if check else ["-f", "-"], script)
+        if proc.returncode != 0:
+            raise self._error(proc.stderr, script)
+
+    @staticmethod
+    def _error(stderr: str, script: str) -> NFTError:
+        lines = script.splitlines()
+        m = _ERR_LOC_RE.search(stderr)
+        if m:
+            n = int(m.group(1))
+            line = lines[n - 1] if 0 < n <= len(lines) else ""
+            msg = m.group(2)
+            return NFTError(
+                f"nft: {msg}", kind=classify_error(msg), stderr=stderr, line_number=n,
+                script_line=line,
+            )
+        first = stderr.strip().splitlines()[0] if stderr.strip() else "nft failed"
+        return NFTError(f"nft: {first}", kind=classify_error(stderr), stderr=stderr)
+
+    def run(self, tx: Transaction) -> None:
+        """Apply ``tx`` atomically: all of it or, on error, none of it."""
+        self._apply(tx, check=False)
+
+    def check(self, tx: Transaction) -> None:
+        """Validate ``tx`` against the current kernel state without applying it."""
+        self._apply(tx, check=True)
+
+    def _list_json(self, *what: str) -> dict[str, Any] | None:
+        proc = self._nft(["-j", "list", *what])
+        if proc.returncode != 0:
+            if classify_error(proc.stderr) == "not-found":
+                return None
+            raise NFTError(f"nft list {' '.join(what)} failed", stderr=proc.stderr)
+        try:
+            doc: dict[str, Any] = json.loads(proc.stdout)
+        except json.JSONDecodeError as exc:
+            raise NFTError(f"nft -j list {' '.join(what)}: bad JSON: {exc}") from exc
+        return doc
+
+    def _table_json(self) -> list[dict[str, Any]]:
+        doc = self._list_json("table", self.family, self.table)
+        return [] if doc is None else list(doc.get("nftables", []))
+
+    def table_exists(self) -> bool:
+        return self._list_json("table", self.family, self.table) is not None
+
+    def list_chains(self) -> list[Chain]:
+        return [chain_from_json(i["chain"]) for i in self._table_json() if "chain" in i]
+
+    def list_sets(self) -> list[Set | Map]:
+        out: list[Set | Map] = []
+        for item in self._table_json():
+            for kind in ("set", "map"):
+                if kind in item:
+                    out.append(set_from_json(kind, item[kind]))
+        return out
+
+    def list_elements(self, name: str) -> list[Element]:
+        _check_name("set", name)
+        for kind in ("set", "map"):
+            doc = self._list_json(kind, self.family, self.table, name)
+            if doc is None:
+                continue
+            for item in doc.get("nftables", []):
+                if kind in item:
+                    return elements_from_json(name, item[kind])
+        raise NFTError(f"no set or map {name!r} in table {self.family} {self.table}",
+                       kind="not-found")
+
+    def list_rules(self, chain: str) -> list[Rule]:
+        _check_name("chain", chain)
+        proc = self._nft(["-a", "list", "chain", self.family, self.table, chain])
+        if proc.returncode != 0:
+            raise NFTError(
+                f"cannot list chain {chain}", kind=classify_error(proc.stderr), stderr=proc.stderr
+            )
+        return rules_from_text(chain, proc.stdout)
+
+    def counters(self) -> list[RuleCounter]:
+        doc = self._list_json("table", self.family, self.table)
+        return [] if doc is None else counters_from_json(doc)
+
+    def dump(self) -> str:
+        """``nft list table`` text ('' when the table is absent)."""
+        proc = self._nft(["list", "table", self.family, self.table])
+        return proc.stdout if proc.returncode == 0 else ""
+
+    def delete_table(self) -> bool:
+        """Remove the whole table; False if it was not there."""
+        proc = self._nft(["delete", "table", self.family, self.table])
+        if proc.returncode == 0:
+            return True
+        if classify_error(proc.stderr) == "not-found":
+            return False
+        raise NFTError("cannot delete table", kind=classify_error(proc.stderr), stderr=proc.stderr)
+
+
+def __getattr__(name: str) -> Any:
+    # FakeNFT lives in its own module (it imports this one); re-export lazily.
+    if name == "FakeNFT":
+        from gingham.dataplane.nft_fake import FakeNFT
+
+        return FakeNFT
+    raise AttributeError(name)

@@ -1,0 +1,52 @@
+"""The nft contract suite (tests/unit/dataplane/test_nft_contract.py) against
+the real nft, each test in a throwaway network namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from gingham.dataplane.nft import NFT, NFTInterface, Transaction
+from tests.unit.dataplane.test_nft_contract import *  # noqa: F403
+from tests.unit.dataplane.test_nft_contract import base_tx
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def nft(netns: Callable[[str], str]) -> Iterator[NFTInterface]:
+    yield NFT(netns=netns("nft"))
+
+
+def test_fake_and_kernel_dump_alike(netns: Callable[[str], str]) -> None:
+    from gingham.dataplane.nft_fake import FakeNFT
+
+    real, fake = NFT(netns=netns("nft")), FakeNFT()
+    for backend in (real, fake):
+        backend.run(base_tx())
+    assert _joined(fake.dump()) == _joined(real.dump())
+
+
+def _joined(text: str) -> list[str]:
+    """Lines stripped, element lists that nft wraps joined back into one line."""
+    out: list[str] = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if out and out[-1].endswith(","):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return out
+
+
+def test_error_names_line_and_stderr(netns: Callable[[str], str]) -> None:
+    from gingham.dataplane.nft import Chain, NFTError, Rule, Table
+
+    real = NFT(netns=netns("nft"))
+    tx = Transaction().add(Table()).add(Chain("a")).add(Rule("b", "accept"))
+    with pytest.raises(NFTError) as info:
+        real.run(tx)
+    assert info.value.line_number == 3
+    assert info.value.script_line == "add rule inet gingham b accept"
+    assert "No such file or directory" in info.value.stderr
+    assert "line 3" in str(info.value)
