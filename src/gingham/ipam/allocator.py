@@ -528,15 +528,4 @@ class IPAM:
         return out
 
 
-def holder_of(ds: Datastore, ip: str | IPAddress) -> tuple[Block, int] | None:
-    """The block holding ``ip`` and its ordinal, by scanning all blocks (CLI use)."""
-    addr = ipaddress.ip_address(str(ip))
-    items, _ = ds.list(keys.BLOCKS)
-    for kv in items:
-        block = Block.from_json(kv.value)
-        if addr.version == block.cidr.version and addr in block.cidr:
-            return block, block.ordinal_of(addr)
-    return None
-
-
-__all__ = ["IPAM", "AddressInUse", "Allocation", "HostConfig", "affinity_host", "holder_of"]
+__all__ = ["IPAM", "AddressInUse", "Allocation", "HostConfig", "affinity_host"]
