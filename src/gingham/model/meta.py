@@ -1,0 +1,267 @@
+"""Base classes shared by every kind: the pydantic configuration, metadata, problems.
+
+Attributes are snake_case; YAML and JSON use Calico's camelCase, which keeps
+acronyms in capitals (``peerIP``, ``vxlanVNI``, ``ipNATs``, ``notICMP``). The
+alias generator below knows those acronyms, so a field only needs an explicit
+alias when its name is a Python keyword (``from``, ``except``).
+
+Cross-field checks raise :class:`Problems`, a ``ValueError`` that carries
+paths relative to the model that raised it; the translation from pydantic's
+errors (in ``registry``) joins them to the model's own path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+from gingham.errors import ValidationError
+
+# Word -> spelling inside a camelCase name (never applied to the first word).
+_ACRONYMS: dict[str, str] = {
+    "ip": "IP",
+    "ips": "IPs",
+    "id": "ID",
+    "vni": "VNI",
+    "mtu": "MTU",
+    "vxlan": "VXLAN",
+    "ipip": "IPIP",
+    "cidr": "CIDR",
+    "cidrs": "CIDRs",
+    "nat": "NAT",
+    "nats": "NATs",
+    "dnat": "DNAT",
+    "icmp": "ICMP",
+    "bgp": "BGP",
+    "mac": "MAC",
+    "dns": "DNS",
+    "xdp": "XDP",
+    "bpf": "BPF",
+    "ipv4": "IPv4",
+    "ipv6": "IPv6",
+    "v6": "V6",
+    "ttl": "TTL",
+    "url": "URL",
+}
+
+
+def camel(name: str) -> str:
+    """``not_icmp`` -> ``notICMP``; ``ipv4_vxlan_tunnel_addr`` -> ``ipv4VXLANTunnelAddr``."""
+    first, *rest = name.rstrip("_").split("_")
+    return first + "".join(_ACRONYMS.get(w, w[:1].upper() + w[1:]) for w in rest)
+
+
+class Model(BaseModel):
+    """Every gingham model: camelCase aliases, unknown fields rejected, frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Problems(ValueError):
+    """Several field problems found by one cross-field check.
+
+    ``items`` holds ``(relative path, message)``; an empty path means the model itself.
+    """
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self.items = list(items)
+        super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in self.items))
+
+
+class ProblemList:
+    """Collects problems in a validator, then raises them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append((path, message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise Problems(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the input: where (document), which field, what."""
+
+    location: str  # "doc 2 (GlobalNetworkPolicy allow-dns)", "line 4 column 3" or ""
+    path: str  # "spec.ingress[0].destination.ports[1]" or ""
+    message: str
+
+    def __str__(self) -> str:
+        return ": ".join(part for part in (self.location, self.path, self.message) if part)
+
+
+class ManifestError(ValidationError):
+    """Every problem found in one input; ``problems`` lists them individually."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        locations = {p.location for p in self.problems}
+        location = locations.pop() if len(locations) == 1 else ""
+        lines = [": ".join(x for x in (p.path, p.message) if x) if location else str(p)
+                 for p in self.problems]
+        if len(lines) == 1:
+            message = lines[0]
+        else:
+            message = f"{len(lines)} problems:\n  " + "\n  ".join(lines)
+        super().__init__(message, location)
+
+
+# --- scalar types: strict, so YAML's types are kept (no "yes" -> True, "80" -> 80) ---
+
+def _compact_number(value: float) -> float | int:
+    return int(value) if value.is_integer() else value
+
+
+Str = StrictStr
+Int = StrictInt
+Bool = StrictBool
+# Calico's float64 fields (order). Written back as an int when integral: 100, not 100.0.
+Float = Annotated[
+    float,
+    Strict(),
+    AllowInfNan(False),
+    PlainSerializer(_compact_number, when_used="json"),
+]
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN_RE = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+_LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def check_resource_name(name: str) -> str:
+    if not name:
+        raise ValueError("name must not be empty")
+    if len(name) > 253 or not _SUBDOMAIN_RE.match(name):
+        raise ValueError(
+            f"invalid name {name!r}: lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters"
+        )
+    return name
+
+
+def check_namespace_name(name: str) -> str:
+    if len(name) > 63 or not re.match(rf"^{_DNS_LABEL}$", name):
+        raise ValueError(
+            f"invalid namespace {name!r}: lower-case letters, digits and '-', at most 63"
+        )
+    return name
+
+
+def label_key_problem(key: str) -> str | None:
+    """Kubernetes' rule for label keys: optional ``dns-subdomain/`` prefix, name <= 63."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not _SUBDOMAIN_RE.match(prefix)):
+        return f"invalid label key {key!r}: prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name):
+        return (
+            f"invalid label key {key!r}: name part must be 1-63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    if value and (len(value) > 63 or not _LABEL_NAME_RE.match(value)):
+        return (
+            f"invalid label value {value!r}: at most 63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    problems = ProblemList()
+    for key, value in labels.items():
+        for problem in (label_key_problem(key), label_value_problem(value)):
+            if problem:
+                problems.add(_dict_key_path(key), problem)
+    problems.raise_if_any()
+    return labels
+
+
+def _dict_key_path(key: str) -> str:
+    return f"[{key!r}]"
+
+
+Labels = Annotated[dict[StrictStr, StrictStr], AfterValidator(_check_labels)]
+
+
+class ObjectMeta(Model):
+    """The metadata every resource carries. Server-set fields are kept but never required."""
+
+    name: Str
+    namespace: Str | None = None
+    labels: Labels = Field(default_factory=dict)
+    annotations: dict[Str, Str] = Field(default_factory=dict)
+    resource_version: Str | None = None
+    uid: Str | None = None
+    creation_timestamp: Str | None = None
+    generation: Int | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_resource_name(value)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return None if value is None else check_namespace_name(value)
+
+
+class Resource(Model):
+    """Base of every kind. Subclasses pin ``api_version`` and ``kind`` with Literals."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+
+    # Filled in by each subclass; read through gingham.model.registry.kind_info.
+    NAMESPACED: ClassVar[bool] = False
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, meta: ObjectMeta) -> ObjectMeta:
+        problems = ProblemList()
+        if meta.namespace is not None and not cls.NAMESPACED:
+            problems.add("namespace", f"{cls.__name__} is cluster-scoped: no namespace allowed")
+        problems.raise_if_any()
+        return meta
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+
+def dump_hint(value: Any) -> str:
+    """A short, safe rendering of a bad input value for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,173 @@
+"""Policies, tiers and profiles (projectcalico.org/v3)."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gingham.model.meta import (
+    Bool,
+    Float,
+    Model,
+    ProblemList,
+    Resource,
+    Str,
+    check_resource_name,
+)
+from gingham.model.rules import Rule
+from gingham.model.values import Selector
+
+CALICO_API: Final = "projectcalico.org/v3"
+DEFAULT_TIER = "default"
+MAX_RULES = 1024  # per direction
+
+# Default of fields computed by a validator when absent (typed Any so the field keeps its type).
+COMPUTED: Any = None
+
+PolicyType = Literal["Ingress", "Egress"]
+
+
+def default_types(ingress: tuple[Rule, ...], egress: tuple[Rule, ...]) -> tuple[PolicyType, ...]:
+    """Calico's defaulting of ``types``: Egress alone for egress-only policies,
+    both when both kinds of rules are present, otherwise Ingress."""
+    if egress and not ingress:
+        return ("Egress",)
+    if egress:
+        return ("Ingress", "Egress")
+    return ("Ingress",)
+
+
+class PolicySpec(Model):
+    """What NetworkPolicy and GlobalNetworkPolicy share."""
+
+    tier: Str = DEFAULT_TIER
+    order: Float | None = None
+    selector: Selector = "all()"
+    service_account_selector: Selector | None = None
+    # Computed from the rules when absent (see default_types); never None after validation.
+    types: tuple[PolicyType, ...] = Field(default=COMPUTED)
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+
+    @field_validator("selector")
+    @classmethod
+    def _all_when_empty(cls, value: str) -> str:
+        # An empty policy selector selects every endpoint in scope, as all() does.
+        return value if value.strip() else "all()"
+
+    @field_validator("tier")
+    @classmethod
+    def _tier_name(cls, value: str) -> str:
+        return check_resource_name(value)
+
+    @model_validator(mode="after")
+    def _types_and_limits(self) -> PolicySpec:
+        problems = ProblemList()
+        if self.types is None:
+            object.__setattr__(self, "types", default_types(self.ingress, self.egress))
+        else:
+            seen: set[str] = set()
+            for i, kind in enumerate(self.types):
+                if kind in seen:
+                    problems.add(f"types[{i}]", f"{kind!r} listed more than once")
+                seen.add(kind)
+        for direction in ("ingress", "egress"):
+            count = len(getattr(self, direction))
+            if count > MAX_RULES:
+                problems.add(direction, f"{count} rules: at most {MAX_RULES} per direction")
+        problems.raise_if_any()
+        return self
+
+    def applies_to(self, direction: PolicyType) -> bool:
+        return direction in self.types
+
+
+class NetworkPolicySpec(PolicySpec):
+    pass
+
+
+class GlobalNetworkPolicySpec(PolicySpec):
+    namespace_selector: Selector | None = None
+    do_not_track: Bool = False
+    pre_dnat: Bool = False
+    apply_on_forward: Bool = False
+
+    @model_validator(mode="after")
+    def _host_policy_flags(self) -> GlobalNetworkPolicySpec:
+        problems = ProblemList()
+        if self.do_not_track and self.pre_dnat:
+            problems.add("preDNAT", "doNotTrack and preDNAT cannot both be true")
+        if (self.do_not_track or self.pre_dnat) and not self.apply_on_forward:
+            problems.add("applyOnForward", "must be true when doNotTrack or preDNAT is true")
+        if self.pre_dnat:
+            if self.egress:
+                problems.add("egress", "a preDNAT policy cannot have egress rules")
+            if "Egress" in (self.types or ()):
+                problems.add("types", "a preDNAT policy cannot have type Egress")
+        problems.raise_if_any()
+        return self
+
+
+class _TieredPolicy(Resource):
+    """Policies named either ``<tier>.<name>`` (older Calico) or plainly ``<name>``."""
+
+    @property
+    def tier(self) -> str:
+        spec: PolicySpec = getattr(self, "spec")  # noqa: B009 - spec is declared in subclasses
+        return spec.tier
+
+    @property
+    def bare_name(self) -> str:
+        """The name without its ``<tier>.`` prefix, whichever way it was written."""
+        prefix = self.tier + "."
+        return self.name[len(prefix):] if self.name.startswith(prefix) else self.name
+
+    @property
+    def qualified_name(self) -> str:
+        """``<tier>.<bare name>`` - one spelling for both ways of writing the name."""
+        return f"{self.tier}.{self.bare_name}"
+
+
+class NetworkPolicy(_TieredPolicy):
+    """A namespaced policy: selects workloads of its own namespace only."""
+
+    NAMESPACED = True
+    api_version: Literal["projectcalico.org/v3"] = CALICO_API
+    kind: Literal["NetworkPolicy"] = "NetworkPolicy"
+    spec: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
+
+
+class GlobalNetworkPolicy(_TieredPolicy):
+    """A cluster-wide policy: selects workloads of every namespace and host endpoints."""
+
+    api_version: Literal["projectcalico.org/v3"] = CALICO_API
+    kind: Literal["GlobalNetworkPolicy"] = "GlobalNetworkPolicy"
+    spec: GlobalNetworkPolicySpec = Field(default_factory=GlobalNetworkPolicySpec)
+
+
+class TierSpec(Model):
+    order: Float | None = None
+    default_action: Literal["Deny", "Pass"] = "Deny"
+
+
+class Tier(Resource):
+    """An ordered group of policies; lower order is evaluated first, absent order last."""
+
+    api_version: Literal["projectcalico.org/v3"] = CALICO_API
+    kind: Literal["Tier"] = "Tier"
+    spec: TierSpec = Field(default_factory=TierSpec)
+
+
+class ProfileSpec(Model):
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+    labels_to_apply: dict[Str, Str] = Field(default_factory=dict)
+
+
+class Profile(Resource):
+    """Rules and labels shared by the endpoints that name this profile."""
+
+    api_version: Literal["projectcalico.org/v3"] = CALICO_API
+    kind: Literal["Profile"] = "Profile"
+    spec: ProfileSpec = Field(default_factory=ProfileSpec)

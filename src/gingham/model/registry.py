@@ -1,0 +1,200 @@
+"""The kinds gingham knows, dispatch from ``apiVersion``+``kind``, and pydantic error translation.
+
+``parse_resource`` is the one door from a plain dict to a typed resource: it
+turns every pydantic error into a :class:`~gingham.model.meta.Problem` with a
+dotted path in the manifest's own (camelCase) spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from gingham.model.meta import ManifestError, Problem, Problems, Resource, dump_hint
+
+
+@dataclass(frozen=True, slots=True)
+class KindInfo:
+    """What the CLI and the datastore need to know about one kind.
+
+    ``name`` is unique across API groups (``KubernetesNetworkPolicy``) and is
+    what datastore keys use; ``kind`` is what manifests say (``NetworkPolicy``).
+    """
+
+    name: str
+    kind: str
+    api_version: str
+    namespaced: bool
+    plural: str
+    short_names: tuple[str, ...]
+    model: type[Resource]
+
+
+_KINDS: list[KindInfo] = []
+_BY_API_KIND: dict[tuple[str, str], KindInfo] = {}
+_BY_NAME: dict[str, KindInfo] = {}
+
+
+def register(model: type[Resource], plural: str, *short_names: str) -> type[Resource]:
+    fields = model.model_fields
+    info = KindInfo(
+        name=model.__name__,
+        kind=str(fields["kind"].default),
+        api_version=str(fields["api_version"].default),
+        namespaced=model.NAMESPACED,
+        plural=plural,
+        short_names=tuple(short_names),
+        model=model,
+    )
+    _KINDS.append(info)
+    _BY_API_KIND[(info.api_version, info.kind)] = info
+    for alias in (info.name, info.kind if info.name == info.kind else "", plural, *short_names):
+        if alias:
+            _BY_NAME.setdefault(alias.lower(), info)
+    return model
+
+
+def all_kinds() -> tuple[KindInfo, ...]:
+    _load()
+    return tuple(_KINDS)
+
+
+def kind_info(kind: str, api_version: str | None = None) -> KindInfo:
+    """The kind named by a manifest (``kind`` + ``apiVersion``) or by an operator.
+
+    Without ``api_version`` any spelling works, case-insensitively: the kind
+    (``GlobalNetworkPolicy``), the plural (``globalnetworkpolicies``) or a short
+    name (``gnp``); a bare ``NetworkPolicy`` means Calico's. Raises
+    ``gingham.errors.ValidationError`` for anything unknown.
+    """
+    _load()
+    if api_version is not None:
+        info = _BY_API_KIND.get((api_version, kind))
+        if info is None:
+            known = ", ".join(sorted({f"{i.api_version} {i.kind}" for i in _KINDS}))
+            raise ManifestError([Problem("", "kind", f"unknown kind {kind!r} for apiVersion "
+                                                     f"{api_version!r} (known: {known})")])
+        return info
+    info = _BY_NAME.get(kind.lower())
+    if info is None:
+        raise ManifestError([Problem("", "", f"unknown resource type {kind!r}")])
+    return info
+
+
+_loaded = False
+
+
+def _load() -> None:
+    """Import the modules that register kinds (done lazily to avoid an import cycle)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from gingham.model import kinds  # noqa: F401  (registers on import)
+
+
+# --- error translation ---
+
+
+def join_path(base: str, relative: str) -> str:
+    if not base:
+        return relative
+    if not relative:
+        return base
+    return base + relative if relative.startswith("[") else f"{base}.{relative}"
+
+
+def loc_to_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif path and not _is_identifier(part):
+            path += f"[{part!r}]"
+        else:
+            path = join_path(path, part)
+    return path
+
+
+def _is_identifier(part: str) -> bool:
+    return part.replace("_", "a").replace("-", "a").isalnum()
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    message = str(error["msg"])
+    if kind.endswith("_type") or kind in ("literal_error", "enum"):
+        value = error.get("input")
+        message += f", got {type(value).__name__} {dump_hint(value)}"
+    return message
+
+
+def translate(exc: pydantic.ValidationError, location: str,
+              base: str = "") -> list[Problem]:
+    problems: list[Problem] = []
+    for error in exc.errors():
+        path = join_path(base, loc_to_path(error["loc"]))
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, Problems):
+            problems.extend(Problem(location, join_path(path, rel), msg)
+                            for rel, msg in cause.items)
+        else:
+            problems.append(Problem(location, path, _message(error)))
+    return problems
+
+
+def describe(doc: Mapping[str, Any], index: int | None) -> str:
+    """``doc 2 (GlobalNetworkPolicy allow-dns)``; ``index`` is 0-based, shown 1-based."""
+    kind = doc.get("kind")
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    what = " ".join(str(x) for x in (kind, name) if isinstance(x, str) and x)
+    where = f"doc {index + 1}" if index is not None else ""
+    if where and what:
+        return f"{where} ({what})"
+    return where or what
+
+
+def check_resource(doc: Any, location: str, base: str = "") -> tuple[Resource | None,
+                                                                      list[Problem]]:
+    """Parse one document; return the resource or the problems (never both)."""
+    if not isinstance(doc, Mapping):
+        return None, [Problem(location, base, f"a resource must be a mapping, got "
+                                              f"{type(doc).__name__}")]
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    missing = [Problem(location, join_path(base, f), "required field is missing")
+               for f, v in (("apiVersion", api_version), ("kind", kind)) if v is None]
+    if missing:
+        return None, missing
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None, [Problem(location, base, "apiVersion and kind must be strings")]
+    try:
+        info = kind_info(kind, api_version)
+    except ManifestError as exc:
+        return None, [Problem(location, join_path(base, p.path), p.message)
+                      for p in exc.problems]
+    try:
+        return info.model.model_validate(dict(doc)), []
+    except pydantic.ValidationError as exc:
+        return None, translate(exc, location, base)
+
+
+def parse_resource(doc: Mapping[str, Any], index: int | None = None) -> Resource:
+    """A typed resource from one manifest dict, or ManifestError listing every problem.
+
+    ``index`` is the document's 0-based position in its file; messages show it
+    1-based (``doc 1`` is the first document).
+    """
+    resource, problems = check_resource(doc, describe(doc, index) if isinstance(doc, Mapping)
+                                        else (f"doc {index + 1}" if index is not None else ""))
+    if resource is None:
+        raise ManifestError(problems)
+    return resource

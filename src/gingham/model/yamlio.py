@@ -1,0 +1,197 @@
+"""Manifests in and out: a YAML loader without YAML 1.1's surprises, and the dumper to match.
+
+PyYAML follows YAML 1.1: ``1:30`` is 90 (base 60), ``on``/``yes``/``no`` are
+booleans, ``0755`` is octal and ``2024-01-01`` a date. Manifests must mean what
+they say, so this loader uses the YAML 1.2 core schema for plain scalars: only
+``true``/``false`` are booleans, integers are decimal, ``0o`` octal or ``0x``
+hex, and everything else that is not a 1.2 float or null stays a string.
+A key repeated in one mapping is an error naming both lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from gingham.model.meta import ManifestError, Problem, Resource
+from gingham.model.registry import check_resource, describe
+
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+
+_TAG_BOOL = "tag:yaml.org,2002:bool"
+_TAG_INT = "tag:yaml.org,2002:int"
+_TAG_FLOAT = "tag:yaml.org,2002:float"
+_TAG_NULL = "tag:yaml.org,2002:null"
+_REPLACED = {_TAG_BOOL, _TAG_INT, _TAG_FLOAT, _TAG_NULL, "tag:yaml.org,2002:timestamp"}
+
+_CORE_RESOLVERS: list[tuple[str, re.Pattern[str], str]] = [
+    (_TAG_BOOL, _BOOL, "tTfF"),
+    (_TAG_INT, _INT, "-+0123456789"),
+    (_TAG_FLOAT, _FLOAT, "-+0123456789."),
+    (_TAG_NULL, _NULL, "~nN"),
+]
+
+
+def _core_resolvers(base: dict[Any, list[tuple[str, re.Pattern[str]]]]
+                    ) -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    table = {first: [(tag, rx) for tag, rx in pairs if tag not in _REPLACED]
+             for first, pairs in base.items()}
+    for tag, rx, firsts in _CORE_RESOLVERS:
+        for first in firsts:
+            table.setdefault(first, []).append((tag, rx))
+    table.setdefault("", []).append((_TAG_NULL, _NULL))  # the empty scalar
+    return table
+
+
+class DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class Loader(yaml.SafeLoader):
+    """SafeLoader with the YAML 1.2 core schema and duplicate keys refused."""
+
+    yaml_implicit_resolvers = _core_resolvers(yaml.SafeLoader.yaml_implicit_resolvers)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node))
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text)
+
+    def construct_mapping(self, node: yaml.MappingNode,
+                          deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is not None:
+                raise DuplicateKey(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first at line {first.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+Loader.add_constructor(_TAG_INT, Loader.construct_yaml_int)
+
+
+class Dumper(yaml.SafeDumper):
+    """Quotes every string that either YAML 1.1 or our 1.2 loader would read as non-string."""
+
+
+for _tag, _rx, _firsts in _CORE_RESOLVERS:
+    for _first in _firsts:
+        Dumper.add_implicit_resolver(_tag, _rx, list(_first))
+
+
+def _mark_text(mark: yaml.Mark | None) -> str:
+    return f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(exc: yaml.YAMLError, index: int) -> Problem:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = exc.problem or "invalid YAML"
+        where = _mark_text(exc.problem_mark)
+        if isinstance(exc, DuplicateKey):
+            return Problem(f"doc {index + 1}", where, what)
+        return Problem(f"doc {index + 1}", where, f"invalid YAML: {what}")
+    return Problem(f"doc {index + 1}", "", f"invalid YAML: {exc}")
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """Every document of a YAML stream (empty documents dropped), or ManifestError."""
+    docs: list[Any] = []
+    stream = yaml.load_all(text, Loader=Loader)
+    index = 0
+    try:
+        for doc in stream:
+            index += 1
+            if doc is not None:
+                docs.append(doc)
+    except yaml.YAMLError as exc:
+        raise ManifestError([_yaml_problem(exc, index)]) from None
+    return docs
+
+
+def load_manifests(text: str) -> list[Resource]:
+    """Every resource in a multi-document YAML (or JSON) text, in order.
+
+    A ``kind: List`` document contributes its ``items``. If any document is
+    bad, nothing is returned: one ManifestError lists the problems of all of
+    them, each located as ``doc N (Kind name)`` (N counts from 1).
+    """
+    resources: list[Resource] = []
+    problems: list[Problem] = []
+    for i, doc in enumerate(load_yaml_documents(text)):
+        for location, base, item in _expand(doc, i):
+            resource, found = check_resource(item, location, base)
+            problems.extend(found)
+            if resource is not None:
+                resources.append(resource)
+    if problems:
+        raise ManifestError(problems)
+    return resources
+
+
+def _expand(doc: Any, index: int) -> Iterable[tuple[str, str, Any]]:
+    if isinstance(doc, Mapping) and doc.get("kind") == "List" and "items" in doc:
+        items = doc["items"]
+        if not isinstance(items, list):
+            yield f"doc {index + 1} (List)", "items", items
+            return
+        for j, item in enumerate(items):
+            label = describe(item, None) if isinstance(item, Mapping) else ""
+            location = f"doc {index + 1} item {j + 1}" + (f" ({label})" if label else "")
+            yield location, "", item
+        return
+    location = describe(doc, index) if isinstance(doc, Mapping) else f"doc {index + 1}"
+    yield location, "", doc
+
+
+def to_dict(resource: Resource) -> dict[str, Any]:
+    """The manifest form: camelCase, ``apiVersion``/``kind``/``metadata`` first.
+
+    Fields that were absent on input (and filled by defaults) are left out, as
+    are Nones, so that parse(to_dict(r)) == r and a read-back looks like what
+    was applied.
+    """
+    body = resource.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
+    out: dict[str, Any] = {
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": body.pop("metadata", {"name": resource.metadata.name}),
+    }
+    body.pop("apiVersion", None)
+    body.pop("kind", None)
+    out.update(body)
+    return out
+
+
+def dump_yaml(resources: Iterable[Resource]) -> str:
+    """Resources as a multi-document YAML text that ``load_manifests`` reads back equal."""
+    return yaml.dump_all(
+        [to_dict(r) for r in resources],
+        Dumper=Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        explicit_start=True,
+    )
