@@ -119,7 +119,7 @@ def test_addresses_and_ordinals() -> None:
 
 def test_bad_documents_name_the_field() -> None:
     good = Block.new("198.18.0.0/30").to_json()
-    with pytest.raises(ValidationError, match="block.cidr"):
+    with pytest.raises(ValidationError, match=r"block\.cidr"):
         Block.from_json({**good, "cidr": "nope"})
     with pytest.raises(ValidationError, match=r"allocations\[1\]"):
         Block.from_json({**good, "allocations": [None, "x", None, None]})
