@@ -14,6 +14,7 @@ import contextlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -47,15 +48,23 @@ class EtcdProcess:
     client_port: int
     peer_port: int
     initial_cluster: str = ""
+    cluster_token: str = ""  # the same for every member of one cluster
     host: str = "127.0.0.1"
     unix_socket: bool = False
     binary: str = "etcd"
     extra_args: list[str] = field(default_factory=list)
+    # TLS on the client port: server certificate, its key, and the CA that
+    # signed it (clients verify the server with it). Peers stay on plain
+    # loopback HTTP.
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        scheme = "https" if self.cert_file else "http"
+        return f"{scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -68,6 +77,8 @@ class EtcdProcess:
     @property
     def datastore_url(self) -> str:
         """The gingham URL of this member alone (TCP)."""
+        if self.cert_file:
+            return f"etcds://{self.host}:{self.client_port}?cacert={self.ca_file}"
         return f"etcd://{self.host}:{self.client_port}"
 
     @property
@@ -88,10 +99,18 @@ class EtcdProcess:
             "--initial-advertise-peer-urls", self.peer_url,
             "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             "--initial-cluster-state", "new",
-            "--initial-cluster-token", f"gingham-{self.directory.name}",
+            "--initial-cluster-token", self.cluster_token or f"gingham-{self.name}",
             "--log-level", "warn",
+            *self._tls_args(),
             *self.extra_args,
         ]  # fmt: skip
+
+    def _tls_args(self) -> list[str]:
+        if not self.cert_file:
+            return []
+        # No --trusted-ca-file: etcd would then demand client certificates,
+        # which the health probe does not carry. ca_file is for clients.
+        return ["--cert-file", self.cert_file, "--key-file", self.key_file or ""]
 
     def start(self) -> None:
         if shutil.which(self.binary) is None:
@@ -114,7 +133,8 @@ class EtcdProcess:
 
     def healthy(self) -> bool:
         try:
-            r = httpx.get(self.client_url + "/health", timeout=1.0)
+            verify = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+            r = httpx.get(self.client_url + "/health", timeout=1.0, verify=verify)
             return r.status_code == 200 and r.json().get("health") == "true"
         except (httpx.HTTPError, ValueError):
             return False
@@ -175,6 +195,7 @@ def start_etcd_cluster(
             host=host,
             unix_socket=unix_socket,
             binary=binary,
+            cluster_token=f"gingham-{base.name}",
         )
         for i in range(n)
     ]
