@@ -1,0 +1,308 @@
+"""Layout of the ``inet gingham`` table: base chains, dispatch maps and names.
+
+Evaluation scheme (why it looks like this)
+-------------------------------------------
+A packet between two workloads on one host crosses the forward hook once,
+but needs *two* decisions: egress of the sender, then ingress of the
+receiver. nft's ``accept`` ends evaluation only of the *current base chain*;
+the packet then meets the next base chain on the same hook. So each hook that
+needs two decisions has two base chains at increasing priority:
+
+    forward  prio 0   fwd-from-wl   iifname vmap @from-wl   (egress of the sender)
+    forward  prio 10  fwd-to-wl     oifname vmap @to-wl     (ingress of the receiver)
+    input    prio 0   in-from-wl    iifname vmap @from-wl   (egress of a workload to its host)
+    input    prio 10  in-host       endpoint-to-host action, failsafes, @to-hep
+    output   prio 0   out-host      failsafes, oifname vmap @from-hep
+
+Inside a jumped-to chain, Allow is ``accept`` (done with this base chain),
+Deny is ``drop`` (final) and Log is ``log`` with no verdict (continue).
+Pass must skip the rest of the current tier, which a shared policy chain
+cannot name; it sets :data:`PASS_MARK` and returns, and every later policy
+jump and the tier's default drop in the endpoint chain are conditional on the
+mark being clear. The mark is cleared at the start of each tier and before the
+profiles, so a packet leaves with the bit as clear as our chains can make it.
+
+Each base chain accepts ``ct state established,related`` first (replies of
+allowed connections pass; a restart that rewrites chains atomically does not
+disturb them) and drops ``ct state invalid``. A ``gh*`` interface missing from
+a dispatch map is dropped (fail closed).
+
+Every chain gingham writes starts with a marker rule ``counter comment
+"v:<hash>"`` whose hash covers the chain's rules: after a restart the
+resync compares markers (read in one ``nft -j list table``) instead of nft's
+re-printed rule text, and the counter doubles as "packets that entered this
+chain".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from gingham.calc.messages import PolicyID
+from gingham.dataplane import nft
+
+FAMILY = "inet"
+TABLE = "gingham"
+WORKLOAD_IFACE_PREFIX = "gh"
+
+PASS_MARK = 0x1000
+"""Scratch mark bit for Pass. Outside Calico's default 0xffff0000, kube-proxy's
+0x4000/0x8000 and Cilium's 0x0f00; it is only meaningful inside our chains."""
+
+# base chains
+FWD_FROM_WL = "fwd-from-wl"
+FWD_TO_WL = "fwd-to-wl"
+IN_FROM_WL = "in-from-wl"
+IN_HOST = "in-host"
+OUT_HOST = "out-host"
+
+# dispatch maps (interface name -> jump chain)
+MAP_FROM_WL = "from-wl"
+MAP_TO_WL = "to-wl"
+MAP_TO_HEP = "to-hep"
+MAP_FROM_HEP = "from-hep"
+DISPATCH_MAPS = (MAP_FROM_WL, MAP_TO_WL, MAP_TO_HEP, MAP_FROM_HEP)
+
+# ranks order the transaction: created in ascending rank, deleted in descending
+RANK_SET = 0
+RANK_POLICY = 1
+RANK_ENDPOINT = 2
+RANK_DISPATCH = 3
+RANK_BASE = 4
+
+_SAFE_IFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_COMMENT_MAX = 128
+_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp", 136: "udplite", 1: "icmp", 58: "ipv6-icmp"}
+_PROTO_NUMBERS = {v: k for k, v in _PROTO_NAMES.items()} | {"icmpv6": 58}
+
+ESTABLISHED = "ct state established,related accept"
+INVALID = "ct state invalid drop"
+NDP = "meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"
+
+
+def _h(text: str, n: int = 12) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def short_comment(text: str) -> str:
+    """``text`` as an nft comment: at most 128 characters, no double quotes.
+
+    Long texts keep a readable head plus a hash of the whole, so two long ids
+    never collide and the same id always gives the same comment.
+    """
+    clean = text.replace('"', "'").replace("\n", " ")
+    if len(clean) <= _COMMENT_MAX and clean == text:
+        return clean
+    return clean[: _COMMENT_MAX - 13] + "~" + _h(text)
+
+
+# ------------------------------------------------------------------ names
+
+
+def iface_id(ifname: str) -> str:
+    """A chain-name-safe id for an interface: the name itself when it is safe."""
+    return ifname if _SAFE_IFACE.match(ifname) else "x" + _h(ifname, 14)
+
+
+def to_wl_chain(ifname: str) -> str:
+    return f"tw-{iface_id(ifname)}"
+
+
+def from_wl_chain(ifname: str) -> str:
+    return f"fw-{iface_id(ifname)}"
+
+
+def to_hep_chain(ifname: str) -> str:
+    return f"th-{iface_id(ifname)}"
+
+
+def from_hep_chain(ifname: str) -> str:
+    return f"fh-{iface_id(ifname)}"
+
+
+def policy_key(pid: PolicyID) -> str:
+    return f"{pid.tier}\0{pid.namespace or ''}\0{pid.name}"
+
+
+def policy_chain(pid: PolicyID, inbound: bool) -> str:
+    return f"pol-{_h(policy_key(pid))}-{'i' if inbound else 'o'}"
+
+
+def profile_chain(profile_id: str, inbound: bool) -> str:
+    return f"pro-{_h(profile_id)}-{'i' if inbound else 'o'}"
+
+
+def _set_suffix(set_id: str) -> str:
+    safe = set_id.replace(":", "_")
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,200}", safe):
+        return safe
+    return _h(set_id, 16)
+
+
+def net_set_name(set_id: str, family: int) -> str:
+    return f"s{family}-{_set_suffix(set_id)}"
+
+
+def port_set_name(set_id: str, family: int) -> str:
+    return f"p{family}-{_set_suffix(set_id)}"
+
+
+def net_set(set_id: str, family: int) -> nft.Set:
+    return nft.Set(
+        net_set_name(set_id, family),
+        type="ipv4_addr" if family == 4 else "ipv6_addr",
+        flags=("interval",),
+        comment=short_comment(set_id),
+    )
+
+
+def port_set(set_id: str, family: int) -> nft.Set:
+    addr = "ipv4_addr" if family == 4 else "ipv6_addr"
+    return nft.Set(
+        port_set_name(set_id, family),
+        type=f"{addr} . inet_proto . inet_service",
+        comment=short_comment(set_id),
+    )
+
+
+def proto_name(proto: str | int) -> str:
+    """Protocol as nft lists it in set elements (name for the common ones)."""
+    if isinstance(proto, int) or proto.isdigit():
+        n = int(proto)
+        return _PROTO_NAMES.get(n, str(n))
+    low = proto.lower()
+    if low in _PROTO_NUMBERS:
+        return _PROTO_NAMES[_PROTO_NUMBERS[low]]
+    return low
+
+
+# ------------------------------------------------------------------ chains as data
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    body: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSpec:
+    """A chain as gingham wants it: its declaration, rules and rank."""
+
+    chain: nft.Chain
+    rules: tuple[RuleSpec, ...]
+    rank: int
+
+    @property
+    def name(self) -> str:
+        return self.chain.name
+
+    @property
+    def marker(self) -> str:
+        text = "\n".join(f"{r.body}#{r.comment}" for r in self.rules)
+        base = self.chain
+        if base.is_base:
+            text = f"{base.type} {base.hook} {base.priority} {base.policy}\n{text}"
+        return f"v:{_h(text)}"
+
+    def nft_rules(self) -> list[nft.Rule]:
+        marker = nft.Rule(self.name, "counter", comment=self.marker)
+        return [marker] + [nft.Rule(self.name, r.body, comment=r.comment) for r in self.rules]
+
+
+def make_chain(
+    name: str, rules: list[RuleSpec] | tuple[RuleSpec, ...], rank: int, comment: str | None = None
+) -> ChainSpec:
+    c = nft.Chain(name, comment=None if comment is None else short_comment(comment))
+    return ChainSpec(c, tuple(rules), rank)
+
+
+def dispatch_maps() -> list[nft.Map]:
+    return [nft.Map(name, type="ifname : verdict") for name in DISPATCH_MAPS]
+
+
+def dispatch_element(map_name: str, ifname: str, chain: str) -> nft.Element:
+    return nft.Element(map_name, f'"{ifname}"', f"jump {chain}")
+
+
+def base_chains(
+    endpoint_to_host: str = "Drop",
+    failsafe_in: tuple[tuple[str, int], ...] = (),
+    failsafe_out: tuple[tuple[str, int], ...] = (),
+) -> list[ChainSpec]:
+    """The five base chains; only ``in-host``/``out-host`` depend on configuration.
+
+    ``endpoint_to_host`` is FelixConfiguration's defaultEndpointToHostAction:
+    ``Drop`` (default), ``Accept``, or ``Return`` (let host-endpoint policy decide).
+    ``failsafe_*`` are (protocol, port) pairs kept open on host endpoints.
+    """
+    wl = f'"{WORKLOAD_IFACE_PREFIX}*"'
+    head = [RuleSpec(ESTABLISHED), RuleSpec(INVALID)]
+
+    def base(name: str, hook: str, prio: int, rules: list[RuleSpec]) -> ChainSpec:
+        c = nft.Chain(name, type="filter", hook=hook, priority=prio, policy="accept")
+        return ChainSpec(c, tuple(head + rules), RANK_BASE)
+
+    action = endpoint_to_host.capitalize()
+    if action not in ("Drop", "Accept", "Return"):
+        raise ValueError(f"defaultEndpointToHostAction must be Drop, Accept or Return: {action!r}")
+    to_host: list[RuleSpec] = [RuleSpec(f"iifname {wl} {NDP}")]
+    if action != "Return":
+        to_host.append(
+            RuleSpec(f"iifname {wl} counter {action.lower()}", comment="endpoint-to-host")
+        )
+    to_host += _failsafe_rules("dport", failsafe_in, f"iifname != {wl}", "failsafe-in")
+    to_host.append(RuleSpec(f"iifname != {wl} iifname vmap @{MAP_TO_HEP}"))
+
+    out_host = _failsafe_rules("dport", failsafe_out, f"oifname != {wl}", "failsafe-out")
+    out_host.append(RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FROM_HEP}"))
+
+    return [
+        base(
+            FWD_FROM_WL,
+            "forward",
+            0,
+            [
+                RuleSpec(f"iifname vmap @{MAP_FROM_WL}"),
+                RuleSpec(f"iifname {wl} counter drop", comment="unknown-workload"),
+            ],
+        ),
+        base(
+            FWD_TO_WL,
+            "forward",
+            10,
+            [
+                RuleSpec(f"oifname vmap @{MAP_TO_WL}"),
+                RuleSpec(f"oifname {wl} counter drop", comment="unknown-workload"),
+            ],
+        ),
+        base(
+            IN_FROM_WL,
+            "input",
+            0,
+            [
+                RuleSpec(f"iifname {wl} {NDP}"),
+                RuleSpec(f"iifname vmap @{MAP_FROM_WL}"),
+                RuleSpec(f"iifname {wl} counter drop", comment="unknown-workload"),
+            ],
+        ),
+        base(IN_HOST, "input", 10, to_host),
+        base(OUT_HOST, "output", 0, out_host),
+    ]
+
+
+def _failsafe_rules(
+    direction: str, ports: tuple[tuple[str, int], ...], guard: str, comment: str
+) -> list[RuleSpec]:
+    by_proto: dict[str, list[int]] = {}
+    for proto, port in ports:
+        by_proto.setdefault(proto_name(proto), []).append(port)
+    out = []
+    for proto, plist in sorted(by_proto.items()):
+        ps = sorted(set(plist))
+        pset = str(ps[0]) if len(ps) == 1 else "{ " + ", ".join(map(str, ps)) + " }"
+        out.append(RuleSpec(f"{guard} meta l4proto {proto} th {direction} {pset} counter accept",
+                            comment=comment))
+    return out
