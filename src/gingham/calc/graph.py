@@ -1,0 +1,525 @@
+"""The calculation graph for one host: datastore updates in, dataplane messages out.
+
+    on_update(key, value | None)
+         |
+         v
+    +------------+  Tier ------------------------------------------+
+    | dispatcher |  FelixConfiguration -> ConfigUpdate ------------+----------------+
+    +------------+                                                 |                |
+      | endpoints,   | Profile, Namespace(->kns.<ns>)   | NetworkPolicy, GNP,       |
+      | network sets |                                  | k8s NetworkPolicy(->NP)   |
+      v              v                                  v                           |
+    +-------------------+ labels  +-----------------------------+                   |
+    | label inheritance |-------->| active-rules calculator     |                   |
+    | own > profiles'   | (local  | policy selector x local ep  |                   |
+    | labelsToApply,    |  only)  | (SelectorMatcher); profiles |                   |
+    | implicit labels   |         | ref-counted by local eps    |                   |
+    +-------------------+         +-----------------------------+                   |
+      | labels + nets of              | active policies/profiles   | matches        |
+      | ALL items                     v                            v                |
+      |                       +--------------+            +-----------------+       |
+      |                       | rule scanner |            | policy resolver |<------+
+      |                       | IP sets ref- |            | tiers, order    |
+      |                       | counted      |            +-----------------+
+      v                       +--------------+                     | endpoint msgs
+    +--------------------+  add/remove set |                       |
+    | IP-set member index|<----------------+                       |
+    | (SelectorMatcher)  |--- member deltas ---+                   |
+    +--------------------+                     v                   v
+                                         +------------------------------+
+                                         | sequencer: coalesce per key, |--> flush()
+                                         | sets->policies->profiles->eps|
+                                         +------------------------------+
+
+Invariants:
+- Existence is decided from the value only: ``None`` means absent (deleted or
+  invalid); every update is reconciled against the stored state of its key, so
+  A -> C, C -> B -> C, repeats and spurious deletes all end right.
+- Output depends only on the current inputs (no hysteresis): a flush after any
+  path to the same inputs leaves the dataplane in the same state.
+- Every index add has exactly one remove; when all inputs are deleted every
+  index, refcount and sent object is empty again.
+- Only what the host needs: policies selecting a local endpoint, profiles a
+  local endpoint names, IP sets their rules use. Remote endpoints only fill
+  IP-set members.
+- Fail closed: a local endpoint whose profile is missing is sent with no
+  profiles (everything that falls through the tiers is denied) and the
+  missing names listed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from gingham.calc.index import SelectorMatcher
+from gingham.calc.members import IPSetMembers, Item
+from gingham.calc.messages import (
+    ConfigUpdate,
+    HostEndpointUpdate,
+    Message,
+    WorkloadEndpointID,
+    WorkloadEndpointUpdate,
+)
+from gingham.calc.policies import (
+    PolicyDef,
+    ProfileDef,
+    TierDef,
+    policy_def,
+    profile_def,
+    resolve_tiers,
+    tier_def,
+)
+from gingham.calc.refcount import RefCounter
+from gingham.calc.scanner import RuleScanner
+from gingham.calc.sequencer import Sequencer
+from gingham.datastore import keys
+from gingham.errors import GinghamError
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
+ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
+SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
+NAMESPACE_PROFILE_PREFIX: Final = "kns."
+
+POLICY_KINDS: Final = frozenset({"NetworkPolicy", "GlobalNetworkPolicy", "KubernetesNetworkPolicy"})
+
+EndpointKey = Hashable  # WorkloadEndpointID for workloads, the name (str) for host endpoints
+
+
+@dataclass(slots=True)
+class _Record:
+    """One item of the member index (endpoint or network set)."""
+
+    own_labels: Mapping[str, str]
+    parents: tuple[str, ...]  # profiles whose labelsToApply it inherits
+    implicit: Mapping[str, str]
+    item: Item
+    labels: Mapping[str, str] = field(default_factory=dict)
+    local: bool = False
+    profiles: tuple[str, ...] = ()  # profiles whose rules apply (local endpoints)
+    resource: Any = None
+
+
+def parse_key(key: str) -> tuple[str, str | None, str] | None:
+    """(kind, namespace, name) of a resource key; None for any other key."""
+    if not key.startswith(keys.RESOURCES):
+        return None
+    parts = key[len(keys.RESOURCES) :].split("/")
+    if len(parts) == 2:
+        return parts[0], None, parts[1]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return None
+
+
+class CalcGraph:
+    """Pure, synchronous calculation graph of one host (see the module docstring)."""
+
+    def __init__(self, hostname: str, config: Any = None) -> None:
+        self.hostname = hostname
+        self.config = config
+        self._seq = Sequencer(self._members_of)
+        self._members = IPSetMembers(self._seq)
+        self._scanner = RuleScanner(self._members, self._seq)
+        self._active: SelectorMatcher[str, EndpointKey] = SelectorMatcher()
+        self._policies: dict[str, PolicyDef] = {}
+        self._tiers: dict[str, TierDef] = {}
+        self._profile_sources: dict[str, dict[str, ProfileDef]] = {}
+        self._profile_key_name: dict[str, str] = {}
+        self._profiles: dict[str, ProfileDef] = {}
+        self._profile_refs: RefCounter[str] = RefCounter()
+        self._items: dict[Hashable, _Record] = {}
+        self._children: dict[str, set[Hashable]] = {}
+        self._local: dict[EndpointKey, _Record] = {}
+        self._dirty: set[EndpointKey] = set()
+        self._felix: dict[str, Mapping[str, Any]] = {}
+
+    def _members_of(self, set_id: str) -> frozenset[str]:
+        return self._members.members(set_id)
+
+    # --- input -------------------------------------------------------------
+
+    def on_update(self, key: str, value: Any) -> None:
+        """Apply one datastore update; ``value`` None means absent."""
+        parsed = parse_key(key)
+        if parsed is None:
+            return
+        kind, namespace, name = parsed
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            return
+        try:
+            handler(self, key, namespace, name, value)
+        except (GinghamError, ValueError) as exc:
+            # Invalid is absent: drop what this key contributed, keep going.
+            log.warning("ignoring %s: %s", key, exc)
+            handler(self, key, namespace, name, None)
+
+    def on_in_sync(self) -> None:
+        self._seq.config(self._config_message())
+        self._seq.in_sync()
+
+    def flush(self) -> list[Message]:
+        """Messages for everything that changed since the last flush, in safe order."""
+        for ep in self._dirty:
+            self._seq.endpoint(ep, self._endpoint_message(ep))
+        self._dirty.clear()
+        return self._seq.flush()
+
+    # --- items: endpoints and network sets ----------------------------------
+
+    def _on_workload(self, key: str, ns: str | None, name: str, value: Any) -> None:
+        ns = ns or ""
+        ep = WorkloadEndpointID(ns, name)
+        if value is None:
+            self._set_item(ep, None)
+            return
+        spec = value.spec
+        nets = _nets(spec.ip_networks)
+        implicit = {NAMESPACE_LABEL: ns}
+        if spec.orchestrator:
+            implicit[ORCHESTRATOR_LABEL] = spec.orchestrator
+        if spec.service_account_name:
+            implicit[SERVICE_ACCOUNT_LABEL] = spec.service_account_name
+        profiles = tuple(spec.profiles or ())
+        parents = tuple(dict.fromkeys((*profiles, NAMESPACE_PROFILE_PREFIX + ns)))
+        rec = _Record(
+            own_labels=dict(value.metadata.labels or {}),
+            parents=parents,
+            implicit=implicit,
+            item=Item(nets, _addrs(nets), _named_ports(spec.ports)),
+            local=spec.node == self.hostname,
+            profiles=profiles,
+            resource=value,
+        )
+        self._set_item(ep, rec)
+
+    def _on_host_endpoint(self, key: str, ns: str | None, name: str, value: Any) -> None:
+        if value is None:
+            self._set_item(name, None)
+            return
+        spec = value.spec
+        nets = _nets(spec.expected_ips)
+        profiles = tuple(spec.profiles or ())
+        rec = _Record(
+            own_labels=dict(value.metadata.labels or {}),
+            parents=profiles,
+            implicit={},
+            item=Item(nets, _addrs(nets), _named_ports(spec.ports)),
+            local=spec.node == self.hostname,
+            profiles=profiles,
+            resource=value,
+        )
+        self._set_item(name, rec)
+
+    def _on_network_set(self, key: str, ns: str | None, name: str, value: Any) -> None:
+        item_id = ("NetworkSet", ns, name) if ns else ("GlobalNetworkSet", name)
+        if value is None:
+            self._set_item(item_id, None)
+            return
+        nets = _nets(value.spec.nets)
+        rec = _Record(
+            own_labels=dict(value.metadata.labels or {}),
+            parents=(NAMESPACE_PROFILE_PREFIX + ns,) if ns else (),
+            implicit={NAMESPACE_LABEL: ns} if ns else {},
+            item=Item(nets, ()),
+        )
+        self._set_item(item_id, rec)
+
+    def _effective_labels(self, rec: _Record) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        # Earlier profiles win over later ones, the endpoint's own labels over
+        # all profiles, and implicit labels over everything (no spoofing).
+        for parent in reversed(rec.parents):
+            prof = self._profiles.get(parent)
+            if prof is not None:
+                labels.update(prof.labels)
+        labels.update(rec.own_labels)
+        labels.update(rec.implicit)
+        return labels
+
+    def _set_item(self, item_id: Hashable, rec: _Record | None) -> None:
+        old = self._items.get(item_id)
+        if old is not None:
+            for parent in old.parents:
+                kids = self._children[parent]
+                kids.discard(item_id)
+                if not kids:
+                    del self._children[parent]
+        if rec is None:
+            if old is None:
+                return
+            del self._items[item_id]
+            self._members.remove_item(item_id)
+            if old.local:
+                self._set_local(item_id, None, old)
+            return
+        for parent in rec.parents:
+            self._children.setdefault(parent, set()).add(item_id)
+        rec.labels = self._effective_labels(rec)
+        self._items[item_id] = rec
+        self._members.update_item(item_id, rec.labels, rec.item)
+        if rec.local or (old is not None and old.local):
+            self._set_local(item_id, rec if rec.local else None, old)
+
+    def _relabel(self, item_id: Hashable) -> None:
+        rec = self._items[item_id]
+        labels = self._effective_labels(rec)
+        if labels == rec.labels:
+            return
+        rec.labels = labels
+        self._members.update_item(item_id, labels, rec.item)
+        if rec.local:
+            self._set_local(item_id, rec, rec)
+
+    # --- local endpoints: active rules --------------------------------------
+
+    def _set_local(self, ep: EndpointKey, rec: _Record | None, old: _Record | None) -> None:
+        self._dirty.add(ep)
+        if rec is None:
+            self._local.pop(ep, None)
+            for pkey in self._active.remove_item(ep):
+                if not self._active.matches(pkey):
+                    self._deactivate_policy(pkey)
+        else:
+            self._local[ep] = rec
+            started, stopped = self._active.update_item(ep, rec.labels)
+            for pkey in started:
+                if len(self._active.matches(pkey)) == 1:
+                    self._activate_policy(pkey)
+            for pkey in stopped:
+                if not self._active.matches(pkey):
+                    self._deactivate_policy(pkey)
+        new_profiles = rec.profiles if rec is not None else ()
+        old_profiles = old.profiles if old is not None and old.local else ()
+        if new_profiles != old_profiles or rec is None or old is None or not old.local:
+            # Take the new references before dropping the old ones.
+            for name in dict.fromkeys(new_profiles):
+                if self._profile_refs.incref(name):
+                    self._activate_profile(name)
+            for name in dict.fromkeys(old_profiles):
+                if self._profile_refs.decref(name):
+                    self._deactivate_profile(name)
+
+    def _activate_policy(self, pkey: str) -> None:
+        pdef = self._policies[pkey]
+        self._scanner.set_owner(("policy", pkey), pdef.ip_sets)
+        self._seq.policy(pdef.policy_id, pdef.message())
+
+    def _deactivate_policy(self, pkey: str) -> None:
+        pdef = self._policies[pkey]
+        self._scanner.drop_owner(("policy", pkey))
+        self._seq.policy(pdef.policy_id, None)
+
+    def _activate_profile(self, name: str) -> None:
+        prof = self._profiles.get(name)
+        if prof is not None:
+            self._scanner.set_owner(("profile", name), prof.ip_sets)
+            self._seq.profile(name, prof.message())
+
+    def _deactivate_profile(self, name: str) -> None:
+        self._scanner.drop_owner(("profile", name))
+        self._seq.profile(name, None)
+
+    # --- policies, tiers, profiles ------------------------------------------
+
+    def _on_policy(self, key: str, ns: str | None, name: str, value: Any) -> None:
+        if value is not None and type(value).__name__ == "KubernetesNetworkPolicy":
+            value = _model_function("k8s_policy_to_calico")(value)
+        new = policy_def(value) if value is not None else None
+        old = self._policies.get(key)
+        if old == new:
+            return
+        old_matches = self._active.remove_selector(key) if old is not None else frozenset()
+        if new is None:
+            self._policies.pop(key, None)
+            new_matches: frozenset[EndpointKey] = frozenset()
+        else:
+            self._policies[key] = new
+            new_matches = self._active.add_selector(key, new.selector.node, new.selector.evaluate)
+        if new is not None and new_matches:
+            self._scanner.set_owner(("policy", key), new.ip_sets)
+            self._seq.policy(new.policy_id, new.message())
+        elif old_matches:
+            self._scanner.drop_owner(("policy", key))
+        if old is not None and old_matches and (new is None or not new_matches
+                                                or new.policy_id != old.policy_id):
+            self._seq.policy(old.policy_id, None)
+        self._dirty.update(old_matches, new_matches)
+
+    def _on_tier(self, key: str, ns: str | None, name: str, value: Any) -> None:
+        new = tier_def(value) if value is not None else None
+        if self._tiers.get(name) == new:
+            return
+        if new is None:
+            self._tiers.pop(name, None)
+        else:
+            self._tiers[name] = new
+        self._dirty.update(self._local)
+
+    def _on_profile(self, key: str, ns: str | None, name: str, value: Any) -> None:
+        if value is not None and type(value).__name__ == "Namespace":
+            value = _model_function("namespace_to_profile")(value)
+        new = profile_def(value) if value is not None else None
+        old_name = self._profile_key_name.pop(key, None)
+        if old_name is not None:
+            self._profile_sources[old_name].pop(key, None)
+            if not self._profile_sources[old_name]:
+                del self._profile_sources[old_name]
+            self._refresh_profile(old_name)
+        if new is not None:
+            self._profile_key_name[key] = new.name
+            self._profile_sources.setdefault(new.name, {})[key] = new
+            self._refresh_profile(new.name)
+
+    def _refresh_profile(self, name: str) -> None:
+        sources = self._profile_sources.get(name, {})
+        # A Namespace's profile wins over a Profile resource of the same name.
+        new = sources[min(sources, key=_source_rank)] if sources else None
+        old = self._profiles.get(name)
+        if old == new:
+            return
+        if new is None:
+            del self._profiles[name]
+        else:
+            self._profiles[name] = new
+        if name in self._profile_refs:
+            if new is None:
+                self._deactivate_profile(name)
+            else:
+                self._activate_profile(name)
+            if (old is None) != (new is None):
+                self._dirty.update(ep for ep, rec in self._local.items() if name in rec.profiles)
+        if (old.labels if old else {}) != (new.labels if new else {}):
+            for item_id in list(self._children.get(name, ())):
+                self._relabel(item_id)
+
+    # --- configuration --------------------------------------------------------
+
+    def _on_felix(self, key: str, ns: str | None, name: str, value: Any) -> None:
+        if name not in ("default", f"node.{self.hostname}"):
+            return
+        if value is None:
+            self._felix.pop(name, None)
+        else:
+            self._felix[name] = value.spec.model_dump(exclude_unset=True)
+        self._seq.config(self._config_message())
+
+    def _config_message(self) -> ConfigUpdate:
+        merged: dict[str, Any] = {}
+        merged.update(self._felix.get("default", {}))
+        merged.update(self._felix.get(f"node.{self.hostname}", {}))
+        return ConfigUpdate(MappingProxyType(merged))
+
+    # --- endpoint messages ----------------------------------------------------
+
+    def _endpoint_message(self, ep: EndpointKey) -> WorkloadEndpointUpdate | HostEndpointUpdate | None:
+        rec = self._local.get(ep)
+        if rec is None:
+            return None
+        pdefs = [self._policies[k] for k in self._active.matching_selectors(ep)]
+        missing = tuple(p for p in dict.fromkeys(rec.profiles) if p not in self._profiles)
+        profile_ids = () if missing else tuple(dict.fromkeys(rec.profiles))
+        labels = MappingProxyType(dict(rec.labels))
+        spec = rec.resource.spec
+        if isinstance(ep, WorkloadEndpointID):
+            normal = [p for p in pdefs if not (p.untracked or p.pre_dnat)]
+            v4 = tuple(n for n in rec.item.nets if ":" not in n)
+            v6 = tuple(n for n in rec.item.nets if ":" in n)
+            return WorkloadEndpointUpdate(
+                endpoint_id=ep,
+                interface_name=spec.interface_name or "",
+                ipv4_nets=v4,
+                ipv6_nets=v6,
+                mac=str(spec.mac) if spec.mac else None,
+                tiers=resolve_tiers(normal, self._tiers),
+                profile_ids=profile_ids,
+                allow_spoofed_prefixes=_nets(spec.allow_spoofed_source_prefixes),
+                labels=labels,
+                missing_profiles=missing,
+            )
+        return HostEndpointUpdate(
+            endpoint_id=str(ep),
+            interface_name=spec.interface_name,
+            expected_ipv4_addrs=tuple(a for a in rec.item.addrs if ":" not in a),
+            expected_ipv6_addrs=tuple(a for a in rec.item.addrs if ":" in a),
+            tiers=resolve_tiers(
+                [p for p in pdefs if not (p.untracked or p.pre_dnat)], self._tiers
+            ),
+            untracked_tiers=resolve_tiers([p for p in pdefs if p.untracked], self._tiers),
+            pre_dnat_tiers=resolve_tiers([p for p in pdefs if p.pre_dnat], self._tiers),
+            forward_tiers=resolve_tiers(
+                [p for p in pdefs if p.apply_on_forward and not (p.untracked or p.pre_dnat)],
+                self._tiers,
+            ),
+            profile_ids=profile_ids,
+            labels=labels,
+            missing_profiles=missing,
+        )
+
+    # --- introspection (tests, metrics) ----------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "items": len(self._items),
+            "local_endpoints": len(self._local),
+            "policies": len(self._policies),
+            "active_policies": sum(1 for k in self._policies if self._active.matches(k)),
+            "profiles": len(self._profiles),
+            "active_profiles": len(self._profile_refs),
+            "ip_sets": len(self._scanner.active_sets()),
+            "scanner_owners": self._scanner.owner_count(),
+            "label_parents": len(self._children),
+        }
+
+
+def _model_function(name: str) -> Any:
+    # The Kubernetes converters live in gingham.model; looked up by name so
+    # calc does not pin which module of the model defines them.
+    return getattr(importlib.import_module("gingham.model"), name)
+
+
+def _source_rank(key: str) -> tuple[bool, str]:
+    return ("/Namespace/" not in key, key)
+
+
+def _nets(values: Iterable[Any] | None) -> tuple[str, ...]:
+    return tuple(str(ipaddress.ip_network(str(v), strict=False)) for v in values or ())
+
+
+def _addrs(nets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n.split("/", 1)[0] for n in nets if n.endswith(("/32", "/128")))
+
+
+def _named_ports(ports: Iterable[Any] | None) -> tuple[tuple[str, str, int], ...]:
+    from gingham.calc.rules import PROTOCOLS, protocol_number
+
+    names = {v: k for k, v in PROTOCOLS.items()}
+    out = []
+    for p in ports or ():
+        number = protocol_number(p.protocol, "ports")
+        if number is not None and number in names:
+            out.append((str(p.name), names[number], int(p.port)))
+    return tuple(out)
+
+
+_HANDLERS: Final[dict[str, Any]] = {
+    "WorkloadEndpoint": CalcGraph._on_workload,
+    "HostEndpoint": CalcGraph._on_host_endpoint,
+    "NetworkSet": CalcGraph._on_network_set,
+    "GlobalNetworkSet": CalcGraph._on_network_set,
+    "Profile": CalcGraph._on_profile,
+    "Namespace": CalcGraph._on_profile,
+    "NetworkPolicy": CalcGraph._on_policy,
+    "GlobalNetworkPolicy": CalcGraph._on_policy,
+    "KubernetesNetworkPolicy": CalcGraph._on_policy,
+    "Tier": CalcGraph._on_tier,
+    "FelixConfiguration": CalcGraph._on_felix,
+}

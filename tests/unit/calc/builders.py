@@ -1,0 +1,223 @@
+"""Builders for calc tests: model resources + their datastore keys, and a dataplane model.
+
+``DataplaneState`` applies flushed messages the way a dataplane would and
+checks, message by message, that nothing refers to an object that does not
+exist and nothing is removed while referenced: that is the ordering contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gingham.calc import messages as m
+from gingham.datastore import keys
+from gingham.model import parse_resource
+
+API = "projectcalico.org/v3"
+HOST = "host-a"
+
+
+def _meta(name: str, namespace: str | None, labels: Mapping[str, str] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = dict(labels)
+    return meta
+
+
+def wep(
+    ns: str,
+    name: str,
+    *,
+    node: str = HOST,
+    ips: Iterable[str] = (),
+    labels: Mapping[str, str] | None = None,
+    profiles: Iterable[str] = (),
+    ports: Iterable[tuple[str, str, int]] = (),
+    sa: str | None = None,
+) -> tuple[str, Any]:
+    spec: dict[str, Any] = {
+        "node": node,
+        "orchestrator": "k8s",
+        "interfaceName": "gh" + (name.encode().hex() + "0" * 11)[:11],
+        "ipNetworks": list(ips),
+        "profiles": list(profiles),
+        "ports": [{"name": n, "protocol": p, "port": port} for n, p, port in ports],
+    }
+    if sa:
+        spec["serviceAccountName"] = sa
+    doc = {"apiVersion": API, "kind": "WorkloadEndpoint", "metadata": _meta(name, ns, labels),
+           "spec": spec}
+    return keys.resource_key("WorkloadEndpoint", name, ns), parse_resource(doc)
+
+
+def hep(name: str, *, node: str = HOST, ips: Iterable[str] = ("192.0.2.10",),
+        labels: Mapping[str, str] | None = None, iface: str = "eth0") -> tuple[str, Any]:
+    doc = {"apiVersion": API, "kind": "HostEndpoint", "metadata": _meta(name, None, labels),
+           "spec": {"node": node, "interfaceName": iface, "expectedIPs": list(ips)}}
+    return keys.resource_key("HostEndpoint", name), parse_resource(doc)
+
+
+def policy(
+    name: str,
+    *,
+    ns: str | None = None,
+    selector: str = "all()",
+    ingress: Iterable[dict[str, Any]] = (),
+    egress: Iterable[dict[str, Any]] = (),
+    order: float | None = None,
+    tier: str | None = None,
+    types: Iterable[str] | None = None,
+    namespace_selector: str | None = None,
+    **flags: Any,
+) -> tuple[str, Any]:
+    kind = "NetworkPolicy" if ns else "GlobalNetworkPolicy"
+    spec: dict[str, Any] = {"selector": selector, "ingress": list(ingress),
+                            "egress": list(egress)}
+    if order is not None:
+        spec["order"] = order
+    if tier is not None:
+        spec["tier"] = tier
+    if types is not None:
+        spec["types"] = list(types)
+    if namespace_selector is not None:
+        spec["namespaceSelector"] = namespace_selector
+    spec.update(flags)
+    doc = {"apiVersion": API, "kind": kind, "metadata": _meta(name, ns, None), "spec": spec}
+    return keys.resource_key(kind, name, ns), parse_resource(doc)
+
+
+def profile(name: str, *, labels: Mapping[str, str] | None = None,
+            ingress: Iterable[dict[str, Any]] = ({"action": "Allow"},),
+            egress: Iterable[dict[str, Any]] = ({"action": "Allow"},)) -> tuple[str, Any]:
+    doc = {"apiVersion": API, "kind": "Profile", "metadata": _meta(name, None, None),
+           "spec": {"labelsToApply": dict(labels or {}), "ingress": list(ingress),
+                    "egress": list(egress)}}
+    return keys.resource_key("Profile", name), parse_resource(doc)
+
+
+def namespace_profile(ns: str, labels: Mapping[str, str]) -> tuple[str, Any]:
+    """The kns.<ns> profile the way a Namespace converts (stored as a Profile)."""
+    applied = {f"pcns.{k}": v for k, v in labels.items()}
+    applied["pcns.projectcalico.org/name"] = ns
+    return profile(f"kns.{ns}", labels=applied)
+
+
+def netset(name: str, nets: Iterable[str], *, ns: str | None = None,
+           labels: Mapping[str, str] | None = None) -> tuple[str, Any]:
+    kind = "NetworkSet" if ns else "GlobalNetworkSet"
+    doc = {"apiVersion": API, "kind": kind, "metadata": _meta(name, ns, labels),
+           "spec": {"nets": list(nets)}}
+    return keys.resource_key(kind, name, ns), parse_resource(doc)
+
+
+def tier(name: str, order: float | None, action: str = "Deny") -> tuple[str, Any]:
+    spec: dict[str, Any] = {"defaultAction": action}
+    if order is not None:
+        spec["order"] = order
+    doc = {"apiVersion": API, "kind": "Tier", "metadata": _meta(name, None, None), "spec": spec}
+    return keys.resource_key("Tier", name), parse_resource(doc)
+
+
+class OrderingError(AssertionError):
+    pass
+
+
+@dataclass
+class DataplaneState:
+    """What a dataplane holds after applying messages; checks references as it goes."""
+
+    ipsets: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    policies: dict[m.PolicyID, m.PolicyUpdate] = field(default_factory=dict)
+    profiles: dict[str, m.ProfileUpdate] = field(default_factory=dict)
+    endpoints: dict[Any, Any] = field(default_factory=dict)
+    config: m.ConfigUpdate | None = None
+    in_sync: bool = False
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return (dict(self.ipsets), dict(self.policies), dict(self.profiles),
+                dict(self.endpoints))
+
+    def apply(self, msgs: Iterable[m.Message]) -> None:
+        for msg in msgs:
+            self._apply(msg)
+
+    def _check_rules(self, rules: Iterable[m.ParsedRule], what: object) -> None:
+        for r in rules:
+            missing = r.set_ids - self.ipsets.keys()
+            if missing:
+                raise OrderingError(f"{what} refers to missing sets {missing}")
+
+    def _policies_in_use(self) -> set[m.PolicyID]:
+        used: set[m.PolicyID] = set()
+        for ep in self.endpoints.values():
+            for tiers in _all_tiers(ep):
+                for t in tiers:
+                    used.update(t.ingress_policies, t.egress_policies)
+        return used
+
+    def _apply(self, msg: m.Message) -> None:
+        if self.in_sync and isinstance(msg, m.InSync):
+            raise OrderingError("InSync twice")
+        match msg:
+            case m.IPSetUpdate(set_id, kind, members):
+                self.ipsets[set_id] = (kind, members)
+            case m.IPSetDeltaUpdate(set_id, added, removed):
+                if set_id not in self.ipsets:
+                    raise OrderingError(f"delta for unknown set {set_id}")
+                kind, members = self.ipsets[set_id]
+                if added & members or removed - members or added & removed:
+                    raise OrderingError(f"inexact delta for {set_id}: +{added} -{removed}")
+                self.ipsets[set_id] = (kind, (members | added) - removed)
+            case m.IPSetRemove(set_id):
+                if set_id not in self.ipsets:
+                    raise OrderingError(f"remove of unknown set {set_id}")
+                for owner in [*self.policies.values(), *self.profiles.values()]:
+                    if any(set_id in r.set_ids for r in owner.inbound + owner.outbound):
+                        raise OrderingError(f"set {set_id} removed while in use")
+                del self.ipsets[set_id]
+            case m.PolicyUpdate():
+                self._check_rules(msg.inbound + msg.outbound, msg.policy_id)
+                self.policies[msg.policy_id] = msg
+            case m.PolicyRemove(pid):
+                if pid not in self.policies:
+                    raise OrderingError(f"remove of unknown policy {pid}")
+                if pid in self._policies_in_use():
+                    raise OrderingError(f"policy {pid} removed while in use")
+                del self.policies[pid]
+            case m.ProfileUpdate():
+                self._check_rules(msg.inbound + msg.outbound, msg.profile_id)
+                self.profiles[msg.profile_id] = msg
+            case m.ProfileRemove(pid):
+                if pid not in self.profiles:
+                    raise OrderingError(f"remove of unknown profile {pid}")
+                if any(pid in ep.profile_ids for ep in self.endpoints.values()):
+                    raise OrderingError(f"profile {pid} removed while in use")
+                del self.profiles[pid]
+            case m.WorkloadEndpointUpdate() | m.HostEndpointUpdate():
+                for tiers in _all_tiers(msg):
+                    for t in tiers:
+                        for pid in t.ingress_policies + t.egress_policies:
+                            if pid not in self.policies:
+                                raise OrderingError(f"{msg.endpoint_id} uses missing {pid}")
+                for pid in msg.profile_ids:
+                    if pid not in self.profiles:
+                        raise OrderingError(f"{msg.endpoint_id} uses missing profile {pid}")
+                self.endpoints[msg.endpoint_id] = msg
+            case m.WorkloadEndpointRemove(eid) | m.HostEndpointRemove(eid):
+                if eid not in self.endpoints:
+                    raise OrderingError(f"remove of unknown endpoint {eid}")
+                del self.endpoints[eid]
+            case m.ConfigUpdate():
+                self.config = msg
+            case m.InSync():
+                self.in_sync = True
+
+
+def _all_tiers(ep: Any) -> list[tuple[m.TierInfo, ...]]:
+    if isinstance(ep, m.HostEndpointUpdate):
+        return [ep.tiers, ep.untracked_tiers, ep.pre_dnat_tiers, ep.forward_tiers]
+    return [ep.tiers]

@@ -1,0 +1,258 @@
+"""Scenario tests of the calculation graph: what reaches the dataplane, and in what order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gingham.calc import CalcGraph
+from gingham.calc import messages as m
+from gingham.errors import ValidationError
+from tests.unit.calc.builders import (
+    HOST,
+    DataplaneState,
+    hep,
+    namespace_profile,
+    netset,
+    policy,
+    profile,
+    tier,
+    wep,
+)
+
+
+class Harness:
+    def __init__(self, host: str = HOST) -> None:
+        self.graph = CalcGraph(host)
+        self.state = DataplaneState()
+        self.last: list[m.Message] = []
+
+    def put(self, *items: tuple[str, Any]) -> list[m.Message]:
+        for key, value in items:
+            self.graph.on_update(key, value)
+        return self.flush()
+
+    def delete(self, *items: tuple[str, Any]) -> list[m.Message]:
+        for key, _ in items:
+            self.graph.on_update(key, None)
+        return self.flush()
+
+    def flush(self) -> list[m.Message]:
+        self.last = self.graph.flush()
+        self.state.apply(self.last)
+        return self.last
+
+    def endpoint(self, ns: str, name: str) -> m.WorkloadEndpointUpdate:
+        ep = self.state.endpoints[m.WorkloadEndpointID(ns, name)]
+        assert isinstance(ep, m.WorkloadEndpointUpdate)
+        return ep
+
+    def set_members(self, set_id: str) -> frozenset[str]:
+        return self.state.ipsets[set_id][1]
+
+
+def _rule_sets(h: Harness, name: str, ns: str | None = None, tier_name: str = "default"):
+    return h.state.policies[m.PolicyID(tier_name, name, ns)]
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def test_local_endpoint_gets_policy_and_selector_set(h: Harness) -> None:
+    h.put(profile("kns.prod"))
+    h.put(wep("prod", "web", ips=["198.18.0.1/32"], labels={"app": "web"}, profiles=["kns.prod"]),
+          wep("prod", "db", node="host-b", ips=["198.18.1.1/32"], labels={"app": "db"},
+              profiles=["kns.prod"]),
+          policy("web-from-db", ns="prod", selector="app == 'web'",
+                 ingress=[{"action": "Allow", "protocol": "TCP",
+                           "source": {"selector": "app == 'db'"},
+                           "destination": {"ports": [5432]}}]))
+    pol = _rule_sets(h, "web-from-db", "prod")
+    (rule,) = pol.inbound
+    assert rule.action == "allow" and rule.protocol == 6 and rule.dst_ports == ((5432, 5432),)
+    (set_id,) = rule.src_set_ids
+    assert h.set_members(set_id) == {"198.18.1.1/32"}
+    ep = h.endpoint("prod", "web")
+    assert ep.ipv4_nets == ("198.18.0.1/32",)
+    assert [t.name for t in ep.tiers] == ["default"]
+    assert ep.tiers[0].ingress_policies == (pol.policy_id,)
+    assert ep.tiers[0].egress_policies == ()
+    assert ep.profile_ids == ("kns.prod",)
+    # The remote endpoint is only an IP-set member.
+    assert m.WorkloadEndpointID("prod", "db") not in h.state.endpoints
+    assert rule.rule_id == "policy:default/prod/web-from-db:i0"
+
+
+def test_policy_selecting_no_local_endpoint_produces_nothing(h: Harness) -> None:
+    out = h.put(wep("prod", "remote", node="host-b", ips=["198.18.1.1/32"], labels={"app": "x"}),
+                policy("p", ns="prod", selector="app == 'x'",
+                       ingress=[{"action": "Allow", "source": {"selector": "all()"}}]))
+    assert out == []
+    assert h.state.snapshot() == ({}, {}, {}, {})
+
+
+def test_namespaced_policy_selects_only_its_namespace(h: Harness) -> None:
+    h.put(wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "web"}),
+          wep("b", "w2", ips=["198.18.0.2/32"], labels={"app": "web"}),
+          policy("p", ns="a", selector="app == 'web'"))
+    pid = m.PolicyID("default", "p", "a")
+    assert h.endpoint("a", "w1").tiers[0].ingress_policies == (pid,)
+    assert h.endpoint("b", "w2").tiers == ()
+
+
+def test_rule_selector_scoped_to_policy_namespace(h: Harness) -> None:
+    h.put(wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "web"}),
+          wep("a", "c1", node="host-b", ips=["198.18.0.3/32"], labels={"role": "client"}),
+          wep("b", "c2", node="host-b", ips=["198.18.0.4/32"], labels={"role": "client"}),
+          policy("p", ns="a", selector="app == 'web'",
+                 ingress=[{"action": "Allow", "source": {"selector": "role == 'client'"}}]),
+          policy("g", selector="app == 'web'",
+                 ingress=[{"action": "Allow", "source": {"selector": "role == 'client'"}}]))
+    (ns_rule,) = _rule_sets(h, "p", "a").inbound
+    (g_rule,) = _rule_sets(h, "g").inbound
+    assert h.set_members(ns_rule.src_set_ids[0]) == {"198.18.0.3/32"}
+    assert h.set_members(g_rule.src_set_ids[0]) == {"198.18.0.3/32", "198.18.0.4/32"}
+
+
+def test_namespace_label_change_moves_set_membership(h: Harness) -> None:
+    h.put(namespace_profile("a", {"team": "red"}), namespace_profile("b", {"team": "blue"}),
+          wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "web"}, profiles=["kns.a"]),
+          wep("b", "w2", node="host-b", ips=["198.18.0.2/32"], profiles=["kns.b"]),
+          policy("p", ns="a", selector="app == 'web'",
+                 ingress=[{"action": "Allow", "source": {"namespaceSelector": "team == 'red'"}}]))
+    (rule,) = _rule_sets(h, "p", "a").inbound
+    sid = rule.src_set_ids[0]
+    assert h.set_members(sid) == {"198.18.0.1/32"}
+    out = h.put(namespace_profile("b", {"team": "red"}))
+    assert m.IPSetDeltaUpdate(sid, frozenset({"198.18.0.2/32"}), frozenset()) in out
+    assert h.set_members(sid) == {"198.18.0.1/32", "198.18.0.2/32"}
+    h.put(namespace_profile("a", {"team": "green"}))
+    assert h.set_members(sid) == {"198.18.0.2/32"}
+
+
+def test_global_namespace_selector_selects_non_namespaced(h: Harness) -> None:
+    h.put(wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "web"}),
+          netset("ext", ["203.0.113.0/24"], labels={"kind": "ext"}),
+          netset("nsnet", ["198.51.100.0/24"], ns="a", labels={"kind": "ext"}),
+          policy("g", selector="app == 'web'",
+                 ingress=[{"action": "Allow",
+                           "source": {"selector": "kind == 'ext'", "namespaceSelector": "global()"}}]),
+          policy("p", ns="a", selector="app == 'web'",
+                 ingress=[{"action": "Allow", "source": {"selector": "kind == 'ext'"}}]))
+    (g_rule,) = _rule_sets(h, "g").inbound
+    (p_rule,) = _rule_sets(h, "p", "a").inbound
+    assert h.set_members(g_rule.src_set_ids[0]) == {"203.0.113.0/24"}
+    assert h.set_members(p_rule.src_set_ids[0]) == {"198.51.100.0/24"}
+
+
+def test_named_ports(h: Harness) -> None:
+    h.put(wep("a", "web", ips=["198.18.0.1/32"], labels={"app": "web"},
+              ports=[("http", "TCP", 8080)]),
+          wep("a", "web2", node="host-b", ips=["198.18.0.2/32", "2001:db8::2/128"],
+              labels={"app": "web"}, ports=[("http", "TCP", 9090), ("http", "UDP", 53)]),
+          wep("a", "other", node="host-b", ips=["198.18.0.3/32"], labels={"app": "other"},
+              ports=[("http", "TCP", 80)]),
+          policy("to-web", ns="a", selector="app == 'client'", types=["Egress"],
+                 egress=[{"action": "Allow", "protocol": "TCP",
+                          "destination": {"selector": "app == 'web'", "ports": ["http", 443]}}]),
+          wep("a", "client", ips=["198.18.0.9/32"], labels={"app": "client"}))
+    (rule,) = _rule_sets(h, "to-web", "a").outbound
+    assert rule.dst_ports == ((443, 443),)
+    (np_set,) = rule.dst_named_port_set_ids
+    assert h.state.ipsets[np_set] == ("net-port", frozenset(
+        {"198.18.0.1,tcp:8080", "198.18.0.2,tcp:9090", "2001:db8::2,tcp:9090"}))
+    # The named port moves when the endpoint changes it.
+    out = h.put(wep("a", "web", ips=["198.18.0.1/32"], labels={"app": "web"},
+                    ports=[("http", "TCP", 8081)]))
+    assert out == [m.IPSetDeltaUpdate(np_set, frozenset({"198.18.0.1,tcp:8081"}),
+                                      frozenset({"198.18.0.1,tcp:8080"}))]
+
+
+def test_missing_profile_fails_closed(h: Harness) -> None:
+    h.put(wep("a", "w", ips=["198.18.0.1/32"], profiles=["kns.a", "extra"]), profile("kns.a"))
+    ep = h.endpoint("a", "w")
+    assert ep.profile_ids == () and ep.missing_profiles == ("extra",)
+    h.put(profile("extra"))
+    ep = h.endpoint("a", "w")
+    assert ep.profile_ids == ("kns.a", "extra") and ep.missing_profiles == ()
+    h.delete(profile("extra"))
+    assert h.endpoint("a", "w").profile_ids == ()
+    assert "extra" not in h.state.profiles
+
+
+def test_tier_and_policy_order(h: Harness) -> None:
+    h.put(wep("a", "w", ips=["198.18.0.1/32"]),
+          tier("security", 100), tier("platform", None, "Pass"),
+          policy("z", order=10), policy("y", order=10), policy("x"), policy("w", order=1),
+          policy("s1", tier="security", types=["Egress"]),
+          policy("p1", tier="platform", types=["Ingress", "Egress"]))
+    tiers = h.endpoint("a", "w").tiers
+    assert [t.name for t in tiers] == ["security", "default", "platform"]
+    assert tiers[0].ingress_policies == () and len(tiers[0].egress_policies) == 1
+    assert [p.name for p in tiers[1].ingress_policies] == ["w", "y", "z", "x"]
+    assert tiers[2].default_action == "pass"
+    h.put(tier("default", 1))
+    assert [t.name for t in h.endpoint("a", "w").tiers] == ["default", "security", "platform"]
+
+
+def test_policy_update_reuses_sets_and_removal_cleans_up(h: Harness) -> None:
+    h.put(wep("a", "w", ips=["198.18.0.1/32"], labels={"app": "w"}),
+          policy("p", selector="app == 'w'",
+                 ingress=[{"action": "Allow", "source": {"selector": "x == '1'"}}]))
+    (sid,) = _rule_sets(h, "p").inbound[0].src_set_ids
+    out = h.put(policy("p", selector="app == 'w'", order=5,
+                       ingress=[{"action": "Allow", "source": {"selector": "x == '1'"}},
+                                {"action": "Deny", "source": {"selector": "x == '1'"}}]))
+    assert not any(isinstance(x, (m.IPSetUpdate, m.IPSetRemove)) for x in out)
+    h.delete(policy("p"))
+    assert h.state.policies == {} and sid not in h.state.ipsets
+    assert h.endpoint("a", "w").tiers == ()
+    h.delete(wep("a", "w"))
+    assert h.state.snapshot() == ({}, {}, {}, {})
+    stats = h.graph.stats()
+    assert stats["ip_sets"] == 0 and stats["items"] == 0 and stats["scanner_owners"] == 0
+
+
+def test_host_endpoint_tiers_by_flags(h: Harness) -> None:
+    h.put(hep("eth0", labels={"role": "host"}),
+          policy("normal", selector="role == 'host'"),
+          policy("untracked", selector="role == 'host'", doNotTrack=True, applyOnForward=True),
+          policy("predn", selector="role == 'host'", preDNAT=True, applyOnForward=True),
+          policy("fwd", selector="role == 'host'", applyOnForward=True))
+    ep = h.state.endpoints["eth0"]
+    assert isinstance(ep, m.HostEndpointUpdate)
+    names = lambda tiers: [p.name for t in tiers for p in t.ingress_policies]  # noqa: E731
+    assert names(ep.tiers) == ["fwd", "normal"]
+    assert names(ep.untracked_tiers) == ["untracked"]
+    assert names(ep.pre_dnat_tiers) == ["predn"]
+    assert names(ep.forward_tiers) == ["fwd"]
+    assert ep.expected_ipv4_addrs == ("192.0.2.10",)
+
+
+def test_spurious_delete_and_non_resource_keys(h: Harness) -> None:
+    assert h.delete(wep("a", "never")) == []
+    h.graph.on_update("/gingham/v1/ipam/blocks/x", {"a": 1})
+    h.graph.on_update("/gingham/v1/resources/IPPool/p", object())
+    assert h.flush() == []
+
+
+def test_in_sync_and_config(h: Harness) -> None:
+    from gingham.datastore import keys
+    from gingham.model import parse_resource
+
+    try:
+        fc = parse_resource({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+                             "metadata": {"name": "default"},
+                             "spec": {"defaultEndpointToHostAction": "Accept"}})
+    except ValidationError:
+        pytest.skip("the model has no FelixConfiguration yet")
+    h.graph.on_update(keys.resource_key("FelixConfiguration", "default"), fc)
+    h.graph.on_in_sync()
+    out = h.flush()
+    assert isinstance(out[0], m.ConfigUpdate) and isinstance(out[-1], m.InSync)
+    assert out[0].get("default_endpoint_to_host_action") == "Accept"
+    h.graph.on_in_sync()
+    assert h.flush() == []
