@@ -1,0 +1,211 @@
+"""A small lab for routing tests: hosts on 1..3 underlay subnets, a router, workloads.
+
+Layout (all namespaces made by the ``netns`` fixture, so they vanish at teardown):
+a switch namespace holds one bridge per subnet; every host's ``eth0`` and one
+leg of the router hang off its subnet's bridge. Nft counters on the bridges
+count, on the fabric itself, UDP 4789 frames and unencapsulated frames sourced
+from workload addresses. Workloads are plumbed the way DESIGN.md section 4 says
+(a /32 on eth0, default via 169.254.1.1, proxy ARP on the host side).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+
+from gingham.dataplane.routes import RoutePlan, plan_routes
+from gingham.dataplane.vxlan import VxlanDriver
+from gingham.lab.netns import add_veth, ip_batch, run, run_in_netns, write_sysctl
+from gingham.routing.mtu import detect_underlay_mtu, workload_mtu
+from gingham.routing.types import BlockInfo, HostInfo, PoolInfo
+
+SUBNETS = [
+    IPv4Network("192.0.2.0/24"),
+    IPv4Network("198.51.100.0/24"),
+    IPv4Network("203.0.113.0/24"),
+]
+POOL = ip_network("198.18.0.0/16")
+
+COUNTERS = """\
+table bridge gh_fabric {
+  counter vxlan { }
+  counter plain { }
+  chain forward_count {
+    type filter hook forward priority 0; policy accept;
+    udp dport 4789 counter name vxlan
+    ip saddr 198.18.0.0/15 counter name plain
+  }
+}
+"""
+
+
+@dataclass
+class Host:
+    name: str
+    ns: str
+    index: int
+    subnet: IPv4Network
+    address: IPv4Address
+    block: IPv4Network
+    workloads: dict[str, tuple[str, IPv4Address]] = field(default_factory=dict)
+
+    @property
+    def tunnel(self) -> IPv4Address:
+        return self.block.network_address  # type: ignore[return-value]
+
+    def info(self, **kw: object) -> HostInfo:
+        return HostInfo(
+            name=self.name,
+            address_v4=self.address,
+            subnet_v4=self.subnet,
+            vxlan_tunnel_v4=self.tunnel,
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+@dataclass
+class Topo:
+    switch: str
+    router: str
+    hosts: list[Host]
+    make_ns: Callable[[str], str]
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    # -- workloads --------------------------------------------------------------
+    def add_workload(self, host: Host, label: str, addr: str, mtu: int = 1500) -> str:
+        ns = self.make_ns(f"w{host.index}{label}")
+        hif = f"gh{host.index}{label}"
+        add_veth(hif, "eth0", netns=host.ns, peer_netns=ns, mtu=mtu)
+        ip_batch(
+            ns,
+            [
+                f"addr add {addr}/32 dev eth0",
+                "link set eth0 up",
+                "route add 169.254.1.1 dev eth0 scope link",
+                "route add default via 169.254.1.1 dev eth0",
+            ],
+        )
+        write_sysctl(host.ns, f"net.ipv4.conf.{hif}.proxy_arp", 1)
+        write_sysctl(host.ns, f"net.ipv4.neigh.{hif}.proxy_delay", 0)
+        ip_batch(host.ns, [f"link set {hif} up", f"route add {addr}/32 dev {hif}"])
+        host.workloads[label] = (ns, IPv4Address(addr))
+        return ns
+
+    def remove_workload(self, host: Host, label: str) -> None:
+        ns, _addr = host.workloads.pop(label)
+        run(["ip", "-n", host.ns, "link", "del", f"gh{host.index}{label}"], check=False)
+        run(["ip", "netns", "delete", ns], check=False)
+
+    # -- the agent's job, done by hand ------------------------------------------
+    def plan(
+        self,
+        host: Host,
+        blocks: Sequence[BlockInfo],
+        mode: str,
+        bgp: bool = False,
+        infos: Sequence[HostInfo] | None = None,
+    ) -> RoutePlan:
+        hosts = infos or [h.info() for h in self.hosts]
+        pools = [PoolInfo(POOL, vxlan_mode=mode)]  # type: ignore[arg-type]
+        return plan_routes(host.name, hosts, blocks, pools, bgp_enabled=bgp)
+
+    def apply(self, host: Host, plan: RoutePlan) -> None:
+        """Peers first, then routes (replace + sweep stale protocol-201 routes), then stale peers."""
+        driver = VxlanDriver(host.ns)
+        if plan.needs_vxlan:
+            mtu = workload_mtu(detect_underlay_mtu(host.address, host.ns), True)
+            driver.ensure_device(host.address, host.info().mac, mtu, [host.tunnel])
+            driver.add_peers(plan.vxlan_peers)
+        wanted = {str(r.dst): r for r in plan.routes}
+        cmds = [f"route replace {' '.join(r.argv())} proto 201" for r in plan.routes]
+        for route in json.loads(
+            run_in_netns(host.ns, ["ip", "-j", "route", "show", "proto", "201"]).stdout
+        ):
+            dst = route["dst"] if "/" in route["dst"] else f"{route['dst']}/32"
+            if dst not in wanted:
+                kind = "blackhole " if route.get("type") == "blackhole" else ""
+                cmds.append(f"route del {kind}{dst} proto 201")
+        if cmds:
+            ip_batch(host.ns, cmds)
+        if driver.device_info() is not None:
+            driver.remove_stale_peers(plan.vxlan_peers)
+
+    def counters(self) -> dict[str, int]:
+        out = run_in_netns(
+            self.switch, ["nft", "-j", "list", "counters", "table", "bridge", "gh_fabric"]
+        )
+        result = {}
+        for item in json.loads(out.stdout)["nftables"]:
+            if "counter" in item:
+                result[item["counter"]["name"]] = item["counter"]["packets"]
+        return result
+
+    def reset_counters(self) -> None:
+        run_in_netns(self.switch, ["nft", "reset", "counters", "table", "bridge", "gh_fabric"])
+
+
+def ping(ns: str, dst: IPv4Address | str, count: int = 1) -> bool:
+    proc = run_in_netns(
+        ns, ["busybox", "ping", "-c", str(count), "-A", "-W", "2", "-w", "4", str(dst)], check=False
+    )
+    return proc.returncode == 0
+
+
+def build(make_ns: Callable[[str], str], layout: Sequence[int]) -> Topo:
+    """``layout[i]`` = the subnet index (0..2) of host i+1; hosts are named h1, h2, ..."""
+    switch = make_ns("sw")
+    router = make_ns("rt")
+    write_sysctl(router, "net.ipv4.ip_forward", 1)
+    for k in sorted(set(layout)):
+        net = SUBNETS[k]
+        add_veth(f"r{k}", f"rt{k}", netns=router, peer_netns=switch)
+        ip_batch(
+            router,
+            [f"addr add {net.network_address + 1}/{net.prefixlen} dev r{k}", f"link set r{k} up"],
+        )
+        ip_batch(
+            switch,
+            [
+                f"link add br{k} type bridge",
+                f"link set br{k} up",
+                f"link set rt{k} master br{k}",
+                f"link set rt{k} up",
+            ],
+        )
+    run_in_netns(switch, ["nft", "-f", "-"], input=COUNTERS)
+    hosts = []
+    for i, k in enumerate(layout, start=1):
+        net = SUBNETS[k]
+        ns = make_ns(f"h{i}")
+        addr = net.network_address + 10 + i
+        add_veth("eth0", f"h{i}", netns=ns, peer_netns=switch)
+        ip_batch(switch, [f"link set h{i} master br{k}", f"link set h{i} up"])
+        ip_batch(
+            ns,
+            [
+                f"addr add {addr}/{net.prefixlen} dev eth0",
+                "link set eth0 up",
+                f"route add default via {net.network_address + 1}",
+            ],
+        )
+        for key, val in (
+            ("net.ipv4.ip_forward", 1),
+            ("net.ipv4.conf.all.rp_filter", 0),
+            ("net.ipv4.conf.default.rp_filter", 0),
+        ):
+            write_sysctl(ns, key, val)
+        block = ip_network(f"198.18.{i}.0/26")
+        hosts.append(Host(f"h{i}", ns, i, net, addr, block))  # type: ignore[arg-type]
+    return Topo(switch, router, hosts, make_ns)
+
+
+def own_blocks(topo: Topo) -> list[BlockInfo]:
+    return [BlockInfo(h.block, h.name) for h in topo.hosts]
+
+
+def addr(text: str) -> IPv4Address:
+    return ip_address(text)  # type: ignore[return-value]
