@@ -209,3 +209,36 @@ def own_blocks(topo: Topo) -> list[BlockInfo]:
 
 def addr(text: str) -> IPv4Address:
     return ip_address(text)  # type: ignore[return-value]
+
+
+def add_external(topo: Topo) -> tuple[str, IPv4Address]:
+    """A namespace behind the router on 203.0.113.0/24 (outside every pool)."""
+    ext = topo.make_ns("ext")
+    add_veth("x0", "eth0", netns=topo.router, peer_netns=ext)
+    ip_batch(topo.router, ["addr add 203.0.113.1/24 dev x0", "link set x0 up"])
+    ip_batch(
+        ext,
+        [
+            "addr add 203.0.113.10/24 dev eth0",
+            "link set eth0 up",
+            "route add default via 203.0.113.1",
+        ],
+    )
+    return ext, IPv4Address("203.0.113.10")
+
+
+GOBGP_NEIGHBOUR = """
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{ip}"
+    peer-as = {asn}
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 6
+    keepalive-interval = 2
+"""
+
+
+def gobgp_config(router_id: str, asn: int, neighbours: Sequence[tuple[str, int]]) -> str:
+    text = f'[global.config]\n  as = {asn}\n  router-id = "{router_id}"\n'
+    return text + "".join(GOBGP_NEIGHBOUR.format(ip=ip, asn=a) for ip, a in neighbours)
