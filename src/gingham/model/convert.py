@@ -79,20 +79,23 @@ def _peer_entity(peer: NetworkPolicyPeer | None) -> dict[str, Any]:
 
 
 def _port_groups(ports: Iterable[NetworkPolicyPort]) -> list[tuple[str | None, list[Any]]]:
-    """(protocol, ports) per rule to emit; an empty port list means every port."""
-    groups: dict[str, list[Any]] = {}
-    whole: list[str] = []  # protocols with an entry that names no port
+    """(protocol, ports) per rule to emit, protocols in first-seen order.
+
+    An empty port list means every port: a protocol named once without a port
+    opens all of its ports, whatever its other entries say.
+    """
+    groups: dict[str, list[Any] | None] = {}
     for port in ports:
         if port.port is None:
-            if port.protocol not in whole:
-                whole.append(port.protocol)
+            groups[port.protocol] = None
             continue
         value: Any = port.port
         if port.end_port is not None and port.end_port != port.port:
             value = f"{port.port}:{port.end_port}"
-        groups.setdefault(port.protocol, []).append(value)
-    out: list[tuple[str | None, list[Any]]] = [(p, []) for p in whole]
-    out += [(p, values) for p, values in groups.items() if p not in whole]
+        current = groups.setdefault(port.protocol, [])
+        if current is not None:
+            current.append(value)
+    out: list[tuple[str | None, list[Any]]] = [(p, v or []) for p, v in groups.items()]
     return out or [(None, [])]
 
 
