@@ -54,8 +54,9 @@ class RuleScanner:
     def _release(self, specs: Iterable[IPSetSpec]) -> None:
         for spec in specs:
             if self._refs.decref(spec.set_id):
-                self._members.remove_set(spec.set_id)
+                # The sequencer first: it reads the members being dropped.
                 self._sink.set_removed(spec.set_id)
+                self._members.remove_set(spec.set_id)
 
     def active_sets(self) -> frozenset[str]:
         return frozenset(self._refs)

@@ -18,7 +18,8 @@ removed while referenced):
 Within a group messages are sorted by id so a flush is deterministic.
 
 IP sets: a set created since the last flush is sent whole (IPSetUpdate with
-its members at flush time); a set already sent gets deltas, accumulated as
+its members at flush time); a set already sent gets deltas (also when it was
+removed and re-created in between: the dataplane never saw it go), accumulated as
 pending added/removed members that cancel each other (add then remove of the
 same member in one batch sends nothing).
 """
@@ -60,6 +61,10 @@ class Sequencer:
         self._replace: set[str] = set()
         self._added: dict[str, set[str]] = {}
         self._removed: dict[str, set[str]] = {}
+        # Sets sent before and removed since the last flush: their members as
+        # the dataplane has them, so a set that comes back before the flush is
+        # patched with a delta instead of being replaced (or is left alone).
+        self._base: dict[str, frozenset[str]] = {}
         # Keyed objects: pending desired value (None = absent) and what was sent.
         self._pending_policies: dict[PolicyID, PolicyUpdate | None] = {}
         self._sent_policies: dict[PolicyID, PolicyUpdate] = {}
@@ -81,6 +86,12 @@ class Sequencer:
         self._removed.pop(set_id, None)
 
     def set_removed(self, set_id: str) -> None:
+        """Called while the member index still has the set's members."""
+        if set_id in self._sent_sets and set_id not in self._base:
+            current = self._members_of(set_id)
+            added = self._added.get(set_id, set())
+            removed = self._removed.get(set_id, set())
+            self._base[set_id] = (current - added) | removed
         self._live_sets.pop(set_id, None)
         self._replace.discard(set_id)
         self._added.pop(set_id, None)
@@ -133,7 +144,12 @@ class Sequencer:
 
         for set_id in sorted(self._replace):
             kind = self._live_sets[set_id]
-            out.append(IPSetUpdate(set_id, kind, self._members_of(set_id)))
+            members = self._members_of(set_id)
+            base = self._base.get(set_id)
+            if base is None:
+                out.append(IPSetUpdate(set_id, kind, members))
+            elif members != base:
+                out.append(IPSetDeltaUpdate(set_id, members - base, base - members))
             self._sent_sets[set_id] = kind
         for set_id in sorted(self._added.keys() | self._removed.keys()):
             added = frozenset(self._added.get(set_id, ()))
@@ -144,6 +160,7 @@ class Sequencer:
         for set_id in set_removes:
             del self._sent_sets[set_id]
         self._replace.clear()
+        self._base.clear()
         self._added.clear()
         self._removed.clear()
 
