@@ -1,0 +1,266 @@
+"""Typed CRUD over gingham.model resources on any datastore backend.
+
+A resource is stored as its manifest dict (``to_dict``) under the key that
+``keys.resource_key`` spells from the kind's unique name (``KubernetesNetworkPolicy``
+for ``networking.k8s.io/v1 NetworkPolicy``), without ``metadata.resourceVersion``.
+On read, ``resourceVersion`` is the key's ``mod_revision`` as a string, so a
+resource read, edited and replaced is compare-and-swapped against what was read.
+
+Kubernetes NetworkPolicy and Namespace are stored as themselves: converting
+them is the calculation graph's job. A namespaced resource without a namespace
+goes to ``default_namespace``; the namespace need not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from gingham.datastore import keys
+from gingham.datastore.base import JSON, Datastore, KeyValue
+from gingham.errors import AlreadyExists, NotFound, RevisionConflict, ValidationError
+from gingham.model import KindInfo, Resource, kind_info, parse_resource, to_dict
+
+_Resources = list[Resource]  # spelled here: inside the class, ``list`` is a method
+MAX_RETRIES = 100  # compare-and-swap attempts before giving up (as Calico's IPAM does)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ResourceStore:
+    """apply / create / replace / delete / get / list of typed resources."""
+
+    def __init__(
+        self,
+        ds: Datastore,
+        *,
+        default_namespace: str = "default",
+        now: Callable[[], str] = _utc_now,
+        new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.ds = ds
+        self.default_namespace = default_namespace
+        self._now = now
+        self._new_uid = new_uid
+
+    # -- naming -----------------------------------------------------------------
+
+    @staticmethod
+    def info(kind: str | KindInfo) -> KindInfo:
+        """The kind for any operator spelling (``gnp``, ``ippools``, ``NetworkPolicy``)."""
+        return kind if isinstance(kind, KindInfo) else kind_info(kind)
+
+    @staticmethod
+    def info_of(resource: Resource) -> KindInfo:
+        return kind_info(resource.kind, resource.api_version)
+
+    def namespace_for(self, info: KindInfo, namespace: str | None) -> str | None:
+        if not info.namespaced:
+            if namespace:
+                raise ValidationError(
+                    f"{info.kind} is cluster-scoped: no namespace allowed",
+                    location="metadata.namespace",
+                )
+            return None
+        return namespace or self.default_namespace
+
+    def key(self, kind: str | KindInfo, name: str, namespace: str | None = None) -> str:
+        info = self.info(kind)
+        return keys.resource_key(info.name, name, self.namespace_for(info, namespace))
+
+    def key_of(self, resource: Resource) -> str:
+        return self.key(self.info_of(resource), resource.metadata.name, resource.metadata.namespace)
+
+    # -- encoding -----------------------------------------------------------------
+
+    def _encode(self, resource: Resource, existing: KeyValue | None) -> JSON:
+        body = to_dict(resource)
+        meta: dict[str, Any] = dict(body.get("metadata") or {})
+        meta.pop("resourceVersion", None)
+        info = self.info_of(resource)
+        if info.namespaced:
+            meta["namespace"] = self.namespace_for(info, meta.get("namespace"))
+        old = (existing.value.get("metadata") or {}) if existing is not None else {}
+        # Server-set identity survives updates; a new object gets its own.
+        meta["uid"] = old.get("uid") or meta.get("uid") or self._new_uid()
+        meta["creationTimestamp"] = (
+            old.get("creationTimestamp") or meta.get("creationTimestamp") or self._now()
+        )
+        body["metadata"] = meta
+        return body
+
+    def decode(self, kv: KeyValue) -> Resource:
+        """The typed resource stored in ``kv``, with ``resourceVersion`` set."""
+        body = dict(kv.value)
+        meta = dict(body.get("metadata") or {})
+        meta["resourceVersion"] = str(kv.mod_revision)
+        body["metadata"] = meta
+        try:
+            return parse_resource(body)
+        except ValidationError as exc:
+            raise ValidationError(f"stored resource is invalid: {exc}", location=kv.key) from exc
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get(self, kind: str | KindInfo, name: str, namespace: str | None = None) -> Resource:
+        info = self.info(kind)
+        kv = self.ds.get(self.key(info, name, namespace))
+        if kv is None:
+            raise NotFound(f"{describe(info, name, self.namespace_for(info, namespace))} not found")
+        return self.decode(kv)
+
+    def list(
+        self, kind: str | KindInfo, namespace: str | None = None, *, all_namespaces: bool = False
+    ) -> _Resources:
+        """Resources of one kind sorted by (namespace, name).
+
+        For a namespaced kind: those of ``namespace`` (default: the default
+        namespace), or of every namespace with ``all_namespaces``.
+        """
+        return self.list_with_revision(kind, namespace, all_namespaces=all_namespaces)[0]
+
+    def list_with_revision(
+        self, kind: str | KindInfo, namespace: str | None = None, *, all_namespaces: bool = False
+    ) -> tuple[_Resources, int]:
+        info = self.info(kind)
+        if info.namespaced and not all_namespaces:
+            prefix = keys.resource_prefix(info.name, self.namespace_for(info, namespace))
+        else:
+            prefix = keys.resource_prefix(info.name)
+        items, revision = self.ds.list(prefix)
+        return [self.decode(kv) for kv in items], revision
+
+    # -- writes -----------------------------------------------------------------------
+
+    def create(self, resource: Resource) -> Resource:
+        """Write a new resource; AlreadyExists if one of that kind and name is there."""
+        key = self.key_of(resource)
+        body = self._encode(resource, None)
+        try:
+            revision = self.ds.create(key, body)
+        except AlreadyExists:
+            raise AlreadyExists(f"{self._describe(resource)} already exists") from None
+        return self._stored(body, key, revision)
+
+    def replace(self, resource: Resource) -> Resource:
+        """Overwrite an existing resource; NotFound if absent.
+
+        With ``metadata.resourceVersion`` set, only if the stored resource is at
+        that version (RevisionConflict otherwise); without, the latest wins.
+        """
+        key = self.key_of(resource)
+        wanted = resource.metadata.resource_version
+        for _ in range(MAX_RETRIES):
+            kv = self.ds.get(key)
+            if kv is None:
+                raise NotFound(f"{self._describe(resource)} not found")
+            revision = kv.mod_revision
+            if wanted:
+                revision = _parse_version(wanted)
+                if revision != kv.mod_revision:
+                    raise RevisionConflict(
+                        f"{self._describe(resource)} is at resourceVersion {kv.mod_revision},"
+                        f" not {wanted}: re-read and retry"
+                    )
+            body = self._encode(resource, kv)
+            try:
+                new = self.ds.update(key, body, revision=revision)
+            except RevisionConflict:
+                if wanted:
+                    raise
+                continue
+            except NotFound:
+                continue  # deleted since the read: the loop reports it
+            return self._stored(body, key, new)
+        raise RevisionConflict(f"{self._describe(resource)}: gave up after {MAX_RETRIES} conflicts")
+
+    def apply(self, resource: Resource) -> Resource:
+        """Create or overwrite (``resourceVersion``, if given, is ignored)."""
+        key = self.key_of(resource)
+        for _ in range(MAX_RETRIES):
+            kv = self.ds.get(key)
+            body = self._encode(resource, kv)
+            try:
+                if kv is None:
+                    new = self.ds.create(key, body)
+                else:
+                    new = self.ds.update(key, body, revision=kv.mod_revision)
+            except (AlreadyExists, RevisionConflict, NotFound):
+                continue  # someone else wrote in between: read again
+            return self._stored(body, key, new)
+        raise RevisionConflict(f"{self._describe(resource)}: gave up after {MAX_RETRIES} conflicts")
+
+    def delete(
+        self,
+        kind: str | KindInfo,
+        name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> Resource:
+        """Delete and return the resource as it was; NotFound if absent."""
+        info = self.info(kind)
+        ns = self.namespace_for(info, namespace)
+        key = keys.resource_key(info.name, name, ns)
+        for _ in range(MAX_RETRIES):
+            kv = self.ds.get(key)
+            if kv is None:
+                raise NotFound(f"{describe(info, name, ns)} not found")
+            revision = _parse_version(resource_version) if resource_version else kv.mod_revision
+            try:
+                self.ds.delete(key, revision=revision)
+            except RevisionConflict:
+                if resource_version:
+                    raise
+                continue
+            except NotFound:
+                continue
+            return self.decode(kv)
+        raise RevisionConflict(f"{describe(info, name, ns)}: gave up after {MAX_RETRIES} conflicts")
+
+    def delete_resource(self, resource: Resource) -> Resource:
+        """Delete the resource a manifest names (honouring its resourceVersion)."""
+        return self.delete(
+            self.info_of(resource),
+            resource.metadata.name,
+            resource.metadata.namespace,
+            resource_version=resource.metadata.resource_version,
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def exists(self, resource: Resource) -> bool:
+        return self.ds.get(self.key_of(resource)) is not None
+
+    def _stored(self, body: JSON, key: str, revision: int) -> Resource:
+        return self.decode(KeyValue(key, body, revision, revision))
+
+    def _describe(self, resource: Resource) -> str:
+        info = self.info_of(resource)
+        return describe(info, resource.metadata.name, self.namespace_for(info, resource.namespace))
+
+
+def describe(info: KindInfo, name: str, namespace: str | None) -> str:
+    """``NetworkPolicy default/allow-dns``, ``IPPool pool-a``: how messages name a resource."""
+    kind = info.kind if info.kind == info.name else f"{info.kind} ({info.api_version})"
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def _parse_version(version: str) -> int:
+    try:
+        value = int(version)
+    except ValueError:
+        raise ValidationError(
+            f"resourceVersion must be a number, got {version!r}",
+            location="metadata.resourceVersion",
+        ) from None
+    if value <= 0:
+        raise ValidationError(
+            f"resourceVersion must be positive, got {version!r}",
+            location="metadata.resourceVersion",
+        )
+    return value
