@@ -221,6 +221,15 @@ def write_sysctl(netns: str | None, key: str, value: str | int) -> None:
     run_in_netns(netns, ["sysctl", "-q", "-w", f"{key}={value}"])
 
 
+def write_sysctls(netns: str | None, values: Mapping[str, str | int]) -> None:
+    """Set several sysctls inside ``netns`` with one process."""
+    for key in values:
+        if not re.match(r"^[a-z0-9_.:-]+$", key, re.IGNORECASE):
+            raise LabError(f"invalid sysctl key {key!r}")
+    if values:
+        run_in_netns(netns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.05) -> bool:
     """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
