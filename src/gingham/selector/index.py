@@ -168,7 +168,6 @@ class SelectorIndex(Generic[S, I]):
         changes = self._set_selector_matches(sid, set())
         self._unindex_selector(sid)
         del self._selectors[sid]
-        self._by_selector.pop(sid, None)
         return changes
 
     def _unindex_selector(self, sid: S) -> None:
@@ -184,14 +183,20 @@ class SelectorIndex(Generic[S, I]):
 
     def _set_selector_matches(self, sid: S, now: set[I]) -> list[MatchChange[S, I]]:
         before = self._by_selector.get(sid, set())
-        changes: list[MatchChange[S, I]] = []
-        for i in before - now:
-            self._unlink(sid, i)
-            changes.append(MatchChange(sid, i, False))
-        for i in now - before:
-            self._link(sid, i)
-            changes.append(MatchChange(sid, i, True))
-        return changes
+        gone, new = before - now, now - before
+        by_item = self._by_item
+        for i in gone:
+            sels = by_item[i]
+            sels.discard(sid)
+            if not sels:
+                del by_item[i]
+        for i in new:
+            by_item.setdefault(i, set()).add(sid)
+        if now:
+            self._by_selector[sid] = now
+        else:
+            self._by_selector.pop(sid, None)
+        return [MatchChange(sid, i, False) for i in gone] + [MatchChange(sid, i, True) for i in new]
 
     # -- items ---------------------------------------------------------------
     def update_labels(self, iid: I, labels: Mapping[str, str]) -> list[MatchChange[S, I]]:
@@ -202,13 +207,11 @@ class SelectorIndex(Generic[S, I]):
         if old is not None:
             self._unindex_item(iid, old)
         self._labels[iid] = new
-        for post in _item_postings(new):
-            self._items_by_posting.setdefault(post, set()).add(iid)
-
         candidates = set(self._scan_always)
-        by_posting = self._sels_by_posting
+        items_by_posting, sels_by_posting = self._items_by_posting, self._sels_by_posting
         for post in _item_postings(new):
-            sids = by_posting.get(post)
+            items_by_posting.setdefault(post, set()).add(iid)
+            sids = sels_by_posting.get(post)
             if sids:
                 candidates |= sids
         selectors = self._selectors
@@ -220,9 +223,7 @@ class SelectorIndex(Generic[S, I]):
         if old is None:
             return []
         self._unindex_item(iid, old)
-        changes = self._set_item_matches(iid, set())
-        self._by_item.pop(iid, None)
-        return changes
+        return self._set_item_matches(iid, set())
 
     def _unindex_item(self, iid: I, labels: Mapping[str, str]) -> None:
         for post in _item_postings(labels):
@@ -233,29 +234,20 @@ class SelectorIndex(Generic[S, I]):
 
     def _set_item_matches(self, iid: I, now: set[S]) -> list[MatchChange[S, I]]:
         before = self._by_item.get(iid, set())
-        changes: list[MatchChange[S, I]] = []
-        for s in before - now:
-            self._unlink(s, iid)
-            changes.append(MatchChange(s, iid, False))
-        for s in now - before:
-            self._link(s, iid)
-            changes.append(MatchChange(s, iid, True))
-        return changes
-
-    # -- the two-way match table ---------------------------------------------
-    def _link(self, sid: S, iid: I) -> None:
-        self._by_selector.setdefault(sid, set()).add(iid)
-        self._by_item.setdefault(iid, set()).add(sid)
-
-    def _unlink(self, sid: S, iid: I) -> None:
-        items = self._by_selector[sid]
-        items.discard(iid)
-        if not items:
-            del self._by_selector[sid]
-        sels = self._by_item[iid]
-        sels.discard(sid)
-        if not sels:
-            del self._by_item[iid]
+        gone, new = before - now, now - before
+        by_selector = self._by_selector
+        for s in gone:
+            items = by_selector[s]
+            items.discard(iid)
+            if not items:
+                del by_selector[s]
+        for s in new:
+            by_selector.setdefault(s, set()).add(iid)
+        if now:
+            self._by_item[iid] = now
+        else:
+            self._by_item.pop(iid, None)
+        return [MatchChange(s, iid, False) for s in gone] + [MatchChange(s, iid, True) for s in new]
 
 
 class BruteForceIndex(Generic[S, I]):
