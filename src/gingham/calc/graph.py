@@ -57,7 +57,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from gingham.calc.index import SelectorMatcher
 from gingham.calc.members import IPSetMembers, Item
 from gingham.calc.messages import (
     ConfigUpdate,
@@ -80,6 +79,7 @@ from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
 from gingham.datastore import keys
 from gingham.errors import GinghamError
+from gingham.selector import SelectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class CalcGraph:
         self._seq = Sequencer(self._members_of)
         self._members = IPSetMembers(self._seq)
         self._scanner = RuleScanner(self._members, self._seq)
-        self._active: SelectorMatcher[str, EndpointKey] = SelectorMatcher()
+        self._active: SelectorIndex[str, EndpointKey] = SelectorIndex()
         self._policies: dict[str, PolicyDef] = {}
         self._tiers: dict[str, TierDef] = {}
         self._profile_sources: dict[str, dict[str, ProfileDef]] = {}
@@ -285,17 +285,17 @@ class CalcGraph:
         self._dirty.add(ep)
         if rec is None:
             self._local.pop(ep, None)
-            for pkey in self._active.remove_item(ep):
-                if not self._active.matches(pkey):
-                    self._deactivate_policy(pkey)
+            for change in self._active.remove_labels(ep):
+                if not self._active.items_matching(change.selector_id):
+                    self._deactivate_policy(change.selector_id)
         else:
             self._local[ep] = rec
-            started, stopped = self._active.update_item(ep, rec.labels)
-            for pkey in started:
-                if len(self._active.matches(pkey)) == 1:
-                    self._activate_policy(pkey)
-            for pkey in stopped:
-                if not self._active.matches(pkey):
+            for change in self._active.update_labels(ep, rec.labels):
+                pkey = change.selector_id
+                if change.matched:
+                    if len(self._active.items_matching(pkey)) == 1:
+                        self._activate_policy(pkey)
+                elif not self._active.items_matching(pkey):
                     self._deactivate_policy(pkey)
         new_profiles = rec.profiles if rec is not None else ()
         old_profiles = old.profiles if old is not None and old.local else ()
@@ -337,13 +337,14 @@ class CalcGraph:
         old = self._policies.get(key)
         if old == new:
             return
-        old_matches = self._active.remove_selector(key) if old is not None else frozenset()
+        old_matches = self._active.items_matching(key)
         if new is None:
             self._policies.pop(key, None)
-            new_matches: frozenset[EndpointKey] = frozenset()
+            self._active.remove_selector(key)
         else:
             self._policies[key] = new
-            new_matches = self._active.add_selector(key, new.selector.node, new.selector.evaluate)
+            self._active.update_selector(key, new.selector)
+        new_matches = self._active.items_matching(key)
         if new is not None and new_matches:
             self._scanner.set_owner(("policy", key), new.ip_sets)
             self._seq.policy(new.policy_id, new.message())
@@ -424,7 +425,7 @@ class CalcGraph:
         rec = self._local.get(ep)
         if rec is None:
             return None
-        pdefs = [self._policies[k] for k in self._active.matching_selectors(ep)]
+        pdefs = [self._policies[k] for k in self._active.selectors_matching(ep)]
         missing = tuple(p for p in dict.fromkeys(rec.profiles) if p not in self._profiles)
         profile_ids = () if missing else tuple(dict.fromkeys(rec.profiles))
         labels = MappingProxyType(dict(rec.labels))
@@ -471,7 +472,7 @@ class CalcGraph:
             "items": len(self._items),
             "local_endpoints": len(self._local),
             "policies": len(self._policies),
-            "active_policies": sum(1 for k in self._policies if self._active.matches(k)),
+            "active_policies": sum(1 for k in self._policies if self._active.items_matching(k)),
             "profiles": len(self._profiles),
             "active_profiles": len(self._profile_refs),
             "ip_sets": len(self._scanner.active_sets()),
@@ -491,7 +492,15 @@ def _source_rank(key: str) -> tuple[bool, str]:
 
 
 def _nets(values: Iterable[Any] | None) -> tuple[str, ...]:
-    return tuple(str(ipaddress.ip_network(str(v), strict=False)) for v in values or ())
+    """Canonical CIDRs. The model already normalises CIDRs (``check_cidr``), so
+    those are taken as they are; bare addresses (expectedIPs) get /32 or /128."""
+    return tuple(_net(str(v)) for v in values or ())
+
+
+def _net(text: str) -> str:
+    if "/" in text:
+        return text
+    return str(ipaddress.ip_network(text, strict=False))
 
 
 def _addrs(nets: tuple[str, ...]) -> tuple[str, ...]:

@@ -17,12 +17,12 @@ once each, to the :class:`MemberSink`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from gingham.calc.index import Labels, SelectorMatcher
 from gingham.calc.rules import IPSetSpec
+from gingham.selector import SelectorIndex
 
 ItemID = Hashable
 
@@ -56,7 +56,7 @@ def contributions(spec: IPSetSpec, item: Item) -> Iterable[str]:
 class IPSetMembers:
     def __init__(self, sink: MemberSink) -> None:
         self._sink = sink
-        self._matcher: SelectorMatcher[str, ItemID] = SelectorMatcher()
+        self._index: SelectorIndex[str, ItemID] = SelectorIndex()
         self._items: dict[ItemID, Item] = {}
         self._specs: dict[str, IPSetSpec] = {}
         self._sets_by_selector: dict[str, set[str]] = {}
@@ -84,8 +84,9 @@ class IPSetMembers:
         canonical = spec.selector.canonical
         users = self._sets_by_selector.setdefault(canonical, set())
         users.add(spec.set_id)
-        matched = self._matcher.add_selector(canonical, spec.selector.node, spec.selector.evaluate)
-        for item_id in matched:
+        if len(users) == 1:
+            self._index.update_selector(canonical, spec.selector)
+        for item_id in self._index.items_matching(canonical):
             self._add(spec, self._items[item_id])
 
     def remove_set(self, set_id: str) -> None:
@@ -99,18 +100,21 @@ class IPSetMembers:
         users.discard(set_id)
         if not users:
             del self._sets_by_selector[canonical]
-            self._matcher.remove_selector(canonical)
+            self._index.remove_selector(canonical)
 
     # --- items -------------------------------------------------------------
 
-    def update_item(self, item_id: ItemID, labels: Labels, item: Item) -> None:
+    def update_item(self, item_id: ItemID, labels: Mapping[str, str], item: Item) -> None:
         old = self._items.get(item_id)
-        before = self._matcher.matching_selectors(item_id)
-        started, stopped = self._matcher.update_item(item_id, labels)
+        before = self._index.selectors_matching(item_id)
+        started: list[str] = []
+        stopped: list[str] = []
+        for change in self._index.update_labels(item_id, labels):
+            (started if change.matched else stopped).append(change.selector_id)
         self._items[item_id] = item
         if old is not None and old != item:
             # Contributions changed: withdraw the old ones everywhere it stays.
-            for sel in before - stopped:
+            for sel in before.difference(stopped):
                 for set_id in self._sets_by_selector.get(sel, ()):
                     self._remove(self._specs[set_id], old)
                     self._add(self._specs[set_id], item)
@@ -125,8 +129,8 @@ class IPSetMembers:
         old = self._items.pop(item_id, None)
         if old is None:
             return
-        for sel in self._matcher.remove_item(item_id):
-            for set_id in self._sets_by_selector.get(sel, ()):
+        for change in self._index.remove_labels(item_id):
+            for set_id in self._sets_by_selector.get(change.selector_id, ()):
                 self._remove(self._specs[set_id], old)
 
     # --- member refcounts --------------------------------------------------
