@@ -7,7 +7,8 @@ error): a bare veth between two namespaces (baseline), and two hosts on one
 bridged underlay subnet with a workload each, routed first directly (pool
 ``vxlanMode: Never``) and then through VXLAN (``Always``), with routes and VXLAN
 peers from :func:`gingham.dataplane.routes.plan_routes`. All three are measured
-in one run; compare the ratios, not the absolute figures, across runs.
+in one run, in interleaved rounds (medians reported) so that load from other
+processes hits all three alike; compare ratios, not absolute figures, across runs.
 Prints one JSON object.
 """
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import time
 from ipaddress import IPv4Address, IPv4Network, ip_network
@@ -58,12 +60,12 @@ def iperf(server_ns: str, client_ns: str, server_ip: str, seconds: int) -> float
     return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
 
 
-def baseline(prefix: str, seconds: int) -> float:
+def baseline_pair(prefix: str) -> tuple[str, str]:
     a, b = add_netns(prefix + "va"), add_netns(prefix + "vb")
     add_veth("eth0", "eth0", netns=a, peer_netns=b)
     ip_batch(a, ["addr add 198.18.0.1/24 dev eth0", "link set eth0 up"])
     ip_batch(b, ["addr add 198.18.0.2/24 dev eth0", "link set eth0 up"])
-    return iperf(b, a, "198.18.0.2", seconds)
+    return a, b
 
 
 class TwoHosts:
@@ -138,29 +140,40 @@ class TwoHosts:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; medians are reported"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/routing.py needs root (network namespaces)")
     prefix = f"ghbench{os.getpid()}-"
+    samples: dict[str, list[float]] = {"veth_baseline": [], "direct_routing": [], "vxlan": []}
     try:
-        veth = baseline(prefix, args.seconds)
+        a, b = baseline_pair(prefix)
         lab = TwoHosts(prefix)
-        lab.route("Never")
-        direct = lab.measure(args.seconds, "eth0")
-        lab.route("Always")
-        vxlan = lab.measure(args.seconds, VXLAN_DEVICE)
+        # interleaved rounds: load from other processes hits all three alike
+        for _ in range(args.rounds):
+            samples["veth_baseline"].append(iperf(b, a, "198.18.0.2", args.seconds))
+            lab.route("Never")
+            samples["direct_routing"].append(lab.measure(args.seconds, "eth0"))
+            lab.route("Always")
+            samples["vxlan"].append(lab.measure(args.seconds, VXLAN_DEVICE))
     except subprocess.SubprocessError as exc:
         raise SystemExit(f"benchmark failed: {exc}") from exc
     finally:
         delete_netns_prefix(prefix)
+    veth, direct, vxlan = (statistics.median(samples[k]) for k in samples)
     print(
         json.dumps(
             {
                 "benchmark": "routing",
                 "tool": "iperf3 single TCP stream",
                 "seconds_per_run": args.seconds,
+                "rounds": args.rounds,
+                "load_average_1m": round(os.getloadavg()[0], 2),
+                "samples_gbit_per_s": {k: [round(x, 2) for x in v] for k, v in samples.items()},
                 "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
-                "gbit_per_s": {
+                "median_gbit_per_s": {
                     "veth_baseline": round(veth, 2),
                     "direct_routing": round(direct, 2),
                     "vxlan": round(vxlan, 2),
