@@ -123,12 +123,14 @@ class EtcdDatastore(Datastore):
         password: str | None = None,
         timeout: float = 10.0,
         retry_for: float = 8.0,
+        connect_retry_for: float = 1.0,
     ) -> None:
         self.url = url
         self._endpoints = endpoints
         self._current = 0
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 2.0))
         self._retry_for = retry_for
+        self._connect_retry_for = connect_retry_for
         self._verify: ssl.SSLContext | bool = True
         if cacert or cert:
             ctx = ssl.create_default_context(cafile=cacert)
@@ -194,10 +196,13 @@ class EtcdDatastore(Datastore):
             raise Unavailable(f"{self.url}: datastore is closed")
         if auth and self._user and self._token is None:
             self._authenticate()
-        deadline = time.monotonic() + self._retry_for
+        start = time.monotonic()
         last = ""
         reauthed = False
         while True:
+            # Nobody answering at all rarely heals within seconds (unlike an
+            # election): give up on that sooner.
+            refused_only = True
             n = len(self._endpoints)
             for i in range(n):
                 index = (self._current + i) % n
@@ -214,6 +219,7 @@ class EtcdDatastore(Datastore):
                             f"cannot reach datastore {self.url}: {ep.name}: {_reason(exc)}"
                         ) from exc
                     last = f"{ep.name}: {_reason(exc)}"
+                    refused_only = False
                     continue
                 self._current = index
                 try:
@@ -227,9 +233,11 @@ class EtcdDatastore(Datastore):
                         t in str(exc) for t in _TRANSIENT
                     ):
                         last = f"{ep.name}: {exc}"
+                        refused_only = False
                         continue
                     raise
-            if time.monotonic() >= deadline:
+            waited = time.monotonic() - start
+            if waited >= self._retry_for or (refused_only and waited >= self._connect_retry_for):
                 raise Unavailable(f"cannot reach datastore {self.url}: {last}")
             time.sleep(0.1)
 

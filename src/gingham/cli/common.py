@@ -1,0 +1,124 @@
+"""Helpers every ``gingham`` sub-command shares: which datastore, errors, tables.
+
+Datastore resolution, first match wins:
+``--datastore`` (or ``GINGHAM_DATASTORE``, which click maps onto it), the
+current lab's (``/run/gingham/current-lab`` names a lab whose
+``/run/gingham/lab/<name>/state.json`` holds a ``"datastore"`` URL), then
+``sqlite:///var/lib/gingham/gingham.db``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from gingham.errors import GinghamError
+
+DEFAULT_DATASTORE = "sqlite:///var/lib/gingham/gingham.db"
+RUN_DIR = Path("/run/gingham")
+ENV_VAR = "GINGHAM_DATASTORE"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def lab_datastore(run_dir: Path = RUN_DIR) -> str | None:
+    """The datastore URL of the current lab, if a lab is up."""
+    try:
+        name = (run_dir / "current-lab").read_text().strip()
+    except OSError:
+        return None
+    if not name or "/" in name:
+        return None
+    try:
+        state = json.loads((run_dir / "lab" / name / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    url = state.get("datastore") if isinstance(state, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
+def resolve_datastore_url(
+    explicit: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    run_dir: Path = RUN_DIR,
+) -> str:
+    if explicit:
+        return explicit
+    environ = os.environ if env is None else env
+    if environ.get(ENV_VAR):
+        return environ[ENV_VAR]
+    return lab_datastore(run_dir) or DEFAULT_DATASTORE
+
+
+def context_datastore_url(ctx: click.Context | None = None) -> str:
+    """The URL for the running command: the root group's ``--datastore`` or the fallbacks."""
+    ctx = ctx or click.get_current_context()
+    obj = ctx.find_root().obj
+    explicit = obj.get("datastore") if isinstance(obj, dict) else None
+    return resolve_datastore_url(explicit)
+
+
+@contextmanager
+def open_store(ctx: click.Context | None = None) -> Iterator[Any]:
+    """The command's datastore, closed on the way out."""
+    from gingham.datastore import open_datastore
+
+    ds = open_datastore(context_datastore_url(ctx))
+    try:
+        yield ds
+    finally:
+        ds.close()
+
+
+def fail(message: str) -> click.exceptions.Exit:
+    """Print ``error: message`` to stderr; raise the returned Exit."""
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(1)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a GinghamError into ``error: …`` on stderr and exit status 1, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except GinghamError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    # Not a terminal (pipes, tests): wide enough that tables are not wrapped.
+    width = None if sys.stdout.isatty() else 200
+    return Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain rich table: header row, no borders, like kubectl and calicoctl."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    stdout_console().print(table)
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False)
