@@ -22,6 +22,10 @@ class Selector:
     - ``id``: ``"s:"`` + 26 base64url characters of sha224(canonical), stable
       across processes and versions of Python, for IP-set and cache names.
 
+    ``Selector(node)`` also accepts a tree built with the ``make_*`` functions
+    of :mod:`gingham.selector.ast` (how calc combines a policy's selector with
+    its namespace); such trees are in normal form by construction.
+
     ``global()`` is true for a label set without ``projectcalico.org/namespace``
     (see :data:`gingham.selector.NAMESPACE_LABEL`): callers give namespaced
     things that label, which calc does for workload endpoints and namespaced
@@ -58,6 +62,10 @@ class Selector:
 
     def __repr__(self) -> str:
         return f"Selector({self.canonical!r})"
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Closures do not pickle; the canonical text rebuilds an equal Selector.
+        return (parse, (self.canonical,))
 
     def __str__(self) -> str:
         return self.canonical

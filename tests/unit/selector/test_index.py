@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from gingham.selector import BruteForceIndex, MatchChange, SelectorIndex, parse
 from gingham.selector.index import postings
+from tests.unit.selector.test_properties import first, label_sets, render, trees
 
 KEYS = ["app", "tier", "env", "projectcalico.org/namespace"]
 VALUES = ["a", "b", "c", ""]
@@ -165,3 +166,68 @@ def test_index_does_not_scan_every_selector() -> None:
     changes = idx.update_labels("w", {"app": "a7"})
     assert {(c.selector_id, c.matched) for c in changes} == {(7, True), (9999, True)}
     assert sorted(evaluated) == [7, 9999]
+
+
+# Selectors from the random trees of the parser's property tests, over the
+# same keys as the label sets there, so that And/Or/Not mixes reach the index.
+random_ops = st.one_of(
+    st.tuples(st.just("sel"), sel_ids, trees.map(lambda t: render(t, first))),
+    st.tuples(st.just("unsel"), sel_ids),
+    st.tuples(st.just("item"), item_ids, label_sets),
+    st.tuples(st.just("unitem"), item_ids),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(random_ops, max_size=40))
+def test_index_agrees_with_brute_force_on_random_selectors(
+    sequence: list[tuple[Any, ...]],
+) -> None:
+    fast: SelectorIndex[str, str] = SelectorIndex()
+    slow: BruteForceIndex[str, str] = BruteForceIndex()
+    for op in sequence:
+        assert as_set(apply(fast, op)) == as_set(apply(slow, op)), op
+    assert fast.matches() == slow.matches()
+
+
+def final_state(sequence: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The squashed sequence: one update per id still present at the end."""
+    sels: dict[str, str] = {}
+    items: dict[str, dict[str, str]] = {}
+    for op in sequence:
+        if op[0] == "sel":
+            sels[op[1]] = op[2]
+        elif op[0] == "unsel":
+            sels.pop(op[1], None)
+        elif op[0] == "item":
+            items[op[1]] = op[2]
+        else:
+            items.pop(op[1], None)
+    return [("sel", k, v) for k, v in sels.items()] + [("item", k, v) for k, v in items.items()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(random_ops, max_size=40), st.randoms(use_true_random=False))
+def test_result_does_not_depend_on_the_path(sequence: list[tuple[Any, ...]], rnd: Any) -> None:
+    """Forward, squashed, reversed, shuffled and doubled replays end equal."""
+
+    def replay(ops: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
+        idx: SelectorIndex[str, str] = SelectorIndex()
+        live: set[tuple[str, str]] = set()
+        for op in ops:
+            for c in apply(idx, op):
+                if c.matched:
+                    live.add((c.selector_id, c.item_id))
+                else:
+                    live.remove((c.selector_id, c.item_id))
+        assert live == idx.matches()
+        return live
+
+    expected = replay(sequence)
+    squashed = final_state(sequence)
+    shuffled = list(squashed)
+    rnd.shuffle(shuffled)
+    assert replay(squashed) == expected
+    assert replay(list(reversed(squashed))) == expected
+    assert replay(shuffled) == expected
+    assert replay([op for op in sequence for _ in range(2)]) == expected
