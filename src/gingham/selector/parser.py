@@ -176,7 +176,7 @@ class _Parser:
             self.depth += 1
             node = self.parse_or()
             self.depth -= 1
-            self.expect_op(")", f"to close the '(' at position {tok.pos}")
+            self.expect_op(")", f"to close the '(' opened at position {tok.pos}")
             return node
         if tok.kind != "key":
             raise self.fail("expected a label key, 'has(', 'all()', 'global()', '!' or '('")
