@@ -1,0 +1,145 @@
+"""Build a running agent from concrete parts: the one place that knows them all."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gingham.agent.daemon import Agent
+from gingham.agent.health import HealthServer
+from gingham.agent.node import HostAddresses
+from gingham.agent.routing_inputs import RoutingInputs
+from gingham.agent.routing_plane import RoutingPlane
+from gingham.datastore import keys, open_datastore
+from gingham.datastore.base import Datastore
+from gingham.errors import GinghamError
+
+log = logging.getLogger(__name__)
+
+
+class PolicyPlane:
+    """Calculation messages -> managers -> one nft transaction per batch."""
+
+    def __init__(self) -> None:
+        from gingham.dataplane import nft
+        from gingham.dataplane.apply import Applier
+        from gingham.dataplane.managers import PolicyDataplane
+
+        self.applier = Applier(nft.NFT(), PolicyDataplane())
+
+    def apply(self, messages: Sequence[Any]) -> None:
+        from gingham.dataplane.apply import apply_messages
+
+        result = apply_messages(self.applier, messages)
+        if result is not None and result.commands:
+            log.debug("nft: %d commands in %.1f ms", result.commands, result.seconds * 1e3)
+
+
+def decode_resource(key: str, value: Any) -> Any:
+    """Model resource for a resource key; invalid documents count as absent."""
+    if value is None or not key.startswith(keys.RESOURCES):
+        return value
+    from gingham.model import parse_resource
+
+    try:
+        return parse_resource(value)
+    except GinghamError as exc:
+        log.warning("ignoring invalid %s: %s", key, exc)
+        return None
+
+
+def detect_addresses(interface: str | None) -> tuple[HostAddresses, str | None]:
+    """The host's underlay addresses: of ``interface``, else of the default route's device."""
+    out = subprocess.run(
+        ["ip", "-j", "route", "show", "default"], capture_output=True, text=True, check=False
+    ).stdout
+    dev = interface
+    if dev is None:
+        routes = json.loads(out or "[]")
+        dev = routes[0].get("dev") if routes else None
+    if dev is None:
+        return HostAddresses(None), None
+    addrs = json.loads(
+        subprocess.run(
+            ["ip", "-j", "addr", "show", "dev", dev], capture_output=True, text=True, check=False
+        ).stdout
+        or "[]"
+    )
+    v4 = v6 = None
+    for link in addrs:
+        for info in link.get("addr_info", []):
+            if info.get("scope") != "global":
+                continue
+            cidr = f"{info['local']}/{info['prefixlen']}"
+            if info.get("family") == "inet" and v4 is None:
+                v4 = cidr
+            elif info.get("family") == "inet6" and v6 is None:
+                v6 = cidr
+    return HostAddresses(v4, v6), dev
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    datastore: Datastore
+    health: HealthServer
+    routing: RoutingPlane
+
+    def close(self) -> None:
+        self.health.stop()
+        self.routing.close()
+        self.datastore.close()
+
+
+def build_agent(
+    hostname: str,
+    datastore_url: str,
+    health_host: str = "127.0.0.1",
+    health_port: int = 9099,
+    interface: str | None = None,
+) -> RunningAgent:
+    from gingham.calc.graph import CalcGraph
+    from gingham.dataplane.netlink import Netlink
+    from gingham.dataplane.vxlan import VxlanDriver
+    from gingham.routing.bird import BirdProcess
+
+    ds = open_datastore(datastore_url)
+    addresses, _dev = detect_addresses(interface)
+    routing = RoutingPlane(
+        hostname=hostname,
+        inputs=RoutingInputs(),
+        datastore=ds,
+        netlink=Netlink(),
+        vxlan=VxlanDriver(),
+        bird=BirdProcess(hostname),
+    )
+    agent = Agent(
+        hostname=hostname,
+        datastore=ds,
+        addresses=addresses,
+        calc=CalcGraph(hostname),
+        decode=decode_resource,
+        planes=[PolicyPlane(), routing],
+        observers=[routing.observe],
+    )
+    health = HealthServer(
+        health_host,
+        health_port,
+        live=lambda: agent.state.live,
+        ready=lambda: agent.state.ready,
+        registry=agent.metrics.registry,
+    )
+    health.start()
+    log.info(
+        "agent %s: datastore %s, addresses %s, health on %s:%d",
+        hostname,
+        getattr(ds, "url", "?"),
+        addresses,
+        health_host,
+        health.port,
+    )
+    return RunningAgent(agent, ds, health, routing)

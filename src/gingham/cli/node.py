@@ -1,0 +1,87 @@
+"""``gingham node``: run the agent on this host, and show its BGP sessions."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+import click
+
+
+@click.group("node")
+def node_group() -> None:
+    """The per-host agent."""
+
+
+@node_group.command("run")
+@click.option("--name", "hostname", required=True, help="This host's name in the datastore.")
+@click.option("--health-host", default="127.0.0.1", show_default=True)
+@click.option("--health-port", default=9099, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--interface",
+    default=None,
+    help="Underlay interface (default: the one with the default route).",
+)
+@click.pass_context
+def run_cmd(
+    ctx: click.Context,
+    hostname: str,
+    health_host: str,
+    health_port: int,
+    log_level: str,
+    interface: str | None,
+) -> None:
+    """Watch the datastore and program this host's dataplane until stopped."""
+    from gingham.agent.wiring import build_agent
+    from gingham.cli.common import resolve_datastore_url
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    url = resolve_datastore_url(ctx.obj.get("datastore") if ctx.obj else None)
+    running = build_agent(hostname, url, health_host, health_port, interface)
+    try:
+        running.agent.run(lambda: stopping)
+    finally:
+        running.close()
+
+
+@node_group.command("status")
+@click.option(
+    "--name", "hostname", default=None, help="Host whose BIRD to ask (default: this one)."
+)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def status_cmd(hostname: str | None, output: str) -> None:
+    """BGP sessions of this host's BIRD, like calicoctl node status."""
+    import json
+    import socket
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from gingham.routing.bird import bgp_status, control_socket
+
+    host = hostname or socket.gethostname()
+    peers = bgp_status(control_socket(host))
+    if output == "json":
+        click.echo(json.dumps([p.as_dict() for p in peers], indent=2))
+        return
+    table = Table(title=f"BGP sessions of {host}")
+    for col in ("PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"):
+        table.add_column(col)
+    for p in peers:
+        table.add_row(str(p.peer), p.type, p.state, p.since, p.info)
+    Console().print(table)
