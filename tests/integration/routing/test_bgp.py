@@ -71,8 +71,8 @@ def _all_pairs_ping(topo: Topo) -> None:
         assert ping(src_ns, dst), f"{src_ns} -> {dst}"
 
 
-def test_full_mesh_with_gobgp_top_of_rack(netns, tmp_path: Path) -> None:
-    topo = build(netns, [0, 0, 0])
+def test_full_mesh_with_gobgp_top_of_rack(netns, make_fabric, tmp_path: Path) -> None:
+    topo = build(netns, make_fabric, [0, 0, 0])
     for h in topo.hosts:
         topo.add_workload(h, "a", str(h.block.network_address + 1))
     ext_ns, _ = add_external(topo)
@@ -143,8 +143,8 @@ def test_full_mesh_with_gobgp_top_of_rack(netns, tmp_path: Path) -> None:
         log.close()
 
 
-def test_route_reflector(netns, tmp_path: Path) -> None:
-    topo = build(netns, [0, 0, 0])
+def test_route_reflector(netns, make_fabric, tmp_path: Path) -> None:
+    topo = build(netns, make_fabric, [0, 0, 0])
     for h in topo.hosts:
         topo.add_workload(h, "a", str(h.block.network_address + 1))
     infos = [h.info(rr_cluster_id="244.0.0.1" if h.name == "h1" else None) for h in topo.hosts]

@@ -37,8 +37,8 @@ def seen(ns: str) -> dict[str, int]:
     }
 
 
-def test_nat_outgoing(netns) -> None:
-    topo = build(netns, [0, 1])
+def test_nat_outgoing(netns, make_fabric) -> None:
+    topo = build(netns, make_fabric, [0, 1])
     h1, h2 = topo.hosts
     w1 = topo.add_workload(h1, "a", "198.18.1.1")
     w2 = topo.add_workload(h2, "a", "198.18.2.1")
@@ -47,10 +47,9 @@ def test_nat_outgoing(netns) -> None:
         topo.apply(h, topo.plan(h, own_blocks(topo), "CrossSubnet"))
     for ns in (ext, w2):
         run_in_netns(ns, ["nft", "-f", "-"], input=SEEN)
-    # without NAT the outside cannot answer a pool address (the router knows no pool route)
+    # without NAT no answer comes back: the router knows no route to the pool
     assert not ping(w1, ext_ip)
     before = seen(ext)
-    assert before["from_w1"] >= 1  # it got there with the workload address, no way back
     script = nat_outgoing_script([PoolInfo(POOL, nat_outgoing=True)])
     run_in_netns(h1.ns, ["nft", "-f", "-"], input=script)
     run_in_netns(h1.ns, ["nft", "-f", "-"], input=script)  # re-applying is idempotent

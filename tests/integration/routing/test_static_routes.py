@@ -34,8 +34,8 @@ def _apply_all(topo, blocks, mode):
         topo.apply(h, topo.plan(h, blocks, mode))
 
 
-def test_one_subnet_direct_routes_no_encapsulation(netns):
-    topo = build(netns, [0, 0, 0])
+def test_one_subnet_direct_routes_no_encapsulation(netns, make_fabric):
+    topo = build(netns, make_fabric, [0, 0, 0])
     _workloads(topo)
     _apply_all(topo, own_blocks(topo), "Never")
     topo.reset_counters()
@@ -48,8 +48,8 @@ def test_one_subnet_direct_routes_no_encapsulation(netns):
     assert VxlanDriver(topo.hosts[0].ns).device_info() is None
 
 
-def test_block_moves_between_hosts_and_converges(netns):
-    topo = build(netns, [0, 0, 0])
+def test_block_moves_between_hosts_and_converges(netns, make_fabric):
+    topo = build(netns, make_fabric, [0, 0, 0])
     h1, h2, h3 = topo.hosts
     _workloads(topo)
     # a second block, first on h3 ...
@@ -71,8 +71,8 @@ def test_block_moves_between_hosts_and_converges(netns):
     assert "blackhole" not in r3 and str(h2.address) in r3  # h3's old blackhole was swept
 
 
-def test_cross_subnet_encapsulates_only_across_the_router(netns):
-    topo = build(netns, [0, 0, 1])  # h1, h2 on 192.0.2.0/24; h3 on 198.51.100.0/24
+def test_cross_subnet_encapsulates_only_across_the_router(netns, make_fabric):
+    topo = build(netns, make_fabric, [0, 0, 1])  # h1, h2 on 192.0.2.0/24; h3 on 198.51.100.0/24
     h1, h2, h3 = topo.hosts
     _workloads(topo)
     _apply_all(topo, own_blocks(topo), "CrossSubnet")

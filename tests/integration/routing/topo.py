@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 
 from gingham.dataplane.routes import RoutePlan, plan_routes
 from gingham.dataplane.vxlan import VxlanDriver
+from gingham.lab.fabric import Fabric
 from gingham.lab.netns import add_veth, ip_batch, run, run_in_netns, write_sysctl
 from gingham.routing.mtu import detect_underlay_mtu, workload_mtu
 from gingham.routing.types import BlockInfo, HostInfo, PoolInfo
@@ -155,52 +156,27 @@ def ping(ns: str, dst: IPv4Address | str, count: int = 1) -> bool:
     return proc.returncode == 0
 
 
-def build(make_ns: Callable[[str], str], layout: Sequence[int]) -> Topo:
-    """``layout[i]`` = the subnet index (0..2) of host i+1; hosts are named h1, h2, ..."""
-    switch = make_ns("sw")
-    router = make_ns("rt")
-    write_sysctl(router, "net.ipv4.ip_forward", 1)
-    for k in sorted(set(layout)):
-        net = SUBNETS[k]
-        add_veth(f"r{k}", f"rt{k}", netns=router, peer_netns=switch)
-        ip_batch(
-            router,
-            [f"addr add {net.network_address + 1}/{net.prefixlen} dev r{k}", f"link set r{k} up"],
-        )
-        ip_batch(
-            switch,
-            [
-                f"link add br{k} type bridge",
-                f"link set br{k} up",
-                f"link set rt{k} master br{k}",
-                f"link set rt{k} up",
-            ],
-        )
-    run_in_netns(switch, ["nft", "-f", "-"], input=COUNTERS)
+def build(
+    make_ns: Callable[[str], str],
+    make_fabric: Callable[[Sequence[int]], Fabric],
+    layout: Sequence[int],
+) -> Topo:
+    """``layout[i]`` = the subnet index (0..2) of host i+1; hosts are named h1, h2, ...
+
+    The underlay is a :mod:`gingham.lab.fabric`; workloads and the external host
+    come from ``make_ns`` (the ``netns`` fixture).
+    """
+    fabric = make_fabric(layout)
+    run_in_netns(fabric.switch, ["nft", "-f", "-"], input=COUNTERS)
     hosts = []
-    for i, k in enumerate(layout, start=1):
-        net = SUBNETS[k]
-        ns = make_ns(f"h{i}")
-        addr = net.network_address + 10 + i
-        add_veth("eth0", f"h{i}", netns=ns, peer_netns=switch)
-        ip_batch(switch, [f"link set h{i} master br{k}", f"link set h{i} up"])
-        ip_batch(
-            ns,
-            [
-                f"addr add {addr}/{net.prefixlen} dev eth0",
-                "link set eth0 up",
-                f"route add default via {net.network_address + 1}",
-            ],
+    for fh in fabric.hosts:
+        block = ip_network(f"198.18.{fh.index}.0/26")
+        hosts.append(
+            Host(
+                fh.name, fh.netns, fh.index, IPv4Network(fh.subnet), IPv4Address(fh.address), block
+            )  # type: ignore[arg-type]
         )
-        for key, val in (
-            ("net.ipv4.ip_forward", 1),
-            ("net.ipv4.conf.all.rp_filter", 0),
-            ("net.ipv4.conf.default.rp_filter", 0),
-        ):
-            write_sysctl(ns, key, val)
-        block = ip_network(f"198.18.{i}.0/26")
-        hosts.append(Host(f"h{i}", ns, i, net, addr, block))  # type: ignore[arg-type]
-    return Topo(switch, router, hosts, make_ns)
+    return Topo(fabric.switch, fabric.router, hosts, make_ns)
 
 
 def own_blocks(topo: Topo) -> list[BlockInfo]:
