@@ -19,7 +19,9 @@ from gingham.model import (
 from gingham.model.yamlio import load_yaml_documents
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 FILES = sorted(CORPUS.rglob("*.yaml"))
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 
 def _resources() -> list[Resource]:
@@ -61,3 +63,10 @@ def test_read_back_has_the_fields_that_were_written(path: Path) -> None:
         assert set(out) == set(doc) or isinstance(parse_resource(doc), Namespace)
         assert set(out.get("spec", {})) == set(doc.get("spec", {}))
         assert out["metadata"]["name"] == doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_examples_load_and_round_trip(path: Path) -> None:
+    resources = load_manifests(path.read_text())
+    assert resources
+    assert load_manifests(dump_yaml(resources)) == resources
