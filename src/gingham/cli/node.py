@@ -43,6 +43,8 @@ def run_cmd(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("pyroute2", "asyncio", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
