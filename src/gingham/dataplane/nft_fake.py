@@ -19,8 +19,10 @@ Known differences from the kernel, on purpose:
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 
 from gingham.dataplane.nft import (
@@ -297,6 +299,10 @@ class FakeNFT:
         if s is None:
             raise _err("not-found", f"No such file or directory: set {obj.set}")
         el = obj.normalized()
+        types = s.key_types()
+        if len(types) == len(el.key):
+            el = Element(el.set, tuple(_typed(t, p) for t, p in zip(types, el.key, strict=True)),
+                         el.value, el.comment, el.timeout)
         key = el.key
         if verb == "delete":
             if key not in s.elements:
@@ -456,6 +462,36 @@ def _as_network(part: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
         return ipaddress.ip_network(part, strict=False)
     except ValueError:
         return None
+
+
+@functools.cache
+def _protocols() -> dict[str, str]:
+    """Number or alias -> the name nft lists (its names come from /etc/protocols)."""
+    names = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp"}
+    try:
+        with open("/etc/protocols") as f:
+            for line in f:
+                fields = line.split("#", 1)[0].split()
+                if len(fields) >= 2 and fields[1].isdigit():
+                    names.setdefault(fields[1], fields[0])
+                    for alias in (fields[0], *fields[2:]):
+                        names.setdefault(alias.lower(), names[fields[1]])
+    except OSError:
+        pass
+    names.setdefault("icmpv6", "ipv6-icmp")
+    return names
+
+
+def _typed(t: str, part: str) -> str:
+    """Element part as nft lists it for its type (protocol names, port numbers)."""
+    if t == "inet_proto":
+        return _protocols().get(part.lower(), part)
+    if t == "inet_service" and not part.replace("-", "").isdigit():
+        try:
+            return str(socket.getservbyname(part))
+        except OSError:
+            return part
+    return part
 
 
 def _check_part(t: str, part: str, interval: bool) -> None:

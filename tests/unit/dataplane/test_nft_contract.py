@@ -292,3 +292,18 @@ def test_concatenation_and_ipv6_normalisation(nft: NFTInterface) -> None:
     assert {e.key for e in nft.list_elements("ips6")} == {("2001:db8::1",), ("2001:db8::ff",)}
     nft.run(Transaction().delete(Element("ips6", "2001:db8::ff")))
     assert len(nft.list_elements("ips6")) == 1
+
+
+def test_protocol_and_service_names(nft: NFTInterface) -> None:
+    # nft lists protocols by their /etc/protocols name and services by number
+    tx = Transaction().add(Table())
+    tx.add(Set("pp", type="ipv4_addr . inet_proto . inet_service"))
+    tx.add(Element("pp", ("198.18.0.5", "6", "80")))
+    tx.add(Element("pp", ("198.18.0.5", "icmpv6", "0")))
+    tx.add(Element("pp", ("198.18.0.5", "132", "http")))
+    nft.run(tx)
+    assert {e.key for e in nft.list_elements("pp")} == {
+        ("198.18.0.5", "tcp", "80"), ("198.18.0.5", "ipv6-icmp", "0"), ("198.18.0.5", "sctp", "80")
+    }
+    nft.run(Transaction().delete(Element("pp", ("198.18.0.5", "tcp", "80"))))
+    assert len(nft.list_elements("pp")) == 2
