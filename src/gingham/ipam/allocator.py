@@ -152,9 +152,10 @@ class IPAM:
             return self._config_override
 
         def load() -> HostConfig:
-            g = self.ds.get(keys.CONFIG_GLOBAL)
-            h = self.ds.get(keys.host_config_key(self.host))
-            return HostConfig.merged(g.value if g else None, h.value if h else None)
+            items, _ = self.ds.list(keys.CONFIG)  # one read for global and per-host
+            docs = {kv.key: kv.value for kv in items}
+            return HostConfig.merged(docs.get(keys.CONFIG_GLOBAL),
+                                     docs.get(keys.host_config_key(self.host)))
         result: HostConfig = self._cached("config", load)
         return result
 
@@ -166,10 +167,19 @@ class IPAM:
         result: dict[str, str] = self._cached("labels", load)
         return result
 
-    def own_affinities(self) -> dict[str, dict[str, Any]]:
-        """CIDR -> affinity document for this host (fresh read)."""
-        items, _ = self.ds.list(keys.affinity_prefix(self.host))
-        return {keys.parse_affinity_key(kv.key)[1]: kv.value for kv in items}
+    def own_affinities(self, fresh: bool = False) -> dict[str, dict[str, Any]]:
+        """CIDR -> affinity document for this host.
+
+        A cached answer is safe: every block write re-checks the block's own
+        affinity, and claiming (where the count matters) reads afresh.
+        """
+        def load() -> dict[str, dict[str, Any]]:
+            items, _ = self.ds.list(keys.affinity_prefix(self.host))
+            return {keys.parse_affinity_key(kv.key)[1]: kv.value for kv in items}
+        if fresh:
+            self._cache.pop("affinities", None)
+        result: dict[str, dict[str, Any]] = self._cached("affinities", load)
+        return result
 
     # -- pool choice --------------------------------------------------------
 
@@ -187,8 +197,11 @@ class IPAM:
                     raise IPAMError(f"IP pool {w} is disabled")
                 chosen.append(match[0])
             return chosen
+        enabled = [p for p in pools if not p.disabled]
+        if all(p.node_selector.strip() in ("", "all()") for p in enabled):
+            return enabled  # no need to read the Node resource
         labels = self.node_labels()
-        return [p for p in pools if not p.disabled and p.matches_node(labels)]
+        return [p for p in enabled if p.matches_node(labels)]
 
     # -- public API: allocation ---------------------------------------------
 
@@ -236,12 +249,13 @@ class IPAM:
 
         # 2. claim new blocks while allowed
         cfg = self.config()
-        owned = len(affinities)
+        owned = len(self.own_affinities(fresh=True)) if len(got) < count else len(affinities)
         while len(got) < count and owned < cfg.max_blocks_per_host:
             claimed = self._claim_any(pools)
             if claimed is None:
                 break
             owned += 1
+            self._cache.pop("affinities", None)
             got += self._take_from(claimed, count - len(got), who, own=True)
 
         # 3. borrow

@@ -20,8 +20,9 @@ IPAM = _root.IPAM
 BLOCKS = IPAM + "blocks/"
 AFFINITY = IPAM + "affinity/"
 HANDLES = IPAM + "handles/"
-CONFIG_GLOBAL = IPAM + "config/global"
-CONFIG_HOSTS = IPAM + "config/hosts/"
+CONFIG = IPAM + "config/"
+CONFIG_GLOBAL = CONFIG + "global"
+CONFIG_HOSTS = CONFIG + "hosts/"
 LEAKCHECK = IPAM + "leakcheck"
 
 POOLS = _root.resource_prefix("IPPool")

@@ -1,0 +1,142 @@
+"""IPAM benchmark: allocations per second with 1 and 8 concurrent allocators.
+
+    .venv/bin/python bench/ipam.py [--backends sqlite,etcd] [--allocs 400] [--hosts-per 1]
+
+Each allocator is its own process (as CNI invocations are) with its own IPAM
+and datastore connection, allocating one IPv4 address per fresh handle (one
+container each) from a 198.18.0.0/16 pool with /26 blocks. With ``--hosts-per
+1`` every allocator is a different host (no contention on blocks, as on a real
+cluster); ``--hosts-per 2`` puts two allocators on each host, so they race for
+the same blocks. etcd runs as a single local member started for the run.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+POOL = {"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+        "metadata": {"name": "bench"}, "spec": {"cidr": "198.18.0.0/16", "blockSize": 26}}
+
+
+class Counting:
+    """Counts datastore round trips of one allocator."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.ds, name)
+        if name in ("get", "list", "create", "update", "delete"):
+            def counted(*a: Any, **kw: Any) -> Any:
+                self.calls += 1
+                return attr(*a, **kw)
+            return counted
+        return attr
+
+
+def _allocator(url: str, host: str, worker: int, allocs: int, barrier: Any, queue: Any) -> None:
+    from gingham.datastore import open_datastore
+    from gingham.ipam import IPAM
+
+    ds = Counting(open_datastore(url))
+    ipam = IPAM(ds, host)  # type: ignore[arg-type]
+    ipam.pools()  # warm the connection and caches before the clock starts
+    barrier.wait()
+    start = time.perf_counter()
+    for i in range(allocs):
+        ipam.auto_assign(f"bench.w{worker}.{i}", {"namespace": "bench", "workload": f"p{i}"})
+    end = time.perf_counter()
+    queue.put({"start": start, "end": end, "allocs": allocs, "calls": ds.calls,
+               "wall": time.time()})
+    ds.ds.close()
+
+
+def _wipe(url: str) -> None:
+    from gingham.datastore import open_datastore
+
+    ds = open_datastore(url)
+    try:
+        for kv in ds.list("/gingham/")[0]:
+            ds.delete(kv.key)
+        ds.create("/gingham/v1/resources/IPPool/bench", POOL)
+    finally:
+        ds.close()
+
+
+def run(url: str, concurrency: int, allocs: int, hosts_per: int) -> dict[str, Any]:
+    _wipe(url)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(concurrency + 1)
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_allocator,
+                         args=(url, f"bench-host{w // hosts_per}", w, allocs, barrier, queue))
+             for w in range(concurrency)]
+    for p in procs:
+        p.start()
+    barrier.wait(timeout=120)
+    t0 = time.time()
+    results = [queue.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    wall = max(r["wall"] for r in results) - t0
+    total = sum(r["allocs"] for r in results)
+    return {
+        "allocators": concurrency,
+        "hosts": (concurrency + hosts_per - 1) // hosts_per,
+        "allocations": total,
+        "seconds": round(wall, 3),
+        "allocations_per_s": round(total / wall, 1),
+        "datastore_calls_per_allocation": round(sum(r["calls"] for r in results) / total, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backends", default="sqlite,etcd")
+    ap.add_argument("--allocs", type=int, default=400, help="allocations per allocator")
+    ap.add_argument("--concurrency", default="1,8")
+    ap.add_argument("--hosts-per", type=int, default=1, help="allocators sharing one host")
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+    out: dict[str, Any] = {"bench": "ipam", "python": platform.python_version(),
+                           "cpus": os.cpu_count(), "allocs_per_allocator": args.allocs,
+                           "hosts_per": args.hosts_per, "results": {}}
+    base = Path(tempfile.mkdtemp(prefix="gingham-bench-ipam-"))
+    members: list[Any] = []
+    try:
+        for backend in args.backends.split(","):
+            if backend == "sqlite":
+                url = f"sqlite://{base / 'bench.db'}"
+            elif backend == "etcd":
+                from gingham.datastore.etcd_process import cluster_url, start_etcd_cluster
+
+                members = start_etcd_cluster(base / "etcd", 1)
+                url = cluster_url(members)
+            else:
+                raise SystemExit(f"unknown backend {backend!r}")
+            out["results"][backend] = [run(url, int(c), args.allocs, args.hosts_per)
+                                       for c in args.concurrency.split(",")]
+    finally:
+        if members:
+            from gingham.datastore.etcd_process import stop_etcd_cluster
+
+            stop_etcd_cluster(members)
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
