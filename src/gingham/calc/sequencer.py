@@ -65,6 +65,7 @@ class Sequencer:
         # the dataplane has them, so a set that comes back before the flush is
         # patched with a delta instead of being replaced (or is left alone).
         self._base: dict[str, frozenset[str]] = {}
+        self._dead: set[str] = set()  # sent, and removed since the last flush
         # Keyed objects: pending desired value (None = absent) and what was sent.
         self._pending_policies: dict[PolicyID, PolicyUpdate | None] = {}
         self._sent_policies: dict[PolicyID, PolicyUpdate] = {}
@@ -82,6 +83,7 @@ class Sequencer:
     def set_added(self, set_id: str, kind: IPSetKind) -> None:
         self._live_sets[set_id] = kind
         self._replace.add(set_id)
+        self._dead.discard(set_id)
         self._added.pop(set_id, None)
         self._removed.pop(set_id, None)
 
@@ -92,6 +94,8 @@ class Sequencer:
             added = self._added.get(set_id, set())
             removed = self._removed.get(set_id, set())
             self._base[set_id] = (current - added) | removed
+        if set_id in self._sent_sets:
+            self._dead.add(set_id)
         self._live_sets.pop(set_id, None)
         self._replace.discard(set_id)
         self._added.pop(set_id, None)
@@ -156,9 +160,10 @@ class Sequencer:
             removed = frozenset(self._removed.get(set_id, ()))
             if added or removed:
                 out.append(IPSetDeltaUpdate(set_id, added, removed))
-        set_removes = sorted(s for s in self._sent_sets if s not in self._live_sets)
+        set_removes = sorted(self._dead)
         for set_id in set_removes:
             del self._sent_sets[set_id]
+        self._dead.clear()
         self._replace.clear()
         self._base.clear()
         self._added.clear()
