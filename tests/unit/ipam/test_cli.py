@@ -1,0 +1,81 @@
+"""``gingham ipam`` against an sqlite store, through click's test runner."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gingham.cli.main import cli
+from gingham.datastore import open_datastore
+from gingham.ipam import IPAM, check
+from tests.unit.ipam.helpers import put_node, put_pool
+
+
+def run(url: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--datastore", url, "ipam", *args])
+    return result.exit_code, result.output
+
+
+def test_show_check_release(sqlite_url: str, tmp_path: Path) -> None:
+    ds = open_datastore(sqlite_url)
+    try:
+        put_pool(ds, "p", "198.18.0.0/28", 30)
+        put_node(ds, "h1")
+        a = IPAM(ds, "h1", rng=random.Random(1), cache_ttl=0)
+        got = a.allocate("net.c1", {"namespace": "ns", "workload": "w1"}, num_v4=3)
+        a.allocate("net.c2", {"namespace": "ns", "workload": "w2"})
+        check(ds, now=0.0)  # first sighting long ago
+    finally:
+        ds.close()
+
+    code, out = run(sqlite_url, "show", "-o", "json")
+    assert code == 0, out
+    assert json.loads(out)["pools"][0] | {"reserved": 0} == \
+        {"cidr": "198.18.0.0/28", "total": 16, "inUse": 4, "free": 12, "reserved": 0,
+         "blocks": 1}
+    code, out = run(sqlite_url, "show", "--show-blocks")
+    assert code == 0 and "198.18.0.0/28" in out and "h1" in out
+
+    code, out = run(sqlite_url, "show", "--ip", str(got[0].ip), "-o", "json")
+    holder = json.loads(out)
+    assert (holder["handle"], holder["namespace"], holder["workload"], holder["host"]) == \
+        ("net.c1", "ns", "w1", "h1")
+    code, out = run(sqlite_url, "show", "--ip", "198.18.0.15")
+    assert code == 0 and "not allocated" in out
+
+    report = tmp_path / "leaks.json"
+    code, out = run(sqlite_url, "check", "--report", str(report))
+    assert code == 0, out
+    assert "4 leak(s) reported" in out  # no WorkloadEndpoints exist
+    code, out = run(sqlite_url, "release", "--handle", "net.c2")
+    assert code == 0 and "released" in out
+    code, out = run(sqlite_url, "release", "--from-report", str(report), "-o", "json")
+    outcome = json.loads(out)
+    assert len(outcome["released"]) == 3 and len(outcome["skipped"]) == 1
+    code, out = run(sqlite_url, "show", "-o", "json")
+    assert json.loads(out)["pools"][0]["inUse"] == 0
+
+
+def test_release_errors(sqlite_url: str) -> None:
+    code, out = run(sqlite_url, "release")
+    assert code == 1 and "exactly one of" in out
+    code, out = run(sqlite_url, "release", "--ip", "198.18.0.1", "--sequence", "3",
+                    "--ip", "198.18.0.2")
+    assert code == 1 and "--sequence" in out
+    code, out = run(sqlite_url, "release", "--ip", "nonsense")
+    assert code == 2 and "nonsense" in out
+
+
+def test_configure(sqlite_url: str) -> None:
+    code, out = run(sqlite_url, "configure", "--strict-affinity", "--max-blocks-per-host", "3")
+    assert code == 0 and json.loads(out) == {"strictAffinity": True, "maxBlocksPerHost": 3}
+    code, out = run(sqlite_url, "configure", "--host", "h9", "--max-blocks-per-host", "1")
+    ds = open_datastore(sqlite_url)
+    try:
+        cfg = IPAM(ds, "h9").config()
+    finally:
+        ds.close()
+    assert (cfg.strict_affinity, cfg.max_blocks_per_host) == (True, 1)
