@@ -87,7 +87,7 @@ def test_full_mesh_with_gobgp_top_of_rack(netns, make_fabric, tmp_path: Path) ->
         stderr=log,
     )
     settings = BGPSettings(True, peers=(PeerInfo("tor", peer_ip=tor, as_number=65000),), **FAST)
-    blocks = own_blocks(topo)
+    blocks = [b for b in own_blocks(topo) if b.cidr.version == 4]  # IPv4-only underlay
     try:
         with birds(topo, tmp_path) as procs:
             _start_agents(topo, procs, settings, blocks)
@@ -149,7 +149,7 @@ def test_route_reflector(netns, make_fabric, tmp_path: Path) -> None:
         topo.add_workload(h, "a", str(h.block.network_address + 1))
     infos = [h.info(rr_cluster_id="244.0.0.1" if h.name == "h1" else None) for h in topo.hosts]
     settings = BGPSettings(True, **FAST)
-    blocks = own_blocks(topo)
+    blocks = [b for b in own_blocks(topo) if b.cidr.version == 4]  # IPv4-only underlay
     with birds(topo, tmp_path) as procs:
         _start_agents(topo, procs, settings, blocks, infos)
         assert wait_for(lambda: learned_everything(topo, blocks), timeout=20), {

@@ -91,11 +91,34 @@ def test_cross_subnet_encapsulates_only_across_the_router(netns, make_fabric):
     assert c["plain"] == 0 and c["vxlan"] >= 6
     # the device and its peers on h1: only h3 is a VXLAN peer
     d = VxlanDriver(h1.ns)
-    assert d.neighbours() == {str(h3.tunnel): vxlan_mac("h3")}
-    assert d.fdb() == {(vxlan_mac("h3"), str(h3.address))}
+    # (IPv6 has no underlay of its own here, so it rides VXLAN to h2 as well)
+    v4 = {a: m for a, m in d.neighbours().items() if ":" not in a}
+    assert v4 == {str(h3.tunnel): vxlan_mac("h3")}
+    assert d.fdb() == {(vxlan_mac("h3"), str(h3.address)), (vxlan_mac("h2"), str(h2.address))}
     info = d.device_info()
     assert info is not None and info["mtu"] == 1450
     # switching the pool to Never sweeps the VXLAN routes and peers
     _apply_all(topo, own_blocks(topo), "Never")
     assert d.neighbours() == {} and d.fdb() == set()
     assert not ping(h1.workloads["a"][0], h3.workloads["a"][1])
+
+
+def test_ipv6_pool_across_subnets_rides_vxlan(netns, make_fabric):
+    topo = build(netns, make_fabric, [0, 1])  # the fabric's underlay is IPv4 only
+    h1, h2 = topo.hosts
+    w1 = topo.add_workload(h1, "a", "198.18.1.1", addr6=str(h1.block6.network_address + 1))
+    topo.add_workload(h2, "a", "198.18.2.1", addr6=str(h2.block6.network_address + 1))
+    _apply_all(topo, own_blocks(topo), "CrossSubnet")
+    from gingham.lab.netns import run_in_netns
+
+    r = run_in_netns(h1.ns, ["ip", "-6", "route", "show", str(h2.block6)]).stdout
+    assert f"via {h2.block6.network_address} dev vxlan.gingham" in r and "onlink" in r
+    topo.reset_counters()
+    proc = run_in_netns(
+        w1,
+        ["busybox", "ping", "-6", "-c", "2", "-A", "-w", "4", str(h2.block6.network_address + 1)],
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    c = topo.counters()
+    assert c["vxlan"] >= 4 and c["plain"] == 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
 
 from gingham.dataplane.routes import RoutePlan, plan_routes
 from gingham.dataplane.vxlan import VxlanDriver
@@ -28,6 +28,7 @@ SUBNETS = [
     IPv4Network("203.0.113.0/24"),
 ]
 POOL = ip_network("198.18.0.0/16")
+POOL6 = ip_network("2001:db8:1::/64")
 
 COUNTERS = """\
 table bridge gh_fabric {
@@ -53,6 +54,10 @@ class Host:
     workloads: dict[str, tuple[str, IPv4Address]] = field(default_factory=dict)
 
     @property
+    def block6(self) -> IPv6Network:
+        return IPv6Network(f"2001:db8:1::{self.index * 64:x}/122")
+
+    @property
     def tunnel(self) -> IPv4Address:
         return self.block.network_address  # type: ignore[return-value]
 
@@ -62,6 +67,7 @@ class Host:
             address_v4=self.address,
             subnet_v4=self.subnet,
             vxlan_tunnel_v4=self.tunnel,
+            vxlan_tunnel_v6=self.block6.network_address,  # type: ignore[arg-type]
             **kw,  # type: ignore[arg-type]
         )
 
@@ -77,7 +83,9 @@ class Topo:
         return next(h for h in self.hosts if h.name == name)
 
     # -- workloads --------------------------------------------------------------
-    def add_workload(self, host: Host, label: str, addr: str, mtu: int = 1500) -> str:
+    def add_workload(
+        self, host: Host, label: str, addr: str, mtu: int = 1500, addr6: str | None = None
+    ) -> str:
         ns = self.make_ns(f"w{host.index}{label}")
         hif = f"gh{host.index}{label}"
         add_veth(hif, "eth0", netns=host.ns, peer_netns=ns, mtu=mtu)
@@ -93,6 +101,16 @@ class Topo:
         write_sysctl(host.ns, f"net.ipv4.conf.{hif}.proxy_arp", 1)
         write_sysctl(host.ns, f"net.ipv4.neigh.{hif}.proxy_delay", 0)
         ip_batch(host.ns, [f"link set {hif} up", f"route add {addr}/32 dev {hif}"])
+        if addr6:
+            # IPv6: the host side answers as fe80::1, the workload's default gateway
+            ip_batch(
+                host.ns,
+                [f"addr add fe80::1/64 dev {hif} nodad", f"route add {addr6}/128 dev {hif}"],
+            )
+            ip_batch(
+                ns,
+                [f"addr add {addr6}/128 dev eth0 nodad", "route add default via fe80::1 dev eth0"],
+            )
         host.workloads[label] = (ns, IPv4Address(addr))
         return ns
 
@@ -111,7 +129,7 @@ class Topo:
         infos: Sequence[HostInfo] | None = None,
     ) -> RoutePlan:
         hosts = infos or [h.info() for h in self.hosts]
-        pools = [PoolInfo(POOL, vxlan_mode=mode)]  # type: ignore[arg-type]
+        pools = [PoolInfo(POOL, vxlan_mode=mode), PoolInfo(POOL6, vxlan_mode=mode)]  # type: ignore[arg-type]
         return plan_routes(host.name, hosts, blocks, pools, bgp_enabled=bgp)
 
     def apply(self, host: Host, plan: RoutePlan) -> None:
@@ -119,7 +137,9 @@ class Topo:
         driver = VxlanDriver(host.ns)
         if plan.needs_vxlan:
             mtu = workload_mtu(detect_underlay_mtu(host.address, host.ns), True)
-            driver.ensure_device(host.address, host.info().mac, mtu, [host.tunnel])
+            driver.ensure_device(
+                host.address, host.info().mac, mtu, [host.tunnel, host.block6.network_address]
+            )
             driver.add_peers(plan.vxlan_peers)
         wanted = {str(r.dst): r for r in plan.routes}
         cmds = [f"route replace {' '.join(r.argv())} proto 201" for r in plan.routes]
@@ -180,7 +200,9 @@ def build(
 
 
 def own_blocks(topo: Topo) -> list[BlockInfo]:
-    return [BlockInfo(h.block, h.name) for h in topo.hosts]
+    return [BlockInfo(h.block, h.name) for h in topo.hosts] + [
+        BlockInfo(h.block6, h.name) for h in topo.hosts
+    ]
 
 
 def addr(text: str) -> IPv4Address:
