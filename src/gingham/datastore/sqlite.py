@@ -16,6 +16,7 @@ DELETE event, as a server would.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -108,7 +109,9 @@ class SqliteDatastore(Datastore):
         self._busy_timeout = busy_timeout
         self._clock = clock
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # (pid, resource): a child after fork() must not close its parent's.
+        self._all: list[tuple[int, sqlite3.Connection]] = []
+        self._lock_fds: list[tuple[int, int]] = []
         self._all_lock = threading.Lock()
         self._closed = False
         try:
@@ -149,26 +152,47 @@ class SqliteDatastore(Datastore):
             self._local.conn = conn
             self._local.pid = pid
             with self._all_lock:
-                self._all.append(conn)
+                self._all.append((pid, conn))
         return conn
+
+    def _lock_fd(self) -> int:
+        fd: int | None = getattr(self._local, "lock_fd", None)
+        if fd is None or getattr(self._local, "lock_pid", None) != os.getpid():
+            try:
+                fd = os.open(self.path + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise Unavailable(f"cannot reach datastore {self.url}: {exc.strerror}") from exc
+            self._local.lock_fd, self._local.lock_pid = fd, os.getpid()
+            with self._all_lock:
+                self._lock_fds.append((os.getpid(), fd))
+        return fd
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         db = self._conn()
+        # Writers queue on an flock first: the kernel wakes the next waiter the
+        # moment the lock is free, where sqlite's busy handler sleeps in steps of
+        # up to 100 ms and, with several processes writing, throughput collapses
+        # (measured: 8 processes, ~200 writes/s with the busy handler alone).
+        fd = self._lock_fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise Unavailable(f"{self.url}: {exc}") from exc
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        try:
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            db.execute("ROLLBACK")
-            raise Unavailable(f"{self.url}: {exc}") from exc
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise Unavailable(f"{self.url}: {exc}") from exc
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise Unavailable(f"{self.url}: {exc}") from exc
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -348,9 +372,16 @@ class SqliteDatastore(Datastore):
         self._closed = True
         with self._all_lock:
             conns, self._all = self._all, []
-        for conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
+            fds, self._lock_fds = self._lock_fds, []
+        me = os.getpid()
+        for pid, conn in conns:
+            if pid == me:
+                with suppress(sqlite3.Error):
+                    conn.close()
+        for pid, fd in fds:
+            if pid == me:
+                with suppress(OSError):
+                    os.close(fd)
 
     # -- used by SqliteWatch ------------------------------------------------
 

@@ -1,0 +1,152 @@
+"""Datastore write throughput: compare-and-swap writes per second, sqlite and etcd.
+
+    .venv/bin/python bench/datastore.py [--seconds 3] [--procs 8] [--backends sqlite,etcd]
+
+Prints one JSON object. For each backend:
+- ``seq_cas_per_s``: one process updating one key, each update CAS'd on the
+  revision the previous one returned (no read in between);
+- ``seq_create_per_s``: one process creating fresh keys;
+- ``procs_own_key_per_s``: N processes, each CAS-updating its own key (no
+  conflicts; measures how the backend serialises writers);
+- ``procs_shared_key_per_s``: N processes incrementing one shared counter with
+  read + CAS + retry (successful increments/s; ``conflicts`` lost the race).
+The etcd run starts a private single-member etcd 3.4 on loopback in a temporary
+directory and removes it afterwards. Figures vary with machine load: compare
+within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gingham.datastore import open_datastore
+from gingham.datastore.etcd_process import start_etcd_cluster, stop_etcd_cluster
+from gingham.errors import RevisionConflict
+
+
+def _seq_cas(url: str, seconds: float) -> float:
+    with open_datastore(url) as ds:
+        rev = ds.create("/bench/seq", {"n": 0})
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            n += 1
+            rev = ds.update("/bench/seq", {"n": n}, revision=rev)
+        return n / (time.perf_counter() - t0)
+
+
+def _seq_create(url: str, seconds: float) -> float:
+    with open_datastore(url) as ds:
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            ds.create(f"/bench/create/{n:08d}", {"n": n})
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+def _own_key_worker(url: str, index: int, start_at: float, seconds: float) -> int:
+    with open_datastore(url) as ds:
+        key = f"/bench/own/{index}"
+        rev = ds.create(key, {"n": 0})
+        while time.time() < start_at:
+            time.sleep(0.001)
+        n = 0
+        end = start_at + seconds
+        while time.time() < end:
+            n += 1
+            rev = ds.update(key, {"n": n}, revision=rev)
+        return n
+
+
+def _shared_worker(url: str, start_at: float, seconds: float) -> tuple[int, int]:
+    with open_datastore(url) as ds:
+        while time.time() < start_at:
+            time.sleep(0.001)
+        done = conflicts = 0
+        end = start_at + seconds
+        while time.time() < end:
+            kv = ds.get("/bench/shared")
+            assert kv is not None
+            try:
+                ds.update("/bench/shared", {"n": kv.value["n"] + 1}, revision=kv.mod_revision)
+                done += 1
+            except RevisionConflict:
+                conflicts += 1
+        return done, conflicts
+
+
+def _parallel(url: str, procs: int, seconds: float) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    with open_datastore(url) as ds:
+        ds.create("/bench/shared", {"n": 0})
+    with ctx.Pool(procs) as pool:
+        start_at = time.time() + 1.5  # let every worker import and connect first
+        own = pool.starmap(_own_key_worker, [(url, i, start_at, seconds) for i in range(procs)])
+        start_at = time.time() + 0.5
+        shared = pool.starmap(_shared_worker, [(url, start_at, seconds)] * procs)
+    with open_datastore(url) as ds:
+        kv = ds.get("/bench/shared")
+        assert kv is not None
+        final = kv.value["n"]
+    done = sum(d for d, _ in shared)
+    if final != done:
+        raise SystemExit(f"lost updates: counter {final}, successful increments {done}")
+    return {
+        "procs_own_key_per_s": round(sum(own) / seconds, 1),
+        "procs_shared_key_per_s": round(done / seconds, 1),
+        "procs_shared_conflicts": sum(c for _, c in shared),
+    }
+
+
+def bench(url: str, procs: int, seconds: float) -> dict[str, Any]:
+    return {
+        "seq_cas_per_s": round(_seq_cas(url, seconds), 1),
+        "seq_create_per_s": round(_seq_create(url, seconds), 1),
+        **_parallel(url, procs, seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--procs", type=int, default=8)
+    parser.add_argument("--backends", default="sqlite,etcd")
+    args = parser.parse_args()
+    out: dict[str, Any] = {
+        "procs": args.procs,
+        "seconds": args.seconds,
+        "cpus": os.cpu_count(),
+        "loadavg_1m": os.getloadavg()[0],
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="gingham-bench-ds-"))
+    try:
+        if "sqlite" in args.backends:
+            out["sqlite"] = bench(f"sqlite://{tmp / 'bench.db'}", args.procs, args.seconds)
+        if "etcd" in args.backends:
+            if shutil.which("etcd") is None:
+                out["etcd"] = {"skipped": "etcd not installed"}
+            else:
+                members = start_etcd_cluster(tmp / "etcd", 1)
+                try:
+                    out["etcd"] = bench(members[0].datastore_url, args.procs, args.seconds)
+                finally:
+                    stop_etcd_cluster(members)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out["loadavg_1m_after"] = os.getloadavg()[0]
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
