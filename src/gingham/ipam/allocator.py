@@ -35,7 +35,7 @@ from gingham.errors import (
     RevisionConflict,
     ValidationError,
 )
-from gingham.ipam import handles, keys
+from gingham.ipam import handles, keys, leaks
 from gingham.ipam.block import (
     Attributes,
     Block,
@@ -44,6 +44,7 @@ from gingham.ipam.block import (
     affinity_host,
     host_affinity,
 )
+from gingham.ipam.info import BlockInfo, PoolUsage, list_blocks, usage
 from gingham.ipam.pools import (
     Occupied,
     PoolSpec,
@@ -441,6 +442,24 @@ class IPAM:
         finally:
             if not done:
                 handles.add(self.ds, self.backoff, handle, str(cidr), -1)
+
+    # -- views and housekeeping (thin delegates to info / leaks) -------------
+
+    def blocks(self) -> list[BlockInfo]:
+        return list_blocks(self.ds)
+
+    def blocks_for_host(self, host: str | None = None) -> list[BlockInfo]:
+        wanted = host or self.host
+        return [b for b in list_blocks(self.ds) if b.host == wanted]
+
+    def usage(self) -> list[PoolUsage]:
+        return usage(self.ds)
+
+    def check(self, now: float, grace: float = leaks.DEFAULT_GRACE) -> leaks.LeakReport:
+        return leaks.check(self.ds, now, grace, sleep=self.backoff.sleep)
+
+    def release_from_report(self, report: leaks.LeakReport) -> leaks.ReleaseOutcome:
+        return leaks.release_from_report(self.ds, report, sleep=self.backoff.sleep)
 
     # -- finding blocks -----------------------------------------------------
 
