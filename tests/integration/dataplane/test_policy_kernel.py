@@ -1,0 +1,423 @@
+"""The policy dataplane in the real kernel: real nft, real packets decide.
+
+Topology (built once for the module, torn down even on failure): one host
+namespace H (forwarding on, 192.0.2.1 on its loopback) and four
+workload namespaces behind ``gh*`` veths, addressed like gingham's plumbing
+(/32 inside, default route via 169.254.1.1; static neighbours so no test
+depends on proxy ARP). Workload 4's interface is never given to the
+dataplane: it is the "unknown gh* interface". Each test programs its own
+messages and deletes the table afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gingham.calc import messages as m
+from gingham.calc.messages import (
+    InSync,
+    IPSetDeltaUpdate,
+    IPSetUpdate,
+    ParsedRule,
+    PolicyID,
+    PolicyUpdate,
+    ProfileUpdate,
+    TierInfo,
+    WorkloadEndpointID,
+    WorkloadEndpointUpdate,
+)
+from gingham.dataplane.apply import Applier
+from gingham.dataplane.managers import PolicyDataplane
+from gingham.dataplane.nft import NFT
+from gingham.lab.netns import add_netns, delete_netns, run, spawn_in_netns, stop_process
+from tests.fixtures.netns import test_prefix
+from tests.unit.dataplane.test_policy_golden import GOLDEN
+from tests.unit.dataplane.test_policy_scenarios import SCENARIOS
+
+pytestmark = pytest.mark.integration
+
+HOST_ADDR = "192.0.2.1"
+PORTS = (80, 8080)
+
+SERVER = textwrap.dedent("""
+    import socket, sys, threading
+    def echo(c):
+        with c:
+            while (d := c.recv(4096)):
+                c.sendall(d)
+    def serve(port):
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port)); s.listen(64)
+        while True:
+            c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
+    for p in sys.argv[1:]:
+        threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+    print("ready", flush=True)
+    threading.Event().wait()
+""")
+
+PROBE = textwrap.dedent("""
+    import json, socket, sys
+    from concurrent.futures import ThreadPoolExecutor
+    def probe(job):
+        dst, port, src = job
+        s = socket.socket(); s.settimeout(0.5)
+        try:
+            if src: s.bind((src, 0))
+            s.connect((dst, port)); s.sendall(b"x"); return s.recv(1) == b"x"
+        except OSError:
+            return False
+        finally:
+            s.close()
+    jobs = json.loads(sys.argv[1])
+    with ThreadPoolExecutor(len(jobs) or 1) as ex:
+        print(json.dumps(list(ex.map(probe, jobs))))
+""")
+
+
+@dataclass
+class Workload:
+    ns: str
+    ifname: str
+    ip: str
+    wid: WorkloadEndpointID
+
+
+@dataclass
+class Topology:
+    host: str
+    wl: list[Workload]
+    servers: list[subprocess.Popen[bytes]]
+
+    def nft(self) -> NFT:
+        return NFT(netns=self.host)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == b"ready", f"server did not start: {line!r}"
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topology]:
+    prefix = f"{test_prefix()}pol"
+    made: list[str] = []
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        host = add_netns(f"{prefix}-h")
+        made.append(host)
+        run(["ip", "-n", host, "addr", "add", f"{HOST_ADDR}/32", "dev", "lo"])
+        run(["nsenter", f"--net=/run/netns/{host}", "sysctl", "-q", "-w",
+             "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+             "net.ipv4.conf.default.rp_filter=0"])
+        wls = []
+        for i in range(1, 5):
+            ns = add_netns(f"{prefix}-w{i}")
+            made.append(ns)
+            ifname, ip, mac = f"gh{i:011d}", f"198.18.0.{i}", f"02:00:00:00:00:{i:02x}"
+            run(["ip", "-n", host, "link", "add", ifname, "address", "ee:ee:ee:ee:ee:ee", "type",
+                 "veth", "peer", "name", "eth0", "address", mac, "netns", ns])
+            for cmd in (["link", "set", ifname, "up"],
+                        ["route", "add", f"{ip}/32", "dev", ifname],
+                        ["neigh", "replace", ip, "lladdr", mac, "dev", ifname, "nud", "permanent"]):
+                run(["ip", "-n", host, *cmd])
+            for cmd in (["addr", "add", f"{ip}/32", "dev", "eth0"],
+                        ["link", "set", "eth0", "up"],
+                        ["route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"],
+                        ["route", "add", "default", "via", "169.254.1.1", "dev", "eth0"],
+                        ["neigh", "replace", "169.254.1.1", "lladdr", "ee:ee:ee:ee:ee:ee",
+                         "dev", "eth0", "nud", "permanent"]):
+                run(["ip", "-n", ns, *cmd])
+            wls.append(Workload(ns, ifname, ip, WorkloadEndpointID("ns1", f"w{i}")))
+        for ns in [host, *(w.ns for w in wls)]:
+            proc = spawn_in_netns(ns, [sys.executable, "-c", SERVER, *map(str, PORTS)],
+                                  stdout=subprocess.PIPE)
+            servers.append(proc)
+            _wait_ready(proc)
+        yield Topology(host, wls, servers)
+    finally:
+        for proc in servers:
+            stop_process(proc)
+        for ns in reversed(made):
+            delete_netns(ns)
+
+
+@pytest.fixture
+def t(topo: Topology) -> Iterator[Topology]:
+    NFT(netns=topo.host).delete_table()
+    run(["ip", "-n", topo.host, "route", "del", "198.18.0.50/32"], check=False)
+    try:
+        yield topo
+    finally:
+        NFT(netns=topo.host).delete_table()
+        run(["ip", "-n", topo.host, "route", "del", "198.18.0.50/32"], check=False)
+        run(["ip", "-n", topo.wl[0].ns, "addr", "del", "198.18.0.50/32", "dev", "eth0"], check=False)
+
+
+def probe(src: Workload | str, jobs: list[tuple[str, int, str | None]]) -> list[bool]:
+    ns = src.ns if isinstance(src, Workload) else src
+    out = run(["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", PROBE, json.dumps(jobs)])
+    return list(json.loads(out.stdout))
+
+
+def can(src: Workload, dst: Workload | str, port: int = 80, src_ip: str | None = None) -> bool:
+    ip = dst.ip if isinstance(dst, Workload) else dst
+    return probe(src, [(ip, port, src_ip)])[0]
+
+
+PROFILE = "kns.ns1"
+ALLOW_ALL_PROFILE = ProfileUpdate(PROFILE, (ParsedRule("profile:kns.ns1:i0", "allow"),),
+                                  (ParsedRule("profile:kns.ns1:e0", "allow"),))
+
+
+def endpoint(w: Workload, tiers: tuple[TierInfo, ...] = (), profiles: tuple[str, ...] = (PROFILE,),
+             spoof: tuple[str, ...] = ()) -> WorkloadEndpointUpdate:
+    return WorkloadEndpointUpdate(w.wid, w.ifname, (f"{w.ip}/32",), (), None, tiers, profiles,
+                                  allow_spoofed_prefixes=spoof)
+
+
+def program(t: Topology, msgs: list[m.Message], eps: dict[int, WorkloadEndpointUpdate] | None = None,
+            ) -> Applier:
+    """Workloads 1-3 known (profile allow-all unless overridden in ``eps``); 4 unknown."""
+    ap = Applier(t.nft(), PolicyDataplane())
+    eps = eps or {}
+    ap.dataplane.on_messages([ALLOW_ALL_PROFILE, *msgs])
+    ap.dataplane.on_messages([eps.get(i, endpoint(t.wl[i])) for i in range(3)])
+    ap.dataplane.on_message(InSync())
+    ap.apply()
+    return ap
+
+
+def counter(t: Topology, comment: str) -> int:
+    return sum(c.packets for c in t.nft().counters() if c.comment == comment)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_no_policy_profile_allows(t: Topology) -> None:
+    w1, w2, w3, _ = t.wl
+    program(t, [])
+    assert probe(w1, [(w2.ip, 80, None), (w3.ip, 8080, None)]) == [True, True]
+
+
+def test_default_deny_then_allow_by_ipset_and_port(t: Topology) -> None:
+    w1, w2, w3, _ = t.wl
+    pid = PolicyID("default", "allow-front", "ns1")
+    pol = PolicyUpdate(pid, (ParsedRule(f"policy:{pid}:i0", "allow", protocol=6,
+                                        src_set_ids=("s:front",), dst_ports=((80, 80),)),), ())
+    tiers = (TierInfo("default", "deny", (pid,), ()),)
+    ap = program(t, [IPSetUpdate("s:front", "net", frozenset({f"{w1.ip}/32"})), pol],
+                 {1: endpoint(w2, tiers)})
+    assert probe(w1, [(w2.ip, 80, None), (w2.ip, 8080, None)]) == [True, False]
+    assert not can(w3, w2, 80)
+    assert counter(t, "tier-end:default") >= 1
+    assert counter(t, f"policy:{pid}:i0") >= 1
+    # a label change elsewhere moves w3 into the set: only the set changes
+    ap.dataplane.on_message(IPSetDeltaUpdate("s:front", frozenset({f"{w3.ip}/32"}), frozenset()))
+    res = ap.apply()
+    assert res is not None and res.commands == 1
+    assert can(w3, w2, 80)
+
+
+def test_egress_deny(t: Topology) -> None:
+    w1, w2, w3, _ = t.wl
+    pid = PolicyID("default", "no-w2", "ns1")
+    pol = PolicyUpdate(pid, (), (
+        ParsedRule(f"policy:{pid}:e0", "deny", dst_nets=(f"{w2.ip}/32",)),
+        ParsedRule(f"policy:{pid}:e1", "allow"),
+    ))
+    program(t, [pol], {0: endpoint(w1, (TierInfo("default", "deny", (), (pid,)),))})
+    assert probe(w1, [(w2.ip, 80, None), (w3.ip, 80, None)]) == [False, True]
+    assert can(w2, w1, 80)  # ingress of w1 has no policy: profile allows
+
+
+def test_pass_to_next_tier_and_tier_default(t: Topology) -> None:
+    w1, w2, w3, _ = t.wl
+    sec = PolicyID("security", "gate")
+    app = PolicyID("default", "web", "ns1")
+    gate = PolicyUpdate(sec, (
+        ParsedRule(f"policy:{sec}:i0", "pass", src_nets=(f"{w1.ip}/32",)),
+        ParsedRule(f"policy:{sec}:i1", "log", protocol=6),
+    ), ())
+    web = PolicyUpdate(app, (ParsedRule(f"policy:{app}:i0", "allow", protocol=6,
+                                        dst_ports=((80, 80),)),), ())
+    tiers = (TierInfo("security", "deny", (sec,), ()), TierInfo("default", "deny", (app,), ()))
+    program(t, [gate, web], {1: endpoint(w2, tiers)})
+    # w1 is passed on to the default tier, which allows port 80 only
+    assert probe(w1, [(w2.ip, 80, None), (w2.ip, 8080, None)]) == [True, False]
+    # w3 is not passed: the security tier's default action denies it
+    assert not can(w3, w2, 80)
+    assert counter(t, "tier-end:security") >= 1
+    assert counter(t, f"policy:{sec}:i1") >= 1  # logged, then continued
+
+
+def test_tier_with_pass_default_falls_through_to_profile(t: Topology) -> None:
+    w1, w2, _, _ = t.wl
+    pid = PolicyID("security", "nothing-matches")
+    pol = PolicyUpdate(pid, (ParsedRule(f"policy:{pid}:i0", "deny", protocol=17),), ())
+    program(t, [pol], {1: endpoint(w2, (TierInfo("security", "pass", (pid,), ()),))})
+    assert can(w1, w2, 8080)  # tier passes, no later tier: the profile allows
+
+
+def test_missing_profile_fails_closed(t: Topology) -> None:
+    w1, w2, _, _ = t.wl
+    ep = WorkloadEndpointUpdate(w2.wid, w2.ifname, (f"{w2.ip}/32",), (), None, (), (),
+                                missing_profiles=("kns.gone",))
+    program(t, [], {1: ep})
+    assert not can(w1, w2, 80)
+
+
+def test_unknown_workload_interface_is_dropped(t: Topology) -> None:
+    w1, _, _, w4 = t.wl
+    program(t, [])
+    assert not can(w4, w1, 80)
+    assert not can(w1, w4, 80)
+    assert counter(t, "unknown-workload") >= 2
+
+
+def test_anti_spoofing(t: Topology) -> None:
+    w1, w2, _, _ = t.wl
+    forged = "198.18.0.50"
+    run(["ip", "-n", w1.ns, "addr", "add", f"{forged}/32", "dev", "eth0"])
+    # the host routes the forged address back to w1, so only nft can stop it
+    run(["ip", "-n", t.host, "route", "add", f"{forged}/32", "dev", w1.ifname])
+    ap = program(t, [])
+    assert can(w1, w2, 80)
+    assert not can(w1, w2, 80, src_ip=forged)
+    assert counter(t, "anti-spoof") >= 1
+    ap.dataplane.on_message(endpoint(w1, spoof=(f"{forged}/32",)))
+    ap.apply()
+    assert can(w1, w2, 80, src_ip=forged)
+
+
+def test_conntrack_replies_pass_and_survive_policy_change(t: Topology, tmp_path: Path) -> None:
+    w1, w2, _, _ = t.wl
+    pid = PolicyID("default", "ingress-only-80", "ns1")
+    pol = PolicyUpdate(pid, (ParsedRule(f"policy:{pid}:i0", "allow", protocol=6,
+                                        dst_ports=((80, 80),)),), ())
+    iso = PolicyID("default", "isolate", "ns1")
+    ap = program(t, [pol, PolicyUpdate(iso, (), ())], {
+        0: endpoint(w1, (TierInfo("default", "deny", (iso,), ()),)),  # nothing may reach w1
+        1: endpoint(w2, (TierInfo("default", "deny", (pid,), ()),)),
+    })
+    assert can(w1, w2, 80)       # the SYN-ACK back to w1 is a reply: passes
+    assert not can(w2, w1, 80)   # a new connection to w1 does not
+    # An established connection keeps working while a restarted agent resyncs
+    # and while policy changes under it. The client exchanges a byte each
+    # time the test creates a trigger file.
+    client = spawn_in_netns(w1.ns, [sys.executable, "-c", textwrap.dedent(f"""
+        import os, socket, time
+        s = socket.create_connection(("{w2.ip}", 80), timeout=2)
+        print("up", flush=True)
+        for i in range(2):
+            while not os.path.exists("{tmp_path}/go%d" % i):
+                time.sleep(0.02)
+            s.sendall(b"y")
+            try:
+                print("ok" if s.recv(1) == b"y" else "bad", flush=True)
+            except OSError:
+                print("timeout", flush=True)
+    """)], stdout=subprocess.PIPE)
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == b"up"
+        restarted = Applier(t.nft(), ap.dataplane)  # a fresh process: resync from the kernel
+        res = restarted.apply()
+        assert res is not None and res.resync and res.commands == 0
+        (tmp_path / "go0").touch()
+        assert client.stdout.readline().strip() == b"ok"
+        ap.dataplane.on_message(PolicyUpdate(pid, (), ()))  # port 80 no longer allowed
+        restarted.apply()
+        assert not can(w1, w2, 80)  # new connections: denied
+        (tmp_path / "go1").touch()
+        assert client.stdout.readline().strip() == b"ok"  # the established one: still fine
+    finally:
+        stop_process(client)
+
+
+def test_endpoint_to_host_action(t: Topology) -> None:
+    w1, _, _, _ = t.wl
+    ap = program(t, [])
+    assert not can(w1, HOST_ADDR, 80)  # default Drop
+    assert counter(t, "endpoint-to-host") >= 1
+    ap.dataplane.on_message(m.ConfigUpdate({"default_endpoint_to_host_action": "Accept"}))
+    ap.apply()
+    assert can(w1, HOST_ADDR, 80)
+    # the workload's egress policy still applies before the host action
+    pid = PolicyID("default", "no-host", "ns1")
+    ap.dataplane.on_messages([
+        PolicyUpdate(pid, (), (ParsedRule(f"policy:{pid}:e0", "deny", dst_nets=(f"{HOST_ADDR}/32",)),
+                               ParsedRule(f"policy:{pid}:e1", "allow"))),
+        endpoint(w1, (TierInfo("default", "deny", (), (pid,)),)),
+    ])
+    ap.apply()
+    assert not can(w1, HOST_ADDR, 80)
+
+
+def test_ping_icmp_type_rule(t: Topology) -> None:
+    w1, w2, _, _ = t.wl
+    pid = PolicyID("default", "ping-only", "ns1")
+    pol = PolicyUpdate(pid, (ParsedRule(f"policy:{pid}:i0", "allow", protocol=1, icmp_type=8),), ())
+    program(t, [pol], {1: endpoint(w2, (TierInfo("default", "deny", (pid,), ()),))})
+    ping = run(["nsenter", f"--net=/run/netns/{w1.ns}", "busybox", "ping", "-c", "1", "-W", "1", w2.ip],
+               check=False)
+    assert ping.returncode == 0
+    assert not can(w1, w2, 80)
+
+
+# ---------------------------------------------------------------- golden scripts and resync
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_golden_script_loads_and_resyncs_to_nothing(name: str, netns: Callable[[str], str]) -> None:
+    """The golden script is accepted by the kernel, and reading the table back
+    (real ``nft -j`` listing) finds it identical to the desired state."""
+    ns = netns("gold")
+    script = (GOLDEN / f"{name}.nft").read_text()
+    run(["nsenter", f"--net=/run/netns/{ns}", "nft", "-f", "-"], input=script)
+    dp = PolicyDataplane()
+    dp.on_messages(SCENARIOS[name]())
+    ap = Applier(NFT(netns=ns), dp)
+    res = ap.apply()
+    assert res is not None and res.resync
+    assert ap.last_tx is not None and ap.last_tx.render() == ""
+    # and incremental changes after the resync are accepted by the kernel
+    dp.on_messages([IPSetUpdate("s:front", "net", frozenset({"198.18.0.0/30", "198.18.0.9/32"})),
+                    m.WorkloadEndpointRemove(WorkloadEndpointID("ns1", "a"))])
+    ap.apply()
+    again = Applier(NFT(netns=ns), dp).apply()
+    assert again is not None and again.commands == 0
+
+
+def test_stale_objects_removed_on_restart(netns: Callable[[str], str]) -> None:
+    ns = netns("stale")
+    old = PolicyDataplane()
+    old.on_messages(SCENARIOS["tiers_and_profiles"]())
+    Applier(NFT(netns=ns), old).apply()
+    new = PolicyDataplane()
+    new.on_messages([*SCENARIOS["every_field"]()])  # a different world after the restart
+    ap = Applier(NFT(netns=ns), new)
+    ap.apply()
+    assert ap.last_tx is not None
+    assert "delete table" not in ap.last_tx.render() and "flush table" not in ap.last_tx.render()
+    fresh = netns("fresh")
+    Applier(NFT(netns=fresh), new).apply()
+    assert _listing(ns) == _listing(fresh)
+
+
+def _listing(ns: str) -> dict[str, object]:
+    d = NFT(netns=ns)
+    return {
+        "chains": {c.name: [r.rule for r in d.list_rules(c.name)] for c in d.list_chains()},
+        "sets": {s.name: sorted(e.key for e in d.list_elements(s.name)) for s in d.list_sets()},
+    }
