@@ -19,6 +19,7 @@ from gingham.lab.netns import run_in_netns, spawn_in_netns, stop_process, wait_f
 from gingham.routing import bgp_status
 from gingham.routing.bird import BirdProcess
 from gingham.routing.bird_config import render_bird_config
+from gingham.routing.status import birdc
 from gingham.routing.types import BGPSettings, BlockInfo, PeerInfo, PoolInfo
 
 from .topo import POOL, Topo, add_external, build, gobgp_config, own_blocks, ping
@@ -164,3 +165,47 @@ def test_route_reflector(netns, make_fabric, tmp_path: Path) -> None:
         assert bird_routes(h2.ns)[str(h3.block)] == str(h3.address)
         assert {s.type for s in bgp_status(procs["h1"].sock)} == {"route reflector client"}
         _all_pairs_ping(topo)
+
+
+def test_bgp_with_cross_subnet_vxlan(netns, make_fabric, tmp_path: Path) -> None:
+    """BIRD carries same-subnet routes, the agent's VXLAN routes carry the rest; no double
+    programming: a BGP route to a block across the router is never installed."""
+    topo = build(netns, make_fabric, [0, 0, 1])
+    h1, h2, h3 = topo.hosts
+    for h in topo.hosts:
+        topo.add_workload(h, "a", str(h.block.network_address + 1))
+    settings = BGPSettings(True, **FAST)
+    blocks = [b for b in own_blocks(topo) if b.cidr.version == 4]
+    with birds(topo, tmp_path) as procs:
+        for h in topo.hosts:
+            topo.apply(h, topo.plan(h, blocks, "CrossSubnet", bgp=True))
+            procs[h.name].apply(render(topo, h, settings, blocks))
+        assert wait_for(lambda: str(h2.block) in bird_routes(h1.ns), timeout=20)
+        # the multihop session across the router comes up too ...
+        assert wait_for(
+            lambda: (
+                all(s.established for s in bgp_status(procs["h1"].sock))
+                and len(bgp_status(procs["h1"].sock)) == 2
+            ),
+            timeout=20,
+        ), bgp_status(procs["h1"].sock)
+
+        # ... h3's block arrives in BIRD, but (next hop outside the subnet) not in the kernel
+        def bird_has_h3() -> bool:
+            return str(h3.block) in birdc(procs["h1"].sock, "show", "route", "all", str(h3.block))
+
+        assert wait_for(bird_has_h3, timeout=10)
+        assert "unreachable" in birdc(procs["h1"].sock, "show", "route", str(h3.block))
+        assert str(h3.block) not in bird_routes(h1.ns)
+        assert str(h1.block) not in bird_routes(h3.ns)
+        route = run_in_netns(h1.ns, ["ip", "route", "show", str(h3.block)]).stdout
+        assert "vxlan.gingham" in route and "proto 201" in route
+        _all_pairs_ping(topo)
+        topo.reset_counters()
+        assert ping(h1.workloads["a"][0], h3.workloads["a"][1], count=2)
+        c = topo.counters()
+        assert c["vxlan"] >= 4 and c["plain"] == 0
+        topo.reset_counters()
+        assert ping(h1.workloads["a"][0], h2.workloads["a"][1], count=2)
+        c = topo.counters()
+        assert c["vxlan"] == 0 and c["plain"] >= 4
