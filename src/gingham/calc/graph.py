@@ -49,7 +49,6 @@ Invariants:
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 from collections.abc import Hashable, Iterable, Mapping
@@ -79,6 +78,8 @@ from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
 from gingham.datastore import keys
 from gingham.errors import GinghamError
+from gingham.model import k8s_policy_to_calico, namespace_to_profile
+from gingham.model.config import FelixConfigurationSpec
 from gingham.selector import SelectorIndex
 
 log = logging.getLogger(__name__)
@@ -332,7 +333,7 @@ class CalcGraph:
 
     def _on_policy(self, key: str, ns: str | None, name: str, value: Any) -> None:
         if value is not None and type(value).__name__ == "KubernetesNetworkPolicy":
-            value = _model_function("k8s_policy_to_calico")(value)
+            value = k8s_policy_to_calico(value)
         new = policy_def(value) if value is not None else None
         old = self._policies.get(key)
         if old == new:
@@ -367,7 +368,7 @@ class CalcGraph:
 
     def _on_profile(self, key: str, ns: str | None, name: str, value: Any) -> None:
         if value is not None and type(value).__name__ == "Namespace":
-            value = _model_function("namespace_to_profile")(value)
+            value = namespace_to_profile(value)
         new = profile_def(value) if value is not None else None
         old_name = self._profile_key_name.pop(key, None)
         if old_name is not None:
@@ -410,11 +411,12 @@ class CalcGraph:
         if value is None:
             self._felix.pop(name, None)
         else:
-            self._felix[name] = value.spec.model_dump(exclude_unset=True)
+            spec = value.spec
+            self._felix[name] = {f: getattr(spec, f) for f in spec.model_fields_set}
         self._seq.config(self._config_message())
 
     def _config_message(self) -> ConfigUpdate:
-        merged: dict[str, Any] = {}
+        merged: dict[str, Any] = {f: getattr(_FELIX_DEFAULTS, f) for f in _FELIX_FIELDS}
         merged.update(self._felix.get("default", {}))
         merged.update(self._felix.get(f"node.{self.hostname}", {}))
         return ConfigUpdate(MappingProxyType(merged))
@@ -481,12 +483,6 @@ class CalcGraph:
         }
 
 
-def _model_function(name: str) -> Any:
-    # The Kubernetes converters live in gingham.model; looked up by name so
-    # calc does not pin which module of the model defines them.
-    return getattr(importlib.import_module("gingham.model"), name)
-
-
 def _source_rank(key: str) -> tuple[bool, str]:
     return ("/Namespace/" not in key, key)
 
@@ -518,6 +514,9 @@ def _named_ports(ports: Iterable[Any] | None) -> tuple[tuple[str, str, int], ...
             out.append((str(p.name), names[number], int(p.port)))
     return tuple(out)
 
+
+_FELIX_DEFAULTS: Final = FelixConfigurationSpec()
+_FELIX_FIELDS: Final = tuple(FelixConfigurationSpec.model_fields)
 
 _HANDLERS: Final[dict[str, Any]] = {
     "WorkloadEndpoint": CalcGraph._on_workload,

@@ -282,11 +282,12 @@ class HostEndpointRemove:
 class ConfigUpdate:
     """Effective FelixConfiguration for this host.
 
-    ``values`` maps snake_case field names (``default_endpoint_to_host_action``,
-    ``failsafe_inbound_host_ports``, …) to their values: the ``default``
-    FelixConfiguration overlaid field by field with ``node.<hostname>``. Only
-    fields set in either resource appear; the dataplane applies its defaults
-    for the rest.
+    ``values`` maps every field of the model's FelixConfiguration spec, by its
+    snake_case name (``default_endpoint_to_host_action``,
+    ``failsafe_inbound_host_ports``, …), to its effective value: the model's
+    default, overridden by the fields set in FelixConfiguration ``default``,
+    overridden by those set in ``node.<hostname>``. Values are as the model
+    holds them (strings, numbers, tuples of frozen model objects).
     """
 
     values: Mapping[str, Any]

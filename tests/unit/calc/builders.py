@@ -221,3 +221,20 @@ def _all_tiers(ep: Any) -> list[tuple[m.TierInfo, ...]]:
     if isinstance(ep, m.HostEndpointUpdate):
         return [ep.tiers, ep.untracked_tiers, ep.pre_dnat_tiers, ep.forward_tiers]
     return [ep.tiers]
+
+
+def namespace(name: str, labels: Mapping[str, str] | None = None) -> tuple[str, Any]:
+    doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name, None, labels)}
+    return keys.resource_key("Namespace", name), parse_resource(doc)
+
+
+def k8s_policy(name: str, ns: str, spec: Mapping[str, Any]) -> tuple[str, Any]:
+    doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": _meta(name, ns, None), "spec": dict(spec)}
+    return keys.resource_key("KubernetesNetworkPolicy", name, ns), parse_resource(doc)
+
+
+def felix(name: str, **spec: Any) -> tuple[str, Any]:
+    doc = {"apiVersion": API, "kind": "FelixConfiguration", "metadata": _meta(name, None, None),
+           "spec": spec}
+    return keys.resource_key("FelixConfiguration", name), parse_resource(doc)

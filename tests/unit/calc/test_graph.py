@@ -8,11 +8,13 @@ import pytest
 
 from gingham.calc import CalcGraph
 from gingham.calc import messages as m
-from gingham.errors import ValidationError
 from tests.unit.calc.builders import (
     HOST,
     DataplaneState,
+    felix,
     hep,
+    k8s_policy,
+    namespace,
     namespace_profile,
     netset,
     policy,
@@ -240,19 +242,76 @@ def test_spurious_delete_and_non_resource_keys(h: Harness) -> None:
 
 
 def test_in_sync_and_config(h: Harness) -> None:
-    from gingham.datastore import keys
-    from gingham.model import parse_resource
-
-    try:
-        fc = parse_resource({"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
-                             "metadata": {"name": "default"},
-                             "spec": {"defaultEndpointToHostAction": "Accept"}})
-    except ValidationError:
-        pytest.skip("the model has no FelixConfiguration yet")
-    h.graph.on_update(keys.resource_key("FelixConfiguration", "default"), fc)
+    h.graph.on_update(*felix("default", defaultEndpointToHostAction="Accept", logPrefix="x"))
+    h.graph.on_update(*felix(f"node.{HOST}", defaultEndpointToHostAction="Return"))
+    h.graph.on_update(*felix("node.other-host", logPrefix="y"))
     h.graph.on_in_sync()
     out = h.flush()
     assert isinstance(out[0], m.ConfigUpdate) and isinstance(out[-1], m.InSync)
-    assert out[0].get("default_endpoint_to_host_action") == "Accept"
+    assert out[0].get("default_endpoint_to_host_action") == "Return"
+    assert out[0].get("log_prefix") == "x"
+    assert out[0].get("vxlan_vni") == 4096  # the model's default
     h.graph.on_in_sync()
     assert h.flush() == []
+    out = h.delete(felix(f"node.{HOST}"))
+    assert [type(x) for x in out] == [m.ConfigUpdate]
+    assert out[0].get("default_endpoint_to_host_action") == "Accept"
+
+
+def test_namespace_and_kubernetes_policy(h: Harness) -> None:
+    h.put(namespace("prod", {"team": "red"}), namespace("dev", {"team": "blue"}),
+          wep("prod", "web", ips=["198.18.0.1/32"], labels={"app": "web"},
+              profiles=["kns.prod"], ports=[("http", "TCP", 8080)]),
+          wep("dev", "client", node="host-b", ips=["198.18.0.2/32"], labels={"app": "c"},
+              profiles=["kns.dev"]),
+          k8s_policy("allow-web", "prod", {
+              "podSelector": {"matchLabels": {"app": "web"}},
+              "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "blue"}}}],
+                           "ports": [{"port": "http"}]}]}))
+    pid = m.PolicyID("default", "knp.default.allow-web", "prod")
+    pol = h.state.policies[pid]
+    (rule,) = pol.inbound
+    assert h.set_members(rule.src_set_ids[0]) == {"198.18.0.2/32"}
+    assert h.state.ipsets[rule.dst_named_port_set_ids[0]] == (
+        "net-port", frozenset({"198.18.0.1,tcp:8080"}))
+    ep = h.endpoint("prod", "web")
+    assert ep.tiers[0].ingress_policies == (pid,) and ep.profile_ids == ("kns.prod",)
+    assert ep.labels["pcns.team"] == "red" and ep.labels["projectcalico.org/namespace"] == "prod"
+    assert h.state.profiles["kns.prod"].inbound[0].action == "allow"
+    # The client's namespace changes team: it leaves the set.
+    h.put(namespace("dev", {"team": "green"}))
+    assert h.set_members(rule.src_set_ids[0]) == frozenset()
+    h.delete(k8s_policy("allow-web", "prod", {"podSelector": {}}))
+    assert pid not in h.state.policies
+
+
+def test_flush_order_of_message_kinds(h: Harness) -> None:
+    """Additions: sets, policies, profiles, endpoints; removals reversed."""
+    rank = {m.ConfigUpdate: 0, m.IPSetUpdate: 1, m.IPSetDeltaUpdate: 1, m.PolicyUpdate: 2,
+            m.ProfileUpdate: 3, m.WorkloadEndpointUpdate: 4, m.HostEndpointUpdate: 4,
+            m.WorkloadEndpointRemove: 5, m.HostEndpointRemove: 5, m.ProfileRemove: 6,
+            m.PolicyRemove: 7, m.IPSetRemove: 8, m.InSync: 9}
+    pol = policy("p", selector="app == 'a'",
+                 ingress=[{"action": "Allow", "source": {"selector": "app == 'b'"}}])
+    h.graph.on_update(*wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "a"},
+                           profiles=["pr"]))
+    h.graph.on_update(*profile("pr"))
+    h.graph.on_update(*pol)
+    h.graph.on_in_sync()
+    out = h.flush()
+    assert [rank[type(x)] for x in out] == sorted(rank[type(x)] for x in out)
+    assert {type(x) for x in out} >= {m.IPSetUpdate, m.PolicyUpdate, m.ProfileUpdate,
+                                      m.WorkloadEndpointUpdate, m.InSync}
+    # Swap everything for new objects in one batch: removals come after updates.
+    h.graph.on_update(pol[0], None)
+    h.graph.on_update(*wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "z"},
+                           profiles=["pr2"]))
+    h.graph.on_update(*profile("pr2"))
+    h.graph.on_update(*policy("q", selector="app == 'z'",
+                              ingress=[{"action": "Allow", "source": {"selector": "x == 'y'"}}]))
+    out = h.flush()
+    assert [rank[type(x)] for x in out] == sorted(rank[type(x)] for x in out)
+    assert {type(x) for x in out} >= {m.IPSetRemove, m.PolicyRemove, m.ProfileRemove,
+                                      m.IPSetUpdate, m.PolicyUpdate, m.ProfileUpdate}
+    out = h.delete(wep("a", "w1"))
+    assert [rank[type(x)] for x in out] == [5, 6, 7, 8]
