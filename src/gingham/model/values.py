@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, PlainValidator, StrictStr
@@ -37,7 +38,13 @@ def _require_str(value: Any, what: str) -> str:
 
 def check_cidr(value: Any) -> str:
     """A CIDR, normalised as Calico does: host bits cleared, a bare address becomes /32 or /128."""
-    text = _require_str(value, "CIDR").strip()
+    return _cidr(_require_str(value, "CIDR"))
+
+
+# Validation runs for every resource the agent reads; the same texts come back again and again.
+@lru_cache(maxsize=65536)
+def _cidr(value: str) -> str:
+    text = value.strip()
     try:
         return str(ipaddress.ip_network(text, strict=False))
     except ValueError:
@@ -100,7 +107,19 @@ _PROTOCOL_BY_LOWER: Final = {name.lower(): name for name in PROTOCOL_NUMBERS}
 PORT_PROTOCOLS: Final = frozenset({6, 17, 132})  # protocols that may carry ports in rules
 
 
+@lru_cache(maxsize=1024, typed=True)
+def _cached_protocol(value: int | str) -> int | str:
+    return _check_protocol(value)
+
+
 def check_protocol(value: Any) -> int | str:
+    """A protocol name (any case; written back in Calico's spelling) or a number 1-255."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return _cached_protocol(value)
+    return _check_protocol(value)
+
+
+def _check_protocol(value: Any) -> int | str:
     """A protocol name (any case; written back in Calico's spelling) or a number 1-255."""
     if isinstance(value, bool):
         raise ValueError(f"invalid protocol {value!r}")
@@ -138,6 +157,18 @@ def _port_number(text: str) -> int:
 
 
 def check_port(value: Any) -> int | str:
+    """A rule port: see ``_check_port``; results cached by value and type."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return _cached_port(value)
+    return _check_port(value)
+
+
+@lru_cache(maxsize=65536, typed=True)
+def _cached_port(value: int | str) -> int | str:
+    return _check_port(value)
+
+
+def _check_port(value: Any) -> int | str:
     """A rule port: ``80``, ``"80"`` (-> 80), ``"1000:2000"`` or a named port ``"http"``.
 
     A range whose ends are equal collapses to the number, as Calico writes it.

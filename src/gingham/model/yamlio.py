@@ -56,10 +56,8 @@ class DuplicateKey(yaml.MarkedYAMLError):
     pass
 
 
-class Loader(yaml.SafeLoader):
-    """SafeLoader with the YAML 1.2 core schema and duplicate keys refused."""
-
-    yaml_implicit_resolvers = _core_resolvers(yaml.SafeLoader.yaml_implicit_resolvers)
+class _Constructor(yaml.constructor.SafeConstructor):
+    """SafeConstructor with YAML 1.2 integers and duplicate keys refused."""
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         text = str(self.construct_scalar(node))
@@ -90,7 +88,40 @@ class Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-Loader.add_constructor(_TAG_INT, Loader.construct_yaml_int)
+_Constructor.add_constructor(_TAG_INT, _Constructor.construct_yaml_int)  # type: ignore[type-var]
+
+
+class _Resolver(yaml.resolver.BaseResolver):
+    # YAML 1.1's "=" (value) tag has no constructor in the safe loader: dropped too.
+    yaml_implicit_resolvers = _core_resolvers(
+        {first: [(tag, rx) for tag, rx in pairs if tag != "tag:yaml.org,2002:value"]
+         for first, pairs in yaml.resolver.Resolver.yaml_implicit_resolvers.items()})
+
+
+# libyaml's parser when PyYAML has it (about ten times faster), the pure-Python one otherwise;
+# either way resolution and construction are ours.
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class Loader(CParser, _Constructor, _Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            _Constructor.__init__(self)
+            _Resolver.__init__(self)
+
+else:  # pragma: no cover - depends on how PyYAML was built
+
+    class Loader(  # type: ignore[no-redef]
+        yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+        _Constructor, _Resolver,
+    ):
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            _Constructor.__init__(self)
+            _Resolver.__init__(self)
 
 
 class Dumper(yaml.SafeDumper):
@@ -119,15 +150,18 @@ def _yaml_problem(exc: yaml.YAMLError, index: int) -> Problem:
 def load_yaml_documents(text: str) -> list[Any]:
     """Every document of a YAML stream (empty documents dropped), or ManifestError."""
     docs: list[Any] = []
-    stream = yaml.load_all(text, Loader=Loader)
-    index = 0
+    loader = Loader(text)
+    index = 0  # documents completed so far
     try:
-        for doc in stream:
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            doc = loader.get_data()
             index += 1
             if doc is not None:
                 docs.append(doc)
     except yaml.YAMLError as exc:
         raise ManifestError([_yaml_problem(exc, index)]) from None
+    finally:
+        loader.dispose()
     return docs
 
 
