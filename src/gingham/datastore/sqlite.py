@@ -117,15 +117,21 @@ class SqliteDatastore(Datastore):
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise Unavailable(f"cannot create directory for {self.url}: {exc.strerror}") from exc
+            raise Unavailable(
+                f"cannot reach datastore {self.url}: cannot create its directory: {exc.strerror}"
+            ) from exc
         db = self._conn()
+        fd = self._lock_fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             # executescript commits any open transaction first, so it gets its own.
             db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise Unavailable(f"cannot initialise {self.url}: {exc}") from exc
+            raise Unavailable(f"cannot reach datastore {self.url}: {exc}") from exc
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     # -- connections ------------------------------------------------------
 
@@ -148,7 +154,7 @@ class SqliteDatastore(Datastore):
                 # lose the last transactions, which suits an agent datastore.
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
-                raise Unavailable(f"cannot open {self.url}: {exc}") from exc
+                raise Unavailable(f"cannot reach datastore {self.url}: {exc}") from exc
             self._local.conn = conn
             self._local.pid = pid
             with self._all_lock:
@@ -180,7 +186,7 @@ class SqliteDatastore(Datastore):
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise Unavailable(f"{self.url}: {exc}") from exc
+                raise Unavailable(f"datastore {self.url}: {exc}") from exc
             try:
                 yield db
             except BaseException:
@@ -190,7 +196,7 @@ class SqliteDatastore(Datastore):
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 db.execute("ROLLBACK")
-                raise Unavailable(f"{self.url}: {exc}") from exc
+                raise Unavailable(f"datastore {self.url}: {exc}") from exc
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
@@ -201,7 +207,7 @@ class SqliteDatastore(Datastore):
             db.execute("BEGIN")
             yield db
         except sqlite3.Error as exc:
-            raise Unavailable(f"{self.url}: {exc}") from exc
+            raise Unavailable(f"datastore {self.url}: {exc}") from exc
         finally:
             if db.in_transaction:
                 db.execute("COMMIT")
@@ -252,7 +258,7 @@ class SqliteDatastore(Datastore):
                 "SELECT 1 FROM leases WHERE expiry <= ? LIMIT 1", (self._clock(),)
             ).fetchone()
         except sqlite3.Error as exc:
-            raise Unavailable(f"{self.url}: {exc}") from exc
+            raise Unavailable(f"datastore {self.url}: {exc}") from exc
         if due is not None:
             with self._write() as wdb:
                 self._expire_in(wdb)

@@ -219,3 +219,60 @@ def test_concurrent_cas_from_processes_loses_nothing(store: Datastore, store_url
     assert kv is not None
     assert kv.value == {"n": procs * per}
     assert sum(conflicts) >= 0
+
+
+def test_threads_share_one_store(store: Datastore) -> None:
+    import threading
+
+    store.create("/t/threads", {"n": 0})
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(25):
+                while True:
+                    kv = store.get("/t/threads")
+                    assert kv is not None
+                    try:
+                        store.update(
+                            "/t/threads", {"n": kv.value["n"] + 1}, revision=kv.mod_revision
+                        )
+                        break
+                    except RevisionConflict:
+                        continue
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    kv = store.get("/t/threads")
+    assert kv is not None and kv.value == {"n": 100}
+
+
+def _write_keys(url: str, prefix: str, n: int) -> None:
+    ds = open_datastore(url)
+    try:
+        for i in range(n):
+            ds.create(f"{prefix}{i:03d}", {"i": i})
+    finally:
+        ds.close()
+
+
+def test_watch_sees_writes_of_another_process(store: Datastore, store_url: str) -> None:
+    start = store.revision() + 1
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_write_keys, args=(store_url, "/t/xp/", 20))
+    with store.watch("/t/xp/", start_revision=start) as watch:
+        proc.start()
+        try:
+            events = collect(watch, 20, timeout=20.0)
+        finally:
+            proc.join(30)
+    assert proc.exitcode == 0
+    assert [e.value for e in events] == [{"i": i} for i in range(20)]
+    revisions = [e.revision for e in events]
+    assert revisions == sorted(revisions)
