@@ -36,11 +36,16 @@ from gingham.ipam.block import Block, StaleSequence, affinity_host
 from gingham.ipam.retry import Backoff
 
 DEFAULT_GRACE = 60.0
+KINDS = ("address", "affinity", "block", "handle")
 
 
 @dataclass(frozen=True, slots=True)
 class Leak:
-    """One finding. ``kind``: ``address`` | ``affinity`` | ``block``."""
+    """One finding. ``kind``: ``address`` | ``affinity`` | ``block`` | ``handle``.
+
+    For a handle, ``sequence`` carries the handle document's mod_revision: a
+    document that changed since the check is not the one that was found.
+    """
 
     kind: str
     reason: str
@@ -59,6 +64,8 @@ class Leak:
             return f"address:{self.ip}:{self.handle}:{self.sequence}"
         if self.kind == "affinity":
             return f"affinity:{self.host}:{self.cidr}"
+        if self.kind == "handle":
+            return f"handle:{self.handle}:{self.sequence}"
         return f"block:{self.cidr}"
 
     def to_json(self) -> dict[str, Any]:
@@ -69,8 +76,8 @@ class Leak:
 
     @staticmethod
     def from_json(doc: Any, where: str) -> Leak:
-        if not isinstance(doc, dict) or doc.get("kind") not in ("address", "affinity", "block"):
-            raise ValidationError("expected a finding with kind address|affinity|block", where)
+        if not isinstance(doc, dict) or doc.get("kind") not in KINDS:
+            raise ValidationError("expected a finding with kind " + "|".join(KINDS), where)
         try:
             return Leak(kind=doc["kind"], reason=str(doc.get("reason", "")),
                         first_seen=float(doc.get("firstSeen", 0)), cidr=str(doc["cidr"]),
@@ -123,6 +130,7 @@ class ReleaseOutcome:
 class _World:
     blocks: list[KeyValue]
     affinities: list[KeyValue]
+    handles: list[KeyValue]
     live_hosts: set[str]
     workloads: set[tuple[str, str]]
 
@@ -130,6 +138,7 @@ class _World:
     def read(ds: Datastore) -> _World:
         blocks, _ = ds.list(keys.BLOCKS)
         affinities, _ = ds.list(keys.AFFINITY)
+        handle_docs, _ = ds.list(keys.HANDLES)
         nodes, _ = ds.list(keys.NODES)
         alive, _ = ds.list(keys.LIVENESS)
         hosts = {kv.key[len(keys.NODES):] for kv in nodes}
@@ -143,7 +152,7 @@ class _World:
             for name in (meta.get("name"), spec.get("workload"), spec.get("pod")):
                 if name:
                     workloads.add((ns, str(name)))
-        return _World(blocks, affinities, hosts, workloads)
+        return _World(blocks, affinities, handle_docs, hosts, workloads)
 
     def host_gone(self, host: str) -> bool:
         return bool(host) and host not in self.live_hosts
@@ -160,6 +169,7 @@ def _findings(world: _World, now: float, grace: float) -> tuple[list[Leak], list
     found: list[Leak] = []
     problems: list[str] = []
     block_owner: dict[str, str | None] = {}
+    holding: set[str] = set()  # handles that hold at least one address
     for kv in world.blocks:
         block = Block.from_json(kv.value)
         cidr = str(block.cidr)
@@ -167,6 +177,7 @@ def _findings(world: _World, now: float, grace: float) -> tuple[list[Leak], list
         block_owner[cidr] = owner
         problems += block.problems()
         for ordinal, a in block.allocated():
+            holding.add(a.handle)
             reason = world.address_reason(a.namespace, a.workload, a.host or (owner or ""))
             if reason:
                 found.append(Leak("address", reason, now, cidr, str(block.ip_of(ordinal)),
@@ -185,6 +196,12 @@ def _findings(world: _World, now: float, grace: float) -> tuple[list[Leak], list
         elif block_owner[cidr] != host:
             found.append(Leak("affinity", f"{state} claim on a block of "
                               f"{block_owner[cidr] or 'no host'}", now, cidr, host=host))
+    for kv in world.handles:
+        handle = kv.key[len(keys.HANDLES):]
+        if handle not in holding:
+            counted = sum(int(v) for v in (kv.value.get("blocks") or {}).values())
+            found.append(Leak("handle", f"handle counts {counted} address(es) but holds none",
+                              now, "", handle=handle, sequence=kv.mod_revision))
     return found, problems
 
 
@@ -236,12 +253,13 @@ def release_from_report(ds: Datastore, report: LeakReport,
     """Release what the report names, each item re-verified against the store now."""
     out = ReleaseOutcome()
     backoff = Backoff(sleep=sleep, rng=random.Random())
-    order = {"address": 0, "affinity": 1, "block": 2}  # addresses first: blocks may empty
+    # addresses first: that may empty blocks and handles
+    order = {"address": 0, "handle": 1, "affinity": 2, "block": 3}
     for leak in sorted(report.leaks, key=lambda x: order[x.kind]):
         world = _World.read(ds)  # fresh facts for every item; reports are small
         try:
             done = _release_one(ds, backoff, world, leak)
-        except (StaleSequence, RevisionConflict) as exc:
+        except (StaleSequence, RevisionConflict, NotFound) as exc:
             out.skipped.append(f"{leak.ident}: {exc}")
             continue
         (out.released if done is True else out.skipped).append(
@@ -253,6 +271,17 @@ def _release_one(ds: Datastore, backoff: Backoff, world: _World, leak: Leak) -> 
     bkey = keys.block_key(leak.cidr)
     if leak.kind == "address":
         return _release_address(ds, backoff, world, leak)
+    if leak.kind == "handle":
+        hkv = ds.get(keys.handle_key(leak.handle))
+        if hkv is None:
+            return "already gone"
+        if hkv.mod_revision != leak.sequence:
+            return "the handle changed since the check"
+        if any(a.handle == leak.handle for kv in world.blocks
+               for _, a in Block.from_json(kv.value).allocated()):
+            return "the handle holds addresses again"
+        ds.delete(keys.handle_key(leak.handle), revision=hkv.mod_revision)
+        return True
     if leak.kind == "affinity":
         akey = keys.affinity_key(leak.host, leak.cidr)
         kv = ds.get(akey)

@@ -126,3 +126,21 @@ def test_host_gone_releases_its_addresses(sqlite_store: Datastore) -> None:
     put_workload(sqlite_store, "ns", "w", "gone")
     out = release_from_report(sqlite_store, report)
     assert out.released == [] and len(out.skipped) == 2
+
+
+def test_handle_left_by_a_crash_between_handle_and_block_write(sqlite_store: Datastore) -> None:
+    from gingham.ipam import handles
+
+    put_pool(sqlite_store, "p", "198.18.0.0/28", 30)
+    put_node(sqlite_store, "h1")
+    a = ipam(sqlite_store, "h1")
+    a.allocate("real", {"namespace": "", "workload": ""})
+    handles.add(sqlite_store, a.backoff, "ghost", "198.18.0.0/30", 1)  # then the crash
+    check(sqlite_store, now=0.0, grace=GRACE)
+    report = check(sqlite_store, now=100.0, grace=GRACE)
+    [leak] = report.leaks
+    assert (leak.kind, leak.handle) == ("handle", "ghost")
+    out = release_from_report(sqlite_store, LeakReport.from_json(report.to_json()))
+    assert out.released == [leak.ident]
+    assert sqlite_store.get(ikeys.handle_key("ghost")) is None
+    assert sqlite_store.get(ikeys.handle_key("real")) is not None
