@@ -480,6 +480,12 @@ class CalcGraph:
             "ip_sets": len(self._scanner.active_sets()),
             "scanner_owners": self._scanner.owner_count(),
             "label_parents": len(self._children),
+            "profile_sources": len(self._profile_key_name),
+            "active_index_items": self._active.item_count,
+            "active_index_selectors": self._active.selector_count,
+            "dirty_endpoints": len(self._dirty),
+            **self._members.stats(),
+            **self._seq.stats(),
         }
 
 

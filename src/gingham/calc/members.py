@@ -73,6 +73,15 @@ class IPSetMembers:
     def item_count(self) -> int:
         return len(self._items)
 
+    def stats(self) -> dict[str, int]:
+        return {
+            "member_items": len(self._items),
+            "member_index_items": self._index.item_count,
+            "member_index_selectors": self._index.selector_count,
+            "member_sets": len(self._specs),
+            "member_entries": sum(len(c) for c in self._members.values()),
+        }
+
     # --- sets --------------------------------------------------------------
 
     def add_set(self, spec: IPSetSpec) -> None:

@@ -137,6 +137,18 @@ class Sequencer:
         if not self._in_sync_sent:
             self._in_sync_pending = True
 
+    def stats(self) -> dict[str, int]:
+        """Sizes of what was sent and what is pending (config and in-sync aside)."""
+        return {
+            "sent_sets": len(self._sent_sets),
+            "sent_policies": len(self._sent_policies),
+            "sent_profiles": len(self._sent_profiles),
+            "sent_endpoints": len(self._sent_endpoints),
+            "pending": len(self._pending_policies) + len(self._pending_profiles)
+            + len(self._pending_endpoints) + len(self._replace) + len(self._added)
+            + len(self._removed) + len(self._dead) + len(self._base),
+        }
+
     # --- flush ---------------------------------------------------------------
 
     def flush(self) -> list[Message]:

@@ -315,3 +315,28 @@ def test_flush_order_of_message_kinds(h: Harness) -> None:
                                       m.IPSetUpdate, m.PolicyUpdate, m.ProfileUpdate}
     out = h.delete(wep("a", "w1"))
     assert [rank[type(x)] for x in out] == [5, 6, 7, 8]
+
+
+def test_label_inheritance_precedence(h: Harness) -> None:
+    """Own labels beat profile labels; an earlier profile beats a later one; the
+    implicit labels beat everything (a workload cannot claim another namespace)."""
+    h.put(profile("p1", labels={"a": "p1", "b": "p1"}),
+          profile("p2", labels={"a": "p2", "b": "p2", "c": "p2"}),
+          wep("ns1", "w", ips=["198.18.0.1/32"], profiles=["p1", "p2"],
+              labels={"b": "own", "projectcalico.org/namespace": "other"}))
+    labels = h.endpoint("ns1", "w").labels
+    assert (labels["a"], labels["b"], labels["c"]) == ("p1", "own", "p2")
+    assert labels["projectcalico.org/namespace"] == "ns1"
+    assert labels["projectcalico.org/orchestrator"] == "k8s"
+
+
+def test_local_endpoint_label_change_moves_policies_not_remote(h: Harness) -> None:
+    h.put(wep("a", "w", ips=["198.18.0.1/32"], labels={"app": "x"}),
+          policy("px", selector="app == 'x'"), policy("py", selector="app == 'y'"))
+    assert set(h.state.policies) == {m.PolicyID("default", "px")}
+    h.put(wep("a", "w", ips=["198.18.0.1/32"], labels={"app": "y"}))
+    assert set(h.state.policies) == {m.PolicyID("default", "py")}
+    assert h.endpoint("a", "w").tiers[0].ingress_policies == (m.PolicyID("default", "py"),)
+    # Moving the endpoint to another host removes it and its policies here.
+    h.put(wep("a", "w", node="host-b", ips=["198.18.0.1/32"], labels={"app": "y"}))
+    assert h.state.snapshot() == ({}, {}, {}, {})

@@ -19,6 +19,8 @@ from gingham.calc import CalcGraph
 from tests.unit.calc.builders import (
     DataplaneState,
     hep,
+    k8s_policy,
+    namespace,
     namespace_profile,
     netset,
     policy,
@@ -70,6 +72,13 @@ CHOICES: list[list[tuple[str, Any]]] = [
      netset("ext", ["203.0.113.0/25", "198.18.0.1/32"], labels={"kind": "other"})],
     [netset("nsext", ["198.51.100.0/24"], ns="a", labels={"kind": "ext"})],
     [hep("eth0", labels={"role": "client"}), hep("eth0", ips=["192.0.2.11"], labels={})],
+    # The Namespace and the Profile kns.a both define kns.a: the Namespace wins.
+    [namespace("a", {"team": "blue"}), namespace("a", {"team": "red", "x": "y"})],
+    [k8s_policy("knp", "a", {"podSelector": {"matchLabels": {"app": "web"}},
+                             "ingress": [{"from": [{"podSelector": {}}],
+                                          "ports": [{"port": "http"}]}]}),
+     k8s_policy("knp", "a", {"podSelector": {}, "policyTypes": ["Egress"],
+                             "egress": [{"to": [{"namespaceSelector": {}}]}]})],
 ]
 KEYS = [options[0][0] for options in CHOICES]
 
@@ -116,7 +125,7 @@ def _replay(states: list[State], order: list[str], twice: bool) -> None:
     assert all(v == 0 for v in graph.stats().values()), graph.stats()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(states=st.lists(state_strategy, min_size=1, max_size=4),
        order=st.permutations(KEYS), twice=st.booleans())
 def test_forward_reversed_doubled_match_squashed(
@@ -126,7 +135,7 @@ def test_forward_reversed_doubled_match_squashed(
     _replay(list(reversed(states)), list(reversed(order)), twice)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(state=state_strategy, detour=state_strategy, order=st.permutations(KEYS))
 def test_detour_returns_to_same_output(state: State, detour: State, order: list[str]) -> None:
     """C -> B -> C, flushing in between or not, ends exactly where C began."""
