@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gingham.errors import RoutingError
 from gingham.lab.netns import run_in_netns, spawn_in_netns, stop_process, wait_for
 from gingham.routing import bgp_status
 from gingham.routing.bird import BirdProcess
@@ -192,7 +193,10 @@ def test_bgp_with_cross_subnet_vxlan(netns, make_fabric, tmp_path: Path) -> None
 
         # ... h3's block arrives in BIRD, but (next hop outside the subnet) not in the kernel
         def bird_has_h3() -> bool:
-            return str(h3.block) in birdc(procs["h1"].sock, "show", "route", "all", str(h3.block))
+            try:  # birdc fails with "Network not found" until the route arrives
+                return str(h3.block) in birdc(procs["h1"].sock, "show", "route", str(h3.block))
+            except RoutingError:
+                return False
 
         assert wait_for(bird_has_h3, timeout=10)
         assert "unreachable" in birdc(procs["h1"].sock, "show", "route", str(h3.block))
