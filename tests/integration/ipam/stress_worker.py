@@ -55,3 +55,34 @@ def run(url: str, host: str, worker: int, ops: int, max_held: int, out: str) -> 
         log["held"] = [[str(a.ip), a.sequence, h] for h, allocs in held.items() for a in allocs]
         ds.close()
         Path(out).write_text(json.dumps(log))
+
+
+def claim_until_killed(url: str, prefix: str, ready: Any, seed: int) -> None:
+    """Allocate as ever new hosts (each allocation claims a block) until SIGKILLed.
+
+    Every datastore call is slowed by a random pause so that the kill lands
+    between the steps of a claim or an allocation, not only between calls.
+    """
+    import time
+
+    from gingham.datastore import open_datastore
+    from gingham.ipam import IPAM
+
+    rng = random.Random(seed)
+    ds = open_datastore(url)
+    for name in ("get", "list", "create", "update", "delete"):
+        real = getattr(ds, name)
+
+        def slow(*a: Any, _real: Any = real, **kw: Any) -> Any:
+            time.sleep(rng.uniform(0, 0.004))
+            result = _real(*a, **kw)
+            time.sleep(rng.uniform(0, 0.004))
+            return result
+
+        setattr(ds, name, slow)
+    ready.set()
+    for i in range(10_000):
+        host = f"{prefix}-{i % 6}"
+        IPAM(ds, host, rng=rng, cache_ttl=0).allocate(
+            f"{prefix}.{i}", {"namespace": "ns", "workload": f"{prefix}-{i}"},
+            num_v4=rng.choice((1, 2)))
