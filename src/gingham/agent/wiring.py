@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gingham.agent.daemon import Agent
@@ -107,6 +109,7 @@ def build_agent(
     from gingham.dataplane.vxlan import VxlanDriver
     from gingham.routing.bird import BirdProcess
 
+    run_dir = Path(os.environ.get("GINGHAM_RUN_DIR", "/run/gingham"))
     ds = open_datastore(datastore_url)
     addresses, _dev = detect_addresses(interface)
     routing = RoutingPlane(
@@ -115,7 +118,8 @@ def build_agent(
         datastore=ds,
         netlink=Netlink(),
         vxlan=VxlanDriver(),
-        bird=BirdProcess(hostname),
+        bird=BirdProcess(hostname, run_dir=run_dir),
+        run_dir=run_dir,
     )
     agent = Agent(
         hostname=hostname,

@@ -169,8 +169,9 @@ def _write_endpoint(ds: Any, key: str, doc: dict[str, Any]) -> None:
 def _mtu(inv: Invocation) -> int:
     if inv.mtu:
         return inv.mtu
+    run_dir = os.environ.get("GINGHAM_RUN_DIR", "/run/gingham")
     try:  # the agent writes the MTU it computed for this host's workloads
-        with open(f"/run/gingham/{inv.node}/mtu") as f:
+        with open(f"{run_dir}/{inv.node}/mtu") as f:
             return int(f.read().strip())
     except (OSError, ValueError):
         return DEFAULT_MTU

@@ -1,0 +1,206 @@
+"""``gingham lab``: several hosts on this machine, in network namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from gingham.cli.common import handle_errors
+
+OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+LAB = click.option("--name", "lab_name", default=None, help="Lab name (default: the current lab).")
+
+
+@click.group("lab")
+def lab_group() -> None:
+    """Run a multi-host gingham on this machine (root; network namespaces)."""
+
+
+@lab_group.command("up")
+@click.option("--name", "lab_name", default="default", show_default=True)
+@click.option("--hosts", default=3, show_default=True, type=click.IntRange(1, 200))
+@click.option(
+    "--datastore", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True
+)
+@click.option("--subnets", default=1, show_default=True, type=click.IntRange(1, 3))
+@handle_errors
+def up_cmd(lab_name: str, hosts: int, datastore: str, subnets: int) -> None:
+    """Create hosts, fabric, datastore and agents; wait until every agent is ready."""
+    from rich.console import Console
+
+    from gingham.lab import lab
+
+    console = Console(stderr=True)
+    with console.status("starting lab…") as status:
+        state = lab.up(lab_name, hosts, datastore, subnets, progress=lambda m: status.update(m))
+    console.print(
+        f"lab [bold]{state.name}[/] is up: {len(state.hosts)} hosts, datastore {state.datastore}"
+    )
+    console.print(
+        "try: gingham workload add default/web --host h1 --serve 80/tcp ; gingham lab status"
+    )
+
+
+@lab_group.command("down")
+@click.option("--name", "lab_name", default=None)
+@click.option("--all", "all_labs", is_flag=True, help="Every lab on this machine.")
+@handle_errors
+def down_cmd(lab_name: str | None, all_labs: bool) -> None:
+    """Remove every namespace, process and file the lab made."""
+    from gingham.lab import lab
+    from gingham.lab import state as labstate
+
+    names = (
+        lab.all_labs() if all_labs else [labstate.current_name() if lab_name is None else lab_name]
+    )
+    for name in names:
+        if name is None:
+            click.echo("no lab is up")
+            return
+        lab.down(name)
+        click.echo(f"lab {name} is down")
+
+
+@lab_group.command("status")
+@LAB
+@OUTPUT
+@handle_errors
+def status_cmd(lab_name: str | None, output: str) -> None:
+    """Hosts, agent readiness, datastore and workloads."""
+    from gingham.lab import lab
+    from gingham.lab import state as labstate
+
+    st = labstate.load(labstate.resolve(lab_name))
+    hosts = [
+        {"name": h.name, "netns": h.netns, "address": h.address, "ready": lab.host_ready(h)}
+        for h in st.hosts
+    ]
+    workloads = [
+        {"namespace": w.namespace, "name": w.name, "host": w.host, "ips": w.ips,
+         "labels": w.labels, "interface": w.interface}
+        for w in sorted(st.workloads.values(), key=lambda w: w.ref)
+    ]  # fmt: skip
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "name": st.name,
+                    "datastore": st.datastore,
+                    "hosts": hosts,
+                    "workloads": workloads,
+                },
+                indent=2,
+            )
+        )
+        return
+    from gingham.cli.common import print_table
+
+    click.echo(f"lab {st.name}, datastore {st.datastore}")
+    print_table(
+        ["HOST", "NETNS", "ADDRESS", "READY"],
+        [[h["name"], h["netns"], h["address"], "yes" if h["ready"] else "NO"] for h in hosts],
+    )
+    if workloads:
+        print_table(
+            ["WORKLOAD", "HOST", "IPS", "LABELS"],
+            [
+                [
+                    f"{w['namespace']}/{w['name']}",
+                    w["host"],
+                    ",".join(w["ips"]),
+                    ",".join(f"{k}={v}" for k, v in w["labels"].items()),
+                ]
+                for w in workloads
+            ],
+        )
+
+
+@lab_group.command("env")
+@LAB
+@handle_errors
+def env_cmd(lab_name: str | None) -> None:
+    """Shell exports that point plain gingham commands at the lab."""
+    from gingham.lab import state as labstate
+
+    st = labstate.load(labstate.resolve(lab_name))
+    click.echo(f"export GINGHAM_DATASTORE='{st.datastore}'")
+
+
+@lab_group.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("target")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@LAB
+@handle_errors
+def exec_cmd(target: str, command: tuple[str, ...], lab_name: str | None) -> None:
+    """Run COMMAND in a workload (NS/NAME) or on a lab host (HOST)."""
+    from gingham.lab import state as labstate
+    from gingham.lab.netns import netns_path
+
+    st = labstate.load(labstate.resolve(lab_name))
+    netns = st.workload(target).netns if "/" in target else st.host(target).netns
+    sys.stdout.flush()
+    os.execvp("nsenter", ["nsenter", f"--net={netns_path(netns)}", "--", *command])
+
+
+@lab_group.command("probe")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--port", required=True, type=click.IntRange(1, 65535))
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp")
+@click.option("--timeout", default=1.0, type=click.FloatRange(0.05, 2.0), show_default=True)
+@LAB
+@handle_errors
+def probe_cmd(
+    source: str, destination: str, port: int, protocol: str, timeout: float, lab_name: str | None
+) -> None:
+    """Exit 0 if SOURCE reaches DESTINATION on PORT, 1 if not."""
+    from gingham.lab import matrix
+    from gingham.lab import state as labstate
+
+    st = labstate.load(labstate.resolve(lab_name))
+    ok = matrix.probe(st.workload(source), st.workload(destination), port, protocol, timeout)
+    click.echo(f"{source} -> {destination} {protocol}/{port}: {'reachable' if ok else 'blocked'}")
+    sys.exit(0 if ok else 1)
+
+
+@lab_group.command("matrix")
+@click.option("--port", default=80, type=click.IntRange(1, 65535), show_default=True)
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp")
+@click.option(
+    "--explain", is_flag=True, help="Mark cells that disagree with `gingham policy explain`."
+)
+@LAB
+@OUTPUT
+@handle_errors
+def matrix_cmd(port: int, protocol: str, explain: bool, lab_name: str | None, output: str) -> None:
+    """Reachability among all workloads, probed in parallel."""
+    from gingham.lab import matrix
+    from gingham.lab import state as labstate
+
+    st = labstate.load(labstate.resolve(lab_name))
+    m = matrix.measure(st, port, protocol)
+    marks: dict[tuple[str, str], str] = {}
+    if explain:
+        from gingham.policy.explain import explain_matrix
+
+        expected = explain_matrix(st.datastore, list(m.names), port, protocol)
+        marks = {(a, b): "!" for a in m.names for b in m.names if expected[a][b] != m.cells[a][b]}
+    if output == "json":
+        data = m.to_json()
+        if explain:
+            data["disagreements"] = [f"{a} -> {b}" for a, b in sorted(marks)]
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(m.render(marks))
+
+
+@lab_group.command("demo")
+@handle_errors
+def demo_cmd() -> None:
+    """A 3-host lab, workloads in two namespaces, policy before and after."""
+    from gingham.lab.demo import run_demo
+
+    run_demo()

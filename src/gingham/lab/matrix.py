@@ -1,0 +1,79 @@
+"""Reachability between workloads, measured with real connections.
+
+Each probe runs a tiny client inside the source workload's network
+namespace; a matrix runs them in parallel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from gingham.lab.netns import netns_path
+from gingham.lab.state import LabState, WorkloadState
+
+PROBE_SCRIPT = Path(__file__).with_name("probe.py")
+MAX_TIMEOUT = 2.0
+
+
+def probe(
+    src: WorkloadState, dst: WorkloadState, port: int, protocol: str = "tcp", timeout: float = 1.0
+) -> bool:
+    if not dst.ips:
+        return False
+    timeout = min(timeout, MAX_TIMEOUT)
+    argv = ["nsenter", f"--net={netns_path(src.netns)}", "--", sys.executable, "-I", "-S",
+            str(PROBE_SCRIPT), protocol, dst.ips[0], str(port), str(timeout)]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout + 3, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return proc.returncode == 0
+
+
+@dataclass(frozen=True)
+class Matrix:
+    port: int
+    protocol: str
+    names: tuple[str, ...]
+    cells: dict[str, dict[str, bool]]
+
+    def to_json(self) -> dict[str, object]:
+        return {"port": self.port, "protocol": self.protocol, "matrix": self.cells}
+
+    def render(self, marks: dict[tuple[str, str], str] | None = None) -> str:
+        """The grid Kubernetes' policy tests print: rows from, columns to; '.' open, 'X' blocked."""
+        marks = marks or {}
+        width = max((len(n) for n in self.names), default=4)
+        head = " " * (width + 1) + " ".join(n.rjust(width) for n in self.names)
+        lines = [
+            f"{self.protocol}/{self.port}  (rows: from, columns: to; . reachable, X blocked)",
+            head,
+        ]
+        for a in self.names:
+            row = []
+            for b in self.names:
+                cell = "." if self.cells[a][b] else "X"
+                row.append((cell + marks.get((a, b), "")).rjust(width))
+            lines.append(a.ljust(width) + " " + " ".join(row))
+        if marks:
+            lines.append(
+                "! marks a cell where the measurement disagrees with `gingham policy explain`"
+            )
+        return "\n".join(lines)
+
+
+def measure(
+    lab: LabState, port: int = 80, protocol: str = "tcp", timeout: float = 1.0, workers: int = 16
+) -> Matrix:
+    wls = sorted(lab.workloads.values(), key=lambda w: w.ref)
+    pairs = [(a, b) for a in wls for b in wls]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda p: probe(p[0], p[1], port, protocol, timeout), pairs))
+    cells: dict[str, dict[str, bool]] = {a.ref: {} for a in wls}
+    for (a, b), ok in zip(pairs, results, strict=True):
+        cells[a.ref][b.ref] = ok
+    return Matrix(port, protocol, tuple(w.ref for w in wls), cells)
