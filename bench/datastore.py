@@ -8,6 +8,8 @@ Prints one JSON object. For each backend:
 - ``seq_create_per_s``: one process creating fresh keys;
 - ``procs_own_key_per_s``: N processes, each CAS-updating its own key (no
   conflicts; measures how the backend serialises writers);
+- ``watch_latency_ms_p50/p99``: from the start of a write (one every 10 ms)
+  to its event coming out of another handle's watch;
 - ``procs_shared_key_per_s``: N processes incrementing one shared counter with
   read + CAS + retry (successful increments/s; ``conflicts`` lost the race).
 The etcd run starts a private single-member etcd 3.4 on loopback in a temporary
@@ -108,11 +110,46 @@ def _parallel(url: str, procs: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _watch_latency(url: str, n: int = 200, gap: float = 0.01) -> dict[str, float]:
+    """Milliseconds from the start of a write to its event leaving ``next_batch``."""
+    import threading
+
+    started: dict[int, float] = {}
+    with open_datastore(url) as ds, open_datastore(url) as writer_ds:
+        start = ds.revision() + 1
+        with ds.watch("/bench/lat/", start_revision=start) as watch:
+
+            def writer() -> None:
+                for i in range(n):
+                    t = time.perf_counter()
+                    rev = writer_ds.create(f"/bench/lat/{i:05d}", {"i": i})
+                    started[rev] = t
+                    time.sleep(gap)
+
+            thread = threading.Thread(target=writer)
+            thread.start()
+            latencies: list[float] = []
+            deadline = time.monotonic() + n * gap + 30
+            while len(latencies) < n and time.monotonic() < deadline:
+                for event in watch.next_batch(0.5):
+                    now = time.perf_counter()
+                    while event.revision not in started and thread.is_alive():
+                        time.sleep(0.0001)  # the writer has not recorded it yet
+                    latencies.append((now - started[event.revision]) * 1000)
+            thread.join()
+    latencies.sort()
+    return {
+        "watch_latency_ms_p50": round(latencies[len(latencies) // 2], 2),
+        "watch_latency_ms_p99": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+    }
+
+
 def bench(url: str, procs: int, seconds: float) -> dict[str, Any]:
     return {
         "seq_cas_per_s": round(_seq_cas(url, seconds), 1),
         "seq_create_per_s": round(_seq_create(url, seconds), 1),
         **_parallel(url, procs, seconds),
+        **_watch_latency(url),
     }
 
 
