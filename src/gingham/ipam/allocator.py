@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gingham.datastore.base import Datastore, KeyValue
 from gingham.errors import (
@@ -35,7 +35,7 @@ from gingham.errors import (
     RevisionConflict,
     ValidationError,
 )
-from gingham.ipam import handles, keys, leaks
+from gingham.ipam import handles, keys
 from gingham.ipam.block import (
     Attributes,
     Block,
@@ -44,7 +44,6 @@ from gingham.ipam.block import (
     affinity_host,
     host_affinity,
 )
-from gingham.ipam.info import BlockInfo, PoolUsage, list_blocks, usage
 from gingham.ipam.pools import (
     Occupied,
     PoolSpec,
@@ -54,6 +53,10 @@ from gingham.ipam.pools import (
     reservations_from_resource,
 )
 from gingham.ipam.retry import Backoff
+
+if TYPE_CHECKING:
+    from gingham.ipam.info import BlockInfo, PoolUsage
+    from gingham.ipam.leaks import LeakReport, ReleaseOutcome
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -443,22 +446,32 @@ class IPAM:
             if not done:
                 handles.add(self.ds, self.backoff, handle, str(cidr), -1)
 
-    # -- views and housekeeping (thin delegates to info / leaks) -------------
+    # -- views and housekeeping (delegates to info / leaks, imported on use:
+    #    the CNI path needs neither) ----------------------------------------
 
     def blocks(self) -> list[BlockInfo]:
+        from gingham.ipam.info import list_blocks
+
         return list_blocks(self.ds)
 
     def blocks_for_host(self, host: str | None = None) -> list[BlockInfo]:
         wanted = host or self.host
-        return [b for b in list_blocks(self.ds) if b.host == wanted]
+        return [b for b in self.blocks() if b.host == wanted]
 
     def usage(self) -> list[PoolUsage]:
+        from gingham.ipam.info import usage
+
         return usage(self.ds)
 
-    def check(self, now: float, grace: float = leaks.DEFAULT_GRACE) -> leaks.LeakReport:
-        return leaks.check(self.ds, now, grace, sleep=self.backoff.sleep)
+    def check(self, now: float, grace: float | None = None) -> LeakReport:
+        from gingham.ipam import leaks
 
-    def release_from_report(self, report: leaks.LeakReport) -> leaks.ReleaseOutcome:
+        return leaks.check(self.ds, now, leaks.DEFAULT_GRACE if grace is None else grace,
+                           sleep=self.backoff.sleep)
+
+    def release_from_report(self, report: LeakReport) -> ReleaseOutcome:
+        from gingham.ipam import leaks
+
         return leaks.release_from_report(self.ds, report, sleep=self.backoff.sleep)
 
     # -- finding blocks -----------------------------------------------------
