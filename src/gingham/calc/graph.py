@@ -87,6 +87,7 @@ log = logging.getLogger(__name__)
 NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
 ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
 SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
+SERVICE_ACCOUNT_NAME_LABEL: Final = "pcsa.projectcalico.org/name"
 NAMESPACE_PROFILE_PREFIX: Final = "kns."
 
 POLICY_KINDS: Final = frozenset({"NetworkPolicy", "GlobalNetworkPolicy", "KubernetesNetworkPolicy"})
@@ -189,6 +190,9 @@ class CalcGraph:
             implicit[ORCHESTRATOR_LABEL] = spec.orchestrator
         if spec.service_account_name:
             implicit[SERVICE_ACCOUNT_LABEL] = spec.service_account_name
+            # What serviceAccountSelector sees: the account's name (its own
+            # labels are not ingested).
+            implicit[SERVICE_ACCOUNT_NAME_LABEL] = spec.service_account_name
         profiles = tuple(spec.profiles or ())
         parents = tuple(dict.fromkeys((*profiles, NAMESPACE_PROFILE_PREFIX + ns)))
         rec = _Record(

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from gingham.calc.messages import ParsedRule, PolicyID, PolicyUpdate, ProfileUpdate, TierInfo
-from gingham.calc.rules import IPSetSpec, in_namespace, namespace_selector_node, parse_rules
+from gingham.calc.rules import (
+    SERVICE_ACCOUNT_PREFIX,
+    IPSetSpec,
+    in_namespace,
+    namespace_selector_node,
+    parse_rules,
+    prefix_labels,
+)
 from gingham.selector import Selector, parse
 from gingham.selector.ast import Node, make_and
 
@@ -91,6 +98,9 @@ def policy_def(resource: Any) -> PolicyDef:
     ns_sel = getattr(spec, "namespace_selector", None)
     if ns_sel:
         parts.append(namespace_selector_node(ns_sel))
+    sa_sel = getattr(spec, "service_account_selector", None)
+    if sa_sel:
+        parts.append(prefix_labels(parse(sa_sel).node, SERVICE_ACCOUNT_PREFIX))
     types = {str(t).lower() for t in (spec.types or ())}
     if not types:
         types = {"ingress"} | ({"egress"} if spec.egress else set())

@@ -15,10 +15,14 @@ Selector scoping follows Calico's conversion of v3 rules:
   namespaceSelector (a rule with only nets or ports is not address-scoped);
   ``notSelector`` itself is not scoped;
 - ``serviceAccounts.names`` becomes a condition on the implicit label
-  ``projectcalico.org/serviceaccount``; ``serviceAccounts.selector`` is
-  rewritten onto ``pcsa.`` keys (no service-account labels are ingested yet,
-  so it matches only endpoints that carry such labels themselves).
+  ``projectcalico.org/serviceaccount``; ``serviceAccounts.selector`` (and a
+  policy's ``serviceAccountSelector``) is rewritten onto ``pcsa.`` keys.
+  Service-account labels are not ingested; the graph gives each workload
+  ``pcsa.projectcalico.org/name``, so selecting accounts by name works.
 All conditions on one side are ANDed into one selector, hence one IP set.
+
+Kubernetes ``services`` matches cannot be resolved (no Service endpoints are
+ingested): non-Deny rules using them never match, Deny rules ignore them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gingham.calc.messages import Action, ParsedRule, PortRange
 from gingham.errors import ValidationError
 from gingham.selector import NAMESPACE_LABEL, Selector, parse
 from gingham.selector.ast import (
+    ALL,
     And,
     Cmp,
     Global,
@@ -55,6 +60,7 @@ SERVICE_ACCOUNT_PREFIX: Final = "pcsa."
 SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
 PROTOCOLS: Final = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}
 _PORT_PROTOCOLS: Final = {6: "tcp", 17: "udp", 132: "sctp"}
+NEVER: Final = Selector(make_not(ALL))  # a set that stays empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +215,24 @@ class _Side:
 
 
 def _side(
-    entity: Any, namespace: str | None, protocol: int | None, where: str, specs: list[IPSetSpec]
+    entity: Any,
+    namespace: str | None,
+    protocol: int | None,
+    where: str,
+    specs: list[IPSetSpec],
+    action: str,
 ) -> _Side:
     out = _Side()
     if entity is None:
         return out
+    if getattr(entity, "services", None) is not None and action != "deny":
+        # Service endpoints are not ingested: a rule that would let traffic
+        # through (or log or pass it) on a Service match never matches; a Deny
+        # rule drops the Service condition instead and so denies more. Either
+        # way nothing opens that the policy did not open.
+        spec = selector_set(NEVER)
+        specs.append(spec)
+        out.sets = (spec.set_id,)
     out.nets = _nets(getattr(entity, "nets", None))
     out.not_nets = _nets(getattr(entity, "not_nets", None))
     ranges, names = split_ports(getattr(entity, "ports", None), f"{where}.ports")
@@ -249,7 +268,7 @@ def _side(
     if parts:
         spec = selector_set(member_sel)
         specs.append(spec)
-        out.sets = (spec.set_id,)
+        out.sets += (spec.set_id,)
     if not_sel_expr is not None:
         spec = selector_set(parse(not_sel_expr))
         specs.append(spec)
@@ -285,9 +304,12 @@ def parse_rule(
         raise ValidationError(f"unknown action {rule.action!r}", f"{where}.action")
     proto = protocol_number(getattr(rule, "protocol", None), f"{where}.protocol")
     not_proto = protocol_number(getattr(rule, "not_protocol", None), f"{where}.notProtocol")
-    src = _side(getattr(rule, "source", None), namespace, proto, f"{where}.source", specs)
+    src = _side(
+        getattr(rule, "source", None), namespace, proto, f"{where}.source", specs, action
+    )
     dst = _side(
-        getattr(rule, "destination", None), namespace, proto, f"{where}.destination", specs
+        getattr(rule, "destination", None), namespace, proto, f"{where}.destination", specs,
+        action,
     )
     icmp_type, icmp_code = _icmp(getattr(rule, "icmp", None))
     not_icmp_type, not_icmp_code = _icmp(getattr(rule, "not_icmp", None))

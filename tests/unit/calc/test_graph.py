@@ -340,3 +340,18 @@ def test_local_endpoint_label_change_moves_policies_not_remote(h: Harness) -> No
     # Moving the endpoint to another host removes it and its policies here.
     h.put(wep("a", "w", node="host-b", ips=["198.18.0.1/32"], labels={"app": "y"}))
     assert h.state.snapshot() == ({}, {}, {}, {})
+
+
+def test_service_account_selector_and_services_fail_closed(h: Harness) -> None:
+    h.put(wep("a", "w1", ips=["198.18.0.1/32"], sa="api"),
+          wep("a", "w2", ips=["198.18.0.2/32"], sa="web"),
+          policy("by-sa", ns="a", serviceAccountSelector="projectcalico.org/name == 'api'",
+                 ingress=[{"action": "Allow", "source": {"services": {"name": "svc"}}},
+                          {"action": "Deny", "source": {"services": {"name": "svc"}}}]))
+    pid = m.PolicyID("default", "by-sa", "a")
+    assert h.endpoint("a", "w1").tiers[0].ingress_policies == (pid,)
+    assert h.endpoint("a", "w2").tiers == ()
+    allow, deny = h.state.policies[pid].inbound
+    (never,) = allow.src_set_ids
+    assert h.set_members(never) == frozenset()
+    assert deny.src_set_ids == () and deny.action == "deny"
