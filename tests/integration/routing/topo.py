@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
 
+from gingham.dataplane.netlink import Route, sync_routes
 from gingham.dataplane.routes import RoutePlan, plan_routes
 from gingham.dataplane.vxlan import VxlanDriver
 from gingham.lab.fabric import Fabric
@@ -141,17 +142,8 @@ class Topo:
                 host.address, host.info().mac, mtu, [host.tunnel, host.block6.network_address]
             )
             driver.add_peers(plan.vxlan_peers)
-        wanted = {str(r.dst): r for r in plan.routes}
-        cmds = [f"route replace {' '.join(r.argv())} proto 201" for r in plan.routes]
-        for route in json.loads(
-            run_in_netns(host.ns, ["ip", "-j", "route", "show", "proto", "201"]).stdout
-        ):
-            dst = route["dst"] if "/" in route["dst"] else f"{route['dst']}/32"
-            if dst not in wanted:
-                kind = "blackhole " if route.get("type") == "blackhole" else ""
-                cmds.append(f"route del {kind}{dst} proto 201")
-        if cmds:
-            ip_batch(host.ns, cmds)
+        # the route driver of gingham.dataplane.netlink: replace, and sweep stale proto-201 routes
+        sync_routes([Route.from_spec(r) for r in plan.routes], netns=host.ns)
         if driver.device_info() is not None:
             driver.remove_stale_peers(plan.vxlan_peers)
 
