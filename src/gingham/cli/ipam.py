@@ -86,20 +86,27 @@ def _show_ip(ds: Any, ip: str, output: str, who_holds: Any) -> None:
               help="Write the leak report (JSON) here, for `release --from-report`.")
 @click.option("--grace", type=float, default=None, metavar="SECONDS",
               help="How long a finding must persist before it is reported (default 60).")
+@click.option("--release", "release_now", is_flag=True,
+              help="Release what this check reports right away (each item re-verified).")
 @handle_errors
-def check_cmd(output: str, report_path: Path | None, grace: float | None) -> None:
+def check_cmd(output: str, report_path: Path | None, grace: float | None,
+              release_now: bool) -> None:
     """Find leaked addresses, stale claims and empty blocks of gone hosts.
 
     A finding is reported only when the previous check saw it too, at least
     the grace period ago: run this twice (e.g. from a timer)."""
-    from gingham.ipam.leaks import DEFAULT_GRACE, check
+    from gingham.ipam.leaks import DEFAULT_GRACE, check, release_from_report
 
     with open_store() as ds:
         report = check(ds, now=time.time(), grace=DEFAULT_GRACE if grace is None else grace)
+        outcome = release_from_report(ds, report) if release_now and report.leaks else None
     if report_path is not None:
         report_path.write_text(dump_json(report.to_json()) + "\n")
     if output == "json":
-        click.echo(dump_json(report.to_json()))
+        doc = report.to_json()
+        if outcome is not None:
+            doc["release"] = outcome.to_json()
+        click.echo(dump_json(doc))
         return
     if report.leaks:
         print_table(["KIND", "IP / BLOCK", "HANDLE", "HOST", "REASON"],
@@ -110,6 +117,10 @@ def check_cmd(output: str, report_path: Path | None, grace: float | None) -> Non
     click.echo(f"{len(report.leaks)} leak(s) reported, {report.pending} finding(s) waiting "
                "for a second sighting" + (f"; report written to {report_path}"
                                          if report_path else ""))
+    if outcome is not None:
+        click.echo(f"released {len(outcome.released)}, skipped {len(outcome.skipped)}")
+        for item in outcome.skipped:
+            click.echo(f"skipped {item}")
 
 
 @ipam_group.command("release")

@@ -110,8 +110,8 @@ class IPAM:
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None, cache_ttl: float = 2.0,
                  config: HostConfig | None = None, max_attempts: int = 100) -> None:
-        if not host:
-            raise ValidationError("an IPAM needs the host's name", "host")
+        if not host or "/" in host:
+            raise ValidationError(f"{host!r} is not a host name", "host")
         self.ds = ds
         self.host = host
         self.clock = clock

@@ -33,6 +33,7 @@ from gingham.errors import (
 )
 from gingham.ipam import keys
 from gingham.ipam.block import Block, StaleSequence, affinity_host
+from gingham.ipam.pools import PoolSpec, pool_from_resource
 from gingham.ipam.retry import Backoff
 
 DEFAULT_GRACE = 60.0
@@ -133,6 +134,8 @@ class _World:
     handles: list[KeyValue]
     live_hosts: set[str]
     workloads: set[tuple[str, str]]
+    pools: list[PoolSpec]
+    node_labels: dict[str, dict[str, str]]  # hosts with a Node resource
 
     @staticmethod
     def read(ds: Datastore) -> _World:
@@ -142,6 +145,15 @@ class _World:
         nodes, _ = ds.list(keys.NODES)
         alive, _ = ds.list(keys.LIVENESS)
         hosts = {kv.key[len(keys.NODES):] for kv in nodes}
+        labels = {kv.key[len(keys.NODES):]:
+                  {str(k): str(v) for k, v in
+                   ((kv.value.get("metadata") or {}).get("labels") or {}).items()}
+                  for kv in nodes}
+        pool_items, _ = ds.list(keys.POOLS)
+        pools = []
+        for kv in pool_items:
+            with contextlib.suppress(ValidationError):  # a broken pool protects its blocks
+                pools.append(pool_from_resource(kv.value))
         hosts |= {kv.key[len(keys.LIVENESS):] for kv in alive}
         weps, _ = ds.list(keys.WORKLOADS)
         workloads: set[tuple[str, str]] = set()
@@ -152,10 +164,34 @@ class _World:
             for name in (meta.get("name"), spec.get("workload"), spec.get("pod")):
                 if name:
                     workloads.add((ns, str(name)))
-        return _World(blocks, affinities, handle_docs, hosts, workloads)
+        return _World(blocks, affinities, handle_docs, hosts, workloads, pools, labels)
 
     def host_gone(self, host: str) -> bool:
         return bool(host) and host not in self.live_hosts
+
+    def empty_block_reason(self, block: Block) -> str:
+        """Why an empty block should go back to its pool ("" when it stays)."""
+        if not block.is_empty():
+            return ""
+        owner = affinity_host(block.affinity)
+        if owner is None:
+            return "empty block without a host"
+        if self.host_gone(owner):
+            return f"empty block; host {owner} is gone"
+        pool = next((p for p in self.pools if p.version == block.cidr.version
+                     and block.cidr.subnet_of(p.cidr)), None)  # type: ignore[arg-type]
+        if pool is None:
+            return "empty block outside every pool"
+        labels = self.node_labels.get(owner)
+        if labels is not None:
+            try:
+                matches = pool.matches_node(labels)
+            except ValidationError:
+                return ""
+            if not matches:
+                return f"empty block; host {owner} no longer matches the nodeSelector " \
+                       f"of pool {pool.name or pool.cidr}"
+        return ""
 
     def address_reason(self, namespace: str, workload: str, host: str) -> str:
         if self.host_gone(host):
@@ -183,9 +219,9 @@ def _findings(world: _World, now: float, grace: float) -> tuple[list[Leak], list
                 found.append(Leak("address", reason, now, cidr, str(block.ip_of(ordinal)),
                                   a.handle, block.seqs.get(ordinal, 0), a.namespace,
                                   a.workload, a.host))
-        if block.is_empty() and (owner is None or world.host_gone(owner)):
-            why = "block has no host" if owner is None else f"host {owner} is gone"
-            found.append(Leak("block", f"empty block; {why}", now, cidr, host=owner or ""))
+        why = world.empty_block_reason(block)
+        if why:
+            found.append(Leak("block", why, now, cidr, host=owner or ""))
     for kv in world.affinities:
         host, cidr = keys.parse_affinity_key(kv.key)
         state = kv.value.get("state")
@@ -300,8 +336,8 @@ def _release_one(ds: Datastore, backoff: Backoff, world: _World, leak: Leak) -> 
     owner = affinity_host(block.affinity)
     if not block.is_empty():
         return "block is in use again"
-    if owner is not None and not world.host_gone(owner):
-        return f"host {owner} is back"
+    if not world.empty_block_reason(block):
+        return "the block's host may keep it again"
     ds.delete(bkey, revision=kv.mod_revision)  # CAS: still empty at this revision
     if owner is not None:
         with contextlib.suppress(NotFound):

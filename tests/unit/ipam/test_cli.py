@@ -79,3 +79,22 @@ def test_configure(sqlite_url: str) -> None:
     finally:
         ds.close()
     assert (cfg.strict_affinity, cfg.max_blocks_per_host) == (True, 1)
+
+
+def test_check_release_in_one_go(sqlite_url: str) -> None:
+    ds = open_datastore(sqlite_url)
+    try:
+        put_pool(ds, "p", "198.18.0.0/28", 30)
+        IPAM(ds, "gone", cache_ttl=0).allocate("g", {"namespace": "ns", "workload": "w"})
+    finally:
+        ds.close()
+    code, out = run(sqlite_url, "check", "--grace", "0", "--release")
+    assert code == 0 and "0 leak(s)" in out  # first sighting
+    code, out = run(sqlite_url, "check", "--grace", "0", "--release", "-o", "json")
+    doc = json.loads(out)
+    assert len(doc["release"]["released"]) == 1  # the address; its block empties
+    code, out = run(sqlite_url, "check", "--grace", "0", "--release")
+    code, out = run(sqlite_url, "check", "--grace", "0", "--release")
+    assert "released 1" in out  # the empty block of the gone host
+    code, out = run(sqlite_url, "show", "-o", "json", "--show-blocks")
+    assert json.loads(out)["blocks"] == []

@@ -144,3 +144,36 @@ def test_handle_left_by_a_crash_between_handle_and_block_write(sqlite_store: Dat
     assert out.released == [leak.ident]
     assert sqlite_store.get(ikeys.handle_key("ghost")) is None
     assert sqlite_store.get(ikeys.handle_key("real")) is not None
+
+
+def test_empty_blocks_return_when_selector_stops_matching_or_pool_goes(
+        sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "a", "198.18.1.0/28", 30, nodeSelector="zone == 'a'")
+    put_pool(sqlite_store, "b", "198.18.2.0/28", 30)
+    put_node(sqlite_store, "h1", {"zone": "a"})
+    a = ipam(sqlite_store, "h1")
+    [x] = a.allocate("x", pool_cidrs=["198.18.1.0/28"])
+    [y] = a.allocate("y", pool_cidrs=["198.18.2.0/28"])
+    a.allocate("keep", pool_cidrs=["198.18.1.0/28"])
+    a.release_by_handle("x")
+    a.release_by_handle("y")
+    check(sqlite_store, now=0.0, grace=GRACE)
+    assert check(sqlite_store, now=100.0, grace=GRACE).leaks == ()  # all still wanted
+
+    # the host moves to zone b: its pool-a block is not empty, so it stays
+    sqlite_store.update(ikeys.NODES + "h1", {"kind": "Node", "metadata": {
+        "name": "h1", "labels": {"zone": "b"}}},
+        revision=sqlite_store.get(ikeys.NODES + "h1").mod_revision)  # type: ignore[union-attr]
+    sqlite_store.delete("/gingham/v1/resources/IPPool/b")  # and pool b is deleted
+    check(sqlite_store, now=200.0, grace=GRACE)
+    report = check(sqlite_store, now=300.0, grace=GRACE)
+    assert [(x.kind, x.cidr) for x in report.leaks] == [("block", str(y.block))]
+    assert "outside every pool" in report.leaks[0].reason
+    release_from_report(sqlite_store, report)
+    a.release_by_handle("keep")
+    check(sqlite_store, now=400.0, grace=GRACE)
+    report = check(sqlite_store, now=500.0, grace=GRACE)
+    [leak] = report.leaks
+    assert leak.cidr == str(x.block) and "no longer matches the nodeSelector" in leak.reason
+    assert release_from_report(sqlite_store, report).released == [leak.ident]
+    assert list_blocks(sqlite_store) == []
