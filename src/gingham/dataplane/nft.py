@@ -96,7 +96,7 @@ def classify_error(message: str) -> str:
         return "busy"
     if "operation not supported" in m:
         return "unsupported"
-    if "overlap" in m:
+    if "overlap" in m or "conflicting intervals" in m:
         return "overlap"
     if "syntax error" in m:
         return "syntax"

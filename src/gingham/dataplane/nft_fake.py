@@ -112,8 +112,17 @@ class _State:
         return h
 
 
+class _KernelError(NFTError):
+    """Refused by the kernel, after nft's own evaluation of the whole script passed."""
+
+
 def _err(kind: str, message: str) -> NFTError:
+    """An error nft itself finds while evaluating the script against its cache."""
     return NFTError(message, kind=kind)
+
+
+def _kerr(kind: str, message: str) -> NFTError:
+    return _KernelError(message, kind=kind)
 
 
 class FakeNFT:
@@ -142,11 +151,20 @@ class FakeNFT:
         self._apply(tx)
 
     def _apply(self, tx: Transaction) -> _State | None:
+        # Like nft: first evaluate the whole script against a cache (errors the
+        # kernel would give are not looked for yet: such commands are skipped),
+        # then apply it all-or-nothing as the kernel does.
+        self._run_ops(tx, userspace=True)
+        return self._run_ops(tx, userspace=False)
+
+    def _run_ops(self, tx: Transaction, userspace: bool) -> _State | None:
         state = copy.deepcopy(self._state)
         for n, (verb, obj) in enumerate(tx.ops, start=1):
             try:
                 state = self._op(state, verb, obj)
             except NFTError as exc:
+                if userspace and isinstance(exc, _KernelError):
+                    continue
                 raise NFTError(
                     f"nft: {exc.args[0]}", kind=exc.kind, line_number=n,
                     script_line=render_op(verb, obj, self.family, self.table),
@@ -173,10 +191,10 @@ class FakeNFT:
             if st is None:
                 return _State(comment=obj.comment)
             if verb == "create":
-                raise _err("exists", f"File exists: table {self.table}")
+                raise _kerr("exists", f"File exists: table {self.table}")
             return st
         if st is None:
-            raise _err("not-found", f"No such file or directory: table {self.table}")
+            raise _kerr("not-found", f"No such file or directory: table {self.table}")
         if verb == "delete":
             return None
         for ch in st.chains.values():  # flush table: rules only, sets keep elements
@@ -190,29 +208,29 @@ class FakeNFT:
                 st.chains[obj.name] = _Chain(obj, st.handle())
                 return
             if verb == "create":
-                raise _err("exists", f"File exists: chain {obj.name}")
+                raise _kerr("exists", f"File exists: chain {obj.name}")
             if obj.is_base:
                 old = cur.spec
                 if not old.is_base:
                     # the kernel trips over the policy first when one is given
                     kind = "unsupported" if obj.policy is not None else "exists"
-                    raise _err(kind, f"chain {obj.name} exists and is not a base chain")
+                    raise _kerr(kind, f"chain {obj.name} exists and is not a base chain")
                 if (old.type, old.hook, old.priority) != (obj.type, obj.hook, obj.priority):
-                    raise _err("unsupported", f"Operation not supported: chain {obj.name}")
+                    raise _kerr("unsupported", f"Operation not supported: chain {obj.name}")
                 if obj.policy is not None:
                     cur.spec = Chain(old.name, old.type, old.hook, old.priority, obj.policy,
                                      old.comment)
             return
         if cur is None:
-            raise _err("not-found", f"No such file or directory: chain {obj.name}")
+            raise _kerr("not-found", f"No such file or directory: chain {obj.name}")
         if verb == "flush":
             cur.rules.clear()
             return
         # delete
         if self.strict and cur.rules:
-            raise _err("busy", f"Device or resource busy: chain {obj.name} has rules")
+            raise _kerr("busy", f"Device or resource busy: chain {obj.name} has rules")
         if self._chain_referenced(st, obj.name):
-            raise _err("busy", f"Device or resource busy: chain {obj.name} is referenced")
+            raise _kerr("busy", f"Device or resource busy: chain {obj.name} is referenced")
         del st.chains[obj.name]
 
     @staticmethod
@@ -230,35 +248,42 @@ class FakeNFT:
                     return True
         return False
 
-    def _check_rule_refs(self, st: _State, obj: Rule) -> None:
+    @staticmethod
+    def _check_set_refs(st: _State, obj: Rule) -> None:
+        # nft resolves @set against its cache while evaluating (before the kernel)
         for name in _SET_REF_RE.findall(obj.rule):
             s = st.sets.get(name)
             if s is None:
                 raise _err("not-found", f"No such file or directory: set {name}")
             if "vmap @" + name in obj.rule and not s.is_map:
                 raise _err("other", f"Expression is not a map: {name}")
-        for name in _CHAIN_REF_RE.findall(obj.rule):
-            if name not in st.chains:
-                raise _err("not-found", f"No such file or directory: chain {name}")
 
     def _rule_op(self, st: _State, verb: str, obj: Rule) -> None:
+        if verb != "delete":
+            self._check_set_refs(st, obj)
+        # an add/insert anchored at a position is resolved by nft against its
+        # cache (chain and rule); delete/replace by handle go to the kernel
+        anchored = verb in ("add", "insert") and (obj.handle, obj.index) != (None, None)
+        fail = _err if anchored else _kerr
         ch = st.chains.get(obj.chain)
         if ch is None:
-            raise _err("not-found", f"No such file or directory: chain {obj.chain}")
+            raise fail("not-found", f"No such file or directory: chain {obj.chain}")
         pos = None
         if obj.handle is not None:
             pos = next((i for i, r in enumerate(ch.rules) if r.handle == obj.handle), None)
             if pos is None:
-                raise _err("not-found", f"No such file or directory: rule handle {obj.handle}")
+                raise fail("not-found", f"No such file or directory: rule handle {obj.handle}")
         elif obj.index is not None:
             if not 0 <= obj.index < len(ch.rules):
-                raise _err("not-found", f"No such file or directory: rule index {obj.index}")
+                raise fail("not-found", f"No such file or directory: rule index {obj.index}")
             pos = obj.index
         if verb == "delete":
             assert pos is not None
             del ch.rules[pos]
             return
-        self._check_rule_refs(st, obj)
+        for name in _CHAIN_REF_RE.findall(obj.rule):
+            if name not in st.chains:
+                raise _kerr("not-found", f"No such file or directory: chain {name}")
         text = _COUNTER_RE.sub("counter packets 0 bytes 0", obj.rule.strip())
         if verb == "replace":
             assert pos is not None
@@ -282,16 +307,18 @@ class FakeNFT:
             if verb == "create" or type(cur.spec) is not type(obj) or (
                 (cur.spec.type, cur.spec.typeof) != (obj.type, obj.typeof)
             ):
-                raise _err("exists", f"File exists: {kind} {obj.name}")
+                raise _kerr("exists", f"File exists: {kind} {obj.name}")
             return
-        if cur is None or (verb == "flush" and type(cur.spec) is not type(obj)):
+        if verb == "flush" and (cur is None or type(cur.spec) is not type(obj)):
             raise _err("not-found", f"No such file or directory: {kind} {obj.name}")
+        if cur is None:
+            raise _kerr("not-found", f"No such file or directory: {kind} {obj.name}")
         if verb == "flush":
             cur.elements.clear()
             return
         for ch in st.chains.values():
             if any(obj.name in _SET_REF_RE.findall(r.rule) for r in ch.rules):
-                raise _err("busy", f"Device or resource busy: {kind} {obj.name} is referenced")
+                raise _kerr("busy", f"Device or resource busy: {kind} {obj.name} is referenced")
         del st.sets[obj.name]
 
     def _element_op(self, st: _State, verb: str, obj: Element) -> None:
@@ -306,14 +333,16 @@ class FakeNFT:
         key = el.key
         if verb == "delete":
             if key not in s.elements:
-                raise _err("not-found", f"element does not exist: {' . '.join(key)}")
+                # nft checks interval sets against its cache; the kernel checks the rest
+                fail = _err if "interval" in s.spec.flags else _kerr
+                raise fail("not-found", f"element does not exist: {' . '.join(key)}")
             del s.elements[key]
             return
         self._check_element(st, s, el)
         old = s.elements.get(key)
         if old is not None:
             if verb == "create" or (s.is_map and old.value != el.value):
-                raise _err("exists", f"File exists: element {' . '.join(key)}")
+                raise _kerr("exists", f"File exists: element {' . '.join(key)}")
             return
         if "interval" in s.spec.flags:
             self._check_overlap(s, key)
@@ -334,7 +363,7 @@ class FakeNFT:
         for v in el.value or ():
             m = _CHAIN_REF_RE.match(v)
             if m and m.group(1) not in st.chains:
-                raise _err("not-found", f"No such file or directory: chain {m.group(1)}")
+                raise _kerr("not-found", f"No such file or directory: chain {m.group(1)}")
 
     @staticmethod
     def _check_overlap(s: _SetState, key: tuple[str, ...]) -> None:
