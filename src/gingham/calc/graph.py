@@ -122,7 +122,13 @@ def parse_key(key: str) -> tuple[str, str | None, str] | None:
 
 
 class CalcGraph:
-    """Pure, synchronous calculation graph of one host (see the module docstring)."""
+    """Pure, synchronous calculation graph of one host (see the module docstring).
+
+    ``hostname`` decides which endpoints are local (``spec.node``) and which
+    FelixConfiguration (``node.<hostname>``) applies. ``config`` is kept for
+    static agent options; the graph reads none yet (everything it needs
+    arrives through the datastore).
+    """
 
     def __init__(self, hostname: str, config: Any = None) -> None:
         self.hostname = hostname
@@ -162,6 +168,11 @@ class CalcGraph:
         except (GinghamError, ValueError) as exc:
             # Invalid is absent: drop what this key contributed, keep going.
             log.warning("ignoring %s: %s", key, exc)
+            handler(self, key, namespace, name, None)
+        except (AttributeError, TypeError):
+            # Not the resource this key should hold (a decoding mix-up): the
+            # same rule applies, but it is worth a traceback.
+            log.exception("ignoring %s: unexpected value %s", key, type(value).__name__)
             handler(self, key, namespace, name, None)
 
     def on_in_sync(self) -> None:

@@ -27,6 +27,7 @@ from gingham.calc.rules import (
     namespace_selector_node,
     parse_rules,
     prefix_labels,
+    selector_of,
 )
 from gingham.selector import Selector, parse
 from gingham.selector.ast import Node, make_and
@@ -118,7 +119,7 @@ def policy_def(resource: Any) -> PolicyDef:
     return PolicyDef(
         policy_id=pid,
         order=None if order is None else float(order),
-        selector=Selector(make_and(parts)),
+        selector=selector_of(make_and(parts)),
         ingress="ingress" in types,
         egress="egress" in types,
         inbound=inbound,

@@ -32,6 +32,7 @@ import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 from gingham.calc.messages import Action, ParsedRule, PortRange
@@ -60,7 +61,16 @@ SERVICE_ACCOUNT_PREFIX: Final = "pcsa."
 SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
 PROTOCOLS: Final = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}
 _PORT_PROTOCOLS: Final = {6: "tcp", 17: "udp", 132: "sctp"}
-NEVER: Final = Selector(make_not(ALL))  # a set that stays empty
+
+
+@lru_cache(maxsize=16384)
+def selector_of(node: Node) -> Selector:
+    """The compiled Selector of a built tree; cached because many policies
+    repeat the same scoped selectors (nodes compare by canonical text)."""
+    return Selector(node)
+
+
+NEVER: Final = selector_of(make_not(ALL))  # a set that stays empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +274,7 @@ def _side(
 
     # The selector whose endpoints supply named-port members: the side's own
     # selector if it has one, otherwise every endpoint.
-    member_sel = Selector(make_and(parts)) if parts else parse("all()")
+    member_sel = selector_of(make_and(parts)) if parts else parse("all()")
     if parts:
         spec = selector_set(member_sel)
         specs.append(spec)

@@ -355,3 +355,12 @@ def test_service_account_selector_and_services_fail_closed(h: Harness) -> None:
     (never,) = allow.src_set_ids
     assert h.set_members(never) == frozenset()
     assert deny.src_set_ids == () and deny.action == "deny"
+
+
+def test_invalid_value_counts_as_absent(h: Harness) -> None:
+    key, value = wep("a", "w", ips=["198.18.0.1/32"])
+    h.put((key, value))
+    assert m.WorkloadEndpointID("a", "w") in h.state.endpoints
+    h.graph.on_update(key, object())  # not a WorkloadEndpoint: treated as deleted
+    h.flush()
+    assert h.state.snapshot() == ({}, {}, {}, {})
