@@ -362,7 +362,8 @@ def get_cmd(
                 except NotFound as exc:
                     missing.append(str(exc))
         else:
-            resources = store.list(info, namespace, all_namespaces=all_namespaces)
+            ns = None if all_namespaces else (namespace or "default")
+            resources = store.list(info, ns)
     output = output.lower()
     if output == "yaml":
         if resources:

@@ -16,6 +16,7 @@ message names the datastore URL without credentials.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import ssl
@@ -23,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import httpx
 
@@ -92,6 +93,12 @@ def parse_etcd_url(url: str) -> tuple[list[Endpoint], dict[str, str]]:
     opts = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     endpoints: list[Endpoint] = []
     for host in filter(None, hosts.split(",")):
+        if "@" in host and scheme != "etcd+unix":
+            # user:password@host is accepted too; the query parameters win.
+            userinfo, host = host.rsplit("@", 1)
+            user, _, password = userinfo.partition(":")
+            opts.setdefault("user", unquote(user))
+            opts.setdefault("password", unquote(password))
         if scheme == "etcd+unix":
             if not host.startswith("/"):
                 raise ValidationError(
@@ -268,6 +275,12 @@ class EtcdDatastore(Datastore):
             ) from exc
         self._token = str(data.get("token", "")) or None
 
+    def reauthenticate(self) -> None:
+        """Fetch a fresh token (a watch stream refused for an expired one); errors wait."""
+        if self._user:
+            with contextlib.suppress(DatastoreError):  # the next call retries and reports
+                self._authenticate()
+
     # -- the contract -----------------------------------------------------------
 
     def get(self, key: str) -> KeyValue | None:
@@ -398,10 +411,22 @@ def _revision(data: JSON) -> int:
     return int((data.get("header") or {}).get("revision", 0))
 
 
+def decode_value(key: str, raw: str) -> JSON:
+    """A stored value; a key some other program wrote gets a clear error, not a crash."""
+    try:
+        value = json.loads(base64.b64decode(raw))
+    except ValueError:
+        raise DatastoreError(f"{key}: stored value is not JSON") from None
+    if not isinstance(value, dict):
+        raise DatastoreError(f"{key}: stored value is not a JSON object")
+    return value
+
+
 def _kv(raw: dict[str, Any]) -> KeyValue:
+    key = unb64(raw["key"])
     return KeyValue(
-        key=unb64(raw["key"]),
-        value=json.loads(base64.b64decode(raw.get("value", ""))),
+        key=key,
+        value=decode_value(key, raw.get("value", "")),
         mod_revision=int(raw.get("mod_revision", 0)),
         create_revision=int(raw.get("create_revision", 0)),
         lease=int(raw.get("lease", 0)),

@@ -97,13 +97,15 @@ class EtcdWatch(Watch):
                     if self._stream(ep):
                         return
                     failing_since = None
-                except ResyncRequired as exc:
+                except (ResyncRequired, DatastoreError) as exc:
                     self._queue.put(exc)
                     return
                 except (httpx.HTTPError, OSError, _StreamBroken, ValueError) as exc:
                     last = f"{ep.name}: {str(exc).strip() or type(exc).__name__}"
                     if self._closed.is_set():
                         return
+                    if "token" in last:
+                        self._ds.reauthenticate()
             now = time.monotonic()
             if failing_since is None:
                 failing_since = now
@@ -170,5 +172,6 @@ def _event(raw: dict[str, Any]) -> WatchEvent:
     # PUT events carry no "type" field: absent means PUT.
     if raw.get("type") == "DELETE":
         return WatchEvent(EventType.DELETE, key, None, revision)
-    value = json.loads(base64.b64decode(kv.get("value", "")))
-    return WatchEvent(EventType.PUT, key, value, revision)
+    from gingham.datastore.etcd import decode_value
+
+    return WatchEvent(EventType.PUT, key, decode_value(key, kv.get("value", "")), revision)

@@ -113,22 +113,21 @@ class ResourceStore:
             raise NotFound(f"{describe(info, name, self.namespace_for(info, namespace))} not found")
         return self.decode(kv)
 
-    def list(
-        self, kind: str | KindInfo, namespace: str | None = None, *, all_namespaces: bool = False
-    ) -> _Resources:
+    def list(self, kind: str | KindInfo, namespace: str | None = None) -> _Resources:
         """Resources of one kind sorted by (namespace, name).
 
-        For a namespaced kind: those of ``namespace`` (default: the default
-        namespace), or of every namespace with ``all_namespaces``.
+        For a namespaced kind, ``namespace`` limits the list to one namespace;
+        None lists every namespace.
         """
-        return self.list_with_revision(kind, namespace, all_namespaces=all_namespaces)[0]
+        return self.list_with_revision(kind, namespace)[0]
 
     def list_with_revision(
-        self, kind: str | KindInfo, namespace: str | None = None, *, all_namespaces: bool = False
+        self, kind: str | KindInfo, namespace: str | None = None
     ) -> tuple[_Resources, int]:
+        """As ``list``, plus the store revision it was read at (to watch from + 1)."""
         info = self.info(kind)
-        if info.namespaced and not all_namespaces:
-            prefix = keys.resource_prefix(info.name, self.namespace_for(info, namespace))
+        if info.namespaced and namespace:
+            prefix = keys.resource_prefix(info.name, namespace)
         else:
             prefix = keys.resource_prefix(info.name)
         items, revision = self.ds.list(prefix)

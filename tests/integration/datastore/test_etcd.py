@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gingham.datastore import EventType, WatchEvent, open_datastore
+from gingham.datastore import Datastore, EventType, WatchEvent, open_datastore
+from gingham.datastore.etcd import b64
 from gingham.datastore.etcd_process import (
     EtcdProcess,
     cluster_url,
@@ -20,7 +21,7 @@ from gingham.datastore.etcd_process import (
     start_etcd_cluster,
     stop_etcd_cluster,
 )
-from gingham.errors import RevisionConflict, Unavailable
+from gingham.errors import DatastoreError, RevisionConflict, Unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.etcd]
 
@@ -73,7 +74,6 @@ def test_unreachable_gives_one_line_unavailable() -> None:
     (port,) = free_ports(1)
     url = f"etcd://127.0.0.1:{port}?timeout=1"
     ds = open_datastore(url)
-    ds._retry_for = 0.5  # type: ignore[attr-defined]
     try:
         with pytest.raises(Unavailable) as info:
             ds.get("/t/x")
@@ -113,6 +113,10 @@ def test_username_password(lone_etcd: EtcdProcess) -> None:
         assert ds.get("/t/auth") is not None
         with ds.watch("/t/", start_revision=rev) as watch:
             assert [e.key for e in collect(watch, 1)] == ["/t/auth"]
+    userinfo = lone_etcd.datastore_url.replace("etcd://", "etcd://root:s3cret@")
+    with open_datastore(userinfo) as ds:
+        assert "s3cret" not in ds.url
+        assert ds.get("/t/auth") is not None
     with open_datastore(f"{lone_etcd.datastore_url}?user=root&password=wrong") as bad:
         with pytest.raises(Unavailable) as info:
             bad.get("/t/auth")
@@ -197,3 +201,23 @@ def test_tls(tls_etcd: tuple[EtcdProcess, Path]) -> None:
         untrusted._retry_for = 0.5  # type: ignore[attr-defined]
         with pytest.raises(Unavailable):
             untrusted.get("/t/tls")
+
+
+def test_foreign_non_json_value_is_a_clear_error(
+    etcd_store: Datastore, etcd_member: EtcdProcess
+) -> None:
+    r = httpx.post(
+        etcd_member.client_url + "/v3/kv/put",
+        json={"key": b64("/t/foreign"), "value": b64("not json")},
+        timeout=5,
+    )
+    assert r.status_code == 200
+    try:
+        with pytest.raises(DatastoreError, match="/t/foreign: stored value is not JSON"):
+            etcd_store.get("/t/foreign")
+    finally:
+        httpx.post(
+            etcd_member.client_url + "/v3/kv/deleterange",
+            json={"key": b64("/t/foreign")},
+            timeout=5,
+        )

@@ -76,8 +76,8 @@ def test_create_get_list_and_keys(rs: ResourceStore, sqlite_store: Datastore) ->
     assert [r.metadata.name for r in rs.list("networkpolicies", "shop")] == ["web"]
     assert [r.kind for r in rs.list("knp", "shop")] == ["NetworkPolicy"]
     assert [r.api_version for r in rs.list("knp", "shop")] == ["networking.k8s.io/v1"]
-    assert [r.metadata.name for r in rs.list("np")] == ["db"]  # the default namespace
-    everywhere = rs.list("NetworkPolicy", all_namespaces=True)
+    assert [r.metadata.name for r in rs.list("np", "default")] == ["db"]
+    everywhere = rs.list("NetworkPolicy")
     assert [(r.namespace, r.metadata.name) for r in everywhere] == [
         ("default", "db"),
         ("shop", "web"),
