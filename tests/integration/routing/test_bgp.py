@@ -213,3 +213,50 @@ def test_bgp_with_cross_subnet_vxlan(netns, make_fabric, tmp_path: Path) -> None
         assert ping(h1.workloads["a"][0], h2.workloads["a"][1], count=2)
         c = topo.counters()
         assert c["vxlan"] == 0 and c["plain"] >= 4
+
+
+def _v6_underlay(topo: Topo) -> list:
+    """Give every host an IPv6 underlay address too; return HostInfos that carry it."""
+    infos = []
+    for h in topo.hosts:
+        v6 = ip_address(f"2001:db8:ffff::{10 + h.index}")
+        run_in_netns(h.ns, ["ip", "addr", "add", f"{v6}/64", "dev", "eth0", "nodad"])
+        infos.append(h.info(address_v6=v6, subnet_v6=ip_network("2001:db8:ffff::/64")))
+        topo.add_workload(
+            h, "a", str(h.block.network_address + 1), addr6=str(h.block6.network_address + 1)
+        )
+    return infos
+
+
+def _ping6(src_ns: str, dst) -> bool:
+    argv = ["busybox", "ping", "-6", "-c", "1", "-w", "4", str(dst)]
+    return run_in_netns(src_ns, argv, check=False).returncode == 0
+
+
+def test_ipv6_underlay_direct_routes_then_bgp(netns, make_fabric, tmp_path: Path) -> None:
+    topo = build(netns, make_fabric, [0, 0])
+    h1, h2 = topo.hosts
+    infos = _v6_underlay(topo)
+    blocks = own_blocks(topo)
+    dst6 = h2.block6.network_address + 1
+    # without BGP: a direct IPv6 route via h2's IPv6 underlay address
+    for h in topo.hosts:
+        topo.apply(h, topo.plan(h, blocks, "Never", infos=infos))
+    route = run_in_netns(h1.ns, ["ip", "-6", "route", "show", str(h2.block6)]).stdout
+    assert "via 2001:db8:ffff::12 dev eth0" in route
+    assert _ping6(h1.workloads["a"][0], dst6)
+    # with BGP: IPv6 sessions between the IPv6 underlay addresses carry the IPv6 blocks
+    settings = BGPSettings(True, **FAST)
+    with birds(topo, tmp_path) as procs:
+        for h in topo.hosts:
+            topo.apply(h, topo.plan(h, blocks, "Never", bgp=True, infos=infos))
+            procs[h.name].apply(render(topo, h, settings, blocks, infos))
+
+        def learned6() -> bool:
+            out = run_in_netns(h1.ns, ["ip", "-6", "route", "show", "proto", "bird"]).stdout
+            return str(h2.block6) in out and "via 2001:db8:ffff::12" in out
+
+        assert wait_for(learned6, timeout=20)
+        assert {s.peer for s in bgp_status(procs["h1"].sock)} == {"192.0.2.12", "2001:db8:ffff::12"}
+        assert _ping6(h1.workloads["a"][0], dst6)
+        assert ping(h1.workloads["a"][0], h2.workloads["a"][1])
