@@ -171,7 +171,7 @@ def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation
         netns=netns,
         ifname=ifname,
         namespace=check_name(str(namespace), "namespace"),
-        workload=check_name(str(workload).lower(), "workload name"),
+        workload=check_name(str(workload).lower(), "workload name") if container_id else "",
         orchestrator=check_name(orchestrator, "orchestrator"),
         node=check_name(str(node), "node name"),
         datastore=datastore,
