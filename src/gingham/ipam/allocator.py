@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gingham.datastore.base import Datastore, KeyValue
+from gingham.datastore.base import Datastore
 from gingham.errors import (
     AddressInUse,
     AlreadyExists,
@@ -120,7 +120,9 @@ class IPAM:
         self.cache_ttl = cache_ttl
         self._config_override = config
         self._cache: dict[str, tuple[float, Any]] = {}
-        self._block_kv: dict[str, KeyValue] = {}  # last seen version of blocks we wrote
+        # last seen version of blocks: (block, mod_revision); a stale entry costs
+        # one lost compare-and-swap, never a wrong allocation
+        self._blocks: dict[str, tuple[Block, int]] = {}
 
     # -- cached reads of slowly changing things -----------------------------
 
@@ -135,7 +137,7 @@ class IPAM:
 
     def invalidate(self) -> None:
         self._cache.clear()
-        self._block_kv.clear()
+        self._blocks.clear()
 
     def pools(self) -> list[PoolSpec]:
         def load() -> list[PoolSpec]:
@@ -290,7 +292,7 @@ class IPAM:
                 continue
             if block.free_count(res.skip_for(block.cidr)):
                 candidates.append(block.cidr)
-                self._block_kv[kv.key] = kv
+                self._blocks[kv.key] = (block, kv.mod_revision)
         self.rng.shuffle(candidates)
         got: list[Allocation] = []
         for cidr in candidates:
@@ -299,15 +301,25 @@ class IPAM:
             got += self._take_from(cidr, need - len(got), who, own=False)
         return got
 
+    def _read_block(self, key: str) -> tuple[Block, int] | None:
+        kv = self.ds.get(key)
+        if kv is None:
+            self._blocks.pop(key, None)
+            return None
+        block = Block.from_json(kv.value)
+        self._blocks[key] = (block.copy(), kv.mod_revision)
+        return block, kv.mod_revision
+
     def _take_from(self, cidr: IPNetwork, need: int, who: Attributes,
                    own: bool) -> list[Allocation]:
         """Up to ``need`` addresses from one block (CAS, retried on lost races)."""
         key = keys.block_key(cidr)
         skip = self.reservations().skip_for(cidr)
-        kv = self._block_kv.get(key) or self.ds.get(key)
-        if kv is None:
+        cached = self._blocks.get(key)
+        current = (cached[0].copy(), cached[1]) if cached else self._read_block(key)
+        if current is None or (own and current[0].affinity != host_affinity(self.host)):
             return []
-        planned = min(need, Block.from_json(kv.value).free_count(skip))
+        planned = min(need, current[0].free_count(skip))
         if planned == 0:
             return []
         handles.add(self.ds, self.backoff, who.handle, str(cidr), planned)
@@ -315,9 +327,9 @@ class IPAM:
         settled = True  # False while a write's outcome is unknown
         try:
             for attempt in range(self.backoff.attempts):
-                if kv is None:
+                if current is None:
                     break
-                block = Block.from_json(kv.value)
+                block, revision = current
                 if own and block.affinity != host_affinity(self.host):
                     break  # released and re-claimed by someone else meanwhile
                 ordinals = block.assign(planned, who, skip)
@@ -325,14 +337,14 @@ class IPAM:
                     break
                 settled = False
                 try:
-                    rev = self.ds.update(key, block.to_json(), revision=kv.mod_revision)
+                    rev = self.ds.update(key, block.to_json(), revision=revision)
                 except (RevisionConflict, NotFound):
                     settled = True
                     self.backoff.pause(attempt)
-                    kv = self.ds.get(key)
+                    current = self._read_block(key)
                     continue
                 settled = True
-                self._block_kv[key] = KeyValue(key, block.to_json(), rev, kv.create_revision)
+                self._blocks[key] = (block.copy(), rev)
                 taken = [Allocation(block.ip_of(o), cidr, block.seqs[o], who.handle)
                          for o in ordinals]
                 break
@@ -341,7 +353,7 @@ class IPAM:
                                 "compare-and-swap conflicts")
         finally:
             if settled and len(taken) != planned:
-                self._block_kv.pop(key, None)
+                self._blocks.pop(key, None)
                 handles.add(self.ds, self.backoff, who.handle, str(cidr), len(taken) - planned)
         return taken
 
@@ -368,7 +380,7 @@ class IPAM:
         block = Block.new(cidr, host_affinity(self.host))
         try:
             rev = self.ds.create(bkey, block.to_json())
-            self._block_kv[bkey] = KeyValue(bkey, block.to_json(), rev, rev)
+            self._blocks[bkey] = (block, rev)
         except AlreadyExists:
             kv = self.ds.get(bkey)
             if kv is None or kv.value.get("affinity") != host_affinity(self.host):
@@ -539,7 +551,7 @@ class IPAM:
             return freed, out
 
         freed, out = self.backoff.run(f"block {cidr}", step)
-        self._block_kv.pop(key, None)
+        self._blocks.pop(key, None)
         for h, n in freed.items():
             handles.add(self.ds, self.backoff, h, str(cidr), -n)
         return out
@@ -569,7 +581,7 @@ class IPAM:
                 return [block.ip_of(o) for o in ordinals]
 
             out += self.backoff.run(f"block {cidr}", step)
-            self._block_kv.pop(key, None)
+            self._blocks.pop(key, None)
         handles.drop(self.ds, handle)
         return out
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from gingham.errors import AddressInUse, IPAMError, ValidationError
 
@@ -39,9 +39,12 @@ class StaleSequence(IPAMError):
     """A release named a sequence number the address no longer carries."""
 
 
-@dataclass(frozen=True, slots=True)
-class Attributes:
-    """Who holds an address: the handle and free-form secondary attributes."""
+class Attributes(NamedTuple):
+    """Who holds an address: the handle and free-form secondary attributes.
+
+    A NamedTuple rather than a frozen dataclass: blocks carry dozens of these
+    and are parsed on every allocation.
+    """
 
     handle: str
     namespace: str = ""
@@ -68,6 +71,14 @@ class Attributes:
             workload=str(sec.get("workload", "")),
             host=str(sec.get("host", "")),
         )
+
+
+def _fast_attributes(doc: dict[str, Any]) -> Attributes:
+    handle = doc["handle"]
+    sec = doc["secondary"]
+    if type(handle) is not str:
+        raise TypeError("handle")
+    return Attributes(handle, str(sec["namespace"]), str(sec["workload"]), str(sec["host"]))
 
 
 def host_affinity(host: str) -> str:
@@ -102,6 +113,10 @@ class Block:
                                   f"{MAX_BLOCK_ADDRESSES}", "blockSize")
         return Block(cidr=net, affinity=affinity, allocations=[None] * size,
                      unallocated=list(range(size)))
+
+    def copy(self) -> Block:
+        return Block(self.cidr, self.affinity, list(self.allocations), list(self.unallocated),
+                     list(self.attributes), self.sequence, dict(self.seqs), self.deleted)
 
     @property
     def size(self) -> int:
@@ -268,17 +283,20 @@ class Block:
         if not isinstance(allocations, list) or len(allocations) != cidr.num_addresses:
             raise ValidationError("allocations must list one entry per address",
                                   f"{where}.allocations")
-        for i, a in enumerate(allocations):
-            if a is not None and not isinstance(a, int):
-                raise ValidationError("expected an integer or null", f"{where}.allocations[{i}]")
+        if not all(a is None or type(a) is int for a in allocations):
+            i = next(i for i, a in enumerate(allocations) if a is not None and type(a) is not int)
+            raise ValidationError("expected an integer or null", f"{where}.allocations[{i}]")
         unallocated = doc.get("unallocated")
         if not isinstance(unallocated, list) or not all(isinstance(o, int) for o in unallocated):
             raise ValidationError("must be a list of ordinals", f"{where}.unallocated")
         attrs_doc = doc.get("attributes", [])
         if not isinstance(attrs_doc, list):
             raise ValidationError("must be a list", f"{where}.attributes")
-        attributes = [Attributes.from_json(a, f"{where}.attributes[{i}]")
-                      for i, a in enumerate(attrs_doc)]
+        try:  # fast path; on any surprise the slow path names the bad entry
+            attributes = [_fast_attributes(a) for a in attrs_doc]
+        except (AttributeError, KeyError, TypeError):
+            attributes = [Attributes.from_json(a, f"{where}.attributes[{i}]")
+                          for i, a in enumerate(attrs_doc)]
         seqs_doc = doc.get("seqs", {})
         if not isinstance(seqs_doc, dict):
             raise ValidationError("must be an object", f"{where}.seqs")
