@@ -26,7 +26,12 @@ seen :class:`~gingham.calc.messages.InSync`.
 
 from __future__ import annotations
 
+import ctypes
+import ipaddress
 import logging
+import os
+import socket
+import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,6 +60,7 @@ class ApplyResult:
     commands: int
     seconds: float
     resync: bool
+    via: str = "nft"  # "nft" (nft -f -) or "netlink" (element-only fast path)
 
 
 def _rank_of(name: str, base: bool) -> int:
@@ -229,14 +235,204 @@ def resync(driver: nft.NFTInterface, state: TableState) -> tuple[nft.Transaction
     return plan(state, prog, full=True)
 
 
+# ---------------------------------------------------------------- element fast path
+#
+# nft 1.0.6 reads the whole ruleset (rules included) into its cache before any
+# command, even a lone ``add element``: with 1,000 policies that is tens of
+# milliseconds per run. Set-element deltas (a remote endpoint's label change,
+# an endpoint appearing elsewhere) are the commonest update by far, so a batch
+# holding nothing else goes to the kernel as one nfnetlink batch instead (the
+# same atomicity: the kernel commits a batch all or nothing). Everything else
+# still goes through ``nft -f -``.
+
+_NETLINK_NETFILTER = 12
+_NFNL_SUBSYS_NFTABLES = 10
+_NFNL_MSG_BATCH_BEGIN, _NFNL_MSG_BATCH_END = 0x10, 0x11
+_NFT_MSG_NEWSETELEM, _NFT_MSG_DELSETELEM = 12, 14
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_CREATE = 0x1, 0x4, 0x400
+_NLMSG_ERROR = 2
+_NLA_F_NESTED = 0x8000
+_NFPROTO = {"inet": 1, "ip": 2, "ip6": 10}
+_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "ipv6-icmp": 58}
+_CLONE_NEWNET = 0x40000000
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    head = struct.pack("=HH", 4 + len(payload), kind)
+    return head + payload + b"\0" * (-len(payload) % 4)
+
+
+def _encode_part(typ: str, text: str) -> bytes:
+    if typ == "ipv4_addr":
+        return ipaddress.IPv4Address(text).packed
+    if typ == "ipv6_addr":
+        return ipaddress.IPv6Address(text).packed
+    if typ == "inet_proto":
+        n = _PROTO_NUMBERS.get(text)
+        return bytes([n if n is not None else int(text)]) + b"\0\0\0"
+    if typ == "inet_service":
+        return struct.pack("!H", int(text)) + b"\0\0"
+    raise ValueError(f"no netlink encoding for {typ}")
+
+
+def _element_keys(s: nft.Set, key: Key) -> list[tuple[bytes, bool]]:
+    """Kernel keys for one element: (key bytes, is interval end)."""
+    types = [t.strip() for t in (s.type or "").split(".")]
+    if "interval" not in s.flags:
+        if len(types) != len(key):
+            raise ValueError(f"element {key} does not fit set {s.name} ({s.type})")
+        return [(b"".join(_encode_part(t, k) for t, k in zip(types, key, strict=True)), False)]
+    if len(types) != 1 or len(key) != 1:
+        raise ValueError(f"interval set {s.name}: only single-field sets are supported")
+    net = ipaddress.ip_network(key[0], strict=False)
+    out = [(net.network_address.packed, False)]
+    end = int(net.broadcast_address) + 1
+    if end < 2**net.max_prefixlen:  # a range reaching the top has no end element
+        out.append((end.to_bytes(net.max_prefixlen // 8, "big"), True))
+    return out
+
+
+def _setns_socket(netns: str | None) -> socket.socket:
+    if netns is None:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+    libc = ctypes.CDLL(None, use_errno=True)
+    path = netns if netns.startswith("/") else f"/run/netns/{netns}"
+    with open("/proc/thread-self/ns/net", "rb") as home, open(path, "rb") as target:
+        if libc.setns(target.fileno(), _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+        try:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+        finally:
+            if libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+
+
+class NetlinkElements:
+    """Writes set-element deltas of one table as a single nfnetlink batch."""
+
+    def __init__(self, family: str, table: str, netns: str | None) -> None:
+        self.family = _NFPROTO[family]
+        self.table = table.encode() + b"\0"
+        self.netns = netns
+        self._sock: socket.socket | None = None
+        self._seq = int(time.time())
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = _setns_socket(self.netns)
+            self._sock.bind((0, 0))
+            self._sock.settimeout(5.0)
+        return self._sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _msg(self, mtype: int, flags: int, family: int, res_id: int, payload: bytes) -> bytes:
+        self._seq += 1
+        body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
+        return struct.pack("=IHHII", 16 + len(body), mtype, flags, self._seq, 0) + body
+
+    def write(self, ops: list[tuple[str, nft.Set, Key]]) -> None:
+        """``ops`` = (``add``|``delete``, set, key) in order; raises NFTError on refusal."""
+        by_set: dict[tuple[str, str], list[tuple[bytes, bool]]] = {}
+        sets: dict[str, nft.Set] = {}
+        for verb, s, key in ops:
+            sets[s.name] = s
+            by_set.setdefault((verb, s.name), []).extend(_element_keys(s, key))
+        msgs = [self._msg(_NFNL_MSG_BATCH_BEGIN, _NLM_F_REQUEST, 0, _NFNL_SUBSYS_NFTABLES, b"")]
+        first_seq = self._seq + 1
+        for (verb, name), keys in by_set.items():
+            elems = b"".join(
+                _nla(1 | _NLA_F_NESTED,
+                     _nla(1 | _NLA_F_NESTED, _nla(1, k))
+                     + (_nla(3, struct.pack("!I", 1)) if end else b""))
+                for k, end in keys
+            )
+            payload = (_nla(1, self.table) + _nla(2, name.encode() + b"\0")
+                       + _nla(3 | _NLA_F_NESTED, elems))
+            mtype = (_NFNL_SUBSYS_NFTABLES << 8) | (
+                _NFT_MSG_NEWSETELEM if verb == "add" else _NFT_MSG_DELSETELEM)
+            flags = _NLM_F_REQUEST | _NLM_F_ACK | (_NLM_F_CREATE if verb == "add" else 0)
+            msgs.append(self._msg(mtype, flags, self.family, 0, payload))
+        expect = set(range(first_seq, self._seq + 1))
+        msgs.append(self._msg(_NFNL_MSG_BATCH_END, _NLM_F_REQUEST, 0, _NFNL_SUBSYS_NFTABLES, b""))
+        sock = self._socket()
+        sock.sendall(b"".join(msgs))
+        errors: list[str] = []
+        while expect:
+            data = sock.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _, seq, _ = struct.unpack_from("=IHHII", data, off)
+                if mtype == _NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, off + 16)
+                    expect.discard(seq)
+                    if code != 0:
+                        errors.append(os.strerror(-code))
+                        expect.clear()  # the batch is aborted: no more answers come
+                off += max(length + (-length % 4), 16)
+        if errors:
+            kind = nft.classify_error(errors[0])
+            raise nft.NFTError(f"netlink set-element batch refused: {errors[0]}", kind=kind)
+
+
+def _element_only(state: TableState) -> bool:
+    """True when the pending change is set-element deltas and nothing else."""
+    return not (state.dirty_chains or state.dirty_sets or state.dirty_entries)
+
+
 class Applier:
     """Runs the managers' changes against a driver: one transaction per :meth:`apply`."""
 
-    def __init__(self, driver: nft.NFTInterface, dataplane: PolicyDataplane) -> None:
+    def __init__(
+        self,
+        driver: nft.NFTInterface,
+        dataplane: PolicyDataplane,
+        fast_elements: bool | None = None,
+    ) -> None:
+        """``fast_elements``: element-only batches over netlink (None: when ``driver``
+        is the real :class:`~gingham.dataplane.nft.NFT`)."""
         self.driver = driver
         self.dataplane = dataplane
         self.programmed: Programmed | None = None  # None: must resync first
         self.last_tx: nft.Transaction | None = None
+        if fast_elements is None:
+            fast_elements = isinstance(driver, nft.NFT)
+        self._netlink = (
+            NetlinkElements(driver.family, driver.table, getattr(driver, "netns", None))
+            if fast_elements
+            else None
+        )
+
+    def close(self) -> None:
+        if self._netlink is not None:
+            self._netlink.close()
+
+    def _apply_elements(self, tx: nft.Transaction) -> bool:
+        """Send an element-only transaction over netlink; False to fall back to nft."""
+        if self._netlink is None:
+            return False
+        sets = self.dataplane.state.sets
+        ops: list[tuple[str, nft.Set, Key]] = []
+        for verb, obj in tx.ops:
+            if not isinstance(obj, nft.Element) or verb not in ("add", "delete"):
+                return False
+            s = sets.get(obj.set)
+            if not isinstance(s, nft.Set):
+                return False
+            ops.append((verb, s, obj.key))
+        try:
+            self._netlink.write(ops)
+        except nft.NFTError:
+            raise
+        except (OSError, ValueError) as exc:
+            log.warning("netlink element path unavailable (%s): using nft", exc)
+            self._netlink.close()
+            self._netlink = None
+            return False
+        return True
 
     def apply(self) -> ApplyResult | None:
         """Program pending changes; None while the datastore is not in sync yet."""
@@ -252,14 +448,18 @@ class Applier:
                 return ApplyResult(0, 0.0, False)
             tx, new = plan(state, self.programmed)
         self.last_tx = tx
+        via = "nft"
         try:
-            self.driver.run(tx)
+            if not is_resync and _element_only(state) and self._apply_elements(tx):
+                via = "netlink"
+            else:
+                self.driver.run(tx)
         except Exception:
             self.programmed = None  # kernel state unknown: next apply reads it back
             raise
         self.programmed = new
         state.clear_dirty()
-        return ApplyResult(len(tx), time.perf_counter() - start, is_resync)
+        return ApplyResult(len(tx), time.perf_counter() - start, is_resync, via)
 
 
 def apply_messages(applier: Applier, msgs: Iterable[object]) -> ApplyResult | None:

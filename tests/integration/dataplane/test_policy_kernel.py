@@ -37,6 +37,7 @@ from gingham.calc.messages import (
 from gingham.dataplane.apply import Applier
 from gingham.dataplane.managers import PolicyDataplane
 from gingham.dataplane.nft import NFT
+from gingham.errors import DataplaneError
 from gingham.lab.netns import add_netns, delete_netns, run, spawn_in_netns, stop_process
 from tests.fixtures.netns import test_prefix
 from tests.unit.dataplane.test_policy_golden import GOLDEN
@@ -225,7 +226,7 @@ def test_default_deny_then_allow_by_ipset_and_port(t: Topology) -> None:
     # a label change elsewhere moves w3 into the set: only the set changes
     ap.dataplane.on_message(IPSetDeltaUpdate("s:front", frozenset({f"{w3.ip}/32"}), frozenset()))
     res = ap.apply()
-    assert res is not None and res.commands == 1
+    assert res is not None and res.commands == 1 and res.via == "netlink"
     assert can(w3, w2, 80)
 
 
@@ -421,3 +422,67 @@ def _listing(ns: str) -> dict[str, object]:
         "chains": {c.name: [r.rule for r in d.list_rules(c.name)] for c in d.list_chains()},
         "sets": {s.name: sorted(e.key for e in d.list_elements(s.name)) for s in d.list_sets()},
     }
+
+
+# ---------------------------------------------------------------- netlink element fast path
+
+
+def test_element_deltas_over_netlink_match_nft(netns: Callable[[str], str]) -> None:
+    """Element-only batches bypass nft: what the kernel then lists must be what
+    nft itself would have written (resync finds nothing to change)."""
+    ns = netns("nl")
+    dp = PolicyDataplane()
+    dp.on_messages([
+        IPSetUpdate("s:a", "net", frozenset({"198.18.0.1/32", "2001:db8::1/128"})),
+        IPSetUpdate("n:p", "net-port", frozenset({"198.18.0.1,tcp:80", "2001:db8::1,udp:53"})),
+        PolicyUpdate(PolicyID("default", "p"), (
+            ParsedRule("r0", "allow", src_set_ids=("s:a",)),
+            ParsedRule("r1", "allow", protocol=6, dst_named_port_set_ids=("n:p",)),
+        ), ()),
+        InSync(),
+    ])
+    ap = Applier(NFT(netns=ns), dp)
+    ap.apply()
+    steps = [
+        IPSetDeltaUpdate("s:a", frozenset({"198.18.0.2/32", "198.18.0.3/32", "2001:db8::2/128"}),
+                         frozenset({"198.18.0.1/32"})),
+        IPSetDeltaUpdate("n:p", frozenset({"198.18.0.2,tcp:8080", "2001:db8::2,sctp:9"}),
+                         frozenset({"198.18.0.1,tcp:80"})),
+        IPSetDeltaUpdate("s:a", frozenset({"198.18.4.0/24", "2001:db8:5::/64"}), frozenset()),
+        IPSetDeltaUpdate("s:a", frozenset({"198.18.0.1/32"}), frozenset({"198.18.0.3/32", "2001:db8::2/128"})),
+    ]
+    for msg in steps:
+        dp.on_message(msg)
+        res = ap.apply()
+        assert res is not None and not res.resync and res.via == "netlink"
+    via_netlink = _listing(ns)
+    assert [k for k in via_netlink["sets"]["s4-s_a"]] == [  # type: ignore[index]
+        ("198.18.0.1",), ("198.18.0.2",), ("198.18.4.0/24",)]
+    check = Applier(NFT(netns=ns), dp, fast_elements=False).apply()
+    assert check is not None and check.commands == 0
+    fresh = netns("nlfresh")
+    Applier(NFT(netns=fresh), dp, fast_elements=False).apply()
+    assert via_netlink == _listing(fresh)
+    ap.close()
+
+
+def test_refused_netlink_batch_is_atomic_and_forces_resync(netns: Callable[[str], str]) -> None:
+    ns = netns("nlerr")
+    dp = PolicyDataplane()
+    dp.on_messages([IPSetUpdate("s:a", "net", frozenset({"198.18.0.1/32"})),
+                    PolicyUpdate(PolicyID("default", "p"),
+                                 (ParsedRule("r0", "allow", src_set_ids=("s:a",)),), ()),
+                    InSync()])
+    ap = Applier(NFT(netns=ns), dp)
+    ap.apply()
+    # someone else removed the element: our delete of it is refused by the kernel
+    run(["nsenter", f"--net=/run/netns/{ns}", "nft", "delete", "element", "inet", "gingham",
+         "s4-s_a", "{ 198.18.0.1 }"])
+    dp.on_message(IPSetDeltaUpdate("s:a", frozenset({"198.18.0.7/32"}), frozenset({"198.18.0.1/32"})))
+    with pytest.raises(DataplaneError):
+        ap.apply()
+    assert _listing(ns)["sets"]["s4-s_a"] == []  # type: ignore[index]  # nothing half-applied
+    res = ap.apply()  # the next apply reads the kernel back and repairs
+    assert res is not None and res.resync
+    assert _listing(ns)["sets"]["s4-s_a"] == [("198.18.0.7",)]  # type: ignore[index]
+    ap.close()
