@@ -12,6 +12,7 @@ existing workloads keep talking.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv6Address
 
 from gingham.routing.types import PoolInfo
 
@@ -22,8 +23,16 @@ def _set(cidrs: Iterable[str]) -> str:
     return "{ " + ", ".join(cidrs) + " }"
 
 
-def nat_outgoing_rules(pools: Iterable[PoolInfo]) -> list[str]:
-    """nft rule bodies (one per address family that needs one), in a stable order."""
+def nat_outgoing_rules(
+    pools: Iterable[PoolInfo],
+    snat_v4: IPv4Address | None = None,
+    snat_v6: IPv6Address | None = None,
+) -> list[str]:
+    """nft rule bodies (one per address family that needs one), in a stable order.
+
+    ``snat_v4``/``snat_v6`` (FelixConfiguration ``natOutgoingAddress``) give a fixed
+    source address instead of masquerading to the outgoing interface's address.
+    """
     pool_list = sorted(set(pools), key=lambda p: (p.cidr.version, int(p.cidr.network_address)))
     rules: list[str] = []
     for version, keyword in ((4, "ip"), (6, "ip6")):
@@ -32,12 +41,18 @@ def nat_outgoing_rules(pools: Iterable[PoolInfo]) -> list[str]:
         if not masq:
             continue
         every = [str(p.cidr) for p in fam]
-        rules.append(f"{keyword} saddr {_set(masq)} {keyword} daddr != {_set(every)} masquerade")
+        snat = snat_v4 if version == 4 else snat_v6
+        action = f"snat {keyword} to {snat}" if snat is not None else "masquerade"
+        rules.append(f"{keyword} saddr {_set(masq)} {keyword} daddr != {_set(every)} {action}")
     return rules
 
 
 def nat_outgoing_script(
-    pools: Iterable[PoolInfo], table: str = "gingham-nat", chain: str = NAT_CHAIN
+    pools: Iterable[PoolInfo],
+    table: str = "gingham-nat",
+    chain: str = NAT_CHAIN,
+    snat_v4: IPv4Address | None = None,
+    snat_v6: IPv6Address | None = None,
 ) -> str:
     """A complete ``nft -f -`` script owning a separate inet table (tests, standalone use).
 
@@ -50,6 +65,6 @@ def nat_outgoing_script(
         f"  chain {chain} {{",
         "    type nat hook postrouting priority srcnat; policy accept;",
     ]
-    lines += [f"    {rule}" for rule in nat_outgoing_rules(pools)]
+    lines += [f"    {rule}" for rule in nat_outgoing_rules(pools, snat_v4, snat_v6)]
     lines += ["  }", "}", ""]
     return "\n".join(lines)

@@ -21,6 +21,11 @@ def test_nat_rules_per_family_and_only_for_nat_pools():
         "ip6 saddr { 2001:db8:1::/64 } ip6 daddr != { 2001:db8:1::/64 } masquerade",
     ]
     assert nat_outgoing_rules(pools[1:2]) == []
+    snat = nat_outgoing_rules(pools[:2], snat_v4=ip_address("192.0.2.11"))  # type: ignore[arg-type]
+    assert snat == [
+        "ip saddr { 198.18.0.0/16 } ip daddr != { 198.18.0.0/16, 198.19.0.0/16 } "
+        "snat ip to 192.0.2.11"
+    ]
     script = nat_outgoing_script(pools)
     assert "type nat hook postrouting priority srcnat" in script
     assert script.count("masquerade") == 2
