@@ -7,11 +7,19 @@ and server-set metadata are accepted so that ``kubectl get -o yaml`` output load
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PlainValidator, model_validator
 
-from gingham.model.meta import Int, Model, ObjectMeta, ProblemList, Resource, Str
+from gingham.model.meta import (
+    Int,
+    Model,
+    ObjectMeta,
+    ProblemList,
+    Resource,
+    Str,
+    dump_hint,
+)
 from gingham.model.policy import COMPUTED
 from gingham.model.values import CIDR
 
@@ -79,20 +87,29 @@ class NetworkPolicyPeer(Model):
         return self
 
 
+def check_k8s_port(value: Any) -> int | str:
+    """A Kubernetes port: a number 1-65535 or an IANA service name (``http``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"port {value} out of range 1-65535")
+        return value
+    if isinstance(value, str):
+        if not _is_iana_name(value):
+            raise ValueError(f"invalid named port {value!r}: 1-15 lower-case letters, "
+                             "digits and '-', with a letter")
+        return value
+    raise ValueError(f"port must be a number or a name, got {dump_hint(value)}")
+
+
 class NetworkPolicyPort(Model):
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
-    port: Int | Str | None = None
+    port: Annotated[int | str, PlainValidator(check_k8s_port)] | None = None
     end_port: Int | None = None
 
     @model_validator(mode="after")
     def _port(self) -> NetworkPolicyPort:
         problems = ProblemList()
         port = self.port
-        if isinstance(port, int) and not 1 <= port <= 65535:
-            problems.add("port", f"port {port} out of range 1-65535")
-        if isinstance(port, str) and not _is_iana_name(port):
-            problems.add("port", f"invalid named port {port!r}: 1-15 lower-case letters, "
-                                 "digits and '-', with a letter")
         if self.end_port is not None:
             if not isinstance(port, int):
                 problems.add("endPort", "needs a numeric port")

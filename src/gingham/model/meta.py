@@ -74,6 +74,7 @@ class Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        defer_build=True,
     )
 
 

@@ -125,7 +125,7 @@ class Rule(Model):
     @field_validator("ip_version", mode="before")
     @classmethod
     def _ip_version(cls, value: object) -> object:
-        if value not in (None, 4, 6) or isinstance(value, bool):
+        if value is not None and (type(value) is not int or value not in (4, 6)):
             raise ValueError(f"ipVersion must be 4 or 6, got {value!r}")
         return value
 

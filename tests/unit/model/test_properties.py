@@ -129,7 +129,8 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True)
     | st.text(max_size=8),
     lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    # Keys cannot spell a pydantic type tag, so such a tag in a path can only be a leak.
+    | st.dictionaries(st.text(alphabet="abcxyz_-", max_size=6), children, max_size=3),
     max_leaves=10,
 )
 FIELDS = ["action", "protocol", "notProtocol", "icmp", "notICMP", "ipVersion", "source",
@@ -148,3 +149,60 @@ def test_arbitrary_rules_are_accepted_or_rejected_cleanly(rule: dict[str, Any]) 
         assert all(p.path.startswith("spec.ingress[0]") for p in exc.problems), exc.problems
     else:
         assert parse_resource(to_dict(policy)) == policy
+
+
+def _corpus_documents() -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    from gingham.model.yamlio import load_yaml_documents
+
+    corpus = Path(__file__).resolve().parents[2] / "corpus"
+    docs: list[dict[str, Any]] = []
+    for path in sorted(corpus.rglob("*.yaml")):
+        for doc in load_yaml_documents(path.read_text()):
+            docs.extend(doc["items"] if doc.get("kind") == "List" else [doc])
+    return docs
+
+
+CORPUS_DOCS = _corpus_documents()
+_INTERNAL_TAGS = ("function-", "tagged-union", "json-or-python", "union[")
+_INTERNAL_SEGMENTS = {"int", "str", "float", "bool", "list", "dict", "tuple", "none"}
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            out += _paths(child, (*prefix, i))
+    return out
+
+
+def _replace(doc: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(doc, dict):
+        return {k: (_replace(v, rest, new) if k == head else v) for k, v in doc.items()}
+    return [(_replace(v, rest, new) if i == head else v) for i, v in enumerate(doc)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), json_values)
+def test_corrupted_corpus_documents_fail_cleanly(data: st.DataObject, junk: Any) -> None:
+    """Any value anywhere in a real manifest: accepted, or rejected with a plain field path."""
+    document = data.draw(st.sampled_from(CORPUS_DOCS))
+    path = data.draw(st.sampled_from(_paths(document)[1:]))
+    corrupted = _replace(document, path, junk)
+    try:
+        resource = parse_resource(corrupted)
+    except ManifestError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert not any(tag in problem.path for tag in _INTERNAL_TAGS), problem
+            assert not _INTERNAL_SEGMENTS & set(problem.path.split(".")), problem
+            assert problem.message
+    else:
+        assert parse_resource(to_dict(resource)) == resource
