@@ -3,33 +3,42 @@
     on_update(key, value | None)
          |
          v
-    +------------+  Tier ------------------------------------------+
-    | dispatcher |  FelixConfiguration -> ConfigUpdate ------------+----------------+
-    +------------+                                                 |                |
-      | endpoints,   | Profile, Namespace(->kns.<ns>)   | NetworkPolicy, GNP,       |
-      | network sets |                                  | k8s NetworkPolicy(->NP)   |
-      v              v                                  v                           |
-    +-------------------+ labels  +-----------------------------+                   |
-    | label inheritance |-------->| active-rules calculator     |                   |
-    | own > profiles'   | (local  | policy selector x local ep  |                   |
-    | labelsToApply,    |  only)  | (SelectorMatcher); profiles |                   |
-    | implicit labels   |         | ref-counted by local eps    |                   |
-    +-------------------+         +-----------------------------+                   |
-      | labels + nets of              | active policies/profiles   | matches        |
-      | ALL items                     v                            v                |
-      |                       +--------------+            +-----------------+       |
-      |                       | rule scanner |            | policy resolver |<------+
-      |                       | IP sets ref- |            | tiers, order    |
-      |                       | counted      |            +-----------------+
-      v                       +--------------+                     | endpoint msgs
-    +--------------------+  add/remove set |                       |
-    | IP-set member index|<----------------+                       |
-    | (SelectorMatcher)  |--- member deltas ---+                   |
-    +--------------------+                     v                   v
-                                         +------------------------------+
-                                         | sequencer: coalesce per key, |--> flush()
-                                         | sets->policies->profiles->eps|
-                                         +------------------------------+
+    +------------+  Tier (order, default action) ------------------------------+
+    | dispatcher |  FelixConfiguration -----------------> ConfigUpdate ---+    |
+    | (graph.py) |                                                       |    |
+    +------------+                                                       |    |
+      | endpoints,      | Profile,                 | NetworkPolicy, GNP, |    |
+      | network sets    | Namespace -> kns.<ns>    | k8s NP -> NP        |    |
+      |                 | (policies.profile_def)   | (policies.policy_def)    |
+      v                 v                          v                     |    |
+    +-------------------------+  labels of  +---------------------------+|    |
+    | LabelInheritance        |  local eps  | ActiveRulesCalculator     ||    |
+    | (labels.py)             |------------>| (active.py)               ||    |
+    | parents' labelsToApply  |             | policy selectors x local  ||    |
+    | < own < implicit labels |             | endpoints (SelectorIndex);||    |
+    +-------------------------+             | profiles ref-counted      ||    |
+      | labels + nets + named               +---------------------------+|    |
+      | ports of ALL items                    | ActiveRulesListener      |    |
+      |                                       | (the graph): active /    |    |
+      |                                       | inactive, endpoint dirty |    |
+      |                      +----------------+-------+                  |    |
+      |                      v                        v                  |    |
+      |             +------------------+     +-----------------------+   |    |
+      |             | RuleScanner      |     | resolve_tiers         |<-------+
+      |             | (scanner.py)     |     | (policies.py), at     |   |
+      |             | IP sets ref-     |     | flush, per dirty      |   |
+      |             | counted by owner |     | local endpoint        |   |
+      v             +------------------+     +-----------------------+   |
+    +--------------------+  start/stop set |           | endpoint msgs   |
+    | IPSetMembers       |<----------------+           |                 |
+    | (members.py)       |--- member +/- ---+          |                 |
+    +--------------------+                  v          v                 v
+                                      +--------------------------------------+
+                                      | Sequencer (sequencer.py): coalesce   |
+                                      | per key; config, sets, policies,     |--> flush()
+                                      | profiles, endpoints; removals        |
+                                      | reversed; InSync last                |
+                                      +--------------------------------------+
 
 Invariants:
 - Existence is decided from the value only: ``None`` means absent (deleted or
@@ -52,10 +61,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
+from gingham.calc.active import ActiveRulesCalculator
+from gingham.calc.labels import LabelInheritance
 from gingham.calc.members import IPSetMembers, Item
 from gingham.calc.messages import (
     ConfigUpdate,
@@ -73,14 +84,12 @@ from gingham.calc.policies import (
     resolve_tiers,
     tier_def,
 )
-from gingham.calc.refcount import RefCounter
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
 from gingham.datastore import keys
 from gingham.errors import GinghamError
 from gingham.model import k8s_policy_to_calico, namespace_to_profile
 from gingham.model.config import FelixConfigurationSpec
-from gingham.selector import SelectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +106,9 @@ EndpointKey = Hashable  # WorkloadEndpointID for workloads, the name (str) for h
 
 @dataclass(slots=True)
 class _Record:
-    """One item of the member index (endpoint or network set)."""
+    """What the graph keeps of one item (endpoint or network set) besides its labels."""
 
-    own_labels: Mapping[str, str]
-    parents: tuple[str, ...]  # profiles whose labelsToApply it inherits
-    implicit: Mapping[str, str]
     item: Item
-    labels: Mapping[str, str] = field(default_factory=dict)
     local: bool = False
     profiles: tuple[str, ...] = ()  # profiles whose rules apply (local endpoints)
     resource: Any = None
@@ -136,15 +141,13 @@ class CalcGraph:
         self._seq = Sequencer(self._members_of)
         self._members = IPSetMembers(self._seq)
         self._scanner = RuleScanner(self._members, self._seq)
-        self._active: SelectorIndex[str, EndpointKey] = SelectorIndex()
-        self._policies: dict[str, PolicyDef] = {}
+        self._labels = LabelInheritance()
+        self._active = ActiveRulesCalculator(self)
         self._tiers: dict[str, TierDef] = {}
         self._profile_sources: dict[str, dict[str, ProfileDef]] = {}
         self._profile_key_name: dict[str, str] = {}
         self._profiles: dict[str, ProfileDef] = {}
-        self._profile_refs: RefCounter[str] = RefCounter()
         self._items: dict[Hashable, _Record] = {}
-        self._children: dict[str, set[Hashable]] = {}
         self._local: dict[EndpointKey, _Record] = {}
         self._dirty: set[EndpointKey] = set()
         self._felix: dict[str, Mapping[str, Any]] = {}
@@ -205,17 +208,15 @@ class CalcGraph:
             # labels are not ingested).
             implicit[SERVICE_ACCOUNT_NAME_LABEL] = spec.service_account_name
         profiles = tuple(spec.profiles or ())
+        # Every workload inherits its namespace's labels, listed or not.
         parents = tuple(dict.fromkeys((*profiles, NAMESPACE_PROFILE_PREFIX + ns)))
         rec = _Record(
-            own_labels=dict(value.metadata.labels or {}),
-            parents=parents,
-            implicit=implicit,
-            item=Item(nets, _addrs(nets), _named_ports(spec.ports)),
+            Item(nets, _addrs(nets), _named_ports(spec.ports)),
             local=spec.node == self.hostname,
             profiles=profiles,
             resource=value,
         )
-        self._set_item(ep, rec)
+        self._set_item(ep, rec, value.metadata.labels, parents, implicit)
 
     def _on_host_endpoint(self, key: str, ns: str | None, name: str, value: Any) -> None:
         if value is None:
@@ -225,151 +226,90 @@ class CalcGraph:
         nets = _nets(spec.expected_ips)
         profiles = tuple(spec.profiles or ())
         rec = _Record(
-            own_labels=dict(value.metadata.labels or {}),
-            parents=profiles,
-            implicit={},
-            item=Item(nets, _addrs(nets), _named_ports(spec.ports)),
+            Item(nets, _addrs(nets), _named_ports(spec.ports)),
             local=spec.node == self.hostname,
             profiles=profiles,
             resource=value,
         )
-        self._set_item(name, rec)
+        self._set_item(name, rec, value.metadata.labels, profiles, {})
 
     def _on_network_set(self, key: str, ns: str | None, name: str, value: Any) -> None:
         item_id = ("NetworkSet", ns, name) if ns else ("GlobalNetworkSet", name)
         if value is None:
             self._set_item(item_id, None)
             return
-        nets = _nets(value.spec.nets)
-        rec = _Record(
-            own_labels=dict(value.metadata.labels or {}),
-            parents=(NAMESPACE_PROFILE_PREFIX + ns,) if ns else (),
-            implicit={NAMESPACE_LABEL: ns} if ns else {},
-            item=Item(nets, ()),
-        )
-        self._set_item(item_id, rec)
+        parents = (NAMESPACE_PROFILE_PREFIX + ns,) if ns else ()
+        implicit = {NAMESPACE_LABEL: ns} if ns else {}
+        rec = _Record(Item(_nets(value.spec.nets), ()))
+        self._set_item(item_id, rec, value.metadata.labels, parents, implicit)
 
-    def _effective_labels(self, rec: _Record) -> dict[str, str]:
-        labels: dict[str, str] = {}
-        # Earlier profiles win over later ones, the endpoint's own labels over
-        # all profiles, and implicit labels over everything (no spoofing).
-        for parent in reversed(rec.parents):
-            prof = self._profiles.get(parent)
-            if prof is not None:
-                labels.update(prof.labels)
-        labels.update(rec.own_labels)
-        labels.update(rec.implicit)
-        return labels
-
-    def _set_item(self, item_id: Hashable, rec: _Record | None) -> None:
+    def _set_item(
+        self,
+        item_id: Hashable,
+        rec: _Record | None,
+        own: Mapping[str, str] | None = None,
+        parents: tuple[str, ...] = (),
+        implicit: Mapping[str, str] | None = None,
+    ) -> None:
         old = self._items.get(item_id)
-        if old is not None:
-            for parent in old.parents:
-                kids = self._children[parent]
-                kids.discard(item_id)
-                if not kids:
-                    del self._children[parent]
         if rec is None:
             if old is None:
                 return
             del self._items[item_id]
+            self._labels.remove_item(item_id)
             self._members.remove_item(item_id)
             if old.local:
-                self._set_local(item_id, None, old)
+                self._set_local(item_id, None)
             return
-        for parent in rec.parents:
-            self._children.setdefault(parent, set()).add(item_id)
-        rec.labels = self._effective_labels(rec)
+        labels = self._labels.update_item(item_id, dict(own or {}), parents, implicit or {})
         self._items[item_id] = rec
-        self._members.update_item(item_id, rec.labels, rec.item)
+        self._members.update_item(item_id, labels, rec.item)
         if rec.local or (old is not None and old.local):
-            self._set_local(item_id, rec if rec.local else None, old)
+            self._set_local(item_id, rec if rec.local else None)
 
-    def _relabel(self, item_id: Hashable) -> None:
+    def _relabel(self, item_id: Hashable, labels: Mapping[str, str]) -> None:
         rec = self._items[item_id]
-        labels = self._effective_labels(rec)
-        if labels == rec.labels:
-            return
-        rec.labels = labels
         self._members.update_item(item_id, labels, rec.item)
         if rec.local:
-            self._set_local(item_id, rec, rec)
+            self._set_local(item_id, rec)
 
-    # --- local endpoints: active rules --------------------------------------
-
-    def _set_local(self, ep: EndpointKey, rec: _Record | None, old: _Record | None) -> None:
-        self._dirty.add(ep)
+    def _set_local(self, ep: EndpointKey, rec: _Record | None) -> None:
         if rec is None:
             self._local.pop(ep, None)
-            for change in self._active.remove_labels(ep):
-                if not self._active.items_matching(change.selector_id):
-                    self._deactivate_policy(change.selector_id)
+            self._active.update_endpoint(ep, None)
         else:
             self._local[ep] = rec
-            for change in self._active.update_labels(ep, rec.labels):
-                pkey = change.selector_id
-                if change.matched:
-                    if len(self._active.items_matching(pkey)) == 1:
-                        self._activate_policy(pkey)
-                elif not self._active.items_matching(pkey):
-                    self._deactivate_policy(pkey)
-        new_profiles = rec.profiles if rec is not None else ()
-        old_profiles = old.profiles if old is not None and old.local else ()
-        if new_profiles != old_profiles or rec is None or old is None or not old.local:
-            # Take the new references before dropping the old ones.
-            for name in dict.fromkeys(new_profiles):
-                if self._profile_refs.incref(name):
-                    self._activate_profile(name)
-            for name in dict.fromkeys(old_profiles):
-                if self._profile_refs.decref(name):
-                    self._deactivate_profile(name)
+            self._active.update_endpoint(ep, self._labels.labels(ep), rec.profiles)
 
-    def _activate_policy(self, pkey: str) -> None:
-        pdef = self._policies[pkey]
-        self._scanner.set_owner(("policy", pkey), pdef.ip_sets)
+    # --- ActiveRulesListener: what the host needs, to the scanner and sequencer --
+
+    def policy_active(self, pdef: PolicyDef) -> None:
+        self._scanner.set_owner(("policy", pdef.policy_id), pdef.ip_sets)
         self._seq.policy(pdef.policy_id, pdef.message())
 
-    def _deactivate_policy(self, pkey: str) -> None:
-        pdef = self._policies[pkey]
-        self._scanner.drop_owner(("policy", pkey))
+    def policy_inactive(self, pdef: PolicyDef) -> None:
+        self._scanner.drop_owner(("policy", pdef.policy_id))
         self._seq.policy(pdef.policy_id, None)
 
-    def _activate_profile(self, name: str) -> None:
+    def profile_active(self, name: str) -> None:
         prof = self._profiles.get(name)
         if prof is not None:
             self._scanner.set_owner(("profile", name), prof.ip_sets)
             self._seq.profile(name, prof.message())
 
-    def _deactivate_profile(self, name: str) -> None:
+    def profile_inactive(self, name: str) -> None:
         self._scanner.drop_owner(("profile", name))
         self._seq.profile(name, None)
+
+    def endpoint_changed(self, ep: EndpointKey) -> None:
+        self._dirty.add(ep)
 
     # --- policies, tiers, profiles ------------------------------------------
 
     def _on_policy(self, key: str, ns: str | None, name: str, value: Any) -> None:
         if value is not None and type(value).__name__ == "KubernetesNetworkPolicy":
             value = k8s_policy_to_calico(value)
-        new = policy_def(value) if value is not None else None
-        old = self._policies.get(key)
-        if old == new:
-            return
-        old_matches = self._active.items_matching(key)
-        if new is None:
-            self._policies.pop(key, None)
-            self._active.remove_selector(key)
-        else:
-            self._policies[key] = new
-            self._active.update_selector(key, new.selector)
-        new_matches = self._active.items_matching(key)
-        if new is not None and new_matches:
-            self._scanner.set_owner(("policy", key), new.ip_sets)
-            self._seq.policy(new.policy_id, new.message())
-        elif old_matches:
-            self._scanner.drop_owner(("policy", key))
-        if old is not None and old_matches and (new is None or not new_matches
-                                                or new.policy_id != old.policy_id):
-            self._seq.policy(old.policy_id, None)
-        self._dirty.update(old_matches, new_matches)
+        self._active.update_policy(key, policy_def(value) if value is not None else None)
 
     def _on_tier(self, key: str, ns: str | None, name: str, value: Any) -> None:
         new = tier_def(value) if value is not None else None
@@ -407,16 +347,15 @@ class CalcGraph:
             del self._profiles[name]
         else:
             self._profiles[name] = new
-        if name in self._profile_refs:
+        if self._active.profile_is_active(name):
             if new is None:
-                self._deactivate_profile(name)
+                self.profile_inactive(name)
             else:
-                self._activate_profile(name)
+                self.profile_active(name)
             if (old is None) != (new is None):
                 self._dirty.update(ep for ep, rec in self._local.items() if name in rec.profiles)
-        if (old.labels if old else {}) != (new.labels if new else {}):
-            for item_id in list(self._children.get(name, ())):
-                self._relabel(item_id)
+        for item_id, labels in self._labels.update_parent(name, new.labels if new else None):
+            self._relabel(item_id, labels)
 
     # --- configuration --------------------------------------------------------
 
@@ -442,10 +381,10 @@ class CalcGraph:
         rec = self._local.get(ep)
         if rec is None:
             return None
-        pdefs = [self._policies[k] for k in self._active.selectors_matching(ep)]
+        pdefs = self._active.policies_for(ep)
         missing = tuple(p for p in dict.fromkeys(rec.profiles) if p not in self._profiles)
         profile_ids = () if missing else tuple(dict.fromkeys(rec.profiles))
-        labels = MappingProxyType(dict(rec.labels))
+        labels = MappingProxyType(dict(self._labels.labels(ep)))
         spec = rec.resource.spec
         if isinstance(ep, WorkloadEndpointID):
             normal = [p for p in pdefs if not (p.untracked or p.pre_dnat)]
@@ -485,20 +424,17 @@ class CalcGraph:
     # --- introspection (tests, metrics) ----------------------------------------
 
     def stats(self) -> dict[str, int]:
+        """Sizes of every index (all zero again once every input is deleted)."""
         return {
             "items": len(self._items),
             "local_endpoints": len(self._local),
-            "policies": len(self._policies),
-            "active_policies": sum(1 for k in self._policies if self._active.items_matching(k)),
             "profiles": len(self._profiles),
-            "active_profiles": len(self._profile_refs),
+            "profile_sources": len(self._profile_key_name),
             "ip_sets": len(self._scanner.active_sets()),
             "scanner_owners": self._scanner.owner_count(),
-            "label_parents": len(self._children),
-            "profile_sources": len(self._profile_key_name),
-            "active_index_items": self._active.item_count,
-            "active_index_selectors": self._active.selector_count,
             "dirty_endpoints": len(self._dirty),
+            **self._active.stats(),
+            **self._labels.stats(),
             **self._members.stats(),
             **self._seq.stats(),
         }
