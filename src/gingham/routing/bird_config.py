@@ -80,6 +80,7 @@ class Session:
     direct: bool = False
     password: str | None = None
     keep_next_hop: bool = False
+    from_selector: bool = False  # the peer is a gingham host picked by peerSelector
 
     @property
     def name(self) -> str:
@@ -144,7 +145,13 @@ def plan_sessions(
             for h in others:
                 if match(peer.peer_selector, h.labels):
                     for version in (4, 6):
-                        add(kind, h.address(version), host_as(settings, h), **extra)
+                        add(
+                            kind,
+                            h.address(version),
+                            host_as(settings, h),
+                            from_selector=True,
+                            **extra,
+                        )
         elif peer.peer_ip is not None:
             if peer.as_number is None:
                 raise ValidationError(
@@ -248,7 +255,8 @@ def render_bird_config(
             raise ValidationError(
                 f"IPv{v} BGP peers need an IPv{v} host address", f"Node {me.name}"
             )
-        out += [f"template bgp gingham_peer{v} {{", f"  local {local} as {my_as};"]
+        port = "" if settings.listen_port == 179 else f" port {settings.listen_port}"
+        out += [f"template bgp gingham_peer{v} {{", f"  local {local}{port} as {my_as};"]
         for opt, value in (
             ("hold time", settings.hold_time),
             ("keepalive time", settings.keepalive_time),
@@ -257,13 +265,13 @@ def render_bird_config(
         ):
             if value is not None:
                 out.append(f"  {opt} {value};")
-        if settings.listen_port != 179:
-            out.append(f"  port {settings.listen_port};")
         out += ["  graceful restart;", f"  ipv{v} {{", "    import all;"]
         out += [f"    export filter gingham_export{v};", "  };", "}", ""]
         for s in fam_sessions:
             out += [f"protocol bgp {s.name} from gingham_peer{v} {{"]
-            out.append(f"  neighbor {s.peer_ip} as {s.peer_as};")
+            # other gingham hosts listen on the same port; external peers on 179
+            their_port = port if s.kind in ("mesh", "rr", "rr-client") or s.from_selector else ""
+            out.append(f"  neighbor {s.peer_ip}{their_port} as {s.peer_as};")
             if s.direct:
                 out.append("  direct;")
             if s.keep_next_hop:

@@ -161,3 +161,21 @@ def test_bad_inputs_are_named() -> None:
         render_bird_config(BGPSettings(True, peers=peers), node(1), [node(1)], [])
     with pytest.raises(ValidationError, match="router id"):
         render_bird_config(BGPSettings(True), HostInfo("x"), [], [])
+
+
+def test_listen_port_applies_to_gingham_hosts_only(tmp_path: Path) -> None:
+    hosts = [node(1), node(2), node(3, tor="yes")]
+    peers = (
+        PeerInfo("ext", peer_ip=ip_address("192.0.2.254"), as_number=65000),
+        PeerInfo("sel", peer_selector="has(tor)"),
+    )
+    settings = BGPSettings(True, node_to_node_mesh=False, listen_port=1790, peers=peers)
+    text = render_bird_config(settings, hosts[0], hosts, [])
+    assert "  local 192.0.2.11 port 1790 as 64512;" in text
+    assert "  neighbor 192.0.2.254 as 65000;" in text
+    assert "  neighbor 192.0.2.13 port 1790 as 64512;" in text
+    if shutil.which("bird"):
+        conf = tmp_path / "bird.conf"
+        conf.write_text(text)
+        proc = subprocess.run(["bird", "-p", "-c", str(conf)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
