@@ -9,6 +9,8 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gingham.errors import ValidationError
 from gingham.routing.bird_config import plan_sessions, render_bird_config
@@ -179,3 +181,26 @@ def test_listen_port_applies_to_gingham_hosts_only(tmp_path: Path) -> None:
         conf.write_text(text)
         proc = subprocess.run(["bird", "-p", "-c", str(conf)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(0, 4), st.booleans())
+def test_render_is_independent_of_input_order(rnd, rr_count: int, mesh: bool) -> None:
+    hosts = [
+        node(i, rr="244.0.0.1" if i <= rr_count else None, rack=f"r{i % 2}") for i in range(1, 6)
+    ]
+    blocks = blocks_for(5)
+    peers = (
+        PeerInfo("a", peer_ip=ip_address("192.0.2.254"), as_number=65000),
+        PeerInfo("b", node_selector="rack == 'r1'", peer_selector="rack == 'r0'"),
+    )
+    settings_ = BGPSettings(True, node_to_node_mesh=mesh, peers=peers)
+    want = render_bird_config(settings_, hosts[2], hosts, blocks, POOLS)
+    h2, b2, p2 = list(hosts), list(blocks), list(POOLS)
+    for seq in (h2, b2, p2):
+        rnd.shuffle(seq)
+    peers2 = tuple(reversed(peers))
+    got = render_bird_config(
+        BGPSettings(True, node_to_node_mesh=mesh, peers=peers2), hosts[2], h2, b2, p2
+    )
+    assert got == want
