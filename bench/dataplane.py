@@ -98,7 +98,7 @@ def timed_apply(ap: Applier, msgs: list[m.Message]) -> tuple[float, int]:
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def run(n: int, n_pol: int, reps: int, ns_prefix: str) -> dict[str, object]:

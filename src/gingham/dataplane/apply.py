@@ -35,6 +35,7 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gingham.dataplane import layout, nft
 from gingham.dataplane.layout import ChainSpec
@@ -200,23 +201,51 @@ def plan(
     return tx, new
 
 
+def _table_items(driver: nft.NFTInterface) -> list[dict[str, Any]] | None:
+    """The table as ``nft -j list table`` items in ONE nft run, when the driver can.
+
+    The public per-set listing costs one nft run each, and every nft run reads
+    the whole ruleset: with hundreds of sets a restart would take seconds.
+    """
+    table_json = getattr(driver, "_table_json", None)  # NFT; FakeNFT has none
+    if table_json is None:
+        return None
+    items: list[dict[str, Any]] = table_json()
+    return items
+
+
 def read_programmed(driver: nft.NFTInterface) -> Programmed:
     """What the kernel's ``gingham`` table holds (the restart path)."""
-    if not driver.table_exists():
+    items = _table_items(driver)
+    if items is not None and not items:
+        return Programmed()
+    if items is None and not driver.table_exists():
         return Programmed()
     prog = Programmed(table=True, elements={})
+    assert prog.elements is not None
     markers: dict[str, str] = {}
-    for c in driver.counters():
+    counters = nft.counters_from_json({"nftables": items}) if items is not None else driver.counters()
+    for c in counters:
         if c.comment and c.comment.startswith("v:") and c.chain not in markers:
             markers[c.chain] = c.comment
-    for chain in driver.list_chains():
+    if items is not None:
+        chains = [nft.chain_from_json(i["chain"]) for i in items if "chain" in i]
+        sets: list[tuple[nft.Set | nft.Map, list[nft.Element]]] = []
+        for i in items:
+            for kind in ("set", "map"):
+                if kind in i:
+                    obj = i[kind]
+                    sets.append((nft.set_from_json(kind, obj),
+                                 nft.elements_from_json(obj["name"], obj)))
+    else:
+        chains = driver.list_chains()
+        sets = [(s, driver.list_elements(s.name)) for s in driver.list_sets()]
+    for chain in chains:
         # a chain without our marker compares unequal to everything: rewritten
         prog.chains[chain.name] = markers.get(chain.name, "v:?")
         prog.chain_ranks[chain.name] = _rank_of(chain.name, chain.is_base)
-    assert prog.elements is not None
-    for s in driver.list_sets():
+    for s, elems in sets:
         prog.sets.add(s.name)
-        elems = driver.list_elements(s.name)
         if isinstance(s, nft.Map):
             entries = prog.map_entries.setdefault(s.name, {})
             for e in elems:
