@@ -85,6 +85,7 @@ from gingham.model.policy import (
     Tier,
     TierSpec,
     default_types,
+    order_key,
 )
 from gingham.model.registry import KindInfo, all_kinds, kind_info, parse_resource
 from gingham.model.rules import (
@@ -187,6 +188,7 @@ __all__ = [
     "load_manifests",
     "load_yaml_documents",
     "namespace_to_profile",
+    "order_key",
     "parse_resource",
     "port_range",
     "protocol_number",

@@ -222,6 +222,13 @@ class ObjectMeta(Model):
     uid: Str | None = None
     creation_timestamp: Str | None = None
     generation: Int | None = None
+    # Written by Kubernetes API servers; accepted so `kubectl get -o yaml` output loads.
+    generate_name: Str | None = None
+    deletion_timestamp: Str | None = None
+    finalizers: tuple[Str, ...] = ()
+    owner_references: tuple[dict[Str, Any], ...] = ()
+    managed_fields: tuple[dict[Str, Any], ...] = ()
+    self_link: Str | None = None
 
     @field_validator("name")
     @classmethod

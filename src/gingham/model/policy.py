@@ -38,6 +38,11 @@ def default_types(ingress: tuple[Rule, ...], egress: tuple[Rule, ...]) -> tuple[
     return ("Ingress",)
 
 
+def order_key(order: float | None, name: str) -> tuple[bool, float, str]:
+    """Sort key for policies (and tiers): by order, absent order last, ties by name."""
+    return (order is None, order if order is not None else 0.0, name)
+
+
 class PolicySpec(Model):
     """What NetworkPolicy and GlobalNetworkPolicy share."""
 
@@ -124,6 +129,12 @@ class _TieredPolicy(Resource):
         return self.name[len(prefix):] if self.name.startswith(prefix) else self.name
 
     @property
+    def sort_key(self) -> tuple[bool, float, str]:
+        """Evaluation order inside the tier: ``order`` (absent last), then name."""
+        spec: PolicySpec = getattr(self, "spec")  # noqa: B009
+        return order_key(spec.order, self.name)
+
+    @property
     def qualified_name(self) -> str:
         """``<tier>.<bare name>`` - one spelling for both ways of writing the name."""
         return f"{self.tier}.{self.bare_name}"
@@ -157,6 +168,10 @@ class Tier(Resource):
     api_version: Literal["projectcalico.org/v3"] = CALICO_API
     kind: Literal["Tier"] = "Tier"
     spec: TierSpec = Field(default_factory=TierSpec)
+
+    @property
+    def sort_key(self) -> tuple[bool, float, str]:
+        return order_key(self.spec.order, self.name)
 
 
 class ProfileSpec(Model):

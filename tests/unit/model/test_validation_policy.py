@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from gingham.errors import ValidationError
-from gingham.model import GlobalNetworkPolicy, ManifestError, NetworkPolicy, parse_resource
+from gingham.model import (
+    GlobalNetworkPolicy,
+    ManifestError,
+    NetworkPolicy,
+    parse_resource,
+    to_dict,
+)
 
 from .helpers import doc, ok, problems
 
@@ -191,3 +197,23 @@ def test_models_are_frozen() -> None:
     policy = ok(gnp())
     with pytest.raises(Exception):  # noqa: B017 - pydantic's own frozen error
         policy.kind = "Tier"  # type: ignore[misc]
+
+
+def test_policies_sort_by_order_absent_last_then_name() -> None:
+    from gingham.model import order_key
+
+    names = [("b", 10), ("a", 10), ("z", None), ("c", 1.5), ("y", None), ("d", 100)]
+    policies = [ok(doc("GlobalNetworkPolicy", {} if o is None else {"order": o}, name=n))
+                for n, o in names]
+    ordered = sorted(policies, key=lambda p: p.sort_key)  # type: ignore[attr-defined]
+    assert [p.name for p in ordered] == ["c", "a", "b", "d", "y", "z"]
+    assert order_key(None, "a") > order_key(1e300, "z")
+
+
+def test_kubectl_metadata_is_accepted() -> None:
+    policy = ok({**gnp(), "metadata": {
+        "name": "a", "uid": "1", "resourceVersion": "7", "generation": 2,
+        "creationTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["x"],
+        "managedFields": [{"manager": "kubectl"}], "ownerReferences": [{"kind": "X"}]}})
+    assert policy.metadata.resource_version == "7"
+    assert parse_resource(to_dict(policy)) == policy
