@@ -77,7 +77,7 @@ class TwoHosts:
         for i in (1, 2):
             ns = add_netns(f"{prefix}h{i}")
             addr = SUBNET.network_address + 10 + i
-            block = ip_network(f"198.18.{i}.0/26")
+            block = IPv4Network(f"198.18.{i}.0/26")
             add_veth("eth0", f"h{i}", netns=ns, peer_netns=self.switch)
             ip_batch(self.switch, [f"link set h{i} master br0", f"link set h{i} up"])
             # a gateway address inside the lab so proxy ARP answers (FIELD-NOTES)
@@ -92,8 +92,8 @@ class TwoHosts:
             write_sysctl(ns, "net.ipv4.ip_forward", 1)
             info = HostInfo(
                 f"h{i}", IPv4Address(addr), SUBNET, vxlan_tunnel_v4=block.network_address
-            )  # type: ignore[arg-type]
-            self.hosts.append((ns, info, block))  # type: ignore[arg-type]
+            )
+            self.hosts.append((ns, info, block))
             wl = add_netns(f"{prefix}w{i}")
             wl_ip = str(block.network_address + 1)
             add_veth(f"gh{i}", "eth0", netns=ns, peer_netns=wl)
