@@ -22,9 +22,11 @@ pool counts as ``Never``):
   gets a /32 (/128) route to the borrowing host by the same rules; this host's
   own borrowed addresses are left to the CNI plugin's workload route.
 * With BGP on, BIRD exports this host's blocks and learns everybody else's; the
-  agent then programs only the blackholes and the VXLAN routes (BIRD, with
-  ``gateway direct``, cannot install a route to a next hop outside its subnets,
-  so the two never program the same destination twice).
+  agent then programs only the blackholes and the VXLAN routes. BIRD installs a
+  learnt route only when its next hop is on this host's subnet (a multihop next
+  hop stays unreachable and its kernel export filter drops it), so the two do not
+  program the same destination; where they might (vxlanMode Always on one
+  subnet) BIRD's metric 512 loses to the agent's metric 0.
 
 VXLAN uses one device for both inner families; its underlay is IPv4 when this
 host has an IPv4 underlay address, IPv6 otherwise. A direct IPv6 route needs an
