@@ -364,3 +364,20 @@ def test_invalid_value_counts_as_absent(h: Harness) -> None:
     h.graph.on_update(key, object())  # not a WorkloadEndpoint: treated as deleted
     h.flush()
     assert h.state.snapshot() == ({}, {}, {}, {})
+
+
+def test_global_policy_namespace_selector_and_host_endpoints(h: Harness) -> None:
+    h.put(namespace("red", {"team": "red"}), namespace("blue", {"team": "blue"}),
+          wep("red", "w1", ips=["198.18.0.1/32"], labels={"app": "web"}, profiles=["kns.red"]),
+          wep("blue", "w2", ips=["198.18.0.2/32"], labels={"app": "web"}, profiles=["kns.blue"]),
+          hep("eth0", labels={"app": "web"}),
+          policy("g", selector="app == 'web'", namespace_selector="team == 'red'"),
+          policy("hosts", selector="global()",
+                 ingress=[{"action": "Allow", "source": {"selector": "global()"}}]))
+    g, hosts = m.PolicyID("default", "g"), m.PolicyID("default", "hosts")
+    assert h.endpoint("red", "w1").tiers[0].ingress_policies == (g,)
+    assert h.endpoint("blue", "w2").tiers == ()
+    host = h.state.endpoints["eth0"]
+    assert host.tiers[0].ingress_policies == (hosts,)
+    (rule,) = h.state.policies[hosts].inbound
+    assert h.set_members(rule.src_set_ids[0]) == {"192.0.2.10/32"}
