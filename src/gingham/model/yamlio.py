@@ -127,6 +127,16 @@ else:  # pragma: no cover - depends on how PyYAML was built
 class Dumper(yaml.SafeDumper):
     """Quotes every string that either YAML 1.1 or our 1.2 loader would read as non-string."""
 
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        # Unicode line breaks (NEL, LS, PS) and control characters only survive a
+        # round trip as escapes inside double quotes.
+        if any(c in _AWKWARD or (ord(c) < 32 and c not in "\n\t") for c in data):
+            return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+        return super().represent_str(data)
+
+
+_AWKWARD = frozenset("\x85\u2028\u2029\ufeff\x7f")
+Dumper.add_representer(str, Dumper.represent_str)
 
 for _tag, _rx, _firsts in _CORE_RESOLVERS:
     for _first in _firsts:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gingham.errors import ValidationError
 from gingham.model import ManifestError, load_manifests
@@ -92,3 +94,14 @@ def test_dumper_quotes_strings_that_look_like_other_types() -> None:
 def test_json_is_yaml() -> None:
     [ns] = load_manifests('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}')
     assert ns.name == "a"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=20))
+def test_any_string_survives_dump_and_load(value: str) -> None:
+    [ns] = load_manifests(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n")
+    ns = ns.model_copy(update={"metadata": ns.metadata.model_copy(
+        update={"annotations": {"note": value}})})
+    [again] = load_manifests(dump_yaml([ns]))
+    assert again.metadata.annotations == {"note": value}
