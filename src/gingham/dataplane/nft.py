@@ -453,6 +453,17 @@ class RuleCounter:
     bytes: int
 
 
+@dataclass(frozen=True)
+class TableSnapshot:
+    """The whole table read at once (two nft calls however many sets it has)."""
+
+    chains: dict[str, Chain]
+    rules: dict[str, list[Rule]]  # chain -> rules in order, with handles
+    sets: dict[str, Set | Map]
+    elements: dict[str, list[Element]]  # set or map -> its elements, normalised
+    counters: list[RuleCounter]
+
+
 class NFTInterface(Protocol):
     """What both :class:`NFT` and ``FakeNFT`` offer."""
 
@@ -468,136 +479,7 @@ class NFTInterface(Protocol):
     def counters(self) -> list[RuleCounter]: ...
     def delete_table(self) -> bool: ...
     def table_exists(self) -> bool: ...
-
-
-def _json_value(v: Any) -> tuple[str, ...]:
-    """An element key or value from nft's JSON back into nft text parts."""
-    if isinstance(v, dict):
-        if "elem" in v:
-            return _json_value(v["elem"]["val"])
-        if "concat" in v:
-            return tuple(p for item in v["concat"] for p in _json_value(item))
-        if "prefix" in v:
-            return (f"{v['prefix']['addr']}/{v['prefix']['len']}",)
-        if "range" in v:
-            lo, hi = v["range"]
-            return (f"{_json_value(lo)[0]}-{_json_value(hi)[0]}",)
-        for verdict in ("jump", "goto"):
-            if verdict in v:
-                return (f"{verdict} {v[verdict]['target']}",)
-        if len(v) == 1:
-            (name,) = v
-            return (str(name),)
-        raise NFTError(f"unexpected element in nft JSON: {v!r}")
-    return (str(v),)
-
-
-def _json_elem_meta(v: Any) -> tuple[str | None, str | None]:
-    if isinstance(v, dict) and "elem" in v:
-        inner = v["elem"]
-        timeout = f"{inner['timeout']}s" if "timeout" in inner else None
-        return inner.get("comment"), timeout
-    return None, None
-
-
-def elements_from_json(name: str, obj: dict[str, Any]) -> list[Element]:
-    out = []
-    for item in obj.get("elem", []):
-        if isinstance(item, list):
-            key, value = item
-            comment, timeout = _json_elem_meta(key)
-            out.append(Element(name, _json_value(key), _json_value(value), comment, timeout))
-        else:
-            comment, timeout = _json_elem_meta(item)
-            out.append(Element(name, _json_value(item), None, comment, timeout))
-    return [e.normalized() for e in out]
-
-
-def _type_text(t: Any) -> str:
-    return " . ".join(t) if isinstance(t, list) else str(t)
-
-
-def set_from_json(kind: str, obj: dict[str, Any]) -> Set | Map:
-    flags = tuple(obj.get("flags", ()))
-    timeout = f"{obj['timeout']}s" if "timeout" in obj else None
-    if kind == "map":
-        return Map(
-            obj["name"],
-            type=f"{_type_text(obj['type'])} : {_type_text(obj['map'])}",
-            flags=flags,
-            timeout=timeout,
-            size=obj.get("size"),
-            comment=obj.get("comment"),
-        )
-    return Set(
-        obj["name"],
-        type=_type_text(obj["type"]),
-        flags=flags,
-        timeout=timeout,
-        size=obj.get("size"),
-        comment=obj.get("comment"),
-    )
-
-
-def chain_from_json(obj: dict[str, Any]) -> Chain:
-    if "hook" in obj:
-        return Chain(
-            obj["name"],
-            type=obj["type"],
-            hook=obj["hook"],
-            priority=obj["prio"],
-            policy=obj.get("policy"),
-        )
-    return Chain(obj["name"])
-
-
-_OPEN_RE = re.compile(r"\{(\s*# handle \d+)?$")
-_HANDLE_RE = re.compile(r"^(.*?)\s+# handle (\d+)$")
-_RULE_COMMENT_RE = re.compile(r'^(.*?)\s*comment "([^"]*)"$')
-
-
-def rules_from_text(chain: str, text: str) -> list[Rule]:
-    """Rules from ``nft -a list chain`` output (the only place nft prints rule text)."""
-    rules = []
-    depth = 0
-    for raw in text.splitlines():
-        line = raw.strip()
-        if _OPEN_RE.search(line):
-            depth += 1
-            continue
-        if line == "}":
-            depth -= 1
-            continue
-        if depth != 2:
-            continue
-        m = _HANDLE_RE.match(line)
-        if not m:
-            continue  # base chain declaration or chain comment
-        body, handle = m.group(1), int(m.group(2))
-        cm = _RULE_COMMENT_RE.match(body)
-        comment = None
-        if cm:
-            body, comment = cm.group(1), cm.group(2)
-        rules.append(Rule(chain, body, comment=comment, handle=handle))
-    return rules
-
-
-def counters_from_json(doc: dict[str, Any]) -> list[RuleCounter]:
-    out = []
-    for item in doc.get("nftables", []):
-        rule = item.get("rule")
-        if not rule:
-            continue
-        for expr in rule.get("expr", []):
-            if isinstance(expr, dict) and isinstance(expr.get("counter"), dict):
-                c = expr["counter"]
-                out.append(
-                    RuleCounter(
-                        rule["chain"], rule["handle"], rule.get("comment"), c["packets"], c["bytes"]
-                    )
-                )
-                break
-    return out
+    def snapshot(self) -> TableSnapshot | None: ...
 
 
 # --------------------------------------------------------------------------- real driver
@@ -701,14 +583,14 @@ class NFT:
         return self._list_json("table", self.family, self.table) is not None
 
     def list_chains(self) -> list[Chain]:
-        return [chain_from_json(i["chain"]) for i in self._table_json() if "chain" in i]
+        return [nft_parse.chain_from_json(i["chain"]) for i in self._table_json() if "chain" in i]
 
     def list_sets(self) -> list[Set | Map]:
         out: list[Set | Map] = []
         for item in self._table_json():
             for kind in ("set", "map"):
                 if kind in item:
-                    out.append(set_from_json(kind, item[kind]))
+                    out.append(nft_parse.set_from_json(kind, item[kind]))
         return out
 
     def list_elements(self, name: str) -> list[Element]:
@@ -719,7 +601,7 @@ class NFT:
                 continue
             for item in doc.get("nftables", []):
                 if kind in item:
-                    return elements_from_json(name, item[kind])
+                    return nft_parse.elements_from_json(name, item[kind])
         raise NFTError(f"no set or map {name!r} in table {self.family} {self.table}",
                        kind="not-found")
 
@@ -730,11 +612,22 @@ class NFT:
             raise NFTError(
                 f"cannot list chain {chain}", kind=classify_error(proc.stderr), stderr=proc.stderr
             )
-        return rules_from_text(chain, proc.stdout)
+        return nft_parse.rules_from_text(chain, proc.stdout)
 
     def counters(self) -> list[RuleCounter]:
         doc = self._list_json("table", self.family, self.table)
-        return [] if doc is None else counters_from_json(doc)
+        return [] if doc is None else nft_parse.counters_from_json(doc)
+
+    def snapshot(self) -> TableSnapshot | None:
+        """The whole table (None when absent) with two nft calls."""
+        doc = self._list_json("table", self.family, self.table)
+        if doc is None:
+            return None
+        proc = self._nft(["-a", "list", "table", self.family, self.table])
+        if proc.returncode != 0:
+            raise NFTError("cannot list table", kind=classify_error(proc.stderr),
+                           stderr=proc.stderr)
+        return nft_parse.snapshot_from(doc, proc.stdout)
 
     def dump(self) -> str:
         """``nft list table`` text ('' when the table is absent)."""
@@ -758,3 +651,7 @@ def __getattr__(name: str) -> Any:
 
         return FakeNFT
     raise AttributeError(name)
+
+
+# nft_parse builds the objects defined above: import it once they exist
+from gingham.dataplane import nft_parse  # noqa: E402

@@ -34,6 +34,7 @@ from gingham.dataplane.nft import (
     RuleCounter,
     Set,
     Table,
+    TableSnapshot,
     Transaction,
     render_op,
 )
@@ -414,6 +415,19 @@ class FakeNFT:
             for r in ch.rules
             if "counter" in r.rule.split()
         ]
+
+    def snapshot(self) -> TableSnapshot | None:
+        if self._state is None:
+            return None
+        chains = {c.name: c for c in self.list_chains()}
+        sets = {s.name: s for s in self.list_sets()}
+        return TableSnapshot(
+            chains=chains,
+            rules={name: self.list_rules(name) for name in chains},
+            sets=sets,
+            elements={name: self.list_elements(name) for name in sets},
+            counters=self.counters(),
+        )
 
     def delete_table(self) -> bool:
         existed = self._state is not None

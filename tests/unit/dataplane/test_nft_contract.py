@@ -307,3 +307,17 @@ def test_protocol_and_service_names(nft: NFTInterface) -> None:
     }
     nft.run(Transaction().delete(Element("pp", ("198.18.0.5", "tcp", "80"))))
     assert len(nft.list_elements("pp")) == 2
+
+
+def test_snapshot_is_the_listings_at_once(nft: NFTInterface) -> None:
+    assert nft.snapshot() is None
+    nft.run(base_tx())
+    snap = nft.snapshot()
+    assert snap is not None
+    assert list(snap.chains.values()) == nft.list_chains()
+    assert snap.rules == {c.name: nft.list_rules(c.name) for c in nft.list_chains()}
+    assert list(snap.sets.values()) == nft.list_sets()
+    assert {k: sorted(v, key=str) for k, v in snap.elements.items()} == {
+        s.name: sorted(nft.list_elements(s.name), key=str) for s in nft.list_sets()
+    }
+    assert snap.counters == nft.counters()

@@ -14,12 +14,15 @@ from gingham.dataplane.nft import (
     Set,
     Table,
     Transaction,
-    counters_from_json,
-    elements_from_json,
     normalize_key,
-    rules_from_text,
 )
 from gingham.dataplane.nft_fake import FakeNFT
+from gingham.dataplane.nft_parse import (
+    counters_from_json,
+    elements_from_json,
+    rules_by_chain,
+    rules_from_text,
+)
 
 GOLDEN_SCRIPT = """\
 add table inet gingham { comment "t" ; }
@@ -141,6 +144,11 @@ def test_rules_from_text() -> None:
         ("ip saddr 198.18.0.1 counter packets 3 bytes 180 accept", "a b", 5),
         ("drop", None, 6),
     ]
+    text = text.replace("}\n}", "}\n\tset s { # handle 9\n\t\ttype ipv4_addr\n\t}\n"
+                        "\tchain d { # handle 4\n\t\taccept # handle 7\n\t}\n}")
+    assert {c: [r.handle for r in rs] for c, rs in rules_by_chain(text).items()} == {
+        "c": [5, 6], "d": [7]
+    }
 
 
 def test_counters_from_json() -> None:
