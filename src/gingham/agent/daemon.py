@@ -124,9 +124,11 @@ class Agent:
                 try:
                     plane.apply(messages)
                 except GinghamError as exc:
-                    self.metrics.errors.labels(where=type(plane).__name__).inc()
-                    log.error("dataplane %s failed: %s", type(plane).__name__, exc)
-                    self.state.ready = False
+                    self._plane_failed(plane, exc)
+                    return
+                except Exception as exc:  # a bug must not take the dataplane down: fail static
+                    log.exception("unexpected error in %s", type(plane).__name__)
+                    self._plane_failed(plane, exc)
                     return
             self.metrics.applies.inc()
             if updates:
@@ -134,6 +136,16 @@ class Agent:
         self.state.programmed_once = True
         self.state.ready = True
         self.metrics.in_sync.set(1)
+
+    def _plane_failed(self, plane: Plane, exc: Exception) -> None:
+        self.metrics.errors.labels(where=type(plane).__name__).inc()
+        log.error("dataplane %s failed: %s", type(plane).__name__, exc)
+        self.state.ready = False
+        # The messages were consumed: only a fresh snapshot brings the plane back to
+        # a state it can trust, so drop out of sync and resync after a pause.
+        self.syncer.close()
+        self.syncer.status.in_sync = False
+        time.sleep(1.0)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():

@@ -169,6 +169,20 @@ def up(
         raise
 
 
+def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # Reap it if it is our own child (lab up followed by down in one process).
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def _kill_group(pid: int) -> None:
     if pid <= 0:
         return
@@ -177,15 +191,8 @@ def _kill_group(pid: int) -> None:
             os.killpg(pid, sig)
         except (ProcessLookupError, PermissionError):
             return
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            # Reap it if it is our own child (lab up followed by down in one process).
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.02)
+        if _wait_gone(pid, 1.0):
+            return
 
 
 def down(name: str) -> list[str]:
@@ -215,3 +222,25 @@ def down(name: str) -> list[str]:
 def all_labs() -> list[str]:
     root = labstate.labs_dir()
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def stop_agent(lab_name: str, host_name: str, sig: int = signal.SIGKILL) -> None:
+    """Stop one host's agent abruptly (fault injection); its dataplane stays as it is."""
+    with labstate.modify(lab_name) as lab:
+        host = lab.host(host_name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(host.agent_pid, sig)
+        _wait_gone(host.agent_pid)
+        host.agent_pid = 0
+
+
+def start_agent(lab_name: str, host_name: str, wait: bool = True) -> None:
+    """(Re)start one host's agent; with ``wait``, until it reports ready."""
+    with labstate.modify(lab_name) as lab:
+        host = lab.host(host_name)
+        if host.agent_pid:
+            raise LabError(f"the agent of {host_name} is running (pid {host.agent_pid})")
+        host.agent_pid = _start_agent(lab, host)
+    if wait:
+        lab = labstate.load(lab_name)
+        wait_ready(LabState(**{**lab.__dict__, "hosts": [lab.host(host_name)]}))
