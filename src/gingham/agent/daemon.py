@@ -94,6 +94,7 @@ class Agent:
         self.syncer = Syncer(self.datastore, keys.ROOT, ignore=_not_for_agents)
         self.liveness = Liveness(self.datastore, self.hostname, ttl=self.liveness_ttl)
         self._registered = False
+        self._retry = False
         self._next_refresh = 0.0
 
     def step(self) -> None:
@@ -119,7 +120,8 @@ class Agent:
         if snapshot_done:
             self.calc.on_in_sync()
         messages = self.calc.flush()
-        if messages or snapshot_done:
+        if messages or snapshot_done or self._retry:
+            self._retry = False
             for plane in self.planes:
                 try:
                     plane.apply(messages)
@@ -141,11 +143,10 @@ class Agent:
         self.metrics.errors.labels(where=type(plane).__name__).inc()
         log.error("dataplane %s failed: %s", type(plane).__name__, exc)
         self.state.ready = False
-        # The messages were consumed: only a fresh snapshot brings the plane back to
-        # a state it can trust, so drop out of sync and resync after a pause.
-        self.syncer.close()
-        self.syncer.status.in_sync = False
-        time.sleep(1.0)
+        # Planes keep their desired state and re-read the kernel after a failure,
+        # so retrying them with no new messages is enough; pause to avoid a hot loop.
+        self._retry = True
+        time.sleep(0.5)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
