@@ -74,14 +74,21 @@ def kind_info(kind: str, api_version: str | None = None) -> KindInfo:
     if api_version is not None:
         info = _BY_API_KIND.get((api_version, kind))
         if info is None:
-            known = ", ".join(sorted({f"{i.api_version} {i.kind}" for i in _KINDS}))
-            raise ManifestError([Problem("", "kind", f"unknown kind {kind!r} for apiVersion "
-                                                     f"{api_version!r} (known: {known})")])
+            raise ManifestError([Problem("", "kind", _unknown(kind, api_version))])
         return info
     info = _BY_NAME.get(kind.lower())
     if info is None:
         raise ManifestError([Problem("", "", f"unknown resource type {kind!r}")])
     return info
+
+
+def _unknown(kind: str, api_version: str) -> str:
+    elsewhere = sorted(i.api_version for i in _KINDS if i.kind == kind)
+    if elsewhere:
+        return (f"kind {kind!r} is not in apiVersion {api_version!r}; "
+                f"use {' or '.join(repr(a) for a in elsewhere)}")
+    known = ", ".join(sorted({i.kind for i in _KINDS}))
+    return f"unknown kind {kind!r} (known kinds: {known})"
 
 
 _loaded = False

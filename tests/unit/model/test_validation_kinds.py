@@ -239,7 +239,8 @@ def test_namespaced_kind_keeps_namespace_and_global_kind_refuses_it() -> None:
 def test_unknown_kind_and_missing_fields() -> None:
     assert "kind" in problems(doc("Pod", {}, api="v1"))
     assert "unknown kind 'Pod'" in problems(doc("Pod", {}, api="v1"))["kind"]
-    assert "unknown kind" in problems(doc("NetworkPolicy", {}, api="v1"))["kind"]
+    assert "use 'networking.k8s.io/v1' or 'projectcalico.org/v3'" in problems(
+        doc("NetworkPolicy", {}, api="v1"))["kind"]
     assert problems({"kind": "Tier", "metadata": {"name": "a"}}) == {
         "apiVersion": "required field is missing"}
     assert "metadata" in problems({"apiVersion": "projectcalico.org/v3", "kind": "Tier"})
