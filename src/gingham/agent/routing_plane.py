@@ -196,6 +196,7 @@ class RoutingPlane:
             self.inputs.hosts.values(),
             self.inputs.blocks.values(),
             self.inputs.pools.values(),
+            log_file=str(self.bird.log),
         )
         result = self.bird.apply(text)
         if result != "unchanged":
