@@ -51,6 +51,25 @@ FAMILIES = ("inet", "ip", "ip6", "arp", "bridge", "netdev")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,255}$")
 _COMMENT_MAX = 128
 
+# Words nft 1.0.6 refuses as a chain or set name (a bare keyword fails to
+# parse and names cannot be quoted); measured by trying each one.
+NFT_KEYWORDS = frozenset({
+    "accept", "add", "ah", "all", "arp", "auto-merge", "bridge", "cgroup", "chain", "comment",
+    "comp", "constant", "continue", "counter", "cpu", "create", "ct", "day", "dccp", "define",
+    "delete", "describe", "device", "devices", "dnat", "drop", "dst", "dup", "dynamic", "ecn",
+    "element", "elements", "esp", "ether", "export", "exthdr", "fib", "flags", "flow",
+    "flowtable", "flush", "frag", "fwd", "goto", "handle", "hbh", "hook", "hour", "ibrname",
+    "icmp", "icmpv6", "igmp", "iif", "iifgroup", "iifname", "iiftype", "import", "include",
+    "index", "inet", "insert", "interval", "ip", "ip6", "ipsec", "jhash", "jump", "limit",
+    "list", "log", "map", "mark", "masquerade", "meta", "meter", "mh", "monitor", "netdev",
+    "nftrace", "notrack", "numgen", "obrname", "offload", "oif", "oifgroup", "oifname",
+    "oiftype", "osf", "pkttype", "policy", "position", "priority", "queue", "quota", "random",
+    "redirect", "reject", "rename", "replace", "reset", "return", "rt", "rt0", "rt2",
+    "rtclassid", "rule", "ruleset", "sctp", "secmark", "set", "size", "skgid", "skuid", "snat",
+    "socket", "srh", "symhash", "synproxy", "table", "tcp", "th", "time", "timeout", "tproxy",
+    "type", "typeof", "udp", "udplite", "update", "vlan", "vmap",
+})
+
 
 # --------------------------------------------------------------------------- errors
 
@@ -108,6 +127,8 @@ def classify_error(message: str) -> str:
 def _check_name(what: str, name: str) -> None:
     if not _NAME_RE.match(name):
         raise NFTError(f"invalid {what} name {name!r}: use letters, digits, _ . / - (max 256)")
+    if name in NFT_KEYWORDS:
+        raise NFTError(f"invalid {what} name {name!r}: an nft keyword", kind="syntax")
 
 
 def _check_comment(comment: str | None) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gingham.dataplane.nft import NFT, NFTInterface, Transaction
+from gingham.dataplane.nft import NFT, NFTInterface, Table, Transaction
 from tests.unit.dataplane.test_nft_contract import *  # noqa: F403
 from tests.unit.dataplane.test_nft_contract import base_tx
 
@@ -50,3 +50,22 @@ def test_error_names_line_and_stderr(netns: Callable[[str], str]) -> None:
     assert info.value.script_line == "add rule inet gingham b accept"
     assert "No such file or directory" in info.value.stderr
     assert "line 3" in str(info.value)
+
+
+def test_keyword_list_matches_this_nft(netns: Callable[[str], str]) -> None:
+    """Every word in NFT_KEYWORDS fails as a chain name; ordinary words do not."""
+    import subprocess
+
+    from gingham.dataplane.nft import NFT_KEYWORDS
+    from gingham.lab.netns import in_netns
+
+    ns = netns("kw")
+    NFT(netns=ns).run(Transaction().add(Table()))
+
+    def parses(word: str) -> bool:
+        argv = in_netns(ns, ["nft", "-c", "-f", "-"])
+        script = f"add chain inet gingham {word}\n"
+        return subprocess.run(argv, input=script, capture_output=True, text=True).returncode == 0
+
+    assert [w for w in sorted(NFT_KEYWORDS) if parses(w)] == []
+    assert all(parses(w) for w in ("filter", "forward", "input", "tw-abc", "pol-1", "gh"))

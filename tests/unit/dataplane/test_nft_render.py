@@ -75,6 +75,9 @@ def test_render_golden() -> None:
     "make",
     [
         lambda: Chain("fwd x"),
+        lambda: Chain("fwd"),
+        lambda: Set("map", type="ipv4_addr"),
+        lambda: Rule("counter", "accept"),
         lambda: Chain("1abc"),
         lambda: Chain("c", type="filter"),
         lambda: Chain("c", policy="drop"),
@@ -178,7 +181,7 @@ table inet gingham {
 \t\t\t     "ghb" : drop }
 \t}
 
-\tchain fwd {
+\tchain forward {
 \t\ttype filter hook forward priority filter; policy drop;
 \t\toifname vmap @vm
 \t}
@@ -197,13 +200,13 @@ def test_fake_dump_golden() -> None:
         .add(Table())
         .add(Set("ips", type="ipv4_addr", flags=("interval",)))
         .add(Map("vm", type="ifname : verdict"))
-        .add(Chain("fwd", type="filter", hook="forward", priority=0, policy="drop"))
+        .add(Chain("forward", type="filter", hook="forward", priority=0, policy="drop"))
         .add(Chain("wl"))
         .add(Element("ips", "198.19.0.5"))
         .add(Element("ips", "198.18.0.0/24"))
         .add(Element("vm", "ghb", "drop"))
         .add(Element("vm", "gha", "jump wl"))
-        .add(Rule("fwd", "oifname vmap @vm"))
+        .add(Rule("forward", "oifname vmap @vm"))
         .add(Rule("wl", "ip saddr @ips counter accept", comment="allow"))
     )
     assert fake.dump() == GOLDEN_DUMP
