@@ -98,30 +98,34 @@ class _Resolver(yaml.resolver.BaseResolver):
          for first, pairs in yaml.resolver.Resolver.yaml_implicit_resolvers.items()})
 
 
-# libyaml's parser when PyYAML has it (about ten times faster), the pure-Python one otherwise;
-# either way resolution and construction are ours.
+class PyLoader(
+    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+    _Constructor, _Resolver,
+):
+    """The pure-Python parser under our resolver and constructor."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _Constructor.__init__(self)
+        _Resolver.__init__(self)
+
+
+Loader: type[PyLoader] = PyLoader
+
+# libyaml's parser when PyYAML has it (about ten times faster); same resolution and construction.
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
-    class Loader(CParser, _Constructor, _Resolver):
+    class CLoader(CParser, _Constructor, _Resolver):
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             _Constructor.__init__(self)
             _Resolver.__init__(self)
 
-else:  # pragma: no cover - depends on how PyYAML was built
-
-    class Loader(  # type: ignore[no-redef]
-        yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
-        _Constructor, _Resolver,
-    ):
-        def __init__(self, stream: str) -> None:
-            yaml.reader.Reader.__init__(self, stream)
-            yaml.scanner.Scanner.__init__(self)
-            yaml.parser.Parser.__init__(self)
-            yaml.composer.Composer.__init__(self)
-            _Constructor.__init__(self)
-            _Resolver.__init__(self)
+    Loader = CLoader  # type: ignore[assignment]
 
 
 class Dumper(yaml.SafeDumper):
@@ -157,10 +161,10 @@ def _yaml_problem(exc: yaml.YAMLError, index: int) -> Problem:
     return Problem(f"doc {index + 1}", "", f"invalid YAML: {exc}")
 
 
-def load_yaml_documents(text: str) -> list[Any]:
+def load_yaml_documents(text: str, loader_class: type[PyLoader] | None = None) -> list[Any]:
     """Every document of a YAML stream (empty documents dropped), or ManifestError."""
     docs: list[Any] = []
-    loader = Loader(text)
+    loader = (loader_class or Loader)(text)
     index = 0  # documents completed so far
     try:
         while loader.check_data():  # type: ignore[no-untyped-call]

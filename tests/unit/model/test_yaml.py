@@ -8,11 +8,13 @@ from hypothesis import strategies as st
 
 from gingham.errors import ValidationError
 from gingham.model import ManifestError, load_manifests
-from gingham.model.yamlio import dump_yaml, load_yaml_documents
+from gingham.model.yamlio import PyLoader, dump_yaml, load_yaml_documents
 
 
 def one(text: str) -> object:
     [doc] = load_yaml_documents(text)
+    # The pure-Python parser (used where PyYAML lacks libyaml) must agree.
+    assert load_yaml_documents(text, PyLoader) == [doc]
     return doc
 
 
@@ -59,9 +61,10 @@ def test_duplicate_key_is_an_error_naming_both_lines() -> None:
     assert "line 3" in message and "first at line 2" in message
 
 
-def test_duplicate_key_in_nested_mapping() -> None:
-    with pytest.raises(ManifestError, match="duplicate key 'a'"):
-        load_yaml_documents("x:\n  a: 1\n  b: 2\n  a: 3\n")
+@pytest.mark.parametrize("loader", [None, PyLoader])
+def test_duplicate_key_in_nested_mapping(loader: type[PyLoader] | None) -> None:
+    with pytest.raises(ManifestError, match=r"line 4.*duplicate key 'a'"):
+        load_yaml_documents("x:\n  a: 1\n  b: 2\n  a: 3\n", loader)
 
 
 def test_invalid_yaml_names_document_and_line() -> None:
