@@ -28,6 +28,7 @@ from tests.unit.calc.builders import (
     tier,
     wep,
 )
+from tests.unit.calc.reference import expected, observed
 
 # Every key with the values it may take; None (absent) is always possible too.
 _IN = {"action": "Allow", "protocol": "TCP",
@@ -57,7 +58,11 @@ CHOICES: list[list[tuple[str, Any]]] = [
          profiles=["kns.b"], sa="sa1")],
     [namespace_profile("a", {"team": "red"}), namespace_profile("a", {"team": "blue"})],
     [namespace_profile("b", {"team": "red"}), namespace_profile("b", {})],
-    [profile("extra", labels={"role": "client"}), profile("extra", ingress=[_NETSET])],
+    # "extra" comes after kns.a in w1's profiles: kns.a's pcns.team must win.
+    [profile("extra", labels={"role": "client", "pcns.team": "red"}),
+     profile("extra", labels={"pcns.team": "blue"}, ingress=[_NETSET])],
+    # No profiles listed: the namespace's labels still apply.
+    [wep("a", "r3", node="host-b", ips=["198.18.3.1/32"], labels={"role": "client"})],
     [policy("web", ns="a", selector="app == 'web'", ingress=[_IN, _NS_SEL]),
      policy("web", ns="a", selector="app == 'web'", order=3, ingress=[_IN]),
      policy("web", ns="a", selector="app == 'db'", ingress=[_NOT], tier="sec")],
@@ -120,6 +125,7 @@ def _replay(states: list[State], order: list[str], twice: bool) -> None:
         _transition(graph, dp, current, state, order, twice)
         current = state
         assert dp.snapshot() == _squashed(state)
+        assert observed(dp.snapshot()) == expected(state, "host-a")
     _transition(graph, dp, current, {}, order, twice)
     assert dp.snapshot() == ({}, {}, {}, {})
     assert all(v == 0 for v in graph.stats().values()), graph.stats()
