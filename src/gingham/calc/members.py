@@ -115,15 +115,14 @@ class IPSetMembers:
 
     def update_item(self, item_id: ItemID, labels: Mapping[str, str], item: Item) -> None:
         old = self._items.get(item_id)
-        before = self._index.selectors_matching(item_id)
         started: list[str] = []
         stopped: list[str] = []
         for change in self._index.update_labels(item_id, labels):
             (started if change.matched else stopped).append(change.selector_id)
         self._items[item_id] = item
         if old is not None and old != item:
-            # Contributions changed: withdraw the old ones everywhere it stays.
-            for sel in before.difference(stopped):
+            # Contributions changed: swap old for new in every set it stays in.
+            for sel in self._index.selectors_matching(item_id).difference(started):
                 for set_id in self._sets_by_selector.get(sel, ()):
                     self._remove(self._specs[set_id], old)
                     self._add(self._specs[set_id], item)
