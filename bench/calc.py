@@ -200,6 +200,7 @@ def run_size(
         "peak_rss_mb": round(_rss_mb(), 1),
         "endpoint_updates": n_updates,
         "updates_per_second": round(n_updates / upd_s, 1),
+        "microseconds_per_update": round(upd_s / n_updates * 1e6, 1),
         "update_messages": emitted,
     }
 
