@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 import click
+
+from gingham.cli.common import handle_errors
 
 
 @click.group("node")
@@ -66,24 +70,50 @@ def run_cmd(
     "--name", "hostname", default=None, help="Host whose BIRD to ask (default: this one)."
 )
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
 def status_cmd(hostname: str | None, output: str) -> None:
     """BGP sessions of this host's BIRD, like calicoctl node status."""
+    import dataclasses
     import json
     import socket
 
-    from rich.console import Console
-    from rich.table import Table
-
-    from gingham.routing.bird import bgp_status, control_socket
+    from gingham.cli.common import print_table
+    from gingham.routing.bird import BirdProcess
 
     host = hostname or socket.gethostname()
-    peers = bgp_status(control_socket(host))
+    bird = BirdProcess(host, run_dir=_run_dir_for(host))
+    if not bird.running():
+        click.echo(f"BIRD is not running for {host} (BGP is off, or the agent is not up)")
+        sys.exit(1)
+    peers = bird.status()
     if output == "json":
-        click.echo(json.dumps([p.as_dict() for p in peers], indent=2))
+        click.echo(
+            json.dumps(
+                [{k: str(v) for k, v in dataclasses.asdict(p).items()} for p in peers], indent=2
+            )
+        )
         return
-    table = Table(title=f"BGP sessions of {host}")
-    for col in ("PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"):
-        table.add_column(col)
-    for p in peers:
-        table.add_row(str(p.peer), p.type, p.state, p.since, p.info)
-    Console().print(table)
+    click.echo(f"BGP sessions of {host}")
+    print_table(
+        ["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
+        [[str(p.peer), p.type, p.state, p.since, p.info] for p in peers],
+    )
+
+
+def _run_dir_for(host: str) -> Path:
+    """Where the host's agent keeps BIRD: GINGHAM_RUN_DIR, else the current lab's, else /run/gingham."""
+
+    if os.environ.get("GINGHAM_RUN_DIR"):
+        return Path(os.environ["GINGHAM_RUN_DIR"])
+    from gingham.errors import LabError
+    from gingham.lab import state as labstate
+
+    name = labstate.current_name()
+    if name:
+        try:
+            lab = labstate.load(name)
+            lab.host(host)
+            return Path(lab.run_dir)
+        except LabError:
+            pass
+    return Path("/run/gingham")
