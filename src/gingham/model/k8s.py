@@ -14,7 +14,6 @@ from pydantic import Field, PlainValidator, model_validator
 from gingham.model.meta import (
     Int,
     Model,
-    ObjectMeta,
     ProblemList,
     Resource,
     Str,
@@ -216,5 +215,4 @@ __all__ = [
     "NetworkPolicyIngressRule",
     "NetworkPolicyPeer",
     "NetworkPolicyPort",
-    "ObjectMeta",
 ]
