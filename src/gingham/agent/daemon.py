@@ -120,7 +120,8 @@ class Agent:
         if snapshot_done:
             self.calc.on_in_sync()
         messages = self.calc.flush()
-        if messages or snapshot_done or self._retry:
+        # Observers may have changed state no calc message reflects (routing inputs).
+        if messages or updates or snapshot_done or self._retry:
             self._retry = False
             for plane in self.planes:
                 try:
