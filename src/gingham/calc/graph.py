@@ -88,7 +88,12 @@ from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
 from gingham.datastore import keys
 from gingham.errors import GinghamError
-from gingham.model import k8s_policy_to_calico, namespace_to_profile
+from gingham.model import (
+    KubernetesNetworkPolicy,
+    Namespace,
+    k8s_policy_to_calico,
+    namespace_to_profile,
+)
 from gingham.model.config import FelixConfigurationSpec
 
 log = logging.getLogger(__name__)
@@ -98,8 +103,6 @@ ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
 SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
 SERVICE_ACCOUNT_NAME_LABEL: Final = "pcsa.projectcalico.org/name"
 NAMESPACE_PROFILE_PREFIX: Final = "kns."
-
-POLICY_KINDS: Final = frozenset({"NetworkPolicy", "GlobalNetworkPolicy", "KubernetesNetworkPolicy"})
 
 EndpointKey = Hashable  # WorkloadEndpointID for workloads, the name (str) for host endpoints
 
@@ -307,7 +310,7 @@ class CalcGraph:
     # --- policies, tiers, profiles ------------------------------------------
 
     def _on_policy(self, key: str, ns: str | None, name: str, value: Any) -> None:
-        if value is not None and type(value).__name__ == "KubernetesNetworkPolicy":
+        if isinstance(value, KubernetesNetworkPolicy):
             value = k8s_policy_to_calico(value)
         self._active.update_policy(key, policy_def(value) if value is not None else None)
 
@@ -322,7 +325,7 @@ class CalcGraph:
         self._dirty.update(self._local)
 
     def _on_profile(self, key: str, ns: str | None, name: str, value: Any) -> None:
-        if value is not None and type(value).__name__ == "Namespace":
+        if isinstance(value, Namespace):
             value = namespace_to_profile(value)
         new = profile_def(value) if value is not None else None
         old_name = self._profile_key_name.pop(key, None)
