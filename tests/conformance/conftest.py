@@ -9,6 +9,7 @@ checks that the all-open baseline is back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -57,10 +58,8 @@ class Cluster:
             if res.kind == "Namespace":
                 continue  # namespaces are restored by restore_namespaces
             info = self.store.info_of(res)
-            try:
+            with contextlib.suppress(NotFound):
                 self.store.delete(info, res.metadata.name, res.metadata.namespace)
-            except NotFound:
-                pass
 
     def set_namespace_labels(self, ns: str, labels: dict[str, str]) -> None:
         self.store.apply(load_manifests(

@@ -16,6 +16,7 @@ every 100 ms, as a neighbour entry may still be resolving).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -57,10 +58,9 @@ def _open(protocol: str, address: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     sock.connect((address, port))
-    try:
+    # An error here (say, a refused earlier datagram) is retried by the resend loop.
+    with contextlib.suppress(OSError):
         sock.send(PAYLOAD)
-    except OSError:
-        pass  # e.g. a refused earlier datagram; the resend loop tries again
     return sock
 
 
@@ -110,10 +110,8 @@ def _measure(targets: Sequence[Target], port: int, protocol: str, timeout: float
             if protocol == "udp" and time.monotonic() >= next_resend:
                 next_resend = time.monotonic() + 0.1
                 for sock in pending:
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.send(PAYLOAD)
-                    except OSError:
-                        pass
         for sock in pending:
             out[socks[sock]] = False
     finally:

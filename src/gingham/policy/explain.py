@@ -37,7 +37,6 @@ from gingham.errors import ValidationError
 from gingham.model import EntityRule, GlobalNetworkPolicy, Rule, protocol_number
 from gingham.policy.world import (
     NAMESPACE_LABEL,
-    SERVICE_ACCOUNT_LABEL,
     Item,
     Policy,
     World,
@@ -260,10 +259,8 @@ def entity_matches(
     if entity.ports and not any(_port_matches(p, port, protocol, owners_ok)
                                 for p in entity.ports):
         return False
-    if entity.not_ports and any(_port_matches(p, port, protocol, owners_ok)
-                                for p in entity.not_ports):
-        return False
-    return True
+    excluded = any(_port_matches(p, port, protocol, owners_ok) for p in entity.not_ports)
+    return not excluded
 
 
 def rule_matches(rule: Rule, packet: Packet, policy_ns: str | None, world: World) -> bool:
@@ -337,7 +334,8 @@ def evaluate(world: World, item: Item, direction: Direction, packet: Packet) -> 
     logged: list[str] = []
     tiers = ordered_tiers(world, item, direction)
     selecting = tuple(policy_label(p) for _, ps in tiers for p in ps)
-    base = {"direction": direction, "endpoint": item.ref, "policies_selecting": selecting}
+    base: dict[str, Any] = {"direction": direction, "endpoint": item.ref,
+                            "policies_selecting": selecting}
     for tier_name, policies in tiers:
         passed = False
         for p in policies:
