@@ -84,6 +84,7 @@ from gingham.calc.policies import (
     resolve_tiers,
     tier_def,
 )
+from gingham.calc.rules import PROTOCOLS, protocol_number
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
 from gingham.datastore import keys
@@ -464,17 +465,18 @@ def _addrs(nets: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _named_ports(ports: Iterable[Any] | None) -> tuple[tuple[str, str, int], ...]:
-    from gingham.calc.rules import PROTOCOLS, protocol_number
-
-    names = {v: k for k, v in PROTOCOLS.items()}
+    """(name, protocol name, port) of an endpoint's named ports."""
+    if not ports:
+        return ()
     out = []
-    for p in ports or ():
-        number = protocol_number(p.protocol, "ports")
-        if number is not None and number in names:
-            out.append((str(p.name), names[number], int(p.port)))
+    for p in ports:
+        proto = _PROTOCOL_NAMES.get(protocol_number(p.protocol, "ports") or 0)
+        if proto is not None:
+            out.append((str(p.name), proto, int(p.port)))
     return tuple(out)
 
 
+_PROTOCOL_NAMES: Final = {number: name for name, number in PROTOCOLS.items()}
 _FELIX_DEFAULTS: Final = FelixConfigurationSpec()
 _FELIX_FIELDS: Final = tuple(FelixConfigurationSpec.model_fields)
 
