@@ -1,8 +1,10 @@
 """Leak check: find what nobody will ever give back, and release it safely.
 
 A *leak* is an allocation whose host is gone (no Node resource and no
-liveness key) or whose workload is gone (no WorkloadEndpoint in its
-namespace names it). Besides leaks, the check finds left-overs of crashed
+liveness key) or, for allocations with a namespace and a workload, whose
+workload is gone (no WorkloadEndpoint in its namespace names it by name,
+``spec.workload`` or ``spec.pod``). Allocations without a namespace (the
+agent's tunnel address, manual ones) live as long as their host. Besides leaks, the check finds left-overs of crashed
 claims (affinities with no block of their host behind them, pending claims
 never confirmed) and empty blocks of gone hosts, which go back to the pool.
 
@@ -196,7 +198,9 @@ class _World:
     def address_reason(self, namespace: str, workload: str, host: str) -> str:
         if self.host_gone(host):
             return f"host {host} is gone"
-        if workload and (namespace, workload) not in self.workloads:
+        # Only namespaced allocations belong to a WorkloadEndpoint; others (the
+        # agent's VXLAN tunnel address, manual ones) live as long as their host.
+        if namespace and workload and (namespace, workload) not in self.workloads:
             return f"workload {namespace}/{workload} is gone"
         return ""
 

@@ -177,3 +177,18 @@ def test_empty_blocks_return_when_selector_stops_matching_or_pool_goes(
     assert leak.cidr == str(x.block) and "no longer matches the nodeSelector" in leak.reason
     assert release_from_report(sqlite_store, report).released == [leak.ident]
     assert list_blocks(sqlite_store) == []
+
+
+def test_allocations_without_namespace_live_as_long_as_their_host(
+        sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/28", 30)
+    put_node(sqlite_store, "h1")
+    # what the agent does for its VXLAN tunnel address
+    ipam(sqlite_store, "h1").allocate("vxlan-tunnel-addr-h1",
+                                      {"namespace": "", "workload": "vxlan-tunnel"})
+    check(sqlite_store, now=0.0, grace=GRACE)
+    assert check(sqlite_store, now=100.0, grace=GRACE).leaks == ()
+    sqlite_store.delete(ikeys.NODES + "h1")
+    check(sqlite_store, now=200.0, grace=GRACE)
+    [leak] = check(sqlite_store, now=300.0, grace=GRACE).leaks
+    assert leak.reason == "host h1 is gone"
