@@ -51,14 +51,14 @@ def open_datastore(url: str) -> Datastore:
         raise ValidationError(f"not a datastore URL: {url!r} (want sqlite:///path or etcd://...)")
     scheme = scheme.lower()
     if scheme == "sqlite":
-        from gingham.datastore.sqlite import SqliteDatastore
+        from gingham.datastore.sqlite import DEFAULT_HISTORY, SqliteDatastore
 
         parts = urlsplit(url)
         path = parts.path if not parts.netloc else parts.netloc + parts.path
         if not path:
             raise ValidationError(f"sqlite URL without a path: {url!r}")
         opts = parse_qs(parts.query)
-        history = 100_000
+        history = DEFAULT_HISTORY
         if "history" in opts:
             try:
                 history = int(opts["history"][-1])

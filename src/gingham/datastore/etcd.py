@@ -146,8 +146,9 @@ class EtcdDatastore(Datastore):
             self._verify = ctx
         self._user, self._password = user, password
         self._token: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # make_client runs under it too
         self._clients: dict[int, httpx.Client] = {}
+        self._dir_fds: dict[str, int] = {}
         self._pid = os.getpid()
         self._closed = False
 
@@ -170,8 +171,26 @@ class EtcdDatastore(Datastore):
 
     # -- transport ------------------------------------------------------------
 
+    def _socket_path(self, path: str) -> str:
+        """A path ``connect()`` accepts: AF_UNIX paths stop at 107 bytes, and
+        temporary lab directories go deeper. Long ones are reached through an
+        O_PATH descriptor of their directory (kept until ``close``)."""
+        if len(path.encode()) < 100:
+            return path
+        directory, name = os.path.split(path)
+        with self._lock:
+            fd = self._dir_fds.get(directory)
+            if fd is None:
+                try:
+                    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+                except OSError as exc:
+                    raise Unavailable(f"cannot reach datastore {self.url}: {exc}") from exc
+                self._dir_fds[directory] = fd
+        return f"/proc/self/fd/{fd}/{name}"
+
     def make_client(self, ep: Endpoint, *, stream: bool = False) -> httpx.Client:
-        transport = httpx.HTTPTransport(uds=ep.uds, verify=self._verify, retries=0)
+        uds = self._socket_path(ep.uds) if ep.uds else None
+        transport = httpx.HTTPTransport(uds=uds, verify=self._verify, retries=0)
         timeout = httpx.Timeout(None, connect=self._timeout.connect) if stream else self._timeout
         return httpx.Client(base_url=ep.base, transport=transport, timeout=timeout)
 
@@ -392,8 +411,12 @@ class EtcdDatastore(Datastore):
         self._closed = True
         with self._lock:
             clients, self._clients = self._clients, {}
+            fds, self._dir_fds = self._dir_fds, {}
         for client in clients.values():
             client.close()
+        for fd in fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _reason(exc: Exception) -> str:

@@ -67,9 +67,10 @@ CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expiry);
 _Events = list[WatchEvent]  # spelled here: inside the class, ``list`` is a method
 _PUT, _DELETE = 0, 1
 # Automatic compaction: every _COMPACT_EVERY revisions, history older than
-# ``history`` revisions is dropped. Watchers that far behind resync.
+# ``history`` revisions is dropped. Watchers that far behind resync. History
+# rows carry whole values (an IPAM block is a few KiB), so keep it modest.
 _COMPACT_EVERY = 1000
-_DEFAULT_HISTORY = 100_000
+DEFAULT_HISTORY = 10_000
 _POLL_MIN, _POLL_MAX = 0.005, 0.02
 _BATCH = 1000
 
@@ -99,7 +100,7 @@ class SqliteDatastore(Datastore):
         self,
         path: str | os.PathLike[str],
         *,
-        history: int = _DEFAULT_HISTORY,
+        history: int = DEFAULT_HISTORY,
         busy_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -221,3 +221,19 @@ def test_foreign_non_json_value_is_a_clear_error(
             json={"key": b64("/t/foreign")},
             timeout=5,
         )
+
+
+def test_unix_socket_in_a_deep_directory() -> None:
+    base = Path(tempfile.mkdtemp(prefix="gingham-etcd-deep-"))
+    deep = base / ("d" * 60) / ("e" * 60)
+    members: list[EtcdProcess] = []
+    try:
+        members = start_etcd_cluster(deep, 1, unix_socket=True)
+        assert len(str(members[0].socket_path)) > 108
+        with open_datastore(cluster_url(members, unix=True)) as ds:
+            ds.create("/t/deep", {"v": 1})
+            kv = ds.get("/t/deep")
+            assert kv is not None and kv.value == {"v": 1}
+    finally:
+        stop_etcd_cluster(members)
+        shutil.rmtree(base, ignore_errors=True)
