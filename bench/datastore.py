@@ -173,7 +173,7 @@ def main() -> None:
             if shutil.which("etcd") is None:
                 out["etcd"] = {"skipped": "etcd not installed"}
             else:
-                members = start_etcd_cluster(tmp / "etcd", 1)
+                members = start_etcd_cluster(tmp / "etcd", 1, die_with_parent=True)
                 try:
                     out["etcd"] = bench(members[0].datastore_url, args.procs, args.seconds)
                 finally:

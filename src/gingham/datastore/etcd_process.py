@@ -59,6 +59,10 @@ class EtcdProcess:
     cert_file: str | None = None
     key_file: str | None = None
     ca_file: str | None = None
+    # Tests and benchmarks: the kernel kills etcd when the starting process
+    # dies, even by SIGKILL, so no member outlives an interrupted run. The lab
+    # leaves this off: its cluster must outlive ``gingham lab up``.
+    die_with_parent: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,6 +131,7 @@ class EtcdProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         finally:
             log.close()
@@ -171,6 +176,13 @@ class EtcdProcess:
             proc.wait()
 
 
+def _die_with_parent() -> None:
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def start_etcd_cluster(
     data_dir: str | Path,
     n: int = 1,
@@ -179,6 +191,7 @@ def start_etcd_cluster(
     unix_socket: bool = False,
     timeout: float = 30.0,
     binary: str = "etcd",
+    die_with_parent: bool = False,
 ) -> list[EtcdProcess]:
     """Start an ``n``-member cluster under ``data_dir`` (one sub-directory each), wait for health.
 
@@ -196,6 +209,7 @@ def start_etcd_cluster(
             unix_socket=unix_socket,
             binary=binary,
             cluster_token=f"gingham-{base.name}",
+            die_with_parent=die_with_parent,
         )
         for i in range(n)
     ]

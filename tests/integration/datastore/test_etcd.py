@@ -89,7 +89,7 @@ def lone_etcd() -> Iterator[EtcdProcess]:
     base = Path(tempfile.mkdtemp(prefix="gingham-etcd-auth-"))
     members: list[EtcdProcess] = []
     try:
-        members = start_etcd_cluster(base, 1)
+        members = start_etcd_cluster(base, 1, die_with_parent=True)
         yield members[0]
     finally:
         stop_etcd_cluster(members)
@@ -176,7 +176,7 @@ def tls_etcd() -> Iterator[tuple[EtcdProcess, Path]]:
         member = EtcdProcess(
             name="tls", directory=base / "tls", client_port=client_port, peer_port=peer_port,
             cert_file=str(pki / "server.crt"), key_file=str(pki / "server.key"),
-            ca_file=str(pki / "ca.crt"),
+            ca_file=str(pki / "ca.crt"), die_with_parent=True,
         )  # fmt: skip
         member.start()
         member.wait_healthy()
@@ -228,7 +228,7 @@ def test_unix_socket_in_a_deep_directory() -> None:
     deep = base / ("d" * 60) / ("e" * 60)
     members: list[EtcdProcess] = []
     try:
-        members = start_etcd_cluster(deep, 1, unix_socket=True)
+        members = start_etcd_cluster(deep, 1, unix_socket=True, die_with_parent=True)
         assert len(str(members[0].socket_path)) > 108
         with open_datastore(cluster_url(members, unix=True)) as ds:
             ds.create("/t/deep", {"v": 1})
