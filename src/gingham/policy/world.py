@@ -86,6 +86,7 @@ class Item:
     ports: tuple[NamedPort, ...] = ()
     service_account: str | None = None
     host: str | None = None
+    interface: str | None = None
 
     @property
     def ref(self) -> str:
@@ -166,6 +167,12 @@ class World:
         return sorted((i for i in self.items if i.kind == "WorkloadEndpoint"),
                       key=lambda i: i.ref)
 
+    def by_interface(self, ifname: str) -> Item | None:
+        for item in self.items:
+            if item.interface == ifname:
+                return item
+        return None
+
     def owners(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[Item]:
         return [item for item in self.items if item.owns(address)]
 
@@ -219,6 +226,7 @@ def _item(res: Resource, profiles: Mapping[str, Profile]) -> Item:
             ports=_ports(spec.ports),
             service_account=spec.service_account_name,
             host=spec.node,
+            interface=spec.interface_name,
         )
     if isinstance(res, HostEndpoint):
         listed = tuple(res.spec.profiles)

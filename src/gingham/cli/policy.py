@@ -1,0 +1,154 @@
+"""``gingham policy explain|stats`` and ``gingham flows``: why a packet passes or not."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from gingham.cli.common import context_datastore_url, dump_json, handle_errors, print_table
+
+OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+LAB = click.option("--lab", "lab_name", default=None,
+                   help="Lab whose hosts to read (default: the current lab, else this host).")
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Explain policy decisions and show per-rule packet counters."""
+
+
+def _world() -> Any:
+    from gingham.policy.world import load_world
+
+    return load_world(context_datastore_url())
+
+
+# ----------------------------------------------------------------- explain
+
+
+@policy_group.command("explain")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Destination port (required for tcp, udp, sctp).")
+@click.option("--protocol", type=click.Choice(["tcp", "udp", "sctp", "icmp"]), default="tcp",
+              show_default=True)
+@click.option("--icmp-type", type=click.IntRange(0, 255), default=None)
+@click.option("--icmp-code", type=click.IntRange(0, 255), default=None)
+@click.option("--trace", is_flag=True, help="Show every tier, policy and rule that matched.")
+@OUTPUT
+@handle_errors
+def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
+                icmp_type: int | None, icmp_code: int | None, trace: bool, output: str) -> None:
+    """Would SOURCE reach DESTINATION (both NS/NAME)? The verdict from the model, and why."""
+    from gingham.policy.explain import explain
+
+    if protocol != "icmp" and port is None:
+        raise click.UsageError(f"--port is required for {protocol}")
+    verdict = explain(_world(), source, destination, port if protocol != "icmp" else None,
+                      protocol, icmp_type=icmp_type, icmp_code=icmp_code)
+    if output == "json":
+        click.echo(dump_json(verdict.to_json()))
+        return
+    what = f"{protocol}/{port}" if port is not None else protocol
+    click.echo(f"{source} -> {destination} {what}: {'ALLOWED' if verdict.allowed else 'DENIED'}")
+    for d, where in ((verdict.egress, source), (verdict.ingress, destination)):
+        state = "allowed" if d.allowed else "denied"
+        click.echo(f"  {d.direction} at {where}: {state}: {d.reason}")
+        for rid in d.logged:
+            click.echo(f"    logged by {rid}")
+        if trace:
+            for step in d.trace:
+                parts = [p for p in (step.tier and f"tier {step.tier}", step.policy,
+                                     None if step.rule_index is None else f"rule {step.rule_index}")
+                         if p]  # fmt: skip
+                note = f" ({step.note})" if step.note else ""
+                click.echo(f"    - {' / '.join(parts)}: {step.action}{note}")
+    sys.exit(0 if verdict.allowed else 1)
+
+
+# ----------------------------------------------------------------- stats
+
+
+def _hosts(lab_name: str | None) -> list[tuple[str, str | None]]:
+    """(host, netns) to read: the lab's hosts, or this machine."""
+    from gingham.lab import state as labstate
+
+    name = lab_name or labstate.current_name()
+    if name is None:
+        import socket
+
+        return [(socket.gethostname(), None)]
+    st = labstate.load(name)
+    return [(h.name, h.netns) for h in st.hosts]
+
+
+@policy_group.command("stats")
+@LAB
+@click.option("--all", "show_all", is_flag=True, help="Also rules that matched no packet.")
+@OUTPUT
+@handle_errors
+def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
+    """Packets matched by each rule, per host, read from the dataplane's counters."""
+    from gingham.policy.stats import collect
+
+    rows = collect(_hosts(lab_name), _world())
+    if not show_all:
+        rows = [r for r in rows if r.packets]
+    if output == "json":
+        click.echo(dump_json([r.to_json() for r in rows]))
+        return
+    print_table(
+        ["HOST", "POLICY / PROFILE", "DIR", "RULE", "ACTION", "ENDPOINT", "PACKETS", "BYTES"],
+        [[r.host, r.owner or r.rule_id, r.direction or "",
+          "" if r.index is None else r.index if r.kind in ("policy", "profile") else r.kind,
+          r.action or "", r.endpoint or "", r.packets, r.bytes] for r in rows],
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------- flows
+
+
+@click.command("flows")
+@click.option("-n", "last", type=click.IntRange(1), default=20, show_default=True,
+              help="Show the last N packets.")
+@click.option("--workload", default=None, help="Only packets from or to NS/NAME.")
+@click.option("--policy", "policy_name", default=None,
+              help="Only packets logged by this policy (name or tier/ns/name).")
+@click.option("--denied", is_flag=True, help="Hide packets the model says are allowed.")
+@click.option("--enable-netns-logging", is_flag=True,
+              help="Set net.netfilter.nf_log_all_netns=1 (machine-wide) so that log lines "
+                   "from lab hosts and other namespaces reach the kernel log.")
+@OUTPUT
+@handle_errors
+def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: bool,
+              enable_netns_logging: bool, output: str) -> None:
+    """Logged and denied packets, with workload names, from the kernel log."""
+    from gingham.policy import flows
+
+    if enable_netns_logging:
+        flows.enable_netns_logging()
+    elif not flows.netns_logging_enabled():
+        click.echo("warning: net.netfilter.nf_log_all_netns is 0: packets logged inside network "
+                   "namespaces (lab hosts) are not in the kernel log; use "
+                   "--enable-netns-logging", err=True)
+    selected = flows.select(flows.read_flows(_world()), workload, policy_name, last, denied)
+    if output == "json":
+        click.echo(dump_json([f.to_json() for f in selected]))
+        return
+    import datetime
+
+    def when(t: float | None) -> str:
+        return "" if t is None else datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+
+    def end(name: str | None, addr: str, port: int | None) -> str:
+        where = f"{name} ({addr})" if name else addr
+        return f"{where}:{port}" if port is not None else where
+
+    print_table(
+        ["TIME", "SOURCE", "DESTINATION", "PROTO", "LOGGED BY", "VERDICT", "WHY"],
+        [[when(f.time), end(f.src_name, f.src, f.src_port), end(f.dst_name, f.dst, f.dst_port),
+          f.protocol, f.rule_id, f.verdict or "?", f.reason or ""] for f in selected],
+    )  # fmt: skip

@@ -1,0 +1,255 @@
+"""The denied-packet log, with workload names: ``gingham flows``.
+
+Source: the kernel log. The renderer turns a ``Log`` rule into nft
+``log prefix "gingham <rule id>: "``; the kernel writes one line per packet
+with interfaces, addresses, protocol and ports. Lines are read from
+``/dev/kmsg`` (the ring buffer, so the last N survive the command), the rule
+id is mapped back to tier/policy/rule and the addresses to workloads or
+network sets, and, where both ends are workloads, the verdict the model
+gives for that connection is attached (a Log rule does not decide).
+
+Drops the renderer makes itself (a tier's default Deny, no profile allowed)
+appear here as soon as they carry a log statement with a prefix of the same
+form (``gingham tier-end:<tier>[:i|e]: ``, ``gingham no-profile-allowed…``);
+until then their counts are in ``gingham policy stats``.
+
+Network namespaces: the kernel suppresses ``log`` from every namespace but
+the initial one unless ``net.netfilter.nf_log_all_netns`` is 1 (a lab's hosts
+are namespaces). :func:`netns_logging_enabled` tells, and
+:func:`enable_netns_logging` sets it (machine-wide, root).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+from gingham.errors import DataplaneError, GinghamError
+from gingham.policy.ruleids import RuleRef, parse_rule_id
+from gingham.policy.world import World
+
+KMSG: Final = Path("/dev/kmsg")
+NF_LOG_ALL_NETNS: Final = Path("/proc/sys/net/netfilter/nf_log_all_netns")
+_PREFIX_RE: Final = re.compile(r"^gingham (?P<id>\S+): ?(?P<rest>.*)$")
+_DIRECTED_RE: Final = re.compile(r"^(?P<base>(tier-end:[^:]+|no-profile-allowed)):(?P<dir>[ie])$")
+_PROTOCOLS: Final = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132}
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One logged packet."""
+
+    seq: int
+    time: float | None  # seconds since the epoch, if known
+    rule_id: str
+    kind: str
+    owner: str | None
+    direction: str | None
+    index: int | None
+    action: str | None
+    src: str
+    dst: str
+    protocol: str
+    src_port: int | None
+    dst_port: int | None
+    in_iface: str
+    out_iface: str
+    src_name: str | None = None
+    dst_name: str | None = None
+    verdict: str | None = None  # "allowed" | "denied" | None (not known)
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "time": self.time, "ruleId": self.rule_id, "kind": self.kind,
+            "policy": self.owner, "direction": self.direction, "rule": self.index,
+            "action": self.action, "source": self.src, "destination": self.dst,
+            "sourceName": self.src_name, "destinationName": self.dst_name,
+            "protocol": self.protocol, "sourcePort": self.src_port,
+            "destinationPort": self.dst_port, "in": self.in_iface, "out": self.out_iface,
+            "verdict": self.verdict, "reason": self.reason,
+        }  # fmt: skip
+
+
+# ----------------------------------------------------------------- parsing (pure)
+
+
+def parse_kmsg_record(record: str) -> tuple[int, int, str] | None:
+    """``(sequence, microseconds since boot, message)`` of one /dev/kmsg record."""
+    head, sep, body = record.partition(";")
+    if not sep:
+        return None
+    fields = head.split(",")
+    if len(fields) < 3 or not fields[1].isdigit() or not fields[2].isdigit():
+        return None
+    return int(fields[1]), int(fields[2]), body.split("\n", 1)[0]
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """``IN=gh1 OUT= SRC=… DF SYN`` -> {"IN": "gh1", "OUT": "", "SRC": …, "DF": "", "SYN": ""}."""
+    out: dict[str, str] = {}
+    for token in text.split():
+        key, _, value = token.partition("=")
+        out.setdefault(key, value)
+    return out
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _ref(rule_id: str) -> RuleRef:
+    m = _DIRECTED_RE.match(rule_id)
+    if m:
+        base = parse_rule_id(m.group("base"))
+        return replace(base, direction="ingress" if m.group("dir") == "i" else "egress")
+    return parse_rule_id(rule_id)
+
+
+def parse_log_line(message: str, seq: int = 0, when: float | None = None,
+                   resolve: Callable[[str], str] = lambda c: c) -> Flow | None:
+    """A Flow for a ``gingham …:`` kernel log line; None for any other line."""
+    m = _PREFIX_RE.match(message.strip())
+    if not m:
+        return None
+    rule_id = resolve(m.group("id"))
+    ref = _ref(rule_id)
+    f = parse_fields(m.group("rest"))
+    if "SRC" not in f or "DST" not in f:
+        return None
+    proto = f.get("PROTO", "")
+    return Flow(
+        seq=seq, time=when, rule_id=rule_id, kind=ref.kind, owner=ref.owner or ref.tier,
+        direction=ref.direction, index=ref.index, action="Log" if ref.kind in (
+            "policy", "profile") else ("Deny" if ref.is_drop else None),
+        src=f["SRC"], dst=f["DST"], protocol=proto.lower(), src_port=_int(f.get("SPT")),
+        dst_port=_int(f.get("DPT")), in_iface=f.get("IN", ""), out_iface=f.get("OUT", ""),
+        verdict="denied" if ref.is_drop else None,
+    )  # fmt: skip
+
+
+def _name(world: World, address: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    owners = world.owners(ip)
+    workloads = [o for o in owners if o.kind == "WorkloadEndpoint"]
+    chosen = workloads or owners
+    return chosen[0].ref if chosen else None
+
+
+def annotate(flow: Flow, world: World) -> Flow:
+    """Names for the addresses, and the model's verdict for the connection."""
+    src_name, dst_name = _name(world, flow.src), _name(world, flow.dst)
+    verdict, reason = flow.verdict, flow.reason
+    a = world.workload(src_name) if src_name else None
+    b = world.workload(dst_name) if dst_name else None
+    if verdict is None and a is not None and b is not None and flow.protocol in (
+            "tcp", "udp", "sctp"):
+        from gingham.policy.explain import explain
+
+        try:
+            v = explain(world, a.ref, b.ref, flow.dst_port, flow.protocol)
+        except GinghamError:  # the log line stays useful without a verdict
+            v = None
+        if v is not None:
+            verdict = "allowed" if v.allowed else "denied"
+            failed = v.egress if not v.egress.allowed else v.ingress
+            reason = failed.reason if not v.allowed else "allowed by " + (
+                v.ingress.reason if v.ingress.decided_by != "loopback" else v.egress.reason)
+    return replace(flow, src_name=src_name, dst_name=dst_name, verdict=verdict, reason=reason)
+
+
+def select(flows: Iterable[Flow], workload: str | None = None, policy: str | None = None,
+           last: int | None = None, denied_only: bool = False) -> list[Flow]:
+    """Filter: a workload at either end, a policy by name or ``tier/ns/name``; the last N."""
+    out = []
+    for f in flows:
+        if workload and workload not in (f.src_name, f.dst_name):
+            continue
+        if policy and not _policy_matches(policy, f.owner):
+            continue
+        if denied_only and f.verdict == "allowed":
+            continue
+        out.append(f)
+    return out[-last:] if last else out
+
+
+def _policy_matches(wanted: str, owner: str | None) -> bool:
+    if owner is None:
+        return False
+    if wanted == owner:
+        return True
+    name = owner.rsplit("/", 1)[-1]
+    return wanted in (name, name.removeprefix("knp.default."))
+
+
+# ----------------------------------------------------------------- reading (I/O)
+
+
+def read_kmsg(path: Path = KMSG) -> Iterator[tuple[int, int, str]]:
+    """Every record still in the kernel's ring buffer, oldest first (root)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DataplaneError(f"cannot read the kernel log {path}: {exc.strerror}") from None
+    try:
+        while True:
+            try:
+                data = os.read(fd, 8192)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EPIPE:
+                    continue  # overwritten while we read: skip to the next record
+                raise DataplaneError(f"reading {path}: {exc.strerror}") from None
+            if not data:
+                return
+            parsed = parse_kmsg_record(data.decode("utf-8", "replace"))
+            if parsed is not None:
+                yield parsed
+    finally:
+        os.close(fd)
+
+
+def boot_time() -> float:
+    """Epoch seconds at which the kernel log's clock read zero."""
+    return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def read_flows(world: World | None = None,
+               records: Iterable[tuple[int, int, str]] | None = None) -> list[Flow]:
+    """Flows from the kernel log (or from ``records``), annotated with ``world``."""
+    from gingham.policy.ruleids import known_rule_ids, resolver
+
+    resolve = resolver(known_rule_ids(world)) if world is not None else (lambda c: c)
+    base = boot_time()
+    out = []
+    for seq, usec, message in (read_kmsg() if records is None else records):
+        flow = parse_log_line(message, seq, base + usec / 1e6, resolve)
+        if flow is not None:
+            out.append(annotate(flow, world) if world is not None else flow)
+    return out
+
+
+def netns_logging_enabled(path: Path = NF_LOG_ALL_NETNS) -> bool:
+    try:
+        return path.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def enable_netns_logging(path: Path = NF_LOG_ALL_NETNS) -> None:
+    try:
+        path.write_text("1\n")
+    except OSError as exc:
+        raise DataplaneError(f"cannot enable logging from network namespaces ({path}): "
+                             f"{exc.strerror}") from None
