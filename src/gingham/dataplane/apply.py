@@ -35,7 +35,6 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from gingham.dataplane import layout, nft
 from gingham.dataplane.layout import ChainSpec
@@ -86,6 +85,55 @@ def _entry(map_name: str, ifname: str, chain: str | None = None) -> nft.Element:
     return layout.dispatch_element(map_name, ifname, chain)
 
 
+_ELEMENTS_PER_COMMAND = 1000
+
+
+class _Transaction(nft.Transaction):
+    """Renders runs of element operations on one set as ONE command.
+
+    nft handles ``add element s { a, b, … }`` far faster than one command per
+    element (for interval sets it re-checks overlaps per command). The
+    operations themselves are unchanged, so FakeNFT sees the same ops; only
+    error line numbers refer to the coalesced script.
+    """
+
+    def render(self, family: str = "inet", table: str = "gingham") -> str:
+        lines: list[str] = []
+        run: list[nft.Element] = []
+        run_verb = ""
+
+        def flush_run() -> None:
+            for i in range(0, len(run), _ELEMENTS_PER_COMMAND):
+                chunk = run[i : i + _ELEMENTS_PER_COMMAND]
+                keys = ", ".join(
+                    " . ".join(e.key) + ("" if e.value is None or run_verb == "delete"
+                                         else " : " + " . ".join(e.value))
+                    for e in chunk
+                )
+                lines.append(f"{run_verb} element {family} {table} {chunk[0].set} {{ {keys} }}")
+            run.clear()
+
+        for verb, obj in self.ops:
+            plain = (
+                isinstance(obj, nft.Element)
+                and verb in ("add", "delete")
+                and obj.comment is None
+                and obj.timeout is None
+            )
+            if plain and run and (verb != run_verb or run[0].set != obj.set):  # type: ignore[union-attr]
+                flush_run()
+            if plain:
+                run_verb = verb
+                run.append(obj)  # type: ignore[arg-type]
+                continue
+            if run:
+                flush_run()
+            lines.append(nft.render_op(verb, obj, family, table))
+        if run:
+            flush_run()
+        return "".join(line + "\n" for line in lines)
+
+
 def plan(
     state: TableState,
     prog: Programmed,
@@ -97,7 +145,7 @@ def plan(
     ``full`` compares everything (resync); otherwise only what ``state``
     marked dirty is looked at.
     """
-    tx = nft.Transaction()
+    tx = _Transaction()
     new = Programmed(
         True,
         dict(prog.chains),
@@ -201,50 +249,27 @@ def plan(
     return tx, new
 
 
-def _table_items(driver: nft.NFTInterface) -> list[dict[str, Any]] | None:
-    """The table as ``nft -j list table`` items in ONE nft run, when the driver can.
-
-    The public per-set listing costs one nft run each, and every nft run reads
-    the whole ruleset: with hundreds of sets a restart would take seconds.
-    """
-    table_json = getattr(driver, "_table_json", None)  # NFT; FakeNFT has none
-    if table_json is None:
-        return None
-    items: list[dict[str, Any]] = table_json()
-    return items
-
-
 def read_programmed(driver: nft.NFTInterface) -> Programmed:
-    """What the kernel's ``gingham`` table holds (the restart path)."""
-    items = _table_items(driver)
-    if items is not None and not items:
-        return Programmed()
-    if items is None and not driver.table_exists():
+    """What the kernel's ``gingham`` table holds (the restart path).
+
+    One :meth:`snapshot` (two nft runs) however many sets there are: every nft
+    run reads the whole ruleset, so per-set listing would take seconds.
+    """
+    snap = driver.snapshot()
+    if snap is None:
         return Programmed()
     prog = Programmed(table=True, elements={})
     assert prog.elements is not None
     markers: dict[str, str] = {}
-    counters = nft.counters_from_json({"nftables": items}) if items is not None else driver.counters()
-    for c in counters:
+    for c in snap.counters:
         if c.comment and c.comment.startswith("v:") and c.chain not in markers:
             markers[c.chain] = c.comment
-    if items is not None:
-        chains = [nft.chain_from_json(i["chain"]) for i in items if "chain" in i]
-        sets: list[tuple[nft.Set | nft.Map, list[nft.Element]]] = []
-        for i in items:
-            for kind in ("set", "map"):
-                if kind in i:
-                    obj = i[kind]
-                    sets.append((nft.set_from_json(kind, obj),
-                                 nft.elements_from_json(obj["name"], obj)))
-    else:
-        chains = driver.list_chains()
-        sets = [(s, driver.list_elements(s.name)) for s in driver.list_sets()]
-    for chain in chains:
+    for chain in snap.chains.values():
         # a chain without our marker compares unequal to everything: rewritten
         prog.chains[chain.name] = markers.get(chain.name, "v:?")
         prog.chain_ranks[chain.name] = _rank_of(chain.name, chain.is_base)
-    for s, elems in sets:
+    for s in snap.sets.values():
+        elems = snap.elements.get(s.name, [])
         prog.sets.add(s.name)
         if isinstance(s, nft.Map):
             entries = prog.map_entries.setdefault(s.name, {})
@@ -256,6 +281,22 @@ def read_programmed(driver: nft.NFTInterface) -> Programmed:
         else:
             prog.elements[s.name] = {e.key for e in elems}
     return prog
+
+
+def rule_counters(driver: nft.NFTInterface) -> dict[str, tuple[int, int]]:
+    """(packets, bytes) per rule comment, summed over the nft rules one rule became.
+
+    Comments are :func:`gingham.dataplane.layout.short_comment` of the rule id
+    (or markers such as ``tier-end:<tier>``, ``anti-spoof``); chain markers
+    (``v:…``) count packets entering each chain and are left out.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for c in driver.counters():
+        if c.comment is None or c.comment.startswith("v:"):
+            continue
+        p, b = out.get(c.comment, (0, 0))
+        out[c.comment] = (p + c.packets, b + c.bytes)
+    return out
 
 
 def resync(driver: nft.NFTInterface, state: TableState) -> tuple[nft.Transaction, Programmed]:

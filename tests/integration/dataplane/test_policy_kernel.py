@@ -34,7 +34,7 @@ from gingham.calc.messages import (
     WorkloadEndpointID,
     WorkloadEndpointUpdate,
 )
-from gingham.dataplane.apply import Applier
+from gingham.dataplane.apply import Applier, rule_counters
 from gingham.dataplane.managers import PolicyDataplane
 from gingham.dataplane.nft import NFT
 from gingham.errors import DataplaneError
@@ -486,3 +486,42 @@ def test_refused_netlink_batch_is_atomic_and_forces_resync(netns: Callable[[str]
     assert res is not None and res.resync
     assert _listing(ns)["sets"]["s4-s_a"] == [("198.18.0.7",)]  # type: ignore[index]
     ap.close()
+
+
+# ---------------------------------------------------------------- host endpoints
+
+
+def test_host_endpoint_policy_and_failsafe_ports(netns: Callable[[str], str]) -> None:
+    host, outside = netns("hep"), netns("out")
+    run(["ip", "-n", host, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+         "netns", outside])
+    for ns, dev, addr in ((host, "eth1", "192.0.2.10/24"), (outside, "eth0", "192.0.2.100/24")):
+        run(["ip", "-n", ns, "addr", "add", addr, "dev", dev])
+        run(["ip", "-n", ns, "link", "set", dev, "up"])
+    server = spawn_in_netns(host, [sys.executable, "-c", SERVER, *map(str, PORTS)],
+                            stdout=subprocess.PIPE)
+    try:
+        _wait_ready(server)
+        pid = PolicyID("security", "host-https-only")
+        dp = PolicyDataplane()
+        dp.on_messages([
+            PolicyUpdate(pid, (ParsedRule(f"policy:{pid}:i0", "allow", protocol=6,
+                                          dst_ports=((443, 443),)),),
+                         (ParsedRule(f"policy:{pid}:e0", "allow"),)),
+            m.HostEndpointUpdate("h-eth1", "eth1", ("192.0.2.10",), (),
+                                 (TierInfo("security", "deny", (pid,), (pid,)),), (), (), (), ()),
+            InSync(),
+        ])
+        ap = Applier(NFT(netns=host), dp)
+        ap.apply()
+        assert probe(outside, [("192.0.2.10", 80, None), ("192.0.2.10", 8080, None)]) == [False, False]
+        assert rule_counters(NFT(netns=host)).get("tier-end:security", (0, 0))[0] >= 1
+        dp.on_message(m.ConfigUpdate({"failsafe_inbound_host_ports": [{"protocol": "TCP", "port": 8080}]}))
+        ap.apply()
+        assert probe(outside, [("192.0.2.10", 80, None), ("192.0.2.10", 8080, None)]) == [False, True]
+        dp.on_message(m.HostEndpointRemove("h-eth1"))
+        ap.apply()
+        assert probe(outside, [("192.0.2.10", 80, None)]) == [True]
+        ap.close()
+    finally:
+        stop_process(server)
