@@ -208,14 +208,15 @@ class FakeNFT:
             if cur is None:
                 st.chains[obj.name] = _Chain(obj, st.handle())
                 return
+            old = cur.spec
+            # the kernel's order: a policy for a regular chain, then create, then hooks
+            if obj.policy is not None and not old.is_base:
+                raise _kerr("unsupported", f"chain {obj.name} is not a base chain: no policy")
             if verb == "create":
                 raise _kerr("exists", f"File exists: chain {obj.name}")
             if obj.is_base:
-                old = cur.spec
                 if not old.is_base:
-                    # the kernel trips over the policy first when one is given
-                    kind = "unsupported" if obj.policy is not None else "exists"
-                    raise _kerr(kind, f"chain {obj.name} exists and is not a base chain")
+                    raise _kerr("exists", f"chain {obj.name} exists and is not a base chain")
                 if (old.type, old.hook, old.priority) != (obj.type, obj.hook, obj.priority):
                     raise _kerr("unsupported", f"Operation not supported: chain {obj.name}")
                 if obj.policy is not None:

@@ -33,15 +33,17 @@ from gingham.dataplane.nft_fake import FakeNFT
 
 pytestmark = pytest.mark.integration
 
-CHAINS = ["a", "b", "c"]
+CHAINS = ["a", "b", "c", "in"]
 SETS: dict[str, Set | Map] = {
     "s1": Set("s1", type="ipv4_addr", flags=("interval",)),
     "s2": Set("s2", type="ipv4_addr"),
     "m1": Map("m1", type="ifname : verdict"),
+    "s3": Set("s3", typeof="ip saddr . tcp dport"),
 }
 BODIES = [
     "accept", "drop", "counter", "jump b", "jump c", "goto a",
     "ip saddr @s1 accept", "ip daddr @s2 drop", "iifname vmap @m1",
+    "ip saddr . tcp dport @s3 accept",
 ]
 KEYS = ["198.18.0.1", "198.18.0.4", "198.18.0.0/30", "198.18.1.0/24"]
 MAP_KEYS = ["gh1", "gh2"]
@@ -53,10 +55,14 @@ ops = st.one_of(
     st.tuples(st.just("table"), st.sampled_from(["add", "delete", "flush"])),
     st.tuples(st.just("chain"), st.sampled_from(["add", "create", "delete", "flush"]),
               st.sampled_from(CHAINS)),
+    st.tuples(st.just("base"), st.sampled_from(["add", "create", "delete", "flush"]),
+              st.sampled_from(["input", "output"]), st.sampled_from(["accept", "drop"])),
     st.tuples(st.just("set"), st.sampled_from(["add", "create", "delete", "flush"]),
               st.sampled_from(list(SETS))),
     st.tuples(st.just("elem"), st.sampled_from(["add", "create", "delete"]),
               st.sampled_from(["s1", "s2"]), st.sampled_from(KEYS)),
+    st.tuples(st.just("elem"), st.sampled_from(["add", "create", "delete"]),
+              st.just("s3"), st.sampled_from([("198.18.0.1", "80"), ("198.18.0.2", "http")])),
     st.tuples(st.just("mapelem"), st.sampled_from(["add", "create", "delete"]),
               st.sampled_from(MAP_KEYS), st.sampled_from(VERDICTS)),
     st.tuples(st.just("rule"), st.sampled_from(["add", "insert"]), st.sampled_from(CHAINS),
@@ -86,6 +92,8 @@ def _materialise(nft: NFTInterface, ops_: list[Op]) -> Transaction:
             getattr(tx, verb)(Table())
         elif kind == "chain":
             getattr(tx, verb)(Chain(op[2]))
+        elif kind == "base":
+            getattr(tx, verb)(Chain("in", type="filter", hook=op[2], priority=0, policy=op[3]))
         elif kind == "set":
             getattr(tx, verb)(SETS[op[2]])
         elif kind == "elem":
