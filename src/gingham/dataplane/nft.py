@@ -100,7 +100,11 @@ class NFTError(DataplaneError):
         if line_number is not None:
             text += f"\n  at script line {line_number}: {script_line}"
         if stderr:
-            text += f"\n  nft said: {stderr.strip()}"
+            said = stderr.strip()
+            # a script of thousands of bad lines must not make a message of megabytes
+            if len(said) > 2000:
+                said = said[:2000] + f"\n  … ({len(stderr)} characters in .stderr)"
+            text += f"\n  nft said: {said}"
         super().__init__(text)
 
 

@@ -231,3 +231,11 @@ def test_fake_handles_follow_kernel_allocation() -> None:
         .add(Set("s", type="ipv4_addr")).add(Rule("a", "accept")).add(Rule("a", "drop"))
     )
     assert [r.handle for r in fake.list_rules("a")] == [4, 5]
+
+
+def test_error_message_is_bounded() -> None:
+    err = NFTError("nft: boom", kind="other", stderr="x" * 100_000, line_number=3,
+                   script_line="add rule inet gingham c accept")
+    assert len(str(err)) < 3000
+    assert "line 3: add rule inet gingham c accept" in str(err)
+    assert len(err.stderr) == 100_000
