@@ -39,6 +39,8 @@ from gingham.errors import (
     ValidationError,
 )
 
+_Compares = list[JSON]  # spelled here: inside the class, ``list`` is a method
+
 # gRPC status codes the gateway passes through in its error bodies.
 _NOT_FOUND, _OUT_OF_RANGE, _UNAVAILABLE, _UNAUTHENTICATED = 5, 11, 14, 16
 _DEADLINE_EXCEEDED = 4
@@ -313,8 +315,8 @@ class EtcdDatastore(Datastore):
         items = [_kv(kv) for kv in data.get("kvs") or []]
         return items, _revision(data)
 
-    def _txn(self, compare: JSON, success: JSON, failure: JSON | None) -> tuple[bool, JSON]:
-        body: JSON = {"compare": [compare], "success": [success]}
+    def _txn(self, compare: _Compares, success: JSON, failure: JSON | None) -> tuple[bool, JSON]:
+        body: JSON = {"compare": compare, "success": [success]}
         if failure is not None:
             body["failure"] = [failure]
         try:
@@ -332,18 +334,14 @@ class EtcdDatastore(Datastore):
         return {"request_put": put}
 
     def create(self, key: str, value: JSON, *, lease: int = 0) -> int:
-        ok, data = self._txn(
-            {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
-            self._put_op(key, value, lease),
-            None,
-        )
+        ok, data = self._txn([_created_eq_zero(key)], self._put_op(key, value, lease), None)
         if not ok:
             raise AlreadyExists(f"{key} already exists")
         return _revision(data)
 
     def update(self, key: str, value: JSON, *, revision: int, lease: int = 0) -> int:
         ok, data = self._txn(
-            {"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)},
+            _exists_at(key, revision),
             self._put_op(key, value, lease),
             {"request_range": {"key": b64(key)}},
         )
@@ -352,12 +350,7 @@ class EtcdDatastore(Datastore):
         return _revision(data)
 
     def delete(self, key: str, *, revision: int | None = None) -> int:
-        if revision is None:
-            compare = {"key": b64(key), "target": "CREATE", "result": "GREATER",
-                       "create_revision": "0"}  # fmt: skip
-        else:
-            compare = {"key": b64(key), "target": "MOD", "result": "EQUAL",
-                       "mod_revision": str(revision)}  # fmt: skip
+        compare = _exists_at(key, revision)
         ok, data = self._txn(
             compare,
             {"request_delete_range": {"key": b64(key)}},
@@ -454,6 +447,23 @@ def _kv(raw: dict[str, Any]) -> KeyValue:
         create_revision=int(raw.get("create_revision", 0)),
         lease=int(raw.get("lease", 0)),
     )
+
+
+def _created_eq_zero(key: str) -> JSON:
+    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+
+
+def _exists_at(key: str, revision: int | None) -> list[JSON]:
+    """Compares: the key exists and, if ``revision`` is given, is at it.
+
+    A missing key has mod_revision 0 in etcd's eyes, so "MOD == 0" alone
+    would let an update create a key: existence is always checked as well.
+    """
+    exists = {"key": b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+    if revision is None:
+        return [exists]
+    at = {"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
+    return [exists, at]
 
 
 def _raise_conflict(key: str, revision: int | None, data: JSON) -> None:
