@@ -8,7 +8,9 @@ container each) from a 198.18.0.0/16 pool with /26 blocks. With ``--hosts-per
 1`` every allocator is a different host (no contention on blocks, as on a real
 cluster); ``--hosts-per 2`` puts two allocators on each host, so they race for
 the same blocks. etcd runs as a single local member started for the run.
-Prints one JSON object.
+Each row also gives ``raw_writes_per_s``: plain creates by as many writer
+processes, the datastore's own ceiling on this machine at this moment (an
+allocation costs two writes: its handle and its block). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -63,13 +65,44 @@ def _allocator(url: str, host: str, worker: int, allocs: int, barrier: Any, queu
     ds.ds.close()
 
 
+def _writer(url: str, worker: int, writes: int, barrier: Any, queue: Any) -> None:
+    """The datastore's own ceiling: plain creates of small keys, no IPAM."""
+    from gingham.datastore import open_datastore
+
+    ds = open_datastore(url)
+    ds.get("/bench/warm")
+    barrier.wait()
+    for i in range(writes):
+        ds.create(f"/bench/raw/{worker}/{i}", {"i": i})
+    queue.put({"wall": time.time()})
+    ds.close()
+
+
+def raw_writes(url: str, concurrency: int, writes: int) -> float:
+    _wipe(url)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(concurrency + 1)
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(url, w, writes, barrier, queue))
+             for w in range(concurrency)]
+    for p in procs:
+        p.start()
+    barrier.wait(timeout=120)
+    t0 = time.time()
+    walls = [queue.get(timeout=600)["wall"] for _ in procs]
+    for p in procs:
+        p.join()
+    return round(concurrency * writes / (max(walls) - t0), 1)
+
+
 def _wipe(url: str) -> None:
     from gingham.datastore import open_datastore
 
     ds = open_datastore(url)
     try:
-        for kv in ds.list("/gingham/")[0]:
-            ds.delete(kv.key)
+        for prefix in ("/gingham/", "/bench/"):
+            for kv in ds.list(prefix)[0]:
+                ds.delete(kv.key)
         ds.create("/gingham/v1/resources/IPPool/bench", POOL)
     finally:
         ds.close()
@@ -112,7 +145,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
     out: dict[str, Any] = {"bench": "ipam", "python": platform.python_version(),
-                           "cpus": os.cpu_count(), "allocs_per_allocator": args.allocs,
+                           "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
+                           "allocs_per_allocator": args.allocs,
                            "hosts_per": args.hosts_per, "results": {}}
     base = Path(tempfile.mkdtemp(prefix="gingham-bench-ipam-"))
     members: list[Any] = []
@@ -127,8 +161,13 @@ def main() -> None:
                 url = cluster_url(members)
             else:
                 raise SystemExit(f"unknown backend {backend!r}")
-            out["results"][backend] = [run(url, int(c), args.allocs, args.hosts_per)
-                                       for c in args.concurrency.split(",")]
+            rows = []
+            for c in args.concurrency.split(","):
+                row = run(url, int(c), args.allocs, args.hosts_per)
+                # context: allocations need two writes each (handle, block)
+                row["raw_writes_per_s"] = raw_writes(url, int(c), args.allocs)
+                rows.append(row)
+            out["results"][backend] = rows
     finally:
         if members:
             from gingham.datastore.etcd_process import stop_etcd_cluster
