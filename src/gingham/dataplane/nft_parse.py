@@ -167,7 +167,7 @@ def counters_from_json(doc: dict[str, Any]) -> list[RuleCounter]:
 
 
 def snapshot_from(doc: dict[str, Any], text: str) -> TableSnapshot:
-    """A whole table from one ``nft -j list table`` and one ``nft -a list table``."""
+    """A whole table from nft's JSON of its chains, sets and maps and ``nft -a list table``."""
     chains: dict[str, Chain] = {}
     sets: dict[str, Set | Map] = {}
     elements: dict[str, list[Element]] = {}
@@ -185,5 +185,20 @@ def snapshot_from(doc: dict[str, Any], text: str) -> TableSnapshot:
         rules={name: rules.get(name, []) for name in chains},
         sets=sets,
         elements=elements,
-        counters=counters_from_json(doc),
+        counters=counters_from_rules(rules),
     )
+
+
+_COUNTER_RE = re.compile(r"\bcounter packets (\d+) bytes (\d+)\b")
+
+
+def counters_from_rules(rules: dict[str, list[Rule]]) -> list[RuleCounter]:
+    """Counter values from rule text (``counter packets N bytes M``), first counter a rule."""
+    out = []
+    for chain, chain_rules in rules.items():
+        for r in chain_rules:
+            m = _COUNTER_RE.search(r.rule)
+            if m and r.handle is not None:
+                out.append(RuleCounter(chain, r.handle, r.comment, int(m.group(1)),
+                                       int(m.group(2))))
+    return out

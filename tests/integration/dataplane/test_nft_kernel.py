@@ -69,3 +69,24 @@ def test_keyword_list_matches_this_nft(netns: Callable[[str], str]) -> None:
 
     assert [w for w in sorted(NFT_KEYWORDS) if parses(w)] == []
     assert all(parses(w) for w in ("filter", "forward", "input", "tw-abc", "pol-1", "gh"))
+
+
+def test_counters_count_real_packets(netns: Callable[[str], str]) -> None:
+    from gingham.dataplane.nft import Chain, Rule
+    from gingham.lab.netns import run_in_netns
+
+    ns = netns("cnt")
+    real = NFT(netns=ns)
+    real.run(
+        Transaction()
+        .add(Table())
+        .add(Chain("out", type="filter", hook="output", priority=0, policy="accept"))
+        .add(Rule("out", "ip daddr 127.0.0.1 icmp type echo-request counter", comment="pings"))
+        .add(Rule("out", "ip daddr 127.0.0.2 counter accept"))
+    )
+    run_in_netns(ns, ["busybox", "ping", "-c", "3", "-i", "0.2", "-W", "1", "127.0.0.1"])
+    got = {c.comment: (c.packets, c.bytes) for c in real.counters()}
+    assert got["pings"][0] == 3 and got["pings"][1] == 3 * 84
+    assert got[None] == (0, 0)
+    snap = real.snapshot()
+    assert snap is not None and snap.counters == real.counters()
