@@ -29,6 +29,7 @@ from gingham.datastore.base import Datastore
 from gingham.errors import (
     AddressInUse,
     AlreadyExists,
+    GinghamError,
     IPAMError,
     NotFound,
     PoolExhausted,
@@ -228,9 +229,12 @@ class IPAM:
             for version, count in ((4, num_v4), (6, num_v6)):
                 if count > 0:
                     got += self._auto_version(version, count, who, pool_cidrs)
-        except BaseException:
+        except BaseException as exc:
             if got:
-                self.release(got)
+                try:
+                    self.release(got)
+                except GinghamError as undo:
+                    exc.add_note(f"and giving back {[str(g.ip) for g in got]} failed: {undo}")
             raise
         return got
 
@@ -360,6 +364,9 @@ class IPAM:
     # -- claiming blocks ----------------------------------------------------
 
     def _claim_any(self, pools: Sequence[PoolSpec]) -> IPNetwork | None:
+        # The blocks themselves, not the affinity keys: a block of another size
+        # (the pool's blockSize changed, or pools overlap) has a different key,
+        # so only the block list shows that a candidate overlaps it.
         items, _ = self.ds.list(keys.BLOCKS)
         occupied = Occupied(ipaddress.ip_network(kv.value["cidr"]) for kv in items)
         for pool in self.rng.sample(list(pools), len(pools)):
@@ -380,6 +387,11 @@ class IPAM:
         block = Block.new(cidr, host_affinity(self.host))
         try:
             rev = self.ds.create(bkey, block.to_json())
+            if self._overlapped(cidr, rev):
+                with contextlib.suppress(NotFound, RevisionConflict):
+                    self.ds.delete(bkey, revision=rev)
+                self._drop_affinity(akey)
+                return False
             self._blocks[bkey] = (block, rev)
         except AlreadyExists:
             kv = self.ds.get(bkey)
@@ -388,6 +400,22 @@ class IPAM:
                 return False
         self._confirm(akey)
         return True
+
+    def _overlapped(self, cidr: IPNetwork, created: int) -> bool:
+        """Did an overlapping block of another size get created before ours?
+
+        Keys only arbitrate blocks of one size. Two hosts racing with different
+        block sizes (a pool's blockSize changed under them, or pools overlap)
+        could both create a block; the one created later yields. The block
+        was created a moment ago and is empty, so deleting it strands nothing.
+        """
+        items, _ = self.ds.list(keys.BLOCKS)
+        for kv in items:
+            other = ipaddress.ip_network(kv.value["cidr"])
+            if other != cidr and other.version == cidr.version and other.overlaps(cidr) \
+                    and kv.create_revision < created:
+                return True
+        return False
 
     def _drop_affinity(self, akey: str) -> None:
         with contextlib.suppress(NotFound):

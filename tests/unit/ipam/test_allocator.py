@@ -243,3 +243,33 @@ def test_lost_races_are_retried_without_double_allocation(sqlite_store: Datastor
     assert sorted(mine + rs.rival_got) == all_allocated(sqlite_store)
     for kv in sqlite_store.list(ikeys.BLOCKS)[0]:
         assert Block.from_json(kv.value).problems() == []
+
+
+class SizeRaceStore:
+    """Just before our block is created, another host creates an overlapping
+    block of another size (its view of the pool's blockSize was different)."""
+
+    def __init__(self, ds: Datastore) -> None:
+        self.ds = ds
+        self.done = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ds, name)
+
+    def create(self, key: str, value: dict, *, lease: int = 0) -> int:
+        if key.startswith(ikeys.BLOCKS) and not self.done:
+            self.done = True
+            IPAM(self.ds, "other", cache_ttl=0).claim(ipaddress.ip_network("198.18.0.0/28"))
+        return self.ds.create(key, value, lease=lease)
+
+
+def test_racing_claims_of_different_block_sizes_never_overlap(sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/28", 30)
+    a = IPAM(SizeRaceStore(sqlite_store), "h1", rng=random.Random(2),  # type: ignore[arg-type]
+             cache_ttl=0, config=HostConfig(max_blocks_per_host=1))
+    [got] = a.allocate("x")  # its own claim yields; it borrows from the /28 instead
+    nets = [b.cidr for b in list_blocks(sqlite_store)]
+    assert [str(n) for n in nets] == ["198.18.0.0/28"]
+    assert got.block == nets[0]
+    assert [kv.key for kv in sqlite_store.list(ikeys.AFFINITY)[0]] == \
+        [ikeys.affinity_key("other", "198.18.0.0/28")]
