@@ -185,7 +185,7 @@ def add_veth(
     name: str, peer: str, *, netns: str | None = None, peer_netns: str | None = None,
     mtu: int | None = None,
 ) -> None:
-    """A veth pair: ``name`` in ``netns``, ``peer`` in ``peer_netns`` (None: current)."""
+    """A veth pair: ``name`` in ``netns`` (None: current), ``peer`` in ``peer_netns`` (None: beside ``name``)."""
     check_ifname(name)
     check_ifname(peer)
     argv = ["ip"]
