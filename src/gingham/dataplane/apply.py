@@ -332,7 +332,14 @@ def _nla(kind: int, payload: bytes) -> bytes:
     return head + payload + b"\0" * (-len(payload) % 4)
 
 
+_IFNAMSIZ = 16
+_NFT_JUMP = -3
+_NFTA_SET_ELEM_KEY, _NFTA_SET_ELEM_DATA, _NFTA_SET_ELEM_FLAGS, _NFTA_SET_ELEM_KEY_END = 1, 2, 3, 10
+_NFT_SET_ELEM_INTERVAL_END = 1
+
+
 def _encode_part(typ: str, text: str) -> bytes:
+    """One field of a key as the kernel stores it (fields padded to 4 bytes)."""
     if typ == "ipv4_addr":
         return ipaddress.IPv4Address(text).packed
     if typ == "ipv6_addr":
@@ -342,23 +349,67 @@ def _encode_part(typ: str, text: str) -> bytes:
         return bytes([n if n is not None else int(text)]) + b"\0\0\0"
     if typ == "inet_service":
         return struct.pack("!H", int(text)) + b"\0\0"
+    if typ == "ifname":
+        name = text.strip('"').encode()
+        if not name or len(name) >= _IFNAMSIZ:
+            raise ValueError(f"bad interface name {text!r}")
+        return name.ljust(_IFNAMSIZ, b"\0")
     raise ValueError(f"no netlink encoding for {typ}")
 
 
-def _element_keys(s: nft.Set, key: Key) -> list[tuple[bytes, bool]]:
-    """Kernel keys for one element: (key bytes, is interval end)."""
-    types = [t.strip() for t in (s.type or "").split(".")]
-    if "interval" not in s.flags:
-        if len(types) != len(key):
-            raise ValueError(f"element {key} does not fit set {s.name} ({s.type})")
-        return [(b"".join(_encode_part(t, k) for t, k in zip(types, key, strict=True)), False)]
-    if len(types) != 1 or len(key) != 1:
-        raise ValueError(f"interval set {s.name}: only single-field sets are supported")
+def _range_part(typ: str, text: str) -> tuple[bytes, bytes]:
+    """(first, last) of one field: an address field may be a prefix."""
+    if typ in ("ipv4_addr", "ipv6_addr") and "/" in text:
+        net = ipaddress.ip_network(text, strict=False)
+        return net.network_address.packed, net.broadcast_address.packed
+    b = _encode_part(typ, text)
+    return b, b
+
+
+def _set_types(obj: nft.Set | nft.Map) -> tuple[list[str], str | None]:
+    spec = obj.type or ""
+    value = None
+    if isinstance(obj, nft.Map):
+        spec, _, value = spec.partition(":")
+        value = value.strip()
+    return [t.strip() for t in spec.split(".")], value
+
+
+def _element_attrs(obj: nft.Set | nft.Map, key: Key, value: Key | None) -> list[bytes]:
+    """The NFTA_LIST_ELEM payload(s) for one element (two for a range in an rbtree set)."""
+    types, vtype = _set_types(obj)
+    if len(types) != len(key):
+        raise ValueError(f"element {key} does not fit {obj.name} ({obj.type})")
+    data = b""
+    if vtype is not None:
+        if vtype != "verdict" or value is None:
+            raise ValueError(f"map {obj.name}: only verdict maps with values")
+        verb, _, chain = value[0].partition(" ")
+        if verb != "jump" or not chain:
+            raise ValueError(f"map {obj.name}: only jump verdicts")
+        verdict = (_nla(1, struct.pack("!i", _NFT_JUMP))
+                   + _nla(2, chain.encode() + b"\0"))
+        data = _nla(_NFTA_SET_ELEM_DATA | _NLA_F_NESTED,
+                    _nla(2 | _NLA_F_NESTED, verdict))
+    if "interval" not in obj.flags:
+        k = b"".join(_encode_part(t, x) for t, x in zip(types, key, strict=True))
+        return [_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED, _nla(1, k)) + data]
+    if len(types) > 1:
+        # concatenated ranges (pipapo): inclusive start and end of every field
+        parts = [_range_part(t, x) for t, x in zip(types, key, strict=True)]
+        first = b"".join(p[0] for p in parts)
+        last = b"".join(p[1] for p in parts)
+        return [_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED, _nla(1, first))
+                + _nla(_NFTA_SET_ELEM_KEY_END | _NLA_F_NESTED, _nla(1, last)) + data]
+    # single-field interval set (rbtree): start element, and an end element
+    # one past the range unless the range reaches the top of the space
     net = ipaddress.ip_network(key[0], strict=False)
-    out = [(net.network_address.packed, False)]
+    out = [_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED, _nla(1, net.network_address.packed)) + data]
     end = int(net.broadcast_address) + 1
-    if end < 2**net.max_prefixlen:  # a range reaching the top has no end element
-        out.append((end.to_bytes(net.max_prefixlen // 8, "big"), True))
+    if end < 2**net.max_prefixlen:
+        out.append(_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED,
+                        _nla(1, end.to_bytes(net.max_prefixlen // 8, "big")))
+                   + _nla(_NFTA_SET_ELEM_FLAGS, struct.pack("!I", _NFT_SET_ELEM_INTERVAL_END)))
     return out
 
 
@@ -404,24 +455,27 @@ class NetlinkElements:
         body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
         return struct.pack("=IHHII", 16 + len(body), mtype, flags, self._seq, 0) + body
 
-    def write(self, ops: list[tuple[str, nft.Set, Key]]) -> None:
-        """``ops`` = (``add``|``delete``, set, key) in order; raises NFTError on refusal."""
-        by_set: dict[tuple[str, str], list[tuple[bytes, bool]]] = {}
-        sets: dict[str, nft.Set] = {}
-        for verb, s, key in ops:
-            sets[s.name] = s
-            by_set.setdefault((verb, s.name), []).extend(_element_keys(s, key))
+    def write(self, ops: list[tuple[str, nft.Set | nft.Map, Key, Key | None]]) -> None:
+        """``ops`` = (``add``|``delete``, set or map, key, value) in order.
+
+        Raises ValueError for an element it cannot encode (before sending
+        anything) and NFTError when the kernel refuses the batch.
+        """
+        groups: list[tuple[str, str, list[bytes]]] = []
+        for verb, obj, key, value in ops:
+            attrs = _element_attrs(obj, key, value if verb == "add" else None)
+            if not attrs[0]:
+                continue
+            if groups and groups[-1][0] == verb and groups[-1][1] == obj.name:
+                groups[-1][2].extend(attrs)
+            else:
+                groups.append((verb, obj.name, list(attrs)))
         msgs = [self._msg(_NFNL_MSG_BATCH_BEGIN, _NLM_F_REQUEST, 0, _NFNL_SUBSYS_NFTABLES, b"")]
         first_seq = self._seq + 1
-        for (verb, name), keys in by_set.items():
-            elems = b"".join(
-                _nla(1 | _NLA_F_NESTED,
-                     _nla(1 | _NLA_F_NESTED, _nla(1, k))
-                     + (_nla(3, struct.pack("!I", 1)) if end else b""))
-                for k, end in keys
-            )
+        for verb, name, elems in groups:
             payload = (_nla(1, self.table) + _nla(2, name.encode() + b"\0")
-                       + _nla(3 | _NLA_F_NESTED, elems))
+                       + _nla(3 | _NLA_F_NESTED,
+                              b"".join(_nla(1 | _NLA_F_NESTED, e) for e in elems)))
             mtype = (_NFNL_SUBSYS_NFTABLES << 8) | (
                 _NFT_MSG_NEWSETELEM if verb == "add" else _NFT_MSG_DELSETELEM)
             flags = _NLM_F_REQUEST | _NLM_F_ACK | (_NLM_F_CREATE if verb == "add" else 0)
@@ -449,8 +503,8 @@ class NetlinkElements:
 
 
 def _element_only(state: TableState) -> bool:
-    """True when the pending change is set-element deltas and nothing else."""
-    return not (state.dirty_chains or state.dirty_sets or state.dirty_entries)
+    """True when the pending change is set and map elements and nothing else."""
+    return not (state.dirty_chains or state.dirty_sets)
 
 
 class Applier:
@@ -485,19 +539,20 @@ class Applier:
         if self._netlink is None:
             return False
         sets = self.dataplane.state.sets
-        ops: list[tuple[str, nft.Set, Key]] = []
+        ops: list[tuple[str, nft.Set | nft.Map, Key, Key | None]] = []
         for verb, obj in tx.ops:
             if not isinstance(obj, nft.Element) or verb not in ("add", "delete"):
                 return False
-            s = sets.get(obj.set)
-            if not isinstance(s, nft.Set):
+            target = sets.get(obj.set)
+            if target is None:
                 return False
-            ops.append((verb, s, obj.key))
+            ops.append((verb, target, obj.key, obj.value))
         try:
             self._netlink.write(ops)
-        except nft.NFTError:
-            raise
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
+            log.debug("element batch not encodable over netlink (%s): using nft", exc)
+            return False
+        except OSError as exc:
             log.warning("netlink element path unavailable (%s): using nft", exc)
             self._netlink.close()
             self._netlink = None

@@ -27,6 +27,10 @@ allowed connections pass; a restart that rewrites chains atomically does not
 disturb them) and drops ``ct state invalid``. A ``gh*`` interface missing from
 a dispatch map is dropped (fail closed).
 
+Workload chains are shared by content (see :func:`shared_chain_name`); the
+first rules of a from-workload chain check ``iifname . saddr`` against the
+anti-spoofing sets :data:`SPOOF_V4`/:data:`SPOOF_V6`.
+
 Every chain gingham writes starts with a marker rule ``counter comment
 "v:<hash>"`` whose hash covers the chain's rules: after a restart the
 resync compares markers (read in one ``nft -j list table``) instead of nft's
@@ -64,6 +68,10 @@ MAP_TO_WL = "to-wl"
 MAP_TO_HEP = "to-hep"
 MAP_FROM_HEP = "from-hep"
 DISPATCH_MAPS = (MAP_FROM_WL, MAP_TO_WL, MAP_TO_HEP, MAP_FROM_HEP)
+
+# anti-spoofing: (interface . source address) pairs a workload may send from
+SPOOF_V4 = "wl-src4"
+SPOOF_V6 = "wl-src6"
 
 # ranks order the transaction: created in ascending rank, deleted in descending
 RANK_SET = 0
@@ -106,12 +114,15 @@ def iface_id(ifname: str) -> str:
     return ifname if _SAFE_IFACE.match(ifname) else "x" + _h(ifname, 14)
 
 
-def to_wl_chain(ifname: str) -> str:
-    return f"tw-{iface_id(ifname)}"
+def shared_chain_name(prefix: str, rules: tuple[RuleSpec, ...] | list[RuleSpec]) -> str:
+    """Content-addressed name: endpoints whose chains would be equal share one.
 
-
-def from_wl_chain(ifname: str) -> str:
-    return f"fw-{iface_id(ifname)}"
+    Workload chains hold nothing endpoint-specific (addresses live in the
+    anti-spoofing sets), so endpoints with the same policies share a chain
+    and adding such an endpoint only adds set and map elements.
+    """
+    text = "\n".join(f"{r.body}#{r.comment}" for r in rules)
+    return f"{prefix}-{_h(text, 16)}"
 
 
 def to_hep_chain(ifname: str) -> str:
@@ -217,6 +228,13 @@ def make_chain(
 ) -> ChainSpec:
     c = nft.Chain(name, comment=None if comment is None else short_comment(comment))
     return ChainSpec(c, tuple(rules), rank)
+
+
+def anti_spoof_sets() -> list[nft.Set]:
+    return [
+        nft.Set(SPOOF_V4, type="ifname . ipv4_addr", flags=("interval",)),
+        nft.Set(SPOOF_V6, type="ifname . ipv6_addr", flags=("interval",)),
+    ]
 
 
 def dispatch_maps() -> list[nft.Map]:

@@ -71,6 +71,8 @@ class TableState:
             self.sets[mp.name] = mp
             self.map_entries[mp.name] = {}
             self.dirty_sets.add(mp.name)
+        for st in layout.anti_spoof_sets():
+            self.ensure_set(st)
 
     # chains
     def set_chain(self, spec: ChainSpec) -> None:
@@ -407,19 +409,71 @@ class _EndpointIndex:
         return out
 
 
+def _spoof_keys(ep: m.WorkloadEndpointUpdate) -> set[tuple[str, Key]]:
+    """(set, element) pairs allowing ``ep`` to send from its addresses and
+    allowed prefixes; overlapping nets are collapsed (interval sets refuse overlaps)."""
+    nets: dict[int, list[Any]] = {4: [], 6: []}
+    for text in (*ep.ipv4_nets, *ep.ipv6_nets, *ep.allow_spoofed_prefixes):
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError as exc:
+            raise ValidationError(f"bad address {text!r}: {exc}", f"endpoint {ep.endpoint_id}") from None
+        nets[net.version].append(net)
+    quoted = f'"{ep.interface_name}"'
+    out: set[tuple[str, Key]] = set()
+    for fam, name in ((4, layout.SPOOF_V4), (6, layout.SPOOF_V6)):
+        for net in ipaddress.collapse_addresses(nets[fam]):
+            host = net.prefixlen == net.max_prefixlen
+            out.add((name, (quoted, str(net.network_address) if host else str(net))))
+    return out
+
+
 class EndpointManager:
+    """Workload endpoints -> dispatch entries, anti-spoofing elements and shared chains.
+
+    Chains are named by their content and reference-counted: an endpoint
+    whose policies match an existing endpoint's adds no chain at all.
+    """
+
     def __init__(self, state: TableState, policies: PolicyManager | None = None) -> None:
         self._state = state
         self.policies = policies
         self.endpoints: dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate] = {}
         self._index = _EndpointIndex()
         self._owner: dict[str, m.WorkloadEndpointID] = {}  # ifname -> endpoint
+        self._chains_of: dict[m.WorkloadEndpointID, tuple[str, str]] = {}
+        self._users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
+        self._spoof: dict[m.WorkloadEndpointID, set[tuple[str, Key]]] = {}
 
     def _has_policy(self, pid: PolicyID) -> bool:
         return self.policies is not None and pid in self.policies.policies
 
     def _has_profile(self, pid: str) -> bool:
         return self.policies is not None and pid in self.policies.profiles
+
+    def _use(self, eid: m.WorkloadEndpointID, spec: ChainSpec) -> None:
+        self._state.set_chain(spec)
+        self._users[spec.name].add(eid)
+
+    def _release(self, eid: m.WorkloadEndpointID, name: str) -> None:
+        users = self._users.get(name)
+        if users is None:
+            return
+        users.discard(eid)
+        if not users:
+            del self._users[name]
+            self._state.remove_chain(name)
+
+    def _set_spoof(self, eid: m.WorkloadEndpointID, keys: set[tuple[str, Key]]) -> None:
+        old = self._spoof.get(eid, set())
+        for name, key in old - keys:
+            self._state.del_elements(name, [key])
+        for name, key in keys - old:
+            self._state.add_elements(name, [key])
+        if keys:
+            self._spoof[eid] = keys
+        else:
+            self._spoof.pop(eid, None)
 
     def _render(self, ep: m.WorkloadEndpointUpdate) -> None:
         common: dict[str, Any] = dict(
@@ -429,31 +483,42 @@ class EndpointManager:
             has_policy=self._has_policy,
             has_profile=self._has_profile,
         )
-        v4 = [*ep.ipv4_nets, *(p for p in ep.allow_spoofed_prefixes if ":" not in p)]
-        v6 = [*ep.ipv6_nets, *(p for p in ep.allow_spoofed_prefixes if ":" in p)]
+        eid = ep.endpoint_id
         try:
             to_rules = endpoint_rules(inbound=True, **common)
-            from_rules = endpoint_rules(inbound=False, anti_spoof=(v4, v6), **common)
+            from_rules = endpoint_rules(inbound=False, anti_spoof=True, **common)
+            spoof = _spoof_keys(ep)
         except ValidationError as exc:
-            log.error("endpoint %s: %s; dropping its traffic", ep.endpoint_id, exc)
+            log.error("endpoint %s: %s; dropping its traffic", eid, exc)
             to_rules = from_rules = [RuleSpec("counter drop", comment="render-error")]
+            spoof = set()
+        tw = layout.make_chain(layout.shared_chain_name("tw", to_rules), to_rules,
+                               layout.RANK_ENDPOINT, "workload ingress")
+        fw = layout.make_chain(layout.shared_chain_name("fw", from_rules), from_rules,
+                               layout.RANK_ENDPOINT, "workload egress")
+        old = self._chains_of.get(eid)
+        self._use(eid, tw)
+        self._use(eid, fw)
+        self._chains_of[eid] = (tw.name, fw.name)
         ifn = ep.interface_name
-        owner = f"workload:{ep.endpoint_id}"
-        tw, fw = layout.to_wl_chain(ifn), layout.from_wl_chain(ifn)
-        self._state.set_chain(layout.make_chain(tw, to_rules, layout.RANK_ENDPOINT, owner))
-        self._state.set_chain(layout.make_chain(fw, from_rules, layout.RANK_ENDPOINT, owner))
-        self._state.set_entry(layout.MAP_TO_WL, ifn, tw)
-        self._state.set_entry(layout.MAP_FROM_WL, ifn, fw)
+        self._set_spoof(eid, spoof)
+        self._state.set_entry(layout.MAP_TO_WL, ifn, tw.name)
+        self._state.set_entry(layout.MAP_FROM_WL, ifn, fw.name)
+        if old is not None:
+            for name in old:
+                if name not in (tw.name, fw.name):
+                    self._release(eid, name)
 
     def _unprogram(self, ep: m.WorkloadEndpointUpdate) -> None:
+        eid = ep.endpoint_id
         ifn = ep.interface_name
-        if self._owner.get(ifn) != ep.endpoint_id:
-            return  # another endpoint took the interface over
-        del self._owner[ifn]
-        self._state.set_entry(layout.MAP_TO_WL, ifn, None)
-        self._state.set_entry(layout.MAP_FROM_WL, ifn, None)
-        self._state.remove_chain(layout.to_wl_chain(ifn))
-        self._state.remove_chain(layout.from_wl_chain(ifn))
+        if self._owner.get(ifn) == eid:
+            del self._owner[ifn]
+            self._state.set_entry(layout.MAP_TO_WL, ifn, None)
+            self._state.set_entry(layout.MAP_FROM_WL, ifn, None)
+        self._set_spoof(eid, set())
+        for name in self._chains_of.pop(eid, ()):
+            self._release(eid, name)
 
     def update(self, msg: m.WorkloadEndpointUpdate) -> None:
         old = self.endpoints.get(msg.endpoint_id)

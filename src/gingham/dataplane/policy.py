@@ -291,26 +291,24 @@ def endpoint_rules(
     missing_profiles: Sequence[str],
     has_policy: Callable[[PolicyID], bool],
     has_profile: Callable[[str], bool],
-    anti_spoof: tuple[Sequence[str], Sequence[str]] | None = None,
+    anti_spoof: bool = False,
     profile_chain: Callable[[str, bool], str] = layout.profile_chain,
 ) -> list[RuleSpec]:
     """The rules of one endpoint's chain for one direction.
 
     ``inbound`` = traffic towards the endpoint (its ingress policy).
-    ``anti_spoof`` = (allowed IPv4 nets, allowed IPv6 nets) for a from-workload
-    chain: any other source address is dropped before policy.
+    ``anti_spoof``: for a from-workload chain, first drop any packet whose
+    (interface, source address) is not in the anti-spoofing sets.
     A referenced policy or profile whose chain is not programmed renders as a
     drop (fail closed); the manager re-renders when it appears.
     """
     out: list[RuleSpec] = []
-    if anti_spoof is not None:
-        for fam, nets in ((4, anti_spoof[0]), (6, anti_spoof[1])):
-            ip = "ip" if fam == 4 else "ip6"
-            allowed = _nets_by_family(nets, "anti-spoof").get(fam, [])
-            match = f"{ip} saddr != {_anon(allowed)} " if allowed else ""
-            out.append(
-                RuleSpec(f"meta nfproto ipv{fam} {match}counter drop", comment="anti-spoof")
-            )
+    if anti_spoof:
+        for fam, ip, name in ((4, "ip", layout.SPOOF_V4), (6, "ip6", layout.SPOOF_V6)):
+            out.append(RuleSpec(
+                f"meta nfproto ipv{fam} iifname . {ip} saddr != @{name} counter drop",
+                comment="anti-spoof",
+            ))
     for tier in tiers:
         pols = tier.ingress_policies if inbound else tier.egress_policies
         if not pols:

@@ -54,13 +54,13 @@ SERVER = textwrap.dedent("""
         with c:
             while (d := c.recv(4096)):
                 c.sendall(d)
-    def serve(port):
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port)); s.listen(64)
+    def serve(s):
         while True:
             c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
     for p in sys.argv[1:]:
-        threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", int(p))); s.listen(64)  # listening before "ready"
+        threading.Thread(target=serve, args=(s,), daemon=True).start()
     print("ready", flush=True)
     threading.Event().wait()
 """)

@@ -103,16 +103,42 @@ def test_remote_label_change_touches_set_elements_only() -> None:
     ]
 
 
-def test_adding_a_workload_adds_its_chains_and_dispatch_entries_only() -> None:
-    ap, _ = applier()
+def wl_chains(fake: FakeNFT, ifname: str) -> tuple[str, str]:
+    """(to-workload, from-workload) chain names the dispatch maps give ``ifname``."""
+    to = {e.key[0]: e.value[0].split()[1] for e in fake.list_elements("to-wl") if e.value}
+    fr = {e.key[0]: e.value[0].split()[1] for e in fake.list_elements("from-wl") if e.value}
+    return to[ifname], fr[ifname]
+
+
+def test_adding_a_workload_like_another_adds_elements_only() -> None:
+    ap, fake = applier()
     cmds = step(ap, wl("b", "198.18.0.2"))
-    touched = {c.split()[4] for c in cmds if c.startswith(("add chain", "flush chain", "add rule"))}
-    assert touched == {"tw-gh0000000000b", "fw-gh0000000000b"}
-    assert sum(c.startswith("add chain") for c in cmds) == 2
-    assert [c for c in cmds if "element" in c] == [
-        'add element inet gingham from-wl { "gh0000000000b" : jump fw-gh0000000000b }',
-        'add element inet gingham to-wl { "gh0000000000b" : jump tw-gh0000000000b }',
+    tw, fw = wl_chains(fake, "gh0000000000a")
+    assert cmds == [
+        'add element inet gingham wl-src4 { "gh0000000000b" . 198.18.0.2 }',
+        f'add element inet gingham from-wl {{ "gh0000000000b" : jump {fw} }}',
+        f'add element inet gingham to-wl {{ "gh0000000000b" : jump {tw} }}',
     ]
+    assert wl_chains(fake, "gh0000000000b") == (tw, fw)  # shared with a
+
+
+def test_adding_a_workload_with_new_policies_adds_its_chains() -> None:
+    ap, fake = applier([*base()[:-1], profile("kns.other"), InSync()])
+    cmds = step(ap, wl("b", "198.18.0.2", profiles=("kns.other",)))
+    touched = {c.split()[4] for c in cmds if c.startswith(("add chain", "flush chain", "add rule"))}
+    assert touched == set(wl_chains(fake, "gh0000000000b"))
+    assert touched.isdisjoint(wl_chains(fake, "gh0000000000a"))
+    assert sum(c.startswith("add chain") for c in cmds) == 2
+
+
+def test_shared_chain_goes_with_its_last_user() -> None:
+    ap, fake = applier([*base()[:-1], wl("b", "198.18.0.2"), InSync()])
+    chains = set(wl_chains(fake, "gh0000000000a"))
+    step(ap, WorkloadEndpointRemove(WorkloadEndpointID("ns1", "a")))
+    assert chains <= {c.name for c in fake.list_chains()}
+    step(ap, WorkloadEndpointRemove(WorkloadEndpointID("ns1", "b")))
+    assert chains.isdisjoint({c.name for c in fake.list_chains()})
+    assert fake.list_elements("wl-src4") == []
 
 
 def test_policy_update_rewrites_only_that_policy() -> None:
@@ -135,20 +161,21 @@ def test_removal_in_reverse_dependency_order() -> None:
     cmds = step(ap, WorkloadEndpointRemove(WorkloadEndpointID("ns1", "a")), ProfileRemove(PROF),
                 PolicyRemove(P), IPSetRemove("s:front"))
     kinds = [" ".join(c.split()[:2]) for c in cmds]
-    assert kinds == ["delete element"] * 2 + ["flush chain"] * 6 + ["delete chain"] * 6 + ["delete set"] * 2
+    assert kinds == ["delete element"] * 3 + ["flush chain"] * 6 + ["delete chain"] * 6 + ["delete set"] * 2
+    assert "wl-src4" in cmds[0]  # anti-spoofing element with the set deltas, first
     deleted = [c.split()[4] for c in cmds if c.startswith("delete chain")]
-    assert deleted[:2] == ["fw-gh0000000000a", "tw-gh0000000000a"]
+    assert {d[:3] for d in deleted[:2]} == {"fw-", "tw-"}
     assert {c.name for c in fake.list_chains()} == {c.name for c in layout.base_chains()}
 
 
 def test_policy_removed_while_referenced_fails_closed() -> None:
     ap, fake = applier()
     step(ap, PolicyRemove(P))
-    rules = [r.rule for r in fake.list_rules("tw-gh0000000000a")]
+    rules = [r.rule for r in fake.list_rules(wl_chains(fake, "gh0000000000a")[0])]
     assert not any("jump pol-" in r for r in rules)
     assert any(r.endswith("drop") and "0x1000 == 0" in r for r in rules)
     step(ap, policy())  # comes back: the endpoint jumps to it again
-    assert any("jump pol-" in r.rule for r in fake.list_rules("tw-gh0000000000a"))
+    assert any("jump pol-" in r.rule for r in fake.list_rules(wl_chains(fake, "gh0000000000a")[0]))
 
 
 def test_ipset_removed_while_referenced_is_emptied_not_deleted() -> None:
@@ -183,10 +210,12 @@ def test_named_port_members() -> None:
 
 def test_interface_rename_moves_chains() -> None:
     ap, fake = applier()
-    step(ap, wl("a", "198.18.0.1", ifname="ghrenamed0001"))
-    names = {c.name for c in fake.list_chains()}
-    assert "tw-ghrenamed0001" in names and "tw-gh0000000000a" not in names
+    chains = wl_chains(fake, "gh0000000000a")
+    cmds = step(ap, wl("a", "198.18.0.1", ifname="ghrenamed0001"))
+    assert not any("chain" in c for c in cmds)  # same policies: same chains
+    assert wl_chains(fake, "ghrenamed0001") == chains
     assert [e.key for e in fake.list_elements("to-wl")] == [("ghrenamed0001",)]
+    assert [e.key for e in fake.list_elements("wl-src4")] == [("ghrenamed0001", "198.18.0.1")]
 
 
 def test_config_update_rewrites_in_host_only() -> None:
@@ -217,6 +246,7 @@ def test_restart_resync_removes_only_stale_objects() -> None:
     cmds = ap2.last_tx.render().splitlines()
     assert not any(c.startswith(("flush table", "delete table")) for c in cmds)
     assert not any("gh0000000000a" in c for c in cmds)  # a untouched
+    assert any("gh0000000000b" in c for c in cmds)
     fresh = FakeNFT()
     Applier(fresh, ap2.dataplane).apply()
     assert snapshot(fake) == snapshot(fresh)
@@ -225,8 +255,9 @@ def test_restart_resync_removes_only_stale_objects() -> None:
 def test_resync_repairs_a_tampered_chain_and_element() -> None:
     from gingham.dataplane import nft
     _ap, fake = applier()
+    tw = wl_chains(fake, "gh0000000000a")[0]
     tx = nft.Transaction()
-    tx.flush(nft.Chain("tw-gh0000000000a")).add(nft.Rule("tw-gh0000000000a", "accept"))
+    tx.flush(nft.Chain(tw)).add(nft.Rule(tw, "accept"))
     tx.delete(nft.Element("s4-s_front", "198.18.9.1"))
     fake.run(tx)
     ap2 = Applier(fake, PolicyDataplane())
@@ -254,7 +285,8 @@ def test_failed_run_forces_resync() -> None:
         ap.apply()
     res = ap.apply()
     assert res is not None and res.resync
-    assert "tw-gh0000000000b" in {c.name for c in fake.list_chains()}
+    assert [e.key for e in fake.list_elements("wl-src4")] == [
+        ("gh0000000000a", "198.18.0.1"), ("gh0000000000b", "198.18.0.2")]
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -153,9 +153,10 @@ def test_missing_referents_fail_closed() -> None:
     assert not any("jump" in b for b in out)
 
 
-def test_anti_spoof_rules() -> None:
+def test_anti_spoof_rules_are_generic() -> None:
     specs = endpoint_rules(tiers=(), inbound=False, profile_ids=(), missing_profiles=(),
-                           has_policy=lambda p: True, has_profile=lambda p: True,
-                           anti_spoof=(["198.18.0.1/32", "198.18.9.0/24"], []))
-    assert specs[0].body == "meta nfproto ipv4 ip saddr != { 198.18.0.1, 198.18.9.0/24 } counter drop"
-    assert specs[1].body == "meta nfproto ipv6 counter drop"  # no IPv6 address: no IPv6 at all
+                           has_policy=lambda p: True, has_profile=lambda p: True, anti_spoof=True)
+    assert [s.body for s in specs[:2]] == [
+        f"meta nfproto ipv4 iifname . ip saddr != @{layout.SPOOF_V4} counter drop",
+        f"meta nfproto ipv6 iifname . ip6 saddr != @{layout.SPOOF_V6} counter drop",
+    ]
