@@ -155,3 +155,26 @@ def test_plumbing_imports_only_the_standard_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ipv6_only_workload_in_a_proc_netns_path(netns: Make) -> None:
+    """Runtimes may pass /proc/PID/ns/net instead of a named namespace."""
+    from gingham.lab.netns import spawn_in_netns, stop_process
+
+    host, w1, w2 = _host(netns), netns("v6a"), netns("v6b")
+    holder = spawn_in_netns(w2, ["sleep", "60"])
+    try:
+        # nsenter's child is the sleep (exec), so its pid holds w2's namespace
+        proc_path = f"/proc/{holder.pid}/ns/net"
+        code = (
+            "from gingham.cni.plumbing import setup_workload_interface as s; "
+            f"s('/run/netns/{w1}', 'ghv6a', ['2001:db8::a/128'], 1500, 'net0'); "
+            f"s('{proc_path}', 'ghv6b', ['2001:db8::b/128'], 1500)"
+        )
+        _in_host(host, code)
+        inside = json.loads(run_in_netns(w1, ["ip", "-j", "-6", "route", "show", "default"]).stdout)
+        assert [(r["gateway"], r["dev"]) for r in inside] == [(plumbing.GATEWAY_V6, "net0")]
+        assert _ping(w1, "2001:db8::b")
+        assert _routes(host, "-4") == []
+    finally:
+        stop_process(holder)
