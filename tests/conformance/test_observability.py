@@ -148,3 +148,41 @@ def test_lab_matrix_explain_agrees(log_deny: Cluster) -> None:
     data = json.loads(out)
     assert data["disagreements"] == []
     assert data["matrix"]["x/b"]["x/a"] is False
+
+
+def test_follow_shows_default_deny_drops_with_names(k8s: Cluster) -> None:
+    from gingham.policy.trace import TRACE_TABLE, TraceSession
+
+    k8s.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+              "metadata: {name: deny, namespace: y}\nspec: {podSelector: {matchLabels: {pod: c}},"
+              " policyTypes: [Ingress]}\n---\n"
+              "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+              "metadata: {name: no-out, namespace: z}\nspec: {podSelector: {matchLabels: {pod: a}},"
+              " policyTypes: [Egress]}\n")
+    k8s.check({(80, "tcp"): Reach().block(to="y/c").block(frm="z/a")})
+    world = load_world(k8s.datastore)
+    seen = []
+    with TraceSession(_hosts(k8s)) as session:
+        k8s.measure(81, "tcp")
+        for host, flow in session.flows(timeout=3):
+            seen.append((host, flows.annotate(flow, world)))
+            pairs = {(f.src_name, f.dst_name) for _, f in seen}
+            if ("x/a", "y/c") in pairs and ("z/a", "x/b") in pairs:
+                break
+    by_pair = {(f.src_name, f.dst_name): (h, f) for h, f in seen}
+    host, into = by_pair[("x/a", "y/c")]
+    assert (into.rule_id, into.direction, into.dst_port, into.verdict) == (
+        "tier-end:default", "ingress", 81, "denied")
+    assert host == _host_of(k8s, "y/c")
+    assert "no ingress rule of tier default matched" in (into.reason or "")
+    host, out = by_pair[("z/a", "x/b")]
+    assert (out.rule_id, out.direction) == ("tier-end:default", "egress")
+    assert host == _host_of(k8s, "z/a")
+    # nothing that was allowed shows up, and the trace table is gone again
+    assert ("x/a", "y/b") not in by_pair
+    for _host, netns in _hosts(k8s):
+        import subprocess
+
+        listed = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "nft", "list",
+                                 "tables"], capture_output=True, text=True, check=True).stdout
+        assert TRACE_TABLE not in listed

@@ -118,15 +118,26 @@ def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
 @click.option("--policy", "policy_name", default=None,
               help="Only packets logged by this policy (name or tier/ns/name).")
 @click.option("--denied", is_flag=True, help="Hide packets the model says are allowed.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Trace new connections on every host and print each drop as it happens "
+                   "(also the default deny at the end of a tier); Ctrl-C stops.")
+@click.option("--duration", type=click.FloatRange(0.1), default=None,
+              help="With --follow: stop after this many seconds.")
+@LAB
 @click.option("--enable-netns-logging", is_flag=True,
               help="Set net.netfilter.nf_log_all_netns=1 (machine-wide) so that log lines "
                    "from lab hosts and other namespaces reach the kernel log.")
 @OUTPUT
 @handle_errors
 def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: bool,
+              follow: bool, duration: float | None, lab_name: str | None,
               enable_netns_logging: bool, output: str) -> None:
-    """Logged and denied packets, with workload names, from the kernel log."""
+    """Logged and denied packets, with workload names, from the kernel log (or live: --follow)."""
     from gingham.policy import flows
+
+    if follow:
+        _follow(_hosts(lab_name), workload, policy_name, duration, output)
+        return
 
     if enable_netns_logging:
         flows.enable_netns_logging()
@@ -152,3 +163,37 @@ def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: 
         [[when(f.time), end(f.src_name, f.src, f.src_port), end(f.dst_name, f.dst, f.dst_port),
           f.protocol, f.rule_id, f.verdict or "?", f.reason or ""] for f in selected],
     )  # fmt: skip
+
+
+def _flow_text(f: Any) -> str:
+    def end(name: str | None, addr: str, port: int | None) -> str:
+        where = f"{name} ({addr})" if name else addr
+        return f"{where}:{port}" if port is not None else where
+
+    return (f"{end(f.src_name, f.src, f.src_port)} -> {end(f.dst_name, f.dst, f.dst_port)} "
+            f"{f.protocol} DROPPED by {f.rule_id}" + (f" ({f.direction})" if f.direction else "")
+            + (f": {f.reason}" if f.reason else ""))
+
+
+def _follow(hosts: list[tuple[str, str | None]], workload: str | None, policy_name: str | None,
+            duration: float | None, output: str) -> None:
+    from gingham.policy import flows
+    from gingham.policy.trace import TraceSession
+
+    world = _world()
+    with TraceSession(hosts) as session:
+        click.echo(f"tracing new connections on {', '.join(h for h, _ in hosts)}"
+                   " (Ctrl-C stops)", err=True)
+        try:
+            for host, flow in session.flows(duration):
+                f = flows.annotate(flow, world)
+                if not flows.select([f], workload, policy_name):
+                    continue
+                if output == "json":
+                    import json
+
+                    click.echo(json.dumps({"host": host, **f.to_json()}))
+                else:
+                    click.echo(f"{host}: {_flow_text(f)}")
+        except KeyboardInterrupt:
+            pass

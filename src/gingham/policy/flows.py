@@ -147,13 +147,16 @@ def _name(world: World, address: str) -> str | None:
 
 
 def annotate(flow: Flow, world: World) -> Flow:
-    """Names for the addresses, and the model's verdict for the connection."""
+    """Names for the addresses, and the model's verdict for the connection and why.
+
+    A drop the dataplane reported keeps its verdict; if the model disagrees
+    the reason says so.
+    """
     src_name, dst_name = _name(world, flow.src), _name(world, flow.dst)
     verdict, reason = flow.verdict, flow.reason
     a = world.workload(src_name) if src_name else None
     b = world.workload(dst_name) if dst_name else None
-    if verdict is None and a is not None and b is not None and flow.protocol in (
-            "tcp", "udp", "sctp"):
+    if a is not None and b is not None and flow.protocol in ("tcp", "udp", "sctp"):
         from gingham.policy.explain import explain
 
         try:
@@ -161,10 +164,16 @@ def annotate(flow: Flow, world: World) -> Flow:
         except GinghamError:  # the log line stays useful without a verdict
             v = None
         if v is not None:
-            verdict = "allowed" if v.allowed else "denied"
-            failed = v.egress if not v.egress.allowed else v.ingress
-            reason = failed.reason if not v.allowed else "allowed by " + (
-                v.ingress.reason if v.ingress.decided_by != "loopback" else v.egress.reason)
+            model = "allowed" if v.allowed else "denied"
+            if v.allowed:
+                decided = v.ingress if v.ingress.decided_by != "loopback" else v.egress
+                why = "allowed by " + decided.reason
+            else:
+                why = (v.egress if not v.egress.allowed else v.ingress).reason
+            if verdict is None or verdict == model:
+                verdict, reason = model, why
+            else:
+                reason = f"the model says {model} ({why})"
     return replace(flow, src_name=src_name, dst_name=dst_name, verdict=verdict, reason=reason)
 
 

@@ -4,8 +4,9 @@ Every nft rule gingham renders carries a ``counter`` and its rule id as the
 comment; a rule rendered several times (per address family, per named-port
 alternative) has one comment, so a rule's count is the sum over them. The
 renderer's own drops (``tier-end:<tier>``, ``no-profile-allowed``, …) sit in
-per-endpoint chains (``tw-<iface>`` towards a workload, ``fw-<iface>`` from
-it), so those are counted per endpoint.
+endpoint chains, which the dispatch maps (``to-wl``, ``from-wl``, …) name
+per interface; those are counted per chain and named after the endpoints
+that jump to it (several when endpoints with equal policy share a chain).
 
 ``rule_stats`` is pure (an ``nft -j list table`` document in, rows out);
 ``read_table`` and ``collect`` do the I/O.
@@ -71,15 +72,55 @@ def counters(doc: Mapping[str, Any]) -> list[Counter]:
     return out
 
 
-def endpoint_of_chain(chain: str, world: World | None) -> tuple[str | None, str | None]:
-    """(endpoint, direction) for a per-endpoint chain, else (None, None)."""
-    for prefix, direction in (("tw-", "ingress"), ("fw-", "egress"),
-                              ("th-", "ingress"), ("fh-", "egress")):
-        if chain.startswith(prefix):
-            iface = chain[len(prefix):]
-            item = world.by_interface(iface) if world is not None else None
-            return (item.ref if item is not None else iface), direction
-    return None, None
+_MAP_DIRECTIONS = {"to-wl": "ingress", "from-wl": "egress", "to-hep": "ingress",
+                   "from-hep": "egress"}
+
+
+def dispatch(doc: Mapping[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """chain -> (direction, interfaces whose packets jump to it), from the dispatch maps.
+
+    Endpoints with equal policies may share one chain, so a chain can stand
+    for several interfaces.
+    """
+    out: dict[str, tuple[str, list[str]]] = {}
+    for entry in doc.get("nftables", []):
+        m = entry.get("map") if isinstance(entry, dict) else None
+        if not m or m.get("name") not in _MAP_DIRECTIONS:
+            continue
+        direction = _MAP_DIRECTIONS[m["name"]]
+        for elem in m.get("elem", []):
+            if not (isinstance(elem, list) and len(elem) == 2 and isinstance(elem[1], dict)):
+                continue
+            target = (elem[1].get("jump") or elem[1].get("goto") or {}).get("target")
+            if isinstance(target, str) and isinstance(elem[0], str):
+                out.setdefault(target, (direction, []))[1].append(elem[0])
+    return out
+
+
+def endpoint_of_chain(
+    chain: str, world: World | None, chains: Mapping[str, tuple[str, list[str]]] | None = None
+) -> tuple[str | None, str | None]:
+    """(endpoints, direction) a per-endpoint chain stands for, else (None, None).
+
+    Endpoints are named after the model where it knows the interface, and
+    comma-separated when several share the chain.
+    """
+    found = (chains or {}).get(chain)
+    if found is None:
+        for prefix, direction in (("tw-", "ingress"), ("fw-", "egress"),
+                                  ("th-", "ingress"), ("fh-", "egress")):
+            if chain.startswith(prefix):
+                found = (direction, [chain[len(prefix):]])
+                break
+    if found is None:
+        return None, None
+    direction, ifaces = found
+
+    def name(iface: str) -> str:
+        item = world.by_interface(iface) if world is not None else None
+        return item.ref if item is not None else iface
+
+    return ",".join(sorted(name(i) for i in ifaces)), direction
 
 
 def rule_stats(
@@ -90,6 +131,7 @@ def rule_stats(
 ) -> list[RuleStat]:
     """Sum counters by rule id (and by endpoint for the renderer's own drops)."""
     sums: dict[tuple[str, str | None, str | None], list[int]] = {}
+    chains = dispatch(doc)
     for c in counters(doc):
         if c.comment.startswith("v:"):
             continue  # chain markers
@@ -98,7 +140,7 @@ def rule_stats(
         endpoint: str | None = None
         direction = ref.direction
         if ref.kind not in ("policy", "profile"):
-            endpoint, chain_dir = endpoint_of_chain(c.chain, world)
+            endpoint, chain_dir = endpoint_of_chain(c.chain, world, chains)
             direction = direction or chain_dir
         key = (rid, endpoint, direction)
         acc = sums.setdefault(key, [0, 0])
