@@ -190,21 +190,28 @@ class IPAM:
 
     # -- pool choice --------------------------------------------------------
 
-    def _eligible(self, version: int, pool_cidrs: Sequence[str] | None) -> list[PoolSpec]:
+    def _eligible(self, version: int, pool_cidrs: Sequence[str] | None,
+                  use: str) -> list[PoolSpec]:
         pools = [p for p in self.pools() if p.version == version]
         if pool_cidrs:
-            wanted = [ipaddress.ip_network(c) for c in pool_cidrs]
-            wanted = [w for w in wanted if w.version == version]
+            try:
+                wanted = [ipaddress.ip_network(c) for c in pool_cidrs]
+            except ValueError as exc:
+                raise ValidationError(str(exc), "pool_cidrs") from None
             chosen = []
-            for w in wanted:
+            for w in (w for w in wanted if w.version == version):
                 match = [p for p in pools if p.cidr == w]
                 if not match:
                     raise ValidationError(f"no IP pool has CIDR {w}", "pool_cidrs")
                 if match[0].disabled:
                     raise IPAMError(f"IP pool {w} is disabled")
+                if use not in match[0].allowed_uses:
+                    raise IPAMError(f"IP pool {w} does not allow {use} use "
+                                    f"(allowedUses: {', '.join(match[0].allowed_uses)})")
                 chosen.append(match[0])
             return chosen
-        enabled = [p for p in pools if not p.disabled]
+        enabled = [p for p in pools if not p.disabled and p.assignment_mode != "Manual"
+                   and use in p.allowed_uses]
         if all(p.node_selector.strip() in ("", "all()") for p in enabled):
             return enabled  # no need to read the Node resource
         labels = self.node_labels()
@@ -214,13 +221,21 @@ class IPAM:
 
     def auto_assign(self, handle: str, attrs: Mapping[str, str] | None = None,
                     num_v4: int = 1, num_v6: int = 0,
-                    pool_cidrs: Sequence[str] | None = None) -> list[IPInterface]:
-        return [a.interface for a in self.allocate(handle, attrs, num_v4, num_v6, pool_cidrs)]
+                    pool_cidrs: Sequence[str] | None = None,
+                    use: str = "Workload") -> list[IPInterface]:
+        return [a.interface
+                for a in self.allocate(handle, attrs, num_v4, num_v6, pool_cidrs, use)]
 
     def allocate(self, handle: str, attrs: Mapping[str, str] | None = None,
                  num_v4: int = 1, num_v6: int = 0,
-                 pool_cidrs: Sequence[str] | None = None) -> list[Allocation]:
-        """Addresses for ``handle``: all requested, or none (a partial result is given back)."""
+                 pool_cidrs: Sequence[str] | None = None,
+                 use: str = "Workload") -> list[Allocation]:
+        """Addresses for ``handle``: all requested, or none (a partial result is given back).
+
+        ``use`` is the pool's ``allowedUses`` entry this is for ("Workload", or
+        "Tunnel" for a host's tunnel address). Pools in ``Manual`` assignment
+        mode serve only callers that name them in ``pool_cidrs``.
+        """
         if not handle:
             raise ValidationError("an allocation needs a handle", "handle")
         who = _attrs(handle, attrs, self.host)
@@ -228,7 +243,7 @@ class IPAM:
         try:
             for version, count in ((4, num_v4), (6, num_v6)):
                 if count > 0:
-                    got += self._auto_version(version, count, who, pool_cidrs)
+                    got += self._auto_version(version, count, who, pool_cidrs, use)
         except BaseException as exc:
             if got:
                 try:
@@ -239,10 +254,11 @@ class IPAM:
         return got
 
     def _auto_version(self, version: int, count: int, who: Attributes,
-                      pool_cidrs: Sequence[str] | None) -> list[Allocation]:
-        pools = self._eligible(version, pool_cidrs)
+                      pool_cidrs: Sequence[str] | None, use: str) -> list[Allocation]:
+        pools = self._eligible(version, pool_cidrs, use)
         if not pools:
-            raise PoolExhausted(f"no enabled IPv{version} pool matches host {self.host}")
+            raise PoolExhausted(f"no enabled IPv{version} pool for {use} use matches host "
+                                f"{self.host}")
         got: list[Allocation] = []
 
         def in_pools(cidr: IPNetwork) -> bool:

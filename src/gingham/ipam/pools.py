@@ -28,6 +28,8 @@ class PoolSpec:
     disabled: bool = False
     vxlan_mode: str = "Never"
     nat_outgoing: bool = False
+    allowed_uses: tuple[str, ...] = ("Workload", "Tunnel")
+    assignment_mode: str = "Automatic"  # "Manual": only when asked for by CIDR
 
     def __post_init__(self) -> None:
         where = f"IPPool {self.name or self.cidr}: spec.blockSize"
@@ -100,6 +102,8 @@ def pool_from_resource(doc: Mapping[str, Any]) -> PoolSpec:
         disabled=bool(spec.get("disabled", False)),
         vxlan_mode=str(spec.get("vxlanMode") or "Never"),
         nat_outgoing=bool(spec.get("natOutgoing", False)),
+        allowed_uses=tuple(str(u) for u in spec.get("allowedUses") or ("Workload", "Tunnel")),
+        assignment_mode=str(spec.get("assignmentMode") or "Automatic"),
     )
 
 
@@ -114,6 +118,8 @@ def pool_from_model(pool: Any) -> PoolSpec:
         disabled=bool(getattr(spec, "disabled", False)),
         vxlan_mode=str(getattr(spec, "vxlan_mode", None) or "Never"),
         nat_outgoing=bool(getattr(spec, "nat_outgoing", False)),
+        allowed_uses=tuple(getattr(spec, "allowed_uses", None) or ("Workload", "Tunnel")),
+        assignment_mode=str(getattr(spec, "assignment_mode", None) or "Automatic"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import time
 
@@ -187,7 +188,7 @@ def test_node_selector_and_disabled_pools(sqlite_store: Datastore) -> None:
     [ip_b] = ipam(sqlite_store, "hb").auto_assign("y")
     assert ip_a.ip in ipaddress.ip_network("198.18.1.0/24")
     assert ip_b.ip in ipaddress.ip_network("198.18.2.0/24")
-    with pytest.raises(PoolExhausted, match="no enabled IPv4 pool matches host hc"):
+    with pytest.raises(PoolExhausted, match="no enabled IPv4 pool for Workload use matches host hc"):
         ipam(sqlite_store, "hc").auto_assign("z")
     with pytest.raises(IPAMError, match="disabled"):
         ipam(sqlite_store, "ha").auto_assign("z", pool_cidrs=["198.18.3.0/24"])
@@ -273,3 +274,32 @@ def test_racing_claims_of_different_block_sizes_never_overlap(sqlite_store: Data
     assert got.block == nets[0]
     assert [kv.key for kv in sqlite_store.list(ikeys.AFFINITY)[0]] == \
         [ikeys.affinity_key("other", "198.18.0.0/28")]
+
+
+def test_allowed_uses_and_manual_pools(sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "tunnels", "198.18.1.0/24", allowedUses=["Tunnel"])
+    put_pool(sqlite_store, "manual", "198.18.2.0/24", assignmentMode="Manual")
+    put_pool(sqlite_store, "work", "198.18.3.0/24")
+    a = ipam(sqlite_store, "h1")
+    [w] = a.auto_assign("w")
+    assert w.ip in ipaddress.ip_network("198.18.3.0/24")
+    [m] = a.auto_assign("m", pool_cidrs=["198.18.2.0/24"])
+    assert m.ip in ipaddress.ip_network("198.18.2.0/24")
+    with pytest.raises(IPAMError, match="does not allow Workload use"):
+        a.auto_assign("x", pool_cidrs=["198.18.1.0/24"])
+    got = {a.auto_assign(f"t{i}", use="Tunnel")[0].ip for i in range(3)}
+    assert all(ip in ipaddress.ip_network("198.18.1.0/24")
+               or ip in ipaddress.ip_network("198.18.3.0/24") for ip in got)
+
+
+def test_pool_from_model_matches_pool_from_resource() -> None:
+    model = pytest.importorskip("gingham.model")
+    from gingham.ipam import pool_from_model, pool_from_resource
+
+    doc = {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "p"},
+           "spec": {"cidr": "2001:db8:5::/112", "nodeSelector": "zone == 'a'",
+                    "vxlanMode": "CrossSubnet", "natOutgoing": True,
+                    "allowedUses": ["Workload"], "assignmentMode": "Manual"}}
+    [pool] = model.load_manifests(json.dumps(doc))
+    assert pool_from_model(pool) == pool_from_resource(doc)
+    assert pool_from_model(pool).block_size == 122
