@@ -1,0 +1,19 @@
+"""Fan-out of one datastore watch to many agents, in the manner of Calico's Typha.
+
+Every agent that follows the datastore itself costs the datastore a watch
+(and, with sqlite, a poll every few milliseconds). The fan-out server
+follows the datastore once, keeps the current state of every key, and serves
+each connected agent a snapshot followed by the deltas, over a unix socket:
+
+    datastore --watch--> FanoutServer --snapshot + deltas--> FanoutClient (x N)
+
+:class:`FanoutClient` has the same ``poll(timeout)`` / ``status`` shape as
+:class:`gingham.agent.syncer.Syncer`, so an agent can use either. The wire
+format (newline-delimited JSON frames) lives in :mod:`gingham.fanout.protocol`.
+"""
+
+from gingham.fanout.client import FanoutClient
+from gingham.fanout.protocol import Frame, decode_frames, encode_frame
+from gingham.fanout.server import FanoutServer
+
+__all__ = ["FanoutClient", "FanoutServer", "Frame", "decode_frames", "encode_frame"]
