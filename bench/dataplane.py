@@ -10,9 +10,12 @@ on error). Measures, through the real managers, apply step and ``nft``:
   (chains and dispatch-map entries) and P policies;
 - ``full_sync_local_endpoints``: one transaction programming N local
   workloads (2 chains + 2 verdict-map entries each);
-- ``label_change`` and ``endpoint_add``: with P policies programmed, the time
-  from handing the message to the managers to nft having applied it (one
-  ``nft -f -`` each), p50/p99 over R repetitions. Target p50 <= 5 ms.
+- ``label_change``, ``endpoint_add_same_policies`` (a workload whose
+  policies an existing workload has: set and map elements only, sent as one
+  nfnetlink batch) and ``endpoint_add_new_policies`` (two new chains: one
+  ``nft -f -``, which re-reads the whole table first): with P policies
+  programmed, from handing the message to the managers to the kernel having
+  applied it, p50/p99 over R repetitions. Target p50 <= 5 ms.
 
 Defaults: N=10,000, P=1,000, R=200; ``--quick``: N=1,000, P=100, R=50.
 Prints one JSON object.
@@ -69,8 +72,10 @@ def policies(n: int) -> list[m.Message]:
     return out
 
 
-def workload(i: int, n_policies: int) -> WorkloadEndpointUpdate:
-    pids = tuple(PolicyID("default", f"p{(i + k) % n_policies}", "bench") for k in range(4))
+def workload(i: int, n_policies: int, combo: int | None = None) -> WorkloadEndpointUpdate:
+    """Workload ``i`` under 4 policies; ``combo`` picks them (default: ``i``)."""
+    c = i if combo is None else combo
+    pids = tuple(PolicyID("default", f"p{(c + k) % n_policies}", "bench") for k in range(4))
     return WorkloadEndpointUpdate(
         WorkloadEndpointID("bench", f"w{i}"), f"gh{i:011x}", (f"{ip(i)}/32",), (), None,
         (TierInfo("default", "deny", pids, pids[:2]),), ("kns.bench",))
@@ -115,16 +120,21 @@ def run(n: int, n_pol: int, reps: int, ns_prefix: str) -> dict[str, object]:
             "nft_commands": cmds, "seconds": round(secs, 3)}
 
         # incremental, on top of that table
-        label, add = [], []
+        label, add_same, add_new = [], [], []
         for r in range(reps):
             member = f"{ip(n + r)}/32"
             dt, c = timed_apply(ap, [IPSetDeltaUpdate(f"s:{r % N_SETS}", frozenset({member}),
                                                       frozenset())])
             assert c == 1
             label.append(dt)
-            dt, c = timed_apply(ap, [workload(1000 + n + r, n_pol)])
-            add.append(dt)
-        for name, vals in (("label_change", label), ("endpoint_add", add)):
+            # like a replica of an existing workload: its chains exist already
+            dt, c = timed_apply(ap, [workload(n + r, n_pol, combo=r % 250)])
+            add_same.append(dt)
+            # a policy combination no endpoint has yet: two new chains
+            dt, c = timed_apply(ap, [workload(2 * n + r, n_pol, combo=500 + r)])
+            add_new.append(dt)
+        for name, vals in (("label_change", label), ("endpoint_add_same_policies", add_same),
+                           ("endpoint_add_new_policies", add_new)):
             out[name] = {
                 "policies_programmed": n_pol, "repetitions": reps,
                 "p50_ms": round(statistics.median(vals) * 1000, 2),

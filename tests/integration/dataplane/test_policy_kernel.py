@@ -280,10 +280,15 @@ def test_missing_profile_fails_closed(t: Topology) -> None:
 
 def test_unknown_workload_interface_is_dropped(t: Topology) -> None:
     w1, _, _, w4 = t.wl
-    program(t, [])
+    ap = program(t, [])
     assert not can(w4, w1, 80)
     assert not can(w1, w4, 80)
     assert counter(t, "unknown-workload") >= 2
+    # once known (same policies as the others: elements only, over netlink) it talks
+    ap.dataplane.on_message(endpoint(w4))
+    res = ap.apply()
+    assert res is not None and res.via == "netlink" and res.commands == 3
+    assert can(w4, w1, 80) and can(w1, w4, 80)
 
 
 def test_anti_spoofing(t: Topology) -> None:
@@ -297,7 +302,8 @@ def test_anti_spoofing(t: Topology) -> None:
     assert not can(w1, w2, 80, src_ip=forged)
     assert counter(t, "anti-spoof") >= 1
     ap.dataplane.on_message(endpoint(w1, spoof=(f"{forged}/32",)))
-    ap.apply()
+    res = ap.apply()
+    assert res is not None and res.via == "netlink"  # an anti-spoofing element only
     assert can(w1, w2, 80, src_ip=forged)
 
 
