@@ -42,7 +42,10 @@ def _world() -> Any:
 @handle_errors
 def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
                 icmp_type: int | None, icmp_code: int | None, trace: bool, output: str) -> None:
-    """Would SOURCE reach DESTINATION (both NS/NAME)? The verdict from the model, and why."""
+    """Would SOURCE reach DESTINATION (both NS/NAME)? The verdict from the model, and why.
+
+    Exit status 0 when the connection is allowed, 1 when it is denied.
+    """
     from gingham.policy.explain import explain
 
     if protocol != "icmp" and port is None:
@@ -51,7 +54,7 @@ def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
                       protocol, icmp_type=icmp_type, icmp_code=icmp_code)
     if output == "json":
         click.echo(dump_json(verdict.to_json()))
-        return
+        sys.exit(0 if verdict.allowed else 1)
     what = f"{protocol}/{port}" if port is not None else protocol
     click.echo(f"{source} -> {destination} {what}: {'ALLOWED' if verdict.allowed else 'DENIED'}")
     for d, where in ((verdict.egress, source), (verdict.ingress, destination)):

@@ -151,3 +151,20 @@ def test_read_flows_and_select() -> None:
     assert [f.seq for f in flows.select(got, policy="log-deny", last=1)] == [3]
     assert [f.seq for f in flows.select(got, policy="default/x/log-deny")] == [1, 3]
     assert flows.select(got, policy="other") == []
+
+
+def test_shared_endpoint_chains_are_named_after_every_endpoint_using_them() -> None:
+    shared = "tw-558c283bedc32aea"
+    doc = {"nftables": [
+        {"map": {"family": "inet", "name": "to-wl", "table": "gingham", "type": "ifname",
+                 "map": "verdict", "elem": [
+                     ["gh00000000bb", {"jump": {"target": shared}}],
+                     ["gh00000000aa", {"jump": {"target": shared}}],
+                     ["ghunknown0001", {"jump": {"target": "tw-other"}}]]}},
+        _rule(shared, "tier-end:default", 4),
+        _rule("tw-other", "no-profile-allowed", 1),
+    ]}  # fmt: skip
+    rows = {r.rule_id: r for r in rule_stats("h1", doc, WORLD)}
+    assert (rows["tier-end:default"].endpoint, rows["tier-end:default"].direction) == (
+        "x/a,x/b", "ingress")
+    assert rows["no-profile-allowed"].endpoint == "ghunknown0001"
