@@ -484,10 +484,9 @@ def _dump_chain(c: _Chain) -> str:
     lines = [f"\tchain {c.spec.name} {{"]
     spec = c.spec
     if spec.is_base:
-        prio = "filter" if spec.priority == 0 else spec.priority
+        prio = _priority_text(str(spec.type), spec.priority)
         line = f"\t\ttype {spec.type} hook {spec.hook} priority {prio};"
-        if spec.policy is not None:
-            line += f" policy {spec.policy};"
+        line += f" policy {spec.policy or 'accept'};"
         lines.append(line)
     if spec.comment is not None:
         lines.append(f'\t\tcomment "{spec.comment}"')
@@ -495,6 +494,26 @@ def _dump_chain(c: _Chain) -> str:
         lines.append(f"\t\t{r.rule}" + (f' comment "{r.comment}"' if r.comment else ""))
     lines.append("\t}")
     return "\n".join(lines)
+
+
+# standard priorities nft prints by name, per chain type (within 10 as "name ± n")
+_PRIORITY_NAMES = {
+    "filter": {"raw": -300, "mangle": -150, "filter": 0, "security": 50},
+    "nat": {"dstnat": -100, "srcnat": 100},
+    "route": {"mangle": -150},
+}
+
+
+def _priority_text(chain_type: str, priority: int | str | None) -> str:
+    if not isinstance(priority, int):
+        return str(priority)
+    for name, value in _PRIORITY_NAMES.get(chain_type, {}).items():
+        delta = priority - value
+        if delta == 0:
+            return name
+        if abs(delta) <= 10:
+            return f"{name} {'+' if delta > 0 else '-'} {abs(delta)}"
+    return str(priority)
 
 
 def _quote_part(t: str, part: str) -> str:

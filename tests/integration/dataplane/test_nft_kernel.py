@@ -20,11 +20,21 @@ def nft(netns: Callable[[str], str]) -> Iterator[NFTInterface]:
 
 
 def test_fake_and_kernel_dump_alike(netns: Callable[[str], str]) -> None:
+    from gingham.dataplane.nft import Chain
     from gingham.dataplane.nft_fake import FakeNFT
 
     real, fake = NFT(netns=netns("nft")), FakeNFT()
+    extra = Transaction()
+    for i, (hook, kind, prio) in enumerate([
+        ("input", "filter", -5), ("input", "filter", 10), ("input", "filter", -150),
+        ("output", "filter", 100), ("output", "filter", -300), ("input", "filter", 11),
+        ("prerouting", "nat", -100), ("postrouting", "nat", 95), ("output", "route", -150),
+        ("input", "filter", 50),
+    ]):
+        extra.add(Chain(f"base{i}", type=kind, hook=hook, priority=prio))
     for backend in (real, fake):
         backend.run(base_tx())
+        backend.run(extra)
     assert _joined(fake.dump()) == _joined(real.dump())
 
 
