@@ -72,10 +72,11 @@ def policies(n: int) -> list[m.Message]:
     return out
 
 
-def workload(i: int, n_policies: int, combo: int | None = None) -> WorkloadEndpointUpdate:
-    """Workload ``i`` under 4 policies; ``combo`` picks them (default: ``i``)."""
+def workload(i: int, n_policies: int, combo: int | None = None, width: int = 4,
+             ) -> WorkloadEndpointUpdate:
+    """Workload ``i`` under ``width`` policies; ``combo`` picks them (default: ``i``)."""
     c = i if combo is None else combo
-    pids = tuple(PolicyID("default", f"p{(c + k) % n_policies}", "bench") for k in range(4))
+    pids = tuple(PolicyID("default", f"p{(c + k) % n_policies}", "bench") for k in range(width))
     return WorkloadEndpointUpdate(
         WorkloadEndpointID("bench", f"w{i}"), f"gh{i:011x}", (f"{ip(i)}/32",), (), None,
         (TierInfo("default", "deny", pids, pids[:2]),), ("kns.bench",))
@@ -131,7 +132,7 @@ def run(n: int, n_pol: int, reps: int, ns_prefix: str) -> dict[str, object]:
             dt, c = timed_apply(ap, [workload(n + r, n_pol, combo=r % 250)])
             add_same.append(dt)
             # a policy combination no endpoint has yet: two new chains
-            dt, c = timed_apply(ap, [workload(2 * n + r, n_pol, combo=500 + r)])
+            dt, c = timed_apply(ap, [workload(2 * n + r, n_pol, combo=r, width=5)])
             add_new.append(dt)
         for name, vals in (("label_change", label), ("endpoint_add_same_policies", add_same),
                            ("endpoint_add_new_policies", add_new)):
