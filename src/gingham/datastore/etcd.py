@@ -214,7 +214,15 @@ class EtcdDatastore(Datastore):
     def headers(self) -> dict[str, str]:
         return {"Authorization": self._token} if self._token else {}
 
-    def call(self, path: str, body: JSON, *, idempotent: bool = True, auth: bool = True) -> JSON:
+    def call(
+        self,
+        path: str,
+        body: JSON,
+        *,
+        idempotent: bool = True,
+        auth: bool = True,
+        reauth: bool = True,
+    ) -> JSON:
         """POST to the gateway with fail-over and retries of transient errors.
 
         Writes are retried only when the request surely did not reach a member
@@ -226,7 +234,6 @@ class EtcdDatastore(Datastore):
             self._authenticate()
         start = time.monotonic()
         last = ""
-        reauthed = False
         while True:
             # Nobody answering at all rarely heals within seconds (unlike an
             # election): give up on that sooner.
@@ -253,10 +260,10 @@ class EtcdDatastore(Datastore):
                 try:
                     return self._decode(resp)
                 except EtcdError as exc:
-                    if exc.code == _UNAUTHENTICATED and auth and self._user and not reauthed:
-                        reauthed = True
+                    if exc.code == _UNAUTHENTICATED and auth and self._user and reauth:
+                        # The token expired (etcd's simple tokens do): once more with a new one.
                         self._authenticate()
-                        return self.call(path, body, idempotent=idempotent)
+                        return self.call(path, body, idempotent=idempotent, reauth=False)
                     if exc.code in (_UNAVAILABLE, _DEADLINE_EXCEEDED) or any(
                         t in str(exc) for t in _TRANSIENT
                     ):

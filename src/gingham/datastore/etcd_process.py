@@ -192,6 +192,7 @@ def start_etcd_cluster(
     timeout: float = 30.0,
     binary: str = "etcd",
     die_with_parent: bool = False,
+    extra_args: list[str] | None = None,
 ) -> list[EtcdProcess]:
     """Start an ``n``-member cluster under ``data_dir`` (one sub-directory each), wait for health.
 
@@ -210,6 +211,7 @@ def start_etcd_cluster(
             binary=binary,
             cluster_token=f"gingham-{base.name}",
             die_with_parent=die_with_parent,
+            extra_args=list(extra_args or []),
         )
         for i in range(n)
     ]

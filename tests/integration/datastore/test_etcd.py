@@ -89,7 +89,10 @@ def lone_etcd() -> Iterator[EtcdProcess]:
     base = Path(tempfile.mkdtemp(prefix="gingham-etcd-auth-"))
     members: list[EtcdProcess] = []
     try:
-        members = start_etcd_cluster(base, 1, die_with_parent=True)
+        # Auth tokens live 1 s, so the test sees them expire.
+        members = start_etcd_cluster(
+            base, 1, die_with_parent=True, extra_args=["--auth-token-ttl", "1"]
+        )
         yield members[0]
     finally:
         stop_etcd_cluster(members)
@@ -113,6 +116,11 @@ def test_username_password(lone_etcd: EtcdProcess) -> None:
         assert ds.get("/t/auth") is not None
         with ds.watch("/t/", start_revision=rev) as watch:
             assert [e.key for e in collect(watch, 1)] == ["/t/auth"]
+            first_token = ds._token  # type: ignore[attr-defined]
+            time.sleep(2.5)  # the token expires; the client fetches a new one
+            ds.create("/t/auth2", {"v": 2})
+            assert ds._token != first_token  # type: ignore[attr-defined]
+            assert [e.key for e in collect(watch, 1)] == ["/t/auth2"]
     userinfo = lone_etcd.datastore_url.replace("etcd://", "etcd://root:s3cret@")
     with open_datastore(userinfo) as ds:
         assert "s3cret" not in ds.url
