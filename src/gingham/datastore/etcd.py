@@ -142,9 +142,14 @@ class EtcdDatastore(Datastore):
         self._connect_retry_for = connect_retry_for
         self._verify: ssl.SSLContext | bool = True
         if cacert or cert:
-            ctx = ssl.create_default_context(cafile=cacert)
-            if cert:
-                ctx.load_cert_chain(cert, key)
+            try:
+                ctx = ssl.create_default_context(cafile=cacert)
+                if cert:
+                    ctx.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValidationError(
+                    f"cannot load TLS files for {url}: {exc}", location="datastore URL"
+                ) from exc
             self._verify = ctx
         self._user, self._password = user, password
         self._token: str | None = None
@@ -159,7 +164,13 @@ class EtcdDatastore(Datastore):
         from gingham.datastore import redact_url
 
         endpoints, opts = parse_etcd_url(url)
-        timeout = float(opts.get("timeout", "10"))
+        try:
+            timeout = float(opts.get("timeout", "10"))
+        except ValueError:
+            raise ValidationError(
+                f"timeout must be a number of seconds, got {opts['timeout']!r}",
+                location="datastore URL",
+            ) from None
         return cls(
             endpoints,
             url=redact_url(url),
@@ -225,8 +236,12 @@ class EtcdDatastore(Datastore):
     ) -> JSON:
         """POST to the gateway with fail-over and retries of transient errors.
 
-        Writes are retried only when the request surely did not reach a member
-        (connect errors) or the member refused it before proposing (no leader).
+        Writes are retried when the request surely did not reach a member
+        (connect errors), when the member refused it (no leader), and after an
+        etcd "request timed out", which may still commit: a retried create may
+        then report AlreadyExists and a retried update RevisionConflict. Both
+        are the answers compare-and-swap callers already handle (re-read);
+        nothing is written twice and no update is lost.
         """
         if self._closed:
             raise Unavailable(f"{self.url}: datastore is closed")

@@ -106,3 +106,17 @@ def test_redact_url() -> None:
     assert redact_url("etcd://h:1?user=u&password=p") == "etcd://h:1?user=u&password=***"
     assert "s3" not in redact_url("etcd://u:s3@h:1")
     assert redact_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "etcd://",
+        "etcd+unix://relative/sock:2379",
+        "etcd://127.0.0.1:2379?timeout=soon",
+        "etcds://127.0.0.1:2379?cacert=/nonexistent/ca.pem",
+    ],
+)
+def test_bad_etcd_urls(url: str) -> None:
+    with pytest.raises(ValidationError):
+        open_datastore(url)
