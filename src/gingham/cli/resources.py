@@ -140,11 +140,11 @@ def apply_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None)
 
 
 def _must_not_exist(store: Any, resource: Any) -> str | None:
-    return f"{store._describe(resource)} already exists" if store.exists(resource) else None
+    return f"{store.name_of(resource)} already exists" if store.exists(resource) else None
 
 
 def _must_exist(store: Any, resource: Any) -> str | None:
-    return None if store.exists(resource) else f"{store._describe(resource)} not found"
+    return None if store.exists(resource) else f"{store.name_of(resource)} not found"
 
 
 @click.command("create")

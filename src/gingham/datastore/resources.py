@@ -142,7 +142,7 @@ class ResourceStore:
         try:
             revision = self.ds.create(key, body)
         except AlreadyExists:
-            raise AlreadyExists(f"{self._describe(resource)} already exists") from None
+            raise AlreadyExists(f"{self.name_of(resource)} already exists") from None
         return self._stored(body, key, revision)
 
     def replace(self, resource: Resource) -> Resource:
@@ -156,13 +156,13 @@ class ResourceStore:
         for _ in range(MAX_RETRIES):
             kv = self.ds.get(key)
             if kv is None:
-                raise NotFound(f"{self._describe(resource)} not found")
+                raise NotFound(f"{self.name_of(resource)} not found")
             revision = kv.mod_revision
             if wanted:
                 revision = _parse_version(wanted)
                 if revision != kv.mod_revision:
                     raise RevisionConflict(
-                        f"{self._describe(resource)} is at resourceVersion {kv.mod_revision},"
+                        f"{self.name_of(resource)} is at resourceVersion {kv.mod_revision},"
                         f" not {wanted}: re-read and retry"
                     )
             body = self._encode(resource, kv)
@@ -175,7 +175,7 @@ class ResourceStore:
             except NotFound:
                 continue  # deleted since the read: the loop reports it
             return self._stored(body, key, new)
-        raise RevisionConflict(f"{self._describe(resource)}: gave up after {MAX_RETRIES} conflicts")
+        raise RevisionConflict(f"{self.name_of(resource)}: gave up after {MAX_RETRIES} conflicts")
 
     def apply(self, resource: Resource) -> Resource:
         """Create or overwrite (``resourceVersion``, if given, is ignored)."""
@@ -191,7 +191,7 @@ class ResourceStore:
             except (AlreadyExists, RevisionConflict, NotFound):
                 continue  # someone else wrote in between: read again
             return self._stored(body, key, new)
-        raise RevisionConflict(f"{self._describe(resource)}: gave up after {MAX_RETRIES} conflicts")
+        raise RevisionConflict(f"{self.name_of(resource)}: gave up after {MAX_RETRIES} conflicts")
 
     def delete(
         self,
@@ -238,7 +238,8 @@ class ResourceStore:
     def _stored(self, body: JSON, key: str, revision: int) -> Resource:
         return self.decode(KeyValue(key, body, revision, revision))
 
-    def _describe(self, resource: Resource) -> str:
+    def name_of(self, resource: Resource) -> str:
+        """How messages name ``resource``: ``NetworkPolicy shop/web``."""
         info = self.info_of(resource)
         return describe(info, resource.metadata.name, self.namespace_for(info, resource.namespace))
 
