@@ -109,7 +109,8 @@ class RoutingPlane:
 
     def _link_exists(self, route: Route) -> bool:
         # A workload route is only valid while its veth exists (CNI DEL removes both).
-        return route.dev is None or Path(f"/sys/class/net/{route.dev}").exists()
+        # Ask netlink, not /sys: under `nsenter --net` /sys is still the root namespace's.
+        return route.dev is None or self.netlink.link_index(route.dev) is not None
 
     def _ensure_vxlan(self, me: HostInfo, plan: RoutePlan) -> None:
         assert me.address_v4 is not None

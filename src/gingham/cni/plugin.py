@@ -257,7 +257,7 @@ def _check(inv: Invocation, conf: dict[str, Any]) -> None:
     from gingham.cni import plumbing
 
     host_if = plumbing.veth_name(inv.namespace, inv.workload)
-    if not os.path.exists(f"/sys/class/net/{host_if}"):
+    if not plumbing.interface_exists(host_if):
         raise PluginError(ERR_UNKNOWN_CONTAINER, f"host interface {host_if} is missing")
     ds = _open(inv)
     try:
