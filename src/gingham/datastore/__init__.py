@@ -12,8 +12,6 @@ when it talks to sqlite.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
-
 from gingham.datastore.base import JSON, Datastore, EventType, KeyValue, Watch, WatchEvent
 from gingham.errors import ValidationError
 
@@ -33,6 +31,8 @@ DEFAULT_URL = "sqlite:///var/lib/gingham/gingham.db"
 
 def redact_url(url: str) -> str:
     """The URL without credentials, fit for messages."""
+    from urllib.parse import parse_qs, urlsplit
+
     parts = urlsplit(url)
     if not parts.query and "@" not in parts.netloc:
         return url
@@ -51,6 +51,9 @@ def open_datastore(url: str) -> Datastore:
         raise ValidationError(f"not a datastore URL: {url!r} (want sqlite:///path or etcd://...)")
     scheme = scheme.lower()
     if scheme == "sqlite":
+        # urllib costs milliseconds the CNI plugin's start-up can do without.
+        from urllib.parse import parse_qs, urlsplit
+
         from gingham.datastore.sqlite import DEFAULT_HISTORY, SqliteDatastore
 
         parts = urlsplit(url)

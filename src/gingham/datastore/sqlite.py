@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 from gingham.datastore.base import JSON, Datastore, EventType, KeyValue, Watch, WatchEvent
 from gingham.errors import (
@@ -104,7 +103,7 @@ class SqliteDatastore(Datastore):
         busy_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = str(path)
+        self.path = os.fspath(path)
         self.url = f"sqlite://{self.path}" if self.path.startswith("/") else f"sqlite:{self.path}"
         self._history = history
         self._busy_timeout = busy_timeout
@@ -116,7 +115,7 @@ class SqliteDatastore(Datastore):
         self._all_lock = threading.Lock()
         self._closed = False
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         except OSError as exc:
             raise Unavailable(
                 f"cannot reach datastore {self.url}: cannot create its directory: {exc.strerror}"
