@@ -420,6 +420,8 @@ class EtcdDatastore(Datastore):
         except EtcdError as exc:
             if exc.code == _OUT_OF_RANGE and "compacted" in str(exc):
                 return  # already compacted at or beyond this revision
+            if exc.code == _OUT_OF_RANGE and "future" in str(exc):
+                raise ValidationError(f"cannot compact at revision {revision}: {exc}") from None
             raise
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from gingham.errors import (
     ResyncRequired,
     RevisionConflict,
     Unavailable,
+    ValidationError,
 )
 
 _SCHEMA = """
@@ -372,6 +373,11 @@ class SqliteDatastore(Datastore):
 
     def compact(self, revision: int) -> None:
         with self._write() as db:
+            (current,) = db.execute("SELECT revision FROM meta").fetchone()
+            if revision > current:
+                raise ValidationError(
+                    f"cannot compact at revision {revision}: the store is at {current}"
+                )
             self._compact_in(db, revision)
 
     def close(self) -> None:

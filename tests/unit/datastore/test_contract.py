@@ -8,7 +8,13 @@ import time
 import pytest
 
 from gingham.datastore import Datastore, EventType, WatchEvent, open_datastore
-from gingham.errors import AlreadyExists, NotFound, ResyncRequired, RevisionConflict
+from gingham.errors import (
+    AlreadyExists,
+    NotFound,
+    ResyncRequired,
+    RevisionConflict,
+    ValidationError,
+)
 
 
 def collect(watch, want: int, timeout: float = 5.0) -> list[WatchEvent]:  # type: ignore[no-untyped-def]
@@ -276,3 +282,14 @@ def test_watch_sees_writes_of_another_process(store: Datastore, store_url: str) 
     assert [e.value for e in events] == [{"i": i} for i in range(20)]
     revisions = [e.revision for e in events]
     assert revisions == sorted(revisions)
+
+
+def test_compaction_edges(store: Datastore) -> None:
+    r1 = store.create("/t/ce", {"v": 1})
+    r2 = store.update("/t/ce", {"v": 2}, revision=r1)
+    with pytest.raises(ValidationError):
+        store.compact(r2 + 100)  # the future cannot be compacted
+    store.compact(r2)
+    store.compact(r1)  # older than what is already compacted: nothing to do
+    kv = store.get("/t/ce")
+    assert kv is not None and kv.value == {"v": 2}
