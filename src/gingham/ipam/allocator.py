@@ -260,6 +260,20 @@ class IPAM:
             raise PoolExhausted(f"no enabled IPv{version} pool for {use} use matches host "
                                 f"{self.host}")
         got: list[Allocation] = []
+        try:
+            self._fill(version, count, who, pools, got)
+        except BaseException as exc:
+            if got:  # all or nothing: give back what this call took
+                try:
+                    self.release(got)
+                except GinghamError as undo:
+                    exc.add_note(f"and giving back {[str(g.ip) for g in got]} failed: {undo}")
+            raise
+        return got
+
+    def _fill(self, version: int, count: int, who: Attributes, pools: list[PoolSpec],
+              got: list[Allocation]) -> None:
+        """Append ``count`` addresses to ``got`` (in place, so a failure can undo them)."""
 
         def in_pools(cidr: IPNetwork) -> bool:
             return any(cidr.version == p.version and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
@@ -291,18 +305,16 @@ class IPAM:
                     f"pool exhausted for this host {self.host}: its blocks are full, "
                     f"it holds {owned} of at most {cfg.max_blocks_per_host} blocks or no "
                     "free block is left, and strict affinity forbids borrowing")
-            got += self._borrow(count - len(got), who, in_pools)
+            self._borrow(count, who, in_pools, got)
         if len(got) < count:
-            if got:
-                self.release(got)
             raise PoolExhausted(
                 f"no free IPv{version} address for host {self.host} in pools "
                 f"{', '.join(str(p.cidr) for p in pools)} (wanted {count}; the host holds "
                 f"{owned} of at most {cfg.max_blocks_per_host} blocks)")
-        return got
 
-    def _borrow(self, need: int, who: Attributes,
-                in_pools: Callable[[IPNetwork], bool]) -> list[Allocation]:
+    def _borrow(self, count: int, who: Attributes, in_pools: Callable[[IPNetwork], bool],
+                got: list[Allocation]) -> None:
+        """Fill ``got`` up to ``count`` from other hosts' blocks (in place)."""
         items, _ = self.ds.list(keys.BLOCKS)
         res = self.reservations()
         candidates = []
@@ -314,12 +326,10 @@ class IPAM:
                 candidates.append(block.cidr)
                 self._blocks[kv.key] = (block, kv.mod_revision)
         self.rng.shuffle(candidates)
-        got: list[Allocation] = []
         for cidr in candidates:
-            if len(got) == need:
+            if len(got) == count:
                 break
-            got += self._take_from(cidr, need - len(got), who, own=False)
-        return got
+            got += self._take_from(cidr, count - len(got), who, own=False)
 
     def _read_block(self, key: str) -> tuple[Block, int] | None:
         kv = self.ds.get(key)

@@ -303,3 +303,14 @@ def test_pool_from_model_matches_pool_from_resource() -> None:
     [pool] = model.load_manifests(json.dumps(doc))
     assert pool_from_model(pool) == pool_from_resource(doc)
     assert pool_from_model(pool).block_size == 122
+
+
+def test_strict_affinity_failure_gives_back_the_partial_allocation(
+        sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/28", 29)
+    a = ipam(sqlite_store, "h1", max_blocks_per_host=1, strict_affinity=True)
+    a.allocate("first", num_v4=5)
+    with pytest.raises(PoolExhausted, match="pool exhausted for this host"):
+        a.allocate("second", num_v4=4)  # 3 fit in its block; the 4th would need a borrow
+    assert len(all_allocated(sqlite_store)) == 5
+    assert sqlite_store.get(ikeys.handle_key("second")) is None
