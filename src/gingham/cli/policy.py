@@ -104,10 +104,10 @@ def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
         click.echo(dump_json([r.to_json() for r in rows]))
         return
     print_table(
-        ["HOST", "POLICY / PROFILE", "DIR", "RULE", "ACTION", "ENDPOINT", "PACKETS", "BYTES"],
-        [[r.host, r.owner or r.rule_id, r.direction or "",
-          "" if r.index is None else r.index if r.kind in ("policy", "profile") else r.kind,
-          r.action or "", r.endpoint or "", r.packets, r.bytes] for r in rows],
+        ["HOST", "POLICY / PROFILE / DROP", "DIR", "RULE", "ACTION", "ENDPOINT", "PACKETS", "BYTES"],
+        [[r.host, r.owner if r.kind in ("policy", "profile") else r.rule_id, r.direction or "",
+          "" if r.index is None else r.index, r.action or "", r.endpoint or "", r.packets,
+          r.bytes] for r in rows],
     )  # fmt: skip
 
 
