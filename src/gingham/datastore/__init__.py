@@ -4,7 +4,9 @@
 
 - ``sqlite:///abs/path.db`` (``?history=N`` keeps N revisions of watch history)
 - ``etcd://host:port[,host:port...]``, ``etcds://...?cacert=&cert=&key=``,
-  ``...?user=U&password=P``, ``etcd+unix:///abs/dir/NAME:2379[,...]``
+  ``...?user=U&password=P`` (or ``U:P@host``), ``...?timeout=SECONDS``,
+  ``etcd+unix:///abs/dir/NAME:2379[,...]``
+- ``memory://[NAME]``: in-process, for tests (``memory.py``)
 
 Backends are imported only when used: the CNI plugin must not pay for httpx
 when it talks to sqlite.
@@ -70,6 +72,20 @@ def open_datastore(url: str) -> Datastore:
                     f"history must be an integer in {url!r}", location="datastore URL"
                 ) from None
         return SqliteDatastore(path, history=history)
+    if scheme == "memory":
+        from urllib.parse import parse_qs
+
+        from gingham.datastore.memory import MemoryDatastore
+
+        name, _, query = url.partition("://")[2].partition("?")
+        opts = parse_qs(query)
+        try:
+            keep = int(opts["history"][-1]) if "history" in opts else None
+        except ValueError:
+            raise ValidationError(
+                f"history must be an integer in {url!r}", location="datastore URL"
+            ) from None
+        return MemoryDatastore(name, history=keep)
     if scheme in ("etcd", "etcds", "etcd+unix", "http", "https"):
         from gingham.datastore.etcd import EtcdDatastore
 
@@ -77,5 +93,5 @@ def open_datastore(url: str) -> Datastore:
         return etcd
     raise ValidationError(
         f"unknown datastore scheme {scheme!r} in {redact_url(url)!r}"
-        " (want sqlite, etcd, etcds or etcd+unix)"
+        " (want sqlite, etcd, etcds, etcd+unix or memory)"
     )
