@@ -135,11 +135,15 @@ def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
 def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: bool,
               follow: bool, duration: float | None, lab_name: str | None,
               enable_netns_logging: bool, output: str) -> None:
-    """Logged and denied packets, with workload names, from the kernel log (or live: --follow)."""
+    """Logged and denied packets, with workload names.
+
+    From the kernel log (Log rules) and from what earlier ``--follow`` runs
+    recorded in the lab (every drop, including a tier's default deny).
+    """
     from gingham.policy import flows
 
     if follow:
-        _follow(_hosts(lab_name), workload, policy_name, duration, output)
+        _follow(_hosts(lab_name), workload, policy_name, duration, output, lab_name)
         return
 
     if enable_netns_logging:
@@ -148,7 +152,9 @@ def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: 
         click.echo("warning: net.netfilter.nf_log_all_netns is 0: packets logged inside network "
                    "namespaces (lab hosts) are not in the kernel log; use "
                    "--enable-netns-logging", err=True)
-    selected = flows.select(flows.read_flows(_world()), workload, policy_name, last, denied)
+    recorded = flows.read_recorded(_recorded_path(lab_name)) if _recorded_path(lab_name) else []
+    every = flows.merge(flows.read_flows(_world()), recorded)
+    selected = flows.select(every, workload, policy_name, last, denied)
     if output == "json":
         click.echo(dump_json([f.to_json() for f in selected]))
         return
@@ -178,18 +184,30 @@ def _flow_text(f: Any) -> str:
             + (f": {f.reason}" if f.reason else ""))
 
 
+def _recorded_path(lab_name: str | None) -> Any:
+    """Where ``--follow`` keeps what it saw, so that plain ``gingham flows`` shows it too:
+    the lab's directory (None outside a lab)."""
+    from gingham.lab import state as labstate
+
+    name = lab_name or labstate.current_name()
+    return None if name is None else labstate.lab_dir(name) / "flows.jsonl"
+
+
 def _follow(hosts: list[tuple[str, str | None]], workload: str | None, policy_name: str | None,
-            duration: float | None, output: str) -> None:
+            duration: float | None, output: str, lab_name: str | None = None) -> None:
     from gingham.policy import flows
     from gingham.policy.trace import TraceSession
 
     world = _world()
+    keep = _recorded_path(lab_name)
     with TraceSession(hosts) as session:
         click.echo(f"tracing new connections on {', '.join(h for h, _ in hosts)}"
                    " (Ctrl-C stops)", err=True)
         try:
             for host, flow in session.flows(duration):
                 f = flows.annotate(flow, world)
+                if keep is not None:
+                    flows.record(keep, f, host)
                 if not flows.select([f], workload, policy_name):
                     continue
                 if output == "json":

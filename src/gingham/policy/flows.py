@@ -66,6 +66,18 @@ class Flow:
     verdict: str | None = None  # "allowed" | "denied" | None (not known)
     reason: str | None = None
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Flow:
+        return cls(
+            seq=int(d.get("seq") or 0), time=d.get("time"), rule_id=d["ruleId"],
+            kind=d.get("kind") or "other", owner=d.get("policy"), direction=d.get("direction"),
+            index=d.get("rule"), action=d.get("action"), src=d["source"], dst=d["destination"],
+            protocol=d.get("protocol") or "", src_port=d.get("sourcePort"),
+            dst_port=d.get("destinationPort"), in_iface=d.get("in") or "",
+            out_iface=d.get("out") or "", src_name=d.get("sourceName"),
+            dst_name=d.get("destinationName"), verdict=d.get("verdict"), reason=d.get("reason"),
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq, "time": self.time, "ruleId": self.rule_id, "kind": self.kind,
@@ -247,6 +259,38 @@ def read_flows(world: World | None = None,
         if flow is not None:
             out.append(annotate(flow, world) if world is not None else flow)
     return out
+
+
+def record(path: Path, flow: Flow, host: str | None = None) -> None:
+    """Append a flow (say, a traced drop) to a JSON-lines file that ``read_recorded`` reads."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({**flow.to_json(), "host": host}) + "\n")
+
+
+def read_recorded(path: Path) -> list[Flow]:
+    """Flows recorded by ``record``; unreadable lines are skipped."""
+    import json
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(Flow.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def merge(*sources: Iterable[Flow]) -> list[Flow]:
+    """Flows of several sources in time order (those without a time first)."""
+    flows = [f for src in sources for f in src]
+    return sorted(flows, key=lambda f: (f.time is not None, f.time or 0.0))
 
 
 def netns_logging_enabled(path: Path = NF_LOG_ALL_NETNS) -> bool:

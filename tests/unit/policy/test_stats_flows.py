@@ -168,3 +168,20 @@ def test_shared_endpoint_chains_are_named_after_every_endpoint_using_them() -> N
     assert (rows["tier-end:default"].endpoint, rows["tier-end:default"].direction) == (
         "x/a,x/b", "ingress")
     assert rows["no-profile-allowed"].endpoint == "ghunknown0001"
+
+
+def test_recorded_flows_round_trip_and_merge(tmp_path: Any) -> None:
+    f = flows.annotate(flows.parse_log_line(LINE, 1, 20.0) or _never(), WORLD)
+    path = tmp_path / "lab" / "flows.jsonl"
+    flows.record(path, f, "h1")
+    with path.open("a") as out:
+        out.write("{broken\n")
+    back = flows.read_recorded(path)
+    assert back == [f]
+    early = flows.parse_log_line(LINE, 2, 10.0) or _never()
+    assert [x.seq for x in flows.merge(back, [early])] == [2, 1]
+    assert flows.read_recorded(tmp_path / "absent.jsonl") == []
+
+
+def _never() -> flows.Flow:
+    raise AssertionError("line did not parse")
