@@ -58,8 +58,9 @@ SERVER = textwrap.dedent("""
         while True:
             c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
     for p in sys.argv[1:]:
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", int(p))); s.listen(64)  # listening before "ready"
+        s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 and IPv6
+        s.bind(("::", int(p))); s.listen(64)  # listening before "ready"
         threading.Thread(target=serve, args=(s,), daemon=True).start()
     print("ready", flush=True)
     threading.Event().wait()
@@ -70,7 +71,7 @@ PROBE = textwrap.dedent("""
     from concurrent.futures import ThreadPoolExecutor
     def probe(job):
         dst, port, src = job
-        s = socket.socket(); s.settimeout(0.5)
+        s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET); s.settimeout(0.5)
         try:
             if src: s.bind((src, 0))
             s.connect((dst, port)); s.sendall(b"x"); return s.recv(1) == b"x"
@@ -89,6 +90,7 @@ class Workload:
     ns: str
     ifname: str
     ip: str
+    ip6: str
     wid: WorkloadEndpointID
 
 
@@ -119,26 +121,34 @@ def topo() -> Iterator[Topology]:
         run(["ip", "-n", host, "addr", "add", f"{HOST_ADDR}/32", "dev", "lo"])
         run(["nsenter", f"--net=/run/netns/{host}", "sysctl", "-q", "-w",
              "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-             "net.ipv4.conf.default.rp_filter=0"])
+             "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1"])
         wls = []
         for i in range(1, 5):
             ns = add_netns(f"{prefix}-w{i}")
             made.append(ns)
             ifname, ip, mac = f"gh{i:011d}", f"198.18.0.{i}", f"02:00:00:00:00:{i:02x}"
+            ip6 = f"2001:db8::{i}"
             run(["ip", "-n", host, "link", "add", ifname, "address", "ee:ee:ee:ee:ee:ee", "type",
                  "veth", "peer", "name", "eth0", "address", mac, "netns", ns])
             for cmd in (["link", "set", ifname, "up"],
                         ["route", "add", f"{ip}/32", "dev", ifname],
-                        ["neigh", "replace", ip, "lladdr", mac, "dev", ifname, "nud", "permanent"]):
+                        ["neigh", "replace", ip, "lladdr", mac, "dev", ifname, "nud", "permanent"],
+                        ["-6", "route", "add", f"{ip6}/128", "dev", ifname],
+                        ["-6", "neigh", "replace", ip6, "lladdr", mac, "dev", ifname, "nud",
+                         "permanent"]):
                 run(["ip", "-n", host, *cmd])
             for cmd in (["addr", "add", f"{ip}/32", "dev", "eth0"],
                         ["link", "set", "eth0", "up"],
                         ["route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"],
                         ["route", "add", "default", "via", "169.254.1.1", "dev", "eth0"],
                         ["neigh", "replace", "169.254.1.1", "lladdr", "ee:ee:ee:ee:ee:ee",
-                         "dev", "eth0", "nud", "permanent"]):
+                         "dev", "eth0", "nud", "permanent"],
+                        ["-6", "addr", "add", f"{ip6}/128", "dev", "eth0", "nodad"],
+                        ["-6", "neigh", "replace", "fe80::1", "lladdr", "ee:ee:ee:ee:ee:ee",
+                         "dev", "eth0", "nud", "permanent"],
+                        ["-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"]):
                 run(["ip", "-n", ns, *cmd])
-            wls.append(Workload(ns, ifname, ip, WorkloadEndpointID("ns1", f"w{i}")))
+            wls.append(Workload(ns, ifname, ip, ip6, WorkloadEndpointID("ns1", f"w{i}")))
         for ns in [host, *(w.ns for w in wls)]:
             proc = spawn_in_netns(ns, [sys.executable, "-c", SERVER, *map(str, PORTS)],
                                   stdout=subprocess.PIPE)
@@ -162,6 +172,9 @@ def t(topo: Topology) -> Iterator[Topology]:
         NFT(netns=topo.host).delete_table()
         run(["ip", "-n", topo.host, "route", "del", "198.18.0.50/32"], check=False)
         run(["ip", "-n", topo.wl[0].ns, "addr", "del", "198.18.0.50/32", "dev", "eth0"], check=False)
+        run(["ip", "-n", topo.host, "-6", "route", "del", "2001:db8::50/128"], check=False)
+        run(["ip", "-n", topo.wl[0].ns, "-6", "addr", "del", "2001:db8::50/128", "dev", "eth0"],
+            check=False)
 
 
 def probe(src: Workload | str, jobs: list[tuple[str, int, str | None]]) -> list[bool]:
@@ -182,8 +195,8 @@ ALLOW_ALL_PROFILE = ProfileUpdate(PROFILE, (ParsedRule("profile:kns.ns1:i0", "al
 
 def endpoint(w: Workload, tiers: tuple[TierInfo, ...] = (), profiles: tuple[str, ...] = (PROFILE,),
              spoof: tuple[str, ...] = ()) -> WorkloadEndpointUpdate:
-    return WorkloadEndpointUpdate(w.wid, w.ifname, (f"{w.ip}/32",), (), None, tiers, profiles,
-                                  allow_spoofed_prefixes=spoof)
+    return WorkloadEndpointUpdate(w.wid, w.ifname, (f"{w.ip}/32",), (f"{w.ip6}/128",), None,
+                                  tiers, profiles, allow_spoofed_prefixes=spoof)
 
 
 def program(t: Topology, msgs: list[m.Message], eps: dict[int, WorkloadEndpointUpdate] | None = None,
@@ -278,6 +291,26 @@ def test_missing_profile_fails_closed(t: Topology) -> None:
     assert not can(w1, w2, 80)
 
 
+def test_ipv6_sets_policy_and_anti_spoofing(t: Topology) -> None:
+    w1, w2, w3, _ = t.wl
+    pid = PolicyID("default", "allow-front-v6", "ns1")
+    pol = PolicyUpdate(pid, (ParsedRule(f"policy:{pid}:i0", "allow", protocol=6,
+                                        src_set_ids=("s:front",), dst_ports=((80, 80),)),), ())
+    ap = program(t, [IPSetUpdate("s:front", "net", frozenset({f"{w1.ip6}/128", f"{w1.ip}/32"})), pol],
+                 {1: endpoint(w2, (TierInfo("default", "deny", (pid,), ()),))})
+    assert probe(w1, [(w2.ip6, 80, None), (w2.ip6, 8080, None), (w3.ip6, 8080, None)]) == [
+        True, False, True]
+    assert not can(w3, w2.ip6, 80)
+    forged = "2001:db8::50"
+    run(["ip", "-n", w1.ns, "-6", "addr", "add", f"{forged}/128", "dev", "eth0", "nodad"])
+    run(["ip", "-n", t.host, "-6", "route", "add", f"{forged}/128", "dev", w1.ifname])
+    assert not can(w1, w3.ip6, 80, src_ip=forged)
+    ap.dataplane.on_message(endpoint(w1, spoof=("2001:db8::50/124",)))
+    res = ap.apply()
+    assert res is not None and res.via == "netlink"
+    assert can(w1, w3.ip6, 80, src_ip=forged)
+
+
 def test_unknown_workload_interface_is_dropped(t: Topology) -> None:
     w1, _, _, w4 = t.wl
     ap = program(t, [])
@@ -287,7 +320,7 @@ def test_unknown_workload_interface_is_dropped(t: Topology) -> None:
     # once known (same policies as the others: elements only, over netlink) it talks
     ap.dataplane.on_message(endpoint(w4))
     res = ap.apply()
-    assert res is not None and res.via == "netlink" and res.commands == 3
+    assert res is not None and res.via == "netlink" and res.commands == 4
     assert can(w4, w1, 80) and can(w1, w4, 80)
 
 
