@@ -298,3 +298,13 @@ def test_apply_and_get_on_etcd(run, etcd_store, etcd_server: str) -> None:  # ty
     result = run("get", "gnp", "allow-dns", "-o", "yaml", url=etcd_server)
     [back] = load_manifests(result.output)
     assert back.spec.order == 100
+
+
+def test_json_list_applies_back(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("apply", "-f", "-", input=GOOD).exit_code == 0
+    exported = run("get", "np", "-A", "-o", "json").output
+    other = tmp_path / "other.db"
+    result = run("apply", "-f", "-", input=exported, url=f"sqlite://{other}")
+    assert result.exit_code == 0, result.output
+    assert "Successfully applied 1 'NetworkPolicy' resource(s)" in result.output
+    assert "web" in run("get", "np", "-n", "shop", url=f"sqlite://{other}").output
