@@ -59,6 +59,9 @@ if TYPE_CHECKING:
     from gingham.ipam.info import BlockInfo, PoolUsage
     from gingham.ipam.leaks import LeakReport, ReleaseOutcome
 
+# New blocks start their sequence counter at (store revision + 1) << SEQUENCE_SHIFT.
+SEQUENCE_SHIFT = 16
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
@@ -393,24 +396,39 @@ class IPAM:
         # The blocks themselves, not the affinity keys: a block of another size
         # (the pool's blockSize changed, or pools overlap) has a different key,
         # so only the block list shows that a candidate overlaps it.
-        items, _ = self.ds.list(keys.BLOCKS)
+        items, listed_at = self.ds.list(keys.BLOCKS)
         occupied = Occupied(ipaddress.ip_network(kv.value["cidr"]) for kv in items)
         for pool in self.rng.sample(list(pools), len(pools)):
             for tries, cidr in enumerate(free_blocks(pool, occupied, self.rng)):
                 if tries >= 16:
                     break  # everyone is racing for blocks: fall back to borrowing
-                if self.claim(cidr):
+                if self.claim(cidr, seen_absent_at=listed_at):
                     return cidr
         return None
 
-    def claim(self, cidr: IPNetwork) -> bool:
-        """Claim block ``cidr`` for this host; False if another host owns it."""
+    def claim(self, cidr: IPNetwork, seen_absent_at: int | None = None) -> bool:
+        """Claim block ``cidr`` for this host; False if another host owns it.
+
+        ``seen_absent_at``: a store revision at which the block did not exist
+        (read afresh when not given). It seeds the new block's sequence numbers
+        above every number an earlier incarnation of this block can have used,
+        so a release naming an old sequence number is refused, never mistaken
+        for the new holder's: each block write bumps the store revision by one
+        and a block's counter by at most its size (<= 2**12), so an earlier
+        incarnation's counter stays below ``(revision + 1) << 16``. (Only a whole
+        claim, use and leak-collection cycle of the same block by another host
+        inside this claim's few milliseconds could break that; the leak check's
+        grace period rules it out.)
+        """
+        if seen_absent_at is None:
+            seen_absent_at = self.ds.revision()
         akey = keys.affinity_key(self.host, cidr)
         bkey = keys.block_key(cidr)
         # AlreadyExists: our own left-over claim; carry on with it
         with contextlib.suppress(AlreadyExists):
             self.ds.create(akey, {"state": "pending", "since": self.clock()})
-        block = Block.new(cidr, host_affinity(self.host))
+        block = Block.new(cidr, host_affinity(self.host),
+                          first_sequence=(seen_absent_at + 1) << SEQUENCE_SHIFT)
         try:
             rev = self.ds.create(bkey, block.to_json())
             if self._overlapped(cidr, rev):

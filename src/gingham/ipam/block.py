@@ -105,14 +105,15 @@ class Block:
     # -- construction -------------------------------------------------------
 
     @staticmethod
-    def new(cidr: IPNetwork | str, affinity: str | None = None) -> Block:
+    def new(cidr: IPNetwork | str, affinity: str | None = None,
+            first_sequence: int = 0) -> Block:
         net = ipaddress.ip_network(cidr) if isinstance(cidr, str) else cidr
         size = net.num_addresses
         if size > MAX_BLOCK_ADDRESSES:
             raise ValidationError(f"block {net} has {size} addresses, more than "
                                   f"{MAX_BLOCK_ADDRESSES}", "blockSize")
         return Block(cidr=net, affinity=affinity, allocations=[None] * size,
-                     unallocated=list(range(size)))
+                     unallocated=list(range(size)), sequence=first_sequence)
 
     def copy(self) -> Block:
         return Block(self.cidr, self.affinity, list(self.allocations), list(self.unallocated),

@@ -38,6 +38,8 @@ class IPAMMachine(RuleBasedStateMachine):
                                                 strict_affinity=(h == "c")))
                       for i, h in enumerate(HOSTS)}
         self.held: dict[str, list[Allocation]] = {}  # handle -> what it holds
+        self.owner: dict[str, str] = {}  # handle -> the host that took it
+        self.dead: set[str] = set()
         self.released: list[Allocation] = []
         self.n = 0
 
@@ -55,6 +57,7 @@ class IPAMMachine(RuleBasedStateMachine):
             return
         assert len(got) == count
         self.held[handle] = got
+        self.owner[handle] = host
 
     @rule(host=st.sampled_from(HOSTS), offset=st.integers(0, 31))
     def assign(self, host: str, offset: int) -> None:
@@ -71,6 +74,7 @@ class IPAMMachine(RuleBasedStateMachine):
             return
         assert ip not in taken and ip != RESERVED
         self.held[handle] = [got]
+        self.owner[handle] = host
 
     @precondition(lambda self: bool(self.held))
     @rule(data=st.data(), host=st.sampled_from(HOSTS), by_handle=st.booleans())
@@ -96,13 +100,29 @@ class IPAMMachine(RuleBasedStateMachine):
             with pytest.raises(StaleSequence):
                 self.ipams["a"].release([old])
 
+    @rule(host=st.sampled_from(HOSTS))
+    def host_dies_or_returns(self, host: str) -> None:
+        key = ikeys.NODES + host
+        if host in self.dead:
+            put_node(self.ds, host)
+            self.dead.discard(host)
+        else:
+            self.ds.delete(key)
+            self.dead.add(host)
+
     @rule()
     def leak_check(self) -> None:
-        # every workload's host is alive: nothing may be reported or released
+        # exactly the addresses taken by dead hosts are leaks
         check(self.ds, now=0.0, grace=0.0)
         report = check(self.ds, now=1.0, grace=0.0)
-        assert [x for x in report.leaks if x.kind == "address"] == []
-        release_from_report(self.ds, report)  # may return empty blocks to the pool
+        reported = sorted(x.ip for x in report.leaks if x.kind == "address")
+        expected = sorted(str(a.ip) for h, allocs in self.held.items()
+                          if self.owner[h] in self.dead for a in allocs)
+        assert reported == expected
+        outcome = release_from_report(self.ds, report)  # also returns empty blocks
+        assert outcome.skipped == [], outcome.skipped
+        for h in [h for h in self.held if self.owner[h] in self.dead]:
+            self.released += self.held.pop(h)
 
     @invariant()
     def store_matches_model(self) -> None:
