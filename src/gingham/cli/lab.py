@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -78,7 +79,7 @@ def status_cmd(lab_name: str | None, output: str) -> None:
         {"name": h.name, "netns": h.netns, "address": h.address, "ready": lab.host_ready(h)}
         for h in st.hosts
     ]
-    workloads = [
+    workloads: list[dict[str, Any]] = [
         {"namespace": w.namespace, "name": w.name, "host": w.host, "ips": w.ips,
          "labels": w.labels, "interface": w.interface}
         for w in sorted(st.workloads.values(), key=lambda w: w.ref)
@@ -189,7 +190,7 @@ def matrix_cmd(port: int, protocol: str, explain: bool, lab_name: str | None, ou
         expected = explain_matrix(st.datastore, list(m.names), port, protocol)
         marks = {(a, b): "!" for a in m.names for b in m.names if expected[a][b] != m.cells[a][b]}
     if output == "json":
-        data = m.to_json()
+        data: dict[str, object] = dict(m.to_json())
         if explain:
             data["disagreements"] = [f"{a} -> {b}" for a, b in sorted(marks)]
         click.echo(json.dumps(data, indent=2))

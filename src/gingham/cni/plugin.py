@@ -43,9 +43,11 @@ def dispatch(
     inv = netconf.parse(command, conf, env)
     try:
         if command == "STATUS":
-            return _status(inv)
+            _status(inv)
+            return None
         if command == "GC":
-            return _gc(inv, conf)
+            _gc(inv, conf)
+            return None
         if ipam_only:
             return _ipam_command(inv)
         if inv.ipam_type != "gingham-ipam":
@@ -58,7 +60,8 @@ def dispatch(
         if command == "DEL":
             _delete(inv)
             return None
-        return _check(inv, conf)
+        _check(inv, conf)
+        return None
     except Unavailable as exc:
         raise PluginError(ERR_TRY_AGAIN, "datastore unavailable, try again", str(exc)) from None
     except CNIError as exc:

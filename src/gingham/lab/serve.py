@@ -29,12 +29,14 @@ def _listen(spec: str) -> socket.socket:
 def main(specs: list[str]) -> None:
     sel = selectors.DefaultSelector()
     for spec in specs:
-        sock = _listen(spec)
-        sel.register(sock, selectors.EVENT_READ, spec.startswith("tcp"))
+        listener = _listen(spec)
+        sel.register(listener, selectors.EVENT_READ, spec.startswith("tcp"))
     while True:
         for key, _ in sel.select():
             sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            if not isinstance(sock, socket.socket):
+                continue
+            conn: socket.socket
             if key.data:  # TCP: accept, say who we are, close
                 try:
                     conn, _ = sock.accept()
