@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,13 @@ from gingham.errors import (
     RevisionConflict,
     ValidationError,
 )
+from tests.fixtures.datastore import ALL_BACKENDS, backend_url
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Here the ``store`` fixture covers the in-process memory backend too."""
+    yield from backend_url(request, tmp_path)
 
 
 def collect(watch, want: int, timeout: float = 5.0) -> list[WatchEvent]:  # type: ignore[no-untyped-def]

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gingham.datastore import Datastore, EventType
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict
+from tests.fixtures.datastore import ALL_BACKENDS, backend_url
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Here the ``store`` fixture covers the in-process memory backend too."""
+    yield from backend_url(request, tmp_path)
+
 
 KEYS = ["a", "b", "c/d"]
 _run = itertools.count()
