@@ -172,8 +172,8 @@ def t(topo: Topology) -> Iterator[Topology]:
         NFT(netns=topo.host).delete_table()
         run(["ip", "-n", topo.host, "route", "del", "198.18.0.50/32"], check=False)
         run(["ip", "-n", topo.wl[0].ns, "addr", "del", "198.18.0.50/32", "dev", "eth0"], check=False)
-        run(["ip", "-n", topo.host, "-6", "route", "del", "2001:db8::50/128"], check=False)
-        run(["ip", "-n", topo.wl[0].ns, "-6", "addr", "del", "2001:db8::50/128", "dev", "eth0"],
+        run(["ip", "-n", topo.host, "-6", "route", "del", "2001:db8::55/128"], check=False)
+        run(["ip", "-n", topo.wl[0].ns, "-6", "addr", "del", "2001:db8::55/128", "dev", "eth0"],
             check=False)
 
 
@@ -301,7 +301,7 @@ def test_ipv6_sets_policy_and_anti_spoofing(t: Topology) -> None:
     assert probe(w1, [(w2.ip6, 80, None), (w2.ip6, 8080, None), (w3.ip6, 8080, None)]) == [
         True, False, True]
     assert not can(w3, w2.ip6, 80)
-    forged = "2001:db8::50"
+    forged = "2001:db8::55"  # inside the allowed range, not its first address
     run(["ip", "-n", w1.ns, "-6", "addr", "add", f"{forged}/128", "dev", "eth0", "nodad"])
     run(["ip", "-n", t.host, "-6", "route", "add", f"{forged}/128", "dev", w1.ifname])
     assert not can(w1, w3.ip6, 80, src_ip=forged)
