@@ -243,6 +243,26 @@ def test_default_deny_then_allow_by_ipset_and_port(t: Topology) -> None:
     assert can(w3, w2, 80)
 
 
+def test_named_port(t: Topology) -> None:
+    w1, w2, w3, _ = t.wl
+    pid = PolicyID("default", "named-http", "ns1")
+    pol = PolicyUpdate(pid, (ParsedRule(f"policy:{pid}:i0", "allow", protocol=6,
+                                        dst_named_port_set_ids=("n:http",)),), ())
+    # "http" is port 8080 on w2 (and 80 on w3, which this policy does not select)
+    ap = program(t, [IPSetUpdate("n:http", "net-port", frozenset({f"{w2.ip},tcp:8080",
+                                                                  f"{w2.ip6},tcp:8080",
+                                                                  f"{w3.ip},tcp:80"})), pol],
+                 {1: endpoint(w2, (TierInfo("default", "deny", (pid,), ()),))})
+    assert probe(w1, [(w2.ip, 8080, None), (w2.ip, 80, None), (w2.ip6, 8080, None)]) == [
+        True, False, True]
+    # the pod's named port moves to 80: one element out, one in (netlink)
+    ap.dataplane.on_message(IPSetDeltaUpdate("n:http", frozenset({f"{w2.ip},tcp:80"}),
+                                             frozenset({f"{w2.ip},tcp:8080"})))
+    res = ap.apply()
+    assert res is not None and res.via == "netlink"
+    assert probe(w1, [(w2.ip, 8080, None), (w2.ip, 80, None)]) == [False, True]
+
+
 def test_egress_deny(t: Topology) -> None:
     w1, w2, w3, _ = t.wl
     pid = PolicyID("default", "no-w2", "ns1")
