@@ -1,0 +1,188 @@
+"""The oracle test: random policies through the real kernel agree with the reference evaluator.
+
+A 3-host lab (sqlite) with six workloads in two namespaces, each serving
+TCP 80 ("http"), TCP 81 ("alt" or "admin") and UDP 80 ("http"). Every
+hypothesis example sets random labels on the workloads and their namespaces,
+applies 1-4 random policies (Calico NetworkPolicy, GlobalNetworkPolicy,
+Kubernetes NetworkPolicy; sometimes in an extra tier), waits until every host
+has programmed them (see ``harness``), measures tcp/80, tcp/81 and udp/80
+between every pair with real connections and compares with
+``gingham.policy.explain`` on the same datastore contents. Then it deletes
+the policies.
+
+Examples are fixed (derandomized) and few by default, so the module takes
+about a minute. To run more or other ones:
+
+    GINGHAM_ORACLE_EXAMPLES=200 GINGHAM_ORACLE_SEED=7 \\
+        .venv/bin/python -m pytest tests/integration/oracle -q
+
+``GINGHAM_ORACLE_SEED`` switches to random examples from that seed;
+``GINGHAM_ORACLE_SHRINK=1`` lets hypothesis shrink a failing scenario (each
+shrink step is a real measurement, so this can take minutes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from gingham.datastore import open_datastore
+from gingham.lab import lab as labmod
+from gingham.policy.explain import explain
+from gingham.policy.world import World
+from tests.integration.oracle.harness import (
+    Matrices,
+    Rig,
+    add_workloads,
+    apply_scenario,
+    bump_sentinel,
+    converge,
+    differences,
+    measure,
+    oracle,
+    remove_scenario,
+    render_matrices,
+    wait_sentinel,
+)
+from tests.integration.oracle.scenarios import PROBES, REFS, Scenario, scenarios
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+EXAMPLES = int(os.environ.get("GINGHAM_ORACLE_EXAMPLES", "20"))
+SEED = os.environ.get("GINGHAM_ORACLE_SEED")
+SHRINK = os.environ.get("GINGHAM_ORACLE_SHRINK") == "1"
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    name = f"or{os.getpid() % 100000}"
+    labmod.down(name)  # left over by a crashed run with the same pid
+    try:
+        state = labmod.up(name, hosts=3)
+        wls = add_workloads(name)
+        ds = open_datastore(state.datastore)
+        try:
+            r = Rig(name, ds, wls)
+            bump_sentinel(r)
+            wait_sentinel(r, timeout=30)
+            yield r
+        finally:
+            ds.close()
+    finally:
+        labmod.down(name)
+
+
+def _explain_cells(world: World, measured: Matrices, expected: Matrices) -> list[str]:
+    out = []
+    for (p, port), rows in measured.items():
+        for a, row in rows.items():
+            for b, ok in row.items():
+                if expected[(p, port)][a][b] != ok:
+                    v = explain(world, a, b, port, p)
+                    out.append(f"{p}/{port} {a} -> {b}: egress: {v.egress.reason}; "
+                               f"ingress: {v.ingress.reason}")  # fmt: skip
+    return out
+
+
+def _report(rig: Rig, scenario: Scenario, measured: Matrices, expected: Matrices,
+            world: World) -> str:  # fmt: skip
+    ips = rig.ips
+    return "\n".join([
+        "the kernel disagrees with the oracle",
+        *differences(measured, expected),
+        "",
+        "scenario (YAML):",
+        scenario.to_yaml(ips),
+        "addresses: " + ", ".join(f"{r}={ips[r]}" for r in REFS),
+        "",
+        "measured:",
+        render_matrices(measured),
+        "",
+        "oracle:",
+        render_matrices(expected),
+        "",
+        "oracle's reasons for the differing cells:",
+        *_explain_cells(world, measured, expected),
+    ])  # fmt: skip
+
+
+def run_scenario(rig: Rig, scenario: Scenario) -> None:
+    try:
+        apply_scenario(rig, scenario)
+        measured, expected, world = converge(rig, scenario)
+        if measured != expected:
+            pytest.fail(_report(rig, scenario, measured, expected, world), pytrace=False)
+    finally:
+        remove_scenario(rig, scenario)
+
+
+def _oracle_settings(test: Callable[..., Any]) -> Callable[..., Any]:
+    phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if SHRINK else [])
+    wrapped = settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=SEED is None,
+        phases=phases,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        print_blob=False,
+    )(test)
+    return seed(int(SEED))(wrapped) if SEED is not None else wrapped
+
+
+# ----------------------------------------------------------------- the harness can fail
+
+
+def test_without_policy_every_workload_reaches_every_other(rig: Rig) -> None:
+    measured = measure(rig)
+    assert all(ok for rows in measured.values() for row in rows.values() for ok in row.values()), (
+        render_matrices(measured)
+    )
+
+
+def test_ingress_deny_all_blocks_every_pair_but_loopback(rig: Rig) -> None:
+    """A measured, not oracle-relative, check: the rig sees blocking when there is some."""
+    deny = Scenario(
+        labels={r: {} for r in REFS},
+        namespace_labels={"oa": {}, "ob": {}},
+        policies=({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+                   "metadata": {"name": "p0"},
+                   "spec": {"selector": "!has(sentinel)", "types": ["Ingress"]}},),
+    )  # fmt: skip
+    try:
+        apply_scenario(rig, deny)
+        measured, expected, _ = converge(rig, deny)
+        for p, port in PROBES:
+            for a in REFS:
+                for b in REFS:
+                    assert measured[(p, port)][a][b] == (a == b), (
+                        f"{p}/{port} {a}->{b}\n{render_matrices(measured)}"
+                    )
+        assert measured == expected
+        assert oracle_is_all(expected, lambda a, b: a == b)
+    finally:
+        remove_scenario(rig, deny)
+
+
+def oracle_is_all(m: Matrices, want: Callable[[str, str], bool]) -> bool:
+    return all(ok == want(a, b) for rows in m.values() for a, row in rows.items()
+               for b, ok in row.items())  # fmt: skip
+
+
+# ----------------------------------------------------------------- random scenarios
+
+
+@_oracle_settings
+@given(scenario=scenarios())
+def test_kernel_agrees_with_oracle(rig: Rig, scenario: Scenario) -> None:
+    run_scenario(rig, scenario)
+
+
+def test_oracle_of_empty_world_is_all_open(rig: Rig) -> None:
+    from gingham.policy.world import load_world
+
+    assert oracle_is_all(oracle(load_world(rig.ds)), lambda a, b: True)
