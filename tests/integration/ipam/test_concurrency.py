@@ -67,7 +67,7 @@ def _run_workers(url: str, tmp: Path, ops: int) -> list[dict[str, Any]]:
 @pytest.mark.timeout(240)
 def test_no_address_is_ever_held_twice(store_url: str, tmp_path: Path) -> None:
     _setup(store_url)
-    ops = 300 if store_url.startswith("sqlite") else 250
+    ops = 300 if store_url.startswith("sqlite") else 200
     logs = _run_workers(store_url, tmp_path, ops)
     errors = [e for log in logs for e in log["errors"]]
     assert errors == [], errors[0]
