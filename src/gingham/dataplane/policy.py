@@ -20,6 +20,7 @@ deny -> ``drop``, pass -> set :data:`~gingham.dataplane.layout.PASS_MARK` and
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 from collections.abc import Callable, Iterable, Sequence
@@ -48,17 +49,26 @@ class SetRef:
 # ------------------------------------------------------------------ helpers
 
 
-def _nets_by_family(nets: Iterable[str], where: str) -> dict[int, list[str]]:
+def _nets_by_family(nets: Iterable[str], where: str) -> dict[int, tuple[str, ...]]:
+    try:
+        return _nets_by_family_cached(tuple(nets))
+    except ValueError as exc:
+        raise ValidationError(str(exc), where) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _nets_by_family_cached(nets: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
+    # rules repeat the same nets across policies: parse and collapse each list once
     out: dict[int, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {4: [], 6: []}
     for text in nets:
         try:
             net = ipaddress.ip_network(text, strict=False)
         except ValueError as exc:
-            raise ValidationError(f"bad net {text!r}: {exc}", where) from None
+            raise ValueError(f"bad net {text!r}: {exc}") from None
         out[net.version].append(net)
     # nft refuses overlapping intervals in one anonymous set: collapse first.
     return {
-        fam: [_net_text(n) for n in ipaddress.collapse_addresses(nets)]  # type: ignore[type-var]
+        fam: tuple(_net_text(n) for n in ipaddress.collapse_addresses(nets))  # type: ignore[type-var]
         for fam, nets in out.items()
         if nets
     }
@@ -193,7 +203,7 @@ def _render_family(
     ):
         if not nets or fam is None:
             continue
-        mine = _nets_by_family(nets, where).get(fam, [])
+        mine = _nets_by_family(nets, where).get(fam, ())
         if mine:
             parts.append(f"{ip} {field_} {'!= ' if neg else ''}{_anon(mine)}")
 

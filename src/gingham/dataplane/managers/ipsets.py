@@ -18,7 +18,20 @@ log = logging.getLogger(__name__)
 
 
 def _net_key(text: str) -> tuple[int, Key, bool]:
-    net = ipaddress.ip_network(text, strict=False)
+    """(family, element key, is a single address) of a member CIDR.
+
+    calc sends canonical CIDRs, so the common case (a /32 or /128) needs no
+    parsing; anything else goes through :mod:`ipaddress`.
+    """
+    if ":" in text:
+        if text.endswith("/128"):
+            return 6, (text[:-4],), True
+    elif text.endswith("/32"):
+        return 4, (text[:-3],), True
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        raise ValidationError(f"bad IP-set member {text!r}: {exc}") from None
     host = net.prefixlen == net.max_prefixlen
     return net.version, ((str(net.network_address) if host else str(net)),), host
 
@@ -57,11 +70,16 @@ class IPSetManager:
                 fam, key = _port_key(mem)
                 out[fam].add(key)
             return out
+        if not self._has_prefix.get(set_id, False):
+            for mem in members:
+                fam, key, _ = _net_key(mem)
+                out[fam].add(key)
+            return out
+        # interval sets refuse overlaps: collapse (only needed when prefixes exist)
         nets: dict[int, list[Any]] = {4: [], 6: []}
         for mem in members:
             net = ipaddress.ip_network(mem, strict=False)
             nets[net.version].append(net)
-        # interval sets refuse overlaps: collapse (only needed when prefixes exist)
         for fam, lst in nets.items():
             for net in ipaddress.collapse_addresses(lst):
                 host = net.prefixlen == net.max_prefixlen
