@@ -3,6 +3,7 @@
     gingham ipam show [-o json] [--show-blocks] [--ip ADDR]
     gingham ipam check [--report FILE] [--grace SECONDS] [-o json]
     gingham ipam release --ip ADDR [--sequence N] | --handle H | --from-report FILE
+    gingham ipam assign --ip ADDR --handle H --host HOST [--namespace NS --workload W]
     gingham ipam configure [--host H] [--strict-affinity/--no-strict-affinity]
                            [--max-blocks-per-host N]
 """
@@ -177,6 +178,35 @@ def release_cmd(ips: tuple[str, ...], sequence: int | None, handle: str | None,
     else:
         for x in freed:
             click.echo(f"released {x}")
+
+
+@ipam_group.command("assign")
+@click.option("--ip", "ip", required=True, metavar="ADDR", help="The address to take.")
+@click.option("--handle", required=True, metavar="H", help="Who holds it (release by this).")
+@click.option("--host", required=True, help="The host it is for (claims its block if new).")
+@click.option("--namespace", default="", help="Attribute: the workload's namespace.")
+@click.option("--workload", default="", help="Attribute: the workload's name.")
+@OUTPUT
+@handle_errors
+def assign_cmd(ip: str, handle: str, host: str, namespace: str, workload: str,
+               output: str) -> None:
+    """Allocate exactly ADDR (fails if someone holds it or it is reserved)."""
+    import ipaddress
+
+    from gingham.ipam import IPAM
+
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ip") from None
+    with open_store() as ds:
+        got = IPAM(ds, host=host).assign(addr, handle,
+                                         {"namespace": namespace, "workload": workload})
+    if output == "json":
+        click.echo(dump_json({"ip": str(got.ip), "block": str(got.block), "handle": got.handle,
+                              "sequence": got.sequence}))
+    else:
+        click.echo(f"assigned {got.ip} (block {got.block}, sequence {got.sequence})")
 
 
 @ipam_group.command("configure")

@@ -98,3 +98,20 @@ def test_check_release_in_one_go(sqlite_url: str) -> None:
     assert "released 1" in out  # the empty block of the gone host
     code, out = run(sqlite_url, "show", "-o", "json", "--show-blocks")
     assert json.loads(out)["blocks"] == []
+
+
+def test_assign_a_requested_address(sqlite_url: str) -> None:
+    ds = open_datastore(sqlite_url)
+    try:
+        put_pool(ds, "p", "198.18.0.0/24")
+    finally:
+        ds.close()
+    code, out = run(sqlite_url, "assign", "--ip", "198.18.0.77", "--handle", "manual",
+                    "--host", "h1", "-o", "json")
+    assert code == 0, out
+    assert json.loads(out)["block"] == "198.18.0.64/26"
+    code, out = run(sqlite_url, "assign", "--ip", "198.18.0.77", "--handle", "other",
+                    "--host", "h2")
+    assert code == 1 and "already held by handle manual" in out
+    code, out = run(sqlite_url, "show", "--ip", "198.18.0.77", "-o", "json")
+    assert json.loads(out)["blockHost"] == "h1"
