@@ -42,7 +42,10 @@ def _world() -> Any:
 @handle_errors
 def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
                 icmp_type: int | None, icmp_code: int | None, trace: bool, output: str) -> None:
-    """Would SOURCE reach DESTINATION (both NS/NAME)? The verdict from the model, and why.
+    """Would SOURCE reach DESTINATION? The verdict from the model, and why.
+
+    Each is a workload NS/NAME or an IP address (outside gingham, only the
+    workload side's policy applies).
 
     Exit status 0 when the connection is allowed, 1 when it is denied.
     """

@@ -453,6 +453,27 @@ def _first_address(item: Item, version: int | None = None) -> Address:
     raise ValidationError(f"workload {item.ref} has no IPv{version or ''} address", item.ref)
 
 
+def _endpoint(world: World, ref: str) -> Item | Address:
+    """A workload (``NS/NAME``, or an address one owns), else a bare address."""
+    try:
+        address = ipaddress.ip_address(ref)
+    except ValueError:
+        item = world.workload(ref)
+        if item is None:
+            known = ", ".join(i.ref for i in world.workloads()) or "none"
+            raise ValidationError(f"no workload endpoint {ref!r} (known: {known}); "
+                                  "give NS/NAME or an IP address", "workload") from None
+        return item
+    owners = [o for o in world.owners(address) if o.kind == "WorkloadEndpoint"]
+    return owners[0] if owners else address
+
+
+def _outside(direction: Direction, address: Address) -> Decision:
+    return Decision(direction, str(address), True, "not-an-endpoint",
+                    reason=f"{address} is not a gingham workload: no gingham policy applies "
+                           "there")
+
+
 def explain(
     world: World,
     src: str,
@@ -463,24 +484,31 @@ def explain(
     icmp_type: int | None = None,
     icmp_code: int | None = None,
 ) -> Verdict:
-    """Why a connection from workload ``src`` to ``dst`` (``NS/NAME``) passes or not."""
-    a, b = world.workload(src), world.workload(dst)
-    for ref, found in ((src, a), (dst, b)):
-        if found is None:
-            known = ", ".join(i.ref for i in world.workloads()) or "none"
-            raise ValidationError(f"no workload endpoint {ref!r} (known: {known})", "workload")
-    assert a is not None and b is not None
+    """Why a connection from ``src`` to ``dst`` passes or not.
+
+    Each is a workload ``NS/NAME`` or an IP address; an address that no
+    workload owns is outside gingham, and only the workload side's policy
+    applies.
+    """
+    a, b = _endpoint(world, src), _endpoint(world, dst)
     number = protocol_of(protocol)
     if port is not None and number not in PORT_PROTOCOLS:
         raise ValidationError(f"protocol {protocol} has no ports", "port")
     name = str(protocol).lower()
-    if a.ref == b.ref:
+    if isinstance(a, Item) and isinstance(b, Item) and a.ref == b.ref:
         return Verdict(src, dst, name, port, _loopback("egress", a), _loopback("ingress", b))
-    dst_addr = _first_address(b)
-    packet = Packet(_first_address(a, dst_addr.version), dst_addr, number, port,
-                    icmp_type=icmp_type, icmp_code=icmp_code)
-    return Verdict(src, dst, name, port,
-                   evaluate(world, a, "egress", packet), evaluate(world, b, "ingress", packet))
+    if not isinstance(a, Item) and not isinstance(b, Item):
+        raise ValidationError(f"neither {src} nor {dst} is a gingham workload", "workload")
+    dst_addr = _first_address(b) if isinstance(b, Item) else b
+    src_addr = _first_address(a, dst_addr.version) if isinstance(a, Item) else a
+    if src_addr.version != dst_addr.version:
+        raise ValidationError(f"{src} and {dst} are of different IP versions", "workload")
+    packet = Packet(src_addr, dst_addr, number, port, icmp_type=icmp_type, icmp_code=icmp_code)
+    egress = evaluate(world, a, "egress", packet) if isinstance(a, Item) else _outside(
+        "egress", a)
+    ingress = evaluate(world, b, "ingress", packet) if isinstance(b, Item) else _outside(
+        "ingress", b)
+    return Verdict(src, dst, name, port, egress, ingress)
 
 
 def explain_matrix(

@@ -320,3 +320,20 @@ def test_verdicts_do_not_depend_on_resource_order(order: list[int]) -> None:
     names = ["x/a", "x/b", "y/a", "y/b"]
     base = matrix(World.build(resources + [load_manifests(e)[0] for e in extra]), names, 80)
     assert matrix(World.build(policies + resources), names, 80) == base
+
+
+def test_addresses_outside_gingham() -> None:
+    w = world(np("out", "x", "  selector: pod == 'a'\n  types: [Egress]\n  egress:\n"
+                             "  - action: Allow\n    destination: {nets: [203.0.113.0/24]}")
+              + np("in", "x", "  selector: pod == 'a'\n  ingress:\n  - action: Allow\n"
+                              "    source: {nets: [192.0.2.0/24], notNets: [192.0.2.9/32]}"))
+    v = explain(w, "x/a", "203.0.113.7", 443)
+    assert v.allowed and v.ingress.decided_by == "not-an-endpoint"
+    assert "203.0.113.7 is not a gingham workload" in v.ingress.reason
+    assert not explain(w, "x/a", "198.51.100.7", 443).allowed
+    assert explain(w, "192.0.2.8", "x/a", 80).allowed
+    assert not explain(w, "192.0.2.9", "x/a", 80).allowed
+    # an address a workload owns is that workload
+    assert explain(w, "198.18.0.3", "x/a", 80).egress.endpoint == "y/a"
+    with pytest.raises(ValidationError, match="neither"):
+        explain(w, "192.0.2.1", "192.0.2.2", 80)
