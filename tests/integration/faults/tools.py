@@ -168,12 +168,20 @@ def datastore(lab: LabState) -> Any:
     return open_datastore(lab.datastore)
 
 
+def etcd_argv(pid: int) -> list[str]:
+    deadline = time.monotonic() + 5
+    while True:  # a process just spawned shows its parent's command line until exec
+        args = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+        if "--name" in args or time.monotonic() > deadline:
+            return args
+        time.sleep(0.01)
+
+
 def etcd_members(lab: LabState) -> list[dict[str, Any]]:
     """The lab's etcd members: pid, name, client URL (from their command lines)."""
     out = []
     for pid in lab.etcd_pids:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        args = [a.decode() for a in argv]
+        args = etcd_argv(pid)
         name = args[args.index("--name") + 1]
         client = args[args.index("--advertise-client-urls") + 1]
         out.append({"pid": pid, "name": name, "url": client})
