@@ -295,8 +295,10 @@ def release_from_report(ds: Datastore, report: LeakReport,
     backoff = Backoff(sleep=sleep, rng=random.Random())
     # addresses first: that may empty blocks and handles
     order = {"address": 0, "handle": 1, "affinity": 2, "block": 3}
+    # Facts about hosts and workloads are read once, now (not at report time);
+    # each block, affinity and handle is re-read and written with CAS.
+    world = _World.read(ds)
     for leak in sorted(report.leaks, key=lambda x: order[x.kind]):
-        world = _World.read(ds)  # fresh facts for every item; reports are small
         try:
             done = _release_one(ds, backoff, world, leak)
         except (StaleSequence, RevisionConflict, NotFound) as exc:
