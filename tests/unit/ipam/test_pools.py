@@ -63,3 +63,13 @@ def test_reservations() -> None:
     assert not r.contains(ipaddress.ip_address("2001:db8::9"))
     with pytest.raises(ValidationError, match=r"reservedCIDRs\[0\]"):
         reservations_from_resource({"metadata": {"name": "r"}, "spec": {"reservedCIDRs": ["q"]}})
+
+
+@given(st.lists(NETS, max_size=6), NETS)
+def test_reservations_agree_with_brute_force(reserved: list, block: ipaddress.IPv4Network) -> None:
+    r = Reservations(reserved)
+    addrs = list(block)
+    skip = r.skip_for(block)
+    assert [skip(o) for o in range(len(addrs))] == \
+        [any(a in n for n in reserved) for a in addrs]
+    assert r.count_in(block) == sum(1 for a in addrs if any(a in n for n in reserved))
