@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gingham.ipam.allocator import IPAM, Allocation, HostConfig
+from gingham.ipam.allocator import IPAM, Allocation
 from gingham.ipam.block import Attributes, Block, StaleSequence
+from gingham.ipam.config import HostConfig
 from gingham.ipam.pools import PoolSpec, pool_from_model, pool_from_resource
 
 if TYPE_CHECKING:

@@ -5,19 +5,13 @@ pool whose nodeSelector matches the host (up to ``max_blocks_per_host``), then
 single addresses borrowed from other hosts' blocks -- unless strict affinity
 is set, in which case the host gets ``PoolExhausted``.
 
-Claiming a block (a crash at any point leaves nothing owned twice):
-1. create ``affinity/<host>/<cidr>`` as ``pending``;
-2. create ``blocks/<cidr>`` with ``affinity: host:<host>`` -- creation is the
-   arbiter: of two hosts racing for one CIDR exactly one create succeeds, and
-   the loser deletes its pending affinity;
-3. update the affinity to ``confirmed``.
-A pending affinity with no block of its host, older than the grace period, is
-garbage that ``check``/``release_from_report`` remove.
+Claiming blocks: ``gingham.ipam.claims``. Handle counts are raised before a
+block is written and lowered once a write is known to have failed
+(``gingham.ipam.handles``), so release-by-handle always finds every address.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import random
 import time
@@ -28,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from gingham.datastore.base import Datastore
 from gingham.errors import (
     AddressInUse,
-    AlreadyExists,
     GinghamError,
     IPAMError,
     NotFound,
@@ -36,15 +29,15 @@ from gingham.errors import (
     RevisionConflict,
     ValidationError,
 )
-from gingham.ipam import handles, keys
+from gingham.ipam import claims, handles, keys
 from gingham.ipam.block import (
     Attributes,
     Block,
     IPAddress,
     IPNetwork,
-    affinity_host,
     host_affinity,
 )
+from gingham.ipam.config import HostConfig
 from gingham.ipam.pools import (
     Occupied,
     PoolSpec,
@@ -59,32 +52,7 @@ if TYPE_CHECKING:
     from gingham.ipam.info import BlockInfo, PoolUsage
     from gingham.ipam.leaks import LeakReport, ReleaseOutcome
 
-# New blocks start their sequence counter at (store revision + 1) << SEQUENCE_SHIFT.
-SEQUENCE_SHIFT = 16
-
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-
-
-@dataclass(frozen=True, slots=True)
-class HostConfig:
-    strict_affinity: bool = False
-    max_blocks_per_host: int = 20
-
-    @staticmethod
-    def merged(*docs: Mapping[str, Any] | None) -> HostConfig:
-        strict, max_blocks = False, 20
-        for doc in docs:
-            if not doc:
-                continue
-            if "strictAffinity" in doc:
-                strict = bool(doc["strictAffinity"])
-            if "maxBlocksPerHost" in doc:
-                value = doc["maxBlocksPerHost"]
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ValidationError("must be a non-negative integer",
-                                          "ipam config: maxBlocksPerHost")
-                max_blocks = value
-        return HostConfig(strict, max_blocks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,81 +375,15 @@ class IPAM:
         return None
 
     def claim(self, cidr: IPNetwork, seen_absent_at: int | None = None) -> bool:
-        """Claim block ``cidr`` for this host; False if another host owns it.
-
-        ``seen_absent_at``: a store revision at which the block did not exist
-        (read afresh when not given). It seeds the new block's sequence numbers
-        above every number an earlier incarnation of this block can have used,
-        so a release naming an old sequence number is refused, never mistaken
-        for the new holder's: each block write bumps the store revision by one
-        and a block's counter by at most its size (<= 2**12), so an earlier
-        incarnation's counter stays below ``(revision + 1) << 16``. (Only a whole
-        claim, use and leak-collection cycle of the same block by another host
-        inside this claim's few milliseconds could break that; the leak check's
-        grace period rules it out.)
-        """
-        if seen_absent_at is None:
-            seen_absent_at = self.ds.revision()
-        akey = keys.affinity_key(self.host, cidr)
-        bkey = keys.block_key(cidr)
-        # AlreadyExists: our own left-over claim; carry on with it
-        with contextlib.suppress(AlreadyExists):
-            self.ds.create(akey, {"state": "pending", "since": self.clock()})
-        block = Block.new(cidr, host_affinity(self.host),
-                          first_sequence=(seen_absent_at + 1) << SEQUENCE_SHIFT)
-        try:
-            rev = self.ds.create(bkey, block.to_json())
-            if self._overlapped(cidr, rev):
-                with contextlib.suppress(NotFound, RevisionConflict):
-                    self.ds.delete(bkey, revision=rev)
-                self._drop_affinity(akey)
-                return False
-            self._blocks[bkey] = (block, rev)
-        except AlreadyExists:
-            kv = self.ds.get(bkey)
-            if kv is None or kv.value.get("affinity") != host_affinity(self.host):
-                self._drop_affinity(akey)
-                return False
-        self._confirm(akey)
+        """Claim block ``cidr`` for this host; False if another host owns it
+        (see ``gingham.ipam.claims``)."""
+        got = claims.claim(self.ds, self.backoff, self.host, cidr, self.clock(),
+                           seen_absent_at)
+        if got is None:
+            return False
+        if got[0] is not None:
+            self._blocks[keys.block_key(cidr)] = (got[0], got[1])
         return True
-
-    def _overlapped(self, cidr: IPNetwork, created: int) -> bool:
-        """Did an overlapping block of another size get created before ours?
-
-        Keys only arbitrate blocks of one size. Two hosts racing with different
-        block sizes (a pool's blockSize changed under them, or pools overlap)
-        could both create a block; the one created later yields. The block
-        was created a moment ago and is empty, so deleting it strands nothing.
-        """
-        items, _ = self.ds.list(keys.BLOCKS)
-        for kv in items:
-            other = ipaddress.ip_network(kv.value["cidr"])
-            if other != cidr and other.version == cidr.version and other.overlaps(cidr) \
-                    and kv.create_revision < created:
-                return True
-        return False
-
-    def _drop_affinity(self, akey: str) -> None:
-        with contextlib.suppress(NotFound):
-            self.ds.delete(akey)
-
-    def _confirm(self, akey: str) -> None:
-        doc = {"state": "confirmed", "since": self.clock()}
-
-        def step() -> None:
-            kv = self.ds.get(akey)
-            if kv is None:
-                try:
-                    self.ds.create(akey, doc)
-                except AlreadyExists:
-                    raise RevisionConflict(akey) from None
-            elif kv.value.get("state") != "confirmed":
-                try:
-                    self.ds.update(akey, doc, revision=kv.mod_revision)
-                except NotFound:
-                    raise RevisionConflict(akey) from None
-
-        self.backoff.run(f"affinity {akey}", step)
 
     # -- requested address --------------------------------------------------
 
@@ -658,4 +560,4 @@ class IPAM:
         return out
 
 
-__all__ = ["IPAM", "AddressInUse", "Allocation", "HostConfig", "affinity_host"]
+__all__ = ["IPAM", "AddressInUse", "Allocation", "HostConfig"]
