@@ -51,7 +51,7 @@ def add(ds: Datastore, backoff: Backoff, handle: str, cidr: str, delta: int) -> 
         else:
             blocks.pop(cidr, None)
         try:
-            if blocks or kv.value.get("releasing"):
+            if blocks:
                 ds.update(key, _doc(handle, blocks, bool(kv.value.get("releasing"))),
                           revision=kv.mod_revision)
             else:

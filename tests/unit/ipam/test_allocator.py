@@ -314,3 +314,15 @@ def test_strict_affinity_failure_gives_back_the_partial_allocation(
         a.allocate("second", num_v4=4)  # 3 fit in its block; the 4th would need a borrow
     assert len(all_allocated(sqlite_store)) == 5
     assert sqlite_store.get(ikeys.handle_key("second")) is None
+
+
+def test_handle_stuck_releasing_goes_away_with_its_last_address(sqlite_store: Datastore) -> None:
+    from gingham.ipam import handles
+
+    put_pool(sqlite_store, "p", "198.18.0.0/28", 30)
+    a = ipam(sqlite_store, "h1")
+    got = a.allocate("x", num_v4=2)
+    handles.mark_releasing(sqlite_store, a.backoff, "x")  # a DEL that died and never came back
+    a.release(got)  # e.g. by the leak check, address by address
+    assert sqlite_store.get(ikeys.handle_key("x")) is None
+    assert len(a.allocate("x")) == 1  # the handle is usable again
