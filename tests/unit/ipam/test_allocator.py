@@ -326,3 +326,16 @@ def test_handle_stuck_releasing_goes_away_with_its_last_address(sqlite_store: Da
     a.release(got)  # e.g. by the leak check, address by address
     assert sqlite_store.get(ikeys.handle_key("x")) is None
     assert len(a.allocate("x")) == 1  # the handle is usable again
+
+
+def test_deleting_a_pool_strands_nothing(sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/28", 30)
+    a = ipam(sqlite_store, "h1")
+    one = a.allocate("one", num_v4=2)
+    two = a.allocate("two")
+    sqlite_store.delete("/gingham/v1/resources/IPPool/p")
+    with pytest.raises(PoolExhausted):
+        a.allocate("three")  # no pool: nothing new from the old blocks
+    assert sorted(a.release_by_handle("one")) == sorted(g.ip for g in one)
+    assert a.release(two) == [two[0].ip]
+    assert all_allocated(sqlite_store) == []
