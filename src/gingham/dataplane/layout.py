@@ -54,6 +54,9 @@ WORKLOAD_IFACE_PREFIX = "gh"
 PASS_MARK = 0x1000
 """Scratch mark bit for Pass. Outside Calico's default 0xffff0000, kube-proxy's
 0x4000/0x8000 and Cilium's 0x0f00; it is only meaningful inside our chains."""
+UNTRACKED_MARK = 0x2000
+"""Set with ``notrack`` by an Allow in a doNotTrack policy (raw priority), so
+the filter chains accept the untracked packet instead of judging it again."""
 
 # base chains
 FWD_FROM_WL = "fwd-from-wl"
@@ -61,13 +64,26 @@ FWD_TO_WL = "fwd-to-wl"
 IN_FROM_WL = "in-from-wl"
 IN_HOST = "in-host"
 OUT_HOST = "out-host"
+FWD_HEP_IN = "fwd-hep-in"   # applyOnForward: ingress policy of the interface it came in by
+FWD_HEP_OUT = "fwd-hep-out"  # applyOnForward: egress policy of the interface it leaves by
+PRE_HEP = "pre-hep"  # preDNAT: ingress, before DNAT (priority -150)
+RAW_PRE = "raw-pre"  # doNotTrack ingress (priority raw, -300)
+RAW_OUT = "raw-out"  # doNotTrack egress
 
 # dispatch maps (interface name -> jump chain)
 MAP_FROM_WL = "from-wl"
 MAP_TO_WL = "to-wl"
 MAP_TO_HEP = "to-hep"
 MAP_FROM_HEP = "from-hep"
-DISPATCH_MAPS = (MAP_FROM_WL, MAP_TO_WL, MAP_TO_HEP, MAP_FROM_HEP)
+MAP_FWD_HEP_IN = "fwd-hep-in"
+MAP_FWD_HEP_OUT = "fwd-hep-out"
+MAP_PRE_HEP = "pre-hep"
+MAP_RAW_HEP_IN = "raw-hep-in"
+MAP_RAW_HEP_OUT = "raw-hep-out"
+DISPATCH_MAPS = (
+    MAP_FROM_WL, MAP_TO_WL, MAP_TO_HEP, MAP_FROM_HEP, MAP_FWD_HEP_IN, MAP_FWD_HEP_OUT,
+    MAP_PRE_HEP, MAP_RAW_HEP_IN, MAP_RAW_HEP_OUT,
+)
 
 # anti-spoofing: (interface . source address) pairs a workload may send from
 SPOOF_V4 = "wl-src4"
@@ -131,6 +147,12 @@ def to_hep_chain(ifname: str) -> str:
 
 def from_hep_chain(ifname: str) -> str:
     return f"fh-{iface_id(ifname)}"
+
+
+def hep_chain(kind: str, ifname: str) -> str:
+    """Host-endpoint chains by kind: ``fi``/``fo`` forward in/out, ``pd`` preDNAT,
+    ``ui``/``uo`` untracked in/out."""
+    return f"{kind}-{iface_id(ifname)}"
 
 
 def policy_key(pid: PolicyID) -> str:
@@ -250,7 +272,7 @@ def base_chains(
     failsafe_in: tuple[tuple[str, int], ...] = (),
     failsafe_out: tuple[tuple[str, int], ...] = (),
 ) -> list[ChainSpec]:
-    """The five base chains; only ``in-host``/``out-host`` depend on configuration.
+    """The base chains; those for host endpoints depend on configuration.
 
     ``endpoint_to_host`` is FelixConfiguration's defaultEndpointToHostAction:
     ``Drop`` (default), ``Accept``, or ``Return`` (let host-endpoint policy decide).
@@ -258,15 +280,17 @@ def base_chains(
     """
     wl = f'"{WORKLOAD_IFACE_PREFIX}*"'
     head = [RuleSpec(ESTABLISHED), RuleSpec(INVALID)]
+    untracked = RuleSpec(f"meta mark and {UNTRACKED_MARK:#x} != 0 accept")
 
-    def base(name: str, hook: str, prio: int, rules: list[RuleSpec]) -> ChainSpec:
+    def base(name: str, hook: str, prio: int, rules: list[RuleSpec],
+             tracked: bool = True) -> ChainSpec:
         c = nft.Chain(name, type="filter", hook=hook, priority=prio, policy="accept")
-        return ChainSpec(c, tuple(head + rules), RANK_BASE)
+        return ChainSpec(c, tuple((head if tracked else []) + rules), RANK_BASE)
 
     action = endpoint_to_host.capitalize()
     if action not in ("Drop", "Accept", "Return"):
         raise ValueError(f"defaultEndpointToHostAction must be Drop, Accept or Return: {action!r}")
-    to_host: list[RuleSpec] = [RuleSpec(f"iifname {wl} {NDP}")]
+    to_host: list[RuleSpec] = [untracked, RuleSpec(f"iifname {wl} {NDP}")]
     if action != "Return":
         to_host.append(
             RuleSpec(f"iifname {wl} counter {action.lower()}", comment="endpoint-to-host")
@@ -274,8 +298,14 @@ def base_chains(
     to_host += _failsafe_rules("dport", failsafe_in, f"iifname != {wl}", "failsafe-in")
     to_host.append(RuleSpec(f"iifname != {wl} iifname vmap @{MAP_TO_HEP}"))
 
-    out_host = _failsafe_rules("dport", failsafe_out, f"oifname != {wl}", "failsafe-out")
+    out_host = [untracked]
+    out_host += _failsafe_rules("dport", failsafe_out, f"oifname != {wl}", "failsafe-out")
     out_host.append(RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FROM_HEP}"))
+
+    def hep(guard: str, ports: tuple[tuple[str, int], ...], fs: str, dispatch: str,
+            ) -> list[RuleSpec]:
+        rules = _failsafe_rules("dport", ports, guard, fs) if ports else []
+        return [*rules, RuleSpec(f"{guard} {guard.split()[0]} vmap @{dispatch}")]
 
     return [
         base(
@@ -308,6 +338,20 @@ def base_chains(
         ),
         base(IN_HOST, "input", 10, to_host),
         base(OUT_HOST, "output", 0, out_host),
+        base(FWD_HEP_IN, "forward", 20,
+             [untracked, RuleSpec(f"iifname != {wl} iifname vmap @{MAP_FWD_HEP_IN}")]),
+        base(FWD_HEP_OUT, "forward", 30,
+             [untracked, RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FWD_HEP_OUT}")]),
+        base(PRE_HEP, "prerouting", -150,
+             [RuleSpec(ESTABLISHED),
+              *hep(f"iifname != {wl}", failsafe_in, "failsafe-in", MAP_PRE_HEP)],
+             tracked=False),
+        # conntrack has not run yet at raw priority: no ct state here
+        base(RAW_PRE, "prerouting", -300,
+             hep(f"iifname != {wl}", failsafe_in, "failsafe-in", MAP_RAW_HEP_IN), tracked=False),
+        base(RAW_OUT, "output", -300,
+             hep(f"oifname != {wl}", failsafe_out, "failsafe-out", MAP_RAW_HEP_OUT),
+             tracked=False),
     ]
 
 

@@ -101,8 +101,10 @@ def log_prefix(rule_id: str) -> str:
     return "gingham " + layout.short_comment(rule_id)[: _LOG_PREFIX_MAX - 10] + ": "
 
 
-def _verdict(rule: ParsedRule, in_profile: bool) -> str:
+def _verdict(rule: ParsedRule, in_profile: bool, untracked: bool = False) -> str:
     if rule.action == "allow":
+        if untracked:
+            return f"counter meta mark set meta mark or {layout.UNTRACKED_MARK:#x} notrack accept"
         return "counter accept"
     if rule.action == "deny":
         return "counter drop"
@@ -148,8 +150,13 @@ def _families(rule: ParsedRule, where: str) -> list[int | None]:
     return sorted(fams)  # type: ignore[return-value]
 
 
-def render_rule(rule: ParsedRule, in_profile: bool = False) -> tuple[list[RuleSpec], set[SetRef]]:
+def render_rule(
+    rule: ParsedRule, in_profile: bool = False, untracked: bool = False
+) -> tuple[list[RuleSpec], set[SetRef]]:
     """nft rule bodies for one parsed rule, and the IP sets they reference.
+
+    ``untracked``: the rule belongs to a doNotTrack policy (raw priority):
+    Allow also sets ``notrack`` and :data:`~gingham.dataplane.layout.UNTRACKED_MARK`.
 
     Raises :class:`ValidationError` (naming the rule id) for a rule that cannot
     be expressed, e.g. ports without a port-carrying protocol.
@@ -157,7 +164,7 @@ def render_rule(rule: ParsedRule, in_profile: bool = False) -> tuple[list[RuleSp
     where = f"rule {rule.rule_id}"
     _check(rule, where)
     comment = layout.short_comment(rule.rule_id)
-    verdict = _verdict(rule, in_profile)
+    verdict = _verdict(rule, in_profile, untracked)
     out: list[RuleSpec] = []
     refs: set[SetRef] = set()
     for fam in _families(rule, where):
@@ -279,12 +286,12 @@ def _port_alternatives(
 
 
 def render_rules(
-    rules: Iterable[ParsedRule], in_profile: bool = False
+    rules: Iterable[ParsedRule], in_profile: bool = False, untracked: bool = False
 ) -> tuple[list[RuleSpec], set[SetRef]]:
     out: list[RuleSpec] = []
     refs: set[SetRef] = set()
     for r in rules:
-        specs, rrefs = render_rule(r, in_profile)
+        specs, rrefs = render_rule(r, in_profile, untracked)
         out += specs
         refs |= rrefs
     return out, refs
@@ -303,6 +310,8 @@ def endpoint_rules(
     has_profile: Callable[[str], bool],
     anti_spoof: bool = False,
     profile_chain: Callable[[str, bool], str] = layout.profile_chain,
+    normal: bool = True,
+    tier_end_drop: bool | None = None,
 ) -> list[RuleSpec]:
     """The rules of one endpoint's chain for one direction.
 
@@ -311,7 +320,13 @@ def endpoint_rules(
     (interface, source address) is not in the anti-spoofing sets.
     A referenced policy or profile whose chain is not programmed renders as a
     drop (fail closed); the manager re-renders when it appears.
+    ``normal=False`` (preDNAT, doNotTrack, applyOnForward chains): no
+    profiles and no final drop; what no policy decided returns to the base
+    chain. ``tier_end_drop`` (default: ``normal``) keeps the tiers' default
+    action (applyOnForward chains keep it).
     """
+    if tier_end_drop is None:
+        tier_end_drop = normal
     out: list[RuleSpec] = []
     if anti_spoof:
         for fam, ip, name in ((4, "ip", layout.SPOOF_V4), (6, "ip6", layout.SPOOF_V6)):
@@ -335,7 +350,7 @@ def endpoint_rules(
                         comment=layout.short_comment(f"missing-policy:{pid}"),
                     )
                 )
-        if tier.default_action != "pass":
+        if tier_end_drop and tier.default_action != "pass":
             out.append(
                 RuleSpec(
                     f"{_PASS_CLEAR} counter drop",
@@ -343,6 +358,8 @@ def endpoint_rules(
                 )
             )
     out.append(RuleSpec(_CLEAR_PASS))
+    if not normal:
+        return out
     if not missing_profiles:
         for prof in profile_ids:
             if has_profile(prof):

@@ -584,3 +584,123 @@ def test_host_endpoint_policy_and_failsafe_ports(netns: Callable[[str], str]) ->
         ap.close()
     finally:
         stop_process(server)
+
+
+@dataclass
+class HepLab:
+    host: str
+    outside: str
+    wl_ip: str
+    ap: Applier
+
+
+@pytest.fixture
+def hep(netns: Callable[[str], str]) -> Iterator[HepLab]:
+    """outside (192.0.2.100) -- eth1 [host 192.0.2.10, forwarding] gh veth -- workload 198.18.0.9."""
+    host, outside, wl = netns("heph"), netns("hepo"), netns("hepw")
+    run(["ip", "-n", host, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+         "netns", outside])
+    run(["ip", "-n", host, "link", "add", "gh00000000009", "address", "ee:ee:ee:ee:ee:ee",
+         "type", "veth", "peer", "name", "eth0", "address", "02:00:00:00:00:09", "netns", wl])
+    for ns, cmds in (
+        (host, [["addr", "add", "192.0.2.10/24", "dev", "eth1"], ["link", "set", "eth1", "up"],
+                ["link", "set", "gh00000000009", "up"],
+                ["route", "add", "198.18.0.9/32", "dev", "gh00000000009"],
+                ["neigh", "replace", "198.18.0.9", "lladdr", "02:00:00:00:00:09", "dev",
+                 "gh00000000009", "nud", "permanent"]]),
+        (outside, [["addr", "add", "192.0.2.100/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
+                   ["route", "add", "198.18.0.0/16", "via", "192.0.2.10"]]),
+        (wl, [["addr", "add", "198.18.0.9/32", "dev", "eth0"], ["link", "set", "eth0", "up"],
+              ["route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"],
+              ["route", "add", "default", "via", "169.254.1.1", "dev", "eth0"],
+              ["neigh", "replace", "169.254.1.1", "lladdr", "ee:ee:ee:ee:ee:ee", "dev", "eth0",
+               "nud", "permanent"]]),
+    ):
+        for cmd in cmds:
+            run(["ip", "-n", ns, *cmd])
+    run(["nsenter", f"--net=/run/netns/{host}", "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+    servers = [spawn_in_netns(ns, [sys.executable, "-c", SERVER, *map(str, PORTS)],
+                              stdout=subprocess.PIPE) for ns in (host, wl)]
+    try:
+        for proc in servers:
+            _wait_ready(proc)
+        dp = PolicyDataplane()
+        dp.on_messages([
+            ALLOW_ALL_PROFILE,
+            WorkloadEndpointUpdate(WorkloadEndpointID("ns1", "w9"), "gh00000000009",
+                                   ("198.18.0.9/32",), (), None, (), (PROFILE,)),
+        ])
+        ap = Applier(NFT(netns=host), dp)
+        yield HepLab(host, outside, "198.18.0.9", ap)
+        ap.close()
+    finally:
+        for proc in servers:
+            stop_process(proc)
+
+
+ALLOW_ALL_HOST = PolicyID("security", "host-allow-all")
+DENY_ALL_HOST = PolicyID("security", "host-deny-all")
+
+
+def hep_msgs(**tiers: tuple[TierInfo, ...]) -> list[m.Message]:
+    return [
+        PolicyUpdate(ALLOW_ALL_HOST, (ParsedRule("aa:i0", "allow"),), (ParsedRule("aa:e0", "allow"),)),
+        PolicyUpdate(DENY_ALL_HOST, (), ()),
+        m.HostEndpointUpdate(
+            "h-eth1", "eth1", ("192.0.2.10",), (),
+            tiers.get("normal", (TierInfo("security", "deny", (ALLOW_ALL_HOST,), (ALLOW_ALL_HOST,)),)),
+            tiers.get("untracked", ()), tiers.get("pre_dnat", ()), tiers.get("forward", ()), ()),
+        InSync(),
+    ]
+
+
+def test_host_endpoint_apply_on_forward(hep: HepLab) -> None:
+    fwd = PolicyID("security", "fwd-web")
+    hep.ap.dataplane.on_messages([
+        *hep_msgs(),
+        PolicyUpdate(fwd, (ParsedRule(f"policy:{fwd}:i0", "allow", protocol=6, dst_ports=((80, 80),)),),
+                     (), apply_on_forward=True),
+    ])
+    hep.ap.apply()
+    assert probe(hep.outside, [(hep.wl_ip, 80, None), (hep.wl_ip, 8080, None)]) == [True, True]
+    hep.ap.dataplane.on_messages(hep_msgs(forward=(TierInfo("security", "deny", (fwd,), ()),)))
+    hep.ap.apply()
+    # forwarded in by eth1: its applyOnForward ingress policy allows port 80 only
+    assert probe(hep.outside, [(hep.wl_ip, 80, None), (hep.wl_ip, 8080, None)]) == [True, False]
+    # traffic to the host itself is not forwarded: normal policy (allow all) applies
+    assert probe(hep.outside, [("192.0.2.10", 8080, None)]) == [True]
+
+
+def test_host_endpoint_pre_dnat(hep: HepLab) -> None:
+    pre = PolicyID("security", "pre-no-8080")
+    hep.ap.dataplane.on_messages([
+        PolicyUpdate(pre, (ParsedRule(f"policy:{pre}:i0", "deny", protocol=6, dst_ports=((8080, 8080),)),),
+                     (), pre_dnat=True, apply_on_forward=True),
+        *hep_msgs(pre_dnat=(TierInfo("security", "deny", (pre,), ()),)),
+    ])
+    hep.ap.apply()
+    # denied before DNAT whatever normal policy says (it allows all); undecided goes on
+    assert probe(hep.outside, [("192.0.2.10", 80, None), ("192.0.2.10", 8080, None),
+                               (hep.wl_ip, 80, None), (hep.wl_ip, 8080, None)]) == [
+        True, False, True, False]
+    assert rule_counters(NFT(netns=hep.host)).get(f"policy:{pre}:i0", (0, 0))[0] >= 2
+
+
+def test_host_endpoint_do_not_track(hep: HepLab) -> None:
+    raw = PolicyID("security", "untracked-web")
+    deny = (TierInfo("security", "deny", (DENY_ALL_HOST,), (DENY_ALL_HOST,)),)
+    hep.ap.dataplane.on_messages(hep_msgs(normal=deny))
+    hep.ap.apply()
+    assert probe(hep.outside, [("192.0.2.10", 80, None)]) == [False]  # normal policy denies
+    hep.ap.dataplane.on_messages([
+        PolicyUpdate(raw, (ParsedRule(f"policy:{raw}:i0", "allow", protocol=6, dst_ports=((80, 80),)),),
+                     (ParsedRule(f"policy:{raw}:e0", "allow", protocol=6, src_ports=((80, 80),)),),
+                     untracked=True),
+        *hep_msgs(normal=deny, untracked=(TierInfo("security", "deny", (raw,), (raw,)),)),
+    ])
+    hep.ap.apply()
+    # allowed untracked in both directions: never judged by the (denying) filter chains
+    assert probe(hep.outside, [("192.0.2.10", 80, None), ("192.0.2.10", 8080, None)]) == [True, False]
+    counts = rule_counters(NFT(netns=hep.host))
+    assert counts.get(f"policy:{raw}:i0", (0, 0))[0] >= 1
+    assert counts.get(f"policy:{raw}:e0", (0, 0))[0] >= 1

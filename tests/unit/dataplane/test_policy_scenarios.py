@@ -26,6 +26,9 @@ from gingham.calc.messages import (
 P_ALL = PolicyID("default", "every-field", "ns1")
 P_SEC = PolicyID("security", "quarantine", None)
 P_PASS = PolicyID("security", "pass-web", None)
+P_FWD = PolicyID("security", "forward-web", None)
+P_PRE = PolicyID("security", "pre-dnat-block", None)
+P_RAW = PolicyID("security", "untracked-dns", None)
 
 
 def rule(i: int, direction: str = "i", **kw: object) -> ParsedRule:
@@ -133,7 +136,8 @@ def tiers_and_profiles() -> list[Message]:
 
 
 def host_config() -> list[Message]:
-    """Endpoint-to-host Accept, custom failsafes, one host endpoint with a policy."""
+    """Endpoint-to-host Accept, custom failsafes, one host endpoint with normal,
+    applyOnForward, preDNAT and doNotTrack policies."""
     return [
         ConfigUpdate({
             "default_endpoint_to_host_action": "Accept",
@@ -145,9 +149,29 @@ def host_config() -> list[Message]:
             (ParsedRule(f"policy:{P_SEC}:i0", "allow", protocol=6, dst_ports=((443, 443),)),),
             (ParsedRule(f"policy:{P_SEC}:e0", "allow"),),
         ),
+        PolicyUpdate(
+            P_FWD,
+            (ParsedRule(f"policy:{P_FWD}:i0", "allow", protocol=6, dst_ports=((80, 80),)),),
+            (), apply_on_forward=True,
+        ),
+        PolicyUpdate(
+            P_PRE,
+            (ParsedRule(f"policy:{P_PRE}:i0", "deny", src_nets=("203.0.113.0/24",)),),
+            (), pre_dnat=True, apply_on_forward=True,
+        ),
+        PolicyUpdate(
+            P_RAW,
+            (ParsedRule(f"policy:{P_RAW}:i0", "allow", protocol=17, dst_ports=((53, 53),)),),
+            (ParsedRule(f"policy:{P_RAW}:e0", "allow", protocol=17, src_ports=((53, 53),)),),
+            untracked=True,
+        ),
         HostEndpointUpdate(
             "h1-eth0", "eth0", ("192.0.2.10",), (),
-            (TierInfo("security", "deny", (P_SEC,), (P_SEC,)),), (), (), (), (),
+            (TierInfo("security", "deny", (P_SEC,), (P_SEC,)),),
+            (TierInfo("security", "deny", (P_RAW,), (P_RAW,)),),
+            (TierInfo("security", "deny", (P_PRE,), ()),),
+            (TierInfo("security", "deny", (P_FWD, P_PRE), ()),),
+            (),
         ),
         InSync(),
     ]

@@ -191,10 +191,19 @@ class EndpointManager:
 
 
 class HostEndpointManager:
-    """Host endpoints with a named interface: normal policy on input/output.
+    """Host endpoints with a named interface, each policy kind where Calico puts it:
 
-    Not yet: all-interfaces (``*``) endpoints, untracked, pre-DNAT and
-    apply-on-forward tiers (they are logged and ignored).
+    - normal tiers: ``th-``/``fh-`` chains from ``in-host``/``out-host``
+      (input/output of the host itself), with profiles and default deny;
+    - ``forward_tiers`` (applyOnForward): ``fi-``/``fo-`` chains on the forward
+      hook, by the interface the packet came in by / leaves by; tiers keep
+      their default action, no profiles;
+    - ``pre_dnat_tiers``: ``pd-`` chain at prerouting -150 (before DNAT),
+      ingress only; undecided traffic goes on to normal policy;
+    - ``untracked_tiers`` (doNotTrack): ``ui-``/``uo-`` chains at raw priority;
+      Allow skips conntrack and the filter chains; undecided goes on.
+
+    Not yet: all-interfaces (``*``) endpoints (logged and ignored).
     """
 
     def __init__(self, state: TableState, policies: PolicyManager | None = None) -> None:
@@ -202,59 +211,101 @@ class HostEndpointManager:
         self.policies = policies
         self.endpoints: dict[str, m.HostEndpointUpdate] = {}
         self._index = _EndpointIndex()
+        self._programmed: dict[str, set[tuple[str, str, str]]] = {}  # eid -> (map, ifname, chain)
+
+    def _chains(self, ep: m.HostEndpointUpdate) -> list[tuple[str, ChainSpec]]:
+        pm = self.policies
+
+        def rules(tiers: tuple[m.TierInfo, ...], inbound: bool, **kw: Any) -> list[RuleSpec]:
+            return endpoint_rules(
+                tiers=tiers, inbound=inbound,
+                profile_ids=ep.profile_ids if kw.get("normal", True) else (),
+                missing_profiles=ep.missing_profiles if kw.get("normal", True) else (),
+                has_policy=lambda p: pm is not None and p in pm.policies,
+                has_profile=lambda p: pm is not None and p in pm.profiles, **kw)
+
+        def used(tiers: tuple[m.TierInfo, ...], inbound: bool) -> bool:
+            return any(t.ingress_policies if inbound else t.egress_policies for t in tiers)
+
+        ifn = ep.interface_name or ""
+        owner = f"host-endpoint:{ep.endpoint_id}"
+        out: list[tuple[str, ChainSpec]] = []
+
+        def add(map_name: str, name: str, body: list[RuleSpec]) -> None:
+            out.append((map_name, layout.make_chain(name, body, layout.RANK_ENDPOINT, owner)))
+
+        add(layout.MAP_TO_HEP, layout.to_hep_chain(ifn), rules(ep.tiers, True))
+        add(layout.MAP_FROM_HEP, layout.from_hep_chain(ifn), rules(ep.tiers, False))
+        for inbound, mp, kind in ((True, layout.MAP_FWD_HEP_IN, "fi"),
+                                  (False, layout.MAP_FWD_HEP_OUT, "fo")):
+            if used(ep.forward_tiers, inbound):
+                add(mp, layout.hep_chain(kind, ifn),
+                    rules(ep.forward_tiers, inbound, normal=False, tier_end_drop=True))
+        if used(ep.pre_dnat_tiers, True):
+            add(layout.MAP_PRE_HEP, layout.hep_chain("pd", ifn),
+                rules(ep.pre_dnat_tiers, True, normal=False))
+        for inbound, mp, kind in ((True, layout.MAP_RAW_HEP_IN, "ui"),
+                                  (False, layout.MAP_RAW_HEP_OUT, "uo")):
+            if used(ep.untracked_tiers, inbound):
+                add(mp, layout.hep_chain(kind, ifn),
+                    rules(ep.untracked_tiers, inbound, normal=False))
+        return out
 
     def _render(self, ep: m.HostEndpointUpdate) -> None:
         ifn = ep.interface_name
         if not ifn or ifn == "*":
-            log.warning("host endpoint %s: all-interfaces endpoints not supported yet", ep.endpoint_id)
-            return
-        if ep.untracked_tiers or ep.pre_dnat_tiers or ep.forward_tiers:
-            log.warning("host endpoint %s: untracked/preDNAT/forward policy not supported yet",
+            log.warning("host endpoint %s: all-interfaces endpoints not supported yet",
                         ep.endpoint_id)
-        pm = self.policies
-        common: dict[str, Any] = dict(
-            tiers=ep.tiers,
-            profile_ids=ep.profile_ids,
-            missing_profiles=ep.missing_profiles,
-            has_policy=lambda p: pm is not None and p in pm.policies,
-            has_profile=lambda p: pm is not None and p in pm.profiles,
-        )
-        owner = f"host-endpoint:{ep.endpoint_id}"
-        th, fh = layout.to_hep_chain(ifn), layout.from_hep_chain(ifn)
-        self._state.set_chain(
-            layout.make_chain(th, endpoint_rules(inbound=True, **common), layout.RANK_ENDPOINT, owner)
-        )
-        self._state.set_chain(
-            layout.make_chain(fh, endpoint_rules(inbound=False, **common), layout.RANK_ENDPOINT, owner)
-        )
-        self._state.set_entry(layout.MAP_TO_HEP, ifn, th)
-        self._state.set_entry(layout.MAP_FROM_HEP, ifn, fh)
-
-    def _unprogram(self, ep: m.HostEndpointUpdate) -> None:
-        ifn = ep.interface_name
-        if not ifn or ifn == "*":
+            self._set(ep.endpoint_id, [])
             return
-        self._state.set_entry(layout.MAP_TO_HEP, ifn, None)
-        self._state.set_entry(layout.MAP_FROM_HEP, ifn, None)
-        self._state.remove_chain(layout.to_hep_chain(ifn))
-        self._state.remove_chain(layout.from_hep_chain(ifn))
+        try:
+            chains = self._chains(ep)
+        except ValidationError as exc:
+            log.error("host endpoint %s: %s; dropping its traffic", ep.endpoint_id, exc)
+            drop = [RuleSpec("counter drop", comment="render-error")]
+            chains = [(mp, layout.make_chain(name, drop, layout.RANK_ENDPOINT))
+                      for mp, name in ((layout.MAP_TO_HEP, layout.to_hep_chain(ifn)),
+                                       (layout.MAP_FROM_HEP, layout.from_hep_chain(ifn)))]
+        self._set(ep.endpoint_id, [(mp, ifn, spec) for mp, spec in chains])
+
+    def _set(self, eid: str, wanted: list[tuple[str, str, ChainSpec]]) -> None:
+        new = {(mp, ifn, spec.name) for mp, ifn, spec in wanted}
+        for _, _, spec in wanted:
+            self._state.set_chain(spec)
+        for mp, ifn, name in wanted_entries(wanted):
+            self._state.set_entry(mp, ifn, name)
+        for mp, ifn, name in self._programmed.get(eid, set()) - new:
+            if not any(m2 == mp and i2 == ifn for m2, i2, _ in new):
+                self._state.set_entry(mp, ifn, None)
+            if not any(n2 == name for _, _, n2 in new):
+                self._state.remove_chain(name)
+        if new:
+            self._programmed[eid] = new
+        else:
+            self._programmed.pop(eid, None)
 
     def update(self, msg: m.HostEndpointUpdate) -> None:
         old = self.endpoints.get(msg.endpoint_id)
         if old is not None:
-            self._index.remove(msg.endpoint_id, _referents(old.tiers), set(old.profile_ids))
-            if old.interface_name != msg.interface_name:
-                self._unprogram(old)
+            self._index.remove(msg.endpoint_id, _hep_referents(old), set(old.profile_ids))
         self.endpoints[msg.endpoint_id] = msg
-        self._index.add(msg.endpoint_id, _referents(msg.tiers), set(msg.profile_ids))
+        self._index.add(msg.endpoint_id, _hep_referents(msg), set(msg.profile_ids))
         self._render(msg)
 
     def remove(self, msg: m.HostEndpointRemove) -> None:
         old = self.endpoints.pop(msg.endpoint_id, None)
         if old is not None:
-            self._index.remove(msg.endpoint_id, _referents(old.tiers), set(old.profile_ids))
-            self._unprogram(old)
+            self._index.remove(msg.endpoint_id, _hep_referents(old), set(old.profile_ids))
+            self._set(msg.endpoint_id, [])
 
     def refresh(self, pols: set[PolicyID], profs: set[str]) -> None:
         for eid in self._index.affected(pols, profs):
             self._render(self.endpoints[eid])
+
+
+def wanted_entries(wanted: list[tuple[str, str, ChainSpec]]) -> list[tuple[str, str, str]]:
+    return [(mp, ifn, spec.name) for mp, ifn, spec in wanted]
+
+
+def _hep_referents(ep: m.HostEndpointUpdate) -> set[PolicyID]:
+    return _referents((*ep.tiers, *ep.forward_tiers, *ep.pre_dnat_tiers, *ep.untracked_tiers))

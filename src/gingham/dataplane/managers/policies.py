@@ -33,10 +33,11 @@ class PolicyManager:
         self.profiles: dict[str, set[SetRef]] = {}
 
     def _render(
-        self, owner: str, chain: str, rules: tuple[m.ParsedRule, ...], in_profile: bool
+        self, owner: str, chain: str, rules: tuple[m.ParsedRule, ...], in_profile: bool,
+        untracked: bool = False,
     ) -> tuple[list[RuleSpec], set[SetRef]]:
         try:
-            return render_rules(rules, in_profile)
+            return render_rules(rules, in_profile, untracked)
         except ValidationError as exc:
             # Fail closed: a policy we cannot express drops what reaches it.
             log.error("cannot render %s (%s): %s; dropping its traffic", owner, chain, exc)
@@ -50,11 +51,12 @@ class PolicyManager:
         outbound: tuple[m.ParsedRule, ...],
         old_refs: set[SetRef] | None,
         in_profile: bool,
+        untracked: bool = False,
     ) -> set[SetRef]:
         refs: set[SetRef] = set()
         specs = []
         for name, rules in zip(names, (inbound, outbound), strict=True):
-            body, r = self._render(owner, name, rules, in_profile)
+            body, r = self._render(owner, name, rules, in_profile, untracked)
             refs |= r
             specs.append(layout.make_chain(name, body, layout.RANK_POLICY, comment=owner))
         # reference new sets before dropping old references: a set kept by both
@@ -71,7 +73,8 @@ class PolicyManager:
         names = (layout.policy_chain(pid, True), layout.policy_chain(pid, False))
         old = self.policies.get(pid)
         self.policies[pid] = self._install(
-            f"policy:{pid}", names, msg.inbound, msg.outbound, old, in_profile=False
+            f"policy:{pid}", names, msg.inbound, msg.outbound, old, in_profile=False,
+            untracked=msg.untracked,
         )
         if old is None:
             self._on_presence({pid}, set())
