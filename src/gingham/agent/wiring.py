@@ -38,7 +38,36 @@ class PolicyPlane:
 
         result = apply_messages(self.applier, messages)
         if result is not None and result.commands:
-            log.debug("nft: %d commands in %.1f ms", result.commands, result.seconds * 1e3)
+            log.info(
+                "nft: %d commands in %.1f ms%s: %s",
+                result.commands,
+                result.seconds * 1e3,
+                " (resync)" if result.resync else "",
+                describe(messages),
+            )
+
+
+def describe(messages: Sequence[Any], limit: int = 8) -> str:
+    """What a batch changes, by workload and policy name, for the agent's log."""
+    from gingham.calc import messages as m
+
+    names: list[str] = []
+    for msg in messages:
+        if isinstance(msg, m.WorkloadEndpointUpdate | m.WorkloadEndpointRemove):
+            ep = msg.endpoint_id
+            verb = "endpoint" if isinstance(msg, m.WorkloadEndpointUpdate) else "endpoint gone"
+            names.append(f"{verb} {ep.namespace}/{ep.name}")
+        elif isinstance(msg, m.PolicyUpdate | m.PolicyRemove):
+            pid = msg.policy_id
+            verb = "policy" if isinstance(msg, m.PolicyUpdate) else "policy gone"
+            where = f"{pid.namespace}/" if pid.namespace else ""
+            names.append(f"{verb} {pid.tier}/{where}{pid.name}")
+        elif isinstance(msg, m.IPSetUpdate | m.IPSetDeltaUpdate):
+            names.append(f"set {msg.set_id}")
+    if not names:
+        return f"{len(messages)} messages"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def decode_resource(key: str, value: Any) -> Any:

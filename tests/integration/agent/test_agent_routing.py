@@ -65,6 +65,10 @@ def test_cross_subnet_uses_vxlan_only_across_the_router(two_subnets: str) -> Non
     vxlan = [line for line in routes_h2.splitlines() if "vxlan.gingham" in line]
     assert len(vxlan) == 1 and "onlink" in vxlan[0], routes_h2
     assert any(f"via {st.host('h1').address} dev eth0" in line for line in routes_h2.splitlines())
+    # Encapsulation is in use: workloads get the underlay MTU less VXLAN's 50 bytes.
+    eth0 = subprocess.run(["ip", "-n", st.workload("r/w2").netns, "-j", "link", "show", "eth0"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert json.loads(eth0)[0]["mtu"] == 1450
 
 
 def test_bgp_mesh_comes_up_and_traffic_still_flows(two_subnets: str) -> None:
