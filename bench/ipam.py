@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -65,6 +66,26 @@ def _allocator(url: str, host: str, worker: int, allocs: int, barrier: Any, queu
     ds.ds.close()
 
 
+def _collect(procs: list[Any], queue: Any, timeout: float = 600) -> list[dict[str, Any]]:
+    """One result per process; fail fast (not after the timeout) if one dies."""
+    import queue as queue_mod
+
+    results: list[dict[str, Any]] = []
+    deadline = time.time() + timeout
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=0.5))
+        except queue_mod.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.time() > deadline:
+                for p in procs:
+                    p.kill()
+                raise SystemExit(f"an allocator failed (exit codes {dead}) or timed out") from None
+    for p in procs:
+        p.join()
+    return results
+
+
 def _writer(url: str, worker: int, writes: int, barrier: Any, queue: Any) -> None:
     """The datastore's own ceiling: plain creates of small keys, no IPAM."""
     from gingham.datastore import open_datastore
@@ -89,9 +110,7 @@ def raw_writes(url: str, concurrency: int, writes: int) -> float:
         p.start()
     barrier.wait(timeout=120)
     t0 = time.time()
-    walls = [queue.get(timeout=600)["wall"] for _ in procs]
-    for p in procs:
-        p.join()
+    walls = [r["wall"] for r in _collect(procs, queue)]
     return round(concurrency * writes / (max(walls) - t0), 1)
 
 
@@ -120,9 +139,7 @@ def run(url: str, concurrency: int, allocs: int, hosts_per: int) -> dict[str, An
         p.start()
     barrier.wait(timeout=120)
     t0 = time.time()
-    results = [queue.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join()
+    results = _collect(procs, queue)
     wall = max(r["wall"] for r in results) - t0
     total = sum(r["allocs"] for r in results)
     return {
@@ -142,6 +159,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--hosts-per", type=int, default=1, help="allocators sharing one host")
     args = ap.parse_args()
+    # so that the finally below stops etcd and removes the directory
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
     out: dict[str, Any] = {"bench": "ipam", "python": platform.python_version(),
