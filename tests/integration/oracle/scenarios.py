@@ -234,10 +234,11 @@ _K8S_NS_VOCAB = {**NAMESPACE_VOCAB, "kubernetes.io/metadata.name": NAMESPACES}
 
 @st.composite
 def k8s_peer(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(("pod", "pod", "namespace", "both", "ipBlock")))
+    kind = draw(st.sampled_from(("pod", "pod", "namespace", "both", "ipBlock", "ipBlock")))
     if kind == "ipBlock":
-        block: dict[str, Any] = {"cidr": draw(st.sampled_from((POOL, *(f"@{r}" for r in REFS))))}
-        if block["cidr"] == POOL and draw(st.booleans()):
+        cidr = draw(st.sampled_from((POOL, POOL, POOL, *(f"@{r}" for r in REFS))))
+        block: dict[str, Any] = {"cidr": cidr}
+        if cidr == POOL and draw(st.integers(0, 2)) > 0:
             block["except"] = draw(st.lists(_WORKLOAD_NETS, min_size=1, max_size=2, unique=True))
         return {"ipBlock": block}
     peer: dict[str, Any] = {}
@@ -257,7 +258,7 @@ def k8s_port(draw: st.DrawFn) -> dict[str, Any]:
     number = draw(st.sampled_from((None, 80, 81, "http", "alt", "admin")))
     if number is not None:
         port["port"] = number
-        if number == 80 and draw(st.booleans()):
+        if number == 80 and draw(st.integers(0, 2)) > 0:
             port["endPort"] = 81
     return port
 
