@@ -1,5 +1,5 @@
-"""Bugs found by the conformance suite in code this area does not own, reduced
-to the smallest input. They fail until the owner fixes them; see the report."""
+"""Bugs the conformance suite found in code this area does not own, reduced to
+the smallest input and kept as regression tests."""
 
 from __future__ import annotations
 
