@@ -4,8 +4,8 @@
 
 No root needed. Each simulated agent is the real thing minus the kernel: its
 own datastore follower, its own :class:`CalcGraph` for its host and its own
-policy dataplane (managers + apply step) whose driver is the in-memory
-FakeNFT, so kernel writes are counted (nft commands), not made. 1,000
+policy dataplane (managers + the apply step's planning) whose driver counts
+the nft commands it is given: kernel writes are counted, not made. 1,000
 processes do not fit on 2 cores, so ``--workers`` processes each run
 hosts/workers agents in one loop (honest about it: agents in a process share
 its CPU and take turns; a document is decoded once per process and the
@@ -128,18 +128,63 @@ def populate(url: str, hosts: int, per_host: int, policies: int, seed: int) -> i
 # -- a worker: many agents in one loop -------------------------------------------
 
 
+class CountingNFT:
+    """A kernel that counts the nft commands it is given and keeps nothing.
+
+    After its first (full) apply the apply step plans from what it programmed
+    last, never reading the kernel again, so an empty kernel is all it needs.
+    """
+
+    family = "inet"
+    table = "gingham"
+
+    def __init__(self) -> None:
+        self.commands = 0
+        self.transactions = 0
+
+    def run(self, tx: Any) -> None:
+        self.commands += len(tx)
+        self.transactions += 1
+
+    def check(self, tx: Any) -> None:
+        pass
+
+    def snapshot(self) -> None:
+        return None
+
+    def table_exists(self) -> bool:
+        return False
+
+    def delete_table(self) -> bool:
+        return False
+
+    def list_chains(self) -> list[Any]:
+        return []
+
+    def list_rules(self, chain: str) -> list[Any]:
+        return []
+
+    def list_sets(self) -> list[Any]:
+        return []
+
+    def list_elements(self, name: str) -> list[Any]:
+        return []
+
+    def counters(self) -> list[Any]:
+        return []
+
+
 class SimAgent:
     def __init__(self, host: str, source: Any, decode: Any) -> None:
         from gingham.calc import CalcGraph
         from gingham.dataplane.apply import Applier
         from gingham.dataplane.managers import PolicyDataplane
-        from gingham.dataplane.nft_fake import FakeNFT
 
         self.host = host
         self.source = source
         self.decode = decode
         self.graph = CalcGraph(host)
-        self.applier = Applier(FakeNFT(), PolicyDataplane(), fast_elements=False)
+        self.applier = Applier(CountingNFT(), PolicyDataplane(), fast_elements=False)
         self.synced = False
         self.commands = 0
         self.interval = POLL_MIN
@@ -322,6 +367,7 @@ class Fleet:
     def wait_revision(self, hosts: list[str], revision: int, timeout: float) -> dict[str, tuple[float, int]]:
         """Per host, the first (time, nft commands) at which it had processed ``revision``."""
         deadline = time.monotonic() + timeout
+        next_note = time.monotonic() + 10
         with self.lock:
             while True:
                 done = {}
@@ -332,6 +378,10 @@ class Fleet:
                             break
                 if len(done) == len(hosts) or time.monotonic() >= deadline:
                     return done
+                if time.monotonic() >= next_note:  # progress on stderr for long runs
+                    next_note = time.monotonic() + 10
+                    print(f"{len(done)}/{len(hosts)} agents at revision {revision}",
+                          file=sys.stderr, flush=True)
                 dead = [p.args for p in self.procs if p.poll() is not None]
                 if dead:
                     raise RuntimeError(f"a worker exited early: {dead[0]}")
