@@ -95,8 +95,15 @@ class IPAM:
         # last seen version of blocks: (block, mod_revision); a stale entry costs
         # one lost compare-and-swap, never a wrong allocation
         self._blocks: dict[str, tuple[Block, int]] = {}
+        self._nets: dict[str, IPNetwork] = {}
 
     # -- cached reads of slowly changing things -----------------------------
+
+    def _network(self, text: str) -> IPNetwork:
+        net = self._nets.get(text)
+        if net is None:
+            net = self._nets[text] = ipaddress.ip_network(text)
+        return net
 
     def _cached(self, name: str, load: Callable[[], Any]) -> Any:
         now = self.clock()
@@ -250,13 +257,19 @@ class IPAM:
             return any(cidr.version == p.version and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
                        for p in pools)
 
-        # 1. our own blocks
+        # 1. our own blocks: first as last seen, then -- before claiming or
+        #    borrowing -- re-read, in case others freed addresses in them
         affinities = self.own_affinities()
-        for cidr_text in sorted(affinities):
-            cidr = ipaddress.ip_network(cidr_text)
-            if len(got) == count or cidr.version != version or not in_pools(cidr):
-                continue
-            got += self._take_from(cidr, count - len(got), who, own=True)
+        for fresh in (False, True):
+            for cidr_text in sorted(affinities):
+                cidr = self._network(cidr_text)
+                if len(got) == count or cidr.version != version or not in_pools(cidr):
+                    continue
+                if fresh:
+                    self._blocks.pop(keys.block_key(cidr), None)
+                got += self._take_from(cidr, count - len(got), who, own=True)
+            if len(got) == count:
+                break
 
         # 2. claim new blocks while allowed
         cfg = self.config()
@@ -317,6 +330,8 @@ class IPAM:
         key = keys.block_key(cidr)
         skip = self.reservations().skip_for(cidr)
         cached = self._blocks.get(key)
+        if cached is not None and cached[0].free_count(skip) == 0:
+            return []  # full when last seen (the caller re-reads before going elsewhere)
         current = (cached[0].copy(), cached[1]) if cached else self._read_block(key)
         if current is None or (own and current[0].affinity != host_affinity(self.host)):
             return []

@@ -339,3 +339,13 @@ def test_deleting_a_pool_strands_nothing(sqlite_store: Datastore) -> None:
     assert sorted(a.release_by_handle("one")) == sorted(g.ip for g in one)
     assert a.release(two) == [two[0].ip]
     assert all_allocated(sqlite_store) == []
+
+
+def test_addresses_freed_by_others_are_reused_before_claiming(sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/28", 30)
+    a = IPAM(sqlite_store, "h1", rng=random.Random(4), cache_ttl=60.0)  # long-lived, cached
+    got = a.allocate("x", num_v4=4)  # fills its first block
+    other = IPAM(sqlite_store, "h1", cache_ttl=0)  # e.g. another CNI process on the host
+    other.release(got[:1])
+    [again] = a.allocate("y")
+    assert again.ip == got[0].ip and len(list_blocks(sqlite_store)) == 1
