@@ -346,8 +346,8 @@ class IPAM:
                 if current is None:
                     break
                 block, revision = current
-                if own and block.affinity != host_affinity(self.host):
-                    break  # released and re-claimed by someone else meanwhile
+                if block.deleted or (own and block.affinity != host_affinity(self.host)):
+                    break  # being deleted, or released and re-claimed by someone else
                 ordinals = block.assign(planned, who, skip)
                 if not ordinals:
                     break
