@@ -7,7 +7,9 @@ the router's address on its subnet. The router (AS 64513) peers eBGP with every
 host (AS 64512, Calico's default), learns each host's blocks and zebra programs
 them into the router's kernel (``proto bgp``). Because all hosts share one AS,
 the router rewrites that AS in what it sends back (``as-override``); otherwise
-each host's BGP loop check would drop its neighbours' routes.
+each host's BGP loop check would drop its neighbours' routes. The mesh is off
+because with a ToR it is redundant, and across subnets it could not work anyway
+(iBGP next hops behind the router are ones BIRD here cannot resolve).
 
 Then workloads on different subnets reach each other through the router with
 no VXLAN, and a namespace behind the router (203.0.113.0/24, which is in no
