@@ -432,6 +432,8 @@ class IPAM:
                 if kv is None:
                     raise IPAMError(f"block {cidr} vanished while assigning {addr}; retry")
                 block = Block.from_json(kv.value)
+                if block.deleted:
+                    raise IPAMError(f"block {cidr} is being deleted; retry")
                 ordinal = block.ordinal_of(addr)
                 block.assign_ordinal(ordinal, who)
                 try:
