@@ -113,6 +113,8 @@ class World:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     items: tuple[Item, ...] = ()
+    # Look-ups repeated for every pair of a matrix; the snapshot never changes.
+    _owners: dict[Any, list[Item]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, resources: Iterable[Resource]) -> World:
@@ -174,7 +176,10 @@ class World:
         return None
 
     def owners(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[Item]:
-        return [item for item in self.items if item.owns(address)]
+        found = self._owners.get(address)
+        if found is None:
+            found = self._owners[address] = [item for item in self.items if item.owns(address)]
+        return found
 
     def ns_labels(self, namespace: str) -> Mapping[str, str]:
         return self.namespace_labels.get(namespace, {})
