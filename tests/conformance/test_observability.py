@@ -138,8 +138,8 @@ def test_flow_log_names_workloads_and_rule(log_deny: Cluster, netns_logging: Non
     assert (f.owner, f.direction, f.index, f.action) == ("default/x/log-deny", "ingress", 0, "Log")
     assert f.verdict == "denied" and "rule 1 of policy default/x/log-deny" in (f.reason or "")
     assert allowed and allowed[-1].verdict == "allowed", recent[-5:]
-    code, out = _cli(log_deny, "flows", "-n", "50", "--workload", "x/b", "--policy",
-                     "log-deny", "-o", "json")
+    code, out = _cli(log_deny, "flows", "--lab", log_deny.lab, "-n", "50", "--workload", "x/b",
+                     "--policy", "log-deny", "-o", "json")
     assert code == 0, out
     rows = json.loads(out)
     assert rows and all("x/b" in (r["sourceName"], r["destinationName"]) for r in rows)
