@@ -271,12 +271,14 @@ def base_chains(
     endpoint_to_host: str = "Drop",
     failsafe_in: tuple[tuple[str, int], ...] = (),
     failsafe_out: tuple[tuple[str, int], ...] = (),
+    log_drops: bool = False,
 ) -> list[ChainSpec]:
     """The base chains; those for host endpoints depend on configuration.
 
     ``endpoint_to_host`` is FelixConfiguration's defaultEndpointToHostAction:
     ``Drop`` (default), ``Accept``, or ``Return`` (let host-endpoint policy decide).
     ``failsafe_*`` are (protocol, port) pairs kept open on host endpoints.
+    ``log_drops``: gingham's own drops also log (rate-limited).
     """
     wl = f'"{WORKLOAD_IFACE_PREFIX}*"'
     head = [RuleSpec(ESTABLISHED), RuleSpec(INVALID)]
@@ -291,10 +293,10 @@ def base_chains(
     if action not in ("Drop", "Accept", "Return"):
         raise ValueError(f"defaultEndpointToHostAction must be Drop, Accept or Return: {action!r}")
     to_host: list[RuleSpec] = [untracked, RuleSpec(f"iifname {wl} {NDP}")]
-    if action != "Return":
-        to_host.append(
-            RuleSpec(f"iifname {wl} counter {action.lower()}", comment="endpoint-to-host")
-        )
+    if action == "Drop":
+        to_host += drop_rules(f"iifname {wl}", "endpoint-to-host", log_drops)
+    elif action == "Accept":
+        to_host.append(RuleSpec(f"iifname {wl} counter accept", comment="endpoint-to-host"))
     to_host += _failsafe_rules("dport", failsafe_in, f"iifname != {wl}", "failsafe-in")
     to_host.append(RuleSpec(f"iifname != {wl} iifname vmap @{MAP_TO_HEP}"))
 
@@ -314,7 +316,7 @@ def base_chains(
             0,
             [
                 RuleSpec(f"iifname vmap @{MAP_FROM_WL}"),
-                RuleSpec(f"iifname {wl} counter drop", comment="unknown-workload"),
+                *drop_rules(f"iifname {wl}", "unknown-workload", log_drops),
             ],
         ),
         base(
@@ -323,7 +325,7 @@ def base_chains(
             10,
             [
                 RuleSpec(f"oifname vmap @{MAP_TO_WL}"),
-                RuleSpec(f"oifname {wl} counter drop", comment="unknown-workload"),
+                *drop_rules(f"oifname {wl}", "unknown-workload", log_drops),
             ],
         ),
         base(
@@ -333,7 +335,7 @@ def base_chains(
             [
                 RuleSpec(f"iifname {wl} {NDP}"),
                 RuleSpec(f"iifname vmap @{MAP_FROM_WL}"),
-                RuleSpec(f"iifname {wl} counter drop", comment="unknown-workload"),
+                *drop_rules(f"iifname {wl}", "unknown-workload", log_drops),
             ],
         ),
         base(IN_HOST, "input", 10, to_host),
@@ -353,6 +355,22 @@ def base_chains(
              hep(f"oifname != {wl}", failsafe_out, "failsafe-out", MAP_RAW_HEP_OUT),
              tracked=False),
     ]
+
+
+LOG_DROP_RATE = "limit rate 10/second burst 20 packets"
+"""How many of gingham's own drops per rule reach the kernel log (``gingham flows``)."""
+
+
+def drop_rules(match: str, comment: str, log: bool) -> list[RuleSpec]:
+    """A counted drop named ``comment``, preceded (``log``) by a rate-limited log
+    line with the prefix ``gingham <comment>: `` (the form Log rules use)."""
+    head = f"{match} " if match else ""
+    out = []
+    if log:
+        prefix = f"gingham {comment}: "[:127]
+        out.append(RuleSpec(f'{head}{LOG_DROP_RATE} log prefix "{prefix}"'))
+    out.append(RuleSpec(f"{head}counter drop", comment=comment))
+    return out
 
 
 def _failsafe_rules(

@@ -312,6 +312,7 @@ def endpoint_rules(
     profile_chain: Callable[[str, bool], str] = layout.profile_chain,
     normal: bool = True,
     tier_end_drop: bool | None = None,
+    log_drops: bool = False,
 ) -> list[RuleSpec]:
     """The rules of one endpoint's chain for one direction.
 
@@ -323,17 +324,17 @@ def endpoint_rules(
     ``normal=False`` (preDNAT, doNotTrack, applyOnForward chains): no
     profiles and no final drop; what no policy decided returns to the base
     chain. ``tier_end_drop`` (default: ``normal``) keeps the tiers' default
-    action (applyOnForward chains keep it).
+    action (applyOnForward chains keep it). ``log_drops``: the chain's own
+    drops (tier end, anti-spoofing, no profile) also log, rate-limited, with
+    the prefix ``gingham <marker>: ``.
     """
     if tier_end_drop is None:
         tier_end_drop = normal
     out: list[RuleSpec] = []
     if anti_spoof:
         for fam, ip, name in ((4, "ip", layout.SPOOF_V4), (6, "ip6", layout.SPOOF_V6)):
-            out.append(RuleSpec(
-                f"meta nfproto ipv{fam} iifname . {ip} saddr != @{name} counter drop",
-                comment="anti-spoof",
-            ))
+            out += layout.drop_rules(
+                f"meta nfproto ipv{fam} iifname . {ip} saddr != @{name}", "anti-spoof", log_drops)
     for tier in tiers:
         pols = tier.ingress_policies if inbound else tier.egress_policies
         if not pols:
@@ -351,12 +352,8 @@ def endpoint_rules(
                     )
                 )
         if tier_end_drop and tier.default_action != "pass":
-            out.append(
-                RuleSpec(
-                    f"{_PASS_CLEAR} counter drop",
-                    comment=layout.short_comment(f"tier-end:{tier.name}"),
-                )
-            )
+            out += layout.drop_rules(
+                _PASS_CLEAR, layout.short_comment(f"tier-end:{tier.name}"), log_drops)
     out.append(RuleSpec(_CLEAR_PASS))
     if not normal:
         return out
@@ -368,5 +365,5 @@ def endpoint_rules(
                 out.append(
                     RuleSpec("counter drop", comment=layout.short_comment(f"missing-profile:{prof}"))
                 )
-    out.append(RuleSpec("counter drop", comment="no-profile-allowed"))
+    out += layout.drop_rules("", "no-profile-allowed", log_drops)
     return out

@@ -102,11 +102,15 @@ class DataplaneConfig:
 class PolicyDataplane:
     """All managers over one :class:`TableState`; feed it messages with :meth:`on_message`."""
 
-    def __init__(self, config: DataplaneConfig | None = None) -> None:
+    def __init__(self, config: DataplaneConfig | None = None, log_drops: bool = True) -> None:
+        """``log_drops``: gingham's own drops (tier end, no profile, anti-spoofing,
+        unknown workload, endpoint-to-host) also log, rate-limited, for ``gingham flows``."""
         self.state = TableState()
+        self.log_drops = log_drops
         self.ipsets = IPSetManager(self.state)
         self.endpoints = EndpointManager(self.state)
         self.host_endpoints = HostEndpointManager(self.state)
+        self.endpoints.log_drops = self.host_endpoints.log_drops = log_drops
         self.policies = PolicyManager(self.state, self.ipsets, self._presence_changed)
         self.endpoints.policies = self.policies
         self.host_endpoints.policies = self.policies
@@ -125,7 +129,8 @@ class PolicyDataplane:
 
     def _set_base_chains(self) -> None:
         c = self.config
-        for spec in layout.base_chains(c.endpoint_to_host, c.failsafe_in, c.failsafe_out):
+        for spec in layout.base_chains(c.endpoint_to_host, c.failsafe_in, c.failsafe_out,
+                                       self.log_drops):
             self.state.set_chain(spec)
 
     def on_message(self, msg: m.Message) -> None:

@@ -91,6 +91,8 @@ class EndpointManager:
         self._chains_of: dict[m.WorkloadEndpointID, tuple[str, str]] = {}
         self._users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
         self._spoof: dict[m.WorkloadEndpointID, set[tuple[str, Key]]] = {}
+        self._spoof_refs: dict[tuple[str, Key], int] = defaultdict(int)
+        self.log_drops = False
 
     def _has_policy(self, pid: PolicyID) -> bool:
         return self.policies is not None and pid in self.policies.policies
@@ -114,9 +116,14 @@ class EndpointManager:
     def _set_spoof(self, eid: m.WorkloadEndpointID, keys: set[tuple[str, Key]]) -> None:
         old = self._spoof.get(eid, set())
         for name, key in old - keys:
-            self._state.del_elements(name, [key])
+            self._spoof_refs[(name, key)] -= 1
+            if self._spoof_refs[(name, key)] <= 0:
+                del self._spoof_refs[(name, key)]
+                self._state.del_elements(name, [key])
         for name, key in keys - old:
-            self._state.add_elements(name, [key])
+            self._spoof_refs[(name, key)] += 1
+            if self._spoof_refs[(name, key)] == 1:
+                self._state.add_elements(name, [key])
         if keys:
             self._spoof[eid] = keys
         else:
@@ -129,6 +136,7 @@ class EndpointManager:
             missing_profiles=ep.missing_profiles,
             has_policy=self._has_policy,
             has_profile=self._has_profile,
+            log_drops=self.log_drops,
         )
         eid = ep.endpoint_id
         try:
@@ -148,9 +156,14 @@ class EndpointManager:
         self._use(eid, fw)
         self._chains_of[eid] = (tw.name, fw.name)
         ifn = ep.interface_name
-        self._set_spoof(eid, spoof)
-        self._state.set_entry(layout.MAP_TO_WL, ifn, tw.name)
-        self._state.set_entry(layout.MAP_FROM_WL, ifn, fw.name)
+        # Two endpoints claiming one interface (never from a sane datastore):
+        # the latest owns its dispatch entries and addresses; the other keeps
+        # nothing in the kernel until it is updated again.
+        owner = self._owner.get(ifn) == eid
+        self._set_spoof(eid, spoof if owner else set())
+        if owner:
+            self._state.set_entry(layout.MAP_TO_WL, ifn, tw.name)
+            self._state.set_entry(layout.MAP_FROM_WL, ifn, fw.name)
         if old is not None:
             for name in old:
                 if name not in (tw.name, fw.name):
@@ -212,6 +225,7 @@ class HostEndpointManager:
         self.endpoints: dict[str, m.HostEndpointUpdate] = {}
         self._index = _EndpointIndex()
         self._programmed: dict[str, set[tuple[str, str, str]]] = {}  # eid -> (map, ifname, chain)
+        self.log_drops = False
 
     def _chains(self, ep: m.HostEndpointUpdate) -> list[tuple[str, ChainSpec]]:
         pm = self.policies
@@ -222,7 +236,8 @@ class HostEndpointManager:
                 profile_ids=ep.profile_ids if kw.get("normal", True) else (),
                 missing_profiles=ep.missing_profiles if kw.get("normal", True) else (),
                 has_policy=lambda p: pm is not None and p in pm.policies,
-                has_profile=lambda p: pm is not None and p in pm.profiles, **kw)
+                has_profile=lambda p: pm is not None and p in pm.profiles,
+                log_drops=self.log_drops and kw.get("normal", True), **kw)
 
         def used(tiers: tuple[m.TierInfo, ...], inbound: bool) -> bool:
             return any(t.ingress_policies if inbound else t.egress_policies for t in tiers)
