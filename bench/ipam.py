@@ -110,7 +110,7 @@ def raw_writes(url: str, concurrency: int, writes: int) -> float:
         p.start()
     barrier.wait(timeout=120)
     t0 = time.time()
-    walls = [r["wall"] for r in _collect(procs, queue)]
+    walls = [float(r["wall"]) for r in _collect(procs, queue)]
     return round(concurrency * writes / (max(walls) - t0), 1)
 
 
