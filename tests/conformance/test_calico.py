@@ -250,6 +250,33 @@ def test_service_accounts(k8s: Cluster) -> None:
              {(80, "tcp"): Reach().block(to="x/a").allow(frm=["x/c", "y/b"], to="x/a")})
 
 
+def test_service_account_selectors(k8s: Cluster) -> None:
+    k8s.set_service_account("y/b", "robot")
+    k8s.set_service_account("x/c", "robot")
+    # serviceAccounts.selector sees the account's name as projectcalico.org/name
+    k8s.case(np("sa-sel", "x", "  selector: pod == 'a'\n  ingress:\n  - action: Allow\n"
+                               "    source: {namespaceSelector: all(), serviceAccounts: "
+                               "{selector: \"projectcalico.org/name == 'robot'\"}}"),
+             {(80, "tcp"): Reach().block(to="x/a").allow(frm=["x/c", "y/b"], to="x/a")})
+    # a policy's serviceAccountSelector narrows what it selects
+    k8s.case(gnp("robots-closed", "  selector: all()\n"
+                                  "  serviceAccountSelector: \"projectcalico.org/name == 'robot'\"\n"
+                                  "  types: [Ingress]"),
+             {(80, "tcp"): Reach().block(to=["x/c", "y/b"])})
+
+
+def test_services_fail_closed(k8s: Cluster) -> None:
+    # Kubernetes Services are not stored in gingham: an Allow on one never
+    # matches, a Deny on one denies regardless of the Service.
+    svc = "    source: {services: {name: web, namespace: y}}"
+    head = "  selector: pod == 'b'\n  ingress:\n"
+    k8s.case(np("svc", "z", f"{head}  - action: Allow\n{svc}"),
+             {(80, "tcp"): Reach().block(to="z/b")})
+    k8s.case(np("svc", "z", f"{head}  - action: Deny\n{svc}\n    protocol: TCP\n"
+                            "  - action: Allow"),
+             {(80, "tcp"): Reach().block(to="z/b"), (80, "udp"): Reach()})
+
+
 # ------------------------------------------------------------------ ICMP
 
 

@@ -178,7 +178,7 @@ def _namespace_selector_matches(expr: str, item: Item, world: World) -> bool:
     return _sel(expr, labels)
 
 
-def _scoped(entity: EntityRule, namespace: str | None) -> bool:
+def _scoped(entity: EntityRule) -> bool:
     """An entity names endpoints (and so is scoped to a namespace) when it has
     any selector-like field; nets and ports alone are not scoped."""
     return bool(
@@ -236,17 +236,22 @@ def entity_matches(
     protocol: int,
     policy_ns: str | None,
     world: World,
+    action: str = "Allow",
 ) -> bool:
-    """Every field of the entity must hold (AND); lists inside a field are ORs."""
-    if entity.services is not None:
-        return False  # Services are not modelled in gingham: nothing matches
+    """Every field of the entity must hold (AND); lists inside a field are ORs.
+
+    Kubernetes Services are not stored in gingham, so a ``services`` match
+    cannot be decided: gingham fails closed, a Deny rule ignores the
+    condition (denies more) and any other rule never matches.
+    """
+    if entity.services is not None and action != "Deny":
+        return False
     if entity.nets and not any(address in ipaddress.ip_network(n) for n in entity.nets):
         return False
     if any(address in ipaddress.ip_network(n) for n in entity.not_nets):
         return False
     owners = world.owners(address)
-    scoped = _scoped(entity, policy_ns)
-    if scoped:
+    if _scoped(entity):
         owners_ok = [o for o in owners if _item_matches(entity, o, policy_ns, world)]
         if not owners_ok:
             return False
@@ -281,10 +286,10 @@ def rule_matches(rule: Rule, packet: Packet, policy_ns: str | None, world: World
     ):
         return False
     if not entity_matches(rule.source, packet.src, packet.src_port, packet.protocol,
-                          policy_ns, world):
+                          policy_ns, world, rule.action):
         return False
     return entity_matches(rule.destination, packet.dst, packet.dst_port, packet.protocol,
-                          policy_ns, world)
+                          policy_ns, world, rule.action)
 
 
 # ----------------------------------------------------------------- selection and order

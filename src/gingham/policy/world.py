@@ -10,7 +10,8 @@ Endpoints are flattened into :class:`Item`: an address owner with the labels
 its selectors see. Those labels follow Calico: the labels of the endpoint's
 profiles (``labelsToApply``; earlier profiles win), then its own labels, then
 the implicit ones (``projectcalico.org/namespace``, ``…/orchestrator``,
-``…/serviceaccount``), which nothing can override.
+``…/serviceaccount`` and ``pcsa.projectcalico.org/name``), which nothing can
+override.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from gingham.model import (
 NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
 ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
 SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
+# What a serviceAccounts selector sees of an account: its name (account labels
+# are not stored in gingham), under the pcsa. prefix Calico uses for them.
+SERVICE_ACCOUNT_NAME_LABEL: Final = "pcsa.projectcalico.org/name"
 NAMESPACE_NAME_KEY: Final = "projectcalico.org/name"
 NAMESPACE_PROFILE_PREFIX: Final = "kns."
 DEFAULT_TIER: Final = "default"
@@ -219,6 +223,7 @@ def _item(res: Resource, profiles: Mapping[str, Profile]) -> Item:
             implicit[ORCHESTRATOR_LABEL] = spec.orchestrator
         if spec.service_account_name:
             implicit[SERVICE_ACCOUNT_LABEL] = spec.service_account_name
+            implicit[SERVICE_ACCOUNT_NAME_LABEL] = spec.service_account_name
         listed = tuple(spec.profiles)
         parents = tuple(dict.fromkeys((*listed, NAMESPACE_PROFILE_PREFIX + ns)))
         return Item(

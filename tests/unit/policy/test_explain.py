@@ -337,3 +337,29 @@ def test_addresses_outside_gingham() -> None:
     assert explain(w, "198.18.0.3", "x/a", 80).egress.endpoint == "y/a"
     with pytest.raises(ValidationError, match="neither"):
         explain(w, "192.0.2.1", "192.0.2.2", 80)
+
+
+def test_service_account_selectors_see_the_account_name() -> None:
+    w = world(np("sa-sel", "x", "  selector: pod == 'a'\n  ingress:\n  - action: Allow\n"
+                                "    source: {serviceAccounts: "
+                                "{selector: \"projectcalico.org/name == 'robot'\"}}"))
+    assert allowed(w, "x/b", "x/a")  # x/b runs as robot
+    assert not allowed(w, "y/b", "x/a")
+    w = world(np("robots-only", "x", "  selector: all()\n"
+                                     "  serviceAccountSelector: \"projectcalico.org/name == 'robot'\"\n"
+                                     "  types: [Ingress]"))
+    assert not allowed(w, "y/a", "x/b")  # selected: x/b's account is robot
+    assert allowed(w, "y/a", "x/a")  # not selected: no account
+
+
+def test_services_fail_closed() -> None:
+    svc = "    source: {services: {name: web, namespace: y}}"
+    head = "  selector: pod == 'a'\n  ingress:\n"
+    # Services are not stored: an Allow on one never matches ...
+    w = world(np("svc", "x", f"{head}  - action: Allow\n{svc}"))
+    v = explain(w, "y/a", "x/a", 80)
+    assert not v.allowed and v.ingress.decided_by == "tier-default"
+    # ... and a Deny on one drops the Service condition, denying more.
+    w = world(np("svc", "x", f"{head}  - action: Deny\n{svc}\n  - action: Allow"))
+    v = explain(w, "y/a", "x/a", 80)
+    assert not v.allowed and v.ingress.rule_index == 0
