@@ -54,14 +54,16 @@ class Scenario:
     namespace_labels: Mapping[str, Mapping[str, str]]
     tier: dict[str, Any] | None = None
     policies: tuple[dict[str, Any], ...] = field(default=())
+    netsets: tuple[dict[str, Any], ...] = field(default=())
 
     def manifests(self) -> list[dict[str, Any]]:
-        """Namespaces, the tier, then the policies (placeholders unrendered)."""
+        """Namespaces, network sets, the tier, then the policies (placeholders unrendered)."""
         docs: list[dict[str, Any]] = [
             {"apiVersion": "v1", "kind": "Namespace",
              "metadata": {"name": ns, "labels": dict(labels)}}
             for ns, labels in sorted(self.namespace_labels.items())
         ]  # fmt: skip
+        docs.extend(self.netsets)
         if self.tier is not None:
             docs.append(self.tier)
         docs.extend(self.policies)
@@ -309,6 +311,32 @@ def tier(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
+def netset(draw: st.DrawFn, namespace: str | None) -> dict[str, Any]:
+    """A (Global)NetworkSet holding workload addresses: selectors that match its
+    labels match those addresses, whatever the workloads' own labels."""
+    metadata: dict[str, Any] = {"name": "gns" if namespace is None else "ns1",
+                                "labels": draw(_label_sets(WORKLOAD_VOCAB))}  # fmt: skip
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "GlobalNetworkSet" if namespace is None else "NetworkSet",
+        "metadata": metadata,
+        "spec": {"nets": draw(st.lists(_WORKLOAD_NETS, min_size=1, max_size=2, unique=True))},
+    }
+
+
+@st.composite
+def netsets(draw: st.DrawFn) -> tuple[dict[str, Any], ...]:
+    out = []
+    if draw(st.integers(0, 3)) == 0:
+        out.append(draw(netset(None)))
+    if draw(st.integers(0, 3)) == 0:
+        out.append(draw(netset(draw(st.sampled_from(NAMESPACES)))))
+    return tuple(out)
+
+
+@st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     the_tier = draw(st.one_of(st.none(), tier()))
     tiers = ("default",) if the_tier is None else ("default", TIER)
@@ -323,4 +351,51 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         namespace_labels=draw(namespace_labels),
         tier=the_tier,
         policies=tuple(policies),
+        netsets=draw(netsets()),
     )
+
+
+@st.composite
+def changes(draw: st.DrawFn, first: Scenario) -> Scenario:
+    """What a second phase writes over ``first``: some workloads relabelled, new
+    namespace labels, some policies, the tier and the network sets rewritten
+    under the same names, so that the agents update in place."""
+    labels = {ref: draw(st.one_of(st.just(dict(old)), _label_sets(WORKLOAD_VOCAB)))
+              for ref, old in first.labels.items()}  # fmt: skip
+    the_tier = first.tier
+    if the_tier is not None and draw(st.booleans()):
+        the_tier = draw(tier())
+    tiers = ("default",) if the_tier is None else ("default", TIER)
+    policies = []
+    for old in first.policies:
+        if draw(st.booleans()):
+            policies.append(old)
+            continue
+        if old["apiVersion"] == "networking.k8s.io/v1":
+            new = draw(k8s_policy(old["metadata"]["name"]))
+        else:
+            new = draw(calico_policy(old["metadata"]["name"], tiers))
+            new["kind"] = old["kind"]
+            if old["kind"] == "NetworkPolicy":
+                new["spec"].pop("namespaceSelector", None)
+        new["metadata"] = dict(old["metadata"])
+        policies.append(new)
+    sets = []
+    for old in first.netsets:
+        new = draw(netset(old["metadata"].get("namespace")))
+        sets.append(draw(st.sampled_from((old, new))))
+    return Scenario(
+        labels=labels,
+        namespace_labels=draw(namespace_labels),
+        tier=the_tier,
+        policies=tuple(policies),
+        netsets=tuple(sets),
+    )
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[Scenario, Scenario | None]:
+    """A scenario and, usually, changes made once its verdicts were checked."""
+    first = draw(scenarios())
+    then = draw(st.one_of(st.none(), changes(first), changes(first)))
+    return first, then

@@ -4,11 +4,13 @@ A 3-host lab (sqlite) with six workloads in two namespaces, each serving
 TCP 80 ("http"), TCP 81 ("alt" or "admin") and UDP 80 ("http"). Every
 hypothesis example sets random labels on the workloads and their namespaces,
 applies 1-4 random policies (Calico NetworkPolicy, GlobalNetworkPolicy,
-Kubernetes NetworkPolicy; sometimes in an extra tier), waits until every host
-has programmed them (see ``harness``), measures tcp/80, tcp/81 and udp/80
-between every pair with real connections and compares with
-``gingham.policy.explain`` on the same datastore contents. Then it deletes
-the policies.
+Kubernetes NetworkPolicy; sometimes in an extra tier) and sometimes network
+sets holding workload addresses, waits until every host has programmed them
+(see ``harness``), measures tcp/80, tcp/81 and udp/80 between every pair
+with real connections and compares with ``gingham.policy.explain`` on the
+same datastore contents. Usually a second phase then relabels some
+workloads and namespaces and rewrites some policies in place (the agents'
+incremental paths) and compares again. Then it deletes what it wrote.
 
 Examples are fixed (derandomized) and few by default, so the module takes
 about a minute. To run more or other ones:
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, event, given, seed, settings
 
 from gingham.datastore import open_datastore
 from gingham.lab import lab as labmod
@@ -48,7 +50,7 @@ from tests.integration.oracle.harness import (
     render_matrices,
     wait_sentinel,
 )
-from tests.integration.oracle.scenarios import PROBES, REFS, Scenario, scenarios
+from tests.integration.oracle.scenarios import PROBES, REFS, Scenario, cases
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -110,14 +112,33 @@ def _report(rig: Rig, scenario: Scenario, measured: Matrices, expected: Matrices
     ])  # fmt: skip
 
 
-def run_scenario(rig: Rig, scenario: Scenario) -> None:
+def _check(rig: Rig, scenario: Scenario, phase: str, before: Scenario | None = None) -> None:
+    measured, expected, world = converge(rig, scenario)
+    blocked = sum(not ok for rows in expected.values() for row in rows.values()
+                  for ok in row.values())  # fmt: skip
+    event(f"{phase}: oracle blocks {'none' if not blocked else 'some' if blocked < 90 else 'all'}"
+          " of the 108 cells")
+    if measured != expected:
+        head = f"phase {phase}"
+        if before is not None:
+            head += " (written over the first phase, below it)"
+        text = _report(rig, scenario, measured, expected, world)
+        if before is not None:
+            text += "\n\nfirst phase (YAML):\n" + before.to_yaml(rig.ips)
+        pytest.fail(f"{head}: {text}", pytrace=False)
+
+
+def run_case(rig: Rig, first: Scenario, then: Scenario | None) -> None:
     try:
-        apply_scenario(rig, scenario)
-        measured, expected, world = converge(rig, scenario)
-        if measured != expected:
-            pytest.fail(_report(rig, scenario, measured, expected, world), pytrace=False)
+        apply_scenario(rig, first)
+        _check(rig, first, "first")
+        if then is not None:
+            apply_scenario(rig, then)
+            _check(rig, then, "second", before=first)
     finally:
-        remove_scenario(rig, scenario)
+        if then is not None:
+            remove_scenario(rig, then)
+        remove_scenario(rig, first)
 
 
 def _oracle_settings(test: Callable[..., Any]) -> Callable[..., Any]:
@@ -177,9 +198,9 @@ def oracle_is_all(m: Matrices, want: Callable[[str, str], bool]) -> bool:
 
 
 @_oracle_settings
-@given(scenario=scenarios())
-def test_kernel_agrees_with_oracle(rig: Rig, scenario: Scenario) -> None:
-    run_scenario(rig, scenario)
+@given(case=cases())
+def test_kernel_agrees_with_oracle(rig: Rig, case: tuple[Scenario, Scenario | None]) -> None:
+    run_case(rig, *case)
 
 
 def test_oracle_of_empty_world_is_all_open(rig: Rig) -> None:
