@@ -84,6 +84,11 @@ DISPATCH_MAPS = (
     MAP_FROM_WL, MAP_TO_WL, MAP_TO_HEP, MAP_FROM_HEP, MAP_FWD_HEP_IN, MAP_FWD_HEP_OUT,
     MAP_PRE_HEP, MAP_RAW_HEP_IN, MAP_RAW_HEP_OUT,
 )
+HEP_IFACES = "hep-ifaces"
+"""Interfaces with a host endpoint of their own: an all-interfaces (``*``)
+endpoint applies to the others (never to ``gh*`` workloads or ``lo``)."""
+ALL_INTERFACES = "all-host-interfaces"  # longer than any interface name: no clash
+ALL_HEP_KINDS = ("th", "fh", "fi", "fo", "pd")
 
 # anti-spoofing: (interface . source address) pairs a workload may send from
 SPOOF_V4 = "wl-src4"
@@ -150,8 +155,11 @@ def from_hep_chain(ifname: str) -> str:
 
 
 def hep_chain(kind: str, ifname: str) -> str:
-    """Host-endpoint chains by kind: ``fi``/``fo`` forward in/out, ``pd`` preDNAT,
-    ``ui``/``uo`` untracked in/out."""
+    """Host-endpoint chains by kind: ``th``/``fh`` to/from the host, ``fi``/``fo``
+    forward in/out, ``pd`` preDNAT, ``ui``/``uo`` untracked in/out. ``ifname``
+    ``*`` names the all-interfaces chain."""
+    if ifname == "*":
+        return f"{kind}-{ALL_INTERFACES}"
     return f"{kind}-{iface_id(ifname)}"
 
 
@@ -252,6 +260,10 @@ def make_chain(
     return ChainSpec(c, tuple(rules), rank)
 
 
+def hep_ifaces_set() -> nft.Set:
+    return nft.Set(HEP_IFACES, type="ifname")
+
+
 def anti_spoof_sets() -> list[nft.Set]:
     return [
         nft.Set(SPOOF_V4, type="ifname . ipv4_addr", flags=("interval",)),
@@ -299,10 +311,12 @@ def base_chains(
         to_host.append(RuleSpec(f"iifname {wl} counter accept", comment="endpoint-to-host"))
     to_host += _failsafe_rules("dport", failsafe_in, f"iifname != {wl}", "failsafe-in")
     to_host.append(RuleSpec(f"iifname != {wl} iifname vmap @{MAP_TO_HEP}"))
+    to_host.append(_all_ifaces("iifname", "th"))
 
     out_host = [untracked]
     out_host += _failsafe_rules("dport", failsafe_out, f"oifname != {wl}", "failsafe-out")
     out_host.append(RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FROM_HEP}"))
+    out_host.append(_all_ifaces("oifname", "fh"))
 
     def hep(guard: str, ports: tuple[tuple[str, int], ...], fs: str, dispatch: str,
             ) -> list[RuleSpec]:
@@ -341,12 +355,15 @@ def base_chains(
         base(IN_HOST, "input", 10, to_host),
         base(OUT_HOST, "output", 0, out_host),
         base(FWD_HEP_IN, "forward", 20,
-             [untracked, RuleSpec(f"iifname != {wl} iifname vmap @{MAP_FWD_HEP_IN}")]),
+             [untracked, RuleSpec(f"iifname != {wl} iifname vmap @{MAP_FWD_HEP_IN}"),
+              _all_ifaces("iifname", "fi")]),
         base(FWD_HEP_OUT, "forward", 30,
-             [untracked, RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FWD_HEP_OUT}")]),
+             [untracked, RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FWD_HEP_OUT}"),
+              _all_ifaces("oifname", "fo")]),
         base(PRE_HEP, "prerouting", -150,
              [RuleSpec(ESTABLISHED),
-              *hep(f"iifname != {wl}", failsafe_in, "failsafe-in", MAP_PRE_HEP)],
+              *hep(f"iifname != {wl}", failsafe_in, "failsafe-in", MAP_PRE_HEP),
+              _all_ifaces("iifname", "pd")],
              tracked=False),
         # conntrack has not run yet at raw priority: no ct state here
         base(RAW_PRE, "prerouting", -300,
@@ -371,6 +388,19 @@ def drop_rules(match: str, comment: str, log: bool) -> list[RuleSpec]:
         out.append(RuleSpec(f'{head}{LOG_DROP_RATE} log prefix "{prefix}"'))
     out.append(RuleSpec(f"{head}counter drop", comment=comment))
     return out
+
+
+def _all_ifaces(field_: str, kind: str) -> RuleSpec:
+    wl = f'"{WORKLOAD_IFACE_PREFIX}*"'
+    return RuleSpec(f'{field_} != {wl} {field_} != "lo" {field_} != @{HEP_IFACES} '
+                    f'jump {hep_chain(kind, "*")}')
+
+
+def all_interface_chains() -> list[ChainSpec]:
+    """The all-interfaces host-endpoint chains, empty (they return) until a
+    ``*`` host endpoint exists; base chains always jump to them."""
+    return [make_chain(hep_chain(kind, "*"), [], RANK_ENDPOINT, "all-interfaces host endpoint")
+            for kind in ALL_HEP_KINDS]
 
 
 def _failsafe_rules(

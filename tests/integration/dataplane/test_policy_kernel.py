@@ -704,3 +704,33 @@ def test_host_endpoint_do_not_track(hep: HepLab) -> None:
     counts = rule_counters(NFT(netns=hep.host))
     assert counts.get(f"policy:{raw}:i0", (0, 0))[0] >= 1
     assert counts.get(f"policy:{raw}:e0", (0, 0))[0] >= 1
+
+
+def test_all_interfaces_host_endpoint(hep: HepLab) -> None:
+    web = PolicyID("security", "host-web-only")
+    tiers = (TierInfo("security", "deny", (web,), (web,)),)
+    star = m.HostEndpointUpdate("h-auto", "*", ("192.0.2.10",), (), tiers, (), (), (), ())
+    hep.ap.dataplane.on_messages([
+        PolicyUpdate(web, (ParsedRule(f"policy:{web}:i0", "allow", protocol=6, dst_ports=((80, 80),)),),
+                     (ParsedRule(f"policy:{web}:e0", "allow"),)),
+        PolicyUpdate(ALLOW_ALL_HOST, (ParsedRule("aa:i0", "allow"),), (ParsedRule("aa:e0", "allow"),)),
+        star, InSync(),
+    ])
+    hep.ap.apply()
+    to_host = [("192.0.2.10", 80, None), ("192.0.2.10", 8080, None)]
+    assert probe(hep.outside, to_host) == [True, False]
+    assert probe(hep.host, [("127.0.0.1", 8080, None)]) == [True]  # loopback is not covered
+    # an endpoint of its own for eth1 takes precedence over the catch-all
+    own = m.HostEndpointUpdate("h-eth1", "eth1", ("192.0.2.10",), (),
+                               (TierInfo("security", "deny", (ALLOW_ALL_HOST,), (ALLOW_ALL_HOST,)),),
+                               (), (), (), ())
+    hep.ap.dataplane.on_message(own)
+    res = hep.ap.apply()
+    assert res is not None
+    assert probe(hep.outside, to_host) == [True, True]
+    hep.ap.dataplane.on_message(m.HostEndpointRemove("h-eth1"))
+    hep.ap.apply()
+    assert probe(hep.outside, to_host) == [True, False]
+    hep.ap.dataplane.on_message(m.HostEndpointRemove("h-auto"))
+    hep.ap.apply()
+    assert probe(hep.outside, to_host) == [True, True]

@@ -165,7 +165,8 @@ def test_removal_in_reverse_dependency_order() -> None:
     assert "wl-src4" in cmds[0]  # anti-spoofing element with the set deltas, first
     deleted = [c.split()[4] for c in cmds if c.startswith("delete chain")]
     assert {d[:3] for d in deleted[:2]} == {"fw-", "tw-"}
-    assert {c.name for c in fake.list_chains()} == {c.name for c in layout.base_chains()}
+    infrastructure = layout.base_chains() + layout.all_interface_chains()
+    assert {c.name for c in fake.list_chains()} == {c.name for c in infrastructure}
 
 
 def test_policy_removed_while_referenced_fails_closed() -> None:

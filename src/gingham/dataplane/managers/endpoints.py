@@ -204,7 +204,7 @@ class EndpointManager:
 
 
 class HostEndpointManager:
-    """Host endpoints with a named interface, each policy kind where Calico puts it:
+    """Host endpoints, each policy kind where Calico puts it:
 
     - normal tiers: ``th-``/``fh-`` chains from ``in-host``/``out-host``
       (input/output of the host itself), with profiles and default deny;
@@ -216,7 +216,10 @@ class HostEndpointManager:
     - ``untracked_tiers`` (doNotTrack): ``ui-``/``uo-`` chains at raw priority;
       Allow skips conntrack and the filter chains; undecided goes on.
 
-    Not yet: all-interfaces (``*``) endpoints (logged and ignored).
+    An all-interfaces endpoint (``interface_name`` ``*`` or None) fills the
+    fixed ``*-all-host-interfaces`` chains, which apply to every interface
+    without an endpoint of its own except ``gh*`` and ``lo``; its doNotTrack
+    policy is not supported (logged). With several, the last update wins.
     """
 
     def __init__(self, state: TableState, policies: PolicyManager | None = None) -> None:
@@ -225,9 +228,15 @@ class HostEndpointManager:
         self.endpoints: dict[str, m.HostEndpointUpdate] = {}
         self._index = _EndpointIndex()
         self._programmed: dict[str, set[tuple[str, str, str]]] = {}  # eid -> (map, ifname, chain)
+        self._iface_refs: dict[str, int] = defaultdict(int)
+        self._all_owner: str | None = None
         self.log_drops = False
+        state.ensure_set(layout.hep_ifaces_set())
+        for spec in layout.all_interface_chains():
+            state.set_chain(spec)
 
-    def _chains(self, ep: m.HostEndpointUpdate) -> list[tuple[str, ChainSpec]]:
+    def _chains(self, ep: m.HostEndpointUpdate, ifn: str) -> list[tuple[str, str, list[RuleSpec]]]:
+        """(kind, dispatch map, rules) for every chain ``ep`` needs."""
         pm = self.policies
 
         def rules(tiers: tuple[m.TierInfo, ...], inbound: bool, **kw: Any) -> list[RuleSpec]:
@@ -242,67 +251,98 @@ class HostEndpointManager:
         def used(tiers: tuple[m.TierInfo, ...], inbound: bool) -> bool:
             return any(t.ingress_policies if inbound else t.egress_policies for t in tiers)
 
-        ifn = ep.interface_name or ""
-        owner = f"host-endpoint:{ep.endpoint_id}"
-        out: list[tuple[str, ChainSpec]] = []
-
-        def add(map_name: str, name: str, body: list[RuleSpec]) -> None:
-            out.append((map_name, layout.make_chain(name, body, layout.RANK_ENDPOINT, owner)))
-
-        add(layout.MAP_TO_HEP, layout.to_hep_chain(ifn), rules(ep.tiers, True))
-        add(layout.MAP_FROM_HEP, layout.from_hep_chain(ifn), rules(ep.tiers, False))
+        out = [("th", layout.MAP_TO_HEP, rules(ep.tiers, True)),
+               ("fh", layout.MAP_FROM_HEP, rules(ep.tiers, False))]
         for inbound, mp, kind in ((True, layout.MAP_FWD_HEP_IN, "fi"),
                                   (False, layout.MAP_FWD_HEP_OUT, "fo")):
             if used(ep.forward_tiers, inbound):
-                add(mp, layout.hep_chain(kind, ifn),
-                    rules(ep.forward_tiers, inbound, normal=False, tier_end_drop=True))
+                out.append((kind, mp, rules(ep.forward_tiers, inbound, normal=False,
+                                            tier_end_drop=True)))
         if used(ep.pre_dnat_tiers, True):
-            add(layout.MAP_PRE_HEP, layout.hep_chain("pd", ifn),
-                rules(ep.pre_dnat_tiers, True, normal=False))
+            out.append(("pd", layout.MAP_PRE_HEP, rules(ep.pre_dnat_tiers, True, normal=False)))
+        if ifn == "*":
+            if ep.untracked_tiers:
+                log.warning("host endpoint %s: doNotTrack policy on all interfaces is not "
+                            "supported; ignored", ep.endpoint_id)
+            return out
         for inbound, mp, kind in ((True, layout.MAP_RAW_HEP_IN, "ui"),
                                   (False, layout.MAP_RAW_HEP_OUT, "uo")):
             if used(ep.untracked_tiers, inbound):
-                add(mp, layout.hep_chain(kind, ifn),
-                    rules(ep.untracked_tiers, inbound, normal=False))
+                out.append((kind, mp, rules(ep.untracked_tiers, inbound, normal=False)))
         return out
 
     def _render(self, ep: m.HostEndpointUpdate) -> None:
-        ifn = ep.interface_name
-        if not ifn or ifn == "*":
-            log.warning("host endpoint %s: all-interfaces endpoints not supported yet",
-                        ep.endpoint_id)
-            self._set(ep.endpoint_id, [])
-            return
+        ifn = ep.interface_name or "*"
+        owner = f"host-endpoint:{ep.endpoint_id}"
         try:
-            chains = self._chains(ep)
+            chains = self._chains(ep, ifn)
         except ValidationError as exc:
             log.error("host endpoint %s: %s; dropping its traffic", ep.endpoint_id, exc)
             drop = [RuleSpec("counter drop", comment="render-error")]
-            chains = [(mp, layout.make_chain(name, drop, layout.RANK_ENDPOINT))
-                      for mp, name in ((layout.MAP_TO_HEP, layout.to_hep_chain(ifn)),
-                                       (layout.MAP_FROM_HEP, layout.from_hep_chain(ifn)))]
-        self._set(ep.endpoint_id, [(mp, ifn, spec) for mp, spec in chains])
+            chains = [("th", layout.MAP_TO_HEP, drop), ("fh", layout.MAP_FROM_HEP, drop)]
+        if ifn == "*":
+            if self._all_owner not in (None, ep.endpoint_id):
+                log.warning("host endpoints %s and %s both claim all interfaces: %s wins",
+                            self._all_owner, ep.endpoint_id, ep.endpoint_id)
+            self._all_owner = ep.endpoint_id
+            have = {kind: body for kind, _, body in chains}
+            for kind in layout.ALL_HEP_KINDS:
+                self._state.set_chain(layout.make_chain(
+                    layout.hep_chain(kind, "*"), have.get(kind, []), layout.RANK_ENDPOINT,
+                    "all-interfaces host endpoint"))
+            self._set(ep.endpoint_id, [])
+            return
+        self._set(ep.endpoint_id, [
+            (mp, ifn, layout.make_chain(layout.hep_chain(kind, ifn), body, layout.RANK_ENDPOINT,
+                                        owner))
+            for kind, mp, body in chains
+        ])
 
     def _set(self, eid: str, wanted: list[tuple[str, str, ChainSpec]]) -> None:
         new = {(mp, ifn, spec.name) for mp, ifn, spec in wanted}
+        old = self._programmed.get(eid, set())
         for _, _, spec in wanted:
             self._state.set_chain(spec)
-        for mp, ifn, name in wanted_entries(wanted):
+        for mp, ifn, name in new:
             self._state.set_entry(mp, ifn, name)
-        for mp, ifn, name in self._programmed.get(eid, set()) - new:
+        for mp, ifn, name in old - new:
             if not any(m2 == mp and i2 == ifn for m2, i2, _ in new):
                 self._state.set_entry(mp, ifn, None)
             if not any(n2 == name for _, _, n2 in new):
                 self._state.remove_chain(name)
+        old_ifaces = {ifn for _, ifn, _ in old}
+        new_ifaces = {ifn for _, ifn, _ in new}
+        for ifn in new_ifaces - old_ifaces:
+            self._iface_refs[ifn] += 1
+            if self._iface_refs[ifn] == 1:
+                self._state.add_elements(layout.HEP_IFACES, [(f'"{ifn}"',)])
+        for ifn in old_ifaces - new_ifaces:
+            self._iface_refs[ifn] -= 1
+            if self._iface_refs[ifn] <= 0:
+                del self._iface_refs[ifn]
+                self._state.del_elements(layout.HEP_IFACES, [(f'"{ifn}"',)])
         if new:
             self._programmed[eid] = new
         else:
             self._programmed.pop(eid, None)
 
+    def _forget(self, ep: m.HostEndpointUpdate) -> None:
+        self._set(ep.endpoint_id, [])
+        if self._all_owner == ep.endpoint_id and (ep.interface_name or "*") == "*":
+            self._all_owner = None
+            for spec in layout.all_interface_chains():
+                self._state.set_chain(spec)
+            for other in self.endpoints.values():  # another claimant takes over
+                if other.endpoint_id != ep.endpoint_id and (other.interface_name or "*") == "*":
+                    self._render(other)
+                    break
+
     def update(self, msg: m.HostEndpointUpdate) -> None:
         old = self.endpoints.get(msg.endpoint_id)
         if old is not None:
             self._index.remove(msg.endpoint_id, _hep_referents(old), set(old.profile_ids))
+            if (old.interface_name or "*") != (msg.interface_name or "*"):
+                self._forget(old)
         self.endpoints[msg.endpoint_id] = msg
         self._index.add(msg.endpoint_id, _hep_referents(msg), set(msg.profile_ids))
         self._render(msg)
@@ -311,15 +351,11 @@ class HostEndpointManager:
         old = self.endpoints.pop(msg.endpoint_id, None)
         if old is not None:
             self._index.remove(msg.endpoint_id, _hep_referents(old), set(old.profile_ids))
-            self._set(msg.endpoint_id, [])
+            self._forget(old)
 
     def refresh(self, pols: set[PolicyID], profs: set[str]) -> None:
         for eid in self._index.affected(pols, profs):
             self._render(self.endpoints[eid])
-
-
-def wanted_entries(wanted: list[tuple[str, str, ChainSpec]]) -> list[tuple[str, str, str]]:
-    return [(mp, ifn, spec.name) for mp, ifn, spec in wanted]
 
 
 def _hep_referents(ep: m.HostEndpointUpdate) -> set[PolicyID]:
