@@ -731,6 +731,21 @@ def test_all_interfaces_host_endpoint(hep: HepLab) -> None:
     hep.ap.dataplane.on_message(m.HostEndpointRemove("h-eth1"))
     hep.ap.apply()
     assert probe(hep.outside, to_host) == [True, False]
-    hep.ap.dataplane.on_message(m.HostEndpointRemove("h-auto"))
+    # preDNAT policy of the catch-all (its chains return) stays off eth1 once
+    # eth1 has an endpoint of its own
+    pre = PolicyID("security", "pre-no-8080")
+    hep.ap.dataplane.on_messages([
+        PolicyUpdate(pre, (ParsedRule(f"policy:{pre}:i0", "deny", protocol=6,
+                                      dst_ports=((8080, 8080),)),), (), pre_dnat=True),
+        m.HostEndpointUpdate("h-auto", "*", ("192.0.2.10",), (),
+                             (TierInfo("security", "deny", (ALLOW_ALL_HOST,), (ALLOW_ALL_HOST,)),),
+                             (), (TierInfo("security", "deny", (pre,), ()),), (), ()),
+    ])
+    hep.ap.apply()
+    assert probe(hep.outside, to_host) == [True, False]
+    hep.ap.dataplane.on_message(own)
+    hep.ap.apply()
+    assert probe(hep.outside, to_host) == [True, True]
+    hep.ap.dataplane.on_messages([m.HostEndpointRemove("h-eth1"), m.HostEndpointRemove("h-auto")])
     hep.ap.apply()
     assert probe(hep.outside, to_host) == [True, True]
