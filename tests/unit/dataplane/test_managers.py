@@ -335,6 +335,13 @@ msg_st = st.one_of(
         st.sampled_from(["a", "b"]), st.sampled_from(["gh00000000001", "gh00000000002", "gh00000000003"]),
         st.lists(tier_st, max_size=2).map(tuple), st.lists(st.sampled_from(PROFS), max_size=2, unique=True).map(tuple)),
     st.builds(lambda n: WorkloadEndpointRemove(WorkloadEndpointID("ns1", n)), st.sampled_from(["a", "b"])),
+    st.builds(lambda n, ifn, t, u, p, f, pr: m.HostEndpointUpdate(
+        n, ifn, ("192.0.2.10",), (), t, u, p, f, pr),
+        st.sampled_from(["h1", "h2", "h3"]), st.sampled_from(["eth0", "eth1", "*", None]),
+        st.lists(tier_st, max_size=1).map(tuple), st.lists(tier_st, max_size=1).map(tuple),
+        st.lists(tier_st, max_size=1).map(tuple), st.lists(tier_st, max_size=1).map(tuple),
+        st.lists(st.sampled_from(PROFS), max_size=1).map(tuple)),
+    st.builds(m.HostEndpointRemove, st.sampled_from(["h1", "h2", "h3"])),
     st.just("apply"),
 )
 
