@@ -8,11 +8,20 @@ receiver. nft's ``accept`` ends evaluation only of the *current base chain*;
 the packet then meets the next base chain on the same hook. So each hook that
 needs two decisions has two base chains at increasing priority:
 
-    forward  prio 0   fwd-from-wl   iifname vmap @from-wl   (egress of the sender)
-    forward  prio 10  fwd-to-wl     oifname vmap @to-wl     (ingress of the receiver)
-    input    prio 0   in-from-wl    iifname vmap @from-wl   (egress of a workload to its host)
-    input    prio 10  in-host       endpoint-to-host action, failsafes, @to-hep
-    output   prio 0   out-host      failsafes, oifname vmap @from-hep
+    forward    prio 0    fwd-from-wl  iifname vmap @from-wl   (egress of the sender)
+    forward    prio 10   fwd-to-wl    oifname vmap @to-wl     (ingress of the receiver)
+    forward    prio 20   fwd-hep-in   @fwd-hep-in  (applyOnForward, interface it came in by)
+    forward    prio 30   fwd-hep-out  @fwd-hep-out (applyOnForward, interface it leaves by)
+    input      prio 0    in-from-wl   iifname vmap @from-wl   (egress of a workload to its host)
+    input      prio 10   in-host      endpoint-to-host action, failsafes, @to-hep
+    output     prio 0    out-host     failsafes, oifname vmap @from-hep
+    prerouting prio -150 pre-hep      failsafes, @pre-hep (preDNAT: before DNAT at -100)
+    prerouting prio -300 raw-pre      failsafes, @raw-hep-in  (doNotTrack, before conntrack)
+    output     prio -300 raw-out      failsafes, @raw-hep-out (doNotTrack)
+
+Host-endpoint dispatch skips ``gh*``; after each host-endpoint map, a rule
+jumps to the ``*-all-host-interfaces`` chain (an all-interfaces endpoint;
+empty otherwise) for interfaces not in ``@hep-ifaces`` and not ``lo``.
 
 Inside a jumped-to chain, Allow is ``accept`` (done with this base chain),
 Deny is ``drop`` (final) and Log is ``log`` with no verdict (continue).
@@ -22,10 +31,14 @@ jump and the tier's default drop in the endpoint chain are conditional on the
 mark being clear. The mark is cleared at the start of each tier and before the
 profiles, so a packet leaves with the bit as clear as our chains can make it.
 
-Each base chain accepts ``ct state established,related`` first (replies of
-allowed connections pass; a restart that rewrites chains atomically does not
-disturb them) and drops ``ct state invalid``. A ``gh*`` interface missing from
-a dispatch map is dropped (fail closed).
+Each filter-priority base chain accepts ``ct state established,related``
+first (replies of allowed connections pass; a restart that rewrites chains
+atomically does not disturb them) and drops ``ct state invalid``; packets an
+untracked (doNotTrack) Allow marked with :data:`UNTRACKED_MARK` are accepted
+there too. A ``gh*`` interface missing from a dispatch map is dropped (fail
+closed). gingham's own drops (tier end, no profile, anti-spoofing, unknown
+workload, endpoint-to-host) are counted under a marker comment and, when
+enabled, logged rate-limited with the prefix ``gingham <marker>: ``.
 
 Workload chains are shared by content (see :func:`shared_chain_name`); the
 first rules of a from-workload chain check ``iifname . saddr`` against the
@@ -33,7 +46,7 @@ anti-spoofing sets :data:`SPOOF_V4`/:data:`SPOOF_V6`.
 
 Every chain gingham writes starts with a marker rule ``counter comment
 "v:<hash>"`` whose hash covers the chain's rules: after a restart the
-resync compares markers (read in one ``nft -j list table``) instead of nft's
+resync compares markers (read in one table snapshot) instead of nft's
 re-printed rule text, and the counter doubles as "packets that entered this
 chain".
 """
