@@ -57,7 +57,8 @@ def _cli(k8s: Cluster, *args: str) -> tuple[int, str]:
 
     url = labstate.load(k8s.lab).datastore
     result = CliRunner().invoke(cli, ["--datastore", url, *args])
-    return result.exit_code, result.output
+    # stdout alone holds JSON; a failure (status 2 and up) is easier to read with stderr
+    return result.exit_code, result.stdout if result.exit_code in (0, 1) else result.output
 
 
 def _hosts(k8s: Cluster) -> list[tuple[str, str | None]]:
@@ -192,3 +193,28 @@ def test_follow_shows_default_deny_drops_with_names(k8s: Cluster) -> None:
         listed = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "nft", "list",
                                  "tables"], capture_output=True, text=True, check=True).stdout
         assert TRACE_TABLE not in listed
+
+
+def test_follow_command_records_drops_for_plain_flows(k8s: Cluster) -> None:
+    import threading
+
+    k8s.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+              "metadata: {name: deny, namespace: x}\nspec: {podSelector: {matchLabels: {pod: b}},"
+              " policyTypes: [Ingress]}\n")
+    k8s.check({(80, "tcp"): Reach().block(to="x/b")})
+    traffic = threading.Timer(1.0, lambda: k8s.measure(80, "tcp"))
+    traffic.start()
+    try:
+        code, out = _cli(k8s, "flows", "--follow", "--duration", "3", "--lab", k8s.lab,
+                         "--workload", "x/b", "-o", "json")
+    finally:
+        traffic.join()
+    assert code == 0, out
+    live = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert live and all(f["destinationName"] == "x/b" for f in live)
+    assert {f["ruleId"] for f in live} == {"tier-end:default"}
+    code, out = _cli(k8s, "flows", "--lab", k8s.lab, "-n", "100", "--workload", "x/b",
+                     "-o", "json")
+    assert code == 0, out
+    assert any(f["ruleId"] == "tier-end:default" and f["sourceName"] == "y/a"
+               for f in json.loads(out))

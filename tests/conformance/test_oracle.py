@@ -8,6 +8,7 @@ prints the manifests; rerun one with ``-k "seed_<n>"``.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -18,7 +19,7 @@ from tests.conformance.reach import diff
 
 pytestmark = pytest.mark.integration
 
-SEEDS = range(int(__import__("os").environ.get("GINGHAM_ORACLE_SEEDS", "10")))
+SEEDS = range(int(os.environ.get("GINGHAM_ORACLE_SEEDS", "10")))
 SELECTORS = ["all()", "pod == 'a'", "app == 'web'", "pod in {'a', 'c'}", "!has(app)",
              "pod != 'b'"]
 NS_SELECTORS = ["ns == 'y'", "ns in {'x', 'z'}", "all()", "ns != 'x'"]
