@@ -122,8 +122,10 @@ def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
               help="Show the last N packets.")
 @click.option("--workload", default=None, help="Only packets from or to NS/NAME.")
 @click.option("--policy", "policy_name", default=None,
-              help="Only packets logged by this policy (name or tier/ns/name).")
+              help="Only packets logged or dropped by this policy (name or tier/ns/name).")
 @click.option("--denied", is_flag=True, help="Hide packets the model says are allowed.")
+@click.option("--since", type=click.FloatRange(0), default=None,
+              help="Only packets of the last SECONDS (the kernel log outlives labs).")
 @click.option("--follow", "-f", is_flag=True,
               help="Trace new connections on every host and print each drop as it happens "
                    "(also the default deny at the end of a tier); Ctrl-C stops.")
@@ -136,11 +138,11 @@ def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
 @OUTPUT
 @handle_errors
 def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: bool,
-              follow: bool, duration: float | None, lab_name: str | None,
+              since: float | None, follow: bool, duration: float | None, lab_name: str | None,
               enable_netns_logging: bool, output: str) -> None:
     """Logged and denied packets, with workload names.
 
-    From the kernel log (Log rules) and from what earlier ``--follow`` runs
+    From the kernel log (Log rules) and from what earlier --follow runs
     recorded in the lab (every drop, including a tier's default deny).
     """
     from gingham.policy import flows
@@ -157,6 +159,11 @@ def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: 
                    "--enable-netns-logging", err=True)
     recorded = flows.read_recorded(_recorded_path(lab_name)) if _recorded_path(lab_name) else []
     every = flows.merge(flows.read_flows(_world()), recorded)
+    if since is not None:
+        import time
+
+        cutoff = time.time() - since
+        every = [f for f in every if f.time is not None and f.time >= cutoff]
     selected = flows.select(every, workload, policy_name, last, denied)
     if output == "json":
         click.echo(dump_json([f.to_json() for f in selected]))
