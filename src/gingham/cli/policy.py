@@ -75,6 +75,32 @@ def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
     sys.exit(0 if verdict.allowed else 1)
 
 
+@policy_group.command("matrix")
+@click.option("--port", default=80, type=click.IntRange(1, 65535), show_default=True)
+@click.option("--protocol", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Only workloads of this namespace (repeatable).")
+@OUTPUT
+@handle_errors
+def matrix_cmd(port: int, protocol: str, namespaces: tuple[str, ...], output: str) -> None:
+    """Who may reach whom, according to the model (no packets sent)."""
+    from gingham.policy.explain import matrix
+
+    world = _world()
+    names = [i.ref for i in world.workloads()
+             if not namespaces or i.namespace in namespaces]
+    cells = matrix(world, names, port, protocol)
+    if output == "json":
+        click.echo(dump_json({"port": port, "protocol": protocol, "matrix": cells}))
+        return
+    width = max((len(n) for n in names), default=4)
+    click.echo(f"{protocol}/{port} by policy (rows: from, columns: to; . allowed, X denied)")
+    click.echo(" " * (width + 1) + " ".join(n.rjust(width) for n in names))
+    for a in names:
+        row = " ".join(("." if cells[a][b] else "X").rjust(width) for b in names)
+        click.echo(a.ljust(width) + " " + row)
+
+
 # ----------------------------------------------------------------- stats
 
 

@@ -55,3 +55,15 @@ def test_explain_errors_are_one_line(url: str) -> None:
     assert code == 1 and "no workload endpoint 'x/nope'" in out
     code, out = run(url, "policy", "explain", "y/a", "x/a")
     assert code == 2 and "--port is required for tcp" in out
+
+
+def test_matrix_from_the_model(url: str) -> None:
+    code, out = run(url, "policy", "matrix", "--port", "81", "-n", "x", "-n", "y", "-o", "json")
+    assert code == 0, out
+    cells = json.loads(out)["matrix"]
+    assert sorted(cells) == ["x/a", "x/b", "y/a", "y/b"]
+    assert cells["y/a"]["x/a"] is False and cells["x/a"]["y/a"] is True
+    code, out = run(url, "policy", "matrix", "--port", "80")
+    assert code == 0, out
+    assert out.splitlines()[0].startswith("tcp/80 by policy")
+    assert out.splitlines()[2].split() == ["x/a", ".", ".", ".", "."]
