@@ -487,6 +487,7 @@ def run_mode(mode: str, hosts: int, workers: int, per_host: int, policies: int, 
             if srv is not None:
                 if srv.stdin:
                     srv.stdin.close()
+                    srv.stdin = None  # communicate() must not flush a closed pipe
                 try:
                     stats = srv.communicate(timeout=30)[0]
                     out["server"] = json.loads(stats.strip().splitlines()[-1]) if stats.strip() else None

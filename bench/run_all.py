@@ -37,7 +37,7 @@ BENCHES: dict[str, tuple[list[str], list[str], bool]] = {
     "cni": ([], ["--quick"], True),
     "dataplane_cost": ([], ["--quick"], True),
     "agent_scale": ([], ["--quick"], True),
-    "many_hosts": ([], ["--quick"], False),
+    "many_hosts": (["--changes", "3", "--idle", "3"], ["--quick"], False),
     "calc": ([], ["--quick"], False),
     "dataplane": ([], ["--quick"], True),
     "selector": ([], ["--selectors", "500", "--items", "20000"], False),
