@@ -381,9 +381,9 @@ def _element_attrs(obj: nft.Set | nft.Map, key: Key, value: Key | None) -> list[
     if len(types) != len(key):
         raise ValueError(f"element {key} does not fit {obj.name} ({obj.type})")
     data = b""
-    if vtype is not None:
-        if vtype != "verdict" or value is None:
-            raise ValueError(f"map {obj.name}: only verdict maps with values")
+    if vtype is not None and value is not None:  # a delete needs the key only
+        if vtype != "verdict":
+            raise ValueError(f"map {obj.name}: only verdict maps")
         verb, _, chain = value[0].partition(" ")
         if verb != "jump" or not chain:
             raise ValueError(f"map {obj.name}: only jump verdicts")

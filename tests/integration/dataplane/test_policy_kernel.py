@@ -332,7 +332,7 @@ def test_ipv6_sets_policy_and_anti_spoofing(t: Topology) -> None:
 
 
 def test_unknown_workload_interface_is_dropped(t: Topology) -> None:
-    w1, _, _, w4 = t.wl
+    w1, w2, _, w4 = t.wl
     ap = program(t, [])
     assert not can(w4, w1, 80)
     assert not can(w1, w4, 80)
@@ -342,6 +342,12 @@ def test_unknown_workload_interface_is_dropped(t: Topology) -> None:
     res = ap.apply()
     assert res is not None and res.via == "netlink" and res.commands == 4
     assert can(w4, w1, 80) and can(w1, w4, 80)
+    # and gone again (its shared chains stay for the others): elements only
+    ap.dataplane.on_message(m.WorkloadEndpointRemove(w4.wid))
+    res = ap.apply()
+    assert res is not None and res.via == "netlink" and res.commands == 4
+    assert not can(w4, w1, 80)
+    assert can(w2, w1, 80)
 
 
 def test_anti_spoofing(t: Topology) -> None:
