@@ -227,6 +227,18 @@ def test_config_update_rewrites_in_host_only() -> None:
                for r in fake.list_rules(layout.IN_HOST))
 
 
+def test_bad_failsafe_configuration_keeps_the_defaults() -> None:
+    from gingham.dataplane.managers import DEFAULT_FAILSAFE_IN, DataplaneConfig
+    cfg = DataplaneConfig.from_message(m.ConfigUpdate({
+        "failsafe_inbound_host_ports": [{"protocol": "TCP"}],  # no port
+        "failsafe_outbound_host_ports": [{"protocol": "UDP", "port": 53}],
+        "default_endpoint_to_host_action": "Sometimes",
+    }))
+    assert cfg.failsafe_in == DEFAULT_FAILSAFE_IN
+    assert cfg.failsafe_out == (("UDP", 53),)
+    assert cfg.endpoint_to_host == "Drop"
+
+
 def test_restart_resync_changes_nothing_when_equal() -> None:
     _ap, fake = applier()
     before = snapshot(fake)

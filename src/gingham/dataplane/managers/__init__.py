@@ -92,11 +92,16 @@ class DataplaneConfig:
         if action not in ("Drop", "Accept", "Return"):
             log.error("defaultEndpointToHostAction %r unknown: using Drop", action)
             action = "Drop"
-        return cls(
-            action,
-            _ports(msg.get("failsafe_inbound_host_ports"), DEFAULT_FAILSAFE_IN),
-            _ports(msg.get("failsafe_outbound_host_ports"), DEFAULT_FAILSAFE_OUT),
-        )
+        ports = []
+        for name, default in (("failsafe_inbound_host_ports", DEFAULT_FAILSAFE_IN),
+                              ("failsafe_outbound_host_ports", DEFAULT_FAILSAFE_OUT)):
+            try:
+                ports.append(_ports(msg.get(name), default))
+            except (ValidationError, ValueError, TypeError) as exc:
+                # never lock the operator out over a typo: keep the defaults
+                log.error("FelixConfiguration %s unusable (%s): using the defaults", name, exc)
+                ports.append(default)
+        return cls(action, ports[0], ports[1])
 
 
 class PolicyDataplane:
