@@ -534,6 +534,12 @@ class Applier:
         if self._netlink is not None:
             self._netlink.close()
 
+    def force_resync(self) -> ApplyResult | None:
+        """Compare the whole kernel table with the desired state now and repair
+        what differs (e.g. periodically, against other tools editing our table)."""
+        self.programmed = None
+        return self.apply()
+
     def _apply_elements(self, tx: nft.Transaction) -> bool:
         """Send an element-only transaction over netlink; False to fall back to nft."""
         if self._netlink is None:

@@ -27,7 +27,7 @@ from gingham.calc.messages import (
     WorkloadEndpointUpdate,
 )
 from gingham.dataplane import layout
-from gingham.dataplane.apply import Applier
+from gingham.dataplane.apply import Applier, ApplyResult
 from gingham.dataplane.managers import PolicyDataplane
 from gingham.dataplane.nft_fake import FakeNFT
 from gingham.errors import DataplaneError
@@ -279,6 +279,17 @@ def test_resync_repairs_a_tampered_chain_and_element() -> None:
     fresh = FakeNFT()
     Applier(fresh, ap2.dataplane).apply()
     assert snapshot(fake) == snapshot(fresh)
+
+
+def test_force_resync_repairs_tampering() -> None:
+    from gingham.dataplane import nft
+    ap, fake = applier()
+    before = snapshot(fake)
+    fake.run(nft.Transaction().delete(nft.Element("s4-s_front", "198.18.9.1")))
+    assert ap.apply() == ApplyResult(0, 0.0, False)  # incremental: nothing pending
+    res = ap.force_resync()
+    assert res is not None and res.resync and res.commands == 1
+    assert snapshot(fake) == before
 
 
 def test_failed_run_forces_resync() -> None:
