@@ -121,8 +121,8 @@ def test_spawn_in_netns_stops_the_whole_group(netns: object) -> None:
     proc = spawn_in_netns(ns, ["sh", "-c", "sleep 300 & sleep 300 & wait"],
                           stdout=subprocess.PIPE)
     try:
-        pids = run_in_netns(None, ["ip", "netns", "pids", ns]).stdout.split()
-        assert len(pids) >= 1
+        # nsenter needs a moment to enter the namespace: wait rather than race it.
+        assert wait_for(lambda: run_in_netns(None, ["ip", "netns", "pids", ns]).stdout.split())
     finally:
         stop_process(proc, timeout=2)
     assert proc.poll() is not None

@@ -50,7 +50,7 @@ def test_compaction_forces_a_resync_that_reports_vanished_keys(sqlite_store: Dat
     # Changes the watch would have delivered are compacted away before it reads them.
     sqlite_store.delete(PREFIX + "gone")
     sqlite_store.create(PREFIX + "new", {"v": 1})
-    sqlite_store.compact(sqlite_store.revision() + 1)
+    sqlite_store.compact(sqlite_store.revision())
     updates = _drain(syncer, rounds=10)
     assert syncer.status.in_sync
     assert syncer.status.resyncs >= 1
