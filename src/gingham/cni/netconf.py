@@ -151,7 +151,10 @@ def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation
             raise PluginError(ERR_INVALID_ENV, f"CNI_NETNS {netns!r} does not exist")
 
     cni_args = _parse_cni_args(env.get("CNI_ARGS", ""))
-    ours = (conf.get("args") or {}).get(ORCHESTRATOR_ARGS_KEY) or {}
+    args = conf.get("args") or {}
+    if not isinstance(args, dict):
+        raise PluginError(ERR_INVALID_CONFIG, "'args' must be an object")
+    ours = args.get(ORCHESTRATOR_ARGS_KEY) or {}
     if not isinstance(ours, dict):
         raise PluginError(ERR_INVALID_CONFIG, f"args.{ORCHESTRATOR_ARGS_KEY} must be an object")
     namespace = cni_args.get("K8S_POD_NAMESPACE") or ours.get("namespace") or "default"

@@ -215,9 +215,6 @@ def test_entry_point_answers_bad_input_with_error_json(
     assert not str(out.get("msg", "")).startswith("internal error"), out
 
 
-@pytest.mark.xfail(strict=True, reason="netconf.parse: conf['args'] that is not an object "
-                   "raises AttributeError (reported as 'internal error', code 5) instead of "
-                   "PluginError code 7")  # fmt: skip
 @pytest.mark.parametrize("args", [True, ["org.gingham"], "org.gingham", 3])
 def test_args_that_are_not_an_object_are_refused(args: Any) -> None:
     conf = _base_conf("/nonexistent")
