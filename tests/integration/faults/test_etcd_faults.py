@@ -113,6 +113,7 @@ def _dispatch_elements(st: LabState, host: str) -> set[str]:
     return elems
 
 
+@pytest.mark.slow  # about 100 s on 2 cores: 150 CNI calls through etcd
 def test_leader_loss_under_cni_load(lab: str) -> None:
     st = labstate.load(lab)
     names = [f"gw-{lab}-l{i:03d}" for i in range(N)]
