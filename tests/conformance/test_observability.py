@@ -218,3 +218,24 @@ def test_follow_command_records_drops_for_plain_flows(k8s: Cluster) -> None:
     assert code == 0, out
     assert any(f["ruleId"] == "tier-end:default" and f["sourceName"] == "y/a"
                for f in json.loads(out))
+
+
+def test_default_deny_drops_are_in_the_kernel_log(k8s: Cluster, netns_logging: None) -> None:
+    k8s.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+              "metadata: {name: deny, namespace: y}\nspec: {podSelector: {matchLabels: {pod: c}},"
+              " policyTypes: [Ingress]}\n")
+    k8s.check({(80, "tcp"): Reach().block(to="y/c")})
+    last = max((seq for seq, _, _ in flows.read_kmsg()), default=-1)
+    world = load_world(k8s.datastore)
+    deadline = time.monotonic() + 5
+    while True:
+        k8s.measure(80, "tcp")
+        drops = [f for f in flows.read_flows(world)
+                 if f.seq > last and f.rule_id == "tier-end:default" and f.dst_name == "y/c"]
+        if drops or time.monotonic() > deadline:
+            break
+    assert drops, "no kernel log line for the default deny in front of y/c"
+    f = drops[-1]
+    assert (f.kind, f.owner, f.direction, f.verdict, f.dst_port) == (
+        "tier-end", "default", "ingress", "denied", 80)
+    assert "knp.default.deny" in (f.reason or "")

@@ -8,10 +8,12 @@ id is mapped back to tier/policy/rule and the addresses to workloads or
 network sets, and, where both ends are workloads, the verdict the model
 gives for that connection is attached (a Log rule does not decide).
 
-Drops the renderer makes itself (a tier's default Deny, no profile allowed)
-appear here as soon as they carry a log statement with a prefix of the same
-form (``gingham tier-end:<tier>[:i|e]: ``, ``gingham no-profile-allowed…``);
-until then their counts are in ``gingham policy stats``.
+The drops the renderer makes itself (a tier's default Deny, no profile
+allowed, anti-spoofing) log too, rate-limited, with a prefix of the same form
+(``gingham tier-end:<tier>: ``, ``gingham no-profile-allowed: ``); such a
+marker does not say which end's chain dropped the packet, so the direction
+comes from the model. Their counts are in ``gingham policy stats``, and
+``gingham flows --follow`` (:mod:`gingham.policy.trace`) sees every drop.
 
 Network namespaces: the kernel suppresses ``log`` from every namespace but
 the initial one unless ``net.netfilter.nf_log_all_netns`` is 1 (a lab's hosts
@@ -165,7 +167,7 @@ def annotate(flow: Flow, world: World) -> Flow:
     the reason says so.
     """
     src_name, dst_name = _name(world, flow.src), _name(world, flow.dst)
-    verdict, reason = flow.verdict, flow.reason
+    verdict, reason, direction = flow.verdict, flow.reason, flow.direction
     a = world.workload(src_name) if src_name else None
     b = world.workload(dst_name) if dst_name else None
     if a is not None and b is not None and flow.protocol in ("tcp", "udp", "sctp"):
@@ -186,7 +188,11 @@ def annotate(flow: Flow, world: World) -> Flow:
                 verdict, reason = model, why
             else:
                 reason = f"the model says {model} ({why})"
-    return replace(flow, src_name=src_name, dst_name=dst_name, verdict=verdict, reason=reason)
+            if direction is None and not v.allowed:
+                # A drop marker does not say which end's chain dropped; the model does.
+                direction = "egress" if not v.egress.allowed else "ingress"
+    return replace(flow, src_name=src_name, dst_name=dst_name, verdict=verdict, reason=reason,
+                   direction=direction)
 
 
 def select(flows: Iterable[Flow], workload: str | None = None, policy: str | None = None,

@@ -185,3 +185,11 @@ def test_recorded_flows_round_trip_and_merge(tmp_path: Any) -> None:
 
 def _never() -> flows.Flow:
     raise AssertionError("line did not parse")
+
+
+def test_a_drop_marker_gets_its_direction_from_the_model() -> None:
+    line = LINE.replace("policy:default/x/log-deny:i0", "tier-end:default")
+    f = flows.parse_log_line(line)
+    assert f is not None and f.direction is None and f.verdict == "denied"
+    a = flows.annotate(f, WORLD)
+    assert (a.direction, a.verdict) == ("ingress", "denied")
