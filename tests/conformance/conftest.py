@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 
 from gingham.model import load_manifests
 from tests.conformance.prober import Target, measure
-from tests.conformance.reach import NAMESPACES, PODS, REFS, Reach, diff
+from tests.conformance.reach import NAMESPACES, REFS, Reach, diff
 
 SERVE = "80/tcp:serve-80-tcp,81/tcp:serve-81-tcp,80/udp:serve-80-udp,81/udp:serve-81-udp"
 DEADLINE = 10.0
@@ -209,14 +209,3 @@ def k8s(cluster: Cluster) -> Iterator[Cluster]:
         cluster.delete_applied()
         cluster.restore_namespaces()
         cluster.restore_pods()
-
-
-def run_case(cluster: Cluster, text: str, expect: Expect) -> None:
-    cluster.case(text, expect)
-
-
-def tcp80(r: Reach) -> Expect:
-    return {(80, "tcp"): r}
-
-
-__all__ = ["PODS", "Callable", "Cluster", "Reach", "run_case", "tcp80"]

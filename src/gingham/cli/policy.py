@@ -1,4 +1,4 @@
-"""``gingham policy explain|stats`` and ``gingham flows``: why a packet passes or not."""
+"""``gingham policy explain|matrix|stats`` and ``gingham flows``: why a packet passes or not."""
 
 from __future__ import annotations
 
