@@ -30,6 +30,7 @@ class IPAMMachine(RuleBasedStateMachine):
         super().__init__()
         self.ds = MemStore()
         put_pool(self.ds, "p", str(POOL), 29)
+        put_pool(self.ds, "p6", "2001:db8::/123", 125)  # 4 blocks of 8, IPv6
         put_reservation(self.ds, "r", [str(RESERVED)])
         for h in HOSTS:
             put_node(self.ds, h)
@@ -47,15 +48,17 @@ class IPAMMachine(RuleBasedStateMachine):
         self.n += 1
         return f"h{self.n}"
 
-    @rule(host=st.sampled_from(HOSTS), count=st.integers(1, 5))
-    def allocate(self, host: str, count: int) -> None:
+    @rule(host=st.sampled_from(HOSTS), v4=st.integers(0, 5), v6=st.integers(0, 3))
+    def allocate(self, host: str, v4: int, v6: int) -> None:
         handle = self._new_handle()
         try:
             got = self.ipams[host].allocate(handle, {"namespace": "", "workload": ""},
-                                            num_v4=count)
+                                            num_v4=v4, num_v6=v6)
         except PoolExhausted:
             return
-        assert len(got) == count
+        assert [a.ip.version for a in got] == [4] * v4 + [6] * v6
+        if not got:
+            return
         self.held[handle] = got
         self.owner[handle] = host
 
@@ -85,7 +88,7 @@ class IPAMMachine(RuleBasedStateMachine):
             freed = self.ipams[host].release_by_handle(handle)
         else:
             freed = self.ipams[host].release(allocs)
-        assert sorted(freed) == sorted(a.ip for a in allocs)
+        assert sorted(freed, key=str) == sorted((a.ip for a in allocs), key=str)
         self.released += allocs
 
     @precondition(lambda self: bool(self.released))
@@ -127,7 +130,7 @@ class IPAMMachine(RuleBasedStateMachine):
     @invariant()
     def store_matches_model(self) -> None:
         blocks = [Block.from_json(kv.value) for kv in self.ds.list(ikeys.BLOCKS)[0]]
-        in_store: dict[ipaddress.IPv4Address, tuple[str, int]] = {}
+        in_store: dict[object, tuple[str, int]] = {}
         for b in blocks:
             assert b.problems() == []
             for o, attrs in b.allocated():
