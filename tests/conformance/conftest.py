@@ -176,7 +176,9 @@ def cluster() -> Iterator[Cluster]:
     name = f"conf{os.getpid() % 100000}"
     ds = None
     try:
-        labmod.up(name, hosts=3, datastore="sqlite")
+        # sqlite by default; GINGHAM_CONFORMANCE_DATASTORE=etcd runs the suite on etcd
+        labmod.up(name, hosts=3, datastore=os.environ.get("GINGHAM_CONFORMANCE_DATASTORE",
+                                                          "sqlite"))
         st = labstate.load(name)
         ds = open_datastore(st.datastore)
         store = ResourceStore(ds)
