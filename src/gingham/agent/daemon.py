@@ -42,7 +42,7 @@ from gingham.agent.node import HostAddresses, Liveness, register_node
 from gingham.agent.syncer import Syncer
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore
-from gingham.errors import GinghamError
+from gingham.errors import GinghamError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,15 @@ class Agent:
                 self._registered = True
             self.liveness.refresh(self.wall_clock())
             self._next_refresh = now + max(1.0, self.liveness_ttl / 3)
+        except Unavailable as exc:
+            # A datastore that hangs can leave a watch silent for ever: the failed
+            # refresh is the signal. Not ready, and re-list until it answers again.
+            self.metrics.errors.labels(where="liveness").inc()
+            log.warning("datastore unavailable: %s", exc)
+            self.state.ready = False
+            self.syncer.close()
+            self.syncer.status.in_sync = False
+            self._next_refresh = now + 1.0
         except GinghamError as exc:
             self.metrics.errors.labels(where="liveness").inc()
             log.warning("cannot refresh liveness: %s", exc)

@@ -138,7 +138,8 @@ class EtcdDatastore(Datastore):
         self._endpoints = endpoints
         self._current = 0
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 2.0))
-        self._retry_for = retry_for
+        # A caller that asks for a short timeout wants failures reported soon too.
+        self._retry_for = min(retry_for, timeout)
         self._connect_retry_for = connect_retry_for
         self._verify: ssl.SSLContext | bool = True
         if cacert or cert:

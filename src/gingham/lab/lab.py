@@ -51,7 +51,9 @@ def _start_datastore(lab: str, kind: str, directory: Path) -> tuple[str, list[in
     from gingham.datastore.etcd_process import cluster_url, start_etcd_cluster
 
     members = start_etcd_cluster(directory / "etcd", 3, unix_socket=True)
-    return cluster_url(members, unix=True), [m.proc.pid for m in members if m.proc]
+    # A short client timeout, so that agents notice a hung cluster within seconds.
+    url = cluster_url(members, unix=True) + "?timeout=2"
+    return url, [m.proc.pid for m in members if m.proc]
 
 
 def _apply_default_pool(url: str) -> None:
