@@ -288,3 +288,79 @@ def test_sqlite_outage_fail_static_then_resync(sqlite_lab: str) -> None:
         code, out = tools.cni("DEL", st, "h1", ns, "outage-back", "out", "back")
         assert code == 0, out
     _report(figures)
+
+
+@pytest.mark.etcd
+def test_agent_restarted_during_an_outage_keeps_the_dataplane(etcd_lab: str) -> None:
+    """kill -9 of an agent while etcd is down: the new agent cannot sync, so it must not
+    touch the kernel; a CNI DEL meanwhile asks to try again, and succeeds afterwards."""
+    st = labstate.load(etcd_lab)
+    ns = f"gw-{st.name}-deltest"
+    with tools.throwaway_netns([ns]):
+        code, out = tools.cni("ADD", st, "h1", ns, "outage-del", "out", "deltest")
+        assert code == 0, out
+        before = matrix.measure(st, 80, timeout=0.5)
+        figures: dict[str, object] = {"datastore": "etcd", "how": "kill+agent-restart"}
+        with _etcd_down(etcd_lab, "kill"):
+            code, out = tools.cni("DEL", st, "h1", ns, "outage-del", "out", "deltest")
+            assert code != 0 and isinstance(out, dict) and out.get("code") == 11, out
+            from gingham.lab import lab as labmod
+
+            labmod.stop_agent(etcd_lab, "h2")
+            labmod.start_agent(etcd_lab, "h2", wait=False)
+            time.sleep(3)  # the new agent is up, trying to reach etcd
+            st = labstate.load(etcd_lab)
+            figures["restarted_agent_readyz"] = tools.readyz(st, "h2")
+            during = matrix.measure(st, 80, timeout=0.5)
+            assert during.cells == before.cells, "the restarted agent changed the dataplane"
+        st = labstate.load(etcd_lab)
+        tools.wait_until(lambda: _etcd_healthy(st), 30, "etcd healthy again", 0.05)
+        figures["ready_after_etcd_s"] = round(
+            tools.wait_until(lambda: _all_ready(st), 30, "agents ready again", 0.05), 2
+        )
+        assert matrix.measure(st, 80, timeout=0.5).cells == before.cells
+        code, out = tools.cni("DEL", st, "h1", ns, "outage-del", "out", "deltest")
+        assert code == 0, out
+    assert "gingham.outage-del" not in tools.ipam_handles(st)
+    assert not [e for e in tools.endpoints(st) if e["name"] == "deltest"]
+    _report(figures)
+    assert figures["restarted_agent_readyz"] in (0, 503)
+
+
+@pytest.mark.etcd
+def test_cni_add_in_flight_when_etcd_hangs(etcd_lab: str) -> None:
+    """An ADD running while every member is frozen: it may wait and succeed, or ask to try
+    again; either way the result is whole (a working endpoint) or nothing."""
+    import threading
+
+    st = labstate.load(etcd_lab)
+    ns = f"gw-{st.name}-hang"
+    result: dict[str, object] = {}
+    with tools.throwaway_netns([ns]):
+
+        def add() -> None:
+            start = time.monotonic()
+            result["code"], result["out"] = tools.cni("ADD", st, "h1", ns, "outage-hang", "out",
+                                                      "hang", timeout=120)  # fmt: skip
+            result["seconds"] = round(time.monotonic() - start, 2)
+
+        with _etcd_down(etcd_lab, "sigstop"):
+            worker = threading.Thread(target=add)
+            worker.start()
+            time.sleep(OUTAGE)
+        worker.join(120)
+        assert not worker.is_alive(), "the ADD never returned"
+        if result["code"] == 0:
+            assert [e for e in tools.endpoints(st) if e["name"] == "hang"]
+            assert tools.host_veths(st, "h1")
+            code, out = tools.cni("DEL", st, "h1", ns, "outage-hang", "out", "hang")
+            assert code == 0, out
+        else:
+            out = result["out"]
+            assert isinstance(out, dict) and out.get("code") == 11, out
+            code, out = tools.cni("DEL", st, "h1", ns, "outage-hang", "out", "hang")
+            assert code == 0, out
+    assert "gingham.outage-hang" not in tools.ipam_handles(st)
+    assert not [e for e in tools.endpoints(st) if e["name"] == "hang"]
+    _report({"datastore": "etcd", "how": "sigstop+add-in-flight", "outage_s": OUTAGE,
+             "add_code": result["code"], "add_seconds": result["seconds"]})  # fmt: skip
