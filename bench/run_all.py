@@ -150,7 +150,8 @@ def plot_propagation(res: dict[str, Any], path: Path) -> bool:
         return False
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.boxplot([r["open_ms_all"] for r in rows], labels=[f"{r['hosts']} hosts" for r in rows])
+    ax.boxplot([r["open_ms_all"] for r in rows])
+    ax.set_xticks(range(1, len(rows) + 1), [f"{r['hosts']} hosts" for r in rows])
     ax.set_ylabel("apply -> whole matrix open (ms)")
     ax.set_title("policy propagation")
     fig.tight_layout()
