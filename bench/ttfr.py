@@ -145,6 +145,14 @@ def summary_ms(values: list[float]) -> dict[str, float]:
     }
 
 
+def by_order(values: list[float], windows: int = 6) -> list[dict[str, Any]]:
+    """p50 of consecutive slices in creation order: does TTFR grow as a host fills up?"""
+    size = max(1, -(-len(values) // windows))
+    return [{"workloads": f"{i}-{min(i + size, len(values)) - 1}",
+             "p50_ms": round(statistics.median(values[i:i + size]) * 1e3, 2)}
+            for i in range(0, len(values), size)]  # fmt: skip
+
+
 def listen_in(netns_file: str, port: int) -> socket.socket:
     """A listening TCP socket inside another network namespace (setns in a thread of its own)."""
     result: list[Any] = []
@@ -418,6 +426,7 @@ def run(n: int, rate: float, n_policies: int, lab_name: str, timeout: float) -> 
         "failed": failed,
         "ttfr": summary_ms(ttfr),
         "ttfr_ms_all": [round(x * 1e3, 3) for x in ttfr],
+        "ttfr_p50_ms_by_order": by_order(ttfr),
         "connect_attempts_p50": statistics.median(attempts) if attempts else None,
         "cni_add": summary_ms(adds),
         "endpoint_visible_in_watch_after_add": summary_ms(seen),
