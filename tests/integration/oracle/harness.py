@@ -40,6 +40,10 @@ SENTINELS: tuple[tuple[str, str], ...] = (("os/s1", "h1"), ("os/s2", "h2"), ("os
 SENTINEL_TIER = "oracle-sentinel"
 SENTINEL_POLICY = "oracle-sentinel-gate"
 PROBE_TIMEOUT = 0.8
+# UDP probes leave from these source ports in turn (below the ephemeral range,
+# covered by no generated source-port rule), so no tuple repeats while an
+# earlier probe's conntrack entry (30-180 s) could still let it through.
+UDP_SOURCE_PORTS = range(20000, 30000)
 # Every verdict is one of these matrices: (protocol, port) -> source -> destination -> open.
 Matrices = dict[tuple[str, int], dict[str, dict[str, bool]]]
 
@@ -50,6 +54,12 @@ class Rig:
     ds: Any  # an open datastore backend
     wls: dict[str, WorkloadState]
     generation: int = 0
+    udp_cursor: int = 0
+
+    def next_udp_port(self) -> int:
+        port = UDP_SOURCE_PORTS[self.udp_cursor % len(UDP_SOURCE_PORTS)]
+        self.udp_cursor += 1
+        return port
 
     def __repr__(self) -> str:  # hypothesis prints it with every failing example
         return f"Rig(lab={self.lab!r}, generation={self.generation})"
@@ -76,10 +86,11 @@ def add_workloads(lab: str) -> dict[str, WorkloadState]:
 # ----------------------------------------------------------------- measuring
 
 
-def _probe_from(src: WorkloadState, targets: list[tuple[str, str, int]],
+def _probe_from(src: WorkloadState, targets: list[tuple[str, str, int, int]],
                 timeout: float) -> list[bool]:  # fmt: skip
     argv = ["nsenter", f"--net={netns_path(src.netns)}", "--", sys.executable, "-I", "-S",
-            str(PROBER), str(timeout), *(f"{p}:{a}:{port}" for p, a, port in targets)]  # fmt: skip
+            str(PROBER), str(timeout),
+            *(f"{p}:{a}:{port}:{sport}" for p, a, port, sport in targets)]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout * 3 + 10,
                           check=True)  # fmt: skip
     result = json.loads(proc.stdout)
@@ -91,9 +102,14 @@ def probe_many(rig: Rig, plan: Mapping[str, list[tuple[str, str, int]]],
                timeout: float = PROBE_TIMEOUT) -> dict[str, list[bool]]:  # fmt: skip
     """``plan``: source ref -> [(protocol, destination ref, port)]; one process per source."""
 
+    targets = {
+        src: [(p, rig.ips[dst], port, rig.next_udp_port() if p == "udp" else 0)
+              for p, dst, port in probes]
+        for src, probes in plan.items()
+    }  # fmt: skip
+
     def run(src: str) -> list[bool]:
-        targets = [(p, rig.ips[dst], port) for p, dst, port in plan[src]]
-        return _probe_from(rig.wls[src], targets, timeout)
+        return _probe_from(rig.wls[src], targets[src], timeout)
 
     with ThreadPoolExecutor(max_workers=max(1, len(plan))) as pool:
         results = list(pool.map(run, plan))
