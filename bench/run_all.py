@@ -453,7 +453,12 @@ def _figures(name: str, res: dict[str, Any]) -> list[str]:
             a, d = v["add"], v["del"]
             out.append(f"| {p} | {a['p50_ms']} | {a['p90_ms']} | {a['p99_ms']} | {d['p50_ms']} | "
                        f"{d['p99_ms']} | {a['n']} |")
-        return [*out, "", "(milliseconds per plugin invocation, spawn to exit)"]
+        out += ["", "(milliseconds per plugin invocation, spawn to exit)"]
+        su = res.get("gingham_startup_p50_ms")
+        if su:
+            out += ["", "Start-up cost in the same run, p50 ms: " + ", ".join(
+                f"{k.replace('_', ' ')} {v}" for k, v in su.items() if k != "reps") + "."]
+        return out
     if name == "dataplane_cost":
         out = ["| policies | Gbit/s | new connections/s | throughput ratio | connection-rate ratio |",
                "|---|---|---|---|---|"]
