@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from gingham.lab.prober import Target, measure
 from gingham.model import load_manifests
-from tests.conformance.prober import Target, measure
 from tests.conformance.reach import NAMESPACES, REFS, Reach, diff
 
 SERVE = "80/tcp:serve-80-tcp,81/tcp:serve-81-tcp,80/udp:serve-80-udp,81/udp:serve-81-udp"
@@ -177,8 +177,8 @@ def cluster() -> Iterator[Cluster]:
     ds = None
     try:
         # sqlite by default; GINGHAM_CONFORMANCE_DATASTORE=etcd runs the suite on etcd
-        labmod.up(name, hosts=3, datastore=os.environ.get("GINGHAM_CONFORMANCE_DATASTORE",
-                                                          "sqlite"))
+        datastore = os.environ.get("GINGHAM_CONFORMANCE_DATASTORE", "sqlite")
+        labmod.up(name, hosts=3, datastore=datastore, make_current=False)
         st = labstate.load(name)
         ds = open_datastore(st.datastore)
         store = ResourceStore(ds)

@@ -134,7 +134,9 @@ def up(
     datastore: str = "sqlite",
     subnets: int = 1,
     progress: Progress | None = None,
+    make_current: bool = True,
 ) -> LabState:
+    """Bring lab ``name`` up; with ``make_current`` plain gingham commands then act on it."""
     check_lab_name(name)
     if os.geteuid() != 0:
         raise LabError("a lab needs root (network namespaces)")
@@ -164,7 +166,8 @@ def up(
             host.agent_pid = _start_agent(lab, host)
             labstate.save(lab)
         wait_ready(lab, progress=say)
-        labstate.set_current(name)
+        if make_current:
+            labstate.set_current(name)
         return lab
     except BaseException:
         down(name)

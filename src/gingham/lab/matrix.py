@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,14 +65,12 @@ class Matrix:
         return "\n".join(lines)
 
 
-def measure(
-    lab: LabState, port: int = 80, protocol: str = "tcp", timeout: float = 1.0, workers: int = 16
-) -> Matrix:
+def measure(lab: LabState, port: int = 80, protocol: str = "tcp", timeout: float = 1.0) -> Matrix:
+    """Every ordered pair of the lab's workloads, probed at once from one process."""
+    from gingham.lab.prober import Target
+    from gingham.lab.prober import measure as probe_all
+
     wls = sorted(lab.workloads.values(), key=lambda w: w.ref)
-    pairs = [(a, b) for a in wls for b in wls]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda p: probe(p[0], p[1], port, protocol, timeout), pairs))
-    cells: dict[str, dict[str, bool]] = {a.ref: {} for a in wls}
-    for (a, b), ok in zip(pairs, results, strict=True):
-        cells[a.ref][b.ref] = ok
-    return Matrix(port, protocol, tuple(w.ref for w in wls), cells)
+    targets = [Target(w.ref, w.netns, w.ips[0]) for w in wls if w.ips]
+    cells = probe_all(targets, port, protocol, min(timeout, MAX_TIMEOUT))
+    return Matrix(port, protocol, tuple(t.ref for t in targets), cells)

@@ -34,7 +34,7 @@ def two_subnets() -> Iterator[str]:
     name = f"s{os.getpid() % 100000}"
     labmod.down(name)
     try:
-        labmod.up(name, hosts=3, subnets=2)  # h1, h2 on subnet 1; h3 on subnet 2
+        labmod.up(name, hosts=3, subnets=2, make_current=False)  # h1, h2: subnet 1; h3: 2
         for i, host in enumerate(("h1", "h2", "h3"), start=1):
             workloads.add(name, f"r/w{i}", host, {}, [(80, "tcp", "")])
         yield name

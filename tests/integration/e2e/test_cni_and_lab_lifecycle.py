@@ -129,7 +129,7 @@ def test_lab_down_leaves_no_namespace_process_or_file() -> None:
     name = f"d{os.getpid() % 100000}"
     labmod.down(name)
     try:
-        st = labmod.up(name, hosts=1)
+        st = labmod.up(name, hosts=1, make_current=False)
         from gingham.lab import workloads
 
         workloads.add(name, "x/w", "h1", {}, [(80, "tcp", "")])

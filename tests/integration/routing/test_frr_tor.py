@@ -156,7 +156,7 @@ def _node_status(lab: LabState, host: str) -> list[dict[str, str]]:
 
 
 def test_frr_tor_learns_every_block_into_its_kernel(lab_name: str) -> None:
-    lab = labmod.up(lab_name, hosts=3, subnets=2)  # h1, h2: subnet 1; h3: subnet 2
+    lab = labmod.up(lab_name, hosts=3, subnets=2, make_current=False)  # h1, h2: subnet 1; h3: 2
     fabric = Fabric.from_dict(lab.fabric)
     run_in_netns(fabric.switch, ["nft", "-f", "-"], input=COUNTERS)
     ext_ns = f"gh-{lab_name}-x"
