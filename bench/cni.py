@@ -189,7 +189,12 @@ def run(n: int, prefix: str) -> dict[str, Any]:
             for p in plugins:
                 delete_netns(p.host_netns)
         for p in plugins:
-            out[p.name] = {"add": summary_ms(p.add), "del": summary_ms(p.delete)}
+            size = max(1, -(-len(p.add) // 5))
+            out[p.name] = {"add": summary_ms(p.add), "del": summary_ms(p.delete),
+                           # does ADD slow down as the host fills with veths?
+                           "add_p50_ms_by_order": [
+                               round(statistics.median(p.add[i:i + size]) * 1e3, 2)
+                               for i in range(0, len(p.add), size)]}  # fmt: skip
         out["gingham"]["repeated_del_ms"] = round(repeat * 1e3, 2)
     return out
 

@@ -454,6 +454,10 @@ def _figures(name: str, res: dict[str, Any]) -> list[str]:
             out.append(f"| {p} | {a['p50_ms']} | {a['p90_ms']} | {a['p99_ms']} | {d['p50_ms']} | "
                        f"{d['p99_ms']} | {a['n']} |")
         out += ["", "(milliseconds per plugin invocation, spawn to exit)"]
+        for p, v in (res.get("results") or {}).items():
+            if v.get("add_p50_ms_by_order"):
+                out += ["", f"{p}: ADD p50 by fifths of the run, in order: "
+                        f"{', '.join(map(str, v['add_p50_ms_by_order']))} ms."]
         su = res.get("gingham_startup_p50_ms")
         if su:
             out += ["", "Start-up cost in the same run, p50 ms: " + ", ".join(
