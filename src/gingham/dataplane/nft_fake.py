@@ -25,7 +25,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from gingham.dataplane.nft import (
+from gingham.dataplane.nft_objects import (
     Chain,
     Element,
     Map,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gingham.dataplane.nft import (
+from gingham.dataplane.nft_objects import (
     Chain,
     Element,
     Map,
