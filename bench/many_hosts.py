@@ -384,7 +384,7 @@ class Fleet:
                           file=sys.stderr, flush=True)
                 dead = [p.args for p in self.procs if p.poll() is not None]
                 if dead:
-                    raise RuntimeError(f"a worker exited early: {dead[0]}")
+                    raise RuntimeError(f"a worker exited early: {dead[0]!r}")
                 self.lock.wait(min(1.0, deadline - time.monotonic()))
 
     def total_polls(self) -> tuple[int, float]:

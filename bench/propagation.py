@@ -125,13 +125,13 @@ class Source:
                                 socks[s] = (ref, now)
                                 sel.register(s, selectors.EVENT_WRITE)
                 for key, _ in sel.select(0.001):
-                    s = key.fileobj
-                    assert isinstance(s, socket.socket)
-                    ref, _t = socks.pop(s)
-                    sel.unregister(s)
-                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 and ref not in out:
+                    done = key.fileobj
+                    assert isinstance(done, socket.socket)
+                    ref, _t = socks.pop(done)
+                    sel.unregister(done)
+                    if done.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 and ref not in out:
                         out[ref] = time.monotonic() - t0
-                    s.close()
+                    done.close()
                 for s, (_ref, t) in list(socks.items()):
                     if time.monotonic() - t > 0.05:
                         sel.unregister(s)
@@ -163,13 +163,13 @@ class Source:
                                 socks[s] = (ref, now)
                                 sel.register(s, selectors.EVENT_WRITE)
                 for key, _ in sel.select(0.001):
-                    s = key.fileobj
-                    assert isinstance(s, socket.socket)
-                    ref, t = socks.pop(s)
-                    sel.unregister(s)
-                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0 and ref not in out:
+                    done = key.fileobj
+                    assert isinstance(done, socket.socket)
+                    ref, t = socks.pop(done)
+                    sel.unregister(done)
+                    if done.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0 and ref not in out:
                         out[ref] = t - t0
-                    s.close()
+                    done.close()
                 now = time.monotonic()
                 for s, (ref, t) in list(socks.items()):
                     if now - t > window:
@@ -253,8 +253,9 @@ def run_lab(hosts: int, trials: int, timeout: float) -> dict[str, Any]:
                 incomplete += 1
             else:
                 opens.append(max(got.values()))
-                for h in per_host:
-                    per_host[h].append(max(t for (_s, d), t in got.items() if host_of[d] == h))
+                for hname in per_host:
+                    per_host[hname].append(
+                        max(t for (_s, d), t in got.items() if host_of[d] == hname))
             time.sleep(0.2)
             t1 = time.monotonic()
             store.delete(info, "allow-members", "prop")

@@ -43,7 +43,7 @@ def test_report_renders_targets_and_sections() -> None:
         import run_all
     finally:
         sys.path.remove(str(BENCH))
-    runs = {
+    runs: dict[str, dict[str, Any]] = {
         "ttfr": {"meta": {"command": "c", "loadavg_before": [1.0], "loadavg_after": [2.0]},
                  "result": {"ttfr": {"n": 3, "p50_ms": 12.5, "p99_ms": 40.0}, "workloads": 3}},
         "cni": {"meta": {"command": "c"}, "result": None},
