@@ -8,10 +8,10 @@ retried, as a runtime does. At the end: no address was handed out twice,
 every kept workload is programmed by its host's agent, every deleted one is
 gone everywhere, and a leak check finds no orphaned handle.
 
-Compaction: one agent is frozen (SIGSTOP) while policy changes and ~10 MB of
-other writes go by, then etcd is compacted past the agent's revision and
-the agent thawed. Its watch is cancelled as compacted; it must resync and
-end in the right state (measured with the reachability matrix).
+Compaction: one agent is frozen (SIGSTOP); the etcd members are restarted
+(which breaks its watch stream), a policy changes and other writes go by,
+etcd is compacted past the agent's revision, and the agent is thawed. Watching again from its old revision, it is told the revision was
+compacted; it must resync and end in the right state (reachability matrix).
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ from gingham.lab import state as labstate
 from gingham.lab.state import LabState
 from gingham.model import load_manifests
 from tests.integration.faults import tools
-from tests.integration.faults.test_datastore_outage import _member_argv, _restart_members
+from tests.integration.faults.test_datastore_outage import (
+    _etcd_down,
+    _member_argv,
+    _restart_members,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.etcd]
 
@@ -214,12 +218,17 @@ def test_agent_resyncs_after_its_watch_is_compacted(lab: str) -> None:
     agent = st.host("h2").agent_pid
     os.killpg(agent, signal.SIGSTOP)
     try:
+        # Break the frozen agent's watch stream first, so that nothing newer than what it
+        # has reached sits in its socket buffer: thawed, it must watch again from there.
+        with _etcd_down(lab, "kill"):
+            pass
+        tools.wait_until(lambda: _quorum(labstate.load(lab)), 30, "etcd back")
+        st = labstate.load(lab)
         _apply(st, OPEN_TO_OTHER)  # the frozen agent must learn this after the compaction
         ds = tools.datastore(st)
-        try:  # fill the frozen watcher's pipe so etcd moves it to its unsynced group
-            blob = "x" * 32768
-            for i in range(320):
-                _create_or_update(ds, f"/gingham/v1/status/fault-test/{i}", {"blob": blob})
+        try:
+            for i in range(50):
+                _create_or_update(ds, f"/gingham/v1/status/fault-test/{i}", {"n": i})
             revision = ds.revision()
         finally:
             ds.close()
