@@ -134,6 +134,7 @@ class RoutingPlane:
             got = IPAM(self.datastore, host=self.hostname).auto_assign(
                 tunnel_handle(self.hostname),
                 {"namespace": "", "workload": "vxlan-tunnel", "host": self.hostname},
+                use="Tunnel",
             )
         except GinghamError as exc:
             log.warning("no VXLAN tunnel address yet: %s", exc)
