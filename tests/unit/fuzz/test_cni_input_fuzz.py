@@ -54,7 +54,6 @@ def _base_conf(tmp: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-KNOWN_BUG_ARGS = True
 CONF_FIELDS = ["cniVersion", "name", "datastore", "nodename", "mtu", "ipam", "args"]
 OURS_FIELDS = ["namespace", "name", "labels", "ports", "orchestrator", "serviceAccount"]
 
@@ -107,8 +106,6 @@ def _checked(inv: netconf.Invocation) -> None:
 def test_parse_gives_a_safe_invocation_or_a_plugin_error(
     command: str, conf: dict[str, Any], env: dict[str, str]
 ) -> None:
-    if KNOWN_BUG_ARGS and conf.get("args") and not isinstance(conf["args"], dict):
-        return  # known bug: see test_args_that_are_not_an_object_are_refused
     try:
         inv = netconf.parse(command, conf, env)
     except PluginError as exc:
