@@ -130,7 +130,6 @@ class RoutingInputs:
     def on_update(self, key: str, value: dict[str, Any] | None) -> None:
         if not self.wants(key):
             return
-        self.dirty = True
         try:
             if key.startswith(_NODES):
                 self._put(self.hosts, key, value, host_from_node)
@@ -141,19 +140,26 @@ class RoutingInputs:
             elif key.startswith(_BGPPEERS):
                 self._put(self.bgp_peers, key, value, lambda d: d)
             elif key == keys.resource_key("BGPConfiguration", "default"):
+                self.dirty = self.dirty or self.bgp_config != value
                 self.bgp_config = value
         except (KeyError, ValueError, TypeError) as exc:
             # An invalid document counts as absent (fail closed for routing: no route).
             log.warning("ignoring invalid %s: %s", key, exc)
+            self.dirty = True
             for table in (self.hosts, self.pools, self.blocks, self.bgp_peers):
                 table.pop(key, None)
 
-    @staticmethod
-    def _put(table: dict[str, Any], key: str, value: Any, convert: Any) -> None:
-        if value is None:
+    def _put(self, table: dict[str, Any], key: str, value: Any, convert: Any) -> None:
+        # Only a change in what routing reads counts: a block document changes on
+        # every allocation, its affinity and borrowed addresses hardly ever.
+        new = None if value is None else convert(value)
+        if table.get(key) == new:
+            return
+        self.dirty = True
+        if new is None:
             table.pop(key, None)
         else:
-            table[key] = convert(value)
+            table[key] = new
 
     def bgp(self) -> BGPSettings:
         return bgp_settings(self.bgp_config, list(self.bgp_peers.values()))

@@ -8,6 +8,7 @@ then stale peers removed; BIRD after the kernel routes it exports.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 from gingham.agent.routing_inputs import RoutingInputs
 from gingham.calc.messages import WorkloadEndpointRemove, WorkloadEndpointUpdate
+from gingham.cni.plumbing import interface_exists
 from gingham.dataplane.netlink import Netlink, Route, not_workload_route
 from gingham.dataplane.routes import RoutePlan, plan_routes
 from gingham.dataplane.vxlan import VxlanDriver
@@ -52,7 +54,7 @@ class RoutingPlane:
     bird: BirdProcess
     run_dir: Path = RUN_DIR
     _local: dict[Any, tuple[Route, ...]] = field(default_factory=dict)
-    _local_dirty: bool = True
+    _full_sync_pending: bool = True
     _nat_script: str | None = None
     _mtu: int | None = None
 
@@ -60,25 +62,39 @@ class RoutingPlane:
         self.inputs.on_update(key, value)
 
     def apply(self, messages: Sequence[Any]) -> None:
+        changed: list[tuple[tuple[Route, ...], tuple[Route, ...]]] = []
         for msg in messages:
             if isinstance(msg, WorkloadEndpointUpdate):
                 routes = tuple(
                     Route(ip_network(net), dev=msg.interface_name)
                     for net in (*msg.ipv4_nets, *msg.ipv6_nets)
                 )
-                if self._local.get(msg.endpoint_id) != routes:
+                old = self._local.get(msg.endpoint_id, ())
+                if old != routes:
                     self._local[msg.endpoint_id] = routes
-                    self._local_dirty = True
-            elif (
-                isinstance(msg, WorkloadEndpointRemove)
-                and self._local.pop(msg.endpoint_id, None) is not None
-            ):
-                self._local_dirty = True
-        if not (self.inputs.dirty or self._local_dirty):
-            return
-        self._program()
-        self.inputs.dirty = False
-        self._local_dirty = False
+                    changed.append((old, routes))
+            elif isinstance(msg, WorkloadEndpointRemove):
+                old = self._local.pop(msg.endpoint_id, ())
+                if old:
+                    changed.append((old, ()))
+        if self.inputs.dirty or self._full_sync_pending:
+            self._program()  # covers the local routes too
+            self.inputs.dirty = False
+            self._full_sync_pending = False
+        else:
+            # A workload coming or going touches its own routes only: no dump of
+            # the kernel's routes (that made every ADD cost O(routes) here).
+            for old, new in changed:
+                self._sync_endpoint(old, new)
+
+    def _sync_endpoint(self, old: tuple[Route, ...], new: tuple[Route, ...]) -> None:
+        for route in new:
+            if self._link_exists(route):
+                self.netlink.replace_route(route)
+        for route in set(old) - set(new):
+            if self._link_exists(route):  # a gone veth took its routes with it
+                with contextlib.suppress(DataplaneError):
+                    self.netlink.delete_route(route)
 
     def _program(self) -> None:
         me = self._me()
@@ -109,8 +125,7 @@ class RoutingPlane:
 
     def _link_exists(self, route: Route) -> bool:
         # A workload route is only valid while its veth exists (CNI DEL removes both).
-        # Ask netlink, not /sys: under `nsenter --net` /sys is still the root namespace's.
-        return route.dev is None or self.netlink.link_index(route.dev) is not None
+        return route.dev is None or interface_exists(route.dev)
 
     def _ensure_vxlan(self, me: HostInfo, plan: RoutePlan) -> None:
         assert me.address_v4 is not None

@@ -13,6 +13,7 @@ threads): make one :class:`Netlink` per namespace and keep it.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import (
@@ -227,6 +228,12 @@ class Netlink:
         return out
 
     def link_index(self, name: str) -> int | None:
+        if self.netns is None:
+            # Our own namespace: one ioctl instead of a netlink dump of every link.
+            try:
+                return socket.if_nametoindex(name)
+            except OSError:
+                return None
         found = self._call(f"look up {name}", self._ipr.link_lookup, ifname=name)
         return found[0] if found else None
 
