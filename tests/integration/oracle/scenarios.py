@@ -33,19 +33,21 @@ WORKLOADS: tuple[tuple[str, str], ...] = (
     ("ob/w6", "h3"),
 )
 REFS = tuple(ref for ref, _ in WORKLOADS)
-# What every workload serves; TCP 81 is named differently on different
-# workloads so that a named port resolves per destination. The same name on
-# TCP and UDP checks that a named port keeps its protocol.
+# What every workload serves; TCP 81 and UDP 80 are named differently on
+# different workloads so that a named port resolves per destination; "http"
+# on both TCP 80 and (some) UDP 80 checks that a named port keeps its protocol.
 PROBES: tuple[tuple[str, int], ...] = (("tcp", 80), ("tcp", 81), ("udp", 80))
-PORT_NAMES = ("http", "alt", "admin", "nope")
+PORT_NAMES = ("http", "alt", "admin", "dns", "nope")
 POOL = "198.18.0.0/16"
 ELSEWHERE = "203.0.113.0/24"  # holds no workload
 TIER = "ot"
 
 
 def serve_for(ref: str) -> list[tuple[int, str, str]]:
-    alt = "alt" if REFS.index(ref) % 2 == 0 else "admin"
-    return [(80, "tcp", "http"), (81, "tcp", alt), (80, "udp", "http")]
+    index = REFS.index(ref)
+    alt = "alt" if index % 2 == 0 else "admin"
+    dgram = "dns" if index % 3 == 0 else "http"
+    return [(80, "tcp", "http"), (81, "tcp", alt), (80, "udp", dgram)]
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def calico_entity(draw: st.DrawFn, *, with_ports: bool, source: bool) -> dict[st
     sel = draw(_maybe(_ENDPOINT_SEL, 0.45))
     if sel is not None:
         entity["selector"] = sel.text
-    not_sel = draw(_maybe(_ENDPOINT_SEL, 0.12))
+    not_sel = draw(_maybe(_ENDPOINT_SEL, 0.2))
     if not_sel is not None:
         entity["notSelector"] = not_sel.text
     ns_sel = draw(_maybe(_NAMESPACE_SEL, 0.2))
@@ -137,7 +139,7 @@ def calico_entity(draw: st.DrawFn, *, with_ports: bool, source: bool) -> dict[st
     nets = draw(_maybe(st.lists(_NETS, min_size=1, max_size=3, unique=True), 0.2))
     if nets is not None:
         entity["nets"] = nets
-    not_nets = draw(_maybe(st.lists(_WORKLOAD_NETS, min_size=1, max_size=2, unique=True), 0.12))
+    not_nets = draw(_maybe(st.lists(_WORKLOAD_NETS, min_size=1, max_size=2, unique=True), 0.2))
     if not_nets is not None:
         entity["notNets"] = not_nets
     if with_ports:
@@ -148,7 +150,7 @@ def calico_entity(draw: st.DrawFn, *, with_ports: bool, source: bool) -> dict[st
         if ports is not None:
             entity["ports"] = ports
         not_ports = draw(_maybe(st.lists(ports_strategy, min_size=1, max_size=2, unique=True),
-                                chance / 4))
+                                chance / 2))
         if not_ports is not None:
             entity["notPorts"] = not_ports
     return entity
@@ -166,8 +168,21 @@ def calico_rule(draw: st.DrawFn) -> dict[str, Any]:
         rule["protocol"] = protocol
     if draw(st.integers(0, 9)) == 0:
         rule["notProtocol"] = draw(st.sampled_from(("TCP", "UDP")))
+    # A third of the rules name no peers, only protocol and ports: rules that
+    # match much make the order of policies and tiers decide more verdicts.
+    bare = draw(st.integers(0, 2)) == 0
     for side in ("source", "destination"):
-        entity = draw(calico_entity(with_ports=protocol is not None, source=side == "source"))
+        if bare and side == "source":
+            continue
+        if bare:
+            entity = {}
+            if protocol is not None:
+                ports = draw(st.lists(_DST_PORTS, max_size=2, unique=True))
+                if ports:
+                    entity["ports"] = ports
+        else:
+            entity = draw(calico_entity(with_ports=protocol is not None,
+                                        source=side == "source"))  # fmt: skip
         if entity:
             rule[side] = entity
     return rule
@@ -191,12 +206,18 @@ def calico_policy(draw: st.DrawFn, name: str, tiers: tuple[str, ...]) -> dict[st
     if types is not None:
         spec["types"] = types
     for direction in ("ingress", "egress"):
-        rules = draw(st.lists(calico_rule(), max_size=3))
+        rules = draw(st.lists(calico_rule(), min_size=draw(st.integers(0, 1)), max_size=3))
+        if rules and draw(st.booleans()):
+            # A catch-all after specific rules: then every condition of those
+            # rules decides verdicts, instead of mostly matching nothing.
+            first = rules[0]["action"]
+            last = "Deny" if first == "Allow" else "Allow" if first == "Deny" else None
+            rules.append({"action": last or draw(st.sampled_from(("Allow", "Deny", "Pass")))})
         if rules:
             spec[direction] = rules
     metadata: dict[str, Any] = {"name": name}
     if global_:
-        ns_sel = draw(_maybe(_NAMESPACE_SEL, 0.25))
+        ns_sel = draw(_maybe(_NAMESPACE_SEL, 0.4))
         if ns_sel is not None:
             spec["namespaceSelector"] = ns_sel.text
     else:
@@ -257,7 +278,7 @@ def k8s_port(draw: st.DrawFn) -> dict[str, Any]:
     protocol = draw(st.sampled_from((None, "TCP", "UDP")))
     if protocol is not None:
         port["protocol"] = protocol
-    number = draw(st.sampled_from((None, 80, 81, "http", "alt", "admin")))
+    number = draw(st.sampled_from((None, 80, 81, "http", "alt", "admin", "dns")))
     if number is not None:
         port["port"] = number
         if number == 80 and draw(st.integers(0, 2)) > 0:
@@ -329,9 +350,9 @@ def netset(draw: st.DrawFn, namespace: str | None) -> dict[str, Any]:
 @st.composite
 def netsets(draw: st.DrawFn) -> tuple[dict[str, Any], ...]:
     out = []
-    if draw(st.integers(0, 3)) == 0:
+    if draw(st.booleans()):
         out.append(draw(netset(None)))
-    if draw(st.integers(0, 3)) == 0:
+    if draw(st.booleans()):
         out.append(draw(netset(draw(st.sampled_from(NAMESPACES)))))
     return tuple(out)
 

@@ -54,7 +54,7 @@ from tests.integration.oracle.scenarios import PROBES, REFS, Scenario, cases
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-EXAMPLES = int(os.environ.get("GINGHAM_ORACLE_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("GINGHAM_ORACLE_EXAMPLES", "25"))
 SEED = os.environ.get("GINGHAM_ORACLE_SEED")
 SHRINK = os.environ.get("GINGHAM_ORACLE_SHRINK") == "1"
 
