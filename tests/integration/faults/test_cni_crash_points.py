@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,16 +78,18 @@ except PluginError as exc:
 @pytest.fixture(scope="module")
 def setup() -> Iterator[tuple[str, str, str]]:
     tmp = Path(tempfile.mkdtemp(prefix="gingham-crashpoints-"))
-    url = f"sqlite://{tmp / 'gingham.db'}"
-    ds = open_datastore(url)
     try:
-        ResourceStore(ds).apply(parse_resource(DEFAULT_POOL))
+        url = f"sqlite://{tmp / 'gingham.db'}"
+        ds = open_datastore(url)
+        try:
+            ResourceStore(ds).apply(parse_resource(DEFAULT_POOL))
+        finally:
+            ds.close()
+        host, wl = f"ght{os.getpid()}-1-cph", f"ght{os.getpid()}-1-cpw"
+        with tools.throwaway_netns([host, wl]):
+            yield url, host, wl
     finally:
-        ds.close()
-    host, wl = f"ght{os.getpid()}-1-cph", f"ght{os.getpid()}-1-cpw"
-    with tools.throwaway_netns([host, wl]):
-        yield url, host, wl
-    subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _add(url: str, host: str, wl: str, fail_at: int, cid: str) -> dict[str, Any]:
