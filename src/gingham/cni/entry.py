@@ -118,4 +118,8 @@ def ipam_main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m`, this file is `__main__`: use the real module, so its
+    # PluginError is the class the plugin raises.
+    from gingham.cni.entry import main as _main
+
+    sys.exit(_main())

@@ -298,8 +298,12 @@ class EtcdDatastore(Datastore):
         except ValueError:
             if resp.status_code == 404:
                 raise EtcdError(_NO_SUCH_PATH, f"no such gateway path {resp.url.path}") from None
+            # Keep what the server said (etcd 3.4's gateway explains a refused
+            # client certificate in plain text, for example).
+            said = " ".join(resp.text.split())[:200]
             raise Unavailable(
                 f"{self.url}: not an etcd gateway answer (HTTP {resp.status_code})"
+                + (f": {said}" if said else "")
             ) from None
         if resp.status_code != 200 or "error" in data:
             raise EtcdError(int(data.get("code", 0)), str(data.get("message") or data))

@@ -70,12 +70,12 @@ def _apply_default_pool(url: str) -> None:
 
 def _start_agent(lab: LabState, host: HostState) -> int:
     log = open(labstate.lab_dir(lab.name) / f"agent-{host.name}.log", "ab")  # noqa: SIM115
-    env = dict(os.environ, GINGHAM_RUN_DIR=lab.run_dir)
-    env.pop("GINGHAM_DATASTORE", None)
+    # The URL may carry credentials: hand it over in the environment, not on a
+    # command line every local user can read with ps.
+    env = dict(os.environ, GINGHAM_RUN_DIR=lab.run_dir, GINGHAM_DATASTORE=lab.datastore)
     proc = spawn_in_netns(
         host.netns,
-        [gingham_binary(), "--datastore", lab.datastore, "node", "run", "--name", host.name,
-         "--health-port", str(HEALTH_PORT)],
+        [gingham_binary(), "node", "run", "--name", host.name, "--health-port", str(HEALTH_PORT)],
         stdout=log,
         stderr=log,
         env=env,
