@@ -119,8 +119,9 @@ def iperf(client_ns: str, server_ns: str, address: str, seconds: float) -> float
     try:
         time.sleep(0.3)
         proc = subprocess.run(
+            # iperf3 takes whole seconds (and -t 0 means "run forever")
             in_netns(client_ns, ["iperf3", "-c", address, "-p", str(IPERF_PORT), "-t",
-                                 str(seconds), "-J"]),
+                                 str(max(1, round(seconds))), "-J"]),
             capture_output=True, text=True, timeout=seconds + 30, check=False)  # fmt: skip
         data = json.loads(proc.stdout)
         return float(data["end"]["sum_received"]["bits_per_second"])

@@ -65,7 +65,9 @@ def test_many_hosts_tiny_both_modes() -> None:
         assert r["first_sync"]["agents_synced"] == 6
         assert r["changes"][0]["converged"] == 6
         assert r["changes"][0]["nft_commands_total"] > 0  # every host's dataplane changed
-    assert modes["fanout"]["idle"]["agent_datastore_polls_per_second"] == 0
+    # idle agents behind the fan-out only read when the server writes to them
+    idle = {m: r["idle"]["agent_datastore_polls_per_second"] for m, r in modes.items()}
+    assert idle["fanout"] * 10 < idle["direct"]
 
 
 @pytest.mark.integration
@@ -104,5 +106,5 @@ def test_agent_scale_quick() -> None:
 @pytest.mark.slow
 @LAB_BENCHES
 def test_dataplane_cost_tiny() -> None:
-    data = run_bench("dataplane_cost", "--seconds", "0.5")
+    data = run_bench("dataplane_cost", "--seconds", "1")
     assert set(data["results"]) == {"0", "100", "1000"}
