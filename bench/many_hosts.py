@@ -407,93 +407,114 @@ class Fleet:
 
 
 def run_mode(mode: str, hosts: int, workers: int, per_host: int, policies: int, changes: int,
-             idle: float, seed: int) -> dict[str, Any]:
+             idle: float, seed: int, backend: str = "sqlite") -> dict[str, Any]:
+    from gingham.datastore.etcd_process import start_etcd_cluster, stop_etcd_cluster
+
+    with tempfile.TemporaryDirectory(prefix="gingham-bench-many-") as tmp:
+        if backend == "sqlite":
+            return _run_mode(mode, hosts, workers, per_host, policies, changes, idle, seed,
+                             f"sqlite://{Path(tmp) / 'gingham.db'}", tmp, None)
+        members = start_etcd_cluster(Path(tmp) / "etcd", 1, die_with_parent=True)
+        try:
+            proc = members[0].proc
+            return _run_mode(mode, hosts, workers, per_host, policies, changes, idle, seed,
+                             members[0].datastore_url, tmp, proc.pid if proc else None)
+        finally:
+            stop_etcd_cluster(members)
+
+
+def _run_mode(mode: str, hosts: int, workers: int, per_host: int, policies: int, changes: int,
+              idle: float, seed: int, url: str, tmp: str, store_pid: int | None) -> dict[str, Any]:
     from gingham.datastore import open_datastore
     from gingham.datastore.resources import ResourceStore
     from gingham.model import parse_resource
 
-    out: dict[str, Any] = {"mode": mode, "hosts": hosts, "workers": workers}
-    with tempfile.TemporaryDirectory(prefix="gingham-bench-many-") as tmp:
-        url = f"sqlite://{Path(tmp) / 'gingham.db'}"
-        sock_path = str(Path(tmp) / "fanout.sock")
+    out: dict[str, Any] = {"mode": mode, "hosts": hosts, "workers": workers,
+                           "datastore": url.split(":", 1)[0]}
+    sock_path = str(Path(tmp) / "fanout.sock")
+    t0 = time.monotonic()
+    out["keys"] = populate(url, hosts, per_host, policies, seed)
+    out["populate_seconds"] = round(time.monotonic() - t0, 2)
+    srv: subprocess.Popen[str] | None = None
+    fleet: Fleet | None = None
+    names = [host_name(i) for i in range(hosts)]
+    try:
+        if mode == "fanout":
+            srv = subprocess.Popen([sys.executable, __file__, "--server", url, sock_path],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            while not Path(sock_path).exists() and srv.poll() is None:
+                time.sleep(0.05)
+        ds = open_datastore(url)
+        rev0 = ds.revision()
         t0 = time.monotonic()
-        out["keys"] = populate(url, hosts, per_host, policies, seed)
-        out["populate_seconds"] = round(time.monotonic() - t0, 2)
-        srv: subprocess.Popen[str] | None = None
-        fleet: Fleet | None = None
-        names = [host_name(i) for i in range(hosts)]
-        try:
-            if mode == "fanout":
-                srv = subprocess.Popen([sys.executable, __file__, "--server", url, sock_path],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                while not Path(sock_path).exists() and srv.poll() is None:
-                    time.sleep(0.05)
-            ds = open_datastore(url)
-            rev0 = ds.revision()
-            t0 = time.monotonic()
-            fleet = Fleet(url, mode, sock_path, hosts, workers)
-            synced = fleet.wait_revision(names, rev0, timeout=3600)
-            out["first_sync"] = {
-                "agents_synced": len(synced),
-                "all_seconds": round(max(t for t, _ in synced.values()) - t0, 2) if synced else None,
-                "p50_seconds": round(statistics.median(t for t, _ in synced.values()) - t0, 2)
-                if synced else None,
-            }  # fmt: skip
-            time.sleep(1.0)
-            p0, s0 = fleet.total_polls()
+        fleet = Fleet(url, mode, sock_path, hosts, workers)
+        synced = fleet.wait_revision(names, rev0, timeout=3600)
+        out["first_sync"] = {
+            "agents_synced": len(synced),
+            "all_seconds": round(max(t for t, _ in synced.values()) - t0, 2) if synced else None,
+            "p50_seconds": round(statistics.median(t for t, _ in synced.values()) - t0, 2)
+            if synced else None,
+        }  # fmt: skip
+        time.sleep(1.0)
+        p0, s0 = fleet.total_polls()
+        c0 = fleet.cpu()
+        cs0 = cpu_seconds(srv.pid) if srv else 0.0
+        ds0 = cpu_seconds(store_pid) if store_pid else 0.0
+        time.sleep(idle)
+        time.sleep(1.1)  # the workers' stats lines come once a second
+        p1, s1 = fleet.total_polls()
+        wall = idle + 1.1
+        out["idle"] = {
+            "seconds": round(wall, 1),
+            "agent_datastore_polls_per_second": round((p1 - p0) / wall, 1),
+            "agent_seconds_in_poll_per_second": round((s1 - s0) / wall, 3),
+            "worker_cpu_percent": round((fleet.cpu() - c0) / wall * 100, 1),
+            "server_cpu_percent": round(((cpu_seconds(srv.pid) if srv else 0.0) - cs0) / wall * 100, 1),
+            "etcd_cpu_percent": round((cpu_seconds(store_pid) - ds0) / wall * 100, 1)
+            if store_pid else None,
+        }  # fmt: skip
+        store = ResourceStore(ds)
+        conv: list[dict[str, Any]] = []
+        for c in range(changes):
             c0 = fleet.cpu()
             cs0 = cpu_seconds(srv.pid) if srv else 0.0
-            time.sleep(idle)
-            time.sleep(1.1)  # the workers' stats lines come once a second
-            p1, s1 = fleet.total_polls()
-            wall = idle + 1.1
-            out["idle"] = {
-                "seconds": round(wall, 1),
-                "agent_datastore_polls_per_second": round((p1 - p0) / wall, 1),
-                "agent_seconds_in_poll_per_second": round((s1 - s0) / wall, 3),
-                "worker_cpu_percent": round((fleet.cpu() - c0) / wall * 100, 1),
-                "server_cpu_percent": round(((cpu_seconds(srv.pid) if srv else 0.0) - cs0) / wall * 100, 1),
-            }  # fmt: skip
-            store = ResourceStore(ds)
-            conv: list[dict[str, Any]] = []
-            for c in range(changes):
-                c0 = fleet.cpu()
-                cs0 = cpu_seconds(srv.pid) if srv else 0.0
-                t0 = time.monotonic()
-                store.apply(parse_resource(change_policy(2 + c)))
-                rev = ds.revision()
-                got = fleet.wait_revision(names, rev, timeout=600)
-                lat = [t - t0 for t, _ in got.values()]
-                conv.append({
-                    "converged": len(got),
-                    "all_ms": round(max(lat) * 1e3, 1) if lat else None,
-                    "p50_ms": round(statistics.median(lat) * 1e3, 1) if lat else None,
-                    "p99_ms": round(pct(lat, 0.99) * 1e3, 1) if lat else None,
-                    "nft_commands_total": sum(cmds for _, cmds in got.values()),
-                    "worker_cpu_seconds": round(fleet.cpu() - c0, 2),
-                    "server_cpu_seconds": round((cpu_seconds(srv.pid) if srv else 0.0) - cs0, 3),
-                })  # fmt: skip
-                time.sleep(1.0)
-            out["changes"] = conv
-            alls = [c["all_ms"] for c in conv if c["all_ms"] is not None]
-            out["convergence_all_hosts_ms"] = {
-                "p50": round(statistics.median(alls), 1) if alls else None,
-                "max": max(alls) if alls else None,
-            }
-            ds.close()
-        finally:
-            if fleet is not None:
-                fleet.stop()
-            if srv is not None:
-                if srv.stdin:
-                    srv.stdin.close()
-                    srv.stdin = None  # communicate() must not flush a closed pipe
-                try:
-                    stats = srv.communicate(timeout=30)[0]
-                    out["server"] = json.loads(stats.strip().splitlines()[-1]) if stats.strip() else None
-                except (subprocess.TimeoutExpired, ValueError):
-                    srv.kill()
-                    srv.wait()
+            ds0 = cpu_seconds(store_pid) if store_pid else 0.0
+            t0 = time.monotonic()
+            store.apply(parse_resource(change_policy(2 + c)))
+            rev = ds.revision()
+            got = fleet.wait_revision(names, rev, timeout=600)
+            lat = [t - t0 for t, _ in got.values()]
+            conv.append({
+                "converged": len(got),
+                "all_ms": round(max(lat) * 1e3, 1) if lat else None,
+                "p50_ms": round(statistics.median(lat) * 1e3, 1) if lat else None,
+                "p99_ms": round(pct(lat, 0.99) * 1e3, 1) if lat else None,
+                "nft_commands_total": sum(cmds for _, cmds in got.values()),
+                "worker_cpu_seconds": round(fleet.cpu() - c0, 2),
+                "server_cpu_seconds": round((cpu_seconds(srv.pid) if srv else 0.0) - cs0, 3),
+                "etcd_cpu_seconds": round(cpu_seconds(store_pid) - ds0, 3) if store_pid else None,
+            })  # fmt: skip
+            time.sleep(1.0)
+        out["changes"] = conv
+        alls = [c["all_ms"] for c in conv if c["all_ms"] is not None]
+        out["convergence_all_hosts_ms"] = {
+            "p50": round(statistics.median(alls), 1) if alls else None,
+            "max": max(alls) if alls else None,
+        }
+        ds.close()
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        if srv is not None:
+            if srv.stdin:
+                srv.stdin.close()
+                srv.stdin = None  # communicate() must not flush a closed pipe
+            try:
+                stats = srv.communicate(timeout=30)[0]
+                out["server"] = json.loads(stats.strip().splitlines()[-1]) if stats.strip() else None
+            except (subprocess.TimeoutExpired, ValueError):
+                srv.kill()
+                srv.wait()
     return out
 
 
@@ -507,6 +528,8 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=0, help="policy changes (default 5)")
     ap.add_argument("--idle", type=float, default=5.0, help="idle seconds measured")
     ap.add_argument("--modes", default="direct,fanout")
+    ap.add_argument("--datastore", default="sqlite", choices=["sqlite", "etcd"],
+                    help="etcd: a private single-member etcd 3.4 on loopback")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--server", nargs=2, help=argparse.SUPPRESS)
@@ -527,13 +550,13 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "loadavg_before": list(os.getloadavg())},
         "cluster": {"hosts": hosts, "endpoints_per_host": args.endpoints,
-                    "policies": args.policies + 1, "datastore": "sqlite"},
+                    "policies": args.policies + 1, "datastore": args.datastore},
         "results": [],
     }  # fmt: skip
     for mode in args.modes.split(","):
         result["results"].append(
             run_mode(mode, hosts, args.workers, args.endpoints, args.policies, changes, idle,
-                     args.seed))  # fmt: skip
+                     args.seed, args.datastore))  # fmt: skip
     result["machine"]["loadavg_after"] = list(os.getloadavg())
     print(json.dumps(result, indent=2))
 
