@@ -206,8 +206,11 @@ def calico_policy(draw: st.DrawFn, name: str, tiers: tuple[str, ...]) -> dict[st
     if types is not None:
         spec["types"] = types
     for direction in ("ingress", "egress"):
-        rules = draw(st.lists(calico_rule(), min_size=draw(st.integers(0, 1)), max_size=3))
-        if rules and draw(st.booleans()):
+        at_least: int = draw(st.integers(0, 1))
+        rules: list[dict[str, Any]] = draw(st.lists(calico_rule(), min_size=at_least,
+                                                    max_size=3))  # fmt: skip
+        catch_all: bool = draw(st.booleans())
+        if rules and catch_all:
             # A catch-all after specific rules: then every condition of those
             # rules decides verdicts, instead of mostly matching nothing.
             first = rules[0]["action"]

@@ -207,3 +207,44 @@ def test_oracle_of_empty_world_is_all_open(rig: Rig) -> None:
     from gingham.policy.world import load_world
 
     assert oracle_is_all(oracle(load_world(rig.ds)), lambda a, b: True)
+
+
+# ----------------------------------------------------------------- found by the oracle's checks
+
+# A Kubernetes podSelector peer selects pods of the policy's namespace
+# (kubernetes.io NetworkPolicy API: "selects particular Pods in the same
+# namespace as the NetworkPolicy"). A Calico NetworkSet is no pod: its labels
+# must not let another namespace's pod in. Calico's conversion keeps network
+# sets out of Kubernetes selectors (it adds projectcalico.org/orchestrator ==
+# 'k8s'); gingham's k8s_policy_to_calico does not, so calc and the reference
+# evaluator both treat the set's addresses as selected pods.
+K8S_POD_PEER = {
+    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    "metadata": {"name": "k0", "namespace": "oa"},
+    "spec": {"podSelector": {},
+             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]},
+}  # fmt: skip
+NETSET_WITH_OTHER_NAMESPACE_POD = {
+    "apiVersion": "projectcalico.org/v3", "kind": "NetworkSet",
+    "metadata": {"name": "ns1", "namespace": "oa", "labels": {"app": "web"}},
+    "spec": {"nets": ["@ob/w5"]},
+}  # fmt: skip
+
+
+def test_kubernetes_pod_selector_does_not_match_a_network_set(rig: Rig) -> None:
+    scenario = Scenario(
+        labels={r: {} for r in REFS},
+        namespace_labels={"oa": {}, "ob": {}},
+        policies=(K8S_POD_PEER,),
+        netsets=(NETSET_WITH_OTHER_NAMESPACE_POD,),
+    )
+    try:
+        apply_scenario(rig, scenario)
+        measured, _, _ = converge(rig, scenario)
+        for p, port in PROBES:
+            assert not measured[(p, port)]["ob/w5"]["oa/w1"], (
+                f"{p}/{port} ob/w5 -> oa/w1 passes: pod ob/w5 has no labels and is in another "
+                "namespace; only network set oa/ns1 (labels app=web) holds its address"
+            )
+    finally:
+        remove_scenario(rig, scenario)

@@ -8,22 +8,30 @@ written here from Calico's and Kubernetes' documentation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gingham.model import parse_resource
 from gingham.model.convert import label_selector_to_calico
 from gingham.selector import parse
+from tests.integration.oracle.k8s_reference import Pod, allowed, label_selector_matches
 from tests.integration.oracle.scenarios import (
     NAMESPACES,
+    PROBES,
     REFS,
+    WORKLOADS,
+    Scenario,
     _label_sets,
     cases,
+    k8s_policy,
     label_selector,
+    namespace_labels,
     render,
     scenarios,
+    serve_for,
+    workload_labels,
 )
 from tests.integration.oracle.selectors import (
     NAMESPACE_KEY,
@@ -60,32 +68,12 @@ def test_namespace_selector_meaning(sel: Any, labels: dict[str, str]) -> None:
     assert parse(sel.text).evaluate(seen) == sel.matches(labels), sel.text
 
 
-def _k8s_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """Kubernetes' LabelSelector, from its API reference: every term must hold;
-    NotIn and DoesNotExist hold for an absent key; empty matches everything."""
-    for key, value in selector.get("matchLabels", {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions", []):
-        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
-        present = key in labels
-        ok = {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }[op]
-        if not ok:
-            return False
-    return True
-
-
 @settings(max_examples=200, deadline=None)
 @given(label_selector(WORKLOAD_VOCAB), _label_sets(WORKLOAD_VOCAB))
 def test_kubernetes_label_selector_conversion(selector: dict[str, Any],
                                               labels: dict[str, str]) -> None:  # fmt: skip
     text = label_selector_to_calico(selector)
-    assert parse(text).evaluate(labels) == _k8s_matches(selector, labels), (selector, text)
+    assert parse(text).evaluate(labels) == label_selector_matches(selector, labels), (selector, text)
 
 
 def test_generator_coverage() -> None:
@@ -130,3 +118,59 @@ def test_every_feature_decides_some_verdict() -> None:
 
     never = [name for name, rate in rates(150).items() if rate == 0]
     assert not never, never
+
+
+@st.composite
+def k8s_scenarios(draw: st.DrawFn) -> Scenario:
+    count = draw(st.integers(1, 4))
+    policies = tuple(draw(k8s_policy(f"k{i}")) for i in range(count))
+    return Scenario(draw(workload_labels), draw(namespace_labels), None, policies)
+
+
+def _pods(scenario: Scenario) -> dict[str, Pod]:
+    from tests.integration.oracle.sensitivity import IPS
+
+    pods = {}
+    for ref, _host in WORKLOADS:
+        ns, name = ref.split("/")
+        ports = tuple((n, p.upper(), port) for port, p, n in serve_for(ref) if n)
+        pods[ref] = Pod(ns, name, IPS[ref], dict(scenario.labels[ref]), ports)
+    return pods
+
+
+# Without network sets: with them, gingham differs from Kubernetes (see
+# test_kubernetes_pod_peer_ignores_network_sets below).
+@settings(max_examples=150, deadline=None)
+@given(k8s_scenarios())
+def test_oracle_agrees_with_kubernetes_reading(scenario: Scenario) -> None:
+    """Kubernetes policies only: the reference evaluator (through gingham's
+    conversion) against the independent reading of the Kubernetes API."""
+    from tests.integration.oracle.sensitivity import IPS, verdicts
+
+    pods = _pods(scenario)
+    rendered = render(list(scenario.policies), IPS)
+    got = verdicts(scenario)
+    for (p, port), cells in zip(PROBES, got, strict=True):
+        for a in REFS:
+            for b in REFS:
+                want = allowed(pods[a], pods[b], p, port, rendered, scenario.namespace_labels)
+                assert cells[a][b] == want, (f"{p}/{port} {a}->{b}: oracle {cells[a][b]}, "
+                                             f"kubernetes {want}\n" + scenario.to_yaml(IPS))
+
+
+def test_kubernetes_pod_peer_ignores_network_sets() -> None:
+    """Fast reproducer of ``test_oracle.py::test_kubernetes_pod_selector_does_not_match_a_network_set``
+    on the reference evaluator: a podSelector peer selects pods of the policy's
+    namespace, never a NetworkSet's addresses (Calico's conversion adds
+    ``projectcalico.org/orchestrator == 'k8s'`` to Kubernetes pod selectors)."""
+    from tests.integration.oracle.sensitivity import verdicts
+    from tests.integration.oracle.test_oracle import (
+        K8S_POD_PEER,
+        NETSET_WITH_OTHER_NAMESPACE_POD,
+    )
+
+    scenario = Scenario({r: {} for r in REFS}, {"oa": {}, "ob": {}}, None, (K8S_POD_PEER,),
+                        (NETSET_WITH_OTHER_NAMESPACE_POD,))  # fmt: skip
+    tcp80 = verdicts(scenario)[0]
+    assert not tcp80["ob/w4"]["oa/w1"]  # the same pod without the network set
+    assert not tcp80["ob/w5"]["oa/w1"], "the network set's labels let pod ob/w5 in"
