@@ -319,7 +319,8 @@ def server(url: str, sock_path: str) -> None:
     srv.serve(stop.is_set)
     print(json.dumps({"polls": srv.stats.polls, "frames": srv.stats.frames,
                       "bytes_sent": srv.stats.bytes_sent, "clients": srv.stats.accepted,
-                      "dropped": srv.stats.dropped}), flush=True)  # fmt: skip
+                      "disconnected": srv.stats.disconnected,
+                      "dropped_as_too_slow": srv.stats.dropped}), flush=True)  # fmt: skip
 
 
 # -- the driver --------------------------------------------------------------------

@@ -45,7 +45,8 @@ class _Client:
 class ServerStats:
     clients: int = 0
     accepted: int = 0
-    dropped: int = 0
+    disconnected: int = 0  # clients that went away
+    dropped: int = 0  # clients cut off for falling too far behind
     polls: int = 0
     frames: int = 0
     bytes_sent: int = 0
@@ -152,6 +153,7 @@ class FanoutServer:
     def _queue(self, c: _Client, data: bytes) -> None:
         if len(c.out) + len(data) > self.max_buffer:
             log.warning("fan-out client fell %d bytes behind: dropped", len(c.out))
+            self.stats.dropped += 1
             self._drop(c)
             return
         was_empty = not c.out
@@ -191,7 +193,7 @@ class FanoutServer:
         fd = c.sock.fileno()
         if fd in self._clients:
             del self._clients[fd]
-            self.stats.dropped += 1
+            self.stats.disconnected += 1
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(c.sock)
         c.sock.close()
