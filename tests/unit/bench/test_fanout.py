@@ -120,3 +120,30 @@ def test_reconnect_reports_keys_gone_meanwhile(tmp_path: Path) -> None:
     finally:
         client.close()
         ds.close()
+
+
+def test_a_client_that_stops_reading_is_dropped(tmp_path: Path) -> None:
+    import socket
+
+    ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}")
+    path = str(tmp_path / "f.sock")
+    server = FanoutServer(ds, PREFIX, path, poll_max=0.005, max_buffer=64 << 10)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stop.is_set,), daemon=True)
+    thread.start()
+    lazy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lazy.connect(path)  # and never reads
+        blob = "x" * (256 << 10)
+        deadline = time.monotonic() + 10
+        n = 0
+        while server.stats.dropped == 0 and time.monotonic() < deadline:
+            ds.create(f"{PREFIX}Big/{n}", {"blob": blob})
+            n += 1
+            time.sleep(0.02)
+        assert server.stats.dropped == 1
+    finally:
+        lazy.close()
+        stop.set()
+        thread.join(5)
+        ds.close()
