@@ -98,7 +98,8 @@ def _port_matches(spec: Mapping[str, Any], protocol: str, port: int, dst: Pod) -
     if value is None:
         return True
     if isinstance(value, int):
-        return value <= port <= spec.get("endPort", value)
+        end: int = spec.get("endPort", value)
+        return value <= port <= end
     return any(name == value and proto == protocol and number == port
                for name, proto, number in dst.ports)  # fmt: skip
 

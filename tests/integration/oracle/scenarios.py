@@ -423,3 +423,25 @@ def cases(draw: st.DrawFn) -> tuple[Scenario, Scenario | None]:
     first = draw(scenarios())
     then = draw(st.one_of(st.none(), changes(first), changes(first)))
     return first, then
+
+
+# ----------------------------------------------------------------- a known disagreement
+
+# A Kubernetes podSelector peer selects pods of the policy's namespace
+# (kubernetes.io NetworkPolicy API: "selects particular Pods in the same
+# namespace as the NetworkPolicy"). A Calico NetworkSet is no pod: its labels
+# must not let another namespace's pod in. Calico's conversion keeps network
+# sets out of Kubernetes selectors (it adds projectcalico.org/orchestrator ==
+# 'k8s'); gingham's k8s_policy_to_calico does not, so calc and the reference
+# evaluator both treat the set's addresses as selected pods.
+K8S_POD_PEER = {
+    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    "metadata": {"name": "k0", "namespace": "oa"},
+    "spec": {"podSelector": {},
+             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]},
+}  # fmt: skip
+NETSET_WITH_OTHER_NAMESPACE_POD = {
+    "apiVersion": "projectcalico.org/v3", "kind": "NetworkSet",
+    "metadata": {"name": "ns1", "namespace": "oa", "labels": {"app": "web"}},
+    "spec": {"nets": ["@ob/w5"]},
+}  # fmt: skip

@@ -163,11 +163,8 @@ def test_kubernetes_pod_peer_ignores_network_sets() -> None:
     on the reference evaluator: a podSelector peer selects pods of the policy's
     namespace, never a NetworkSet's addresses (Calico's conversion adds
     ``projectcalico.org/orchestrator == 'k8s'`` to Kubernetes pod selectors)."""
+    from tests.integration.oracle.scenarios import K8S_POD_PEER, NETSET_WITH_OTHER_NAMESPACE_POD
     from tests.integration.oracle.sensitivity import verdicts
-    from tests.integration.oracle.test_oracle import (
-        K8S_POD_PEER,
-        NETSET_WITH_OTHER_NAMESPACE_POD,
-    )
 
     scenario = Scenario({r: {} for r in REFS}, {"oa": {}, "ob": {}}, None, (K8S_POD_PEER,),
                         (NETSET_WITH_OTHER_NAMESPACE_POD,))  # fmt: skip
