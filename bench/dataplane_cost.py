@@ -45,22 +45,31 @@ PORT = 80
 IPERF_PORT = 5201
 
 CONNECT_LOOP = r"""
-import socket, sys, time
+import socket, struct, sys, time
+# close with RST (linger 0): no TIME_WAIT on the client, whose ephemeral ports would
+# otherwise run out within seconds and make every connect() search for a free one
+LINGER0 = struct.pack("ii", 1, 0)
 addr, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 n = fail = 0
+took = []
 end = time.monotonic() + seconds
 while time.monotonic() < end:
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
     s.settimeout(1.0)
+    t0 = time.monotonic()
     try:
         s.connect((addr, port))
         s.recv(16)
         n += 1
+        took.append(time.monotonic() - t0)
     except OSError:
         fail += 1
     finally:
         s.close()
-print(n / seconds, fail)
+took.sort()
+q = lambda f: took[min(len(took) - 1, int(f * len(took)))] * 1e3 if took else -1
+print(n / seconds, fail, q(0.5), q(0.99), q(1.0) if took else -1)
 """
 
 
@@ -129,15 +138,16 @@ def iperf(client_ns: str, server_ns: str, address: str, seconds: float) -> float
         stop_process(server)
 
 
-def connect_rate(client_ns: str, address: str, seconds: float) -> tuple[float, int]:
+def connect_rate(client_ns: str, address: str, seconds: float) -> tuple[float, int, dict[str, float]]:
     from gingham.lab.netns import in_netns
 
     proc = subprocess.run(
         in_netns(client_ns, [sys.executable, "-I", "-S", "-c", CONNECT_LOOP, address, str(PORT),
                              str(seconds)]),
         capture_output=True, text=True, timeout=seconds + 30, check=True)  # fmt: skip
-    rate, fail = proc.stdout.split()
-    return float(rate), int(fail)
+    rate, fail, p50, p99, worst = proc.stdout.split()
+    return float(rate), int(fail), {"p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3),
+                                    "max_ms": round(float(worst), 3)}
 
 
 def run(seconds: float, sizes: list[int]) -> dict[str, Any]:
@@ -165,7 +175,7 @@ def run(seconds: float, sizes: list[int]) -> dict[str, Any]:
         base_chains = count_chains(h2)
         order = sizes + sizes[::-1]
         applied: list[Any] = []
-        runs: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+        runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
         for n in order:
             for res in applied:
                 with contextlib.suppress(NotFound):
@@ -176,9 +186,10 @@ def run(seconds: float, sizes: list[int]) -> dict[str, Any]:
             settle = wait_settled(h2, base_chains + n, base_chains + 2 * n + 10) if n else \
                 wait_settled(h2, 0, base_chains)
             bps = iperf(client.netns, server.netns, server.ips[0], seconds)
-            rate, fails = connect_rate(client.netns, server.ips[0], seconds)
+            rate, fails, each = connect_rate(client.netns, server.ips[0], seconds)
             runs[n].append({"bits_per_second": bps, "connections_per_second": rate,
-                            "connect_failures": fails, "settle_seconds": round(settle, 2),
+                            "connect_failures": fails, "connection_time": each,
+                            "settle_seconds": round(settle, 2),
                             "loadavg1": os.getloadavg()[0]})  # fmt: skip
         base = runs[sizes[0]]
         base_bps = statistics.fmean(r["bits_per_second"] for r in base)
