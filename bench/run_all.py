@@ -413,7 +413,10 @@ NOTES: dict[str, str] = {
         "`close` is an upper bound (attempts 2 ms apart, each given 15 ms). The path is: "
         "sqlite watch poll (5-20 ms) -> calculation graph -> one nft transaction per host; "
         "all hosts poll independently, so the matrix is complete when the slowest host has "
-        "applied."
+        "applied. A new policy needs a new chain, so every host runs `nft -f -` (about "
+        "10-20 ms of CPU each, see `agent_scale` `policy_edit`) at the same moment: with 10 "
+        "agents on 2 cores they queue for the CPU, which is most of the difference between 3 "
+        "and 10 hosts."
     ),
 }
 
