@@ -425,15 +425,15 @@ def cases(draw: st.DrawFn) -> tuple[Scenario, Scenario | None]:
     return first, then
 
 
-# ----------------------------------------------------------------- a known disagreement
+# ----------------------------------------------------------------- a found disagreement
 
 # A Kubernetes podSelector peer selects pods of the policy's namespace
 # (kubernetes.io NetworkPolicy API: "selects particular Pods in the same
 # namespace as the NetworkPolicy"). A Calico NetworkSet is no pod: its labels
 # must not let another namespace's pod in. Calico's conversion keeps network
 # sets out of Kubernetes selectors (it adds projectcalico.org/orchestrator ==
-# 'k8s'); gingham's k8s_policy_to_calico does not, so calc and the reference
-# evaluator both treat the set's addresses as selected pods.
+# 'k8s'). gingham's k8s_policy_to_calico once did not, and calc and the
+# reference evaluator both treated the set's addresses as selected pods.
 K8S_POD_PEER = {
     "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
     "metadata": {"name": "k0", "namespace": "oa"},

@@ -221,8 +221,8 @@ def test_oracle_of_empty_world_is_all_open(rig: Rig) -> None:
 # ----------------------------------------------------------------- found by the oracle's checks
 
 def test_kubernetes_pod_selector_does_not_match_a_network_set(rig: Rig) -> None:
-    """Fails today: see K8S_POD_PEER in ``scenarios``. Random scenarios miss it
-    because the agents and the reference evaluator share the conversion."""
+    """See K8S_POD_PEER in ``scenarios``. Random scenarios cannot catch this
+    one: the agents and the reference evaluator share the conversion."""
     scenario = Scenario(
         labels={r: {} for r in REFS},
         namespace_labels={"oa": {}, "ob": {}},

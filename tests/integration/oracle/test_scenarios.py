@@ -28,6 +28,7 @@ from tests.integration.oracle.scenarios import (
     k8s_policy,
     label_selector,
     namespace_labels,
+    netsets,
     render,
     scenarios,
     serve_for,
@@ -124,7 +125,9 @@ def test_every_feature_decides_some_verdict() -> None:
 def k8s_scenarios(draw: st.DrawFn) -> Scenario:
     count = draw(st.integers(1, 4))
     policies = tuple(draw(k8s_policy(f"k{i}")) for i in range(count))
-    return Scenario(draw(workload_labels), draw(namespace_labels), None, policies)
+    # Network sets too: Kubernetes peers select pods, never a network set's addresses.
+    return Scenario(draw(workload_labels), draw(namespace_labels), None, policies,
+                    draw(netsets()))  # fmt: skip
 
 
 def _pods(scenario: Scenario) -> dict[str, Pod]:
@@ -138,8 +141,6 @@ def _pods(scenario: Scenario) -> dict[str, Pod]:
     return pods
 
 
-# Without network sets: with them, gingham differs from Kubernetes (see
-# test_kubernetes_pod_peer_ignores_network_sets below).
 @settings(max_examples=150, deadline=None)
 @given(k8s_scenarios())
 def test_oracle_agrees_with_kubernetes_reading(scenario: Scenario) -> None:
@@ -159,7 +160,7 @@ def test_oracle_agrees_with_kubernetes_reading(scenario: Scenario) -> None:
 
 
 def test_kubernetes_pod_peer_ignores_network_sets() -> None:
-    """Fast reproducer of ``test_oracle.py::test_kubernetes_pod_selector_does_not_match_a_network_set``
+    """``test_oracle.py::test_kubernetes_pod_selector_does_not_match_a_network_set``
     on the reference evaluator: a podSelector peer selects pods of the policy's
     namespace, never a NetworkSet's addresses (Calico's conversion adds
     ``projectcalico.org/orchestrator == 'k8s'`` to Kubernetes pod selectors)."""
