@@ -42,6 +42,8 @@ from gingham.routing.types import HostInfo, tunnel_handle, vxlan_mac
 log = logging.getLogger(__name__)
 RUN_DIR = Path("/run/gingham")
 NAT_TABLE = "gingham-nat"
+# Below this many free addresses in its blocks, a host claims its next block early.
+SPARE_ADDRESSES = 16
 
 
 @dataclass
@@ -86,6 +88,20 @@ class RoutingPlane:
             # the kernel's routes (that made every ADD cost O(routes) here).
             for old, new in changed:
                 self._sync_endpoint(old, new)
+        if any(new for _, new in changed):
+            self._keep_a_spare_block()
+
+    def _keep_a_spare_block(self) -> None:
+        """Claim this host's next block before its blocks fill up (see IPAM.ensure_spare)."""
+        from gingham.ipam import IPAM
+
+        try:
+            claimed = IPAM(self.datastore, host=self.hostname).ensure_spare(SPARE_ADDRESSES)
+        except GinghamError as exc:
+            log.debug("no spare block claimed: %s", exc)
+            return
+        if claimed is not None:
+            log.info("claimed block %s ahead of need", claimed)
 
     def _sync_endpoint(self, old: tuple[Route, ...], new: tuple[Route, ...]) -> None:
         for route in new:

@@ -452,6 +452,29 @@ class IPAM:
     # -- views and housekeeping (delegates to info / leaks, imported on use:
     #    the CNI path needs neither) ----------------------------------------
 
+    def ensure_spare(self, min_free: int, version: int = 4,
+                     use: str = "Workload") -> IPNetwork | None:
+        """Claim one more block ahead of need when this host's blocks are nearly full.
+
+        A workload whose address opens a new block waits until every other host
+        has routed that block; claiming it early (the node agent calls this in
+        the background) keeps that wait off the workload's first connection.
+        Returns the block claimed, or None when none was needed or possible.
+        """
+        pools = self._eligible(version, None, use)
+        if not pools:
+            return None
+        mine = [b for b in self.blocks_for_host()
+                if b.cidr.version == version
+                and any(b.cidr.subnet_of(p.cidr) for p in pools)]  # type: ignore[arg-type]
+        if not mine or sum(b.size - b.used for b in mine) >= min_free:
+            return None  # no workload here yet, or room enough
+        if len(self.own_affinities(fresh=True)) >= self.config().max_blocks_per_host:
+            return None
+        claimed = self._claim_any(pools)
+        self._cache.pop("affinities", None)
+        return claimed
+
     def blocks(self) -> list[BlockInfo]:
         from gingham.ipam.info import list_blocks
 
