@@ -62,6 +62,9 @@ def selector_for_namespace_labels(selector: LabelSelector | Mapping[str, Any]) -
     return label_selector_to_calico(selector, NAMESPACE_LABEL_PREFIX)
 
 
+ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"
+
+
 def _peer_entity(peer: NetworkPolicyPeer | None) -> dict[str, Any]:
     if peer is None:
         return {}
@@ -70,9 +73,14 @@ def _peer_entity(peer: NetworkPolicyPeer | None) -> dict[str, Any]:
         if peer.ip_block.except_:
             entity["notNets"] = list(peer.ip_block.except_)
         return entity
-    entity = {}
+    # A Kubernetes peer means pods: never a NetworkSet or host endpoint whose labels
+    # happen to match (Calico adds an orchestrator clause for the same reason).
+    # Every workload endpoint carries the implicit orchestrator label.
+    pods = f"has({ORCHESTRATOR_LABEL})"
+    entity = {"selector": pods}
     if peer.pod_selector is not None:
-        entity["selector"] = label_selector_to_calico(peer.pod_selector)
+        selector = label_selector_to_calico(peer.pod_selector)
+        entity["selector"] = pods if selector == "all()" else f"({selector}) && {pods}"
     if peer.namespace_selector is not None:
         entity["namespaceSelector"] = label_selector_to_calico(peer.namespace_selector)
     return entity

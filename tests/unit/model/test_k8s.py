@@ -119,13 +119,17 @@ def test_peers() -> None:
         {"ipBlock": {"cidr": "203.0.113.7/24", "except": ["203.0.113.128/25"]}},
     ]}]})
     assert rules(policy) == [
-        {"action": "Allow", "source": {"selector": "app == 'fe'"}},
-        {"action": "Allow", "source": {"namespaceSelector": "team == 'mon'"}},
-        {"action": "Allow", "source": {"selector": "k8s-app == 'dns'",
+        # Kubernetes peers are pods only: never a NetworkSet with matching labels.
+        {"action": "Allow", "source": {"selector": f"(app == 'fe') && {PODS}"}},
+        {"action": "Allow", "source": {"selector": PODS, "namespaceSelector": "team == 'mon'"}},
+        {"action": "Allow", "source": {"selector": f"(k8s-app == 'dns') && {PODS}",
                                        "namespaceSelector": "all()"}},
         {"action": "Allow", "source": {"nets": ["203.0.113.0/24"],
                                        "notNets": ["203.0.113.128/25"]}},
     ]
+
+
+PODS = "has(projectcalico.org/orchestrator)"
 
 
 def test_egress_peer_and_ports_go_to_destination() -> None:
@@ -166,7 +170,7 @@ def test_each_peer_times_each_protocol() -> None:
     }]})
     assert len(policy.spec.ingress) == 4
     assert [(r.protocol, r.source.selector, r.source.nets) for r in policy.spec.ingress] == [
-        ("TCP", "all()", ()), ("UDP", "all()", ()),
+        ("TCP", PODS, ()), ("UDP", PODS, ()),
         ("TCP", None, ("192.0.2.0/24",)), ("UDP", None, ("192.0.2.0/24",)),
     ]
 
