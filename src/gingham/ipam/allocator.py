@@ -454,13 +454,8 @@ class IPAM:
 
     def ensure_spare(self, min_free: int, version: int = 4,
                      use: str = "Workload") -> IPNetwork | None:
-        """Claim one more block ahead of need when this host's blocks are nearly full.
-
-        A workload whose address opens a new block waits until every other host
-        has routed that block; claiming it early (the node agent calls this in
-        the background) keeps that wait off the workload's first connection.
-        Returns the block claimed, or None when none was needed or possible.
-        """
+        """Claim the next block early when this host's blocks are nearly full (the block
+        claimed, or None): other hosts then route it before a workload needs it."""
         pools = self._eligible(version, None, use)
         if not pools:
             return None
