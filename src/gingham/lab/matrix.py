@@ -1,36 +1,32 @@
 """Reachability between workloads, measured with real connections.
 
-Each probe runs a tiny client inside the source workload's network
-namespace; a matrix runs them in parallel.
+Sockets are opened inside the source workload's network namespace
+(``gingham.lab.prober``); a matrix probes every pair at once.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-from gingham.lab.netns import netns_path
 from gingham.lab.state import LabState, WorkloadState
 
-PROBE_SCRIPT = Path(__file__).with_name("probe.py")
 MAX_TIMEOUT = 2.0
 
 
 def probe(
     src: WorkloadState, dst: WorkloadState, port: int, protocol: str = "tcp", timeout: float = 1.0
 ) -> bool:
+    """One connection attempt from ``src`` to ``dst`` (at most 2 s)."""
+    from gingham.lab.prober import Target
+    from gingham.lab.prober import measure as probe_all
+
     if not dst.ips:
         return False
-    timeout = min(timeout, MAX_TIMEOUT)
-    argv = ["nsenter", f"--net={netns_path(src.netns)}", "--", sys.executable, "-I", "-S",
-            str(PROBE_SCRIPT), protocol, dst.ips[0], str(port), str(timeout)]  # fmt: skip
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout + 3, check=False)
-    except subprocess.TimeoutExpired:
+    targets = [Target(w.ref, w.netns, w.ips[0]) for w in ({src.ref: src, dst.ref: dst}.values())
+               if w.ips]  # fmt: skip
+    if src.ref not in {t.ref for t in targets}:
         return False
-    return proc.returncode == 0
+    return probe_all(targets, port, protocol, min(timeout, MAX_TIMEOUT))[src.ref][dst.ref]
 
 
 @dataclass(frozen=True)

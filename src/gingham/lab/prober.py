@@ -1,7 +1,7 @@
 """A whole reachability matrix in one process, every probe at once.
 
-One ``nsenter python probe.py`` per cell would cost 81 processes for 9
-workloads (≈ 4-6 s on a busy 2-core machine). Instead a worker thread enters each source workload's network namespace
+A process per cell would cost 81 processes for 9 workloads (≈ 4-6 s on a
+busy 2-core machine). Instead a worker thread enters each source workload's network namespace
 (``setns`` changes only the calling thread's namespace), opens its sockets
 there (a socket stays in the namespace it was created in), returns to its
 own namespace, and then waits for all of them together. A matrix costs one
