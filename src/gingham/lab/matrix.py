@@ -22,11 +22,10 @@ def probe(
 
     if not dst.ips:
         return False
-    targets = [Target(w.ref, w.netns, w.ips[0]) for w in ({src.ref: src, dst.ref: dst}.values())
-               if w.ips]  # fmt: skip
-    if src.ref not in {t.ref for t in targets}:
-        return False
-    return probe_all(targets, port, protocol, min(timeout, MAX_TIMEOUT))[src.ref][dst.ref]
+    source = Target(src.ref, src.netns, src.ips[0] if src.ips else "")
+    target = Target(dst.ref, dst.netns, dst.ips[0])
+    cells = probe_all([target], port, protocol, min(timeout, MAX_TIMEOUT), sources=[source])
+    return cells[src.ref][dst.ref]
 
 
 @dataclass(frozen=True)

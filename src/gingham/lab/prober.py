@@ -63,6 +63,7 @@ def _open(protocol: str, address: str, port: int) -> socket.socket:
 
 
 def _measure(
+    sources: Sequence[Target],
     targets: Sequence[Target],
     port: int,
     protocol: str,
@@ -72,7 +73,7 @@ def _measure(
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     socks: dict[socket.socket, tuple[str, str]] = {}
     try:
-        for src in targets:
+        for src in sources:
             fd = os.open(f"/run/netns/{src.netns}", os.O_RDONLY)
             try:
                 _setns(fd)
@@ -126,15 +127,21 @@ def _measure(
 
 
 def measure(
-    targets: Sequence[Target], port: int, protocol: str = "tcp", timeout: float = 0.6
+    targets: Sequence[Target],
+    port: int,
+    protocol: str = "tcp",
+    timeout: float = 0.6,
+    sources: Sequence[Target] | None = None,
 ) -> dict[str, dict[str, bool]]:
-    """``{from: {to: reachable}}`` for every ordered pair of ``targets``."""
+    """``{from: {to: reachable}}`` from each of ``sources`` (default: ``targets``) to
+    each of ``targets``; a source's address is not used."""
+    sources = targets if sources is None else sources
     out: dict[tuple[str, str], bool] = {}
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            _measure(targets, port, protocol, timeout, out)
+            _measure(sources, targets, port, protocol, timeout, out)
         except BaseException as exc:  # handed to the caller's thread
             errors.append(exc)
 
@@ -144,4 +151,4 @@ def measure(
     worker.join()
     if errors:
         raise errors[0]
-    return {a.ref: {b.ref: out[(a.ref, b.ref)] for b in targets} for a in targets}
+    return {a.ref: {b.ref: out[(a.ref, b.ref)] for b in targets} for a in sources}
