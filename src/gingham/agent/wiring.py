@@ -13,6 +13,7 @@ from typing import Any
 
 from gingham.agent.daemon import Agent
 from gingham.agent.health import HealthServer
+from gingham.agent.metrics import AgentMetrics
 from gingham.agent.node import HostAddresses
 from gingham.agent.routing_inputs import RoutingInputs
 from gingham.agent.routing_plane import RoutingPlane
@@ -26,18 +27,30 @@ log = logging.getLogger(__name__)
 class PolicyPlane:
     """Calculation messages -> managers -> one nft transaction per batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: AgentMetrics) -> None:
         from gingham.dataplane import nft
         from gingham.dataplane.apply import Applier
         from gingham.dataplane.managers import PolicyDataplane
 
         self.applier = Applier(nft.NFT(), PolicyDataplane())
+        self.metrics = metrics
+        self._endpoints: set[Any] = set()
 
     def apply(self, messages: Sequence[Any]) -> None:
+        from gingham.calc import messages as m
         from gingham.dataplane.apply import apply_messages
 
+        for msg in messages:
+            if isinstance(msg, m.WorkloadEndpointUpdate):
+                self._endpoints.add(msg.endpoint_id)
+            elif isinstance(msg, m.WorkloadEndpointRemove):
+                self._endpoints.discard(msg.endpoint_id)
         result = apply_messages(self.applier, messages)
         if result is not None and result.commands:
+            state = self.applier.dataplane.state
+            self.metrics.rules.set(sum(len(c.rules) for c in state.chains.values()))
+            self.metrics.sets.set(len(state.sets))
+            self.metrics.endpoints.set(len(self._endpoints))
             log.info(
                 "nft: %d commands in %.1f ms%s: %s",
                 result.commands,
@@ -150,14 +163,16 @@ def build_agent(
         bird=BirdProcess(hostname, run_dir=run_dir),
         run_dir=run_dir,
     )
+    metrics = AgentMetrics()
     agent = Agent(
         hostname=hostname,
         datastore=ds,
         addresses=addresses,
         calc=CalcGraph(hostname),
         decode=decode_resource,
-        planes=[PolicyPlane(), routing],
+        planes=[PolicyPlane(metrics), routing],
         observers=[routing.observe],
+        metrics=metrics,
     )
     health = HealthServer(
         health_host,

@@ -118,3 +118,9 @@ def test_health_ready_and_metrics(two_subnets: str) -> None:
     assert out["healthz"][0] == 200 and out["readyz"][0] == 200
     assert "gingham_apply_latency_seconds_bucket" in out["metrics"][1]
     assert "gingham_in_sync 1.0" in out["metrics"][1]
+    metrics = dict(
+        line.rsplit(" ", 1) for line in out["metrics"][1].splitlines() if line.startswith("gingham_")
+    )
+    assert float(metrics["gingham_local_endpoints"]) == 1  # r/w1 lives on h1
+    assert float(metrics["gingham_rules_programmed"]) > 0
+    assert float(metrics["gingham_ipsets_programmed"]) > 0
