@@ -314,8 +314,11 @@ def _gc(inv: Invocation, conf: dict[str, Any]) -> None:
         for a in conf.get("cni.dev/valid-attachments", [])
         if isinstance(a, dict)
     }
+    from gingham.cni import plumbing
+
     ds = _open(inv)
     try:
+        ipam = _ipam(ds, inv)
         items, _ = ds.list(keys.resource_prefix("WorkloadEndpoint"))
         for kv in items:
             spec = kv.value.get("spec", {})
@@ -324,14 +327,9 @@ def _gc(inv: Invocation, conf: dict[str, Any]) -> None:
                 or (spec.get("containerID"), spec.get("endpoint")) in valid
             ):
                 continue
-            handle = f"{inv.network}.{spec.get('containerID')}"
-            from gingham.cni import plumbing
-
             plumbing.teardown_workload_interface(spec.get("interfaceName", ""))
             with contextlib.suppress(NotFound, RevisionConflict):
                 ds.delete(kv.key, revision=kv.mod_revision)
-            from gingham.ipam import IPAM
-
-            IPAM(ds, host=inv.node).release_by_handle(handle)
+            ipam.release_by_handle(f"{inv.network}.{spec.get('containerID')}")
     finally:
         ds.close()
