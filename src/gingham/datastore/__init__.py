@@ -14,7 +14,15 @@ when it talks to sqlite.
 
 from __future__ import annotations
 
-from gingham.datastore.base import JSON, Datastore, EventType, KeyValue, Watch, WatchEvent
+from gingham.datastore.base import (
+    JSON,
+    Datastore,
+    EventType,
+    KeyValue,
+    Undecodable,
+    Watch,
+    WatchEvent,
+)
 from gingham.errors import ValidationError
 
 __all__ = [
@@ -22,6 +30,7 @@ __all__ = [
     "Datastore",
     "EventType",
     "KeyValue",
+    "Undecodable",
     "Watch",
     "WatchEvent",
     "open_datastore",
@@ -47,7 +56,25 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{q}" if q else "")
 
 
-def open_datastore(url: str) -> Datastore:
+def open_datastore(url: str, *, create: bool = False) -> Datastore:
+    """Open the datastore at ``url``; ``create`` makes one (and its cluster ID) if missing.
+
+    Only commands meant to make a datastore pass ``create=True`` (see
+    ``cluster.py``); reads, agents and the CNI plugin never do.
+    """
+    ds = _open(url)
+    if create:
+        from gingham.datastore.cluster import ensure_cluster_id
+
+        try:
+            ensure_cluster_id(ds)
+        except BaseException:
+            ds.close()
+            raise
+    return ds
+
+
+def _open(url: str) -> Datastore:
     scheme, sep, _ = url.partition(":")
     if not sep:
         raise ValidationError(f"not a datastore URL: {url!r} (want sqlite:///path or etcd://...)")

@@ -25,6 +25,39 @@ from typing import Any
 JSON = dict[str, Any]
 
 
+class Undecodable(dict[str, Any]):
+    """A stored value that is not a JSON object (bad bytes, not JSON, a list...).
+
+    Backends decode every key on its own and hand such a value on as this
+    empty mapping instead of raising, so one bad key costs that key only
+    (never a whole list or watch). It is a ``JSON`` so every consumer that
+    validates documents refuses it as it would any malformed one; code that
+    wants to say more checks ``isinstance(value, Undecodable)`` and reads
+    ``raw`` (the stored text, undecodable bytes replaced) and ``reason``.
+    """
+
+    __slots__ = ("raw", "reason")
+
+    def __init__(self, raw: str, reason: str) -> None:
+        super().__init__()
+        self.raw = raw
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Undecodable({self.reason!r})"
+
+    def __eq__(self, other: object) -> bool:
+        # Two bad values are the same only if their bytes are: an empty dict is not one.
+        if not isinstance(other, Undecodable):
+            return False
+        return (self.raw, self.reason) == (other.raw, other.reason)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     key: str

@@ -5,6 +5,7 @@
     /gingham/v1/ipam/...                                 owned by gingham.ipam
     /gingham/v1/liveness/<host>                          agent liveness, under a lease
     /gingham/v1/status/<host>                            agent status reports
+    /gingham/v1/cluster                                  cluster identity (datastore/cluster.py)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ RESOURCES = ROOT + "resources/"
 IPAM = ROOT + "ipam/"
 LIVENESS = ROOT + "liveness/"
 STATUS = ROOT + "status/"
+CLUSTER = ROOT + "cluster"
 
 
 def resource_prefix(kind: str, namespace: str | None = None) -> str:
