@@ -7,7 +7,8 @@ CLI and the agent only ever have to handle this tree.
 
     GinghamError
     ├── ValidationError        bad input: names the document, field path or position
-    │   └── SelectorError      a selector that does not parse (carries .position)
+    │   ├── SelectorError      a selector that does not parse (carries .position)
+    │   └── ProtocolError      a peer broke the fan-out wire protocol; drop the connection
     ├── DatastoreError
     │   ├── NotFound
     │   ├── AlreadyExists
@@ -45,6 +46,14 @@ class SelectorError(ValidationError):
         self.expression = expression
         self.position = position
         super().__init__(f"{message} at position {position}")
+
+
+class ProtocolError(ValidationError):
+    """A fan-out peer sent bytes that are not a valid frame (length, JSON, shape, nesting, type).
+
+    The stream has no trustworthy frame boundary after one: the reader drops
+    the connection; a client then reconnects and starts from a snapshot.
+    """
 
 
 class DatastoreError(GinghamError):

@@ -9,11 +9,12 @@ each connected agent a snapshot followed by the deltas, over a unix socket:
 
 :class:`FanoutClient` has the same ``poll(timeout)`` / ``status`` shape as
 :class:`gingham.agent.syncer.Syncer`, so an agent can use either. The wire
-format (newline-delimited JSON frames) lives in :mod:`gingham.fanout.protocol`.
+format (length-prefixed JSON frames, with their limits) lives in
+:mod:`gingham.fanout.protocol`.
 """
 
 from gingham.fanout.client import FanoutClient
-from gingham.fanout.protocol import Frame, decode_frames, encode_frame
+from gingham.fanout.protocol import Frame, FrameDecoder, encode_frame, encode_frames
 from gingham.fanout.server import FanoutServer
 
-__all__ = ["FanoutClient", "FanoutServer", "Frame", "decode_frames", "encode_frame"]
+__all__ = ["FanoutClient", "FanoutServer", "Frame", "FrameDecoder", "encode_frame", "encode_frames"]

@@ -1,34 +1,50 @@
 """An agent's end of the fan-out: the same ``poll``/``status`` shape as the syncer.
 
-After (re)connecting, the first frame is a snapshot; keys this client had
-seen that the snapshot lacks are reported as ``None`` (absent), exactly as
-the syncer does after a resync, so nothing downstream keeps state for a key
-that is gone. A lost connection drops it out of sync until the next snapshot.
+After (re)connecting, the first frames are a snapshot (possibly in parts,
+applied together once the last part is in); keys this client had seen that
+the snapshot lacks are reported as ``None`` (absent), exactly as the syncer
+does after a resync, so nothing downstream keeps state for a key that is
+gone. A lost connection drops it out of sync until the next snapshot.
+
+Like the syncer, :meth:`FanoutClient.poll` raises nothing for trouble on the
+wire: a frame that breaks the protocol (:class:`~gingham.errors.ProtocolError`,
+raised by :class:`~gingham.fanout.protocol.FrameDecoder`), a server that
+refuses us (``error`` frame: full, or our uid is not allowed) or a lost
+connection is recorded in ``status.last_error``, the connection is dropped
+and the next poll reconnects (after ``retry_interval``) for a fresh snapshot.
 """
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import time
-from typing import Any
 
 from gingham.agent.syncer import SyncStatus
-from gingham.errors import ValidationError
-from gingham.fanout.protocol import Frame, decode_frames
+from gingham.errors import ProtocolError
+from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Update
 
-Update = tuple[str, Any]
+log = logging.getLogger(__name__)
+
+READ_SIZE = 1 << 20
+# Per poll, so that a server that never pauses cannot keep one poll (and the
+# list of updates it returns) growing; the rest waits in the socket.
+POLL_BYTES = 16 << 20
 
 
 class FanoutClient:
-    def __init__(self, path: str, *, retry_interval: float = 0.5) -> None:
+    def __init__(
+        self, path: str, *, retry_interval: float = 0.5, max_frame: int = DEFAULT_MAX_FRAME
+    ) -> None:
         self.path = path
         self.status = SyncStatus()
         self.retry_interval = retry_interval
+        self.max_frame = max_frame
         self._sock: socket.socket | None = None
-        self._buf = b""
-        self._frames_seen = 0
+        self._decoder = FrameDecoder(max_frame)
         self._seen: set[str] = set()
+        self._snapshot: list[Update] = []  # parts of a snapshot still being received
         self._next_connect = 0.0
 
     def fileno(self) -> int:
@@ -46,38 +62,47 @@ class FanoutClient:
             if not ready:
                 return []
         updates: list[Update] = []
-        while True:
+        read = 0
+        while self._sock is not None and read < POLL_BYTES:
             try:
-                chunk = self._sock.recv(1 << 20)
+                chunk = self._sock.recv(READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 self._lose(f"fan-out connection failed: {exc}")
-                return updates
+                break
             if not chunk:
                 self._lose("fan-out server closed the connection")
-                return updates
-            self._buf += chunk
-        try:
-            frames, self._buf = decode_frames(self._buf, self._frames_seen)
-        except ValidationError as exc:
-            self._lose(str(exc))
-            return updates
-        self._frames_seen += len(frames)
-        for frame in frames:
-            updates.extend(self._apply(frame))
+                break
+            read += len(chunk)
+            # Decoded as it arrives: an oversized frame is refused from its
+            # header, not after everything the server sent has been buffered.
+            try:
+                frames = self._decoder.feed(chunk)
+            except ProtocolError as exc:
+                log.warning("fan-out server %s broke the protocol: %s", self.path, exc)
+                self._lose(f"fan-out protocol error: {exc}")
+                break
+            for frame in frames:
+                updates.extend(self._apply(frame))
+                if self._sock is None:  # an error frame
+                    break
         return updates
 
     def _apply(self, frame: Frame) -> list[Update]:
         self.status.revision = max(self.status.revision, frame.revision)
         if frame.kind == "snapshot":
-            present = {key for key, _ in frame.updates}
-            gone = [(key, None) for key in sorted(self._seen - present)]
+            self._snapshot.extend(frame.updates)
+            if frame.more:
+                return []
+            items, self._snapshot = self._snapshot, []
+            present = {key for key, _ in items}
+            gone: list[Update] = [(key, None) for key in sorted(self._seen - present)]
             self._seen = present
             self.status.in_sync = True
             self.status.snapshots += 1
             self.status.last_error = ""
-            return [*frame.updates, *gone]
+            return [*items, *gone]
         if frame.kind == "deltas":
             for key, value in frame.updates:
                 if value is None:
@@ -85,24 +110,27 @@ class FanoutClient:
                 else:
                     self._seen.add(key)
             return list(frame.updates)
+        if frame.kind == "error":
+            log.warning("fan-out server %s refused us: %s", self.path, frame.reason)
+            self._lose(f"fan-out server refused: {frame.reason}")
         return []
 
     def _connect(self) -> bool:
         now = time.monotonic()
         if now < self._next_connect:
             return False
+        self._next_connect = now + self.retry_interval
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.path)
         except OSError as exc:
             sock.close()
-            self._next_connect = now + self.retry_interval
             self.status.last_error = f"cannot reach fan-out server {self.path}: {exc}"
             return False
         sock.setblocking(False)
         self._sock = sock
-        self._buf = b""
-        self._frames_seen = 0
+        self._decoder = FrameDecoder(self.max_frame)
+        self._snapshot = []
         return True
 
     def _lose(self, reason: str) -> None:

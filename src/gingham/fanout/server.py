@@ -3,53 +3,91 @@
 Single-threaded select loop. Each turn: one non-blocking poll of the
 datastore (through the same :class:`~gingham.agent.syncer.Syncer` an agent
 uses), the changes folded into the cached state and sent to every client as
-one ``deltas`` frame (encoded once, the same bytes to all); new clients get
-the cached state as a ``snapshot`` frame first. Between polls the loop waits
-in ``select`` (accepting and writing meanwhile), backing off from
-``poll_min`` to ``poll_max`` while nothing changes, as the sqlite watch does.
+``deltas`` frames (encoded once, the same bytes to all); new clients get
+the cached state as a ``snapshot`` first. Between polls the loop waits in
+``select`` (accepting and writing meanwhile), backing off from ``poll_min``
+to ``poll_max`` while nothing changes, as the sqlite watch does.
 
 A datastore outage leaves the cache as it is (fail static): the syncer
 re-snapshots when it can and reports what changed meanwhile, which reaches
-the clients as ordinary deltas. A client that falls more than
-``max_buffer`` bytes behind is dropped; it reconnects and starts from a
-snapshot.
+the clients as ordinary deltas.
+
+Bounds, so that no client can cost the server (or the other clients) more
+than its share:
+
+- a client more than ``max_buffer`` bytes behind is dropped; it reconnects
+  and starts from a snapshot. Queued frames are shared between clients, so
+  a burst of new clients costs one encoded snapshot, not one each;
+- at most ``max_clients`` clients; the next one gets an ``error`` frame
+  saying so and is closed (it retries after its ``retry_interval``);
+- clients only listen: one that sends anything is dropped with a log line;
+- the socket file is mode 0600 and each peer's uid (``SO_PEERCRED``) must
+  be the server's, root's or one of ``allowed_uids``; anyone else gets an
+  ``error`` frame, is closed and logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import selectors
 import socket
+import stat
+import struct
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gingham.agent.syncer import Syncer
 from gingham.datastore.base import Datastore
-from gingham.fanout.protocol import Frame, encode_frame
+from gingham.errors import ValidationError
+from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, encode_frames
 
 log = logging.getLogger(__name__)
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+DEFAULT_MAX_CLIENTS = 4096
+# A refused client retries every half second or so: say it once in a while, not each time.
+_REFUSAL_LOG_INTERVAL = 10.0
 
 
 @dataclass
 class _Client:
     sock: socket.socket
-    out: bytearray = field(default_factory=bytearray)
+    pid: int
+    uid: int
+    out: deque[bytes] = field(default_factory=deque)  # frames, shared with other clients
+    offset: int = 0  # bytes of out[0] already sent
+    pending: int = 0  # bytes queued and not yet sent
     greeted: bool = False
+
+    def describe(self) -> str:
+        return f"pid {self.pid} uid {self.uid}"
 
 
 @dataclass
 class ServerStats:
     clients: int = 0
     accepted: int = 0
-    disconnected: int = 0  # clients that went away
+    disconnected: int = 0  # clients that went away, or were dropped, once served
     dropped: int = 0  # clients cut off for falling too far behind
+    refused_full: int = 0  # turned away: max_clients reached
+    refused_uid: int = 0  # turned away: peer uid not allowed
+    protocol_errors: int = 0  # clients dropped for sending anything
     polls: int = 0
     frames: int = 0
     bytes_sent: int = 0
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process that connected ``sock``, as the kernel recorded them."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return pid, uid, gid
 
 
 class FanoutServer:
@@ -63,23 +101,73 @@ class FanoutServer:
         poll_min: float = 0.005,
         poll_max: float = 0.02,
         max_buffer: int = 64 << 20,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        allowed_uids: Iterable[int] = (),
     ) -> None:
-        self.syncer = Syncer(datastore, prefix, ignore=ignore)
+        if max_clients < 1:
+            raise ValidationError(f"must be at least 1, not {max_clients}", "fan-out max_clients")
+        uids = tuple(allowed_uids)
+        if any(not isinstance(u, int) or u < 0 for u in uids):
+            raise ValidationError(f"must be non-negative integers: {uids}", "fan-out allowed_uids")
+        if max_frame < 4096:
+            raise ValidationError(f"must be at least 4096, not {max_frame}", "fan-out max_frame")
         self.path = path
         self.poll_min, self.poll_max = poll_min, poll_max
         self.max_buffer = max_buffer
+        self.max_clients = max_clients
+        self.max_frame = max_frame
+        self.uid = os.geteuid()
+        self.allowed_uids = frozenset({self.uid, 0, *uids})
         self.state: dict[str, Any] = {}
         self.stats = ServerStats()
         self._interval = poll_min
-        self._sel = selectors.DefaultSelector()
         self._clients: dict[int, _Client] = {}
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(path)
-        self._listener.listen(1024)
-        self._listener.setblocking(False)
+        self._last_refusal_log = 0.0
+        self._refusals_unlogged = 0
+        self._accept_paused_until = 0.0
+        self._listener = self._listen(path)
+        self._inode = os.stat(path).st_ino
+        self.syncer = Syncer(datastore, prefix, ignore=ignore)
+        self._sel = selectors.DefaultSelector()
         self._sel.register(self._listener, selectors.EVENT_READ, None)
+
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise ValidationError("exists and is not a socket; not replacing it", path)
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # left behind by a server that is gone
+            else:
+                raise ValidationError("another fan-out server is serving on it", path)
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # Linux gives the socket file the mode of the socket's inode (less
+            # the umask) at bind(): set 0600 there, so the file never exists
+            # wider, whatever the process umask, and without changing the
+            # umask (process-wide, other threads would see it).
+            os.fchmod(sock.fileno(), 0o600)
+            sock.bind(path)
+            # Should a kernel ignore the fchmod: nobody can connect before
+            # listen(), so narrowing the file here still leaves no window.
+            if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+                os.chmod(path, 0o600)
+            sock.listen(1024)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     # -- the loop -----------------------------------------------------------
 
@@ -106,6 +194,9 @@ class FanoutServer:
             self._interval = min(self._interval * 1.5, self.poll_max)
         if self.syncer.status.in_sync:
             self._greet_new()
+        if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._sel.register(self._listener, selectors.EVENT_READ, None)
         deadline = time.monotonic() + self._interval
         while True:
             left = deadline - time.monotonic()
@@ -125,52 +216,112 @@ class FanoutServer:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                # Out of descriptors: the listener stays readable, so stop
+                # watching it for a moment instead of spinning on it.
+                log.warning("fan-out: cannot accept clients: %s; pausing for 1s", exc)
+                self._sel.unregister(self._listener)
+                self._accept_paused_until = time.monotonic() + 1.0
+                return
+            try:
+                pid, uid, _gid = peer_credentials(sock)
+            except OSError as exc:
+                log.warning("fan-out: no peer credentials (%s): closed", exc)
+                sock.close()
+                continue
+            if uid not in self.allowed_uids:
+                self.stats.refused_uid += 1
+                log.warning(
+                    "fan-out: refused pid %d uid %d: only uids %s are served",
+                    pid, uid, ", ".join(map(str, sorted(self.allowed_uids))),
+                )  # fmt: skip
+                self._refuse(sock, f"uid {uid} is not allowed on this fan-out server")
+                continue
+            if len(self._clients) >= self.max_clients:
+                self.stats.refused_full += 1
+                self._log_full(pid, uid)
+                self._refuse(sock, f"server full: {self.max_clients} clients; retry later")
+                continue
             sock.setblocking(False)
-            client = _Client(sock)
+            client = _Client(sock, pid, uid)
             self._clients[sock.fileno()] = client
             self._sel.register(sock, selectors.EVENT_READ, client)
             self.stats.accepted += 1
             self.stats.clients = len(self._clients)
 
+    def _log_full(self, pid: int, uid: int) -> None:
+        now = time.monotonic()
+        self._refusals_unlogged += 1
+        if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL:
+            log.warning(
+                "fan-out: %d client(s) refused, the last pid %d uid %d: already %d clients (max_clients)",
+                self._refusals_unlogged, pid, uid, self.max_clients,
+            )  # fmt: skip
+            self._last_refusal_log = now
+            self._refusals_unlogged = 0
+
+    def _refuse(self, sock: socket.socket, reason: str) -> None:
+        """Say why, then close: the peer sees an error frame and EOF, never a hang."""
+        (data,) = encode_frames(Frame("error", self.syncer.status.revision, reason=reason))
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            sock.send(data)  # small, into an empty socket buffer: all of it or nothing
+        sock.close()
+
     def _greet_new(self) -> None:
         pending = [c for c in self._clients.values() if not c.greeted]
         if not pending:
             return
-        data = encode_frame(
-            Frame("snapshot", self.syncer.status.revision, tuple(sorted(self.state.items())))
+        frames = encode_frames(
+            Frame("snapshot", self.syncer.status.revision, tuple(sorted(self.state.items()))),
+            self.max_frame,
         )
         for c in pending:
             c.greeted = True
-            self._queue(c, data)
+            self._queue(c, frames)
 
     def _broadcast(self, frame: Frame) -> None:
-        data = encode_frame(frame)
-        self.stats.frames += 1
+        frames = encode_frames(frame, self.max_frame)
+        self.stats.frames += len(frames)
         for c in list(self._clients.values()):
             if c.greeted:  # the others get all of it in their snapshot
-                self._queue(c, data)
+                self._queue(c, frames)
 
-    def _queue(self, c: _Client, data: bytes) -> None:
-        if len(c.out) + len(data) > self.max_buffer:
-            log.warning("fan-out client fell %d bytes behind: dropped", len(c.out))
+    def _queue(self, c: _Client, frames: list[bytes]) -> None:
+        size = sum(len(f) for f in frames)
+        if c.pending + size > self.max_buffer:
+            log.warning(
+                "fan-out client %s fell behind (%d bytes queued, %d more, max_buffer %d): dropped",
+                c.describe(), c.pending, size, self.max_buffer,
+            )  # fmt: skip
             self.stats.dropped += 1
             self._drop(c)
             return
         was_empty = not c.out
-        c.out += data
+        c.out.extend(frames)
+        c.pending += size
         if was_empty:
             self._flush(c)
 
     def _flush(self, c: _Client) -> None:
-        try:
-            sent = c.sock.send(c.out)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._drop(c)
-            return
-        self.stats.bytes_sent += sent
-        del c.out[:sent]
+        while c.out:
+            view = memoryview(c.out[0])[c.offset :]
+            try:
+                sent = c.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._drop(c)
+                return
+            self.stats.bytes_sent += sent
+            c.pending -= sent
+            if sent < len(view):
+                c.offset += sent
+                break
+            c.out.popleft()
+            c.offset = 0
         self._sel.modify(
             c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0), c
         )
@@ -178,13 +329,21 @@ class FanoutServer:
     def _on_client(self, c: _Client, events: int) -> None:
         if events & selectors.EVENT_READ:
             try:
-                data = c.sock.recv(4096)
+                data: bytes | None = c.sock.recv(4096)
             except (BlockingIOError, InterruptedError):
-                data = b"?"
+                data = None
             except OSError:
                 data = b""
-            if not data:  # clients only listen; EOF means gone
-                self._drop(c)
+            if data is not None:
+                if data:
+                    # The protocol has nothing for a client to say: whatever
+                    # it sends comes from a client we do not understand.
+                    self.stats.protocol_errors += 1
+                    log.warning(
+                        "fan-out client %s sent %d bytes (clients only listen): dropped",
+                        c.describe(), len(data),
+                    )  # fmt: skip
+                self._drop(c)  # or EOF: gone
                 return
         if events & selectors.EVENT_WRITE and c.out:
             self._flush(c)
@@ -197,6 +356,8 @@ class FanoutServer:
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(c.sock)
         c.sock.close()
+        c.out.clear()
+        c.pending = 0
         self.stats.clients = len(self._clients)
 
     def close(self) -> None:
@@ -207,5 +368,7 @@ class FanoutServer:
         self._listener.close()
         self._sel.close()
         self.syncer.close()
+        # Only our own file: a path taken over since is someone else's.
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)

@@ -11,38 +11,39 @@ import pytest
 
 from gingham.datastore import open_datastore
 from gingham.datastore.base import Datastore
-from gingham.errors import ValidationError
-from gingham.fanout import FanoutClient, FanoutServer, Frame, decode_frames, encode_frame
+from gingham.errors import ProtocolError
+from gingham.fanout import FanoutClient, FanoutServer, Frame, FrameDecoder, encode_frame
 
 PREFIX = "/gingham/v1/resources/"
 
 
-def test_frames_round_trip_and_keep_the_incomplete_rest() -> None:
+def test_frames_round_trip_across_arbitrary_read_boundaries() -> None:
     frames = [
         Frame("snapshot", 7, (("/a", {"x": 1}),)),
         Frame("deltas", 8, (("/a", None), ("/b", {"y": [1, 2]}))),
         Frame("ping", 8),
     ]
     data = b"".join(encode_frame(f) for f in frames)
-    got, rest = decode_frames(data[:-3])
-    assert got == frames[:2] and rest == data.split(b"\n")[2][:-2]
-    got2, rest2 = decode_frames(rest + data[-3:])
-    assert got2 == frames[2:] and rest2 == b""
+    for cut in range(1, len(data)):
+        decoder = FrameDecoder()
+        got = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+        assert got == frames
+        assert decoder.buffered == 0
 
 
 @pytest.mark.parametrize(
-    ("line", "where"),
-    [(b"{oops", "frame 3"), (b'{"t":"deltas","rev":1,"updates":[["/a"]]}', "updates[0]"),
-     (b'{"t":"snapshot","rev":"1","items":[]}', "frame 3")],
+    ("body", "where"),
+    [(b"{oops", "frame 0"), (b'{"t":"deltas","rev":1,"updates":[["/a"]]}', "updates[0]"),
+     (b'{"t":"snapshot","rev":"1","items":[]}', "frame 0")],
 )
-def test_bad_frames_name_where(line: bytes, where: str) -> None:
-    with pytest.raises(ValidationError, match=where.replace("[", r"\[")):
-        decode_frames(line + b"\n", 3)
+def test_bad_frames_name_where(body: bytes, where: str) -> None:
+    with pytest.raises(ProtocolError, match=where.replace("[", r"\[")):
+        FrameDecoder().feed(len(body).to_bytes(4, "big") + body)
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Datastore, str]]:
-    ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}")
+    ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}", create=True)
     path = str(tmp_path / "fanout.sock")
     server = FanoutServer(ds, PREFIX, path, poll_max=0.005)
     stop = threading.Event()
@@ -90,7 +91,7 @@ def test_snapshot_then_deltas_reach_every_client(served: tuple[Datastore, str]) 
 
 
 def test_reconnect_reports_keys_gone_meanwhile(tmp_path: Path) -> None:
-    ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}")
+    ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}", create=True)
     path = str(tmp_path / "f.sock")
     ds.create(PREFIX + "A/one", {"v": 1})
     client = FanoutClient(path, retry_interval=0.01)
@@ -125,7 +126,7 @@ def test_reconnect_reports_keys_gone_meanwhile(tmp_path: Path) -> None:
 def test_a_client_that_stops_reading_is_dropped(tmp_path: Path) -> None:
     import socket
 
-    ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}")
+    ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}", create=True)
     path = str(tmp_path / "f.sock")
     server = FanoutServer(ds, PREFIX, path, poll_max=0.005, max_buffer=64 << 10)
     stop = threading.Event()
