@@ -118,7 +118,7 @@ def setup_gingham(prefix: str, work: Path) -> Plugin:
 
     host = add_netns(f"{prefix}-gh")
     url = f"sqlite://{work / 'gingham.db'}"
-    with open_datastore(url) as ds:
+    with open_datastore(url, create=True) as ds:
         ResourceStore(ds).apply(parse_resource({
             "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
             "metadata": {"name": "bench-pool"},

@@ -36,7 +36,7 @@ from gingham.errors import RevisionConflict
 
 
 def _seq_cas(url: str, seconds: float) -> float:
-    with open_datastore(url) as ds:
+    with open_datastore(url, create=True) as ds:
         rev = ds.create("/bench/seq", {"n": 0})
         n = 0
         t0 = time.perf_counter()

@@ -117,7 +117,7 @@ def raw_writes(url: str, concurrency: int, writes: int) -> float:
 def _wipe(url: str) -> None:
     from gingham.datastore import open_datastore
 
-    ds = open_datastore(url)
+    ds = open_datastore(url, create=True)
     try:
         for prefix in ("/gingham/", "/bench/"):
             for kv in ds.list(prefix)[0]:

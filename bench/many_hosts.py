@@ -83,7 +83,7 @@ def populate(url: str, hosts: int, per_host: int, policies: int, seed: int) -> i
 
     rng = random.Random(seed)
     n = 0
-    with open_datastore(url) as ds:
+    with open_datastore(url, create=True) as ds:
         for k in range(NAMESPACES):
             ns = f"ns{k}"
             ds.create(keys.resource_key("Namespace", ns), {

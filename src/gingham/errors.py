@@ -14,7 +14,9 @@ CLI and the agent only ever have to handle this tree.
     │   ├── AlreadyExists
     │   ├── RevisionConflict   compare-and-swap lost; re-read and retry
     │   ├── Unavailable        the datastore cannot be reached (transient)
-    │   └── ResyncRequired     a watch fell behind compaction; list again
+    │   ├── ResyncRequired     a watch fell behind compaction; list again
+    │   └── NoDatastore        nothing at the URL is a gingham datastore (never made, or a
+    │                          mistyped path, or a file that is something else): not created
     ├── IPAMError
     │   ├── PoolExhausted
     │   └── AddressInUse
@@ -78,6 +80,16 @@ class Unavailable(DatastoreError):
 
 class ResyncRequired(DatastoreError):
     """The requested revision was compacted: the caller must list again and rewatch."""
+
+
+class NoDatastore(DatastoreError):
+    """There is no gingham datastore at the URL, and the caller did not ask to make one.
+
+    Reads, agents and the CNI plugin open with ``create=False``: a mistyped
+    path must fail loudly rather than yield a new, empty datastore (which an
+    agent would read as "delete everything"). Also raised for a file that
+    exists but is not a gingham datastore, with or without ``create``.
+    """
 
 
 class IPAMError(GinghamError):

@@ -69,11 +69,16 @@ def context_datastore_url(ctx: click.Context | None = None) -> str:
 
 
 @contextmanager
-def open_store(ctx: click.Context | None = None) -> Iterator[Any]:
-    """The command's datastore, closed on the way out."""
+def open_store(ctx: click.Context | None = None, *, create: bool = False) -> Iterator[Any]:
+    """The command's datastore, closed on the way out.
+
+    Only commands that exist to put resources in (``apply``/``create``/
+    ``replace``, ``datastore init``) pass ``create``: a read on a mistyped
+    path must say so rather than make an empty datastore and show nothing.
+    """
     from gingham.datastore import open_datastore
 
-    ds = open_datastore(context_datastore_url(ctx))
+    ds = open_datastore(context_datastore_url(ctx), create=create)
     try:
         yield ds
     finally:

@@ -109,7 +109,7 @@ def _write_all(
     from gingham.datastore.resources import ResourceStore
 
     resources = load_files(files, namespace)
-    with open_store(ctx) as ds:
+    with open_store(ctx, create=True) as ds:
         store = ResourceStore(ds, default_namespace=namespace or "default")
         if precheck is not None:
             problems = [p for p in (precheck(store, r) for r in resources) if p]

@@ -60,9 +60,13 @@ def open_datastore(url: str, *, create: bool = False) -> Datastore:
     """Open the datastore at ``url``; ``create`` makes one (and its cluster ID) if missing.
 
     Only commands meant to make a datastore pass ``create=True`` (see
-    ``cluster.py``); reads, agents and the CNI plugin never do.
+    ``cluster.py``); reads, agents and the CNI plugin never do. Without it, a
+    missing sqlite file (or a memory store nobody made) raises NoDatastore; a
+    file that is not a gingham datastore is refused either way. An etcd URL
+    names a server, which exists or is Unavailable: the cluster ID tells the
+    agent whether anything was ever set up there.
     """
-    ds = _open(url)
+    ds = _open(url, create)
     if create:
         from gingham.datastore.cluster import ensure_cluster_id
 
@@ -74,7 +78,7 @@ def open_datastore(url: str, *, create: bool = False) -> Datastore:
     return ds
 
 
-def _open(url: str) -> Datastore:
+def _open(url: str, create: bool) -> Datastore:
     scheme, sep, _ = url.partition(":")
     if not sep:
         raise ValidationError(f"not a datastore URL: {url!r} (want sqlite:///path or etcd://...)")
@@ -98,7 +102,7 @@ def _open(url: str) -> Datastore:
                 raise ValidationError(
                     f"history must be an integer in {url!r}", location="datastore URL"
                 ) from None
-        return SqliteDatastore(path, history=history)
+        return SqliteDatastore(path, create=create, history=history)
     if scheme == "memory":
         from urllib.parse import parse_qs
 
@@ -112,7 +116,7 @@ def _open(url: str) -> Datastore:
             raise ValidationError(
                 f"history must be an integer in {url!r}", location="datastore URL"
             ) from None
-        return MemoryDatastore(name, history=keep)
+        return MemoryDatastore(name, create=create, history=keep)
     if scheme in ("etcd", "etcds", "etcd+unix", "http", "https"):
         from gingham.datastore.etcd import EtcdDatastore
 

@@ -58,6 +58,14 @@ class Undecodable(dict[str, Any]):
     __hash__ = None
 
 
+def no_datastore_message(url: str, why: str) -> str:
+    """What NoDatastore says: where, why, and how to make one (``url`` already redacted)."""
+    return (
+        f"no gingham datastore at {url} ({why}); make one with"
+        f" `gingham datastore init --datastore {url}` (or `gingham apply`)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     key: str

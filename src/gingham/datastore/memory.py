@@ -2,10 +2,12 @@
 
 ``memory://NAME`` opens the store called NAME in this process (several
 handles share it, so a test can hand one to a writer and one to a watcher);
-``memory://`` opens a fresh private one. Nothing reaches another process. It
-keeps full history until ``compact`` (or ``history=N``), expires leases
-lazily against an injectable clock exactly as the sqlite backend does, and is
-thread-safe behind one lock. The contract suite runs against it.
+``memory://`` opens a fresh private one. As on disk, only ``create=True``
+makes a store: opening a name nobody created raises NoDatastore. Nothing
+reaches another process. It keeps full history until ``compact`` (or
+``history=N``), expires leases lazily against an injectable clock exactly as
+the sqlite backend does, and is thread-safe behind one lock. The contract
+suite runs against it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gingham.datastore.base import JSON, Datastore, EventType, KeyValue, Watch, WatchEvent
+from gingham.datastore.base import (
+    JSON,
+    Datastore,
+    EventType,
+    KeyValue,
+    Watch,
+    WatchEvent,
+    no_datastore_message,
+)
 from gingham.errors import (
     AlreadyExists,
+    NoDatastore,
     NotFound,
     ResyncRequired,
     RevisionConflict,
@@ -45,11 +56,20 @@ _NAMED: dict[str, _State] = {}
 _NAMED_LOCK = threading.Lock()
 
 
-def _state(name: str) -> _State:
+def _state(name: str, create: bool) -> _State:
+    url = f"memory://{name}"
     if not name:
+        if not create:
+            # A private store is new by definition: there is nothing to open.
+            raise NoDatastore(no_datastore_message(url, "an unnamed memory store is always new"))
         return _State()
     with _NAMED_LOCK:
-        return _NAMED.setdefault(name, _State())
+        state = _NAMED.get(name)
+        if state is None:
+            if not create:
+                raise NoDatastore(no_datastore_message(url, "no such store in this process"))
+            state = _NAMED[name] = _State()
+        return state
 
 
 def forget(name: str) -> None:
@@ -63,11 +83,12 @@ class MemoryDatastore(Datastore):
         self,
         name: str = "",
         *,
+        create: bool = True,
         history: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = f"memory://{name}"
-        self._s = _state(name)
+        self._s = _state(name, create)
         self._history = history
         self._clock = clock
         self._closed = False

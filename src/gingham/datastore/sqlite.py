@@ -25,9 +25,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
-from gingham.datastore.base import JSON, Datastore, EventType, KeyValue, Watch, WatchEvent
+from gingham.datastore.base import (
+    JSON,
+    Datastore,
+    EventType,
+    KeyValue,
+    Watch,
+    WatchEvent,
+    no_datastore_message,
+)
 from gingham.errors import (
     AlreadyExists,
+    NoDatastore,
     NotFound,
     ResyncRequired,
     RevisionConflict,
@@ -64,6 +73,8 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expiry);
 """
 
+_TABLES = frozenset({"meta", "kv", "history", "leases"})
+_REQUIRED = frozenset({"meta", "kv"})  # what makes a file a gingham datastore
 _Events = list[WatchEvent]  # spelled here: inside the class, ``list`` is a method
 _PUT, _DELETE = 0, 1
 # Automatic compaction: every _COMPACT_EVERY revisions, history older than
@@ -89,6 +100,13 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
+def _file_uri(path: str) -> str:
+    """An sqlite URI that opens ``path`` read-write and never creates it."""
+    from urllib.parse import quote
+
+    return f"file:{quote(path)}?mode=rw"
+
+
 def _dumps(value: JSON) -> str:
     if not isinstance(value, dict):
         raise TypeError(f"datastore values are JSON objects, not {type(value).__name__}")
@@ -100,6 +118,7 @@ class SqliteDatastore(Datastore):
         self,
         path: str | os.PathLike[str],
         *,
+        create: bool = False,
         history: int = DEFAULT_HISTORY,
         busy_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
@@ -115,12 +134,32 @@ class SqliteDatastore(Datastore):
         self._lock_fds: list[tuple[int, int]] = []
         self._all_lock = threading.Lock()
         self._closed = False
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        except OSError as exc:
-            raise Unavailable(
-                f"cannot reach datastore {self.url}: cannot create its directory: {exc.strerror}"
-            ) from exc
+        if create:
+            self._make_file()
+        elif not os.path.exists(self.path):
+            parent = os.path.dirname(os.path.abspath(self.path))
+            why = "no such file" if os.path.isdir(parent) else f"no such directory {parent}"
+            raise NoDatastore(no_datastore_message(self.url, why))
+        if os.path.isdir(self.path):
+            raise NoDatastore(f"{self.url} is a directory, not a gingham datastore")
+        tables = self._tables()
+        if tables >= _TABLES:
+            return
+        if not tables >= _REQUIRED:
+            if not create:
+                why = (
+                    "the file is empty"
+                    if not tables
+                    else f"it holds no gingham tables (found: {', '.join(sorted(tables))})"
+                )
+                raise NoDatastore(no_datastore_message(self.url, why))
+            if tables - _TABLES:
+                raise NoDatastore(
+                    f"{self.url} is an sqlite database of something else"
+                    f" (tables: {', '.join(sorted(tables))}): refusing to turn it into a"
+                    " gingham datastore; name another path"
+                )
+        # A new file, or a datastore of an older layout: add what is missing.
         db = self._conn()
         fd = self._lock_fd()
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -134,6 +173,42 @@ class SqliteDatastore(Datastore):
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
+    def _make_file(self) -> None:
+        """Create the file (0600; its directory 0700 if new) unless it exists."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            # Datastore URLs and IPAM state are nobody else's business.
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot reach datastore {self.url}: cannot create its directory: {exc.strerror}"
+            ) from exc
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return  # it exists (maybe made this instant by another initialiser)
+        except OSError as exc:
+            raise Unavailable(f"cannot create datastore {self.url}: {exc.strerror}") from exc
+        os.close(fd)
+
+    def _tables(self) -> set[str]:
+        """The tables in the file, read without changing it (no WAL switch, no schema)."""
+        try:
+            probe = sqlite3.connect(_file_uri(self.path), uri=True, timeout=self._busy_timeout)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot reach datastore {self.url}: {exc}") from exc
+        try:
+            rows = probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise NoDatastore(
+                    f"{self.url} is not a gingham datastore: the file is not an sqlite database"
+                ) from None
+            raise Unavailable(f"cannot reach datastore {self.url}: {exc}") from exc
+        finally:
+            probe.close()
+        return {str(name) for (name,) in rows}
+
     # -- connections ------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
@@ -144,8 +219,11 @@ class SqliteDatastore(Datastore):
         # A connection inherited across fork() must never be used by the child.
         if conn is None or getattr(self._local, "pid", None) != pid:
             try:
+                # mode=rw: a file deleted under a running process must not come
+                # back as a new, empty datastore when a new thread connects.
                 conn = sqlite3.connect(
-                    self.path,
+                    _file_uri(self.path),
+                    uri=True,
                     timeout=self._busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
@@ -166,7 +244,7 @@ class SqliteDatastore(Datastore):
         fd: int | None = getattr(self._local, "lock_fd", None)
         if fd is None or getattr(self._local, "lock_pid", None) != os.getpid():
             try:
-                fd = os.open(self.path + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = os.open(self.path + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 raise Unavailable(f"cannot reach datastore {self.url}: {exc.strerror}") from exc
             self._local.lock_fd, self._local.lock_pid = fd, os.getpid()

@@ -36,7 +36,7 @@ def collect(watch, want: int, timeout: float = 10.0) -> list[WatchEvent]:  # typ
 
 def test_cluster_keeps_working_when_a_member_stops(etcd_cluster: list[EtcdProcess]) -> None:
     url = cluster_url(etcd_cluster)
-    with open_datastore(url) as ds:
+    with open_datastore(url, create=True) as ds:
         r1 = ds.create("/t/a", {"v": 1})
         with ds.watch("/t/", start_revision=r1 + 1) as watch:
             r2 = ds.update("/t/a", {"v": 2}, revision=r1)
@@ -61,7 +61,7 @@ def test_cluster_keeps_working_when_a_member_stops(etcd_cluster: list[EtcdProces
 
 
 def test_unix_socket_url(etcd_member: EtcdProcess) -> None:
-    with open_datastore(etcd_member.unix_datastore_url) as ds:
+    with open_datastore(etcd_member.unix_datastore_url, create=True) as ds:
         rev = ds.create("/t/unix", {"ok": True})
         kv = ds.get("/t/unix")
         assert kv is not None and kv.mod_revision == rev
@@ -110,7 +110,7 @@ def test_username_password(lone_etcd: EtcdProcess) -> None:
         r = httpx.post(base + path, json=body, timeout=5)
         assert r.status_code == 200, r.text
     good = f"{lone_etcd.datastore_url}?user=root&password=s3cret"
-    with open_datastore(good) as ds:
+    with open_datastore(good, create=True) as ds:
         assert "s3cret" not in ds.url
         rev = ds.create("/t/auth", {"v": 1})
         assert ds.get("/t/auth") is not None
@@ -201,7 +201,7 @@ def test_tls(tls_etcd: tuple[EtcdProcess, Path]) -> None:
         f"etcds://127.0.0.1:{member.client_port}?cacert={pki / 'ca.crt'}"
         f"&cert={pki / 'client.crt'}&key={pki / 'client.key'}"
     )
-    with open_datastore(url) as ds:
+    with open_datastore(url, create=True) as ds:
         ds.create("/t/tls", {"v": 1})
         assert ds.get("/t/tls") is not None
     # Without the CA the server certificate is not trusted.
@@ -238,7 +238,7 @@ def test_unix_socket_in_a_deep_directory() -> None:
     try:
         members = start_etcd_cluster(deep, 1, unix_socket=True, die_with_parent=True)
         assert len(str(members[0].socket_path)) > 108
-        with open_datastore(cluster_url(members, unix=True)) as ds:
+        with open_datastore(cluster_url(members, unix=True), create=True) as ds:
             ds.create("/t/deep", {"v": 1})
             kv = ds.get("/t/deep")
             assert kv is not None and kv.value == {"v": 1}

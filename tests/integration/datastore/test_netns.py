@@ -34,7 +34,7 @@ def _run_in(ns: str, url: str, tag: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_sqlite_shared_across_namespaces(netns: Callable[[str], str], sqlite_url: str) -> None:
-    with open_datastore(sqlite_url) as ds:
+    with open_datastore(sqlite_url, create=True) as ds:
         start = ds.create("/t/ns/counter", {"n": 0})
         for tag in ("a", "b"):
             result = _run_in(netns(tag), sqlite_url, tag)
@@ -50,7 +50,7 @@ def test_sqlite_shared_across_namespaces(netns: Callable[[str], str], sqlite_url
 def test_etcd_unix_socket_across_namespaces(
     netns: Callable[[str], str], etcd_member: EtcdProcess, etcd_store: object
 ) -> None:
-    with open_datastore(etcd_member.datastore_url) as ds:
+    with open_datastore(etcd_member.datastore_url, create=True) as ds:
         ds.create("/t/ns/counter", {"n": 0})
         ns = netns("e")
         # Loopback TCP is per namespace: the member's TCP URL is unreachable there.

@@ -80,7 +80,7 @@ def setup() -> Iterator[tuple[str, str, str]]:
     tmp = Path(tempfile.mkdtemp(prefix="gingham-crashpoints-"))
     try:
         url = f"sqlite://{tmp / 'gingham.db'}"
-        ds = open_datastore(url)
+        ds = open_datastore(url, create=True)
         try:
             ResourceStore(ds).apply(parse_resource(DEFAULT_POOL))
         finally:

@@ -26,7 +26,7 @@ MAX_HELD = 5  # handles per worker; up to 2 addresses each: demand > supply
 
 
 def _setup(url: str) -> None:
-    ds = open_datastore(url)
+    ds = open_datastore(url, create=True)
     try:
         ds.create(resource_key("IPPool", "stress"),
                   {"apiVersion": "projectcalico.org/v3", "kind": "IPPool",

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.timeout(200)
 def test_killed_hosts_leave_nothing_behind(store_url: str) -> None:
-    ds = open_datastore(store_url)
+    ds = open_datastore(store_url, create=True)
     try:
         ds.create(resource_key("IPPool", "crash"),
                   {"kind": "IPPool", "metadata": {"name": "crash"},

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from gingham.cli.common import DEFAULT_DATASTORE, resolve_datastore_url
 from gingham.cli.main import cli
+from gingham.datastore import open_datastore
 from gingham.datastore.etcd_process import free_ports
 from gingham.model import load_manifests, to_dict
 
@@ -57,6 +58,7 @@ spec:
 
 @pytest.fixture
 def run(sqlite_url: str):  # type: ignore[no-untyped-def]
+    open_datastore(sqlite_url, create=True).close()  # as `gingham datastore init` would
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None, url: str | None = None) -> Result:
@@ -308,3 +310,32 @@ def test_json_list_applies_back(run, tmp_path: Path) -> None:  # type: ignore[no
     assert result.exit_code == 0, result.output
     assert "Successfully applied 1 'NetworkPolicy' resource(s)" in result.output
     assert "web" in run("get", "np", "-n", "shop", url=f"sqlite://{other}").output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("get", "gnp"),
+        ("get", "gnp", "x", "-o", "yaml"),
+        ("delete", "gnp", "x", "--ignore-not-found"),
+        ("ipam", "show"),
+    ],
+)
+def test_reads_on_a_mistyped_path_create_nothing(tmp_path: Path, args: tuple[str, ...]) -> None:
+    typo = tmp_path / "gingam.db"
+    result = CliRunner().invoke(cli, ["--datastore", f"sqlite://{typo}", *args])
+    assert result.exit_code == 1, result.output
+    assert f"no gingham datastore at sqlite://{typo}" in result.output
+    assert "gingham datastore init" in result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_apply_makes_the_datastore_with_a_cluster_id(tmp_path: Path) -> None:
+    from gingham.datastore.cluster import read_cluster_id
+
+    url = f"sqlite://{tmp_path / 'new' / 'g.db'}"
+    result = CliRunner().invoke(cli, ["--datastore", url, "apply", "-f", "-"], input=GOOD)
+    assert result.exit_code == 0, result.output
+    with open_datastore(url) as ds:
+        assert read_cluster_id(ds) is not None

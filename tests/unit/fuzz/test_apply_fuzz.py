@@ -50,7 +50,7 @@ def _identity(doc: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def _dump(ds_url: str) -> dict[str, Any]:
-    ds = open_datastore(ds_url)
+    ds = open_datastore(ds_url, create=True)
     try:
         items, _ = ds.list("/")
         return {kv.key: kv.value for kv in items}

@@ -20,7 +20,7 @@ def run(url: str, *args: str) -> tuple[int, str]:
 
 
 def test_show_check_release(sqlite_url: str, tmp_path: Path) -> None:
-    ds = open_datastore(sqlite_url)
+    ds = open_datastore(sqlite_url, create=True)
     try:
         put_pool(ds, "p", "198.18.0.0/28", 30)
         put_node(ds, "h1")
@@ -60,6 +60,7 @@ def test_show_check_release(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def test_release_errors(sqlite_url: str) -> None:
+    open_datastore(sqlite_url, create=True).close()
     code, out = run(sqlite_url, "release")
     assert code == 1 and "exactly one of" in out
     code, out = run(sqlite_url, "release", "--ip", "198.18.0.1", "--sequence", "3",
@@ -70,6 +71,7 @@ def test_release_errors(sqlite_url: str) -> None:
 
 
 def test_configure(sqlite_url: str) -> None:
+    open_datastore(sqlite_url, create=True).close()  # ipam never makes a datastore
     code, out = run(sqlite_url, "configure", "--strict-affinity", "--max-blocks-per-host", "3")
     assert code == 0 and json.loads(out) == {"strictAffinity": True, "maxBlocksPerHost": 3}
     code, out = run(sqlite_url, "configure", "--host", "h9", "--max-blocks-per-host", "1")
@@ -82,7 +84,7 @@ def test_configure(sqlite_url: str) -> None:
 
 
 def test_check_release_in_one_go(sqlite_url: str) -> None:
-    ds = open_datastore(sqlite_url)
+    ds = open_datastore(sqlite_url, create=True)
     try:
         put_pool(ds, "p", "198.18.0.0/28", 30)
         IPAM(ds, "gone", cache_ttl=0).allocate("g", {"namespace": "ns", "workload": "w"})
@@ -101,7 +103,7 @@ def test_check_release_in_one_go(sqlite_url: str) -> None:
 
 
 def test_assign_a_requested_address(sqlite_url: str) -> None:
-    ds = open_datastore(sqlite_url)
+    ds = open_datastore(sqlite_url, create=True)
     try:
         put_pool(ds, "p", "198.18.0.0/24")
     finally:

@@ -18,7 +18,7 @@ from tests.unit.policy.test_explain import NAMESPACES, PODS, np
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     u = f"sqlite://{tmp_path}/gingham.db"
-    ds = open_datastore(u)
+    ds = open_datastore(u, create=True)
     try:
         store = ResourceStore(ds)
         for res in load_manifests(NAMESPACES + PODS + "---\n" + np(

@@ -286,7 +286,7 @@ def test_matrix_and_explain_matrix_from_a_datastore(tmp_path: object) -> None:
     from gingham.datastore.resources import ResourceStore
 
     text = NAMESPACES + PODS + "---\n" + np("deny", "y", "  selector: all()\n  types: [Ingress]")
-    ds = open_datastore(f"sqlite://{tmp_path}/t.db")
+    ds = open_datastore(f"sqlite://{tmp_path}/t.db", create=True)
     try:
         for res in load_manifests(text):
             ResourceStore(ds).apply(res)
