@@ -215,7 +215,7 @@ class SimAgent:
 
 def make_decoder() -> Any:
     from gingham.agent.daemon import _not_for_agents
-    from gingham.agent.wiring import decode_resource
+    from gingham.agent.decode import decode_resource
 
     cache: dict[tuple[str, str], Any] = {}
 

@@ -24,6 +24,12 @@ Invariants:
 - Nothing in the kernel changes before the first complete snapshot has been
   fed to the calculation graph (``InSync``); a restarted agent then
   reconciles, removing only what is stale.
+- Nothing in the kernel changes, and nothing is written to the datastore, for
+  a datastore without a cluster ID or with another one than the host's
+  dataplane was programmed for (``cluster_guard.py``).
+- No input from the datastore ends the loop: a value that cannot be processed
+  costs its key only (``_feed``); what does not validate is reported
+  (``gingham_invalid_resources``, /readyz, node status), never dropped silently.
 - The loop is single-threaded; the health server only reads two flags.
 - A datastore outage leaves the dataplane as it is (fail static) and turns
   readiness off until the next successful snapshot.
@@ -33,15 +39,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.metrics import AgentMetrics
 from gingham.agent.node import HostAddresses, Liveness, register_node
 from gingham.agent.syncer import Syncer
+from gingham.calc.validity import InvalidReport
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore
+from gingham.datastore.cluster import cluster_id_of
 from gingham.errors import GinghamError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,7 @@ class Calc(Protocol):
     def on_update(self, key: str, value: Any) -> None: ...
     def on_in_sync(self) -> None: ...
     def flush(self) -> list[Any]: ...
+    def invalid_resources(self) -> Mapping[str, InvalidReport]: ...
 
 
 class Plane(Protocol):
@@ -59,18 +70,24 @@ class Plane(Protocol):
     def apply(self, messages: Sequence[Any]) -> None: ...
 
 
-class Router(Protocol):
-    """Follows routing inputs and programs routes; ``local_endpoints`` from the calc messages."""
-
-    def on_update(self, key: str, value: Any) -> None: ...
-    def apply(self, messages: Sequence[Any]) -> None: ...
-
-
 @dataclass
 class AgentState:
+    """What the health server and ``gingham node status`` read (written by the loop only)."""
+
     ready: bool = False
     live: bool = True
     programmed_once: bool = False
+    blocked: str = ""  # why the dataplane is left alone; "" when it is not
+    invalid: tuple[InvalidReport, ...] = ()
+    notices: tuple[str, ...] = ()  # e.g. endpoints the dataplane refused
+
+    def reasons(self) -> list[str]:
+        """One line per thing an operator should know, for /readyz and node status."""
+        lines = [self.blocked] if self.blocked else []
+        for report in self.invalid:
+            lines.append(f"invalid {report.key} ({report.outcome}): {report.reason}")
+        lines.extend(self.notices)
+        return lines
 
 
 @dataclass
@@ -83,6 +100,12 @@ class Agent:
     planes: list[Plane]
     # Raw (key, document | None) listeners, e.g. routing inputs that read the wire format.
     observers: list[Callable[[str, Any], None]] = field(default_factory=list)
+    # More sources of invalid documents (the calc graph's are always read).
+    invalid_sources: list[Callable[[], Mapping[str, InvalidReport]]] = field(default_factory=list)
+    notice_sources: list[Callable[[], Sequence[str]]] = field(default_factory=list)
+    guard: ClusterGuard = field(default_factory=lambda: ClusterGuard(None))
+    # Called with the state whenever what it reports changes (status file).
+    on_status: Callable[[AgentState], None] | None = None
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
@@ -96,11 +119,16 @@ class Agent:
         self._registered = False
         self._retry = False
         self._next_refresh = 0.0
+        self._cluster_id: str | None = None
+        self._cluster_checked = False
+        self._reported: tuple[Any, ...] | None = None
+        self._invalid_kinds: set[str] = set()
 
     def step(self) -> None:
         """One turn of the loop: read what changed, compute, program."""
         now = self.clock()
-        self._housekeeping(now)
+        if self._cluster_checked:
+            self._housekeeping(now)
         was_in_sync = self.syncer.status.in_sync
         updates = self.syncer.poll(self.poll_timeout)
         received = self.clock()
@@ -109,16 +137,19 @@ class Agent:
                 self.metrics.resyncs.inc()
             self.state.ready = False
             self.metrics.in_sync.set(0)
+            self._report()
             if not updates:
                 time.sleep(min(1.0, self.poll_timeout * 5))
             return
         for key, value in updates:
-            self.calc.on_update(key, self.decode(key, value))
-            for observe in self.observers:
-                observe(key, value)
+            self._feed(key, value)
         snapshot_done = not was_in_sync
         if snapshot_done:
             self.calc.on_in_sync()
+        if self._blocked():
+            # The calc graph keeps its pending changes; nothing in the kernel moves.
+            self._report()
+            return
         messages = self.calc.flush()
         # Observers may have changed state no calc message reflects (routing inputs).
         if messages or updates or snapshot_done or self._retry:
@@ -139,11 +170,64 @@ class Agent:
         self.state.programmed_once = True
         self.state.ready = True
         self.metrics.in_sync.set(1)
+        self._report()
+
+    def _feed(self, key: str, value: Any) -> None:
+        """One update into the graph and the observers; a bad one costs that key only."""
+        if key == keys.CLUSTER:
+            self._cluster_id = cluster_id_of(value)
+        try:
+            self.calc.on_update(key, self.decode(key, value))
+            for observe in self.observers:
+                observe(key, value)
+        except Exception:  # no input from the datastore may end the agent
+            self.metrics.errors.labels(where="update").inc()
+            log.exception("cannot process %s: ignored until it changes", key)
+
+    def _blocked(self) -> bool:
+        reason = self.guard.check(self._cluster_id)
+        if reason != self.state.blocked:
+            if reason:
+                log.error("not programming this host: %s", reason)
+            else:
+                log.info("datastore cluster %s: programming this host", self._cluster_id)
+        self.state.blocked = reason
+        if reason:
+            self.state.ready = False
+            return True
+        assert self._cluster_id is not None
+        self.guard.remember(self._cluster_id)
+        self._cluster_checked = True
+        return False
+
+    def _report(self) -> None:
+        """Refresh what the agent tells operators (gauge, /readyz, status file) if it changed."""
+        reports: dict[str, InvalidReport] = dict(self.calc.invalid_resources())
+        for source in self.invalid_sources:
+            reports.update(source())
+        notices = tuple(line for source in self.notice_sources for line in source())
+        invalid = tuple(reports[k] for k in sorted(reports))
+        snapshot = (self.state.ready, self.state.blocked, invalid, notices)
+        if snapshot == self._reported:
+            return
+        self._reported = snapshot
+        self.state.invalid = invalid
+        self.state.notices = notices
+        counts = Counter(r.kind for r in invalid)
+        for kind in self._invalid_kinds | set(counts):
+            self.metrics.invalid_resources.labels(kind=kind).set(counts.get(kind, 0))
+        self._invalid_kinds |= set(counts)
+        if self.on_status is not None:
+            try:
+                self.on_status(self.state)
+            except OSError as exc:
+                log.warning("cannot write the agent's status: %s", exc)
 
     def _plane_failed(self, plane: Plane, exc: Exception) -> None:
         self.metrics.errors.labels(where=type(plane).__name__).inc()
         log.error("dataplane %s failed: %s", type(plane).__name__, exc)
         self.state.ready = False
+        self._report()
         # Planes keep their desired state and re-read the kernel after a failure,
         # so retrying them with no new messages is enough; pause to avoid a hot loop.
         self._retry = True

@@ -29,4 +29,10 @@ class AgentMetrics:
         self.rules = Gauge("gingham_rules_programmed", "nft rules programmed", registry=r)
         self.sets = Gauge("gingham_ipsets_programmed", "IP sets programmed", registry=r)
         self.endpoints = Gauge("gingham_local_endpoints", "Local workload endpoints", registry=r)
+        self.invalid_resources = Gauge(
+            "gingham_invalid_resources",
+            "Stored documents that do not validate, by kind (see /readyz for which)",
+            ["kind"],
+            registry=r,
+        )
         self.in_sync = Gauge("gingham_in_sync", "1 when in sync with the datastore", registry=r)

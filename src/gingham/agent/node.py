@@ -27,14 +27,22 @@ class HostAddresses:
 def node_document(
     name: str, addrs: HostAddresses, current: dict[str, Any] | None
 ) -> dict[str, Any]:
-    doc: dict[str, Any] = current or {
+    """This host's Node: ``current`` with the detected addresses put in.
+
+    Whatever shape ``current`` has, the result is a Node: parts that are not
+    mappings (``spec: "oops"``) are replaced, readable operator fields kept.
+    """
+    fresh = {
         "apiVersion": "projectcalico.org/v3",
         "kind": "Node",
         "metadata": {"name": name},
         "spec": {},
     }
-    spec = doc.setdefault("spec", {})
-    bgp = spec.setdefault("bgp", {})
+    doc: dict[str, Any] = (
+        dict(current) if current is not None and _readable_node(current, name) else fresh
+    )
+    spec = doc["spec"] = _mapping(doc.get("spec"))
+    bgp = spec["bgp"] = _mapping(spec.get("bgp"))
     if addrs.ipv4:
         bgp["ipv4Address"] = addrs.ipv4
     if addrs.ipv6:
@@ -45,11 +53,26 @@ def node_document(
     return doc
 
 
+def _readable_node(doc: Any, name: str) -> bool:
+    if not isinstance(doc, dict) or not doc:
+        return False
+    meta = doc.get("metadata")
+    return (
+        doc.get("kind") == "Node"
+        and isinstance(meta, dict)
+        and meta.get("name") == name
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def register_node(ds: Datastore, name: str, addrs: HostAddresses) -> None:
     key = keys.resource_key("Node", name)
     for _ in range(20):
         current = ds.get(key)
-        doc = node_document(name, addrs, dict(current.value) if current else None)
+        doc = node_document(name, addrs, current.value if current else None)
         if current is not None and current.value == doc:
             return
         try:

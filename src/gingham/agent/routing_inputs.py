@@ -4,15 +4,20 @@ Pure: it keeps the Node, IPPool and BGP resources and the IPAM blocks it is
 fed, and converts them into the small input types of ``gingham.routing``.
 It reads raw JSON documents rather than model objects so that routing does
 not depend on the model's Python attribute names, only on the wire format.
+Any shape may be stored under any key: a document that cannot be read
+leaves the last readable version of that key in force (a route that worked
+keeps working) and is reported (``invalid_resources``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
 
+from gingham.calc.validity import InvalidReport
 from gingham.datastore import keys
 from gingham.routing.types import (
     DEFAULT_AS_NUMBER,
@@ -108,6 +113,37 @@ def bgp_settings(config: dict[str, Any] | None, peers: list[dict[str, Any]]) -> 
     )
 
 
+def _check(key: str, value: dict[str, Any]) -> None:
+    """Refuse what the rest of the agent would refuse: undecodable or invalid documents.
+
+    Routing reads the wire format, but whether a resource is valid is the
+    model's call, the same for every reader; an IPAM block only has to decode.
+    """
+    from gingham.datastore.base import Undecodable
+
+    if isinstance(value, Undecodable):
+        raise ValueError(f"not a JSON object: {value.reason}")
+    if key.startswith(keys.RESOURCES):
+        from gingham.agent.decode import decode_resource
+        from gingham.model import InvalidResource
+
+        decoded = decode_resource(key, value)
+        if isinstance(decoded, InvalidResource):
+            raise ValueError(decoded.reason)
+
+
+def peer_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A BGPPeer document, checked now so that bgp() never meets one it cannot read."""
+    bgp_settings(None, [doc])
+    return doc
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"required field {exc} is missing"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _as_int(value: Any) -> int | None:
     if value in (None, ""):
         return None
@@ -121,6 +157,7 @@ class RoutingInputs:
     blocks: dict[str, BlockInfo] = field(default_factory=dict)
     bgp_config: dict[str, Any] | None = None
     bgp_peers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invalid: dict[str, InvalidReport] = field(default_factory=dict)
     dirty: bool = True
 
     @staticmethod
@@ -130,7 +167,11 @@ class RoutingInputs:
     def on_update(self, key: str, value: dict[str, Any] | None) -> None:
         if not self.wants(key):
             return
+        if value is None:
+            self.invalid.pop(key, None)
         try:
+            if value is not None:
+                _check(key, value)
             if key.startswith(_NODES):
                 self._put(self.hosts, key, value, host_from_node)
             elif key.startswith(_POOLS):
@@ -138,16 +179,32 @@ class RoutingInputs:
             elif key.startswith(_BLOCKS):
                 self._put(self.blocks, key, value, block_from_doc)
             elif key.startswith(_BGPPEERS):
-                self._put(self.bgp_peers, key, value, lambda d: d)
+                self._put(self.bgp_peers, key, value, peer_doc)
             elif key == keys.resource_key("BGPConfiguration", "default"):
-                self.dirty = self.dirty or self.bgp_config != value
-                self.bgp_config = value
-        except (KeyError, ValueError, TypeError) as exc:
-            # An invalid document counts as absent (fail closed for routing: no route).
-            log.warning("ignoring invalid %s: %s", key, exc)
-            self.dirty = True
-            for table in (self.hosts, self.pools, self.blocks, self.bgp_peers):
-                table.pop(key, None)
+                self._put_bgp_config(value)
+        except Exception as exc:  # any shape at all may be stored: it costs this key only
+            self._keep_last_valid(key, exc)
+        else:
+            self.invalid.pop(key, None)
+
+    def _keep_last_valid(self, key: str, exc: Exception) -> None:
+        """An invalid document leaves the last valid one in force (routes keep flowing)."""
+        tables = (self.hosts, self.pools, self.blocks, self.bgp_peers)
+        kept = any(key in t for t in tables) or (
+            key == keys.resource_key("BGPConfiguration", "default") and self.bgp_config is not None
+        )
+        kind, _, name = key.removeprefix(keys.RESOURCES).partition("/")
+        if key.startswith(_BLOCKS):
+            kind, name = "IPAMBlock", key[len(_BLOCKS) :]
+        report = InvalidReport(
+            key, kind, name, None, _describe(exc), "last valid kept" if kept else "ignored"
+        )
+        if self.invalid.get(key) != report:
+            log.warning("invalid %s (%s): %s", key, report.outcome, report.reason)
+        self.invalid[key] = report
+
+    def invalid_resources(self) -> Mapping[str, InvalidReport]:
+        return self.invalid
 
     def _put(self, table: dict[str, Any], key: str, value: Any, convert: Any) -> None:
         # Only a change in what routing reads counts: a block document changes on
@@ -160,6 +217,12 @@ class RoutingInputs:
             table.pop(key, None)
         else:
             table[key] = new
+
+    def _put_bgp_config(self, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            bgp_settings(value, [])  # refuse what bgp() could not read later
+        self.dirty = self.dirty or self.bgp_config != value
+        self.bgp_config = value
 
     def bgp(self) -> BGPSettings:
         return bgp_settings(self.bgp_config, list(self.bgp_peers.values()))

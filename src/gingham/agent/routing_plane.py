@@ -177,9 +177,15 @@ class RoutingPlane:
             if current is None:
                 return None
             doc = dict(current.value)
-            spec = dict(doc.get("spec") or {})
-            if spec.get("ipv4VXLANTunnelAddr"):
-                return ip_address(spec["ipv4VXLANTunnelAddr"])
+            spec = doc.get("spec")
+            spec = dict(spec) if isinstance(spec, dict) else {}
+            published = spec.get("ipv4VXLANTunnelAddr")
+            if published:
+                try:
+                    return ip_address(published)
+                except ValueError:
+                    log.warning("Node %s has an unreadable ipv4VXLANTunnelAddr %r: replacing it",
+                                self.hostname, published)
             spec["ipv4VXLANTunnelAddr"] = str(addr)
             spec["vxlanTunnelMACAddr"] = vxlan_mac(self.hostname)
             doc["spec"] = spec

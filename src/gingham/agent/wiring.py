@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gingham.agent.daemon import Agent
+from gingham.agent.cluster_guard import ClusterGuard
+from gingham.agent.daemon import Agent, AgentState
+from gingham.agent.decode import decode_resource
 from gingham.agent.health import HealthServer
 from gingham.agent.metrics import AgentMetrics
 from gingham.agent.node import HostAddresses
 from gingham.agent.routing_inputs import RoutingInputs
 from gingham.agent.routing_plane import RoutingPlane
-from gingham.datastore import keys, open_datastore
+from gingham.datastore import open_datastore
 from gingham.datastore.base import Datastore
-from gingham.errors import GinghamError
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +84,35 @@ def describe(messages: Sequence[Any], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def decode_resource(key: str, value: Any) -> Any:
-    """Model resource for a resource key; invalid documents count as absent."""
-    if value is None or not key.startswith(keys.RESOURCES):
-        return value
-    from gingham.model import parse_resource
+STATUS_FILE = "status.json"
 
-    try:
-        return parse_resource(value)
-    except GinghamError as exc:
-        log.warning("ignoring invalid %s: %s", key, exc)
-        return None
+
+def write_status(path: Path, hostname: str, state: AgentState) -> None:
+    """What ``gingham node status`` shows of the agent, written whole (never half-read)."""
+    from datetime import UTC, datetime
+
+    doc = {
+        "host": hostname,
+        "ready": state.ready,
+        "blocked": state.blocked,
+        "invalidResources": [
+            {
+                "key": r.key,
+                "kind": r.kind,
+                "namespace": r.namespace,
+                "name": r.name,
+                "outcome": r.outcome,
+                "reason": r.reason,
+            }
+            for r in state.invalid
+        ],
+        "notices": list(state.notices),
+        "updated": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def detect_addresses(interface: str | None) -> tuple[HostAddresses, str | None]:
@@ -164,6 +183,7 @@ def build_agent(
         run_dir=run_dir,
     )
     metrics = AgentMetrics()
+    host_dir = run_dir / hostname
     agent = Agent(
         hostname=hostname,
         datastore=ds,
@@ -172,6 +192,9 @@ def build_agent(
         decode=decode_resource,
         planes=[PolicyPlane(metrics), routing],
         observers=[routing.observe],
+        invalid_sources=[routing.inputs.invalid_resources],
+        guard=ClusterGuard(host_dir / "cluster-id", getattr(ds, "url", "the datastore")),
+        on_status=lambda state: write_status(host_dir / STATUS_FILE, hostname, state),
         metrics=metrics,
     )
     health = HealthServer(
@@ -180,6 +203,7 @@ def build_agent(
         live=lambda: agent.state.live,
         ready=lambda: agent.state.ready,
         registry=agent.metrics.registry,
+        detail=lambda: "\n".join(agent.state.reasons()),
     )
     health.start()
     log.info(

@@ -41,8 +41,9 @@
                                       +--------------------------------------+
 
 Invariants:
-- Existence is decided from the value only: ``None`` means absent (deleted or
-  invalid); every update is reconciled against the stored state of its key, so
+- Existence is decided from the value only: ``None`` means absent; an
+  ``InvalidResource`` never is (``validity.py``: the last valid version stays
+  in force, a policy never seen valid is quarantined); every update is reconciled against the stored state of its key, so
   A -> C, C -> B -> C, repeats and spurious deletes all end right.
 - Output depends only on the current inputs (no hysteresis): a flush after any
   path to the same inputs leaves the dataplane in the same state.
@@ -87,9 +88,11 @@ from gingham.calc.policies import (
 from gingham.calc.rules import PROTOCOLS, protocol_number
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
+from gingham.calc.validity import InvalidReport, ValidityFilter
 from gingham.datastore import keys
 from gingham.errors import GinghamError
 from gingham.model import (
+    InvalidResource,
     KubernetesNetworkPolicy,
     Namespace,
     k8s_policy_to_calico,
@@ -155,6 +158,7 @@ class CalcGraph:
         self._local: dict[EndpointKey, _Record] = {}
         self._dirty: set[EndpointKey] = set()
         self._felix: dict[str, Mapping[str, Any]] = {}
+        self._validity = ValidityFilter()
 
     def _members_of(self, set_id: str) -> frozenset[str]:
         return self._members.members(set_id)
@@ -162,25 +166,37 @@ class CalcGraph:
     # --- input -------------------------------------------------------------
 
     def on_update(self, key: str, value: Any) -> None:
-        """Apply one datastore update; ``value`` None means absent."""
+        """Apply one datastore update: a resource, an ``InvalidResource``, or None (absent)."""
         parsed = parse_key(key)
         if parsed is None:
             return
         kind, namespace, name = parsed
-        handler = _HANDLERS.get(kind)
-        if handler is None:
+        if kind not in _HANDLERS:
             return
-        try:
-            handler(self, key, namespace, name, value)
-        except (GinghamError, ValueError) as exc:
-            # Invalid is absent: drop what this key contributed, keep going.
-            log.warning("ignoring %s: %s", key, exc)
-            handler(self, key, namespace, name, None)
-        except (AttributeError, TypeError):
-            # Not the resource this key should hold (a decoding mix-up): the
-            # same rule applies, but it is worth a traceback.
-            log.exception("ignoring %s: unexpected value %s", key, type(value).__name__)
-            handler(self, key, namespace, name, None)
+        had_valid = self._validity.has_valid(key)
+        previous = self._validity.last_valid(key)
+        for changed_key, effective in self._validity.update(key, kind, namespace, name, value):
+            try:
+                self._dispatch(changed_key, effective)
+            except (GinghamError, ValueError, AttributeError, TypeError, RecursionError) as exc:
+                if changed_key != key or effective is None:
+                    raise
+                # The model accepted what the graph cannot use (a bug worth a
+                # traceback); the handler changed nothing, so this key is invalid.
+                log.exception("cannot use %s", key)
+                problem = InvalidResource(f"cannot be used: {type(exc).__name__}: {exc}")
+                for k, eff in self._validity.rejected(
+                    key, kind, namespace, name, previous, had_valid, problem
+                ):
+                    self._dispatch(k, eff)
+
+    def _dispatch(self, key: str, value: Any) -> None:
+        kind, namespace, name = parse_key(key) or ("", None, "")
+        _HANDLERS[kind](self, key, namespace, name, value)
+
+    def invalid_resources(self) -> Mapping[str, InvalidReport]:
+        """Every stored document this graph found invalid, and what it did about it."""
+        return self._validity.reports()
 
     def on_in_sync(self) -> None:
         self._seq.config(self._config_message())
@@ -441,6 +457,7 @@ class CalcGraph:
             **self._labels.stats(),
             **self._members.stats(),
             **self._seq.stats(),
+            **self._validity.stats(),
         }
 
 

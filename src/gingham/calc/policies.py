@@ -29,6 +29,7 @@ from gingham.calc.rules import (
     prefix_labels,
     selector_of,
 )
+from gingham.model import QUARANTINE_TIER
 from gingham.selector import Selector, parse
 from gingham.selector.ast import Node, make_and
 
@@ -46,6 +47,8 @@ class TierDef:
 def implicit_tier(name: str) -> TierDef:
     if name == DEFAULT_TIER:
         return TierDef(name, DEFAULT_TIER_ORDER, "deny")
+    if name == QUARANTINE_TIER:  # before every other tier (validity.py)
+        return TierDef(name, float("-inf"), "deny")
     return TierDef(name, None, "deny")
 
 
@@ -176,7 +179,10 @@ def resolve_tiers(
     by_tier: dict[str, list[PolicyDef]] = {}
     for p in policies:
         by_tier.setdefault(p.policy_id.tier, []).append(p)
-    defs = [tiers.get(name) or implicit_tier(name) for name in by_tier]
+    defs = [
+        implicit_tier(name) if name == QUARANTINE_TIER else tiers.get(name) or implicit_tier(name)
+        for name in by_tier
+    ]
     defs.sort(key=lambda t: (*_order_key(t.order), t.name))
     out: list[TierInfo] = []
     for t in defs:

@@ -74,6 +74,7 @@ from gingham.model.policy import (
     CALICO_API,
     DEFAULT_TIER,
     MAX_RULES,
+    QUARANTINE_TIER,
     GlobalNetworkPolicy,
     GlobalNetworkPolicySpec,
     NetworkPolicy,
@@ -87,7 +88,14 @@ from gingham.model.policy import (
     default_types,
     order_key,
 )
-from gingham.model.registry import KindInfo, all_kinds, kind_info, parse_resource
+from gingham.model.registry import (
+    InvalidResource,
+    KindInfo,
+    all_kinds,
+    decode_document,
+    kind_info,
+    parse_resource,
+)
 from gingham.model.rules import (
     Action,
     EntityRule,
@@ -119,6 +127,7 @@ __all__ = [
     "MAX_RULES",
     "NAMESPACE_NAME_LABEL",
     "PROTOCOL_NUMBERS",
+    "QUARANTINE_TIER",
     "Action",
     "BGPConfiguration",
     "BGPConfigurationSpec",
@@ -139,6 +148,7 @@ __all__ = [
     "IPPoolSpec",
     "IPReservation",
     "IPReservationSpec",
+    "InvalidResource",
     "KindInfo",
     "KubernetesNetworkPolicy",
     "KubernetesNetworkPolicySpec",
@@ -179,6 +189,7 @@ __all__ = [
     "check_cidr",
     "check_port",
     "check_protocol",
+    "decode_document",
     "default_types",
     "dump_yaml",
     "ip_version_of",

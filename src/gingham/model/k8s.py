@@ -167,6 +167,31 @@ class KubernetesNetworkPolicy(Resource):
     kind: Literal["NetworkPolicy"] = "NetworkPolicy"
     spec: KubernetesNetworkPolicySpec = Field(default_factory=KubernetesNetworkPolicySpec)
 
+    @model_validator(mode="after")
+    def _converts(self) -> KubernetesNetworkPolicy:
+        # Agents enforce the converted Calico policy. Whatever the conversion refuses
+        # (a selector past the parser's limits, a name too long once prefixed) must be
+        # refused here, at apply time, rather than be found invalid by every agent.
+        import pydantic
+
+        from gingham.model.convert import k8s_policy_to_calico
+        from gingham.model.registry import loc_to_path, problem_message
+
+        try:
+            k8s_policy_to_calico(self)
+        except pydantic.ValidationError as exc:
+            problems = ProblemList()
+            for error in exc.errors():
+                path = loc_to_path(error["loc"])
+                problems.add(_CONVERTED_PATHS.get(path, path.split("[", 1)[0]),
+                             f"as a Calico policy: {problem_message(error)}")
+            problems.raise_if_any()
+        return self
+
+
+# Where a problem of the converted policy comes from in the Kubernetes one.
+_CONVERTED_PATHS: Final = {"spec.selector": "spec.podSelector"}
+
 
 class NamespaceSpec(Model):
     finalizers: tuple[Str, ...] = ()

@@ -38,6 +38,17 @@ def default_types(ingress: tuple[Rule, ...], egress: tuple[Rule, ...]) -> tuple[
     return ("Ingress",)
 
 
+# Readers of the datastore put a policy they must fail closed for here: a tier
+# evaluated before every other (see gingham.calc.validity). Nobody may write it.
+QUARANTINE_TIER: Final = "gingham-quarantine"
+
+
+def check_tier_name(value: str) -> str:
+    if value == QUARANTINE_TIER:
+        raise ValueError(f"tier name {QUARANTINE_TIER!r} is reserved by gingham")
+    return check_resource_name(value)
+
+
 def order_key(order: float | None, name: str) -> tuple[bool, float, str]:
     """Sort key for policies (and tiers): by order, absent order last, ties by name."""
     return (order is None, order if order is not None else 0.0, name)
@@ -64,7 +75,7 @@ class PolicySpec(Model):
     @field_validator("tier")
     @classmethod
     def _tier_name(cls, value: str) -> str:
-        return check_resource_name(value)
+        return check_tier_name(value)
 
     @model_validator(mode="after")
     def _types_and_limits(self) -> PolicySpec:
@@ -168,6 +179,14 @@ class Tier(Resource):
     api_version: Literal["projectcalico.org/v3"] = CALICO_API
     kind: Literal["Tier"] = "Tier"
     spec: TierSpec = Field(default_factory=TierSpec)
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> Tier:
+        if self.metadata.name == QUARANTINE_TIER:
+            problems = ProblemList()
+            problems.add("metadata.name", f"tier name {QUARANTINE_TIER!r} is reserved by gingham")
+            problems.raise_if_any()
+        return self
 
     @property
     def sort_key(self) -> tuple[bool, float, str]:

@@ -129,7 +129,8 @@ def _is_identifier(part: str) -> bool:
     return part.replace("_", "a").replace("-", "a").isalnum()
 
 
-def _message(error: Mapping[str, Any]) -> str:
+def problem_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error as a short sentence."""
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown field"
@@ -154,7 +155,7 @@ def translate(exc: pydantic.ValidationError, location: str,
             problems.extend(Problem(location, join_path(path, rel), msg)
                             for rel, msg in cause.items)
         else:
-            problems.append(Problem(location, path, _message(error)))
+            problems.append(Problem(location, path, problem_message(error)))
     return problems
 
 
@@ -205,3 +206,34 @@ def parse_resource(doc: Mapping[str, Any], index: int | None = None) -> Resource
     if resource is None:
         raise ManifestError(problems)
     return resource
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidResource:
+    """A stored document that does not validate, as readers of the datastore see it.
+
+    ``document`` is the stored mapping (None when the stored bytes were not a JSON
+    object at all), kept so that a reader can still salvage what is readable, such
+    as the selector of a policy it must fail closed for.
+    """
+
+    reason: str
+    document: Mapping[str, Any] | None = None
+
+
+def decode_document(doc: Mapping[str, Any]) -> Resource | InvalidResource:
+    """``parse_resource`` for documents read back from a datastore: never raises on bad data.
+
+    Whatever a newer writer, a buggy client or an attacker stored, the answer is
+    a resource or an :class:`InvalidResource` naming the first problems.
+    """
+    try:
+        return parse_resource(doc)
+    except ManifestError as exc:
+        shown = "; ".join(str(Problem("", p.path, p.message)) for p in exc.problems[:3])
+        more = f" (and {len(exc.problems) - 3} more)" if len(exc.problems) > 3 else ""
+        return InvalidResource(shown + more, doc)
+    except (RecursionError, MemoryError) as exc:
+        return InvalidResource(f"cannot be read: {type(exc).__name__}", doc)
+    except Exception as exc:  # a validator bug must cost this document, not its reader
+        return InvalidResource(f"cannot be read: {type(exc).__name__}: {exc}", doc)

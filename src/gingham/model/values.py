@@ -247,7 +247,8 @@ def check_selector(value: str) -> str:
         try:
             parse(value)
         except SelectorError as exc:
-            raise ValueError(f"invalid selector {value!r}: {exc}") from None
+            shown = value if len(value) <= 120 else value[:100] + f"... ({len(value)} characters)"
+            raise ValueError(f"invalid selector {shown!r}: {exc}") from None
     return value
 
 

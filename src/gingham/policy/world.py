@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gingham.model import (
+    QUARANTINE_TIER,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
     HostEndpoint,
@@ -159,6 +160,8 @@ class World:
     # -- look-ups --------------------------------------------------------------
 
     def tier(self, name: str) -> TierView:
+        if name == QUARANTINE_TIER:  # before every other tier (gingham.calc.validity)
+            return TierView(name, float("-inf"), "Deny")
         # A policy in a tier that does not exist still applies: last, denying.
         return self.tiers.get(name) or TierView(name, None, "Deny")
 

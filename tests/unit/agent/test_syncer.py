@@ -5,7 +5,7 @@ from __future__ import annotations
 from gingham.agent.syncer import Syncer
 from gingham.datastore.base import Datastore
 
-PREFIX = "/gingham/v1/"
+PREFIX = "/gingham/v1/syncer-test/"  # apart from the cluster ID every store has
 
 
 def _drain(syncer: Syncer, rounds: int = 5) -> list[tuple[str, object]]:

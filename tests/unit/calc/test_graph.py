@@ -357,15 +357,6 @@ def test_service_account_selector_and_services_fail_closed(h: Harness) -> None:
     assert deny.src_set_ids == () and deny.action == "deny"
 
 
-def test_invalid_value_counts_as_absent(h: Harness) -> None:
-    key, value = wep("a", "w", ips=["198.18.0.1/32"])
-    h.put((key, value))
-    assert m.WorkloadEndpointID("a", "w") in h.state.endpoints
-    h.graph.on_update(key, object())  # not a WorkloadEndpoint: treated as deleted
-    h.flush()
-    assert h.state.snapshot() == ({}, {}, {}, {})
-
-
 def test_global_policy_namespace_selector_and_host_endpoints(h: Harness) -> None:
     h.put(namespace("red", {"team": "red"}), namespace("blue", {"team": "blue"}),
           wep("red", "w1", ips=["198.18.0.1/32"], labels={"app": "web"}, profiles=["kns.red"]),

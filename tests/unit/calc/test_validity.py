@@ -1,0 +1,220 @@
+"""Invalid is never wider than valid (issue 12): the calc graph's side.
+
+Each test feeds the graph what an agent decodes from the datastore: model
+resources, ``InvalidResource`` for documents that do not validate, None for
+absent keys, and checks what reaches the dataplane.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gingham.calc import CalcGraph
+from gingham.calc import messages as m
+from gingham.datastore import keys
+from gingham.model import QUARANTINE_TIER, InvalidResource, decode_document
+from tests.unit.calc.builders import (
+    DataplaneState,
+    k8s_policy,
+    netset,
+    policy,
+    profile,
+    tier,
+    wep,
+)
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.graph = CalcGraph("host-a")
+        self.state = DataplaneState()
+
+    def put(self, *items: tuple[str, Any]) -> list[m.Message]:
+        for key, value in items:
+            self.graph.on_update(key, value)
+        msgs = self.graph.flush()
+        self.state.apply(msgs)
+        return msgs
+
+    def tiers(self, ns: str, name: str) -> tuple[m.TierInfo, ...]:
+        ep = self.state.endpoints[m.WorkloadEndpointID(ns, name)]
+        return ep.tiers  # type: ignore[no-any-return]
+
+
+def bad(reason: str = "spec.fancyNewField: unknown field", **document: Any) -> InvalidResource:
+    return InvalidResource(reason, document or None)
+
+
+@pytest.fixture
+def h() -> Harness:
+    harness = Harness()
+    harness.put(
+        profile("kns.a"),
+        profile("kns.b"),
+        wep("a", "web", ips=["198.18.0.1/32"], labels={"app": "web"}, profiles=["kns.a"]),
+        wep("a", "db", ips=["198.18.0.2/32"], labels={"app": "db"}, profiles=["kns.a"]),
+        wep("b", "web", ips=["198.18.0.3/32"], labels={"app": "web"}, profiles=["kns.b"]),
+    )
+    return harness
+
+
+def quarantine_of(h: Harness, ns: str, name: str) -> m.TierInfo | None:
+    tiers = h.tiers(ns, name)
+    return tiers[0] if tiers and tiers[0].name == QUARANTINE_TIER else None
+
+
+def test_policy_that_stops_validating_keeps_its_last_valid_version(h: Harness) -> None:
+    key, valid = policy("iso", ns="a", selector="app == 'web'",
+                        ingress=[{"action": "Allow", "source": {"selector": "app == 'db'"}}])
+    h.put((key, valid))
+    before = h.state.snapshot()
+    assert h.put((key, bad())) == []  # nothing changes in the dataplane
+    assert h.state.snapshot() == before
+    (report,) = h.graph.invalid_resources().values()
+    assert (report.key, report.kind, report.outcome) == (key, "NetworkPolicy", "last valid kept")
+    assert "fancyNewField" in report.reason
+    # A valid version again clears the report; a deletion removes the policy.
+    h.put((key, valid))
+    assert h.graph.invalid_resources() == {}
+    h.put((key, bad()))
+    h.put((key, None))
+    assert h.graph.invalid_resources() == {}
+    assert h.tiers("a", "web") == ()
+
+
+def test_policy_never_seen_valid_quarantines_what_its_selector_selects(h: Harness) -> None:
+    key = keys.resource_key("NetworkPolicy", "new", "a")
+    doc = {"kind": "NetworkPolicy", "spec": {"selector": "app == 'web'", "types": ["Ingress"],
+                                             "fancyNewField": 1}}
+    h.put((key, bad(**doc)))
+    q = quarantine_of(h, "a", "web")
+    assert q is not None and q.ingress_policies and not q.egress_policies
+    assert quarantine_of(h, "a", "db") is None  # not selected
+    assert quarantine_of(h, "b", "web") is None  # another namespace
+    (pid,) = q.ingress_policies
+    (rule,) = h.state.policies[pid].inbound
+    assert rule.action == "deny" and not rule.set_ids and not rule.src_nets
+    assert h.graph.invalid_resources()[key].outcome == "quarantined"
+    # Once it validates, the real policy replaces the quarantine.
+    _, valid = policy("new", ns="a", selector="app == 'web'", types=["Ingress"])
+    h.put((key, valid))
+    assert quarantine_of(h, "a", "web") is None
+    assert h.graph.invalid_resources() == {}
+
+
+def test_unreadable_selector_and_types_quarantine_the_whole_namespace_both_ways(
+    h: Harness,
+) -> None:
+    key = keys.resource_key("NetworkPolicy", "junk", "a")
+    h.put((key, bad(spec={"selector": "app ==", "types": "sideways"})))
+    for name in ("web", "db"):
+        q = quarantine_of(h, "a", name)
+        assert q is not None and q.ingress_policies and q.egress_policies
+    assert quarantine_of(h, "b", "web") is None
+
+
+def test_undecodable_global_policy_quarantines_every_endpoint(h: Harness) -> None:
+    key = keys.resource_key("GlobalNetworkPolicy", "junk")
+    h.put((key, InvalidResource("not a JSON object: not JSON")))
+    for ns, name in (("a", "web"), ("a", "db"), ("b", "web")):
+        q = quarantine_of(h, ns, name)
+        assert q is not None and q.ingress_policies and q.egress_policies
+    h.put((key, None))
+    assert all(quarantine_of(h, ns, n) is None for ns, n in (("a", "web"), ("b", "web")))
+    assert h.state.policies == {}
+
+
+def test_kubernetes_policy_never_seen_valid_keeps_its_pod_selector(h: Harness) -> None:
+    key = keys.resource_key("KubernetesNetworkPolicy", "kp", "a")
+    doc = {"spec": {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Egress"],
+                    "egress": "not a list"}}
+    h.put((key, bad(**doc)))
+    q = quarantine_of(h, "a", "db")
+    assert q is not None and q.egress_policies and not q.ingress_policies
+    assert quarantine_of(h, "a", "web") is None
+
+
+def test_tier_never_seen_valid_quarantines_its_policies(h: Harness) -> None:
+    pkey, pol = policy("sec.allow-web", tier="sec", selector="app == 'web'",
+                       ingress=[{"action": "Allow"}])
+    h.put(tier("sec", 10), (pkey, pol))
+    assert h.tiers("a", "web")[0].name == "sec"
+    tkey = keys.resource_key("Tier", "sec")
+    h.put((tkey, None), (tkey, bad(spec={"order": "first"})))  # gone, back never valid
+    q = quarantine_of(h, "a", "web")
+    assert q is not None and q.ingress_policies
+    assert quarantine_of(h, "a", "db") is None
+    assert h.graph.invalid_resources()[tkey].outcome == "policies quarantined"
+    h.put(tier("sec", 10))
+    assert h.tiers("a", "web")[0].name == "sec"
+    assert quarantine_of(h, "a", "web") is None
+
+
+def test_tier_that_stops_validating_keeps_its_order(h: Harness) -> None:
+    pkey, pol = policy("sec.allow-web", tier="sec", selector="app == 'web'",
+                       ingress=[{"action": "Allow"}])
+    tkey, valid = tier("sec", 10)
+    h.put((tkey, valid), (pkey, pol))
+    before = h.state.snapshot()
+    assert h.put((tkey, bad())) == []
+    assert h.state.snapshot() == before
+
+
+def test_endpoint_and_network_set_keep_their_last_valid_version(h: Harness) -> None:
+    skey, nset = netset("evil", ["203.0.113.0/24"], labels={"role": "evil"})
+    pkey, pol = policy("deny-evil", selector="all()", ingress=[
+        {"action": "Deny", "source": {"selector": "role == 'evil'"}}, {"action": "Allow"}])
+    h.put((skey, nset), (pkey, pol))
+    before = h.state.snapshot()
+    ekey = keys.resource_key("WorkloadEndpoint", "web", "a")
+    # An empty set would stop the Deny: the last valid members stay.
+    assert h.put((skey, bad()), (ekey, bad())) == []
+    assert h.state.snapshot() == before
+    outcomes = {r.kind: r.outcome for r in h.graph.invalid_resources().values()}
+    assert outcomes == {"GlobalNetworkSet": "last valid kept",
+                        "WorkloadEndpoint": "last valid kept"}
+
+
+def test_other_kinds_never_seen_valid_are_absent(h: Harness) -> None:
+    key = keys.resource_key("WorkloadEndpoint", "ghost", "a")
+    h.put((key, bad(spec={"ipNetworks": ["198.18.0.9/32"]})))
+    assert m.WorkloadEndpointID("a", "ghost") not in h.state.endpoints
+    assert h.graph.invalid_resources()[key].outcome == "ignored"
+
+
+def test_a_value_the_graph_cannot_use_is_invalid_not_absent(h: Harness) -> None:
+    key, valid = policy("iso", ns="a", selector="app == 'web'", ingress=[{"action": "Allow"}])
+    h.put((key, valid))
+    before = h.state.snapshot()
+    h.put((key, object()))  # not a resource at all: a decoding bug upstream
+    assert h.state.snapshot() == before
+    assert h.graph.invalid_resources()[key].outcome == "last valid kept"
+
+
+def test_large_kubernetes_in_list_is_refused_when_validated() -> None:
+    # It used to pass `apply` and then fail every agent's conversion.
+    values = [f"v{i:05d}" + "x" * 40 for i in range(1500)]
+    doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "big", "namespace": "a"},
+           "spec": {"podSelector": {"matchExpressions": [
+               {"key": "app", "operator": "In", "values": values}]}}}
+    result = decode_document(doc)
+    assert isinstance(result, InvalidResource)
+    assert "spec.podSelector" in result.reason and len(result.reason) < 600
+
+
+def test_every_index_empties_when_invalid_and_quarantined_keys_are_deleted() -> None:
+    h = Harness()
+    items = [
+        wep("a", "web", ips=["198.18.0.1/32"], labels={"app": "web"}),
+        (keys.resource_key("NetworkPolicy", "q", "a"), bad(spec={"selector": "app == 'web'"})),
+        (keys.resource_key("Tier", "t"), bad()),
+        policy("t.p", tier="t", ingress=[{"action": "Allow"}]),
+        k8s_policy("kp", "a", {"podSelector": {}}),
+    ]
+    h.put(*items)
+    h.put(*((key, None) for key, _ in items))
+    assert all(v == 0 for v in h.graph.stats().values()), h.graph.stats()
+    assert h.state.snapshot() == ({}, {}, {}, {})
