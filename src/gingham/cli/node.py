@@ -1,13 +1,15 @@
-"""``gingham node``: run the agent on this host, and show its BGP sessions."""
+"""``gingham node``: run the agent on this host, and show its status and BGP sessions."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -67,21 +69,77 @@ def run_cmd(
 
 @node_group.command("status")
 @click.option(
-    "--name", "hostname", default=None, help="Host whose BIRD to ask (default: this one)."
+    "--name", "hostname", default=None, help="Host whose agent and BIRD to ask (default: this one)."
 )
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--agent",
+    "agent_only",
+    is_flag=True,
+    help="Only the agent's status (ready, invalid resources, refused endpoints); -o json gives "
+    "its status document.",
+)
 @handle_errors
-def status_cmd(hostname: str | None, output: str) -> None:
-    """BGP sessions of this host's BIRD, like calicoctl node status."""
-    import dataclasses
-    import json
+def status_cmd(hostname: str | None, output: str, agent_only: bool) -> None:
+    """The agent's status and this host's BGP sessions, like calicoctl node status.
+
+    ``-o json`` without ``--agent`` prints the BGP sessions only, as it always has.
+    """
     import socket
+
+    host = hostname or socket.gethostname()
+    run_dir = _run_dir_for(host)
+    agent = _agent_status(run_dir, host)
+    if agent_only:
+        if agent is None:
+            click.echo(f"no status from the agent of {host} (it has not run here)", err=True)
+            sys.exit(1)
+        if output == "json":
+            click.echo(json.dumps(agent, indent=2))
+        else:
+            _print_agent(host, agent)
+        return
+    if output == "table" and agent is not None:
+        _print_agent(host, agent)
+        click.echo()
+    _print_bgp(host, run_dir, output)
+
+
+def _agent_status(run_dir: Path, host: str) -> dict[str, Any] | None:
+    from gingham.agent.wiring import STATUS_FILE
+
+    try:
+        doc = json.loads((run_dir / host / STATUS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _print_agent(host: str, agent: dict[str, Any]) -> None:
+    from gingham.cli.common import print_table
+
+    state = "ready" if agent.get("ready") else "NOT READY"
+    click.echo(f"Agent on {host}: {state} (as of {agent.get('updated', '?')})")
+    if agent.get("blocked"):
+        click.echo(f"  {agent['blocked']}")
+    invalid = agent.get("invalidResources") or []
+    if invalid:
+        click.echo(f"Invalid resources ({len(invalid)}): the agent enforces what OUTCOME says")
+        print_table(
+            ["KEY", "OUTCOME", "REASON"],
+            [[r.get("key", ""), r.get("outcome", ""), r.get("reason", "")] for r in invalid],
+        )
+    for notice in agent.get("notices") or []:
+        click.echo(f"  {notice}")
+
+
+def _print_bgp(host: str, run_dir: Path, output: str) -> None:
+    import dataclasses
 
     from gingham.cli.common import print_table
     from gingham.routing.bird import BirdProcess
 
-    host = hostname or socket.gethostname()
-    bird = BirdProcess(host, run_dir=_run_dir_for(host))
+    bird = BirdProcess(host, run_dir=run_dir)
     if not bird.running():
         click.echo(f"BIRD is not running for {host} (BGP is off, or the agent is not up)")
         sys.exit(1)
