@@ -70,15 +70,12 @@ def down_cmd(lab_name: str | None, all_labs: bool) -> None:
 @OUTPUT
 @handle_errors
 def status_cmd(lab_name: str | None, output: str) -> None:
-    """Hosts, agent readiness, datastore and workloads."""
+    """Hosts (agent, supervision, readiness, restarts), datastore and workloads."""
     from gingham.lab import lab
     from gingham.lab import state as labstate
 
     st = labstate.load(labstate.resolve(lab_name))
-    hosts = [
-        {"name": h.name, "netns": h.netns, "address": h.address, "ready": lab.host_ready(h)}
-        for h in st.hosts
-    ]
+    hosts = [lab.host_report(st.name, h) for h in st.hosts]
     workloads: list[dict[str, Any]] = [
         {"namespace": w.namespace, "name": w.name, "host": w.host, "ips": w.ips,
          "labels": w.labels, "interface": w.interface}
@@ -101,9 +98,13 @@ def status_cmd(lab_name: str | None, output: str) -> None:
 
     click.echo(f"lab {st.name}, datastore {st.datastore}")
     print_table(
-        ["HOST", "NETNS", "ADDRESS", "READY"],
-        [[h["name"], h["netns"], h["address"], "yes" if h["ready"] else "NO"] for h in hosts],
-    )
+        ["HOST", "NETNS", "ADDRESS", "AGENT", "STATE", "READY", "RESTARTS", "LAST EXIT"],
+        [
+            [h["name"], h["netns"], h["address"], str(h["agent_pid"] or "-"), h["state"],
+             "yes" if h["ready"] else "NO", str(h["restarts"]), _last_exit(h)]
+            for h in hosts
+        ],
+    )  # fmt: skip
     if workloads:
         print_table(
             ["WORKLOAD", "HOST", "IPS", "LABELS"],
@@ -117,6 +118,15 @@ def status_cmd(lab_name: str | None, output: str) -> None:
                 for w in workloads
             ],
         )
+
+
+def _last_exit(host: dict[str, Any]) -> str:
+    if not host["last_exit"]:
+        return "-"
+    import time
+
+    ago = max(time.time() - float(host["last_exit_at"]), 0.0)
+    return f"{host['last_exit']}, {ago:.0f}s ago"
 
 
 @lab_group.command("env")

@@ -16,12 +16,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gingham.errors import LabError
 from gingham.lab import state as labstate
 from gingham.lab.fabric import build_fabric, check_lab_name, destroy_fabric
 from gingham.lab.netns import delete_netns_prefix, netns_path, spawn_in_netns
 from gingham.lab.state import HostState, LabState
+from gingham.lab.supervisor import RUNNING, STOP_TIMEOUT, Status, read_status
 
 DEFAULT_POOL = {
     "apiVersion": "projectcalico.org/v3",
@@ -56,32 +58,56 @@ def _start_datastore(lab: str, kind: str, directory: Path) -> tuple[str, list[in
     return url, [m.proc.pid for m in members if m.proc]
 
 
-def _apply_default_pool(url: str) -> None:
+def _init_datastore(url: str) -> None:
+    """Make the lab's datastore (and its cluster ID) and give it the default pool.
+
+    The only place in the lab that may create a datastore: everything after
+    this, agents included, opens it without ``create`` and so fails loudly if
+    it vanished instead of starting an empty one.
+    """
     from gingham.datastore import open_datastore
     from gingham.datastore.resources import ResourceStore
     from gingham.model import parse_resource
 
-    ds = open_datastore(url)
+    ds = open_datastore(url, create=True)
     try:
         ResourceStore(ds).apply(parse_resource(DEFAULT_POOL))
     finally:
         ds.close()
 
 
-def _start_agent(lab: LabState, host: HostState) -> int:
-    log = open(labstate.lab_dir(lab.name) / f"agent-{host.name}.log", "ab")  # noqa: SIM115
+def _start_supervisor(lab: LabState, host: HostState) -> int:
+    """Start the host's supervisor (which starts the agent); its pid."""
+    log_path = labstate.agent_log_path(lab.name, host.name)
+    status_path = labstate.agent_status_path(lab.name, host.name)
+    status_path.unlink(missing_ok=True)  # a new supervisor, a new count
     # The URL may carry credentials: hand it over in the environment, not on a
-    # command line every local user can read with ps.
-    env = dict(os.environ, GINGHAM_RUN_DIR=lab.run_dir, GINGHAM_DATASTORE=lab.datastore)
-    proc = spawn_in_netns(
-        host.netns,
-        [gingham_binary(), "node", "run", "--name", host.name, "--health-port", str(HEALTH_PORT)],
-        stdout=log,
-        stderr=log,
-        env=env,
-    )  # fmt: skip
-    log.close()
+    # command line every local user can read with ps. GINGHAM_LAB marks every
+    # process of the lab, so a test can look for survivors in the process table.
+    env = dict(os.environ, GINGHAM_RUN_DIR=lab.run_dir, GINGHAM_DATASTORE=lab.datastore,
+               GINGHAM_LAB=lab.name)  # fmt: skip
+    agent = [
+        gingham_binary(),
+        "node",
+        "run",
+        "--name",
+        host.name,
+        "--health-port",
+        str(HEALTH_PORT),
+    ]
+    argv = [sys.executable, "-m", "gingham.lab.supervisor", "--status", str(status_path),
+            "--log", str(log_path), "--", *agent]  # fmt: skip
+    with open(log_path, "ab") as log:
+        proc = spawn_in_netns(host.netns, argv, stdout=log, stderr=log, env=env)
     return proc.pid
+
+
+def agent_status(lab_name: str, host: HostState) -> Status | None:
+    """What the host's supervisor last recorded; None if no supervisor ever wrote one."""
+    status = read_status(labstate.agent_status_path(lab_name, host.name))
+    if status is None or status.supervisor_pid != host.supervisor_pid:
+        return None
+    return status
 
 
 def host_ready(host: HostState) -> bool:
@@ -111,6 +137,16 @@ def host_ready(host: HostState) -> bool:
     return proc.returncode == 0
 
 
+def _why_not_ready(lab_name: str, host: HostState) -> str:
+    status = agent_status(lab_name, host)
+    if status is None:
+        return f"{host.name} (its supervisor wrote no status)"
+    if status.restarts:
+        return (f"{host.name} ({status.state}, {status.restarts} restart(s),"
+                f" last ended with {status.last_exit})")  # fmt: skip
+    return f"{host.name} ({status.state})"
+
+
 def wait_ready(lab: LabState, timeout: float = 60.0, progress: Progress | None = None) -> None:
     deadline = time.monotonic() + timeout
     pending = list(lab.hosts)
@@ -121,7 +157,7 @@ def wait_ready(lab: LabState, timeout: float = 60.0, progress: Progress | None =
         if not pending:
             return
         if time.monotonic() > deadline:
-            names = ", ".join(h.name for h in pending)
+            names = ", ".join(_why_not_ready(lab.name, h) for h in pending)
             raise LabError(
                 f"agents not ready after {timeout:.0f}s: {names} (see logs in {labstate.lab_dir(lab.name)})"
             )
@@ -160,26 +196,32 @@ def up(
         say(f"starting datastore ({datastore})")
         lab.datastore, lab.etcd_pids = _start_datastore(name, datastore, directory)
         labstate.save(lab)
-        _apply_default_pool(lab.datastore)
+        _init_datastore(lab.datastore)
         for host in lab.hosts:
             say(f"starting agent on {host.name}")
-            host.agent_pid = _start_agent(lab, host)
+            host.supervisor_pid = _start_supervisor(lab, host)
             labstate.save(lab)
         wait_ready(lab, progress=say)
         if make_current:
             labstate.set_current(name)
-        return lab
+        return labstate.load(name)  # with the agents' pids, as their supervisors recorded them
     except BaseException:
         down(name)
         raise
 
 
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our own child (lab up and down in one process) and ended."""
+    if pid <= 0:
+        return  # waitpid(0) would collect any child of ours
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        # Reap it if it is our own child (lab up followed by down in one process).
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        _reap(pid)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -200,6 +242,45 @@ def _kill_group(pid: int) -> None:
             return
 
 
+def _in_netns(pid: int, netns: str) -> bool:
+    """Whether ``pid`` is a live process in the host's namespace.
+
+    Pids come from files that may be old: the agent that had this pid may have
+    ended long ago and the number gone to someone else. Only a process in the
+    lab host's own namespace can be ours. (A zombie has no namespace: False.)
+    """
+    if pid <= 0:
+        return False
+    try:
+        proc_ns = os.stat(f"/proc/{pid}/ns/net")
+        host_ns = os.stat(netns_path(netns))
+    except OSError:
+        return False
+    return (proc_ns.st_dev, proc_ns.st_ino) == (host_ns.st_dev, host_ns.st_ino)
+
+
+def _stop_supervisors(hosts: list[HostState], sig: int = signal.SIGTERM) -> None:
+    """Stop the hosts' supervisors and wait until they are gone.
+
+    On SIGTERM a supervisor stops its agent (SIGTERM, then SIGKILL after
+    STOP_TIMEOUT) before it exits; one that does not exit in time, or gets
+    ``sig`` = SIGKILL, leaves its agent for the caller to kill.
+    """
+    pids: list[int] = []
+    for host in hosts:
+        _reap(host.supervisor_pid)  # killed earlier, still a zombie child of ours
+        if _in_netns(host.supervisor_pid, host.netns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(host.supervisor_pid, sig)
+            pids.append(host.supervisor_pid)
+    deadline = time.monotonic() + STOP_TIMEOUT + 2.0
+    for pid in pids:
+        if not _wait_gone(pid, max(deadline - time.monotonic(), 0.1)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 2.0)
+
+
 def down(name: str) -> list[str]:
     """Remove everything lab ``name`` made; safe to call on a broken or absent lab."""
     check_lab_name(name)
@@ -212,10 +293,16 @@ def down(name: str) -> list[str]:
     if lab is not None:
         for wl in lab.workloads.values():
             _kill_group(wl.listener_pid)
+        # Supervisors before agents: a supervisor outliving its agent would start another.
+        _stop_supervisors(lab.hosts)
         for host in lab.hosts:
-            _kill_group(host.agent_pid)
+            # An agent whose supervisor was killed (-9) runs on, unsupervised.
+            if _in_netns(host.agent_pid, host.netns):
+                _kill_group(host.agent_pid)
         for pid in lab.etcd_pids:
             _kill_group(pid)
+    # Whatever is still in a lab namespace (an agent started in the instant its
+    # supervisor was killed, before it could record the pid) dies with it.
     removed += delete_netns_prefix(f"gw-{name}-")
     removed += destroy_fabric(name)
     shutil.rmtree(directory, ignore_errors=True)
@@ -230,22 +317,70 @@ def all_labs() -> list[str]:
 
 
 def stop_agent(lab_name: str, host_name: str, sig: int = signal.SIGKILL) -> None:
-    """Stop one host's agent abruptly (fault injection); its dataplane stays as it is."""
+    """Stop one host's agent for good, abruptly (fault injection: the host's agent is gone
+    until :func:`start_agent`); its dataplane stays as it is.
+
+    The supervisor goes first (SIGKILL, so it cannot stop the agent gracefully
+    or start another), then the agent gets ``sig``.
+    """
     with labstate.modify(lab_name) as lab:
         host = lab.host(host_name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(host.agent_pid, sig)
-        _wait_gone(host.agent_pid)
-        host.agent_pid = 0
+        _stop_supervisors([host], signal.SIGKILL)
+        if _in_netns(host.agent_pid, host.netns):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(host.agent_pid, sig)
+            _wait_gone(host.agent_pid)
+        host.agent_pid = host.supervisor_pid = 0
 
 
 def start_agent(lab_name: str, host_name: str, wait: bool = True) -> None:
-    """(Re)start one host's agent; with ``wait``, until it reports ready."""
+    """(Re)start one host's supervisor, which starts its agent; with ``wait``, until ready."""
     with labstate.modify(lab_name) as lab:
         host = lab.host(host_name)
-        if host.agent_pid:
-            raise LabError(f"the agent of {host_name} is running (pid {host.agent_pid})")
-        host.agent_pid = _start_agent(lab, host)
+        if _in_netns(host.supervisor_pid, host.netns):
+            raise LabError(
+                f"the agent of {host_name} is running under its supervisor (pid {host.supervisor_pid})"
+            )
+        # Left behind by a supervisor that was killed: two agents on one host
+        # would fight over the health port and the dataplane.
+        if _in_netns(host.agent_pid, host.netns):
+            _kill_group(host.agent_pid)
+        host.supervisor_pid = _start_supervisor(lab, host)
+        host.agent_pid = 0
     if wait:
         lab = labstate.load(lab_name)
         wait_ready(LabState(**{**lab.__dict__, "hosts": [lab.host(host_name)]}))
+
+
+def kill_agent(lab_name: str, host_name: str, sig: int = signal.SIGKILL) -> int:
+    """Send ``sig`` to the agent alone, as a crash would (its supervisor restarts it); its pid."""
+    lab = labstate.load(lab_name)
+    host = lab.host(host_name)
+    status = agent_status(lab_name, host)
+    if status is None or status.state != RUNNING or not _in_netns(host.agent_pid, host.netns):
+        raise LabError(f"the agent of {host_name} is not running under its supervisor")
+    os.kill(host.agent_pid, sig)
+    return host.agent_pid
+
+
+def host_report(lab_name: str, host: HostState) -> dict[str, Any]:
+    """One host for ``lab status``: agent, supervision, readiness, restarts, last exit."""
+    status = agent_status(lab_name, host)
+    supervised = _in_netns(host.supervisor_pid, host.netns)
+    agent_alive = _in_netns(host.agent_pid, host.netns)
+    if supervised:
+        state = status.state if status is not None else "starting"
+    else:
+        state = "unsupervised" if agent_alive else "stopped"
+    return {
+        "name": host.name,
+        "netns": host.netns,
+        "address": host.address,
+        "agent_pid": host.agent_pid if agent_alive else 0,
+        "supervisor_pid": host.supervisor_pid if supervised else 0,
+        "state": state,
+        "ready": agent_alive and host_ready(host),
+        "restarts": status.restarts if status is not None else 0,
+        "last_exit": status.last_exit if status is not None else "",
+        "last_exit_at": status.last_exit_at if status is not None else 0.0,
+    }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gingham.errors import LabError
+from gingham.lab.supervisor import read_status
 
 RUN_DIR = Path(os.environ.get("GINGHAM_LAB_RUN_DIR", "/run/gingham"))
 
@@ -33,13 +34,25 @@ def current_file(run_dir: Path = RUN_DIR) -> Path:
     return run_dir / "current-lab"
 
 
+def agent_log_path(lab: str, host: str, run_dir: Path = RUN_DIR) -> Path:
+    """The agent's output and its supervisor's notes, appended across restarts."""
+    return lab_dir(lab, run_dir) / f"agent-{host}.log"
+
+
+def agent_status_path(lab: str, host: str, run_dir: Path = RUN_DIR) -> Path:
+    """Written by the host's supervisor only (see ``supervisor.py``)."""
+    return lab_dir(lab, run_dir) / f"agent-{host}.status.json"
+
+
 @dataclass
 class HostState:
     name: str
     netns: str
     address: str
     subnet: str
+    # The current agent as its supervisor last recorded it (``load`` refreshes it).
     agent_pid: int = 0
+    supervisor_pid: int = 0
 
 
 @dataclass
@@ -100,11 +113,18 @@ class LabState:
 def load(name: str, run_dir: Path = RUN_DIR) -> LabState:
     path = lab_dir(name, run_dir) / "state.json"
     try:
-        return LabState.from_json(path.read_text())
+        state = LabState.from_json(path.read_text())
     except FileNotFoundError:
         raise LabError(f"no lab named {name!r} is up (gingham lab up --name {name})") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise LabError(f"lab state {path} is unreadable: {exc}") from None
+    # A supervisor restarts agents without touching state.json (it would need the
+    # lab's lock); its own status file has the agent of the moment.
+    for host in state.hosts:
+        status = read_status(agent_status_path(name, host.name, run_dir))
+        if status is not None and status.supervisor_pid == host.supervisor_pid:
+            host.agent_pid = status.agent_pid
+    return state
 
 
 def save(state: LabState, run_dir: Path = RUN_DIR) -> None:
