@@ -18,9 +18,12 @@ deleted (with DELETE events) when the lease expires or is revoked.
 from __future__ import annotations
 
 import enum
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
+
+from gingham.errors import ValidationError
 
 JSON = dict[str, Any]
 
@@ -56,6 +59,92 @@ class Undecodable(dict[str, Any]):
         return not self == other
 
     __hash__ = None
+
+    def __reduce__(self) -> tuple[type[Undecodable], tuple[str, str]]:
+        # deepcopy and pickle (memory backend, process pools) rebuild it from
+        # raw and reason; dict's default would call __init__ with no arguments.
+        return (Undecodable, (self.raw, self.reason))
+
+
+# Deeper than any gingham document by far (a policy is < 10 levels), shallow
+# enough that no consumer's recursion (deepcopy, pydantic, json.dumps) can fail.
+MAX_DEPTH = 100
+
+
+def decode_value(data: bytes | str) -> JSON:
+    """A stored value as a JSON object, or an :class:`Undecodable` saying why not.
+
+    Never raises: every backend decodes each key with this, so a value some
+    other program (or a fault) wrote costs that key only.
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            shown = raw.decode("utf-8", "backslashreplace")
+            return Undecodable(shown, f"not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})")
+    else:
+        text = data
+    if not text:
+        return Undecodable(text, "empty value, not a JSON object")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Undecodable(text, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+    except RecursionError:
+        return Undecodable(text, f"JSON nested deeper than {MAX_DEPTH} levels")
+    except ValueError as exc:  # e.g. an integer too long to convert
+        return Undecodable(text, f"not JSON ({exc})")
+    if not isinstance(value, dict):
+        return Undecodable(text, f"a JSON {_json_type(value)}, not an object")
+    # Counting brackets is C-fast and bounds the depth: only documents with
+    # many of them are walked.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(value):
+        return Undecodable(text, f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def encode_value(value: JSON) -> str:
+    """The stored text of ``value``; refuses what ``decode_value`` would not give back."""
+    if not isinstance(value, dict):
+        raise TypeError(f"datastore values are JSON objects, not {type(value).__name__}")
+    if isinstance(value, Undecodable):
+        # Writing it would store "{}" in place of bytes nobody has looked at.
+        raise TypeError("an Undecodable value cannot be written back (put_raw writes bytes)")
+    try:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    except RecursionError:
+        raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels") from None
+    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(value):
+        raise ValidationError(f"value nested deeper than {MAX_DEPTH} levels")
+    return text
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _too_deep(value: object) -> bool:
+    """Whether containers nest more than MAX_DEPTH levels (iteratively: no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
 
 
 def no_datastore_message(url: str, why: str) -> str:
@@ -119,6 +208,15 @@ class Datastore(ABC):
     @abstractmethod
     def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         """Items under ``prefix`` sorted by key, and the store revision they were read at."""
+
+    @abstractmethod
+    def put_raw(self, key: str, data: bytes) -> int:
+        """Write ``data`` as the key's stored bytes, unconditionally; returns the revision.
+
+        For fault injection, the chaos test and recovery tools only: nothing
+        checks that ``data`` is a JSON object (readers get an Undecodable if
+        not). An existing key keeps its create revision and loses its lease.
+        """
 
     @abstractmethod
     def create(self, key: str, value: JSON, *, lease: int = 0) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import ssl
 import threading
@@ -28,7 +27,15 @@ from urllib.parse import parse_qs, unquote
 
 import httpx
 
-from gingham.datastore.base import JSON, Datastore, KeyValue, Watch
+from gingham.datastore.base import (
+    JSON,
+    Datastore,
+    KeyValue,
+    Undecodable,
+    Watch,
+    decode_value,
+    encode_value,
+)
 from gingham.datastore.etcd_watch import EtcdWatch
 from gingham.errors import (
     AlreadyExists,
@@ -50,12 +57,19 @@ _TRANSIENT = ("leader", "timed out", "too many requests", "not capable", "stoppe
 
 
 def b64(text: str | bytes) -> str:
-    raw = text.encode() if isinstance(text, str) else text
+    # surrogateescape: a key another program wrote in bytes that are not
+    # UTF-8 comes back as the same bytes, so it can still be read or deleted.
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     return base64.b64encode(raw).decode("ascii")
 
 
 def unb64(text: str) -> str:
-    return base64.b64decode(text).decode()
+    """A key from the gateway; never raises (see ``b64``)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        return text  # not base64 at all: keep what the gateway said, visibly wrong
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def range_end(prefix: str) -> bytes:
@@ -351,11 +365,12 @@ class EtcdDatastore(Datastore):
         except EtcdError as exc:
             if exc.code == _NOT_FOUND and "lease" in str(exc):
                 raise NotFound(f"{exc} (expired or revoked)") from None
+            _raise_if_too_large(exc, compare[0]["key"])
             raise
         return bool(data.get("succeeded")), data
 
     def _put_op(self, key: str, value: JSON, lease: int) -> JSON:
-        put: JSON = {"key": b64(key), "value": b64(_dumps(value))}
+        put: JSON = {"key": b64(key), "value": b64(encode_value(value))}
         if lease:
             put["lease"] = str(lease)
         return {"request_put": put}
@@ -365,6 +380,15 @@ class EtcdDatastore(Datastore):
         if not ok:
             raise AlreadyExists(f"{key} already exists")
         return _revision(data)
+
+    def put_raw(self, key: str, data: bytes) -> int:
+        body = {"key": b64(key), "value": b64(bytes(data))}
+        try:
+            reply = self.call("/v3/kv/put", body, idempotent=False)
+        except EtcdError as exc:
+            _raise_if_too_large(exc, body["key"])
+            raise
+        return _revision(reply)
 
     def update(self, key: str, value: JSON, *, revision: int, lease: int = 0) -> int:
         ok, data = self._txn(
@@ -446,32 +470,36 @@ def _reason(exc: Exception) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def _dumps(value: JSON) -> str:
-    if not isinstance(value, dict):
-        raise TypeError(f"datastore values are JSON objects, not {type(value).__name__}")
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+def _raise_if_too_large(exc: EtcdError, key_b64: str) -> None:
+    """etcd's size limits (--max-request-bytes, the gateway's 2 MiB) as one clear error."""
+    text = str(exc)
+    if "too large" in text or "larger than max" in text:
+        raise DatastoreError(
+            f"{unb64(key_b64)}: the value is too large for this etcd ({text});"
+            " nothing was written"
+        ) from None
 
 
 def _revision(data: JSON) -> int:
     return int((data.get("header") or {}).get("revision", 0))
 
 
-def decode_value(key: str, raw: str) -> JSON:
-    """A stored value; a key some other program wrote gets a clear error, not a crash."""
+def decode_b64_value(raw: object) -> JSON:
+    """A stored value as the gateway hands it (base64); an Undecodable, never an exception."""
+    if not isinstance(raw, str):
+        return Undecodable(repr(raw), "the gateway sent a value that is not a base64 string")
     try:
-        value = json.loads(base64.b64decode(raw))
+        data = base64.b64decode(raw, validate=True)
     except ValueError:
-        raise DatastoreError(f"{key}: stored value is not JSON") from None
-    if not isinstance(value, dict):
-        raise DatastoreError(f"{key}: stored value is not a JSON object")
-    return value
+        return Undecodable(raw, "the gateway sent a value that is not valid base64")
+    return decode_value(data)
 
 
 def _kv(raw: dict[str, Any]) -> KeyValue:
-    key = unb64(raw["key"])
+    key = unb64(raw.get("key", ""))
     return KeyValue(
         key=key,
-        value=decode_value(key, raw.get("value", "")),
+        value=decode_b64_value(raw.get("value", "")),
         mod_revision=int(raw.get("mod_revision", 0)),
         create_revision=int(raw.get("create_revision", 0)),
         lease=int(raw.get("lease", 0)),

@@ -10,7 +10,6 @@ consumer sees no gap and no duplicate. A compacted start revision arrives as
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import queue
@@ -166,12 +165,12 @@ class EtcdWatch(Watch):
 
 
 def _event(raw: dict[str, Any]) -> WatchEvent:
+    from gingham.datastore.etcd import decode_b64_value, unb64
+
     kv = raw.get("kv") or {}
-    key = base64.b64decode(kv.get("key", "")).decode()
+    key = unb64(kv.get("key", ""))
     revision = int(kv.get("mod_revision", 0))
     # PUT events carry no "type" field: absent means PUT.
     if raw.get("type") == "DELETE":
         return WatchEvent(EventType.DELETE, key, None, revision)
-    from gingham.datastore.etcd import decode_value
-
-    return WatchEvent(EventType.PUT, key, decode_value(key, kv.get("value", "")), revision)
+    return WatchEvent(EventType.PUT, key, decode_b64_value(kv.get("value", "")), revision)

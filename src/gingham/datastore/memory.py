@@ -26,6 +26,8 @@ from gingham.datastore.base import (
     KeyValue,
     Watch,
     WatchEvent,
+    decode_value,
+    encode_value,
     no_datastore_message,
 )
 from gingham.errors import (
@@ -131,10 +133,11 @@ class MemoryDatastore(Datastore):
         if lease and lease not in self._s.leases:
             raise NotFound(f"lease {lease} not found (expired or revoked)")
 
-    def _put(self, key: str, value: JSON, create: int, lease: int) -> int:
-        if not isinstance(value, dict):
-            raise TypeError(f"datastore values are JSON objects, not {type(value).__name__}")
-        stored = copy.deepcopy(value)
+    def _put(self, key: str, value: JSON, create: int, lease: int, raw: bool = False) -> int:
+        # A round trip through JSON, as the other backends store it: what a
+        # reader gets back is what they would get (tuples as lists, no shared
+        # objects), and a value they could not store fails here too.
+        stored = value if raw else decode_value(encode_value(value))
         rev = self._bump(key, stored)
         self._s.data[key] = KeyValue(key, stored, rev, create or rev, lease)
         return rev
@@ -163,6 +166,13 @@ class MemoryDatastore(Datastore):
             if key in self._s.data:
                 raise AlreadyExists(f"{key} already exists")
             return self._put(key, value, 0, lease)
+
+    def put_raw(self, key: str, data: bytes) -> int:
+        with self._s.changed:
+            self._check_open()
+            self._expire()
+            kv = self._s.data.get(key)
+            return self._put(key, decode_value(data), kv.create_revision if kv else 0, 0, raw=True)
 
     def update(self, key: str, value: JSON, *, revision: int, lease: int = 0) -> int:
         with self._s.changed:

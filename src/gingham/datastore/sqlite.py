@@ -17,7 +17,6 @@ DELETE event, as a server would.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -32,6 +31,8 @@ from gingham.datastore.base import (
     KeyValue,
     Watch,
     WatchEvent,
+    decode_value,
+    encode_value,
     no_datastore_message,
 )
 from gingham.errors import (
@@ -105,12 +106,6 @@ def _file_uri(path: str) -> str:
     from urllib.parse import quote
 
     return f"file:{quote(path)}?mode=rw"
-
-
-def _dumps(value: JSON) -> str:
-    if not isinstance(value, dict):
-        raise TypeError(f"datastore values are JSON objects, not {type(value).__name__}")
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 class SqliteDatastore(Datastore):
@@ -342,7 +337,9 @@ class SqliteDatastore(Datastore):
             with self._write() as wdb:
                 self._expire_in(wdb)
 
-    def _put(self, db: sqlite3.Connection, key: str, text: str, create: int, lease: int) -> int:
+    def _put(
+        self, db: sqlite3.Connection, key: str, text: str | bytes, create: int, lease: int
+    ) -> int:
         rev = self._bump(db)
         db.execute(
             "INSERT OR REPLACE INTO kv (key, value, create_revision, mod_revision, lease)"
@@ -380,7 +377,7 @@ class SqliteDatastore(Datastore):
         return [_kv(r) for r in rows], int(rev)
 
     def create(self, key: str, value: JSON, *, lease: int = 0) -> int:
-        text = _dumps(value)
+        text = encode_value(value)
         with self._write() as db:
             self._expire_in(db)
             self._check_lease(db, lease)
@@ -388,8 +385,15 @@ class SqliteDatastore(Datastore):
                 raise AlreadyExists(f"{key} already exists")
             return self._put(db, key, text, 0, lease)
 
+    def put_raw(self, key: str, data: bytes) -> int:
+        # Stored as given (a BLOB when bytes): readers decode each row on its own.
+        with self._write() as db:
+            self._expire_in(db)
+            row = db.execute("SELECT create_revision FROM kv WHERE key = ?", (key,)).fetchone()
+            return self._put(db, key, bytes(data), row[0] if row else 0, 0)
+
     def update(self, key: str, value: JSON, *, revision: int, lease: int = 0) -> int:
-        text = _dumps(value)
+        text = encode_value(value)
         with self._write() as db:
             self._expire_in(db)
             row = db.execute(
@@ -499,7 +503,7 @@ class SqliteDatastore(Datastore):
             WatchEvent(
                 type=EventType.PUT if typ == _PUT else EventType.DELETE,
                 key=key,
-                value=json.loads(value) if typ == _PUT else None,
+                value=decode_value(value) if typ == _PUT else None,
                 revision=r,
             )
             for r, key, typ, value in rows
@@ -550,8 +554,8 @@ class SqliteWatch(Watch):
         self._closed = True
 
 
-def _kv(row: tuple[str, str, int, int, int]) -> KeyValue:
+def _kv(row: tuple[str, str | bytes, int, int, int]) -> KeyValue:
     key, value, mod, create, lease = row
     return KeyValue(
-        key=key, value=json.loads(value), mod_revision=mod, create_revision=create, lease=lease
+        key=key, value=decode_value(value), mod_revision=mod, create_revision=create, lease=lease
     )

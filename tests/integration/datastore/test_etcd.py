@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gingham.datastore import Datastore, EventType, WatchEvent, open_datastore
+from gingham.datastore import Datastore, EventType, Undecodable, WatchEvent, open_datastore
 from gingham.datastore.etcd import b64
 from gingham.datastore.etcd_process import (
     EtcdProcess,
@@ -21,7 +21,7 @@ from gingham.datastore.etcd_process import (
     start_etcd_cluster,
     stop_etcd_cluster,
 )
-from gingham.errors import DatastoreError, RevisionConflict, Unavailable
+from gingham.errors import RevisionConflict, Unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.etcd]
 
@@ -211,24 +211,39 @@ def test_tls(tls_etcd: tuple[EtcdProcess, Path]) -> None:
             untrusted.get("/t/tls")
 
 
-def test_foreign_non_json_value_is_a_clear_error(
+def test_values_another_program_wrote_cost_their_key_only(
     etcd_store: Datastore, etcd_member: EtcdProcess
 ) -> None:
-    r = httpx.post(
-        etcd_member.client_url + "/v3/kv/put",
-        json={"key": b64("/t/foreign"), "value": b64("not json")},
-        timeout=5,
-    )
-    assert r.status_code == 200
-    try:
-        with pytest.raises(DatastoreError, match="/t/foreign: stored value is not JSON"):
-            etcd_store.get("/t/foreign")
-    finally:
-        httpx.post(
-            etcd_member.client_url + "/v3/kv/deleterange",
-            json={"key": b64("/t/foreign")},
+    """Written past gingham straight through the gateway: bad JSON, bad UTF-8, a key
+    that is not UTF-8. Before issue 12 one of them failed the whole list."""
+
+    def raw_put(key: bytes, value: bytes) -> None:
+        r = httpx.post(
+            etcd_member.client_url + "/v3/kv/put",
+            json={"key": b64(key), "value": b64(value)},
             timeout=5,
         )
+        assert r.status_code == 200, r.text
+
+    etcd_store.create("/t/f/a-good", {"v": 1})
+    raw_put(b"/t/f/b-not-json", b"not json")
+    raw_put(b"/t/f/c-not-utf8", b'{"v": "\xff\xfe"}')
+    raw_put(b"/t/f/d-key-\xff", b'{"v": 4}')
+    etcd_store.create("/t/f/e-good", {"v": 5})
+    items, _ = etcd_store.list("/t/f/")
+    by_key = {kv.key: kv.value for kv in items}
+    assert by_key["/t/f/a-good"] == {"v": 1} and by_key["/t/f/e-good"] == {"v": 5}
+    not_json = by_key["/t/f/b-not-json"]
+    assert isinstance(not_json, Undecodable) and not_json.raw == "not json"
+    assert "not JSON" in not_json.reason
+    not_utf8 = by_key["/t/f/c-not-utf8"]
+    assert isinstance(not_utf8, Undecodable) and "not UTF-8" in not_utf8.reason
+    odd_key = "/t/f/d-key-\udcff"  # the byte kept by surrogateescape
+    assert by_key[odd_key] == {"v": 4}
+    etcd_store.delete(odd_key)  # and it can be deleted by the key list gave
+    assert etcd_store.get(odd_key) is None
+    kv = etcd_store.get("/t/f/b-not-json")
+    assert kv is not None and isinstance(kv.value, Undecodable)
 
 
 def test_unix_socket_in_a_deep_directory() -> None:

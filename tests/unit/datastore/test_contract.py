@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gingham.datastore import Datastore, EventType, WatchEvent, open_datastore
+from gingham.datastore import Datastore, EventType, Undecodable, WatchEvent, open_datastore
 from gingham.errors import (
     AlreadyExists,
+    DatastoreError,
     NotFound,
     ResyncRequired,
     RevisionConflict,
@@ -309,3 +310,129 @@ def test_compaction_edges(store: Datastore) -> None:
     store.compact(r1)  # older than what is already compacted: nothing to do
     kv = store.get("/t/ce")
     assert kv is not None and kv.value == {"v": 2}
+
+
+# --- one bad value costs one key (issue 12) ----------------------------------------
+
+BAD_VALUES = [
+    pytest.param(b"not json", "not JSON", id="not-json"),
+    pytest.param(b'{"v": "\xff\xfe"}', "not UTF-8", id="not-utf8"),
+    pytest.param(b"", "empty", id="empty"),
+    pytest.param(b"[1, 2]", "JSON list", id="list"),
+    pytest.param(b'"a string"', "JSON string", id="string"),
+    pytest.param(b"null", "JSON null", id="null"),
+    pytest.param(b'{"v": 1', "not JSON", id="truncated"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested deeper", id="deep-list"),
+    pytest.param(b'{"a":' * 150 + b"1" + b"}" * 150, "nested deeper", id="deep-object"),
+    pytest.param(b'{"n": ' + b"9" * 5000 + b"}", "not JSON", id="huge-integer"),
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), BAD_VALUES)
+def test_a_bad_value_costs_its_key_only(store: Datastore, data: bytes, reason: str) -> None:
+    store.create("/t/bad/a", {"v": "a"})
+    start = store.revision() + 1
+    rev = store.put_raw("/t/bad/b", data)
+    assert rev == start
+    store.create("/t/bad/c", {"v": "c"})
+    kv = store.get("/t/bad/b")
+    assert kv is not None and kv.mod_revision == kv.create_revision == rev
+    assert isinstance(kv.value, Undecodable)
+    assert reason in kv.value.reason
+    assert kv.value == Undecodable(kv.value.raw, kv.value.reason)
+    items, _ = store.list("/t/bad/")
+    assert [(i.key, type(i.value).__name__) for i in items] == [
+        ("/t/bad/a", "dict"),
+        ("/t/bad/b", "Undecodable"),
+        ("/t/bad/c", "dict"),
+    ]
+    assert (items[0].value, items[2].value) == ({"v": "a"}, {"v": "c"})
+    with store.watch("/t/bad/", start_revision=start) as watch:
+        events = collect(watch, 2)
+    assert [(e.key, type(e.value).__name__) for e in events] == [
+        ("/t/bad/b", "Undecodable"),
+        ("/t/bad/c", "dict"),
+    ]
+    # And it goes away like any key.
+    store.delete("/t/bad/b")
+    assert store.get("/t/bad/b") is None
+
+
+def test_undecodable_keeps_what_was_stored(store: Datastore) -> None:
+    store.put_raw("/t/raw/text", b"half a {document")
+    store.put_raw("/t/raw/bytes", b"\x00\xffbinary")
+    text = store.get("/t/raw/text")
+    binary = store.get("/t/raw/bytes")
+    assert text is not None and isinstance(text.value, Undecodable)
+    assert text.value.raw == "half a {document"
+    assert binary is not None and isinstance(binary.value, Undecodable)
+    assert binary.value.raw == "\x00\\xffbinary"  # undecodable bytes shown, not dropped
+    assert binary.value.reason == "not UTF-8 (byte 1: 0xff)"
+
+
+def test_put_raw_overwrites_and_a_good_object_decodes(store: Datastore) -> None:
+    r1 = store.create("/t/raw/k", {"v": 1})
+    r2 = store.put_raw("/t/raw/k", b"garbage")
+    r3 = store.put_raw("/t/raw/k", b'{"v": 3}')
+    assert r1 < r2 < r3
+    kv = store.get("/t/raw/k")
+    assert kv is not None
+    assert (kv.value, kv.create_revision, kv.mod_revision) == ({"v": 3}, r1, r3)
+    # Compare-and-swap works on a key that held garbage, as on any other.
+    store.put_raw("/t/raw/k", b"garbage again")
+    bad = store.get("/t/raw/k")
+    assert bad is not None
+    store.update("/t/raw/k", {"v": 4}, revision=bad.mod_revision)
+    fixed = store.get("/t/raw/k")
+    assert fixed is not None and fixed.value == {"v": 4}
+
+
+def test_an_undecodable_value_cannot_be_written_back(store: Datastore) -> None:
+    store.put_raw("/t/raw/k", b"garbage")
+    kv = store.get("/t/raw/k")
+    assert kv is not None and isinstance(kv.value, Undecodable)
+    with pytest.raises(TypeError):
+        store.update("/t/raw/k", kv.value, revision=kv.mod_revision)
+    with pytest.raises(TypeError):
+        store.create("/t/raw/other", kv.value)
+    again = store.get("/t/raw/k")
+    assert again is not None and again.value == kv.value
+
+
+def test_writing_a_too_deep_value_is_refused(store: Datastore) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(150):
+        deep = {"a": deep}
+    with pytest.raises(ValidationError, match="nested deeper"):
+        store.create("/t/deep", deep)
+    assert store.get("/t/deep") is None
+    fine: dict[str, object] = {}
+    for _ in range(50):
+        fine = {"a": fine}
+    store.create("/t/fine", fine)
+    kv = store.get("/t/fine")
+    assert kv is not None and kv.value == fine
+
+
+HUGE = 3 << 20  # bytes: more than any document gingham writes by far
+
+
+def test_huge_values(store: Datastore, store_url: str) -> None:
+    big = {"blob": "x" * HUGE}
+    if store_url.startswith(("etcd", "http")):
+        # etcd refuses requests above --max-request-bytes (1.5 MiB by default):
+        # a clear error, nothing written; values under the limit round-trip.
+        with pytest.raises(DatastoreError, match="too large"):
+            store.create("/t/huge/a", big)
+        assert store.get("/t/huge/a") is None
+        big = {"blob": "x" * (1 << 20)}
+    start = store.revision() + 1
+    store.create("/t/huge/a", big)
+    store.put_raw("/t/huge/b", b"x" * len(big["blob"]))
+    kv = store.get("/t/huge/a")
+    assert kv is not None and kv.value == big
+    items, _ = store.list("/t/huge/")
+    assert items[0].value == big and isinstance(items[1].value, Undecodable)
+    with store.watch("/t/huge/", start_revision=start) as watch:
+        events = collect(watch, 2)
+    assert events[0].value == big and isinstance(events[1].value, Undecodable)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from gingham.datastore.base import JSON, Datastore, KeyValue, Watch
+from gingham.datastore.base import JSON, Datastore, KeyValue, Watch, decode_value
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict
 
 
@@ -28,6 +28,10 @@ class MemStore(Datastore):
         self.rev += 1
         self.data[key] = KeyValue(key, copy.deepcopy(value), self.rev, create or self.rev)
         return self.rev
+
+    def put_raw(self, key: str, data: bytes) -> int:
+        kv = self.data.get(key)
+        return self._put(key, decode_value(data), kv.create_revision if kv else 0)
 
     def create(self, key: str, value: JSON, *, lease: int = 0) -> int:
         if key in self.data:
