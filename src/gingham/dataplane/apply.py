@@ -15,7 +15,10 @@ nothing is deleted while referenced):
 :class:`Applier` keeps what it last programmed (chain markers, sets, map
 entries). Set elements are trusted to match the desired state after each
 successful run; after a failed run the next :meth:`Applier.apply` does a full
-:func:`resync` against the kernel.
+:func:`resync` against the kernel. After the nft transaction it brings the
+IPv4 ``rp_filter`` of the programmed workload interfaces to what the
+managers want (:class:`~gingham.dataplane.sysctl.RPFilterSync`; read back in
+full whenever the table is).
 
 :func:`resync` (restart path): read the existing table (chains with their
 ``v:`` markers from one ``nft -j list table``, sets, elements) and change only
@@ -33,12 +36,15 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from gingham.dataplane import layout, nft
 from gingham.dataplane.layout import ChainSpec
 from gingham.dataplane.managers import Key, PolicyDataplane, TableState
+from gingham.dataplane.sysctl import RPFilterSync, Sysctl
+from gingham.errors import DataplaneError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +74,7 @@ def _rank_of(name: str, base: bool) -> int:
         return layout.RANK_BASE
     if name.startswith(("pol-", "pro-")):
         return layout.RANK_POLICY
-    if name.startswith(("tw-", "fw-", "th-", "fh-")):
+    if name.startswith(("tw-", "fw-", "th-", "fh-", "drop-")):
         return layout.RANK_ENDPOINT
     return layout.RANK_BASE
 
@@ -515,13 +521,22 @@ class Applier:
         driver: nft.NFTInterface,
         dataplane: PolicyDataplane,
         fast_elements: bool | None = None,
+        rp_filter: RPFilterSync | bool | None = True,
     ) -> None:
         """``fast_elements``: element-only batches over netlink (None: when ``driver``
-        is the real :class:`~gingham.dataplane.nft.NFT`)."""
+        is the real :class:`~gingham.dataplane.nft.NFT`). ``rp_filter``: who writes
+        the workload interfaces' rp_filter; True (default) means the namespace of a
+        real :class:`~gingham.dataplane.nft.NFT` driver and nobody for any other
+        driver; False or None: nobody."""
         self.driver = driver
         self.dataplane = dataplane
         self.programmed: Programmed | None = None  # None: must resync first
         self.last_tx: nft.Transaction | None = None
+        self._rpf_full = True
+        if rp_filter is True:
+            rp_filter = (RPFilterSync(Sysctl(netns=driver.netns))
+                         if isinstance(driver, nft.NFT) else None)
+        self.rp_filter: RPFilterSync | None = rp_filter or None
         if fast_elements is None:
             fast_elements = isinstance(driver, nft.NFT)
         self._netlink = (
@@ -535,9 +550,11 @@ class Applier:
             self._netlink.close()
 
     def force_resync(self) -> ApplyResult | None:
-        """Compare the whole kernel table with the desired state now and repair
-        what differs (e.g. periodically, against other tools editing our table)."""
+        """Compare the whole kernel table (and the interfaces' rp_filter) with the
+        desired state now and repair what differs (e.g. periodically, against
+        other tools editing our table)."""
         self.programmed = None
+        self._rpf_full = True
         return self.apply()
 
     def _apply_elements(self, tx: nft.Transaction) -> bool:
@@ -576,6 +593,7 @@ class Applier:
             tx, new = resync(self.driver, state)
         else:
             if not state.has_changes:
+                self.sync_interfaces()
                 return ApplyResult(0, 0.0, False)
             tx, new = plan(state, self.programmed)
         self.last_tx = tx
@@ -587,10 +605,35 @@ class Applier:
                 self.driver.run(tx)
         except Exception:
             self.programmed = None  # kernel state unknown: next apply reads it back
+            self._rpf_full = True
             raise
         self.programmed = new
         state.clear_dirty()
+        self.sync_interfaces()
         return ApplyResult(len(tx), time.perf_counter() - start, is_resync, via)
+
+    def sync_interfaces(self) -> None:
+        """Bring the workload interfaces' rp_filter to the desired modes (cheap when
+        nothing changed; interfaces missing earlier are tried again, at most once a
+        second). Problems are in :attr:`interface_problems`, never raised: the
+        nft anti-spoofing is in place whatever happens here."""
+        if self.rp_filter is None or not self.dataplane.in_sync:
+            return
+        eps = self.dataplane.endpoints
+        changed, eps.rp_filter_dirty = eps.rp_filter_dirty, set()
+        full, self._rpf_full = self._rpf_full, False
+        try:
+            self.rp_filter.sync(eps.rp_filter, changed, full=full)
+        except DataplaneError as exc:
+            log.warning("rp_filter of workload interfaces not set: %s", exc)
+            self._rpf_full = True
+
+    @property
+    def interface_problems(self) -> Mapping[str, str]:
+        """Workload interface (or ``all``) -> why its rp_filter is not as wanted."""
+        if self.rp_filter is None:
+            return MappingProxyType({})
+        return self.rp_filter.problems
 
 
 def apply_messages(applier: Applier, msgs: Iterable[object]) -> ApplyResult | None:

@@ -17,9 +17,15 @@ needs two decisions has two base chains at increasing priority:
     output     prio 0    out-host     failsafes, oifname vmap @from-hep
     prerouting prio -150 pre-hep      failsafes, @pre-hep (preDNAT: before DNAT at -100)
     prerouting prio -300 raw-pre      failsafes, @raw-hep-in  (doNotTrack, before conntrack)
+    prerouting prio -300 raw-wl       anti-spoofing of workload interfaces (before conntrack)
     output     prio -300 raw-out      failsafes, @raw-hep-out (doNotTrack)
 
-Host-endpoint dispatch skips ``gh*``; after each host-endpoint map, a rule
+"Workload interface" means a name starting with one of the configured
+prefixes (FelixConfiguration ``interfacePrefix``, default ``gh``), matched
+as nft wildcards (``"gh*"``, or ``{ "gh*", "tap*" }``). Every rule that tells
+workload interfaces from host interfaces is rendered from those prefixes.
+
+Host-endpoint dispatch skips workload interfaces; after each host-endpoint map, a rule
 jumps to the ``*-all-host-interfaces`` chain (an all-interfaces endpoint;
 empty otherwise) for interfaces not in ``@hep-ifaces`` and not ``lo``.
 
@@ -35,14 +41,28 @@ Each filter-priority base chain accepts ``ct state established,related``
 first (replies of allowed connections pass; a restart that rewrites chains
 atomically does not disturb them) and drops ``ct state invalid``; packets an
 untracked (doNotTrack) Allow marked with :data:`UNTRACKED_MARK` are accepted
-there too. A ``gh*`` interface missing from a dispatch map is dropped (fail
-closed). gingham's own drops (tier end, no profile, anti-spoofing, unknown
-workload, endpoint-to-host) are counted under a marker comment and, when
-enabled, logged rate-limited with the prefix ``gingham <marker>: ``.
+there too. A workload interface missing from a dispatch map is dropped (fail
+closed). gingham's own drops (tier end, no profile, anti-spoofing, reverse
+path, unknown workload, endpoint-to-host) are counted under a marker comment
+and, when enabled, logged rate-limited with the prefix ``gingham <marker>: ``.
 
-Workload chains are shared by content (see :func:`shared_chain_name`); the
-first rules of a from-workload chain check ``iifname . saddr`` against the
-anti-spoofing sets :data:`SPOOF_V4`/:data:`SPOOF_V6`.
+Anti-spoofing comes before conntrack (``raw-wl``, prerouting at raw
+priority), because an accept of ``ct state established`` cannot tell a
+forged packet on an existing tuple from a real one: a packet from a
+workload interface whose ``iifname . saddr`` is not in :data:`SPOOF_V4` /
+:data:`SPOOF_V6` (its own addresses and allowSpoofedSourcePrefixes) is
+dropped there, for the forward and the input path alike, and never creates
+or refreshes a conntrack entry. IPv6 link-local (and unspecified) sources
+pass only towards link-scope destinations (NDP, MLD, the host's own
+link-local address): the kernel never forwards them. Second wall: strict
+reverse-path filtering, for IPv4 the interface's ``rp_filter`` sysctl
+(written by :class:`gingham.dataplane.sysctl.RPFilterSync`), for IPv6 (no
+such sysctl) ``fib saddr . iif oif missing drop`` for the interfaces in
+:data:`RPF_V6`. Both are relaxed for an endpoint with allowSpoofedSourcePrefixes
+of that family: its allowed sources are not routed back through its interface.
+
+Workload chains are shared by content (see :func:`shared_chain_name`): they
+hold policy only, nothing endpoint-specific.
 
 Every chain gingham writes starts with a marker rule ``counter comment
 "v:<hash>"`` whose hash covers the chain's rules: after a restart the
@@ -62,7 +82,8 @@ from gingham.dataplane import nft
 
 FAMILY = "inet"
 TABLE = "gingham"
-WORKLOAD_IFACE_PREFIX = "gh"
+DEFAULT_PREFIXES: tuple[str, ...] = ("gh",)
+"""Workload interface prefixes when FelixConfiguration names none (as the model's default)."""
 
 PASS_MARK = 0x1000
 """Scratch mark bit for Pass. Outside Calico's default 0xffff0000, kube-proxy's
@@ -82,6 +103,7 @@ FWD_HEP_OUT = "fwd-hep-out"  # applyOnForward: egress policy of the interface it
 PRE_HEP = "pre-hep"  # preDNAT: ingress, before DNAT (priority -150)
 RAW_PRE = "raw-pre"  # doNotTrack ingress (priority raw, -300)
 RAW_OUT = "raw-out"  # doNotTrack egress
+RAW_WL = "raw-wl"  # anti-spoofing of workload interfaces (priority raw, before conntrack)
 
 # dispatch maps (interface name -> jump chain)
 MAP_FROM_WL = "from-wl"
@@ -106,6 +128,12 @@ ALL_HEP_KINDS = ("th", "fh", "fi", "fo", "pd")
 # anti-spoofing: (interface . source address) pairs a workload may send from
 SPOOF_V4 = "wl-src4"
 SPOOF_V6 = "wl-src6"
+RPF_V6 = "wl-rpf6"
+"""Workload interfaces under strict IPv6 reverse-path filtering (nft ``fib``): all
+programmed ones except those whose endpoint may send from IPv6 prefixes not its own."""
+LINK_SCOPE_V6 = "ip6 saddr { ::, fe80::/10 } ip6 daddr { fe80::/10, ff02::/16 }"
+"""Link-local or unspecified source to a link-scope destination: NDP (DAD from
+``::`` too), MLD and talk with the host's link-local address; never forwarded."""
 
 # ranks order the transaction: created in ascending rank, deleted in descending
 RANK_SET = 0
@@ -281,7 +309,49 @@ def anti_spoof_sets() -> list[nft.Set]:
     return [
         nft.Set(SPOOF_V4, type="ifname . ipv4_addr", flags=("interval",)),
         nft.Set(SPOOF_V6, type="ifname . ipv6_addr", flags=("interval",)),
+        nft.Set(RPF_V6, type="ifname"),
     ]
+
+
+def workload_match(prefixes: tuple[str, ...] | list[str]) -> str:
+    """The nft right-hand side matching workload interface names: ``"gh*"`` or
+    ``{ "gh*", "tap*" }`` (wildcards work in anonymous ifname sets too).
+
+    Prefixes come validated (:func:`gingham.model.endpoints.parse_interface_prefixes`);
+    the check here only keeps a bad one from reaching an nft script.
+    """
+    if not prefixes:
+        raise ValueError("no workload interface prefix")
+    for p in prefixes:
+        if not _SAFE_IFACE.match(p):
+            raise ValueError(f"invalid workload interface prefix {p!r}")
+    items = [f'"{p}*"' for p in prefixes]
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+
+
+def anti_spoof_rules(wl: str, log_drops: bool) -> tuple[list[RuleSpec], list[ChainSpec]]:
+    """The body of ``raw-wl`` and the chains it jumps to; see the module doc.
+
+    Every packet from a workload passes these rules, so each check is one
+    lookup: a logged drop goes to a chain of its own (log, then count and
+    drop) instead of repeating the lookup in a log rule before the drop rule.
+    """
+    rules = [RuleSpec(f"iifname != {wl} return"),
+             RuleSpec(f"meta nfproto ipv6 {LINK_SCOPE_V6} return", comment="link-scope")]
+    checks = [(f"meta nfproto ipv{fam} iifname . {ip} saddr != @{name}", "anti-spoof")
+              for fam, ip, name in ((4, "ip", SPOOF_V4), (6, "ip6", SPOOF_V6))]
+    checks.append((f"meta nfproto ipv6 iifname @{RPF_V6} fib saddr . iif oif missing",
+                   "reverse-path"))
+    chains: dict[str, ChainSpec] = {}
+    for match, marker in checks:
+        if not log_drops:
+            rules += drop_rules(match, marker, False)
+            continue
+        name = f"drop-{marker}"
+        chains[name] = make_chain(name, drop_rules("", marker, True), RANK_ENDPOINT,
+                                  f"{marker} drop, logged")
+        rules.append(RuleSpec(f"{match} goto {name}"))
+    return rules, list(chains.values())
 
 
 def dispatch_maps() -> list[nft.Map]:
@@ -297,15 +367,19 @@ def base_chains(
     failsafe_in: tuple[tuple[str, int], ...] = (),
     failsafe_out: tuple[tuple[str, int], ...] = (),
     log_drops: bool = False,
+    prefixes: tuple[str, ...] = DEFAULT_PREFIXES,
 ) -> list[ChainSpec]:
-    """The base chains; those for host endpoints depend on configuration.
+    """The base chains (and the drop chains ``raw-wl`` jumps to); those for host
+    endpoints depend on configuration.
 
     ``endpoint_to_host`` is FelixConfiguration's defaultEndpointToHostAction:
     ``Drop`` (default), ``Accept``, or ``Return`` (let host-endpoint policy decide).
     ``failsafe_*`` are (protocol, port) pairs kept open on host endpoints.
     ``log_drops``: gingham's own drops also log (rate-limited).
+    ``prefixes``: workload interface prefixes (FelixConfiguration interfacePrefix).
     """
-    wl = f'"{WORKLOAD_IFACE_PREFIX}*"'
+    wl = workload_match(prefixes)
+    spoof_rules, spoof_chains = anti_spoof_rules(wl, log_drops)
     head = [RuleSpec(ESTABLISHED), RuleSpec(INVALID)]
     untracked = RuleSpec(f"meta mark and {UNTRACKED_MARK:#x} != 0 accept")
 
@@ -324,12 +398,12 @@ def base_chains(
         to_host.append(RuleSpec(f"iifname {wl} counter accept", comment="endpoint-to-host"))
     to_host += _failsafe_rules("dport", failsafe_in, f"iifname != {wl}", "failsafe-in")
     to_host.append(RuleSpec(f"iifname != {wl} iifname vmap @{MAP_TO_HEP}"))
-    to_host.append(_all_ifaces("iifname", "th"))
+    to_host.append(_all_ifaces("iifname", "th", wl))
 
     out_host = [untracked]
     out_host += _failsafe_rules("dport", failsafe_out, f"oifname != {wl}", "failsafe-out")
     out_host.append(RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FROM_HEP}"))
-    out_host.append(_all_ifaces("oifname", "fh"))
+    out_host.append(_all_ifaces("oifname", "fh", wl))
 
     def hep(guard: str, ports: tuple[tuple[str, int], ...], fs: str, dispatch: str,
             ) -> list[RuleSpec]:
@@ -369,14 +443,14 @@ def base_chains(
         base(OUT_HOST, "output", 0, out_host),
         base(FWD_HEP_IN, "forward", 20,
              [untracked, RuleSpec(f"iifname != {wl} iifname vmap @{MAP_FWD_HEP_IN}"),
-              _all_ifaces("iifname", "fi")]),
+              _all_ifaces("iifname", "fi", wl)]),
         base(FWD_HEP_OUT, "forward", 30,
              [untracked, RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FWD_HEP_OUT}"),
-              _all_ifaces("oifname", "fo")]),
+              _all_ifaces("oifname", "fo", wl)]),
         base(PRE_HEP, "prerouting", -150,
              [RuleSpec(ESTABLISHED),
               *hep(f"iifname != {wl}", failsafe_in, "failsafe-in", MAP_PRE_HEP),
-              _all_ifaces("iifname", "pd")],
+              _all_ifaces("iifname", "pd", wl)],
              tracked=False),
         # conntrack has not run yet at raw priority: no ct state here
         base(RAW_PRE, "prerouting", -300,
@@ -384,6 +458,8 @@ def base_chains(
         base(RAW_OUT, "output", -300,
              hep(f"oifname != {wl}", failsafe_out, "failsafe-out", MAP_RAW_HEP_OUT),
              tracked=False),
+        base(RAW_WL, "prerouting", -300, spoof_rules, tracked=False),
+        *spoof_chains,
     ]
 
 
@@ -403,8 +479,7 @@ def drop_rules(match: str, comment: str, log: bool) -> list[RuleSpec]:
     return out
 
 
-def _all_ifaces(field_: str, kind: str) -> RuleSpec:
-    wl = f'"{WORKLOAD_IFACE_PREFIX}*"'
+def _all_ifaces(field_: str, kind: str, wl: str) -> RuleSpec:
     return RuleSpec(f'{field_} != {wl} {field_} != "lo" {field_} != @{HEP_IFACES} '
                     f'jump {hep_chain(kind, "*")}')
 

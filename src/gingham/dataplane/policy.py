@@ -308,7 +308,6 @@ def endpoint_rules(
     missing_profiles: Sequence[str],
     has_policy: Callable[[PolicyID], bool],
     has_profile: Callable[[str], bool],
-    anti_spoof: bool = False,
     profile_chain: Callable[[str, bool], str] = layout.profile_chain,
     normal: bool = True,
     tier_end_drop: bool | None = None,
@@ -317,24 +316,20 @@ def endpoint_rules(
     """The rules of one endpoint's chain for one direction.
 
     ``inbound`` = traffic towards the endpoint (its ingress policy).
-    ``anti_spoof``: for a from-workload chain, first drop any packet whose
-    (interface, source address) is not in the anti-spoofing sets.
+    Anti-spoofing is not here: it runs before conntrack, in the ``raw-wl`` base
+    chain (see :mod:`gingham.dataplane.layout`), so these chains hold policy only.
     A referenced policy or profile whose chain is not programmed renders as a
     drop (fail closed); the manager re-renders when it appears.
     ``normal=False`` (preDNAT, doNotTrack, applyOnForward chains): no
     profiles and no final drop; what no policy decided returns to the base
     chain. ``tier_end_drop`` (default: ``normal``) keeps the tiers' default
     action (applyOnForward chains keep it). ``log_drops``: the chain's own
-    drops (tier end, anti-spoofing, no profile) also log, rate-limited, with
-    the prefix ``gingham <marker>: ``.
+    drops (tier end, no profile) also log, rate-limited, with the prefix
+    ``gingham <marker>: ``.
     """
     if tier_end_drop is None:
         tier_end_drop = normal
     out: list[RuleSpec] = []
-    if anti_spoof:
-        for fam, ip, name in ((4, "ip", layout.SPOOF_V4), (6, "ip6", layout.SPOOF_V6)):
-            out += layout.drop_rules(
-                f"meta nfproto ipv{fam} iifname . {ip} saddr != @{name}", "anti-spoof", log_drops)
     for tier in tiers:
         pols = tier.ingress_policies if inbound else tier.egress_policies
         if not pols:

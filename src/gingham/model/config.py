@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gingham.model.endpoints import parse_interface_prefixes
 from gingham.model.meta import Bool, Int, Model, ProblemList, Resource, Str, dump_hint
 from gingham.model.network import LogSeverity
 from gingham.model.policy import CALICO_API
@@ -79,6 +80,8 @@ class FelixConfigurationSpec(Model):
     mtu_iface_pattern: Str | None = None
     nat_outgoing_address: IP | None = None
     nat_port_range: Str | None = None
+    # Workload interfaces start with one of these (comma-separated, as in Calico);
+    # unset means "gh". An endpoint naming any other interface is not programmed.
     interface_prefix: Str | None = None
     chain_insert_mode: Literal["Insert", "Append"] = "Insert"
     nftables_mode: Literal["Enabled", "Disabled", "Auto"] | None = None
@@ -102,6 +105,12 @@ class FelixConfigurationSpec(Model):
     prometheus_metrics_port: Int = 9091
     endpoint_reporting_enabled: Bool = False
     external_nodes_cidr_list: tuple[CIDR, ...] = ()
+
+    @field_validator("interface_prefix")
+    @classmethod
+    def _interface_prefix(cls, value: str | None) -> str | None:
+        parse_interface_prefixes(value)  # ValueError names the bad item
+        return value
 
     @model_validator(mode="after")
     def _ranges(self) -> FelixConfigurationSpec:

@@ -115,6 +115,7 @@ def test_adding_a_workload_like_another_adds_elements_only() -> None:
     cmds = step(ap, wl("b", "198.18.0.2"))
     tw, fw = wl_chains(fake, "gh0000000000a")
     assert cmds == [
+        'add element inet gingham wl-rpf6 { "gh0000000000b" }',
         'add element inet gingham wl-src4 { "gh0000000000b" . 198.18.0.2 }',
         f'add element inet gingham from-wl {{ "gh0000000000b" : jump {fw} }}',
         f'add element inet gingham to-wl {{ "gh0000000000b" : jump {tw} }}',
@@ -161,11 +162,12 @@ def test_removal_in_reverse_dependency_order() -> None:
     cmds = step(ap, WorkloadEndpointRemove(WorkloadEndpointID("ns1", "a")), ProfileRemove(PROF),
                 PolicyRemove(P), IPSetRemove("s:front"))
     kinds = [" ".join(c.split()[:2]) for c in cmds]
-    assert kinds == ["delete element"] * 3 + ["flush chain"] * 6 + ["delete chain"] * 6 + ["delete set"] * 2
-    assert "wl-src4" in cmds[0]  # anti-spoofing element with the set deltas, first
+    assert kinds == ["delete element"] * 4 + ["flush chain"] * 6 + ["delete chain"] * 6 + ["delete set"] * 2
+    # anti-spoofing and reverse-path elements with the set deltas, first
+    assert "wl-rpf6" in cmds[0] and "wl-src4" in cmds[1]
     deleted = [c.split()[4] for c in cmds if c.startswith("delete chain")]
     assert {d[:3] for d in deleted[:2]} == {"fw-", "tw-"}
-    infrastructure = layout.base_chains() + layout.all_interface_chains()
+    infrastructure = layout.base_chains(log_drops=True) + layout.all_interface_chains()
     assert {c.name for c in fake.list_chains()} == {c.name for c in infrastructure}
 
 

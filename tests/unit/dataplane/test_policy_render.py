@@ -153,10 +153,8 @@ def test_missing_referents_fail_closed() -> None:
     assert not any("jump" in b for b in out)
 
 
-def test_anti_spoof_rules_are_generic() -> None:
+def test_endpoint_chains_hold_no_anti_spoofing() -> None:
+    """Anti-spoofing moved before conntrack (raw-wl): a from-workload chain is policy only."""
     specs = endpoint_rules(tiers=(), inbound=False, profile_ids=(), missing_profiles=(),
-                           has_policy=lambda p: True, has_profile=lambda p: True, anti_spoof=True)
-    assert [s.body for s in specs[:2]] == [
-        f"meta nfproto ipv4 iifname . ip saddr != @{layout.SPOOF_V4} counter drop",
-        f"meta nfproto ipv6 iifname . ip6 saddr != @{layout.SPOOF_V6} counter drop",
-    ]
+                           has_policy=lambda p: True, has_profile=lambda p: True)
+    assert not any("saddr" in s.body or s.comment == "anti-spoof" for s in specs)

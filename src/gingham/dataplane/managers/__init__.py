@@ -11,9 +11,11 @@ element deltas). The managers write into it:
   reference does).
 - :class:`PolicyManager` — policies and profiles -> one chain per direction.
 - :class:`EndpointManager` — workload endpoints -> ``to-wl``/``from-wl``
-  dispatch entries, anti-spoofing elements (``wl-src4``/``wl-src6``) and
-  ``tw-``/``fw-`` chains shared by content between endpoints with the same
-  policies (reference-counted).
+  dispatch entries, anti-spoofing elements (``wl-src4``/``wl-src6``,
+  ``wl-rpf6``), the rp_filter mode of each interface, and ``tw-``/``fw-``
+  chains shared by content between endpoints with the same policies
+  (reference-counted). Endpoints whose interface is not a workload interface
+  (FelixConfiguration interfacePrefix) are refused, with a reason.
 - :class:`HostEndpointManager` — host endpoints -> ``th-``/``fh-`` chains and
   ``to-hep``/``from-hep`` entries (normal policy only).
 - :class:`PolicyDataplane` wires them and takes :class:`ConfigUpdate`.
@@ -26,7 +28,7 @@ one holds the configuration and :class:`PolicyDataplane`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +40,7 @@ from gingham.dataplane.managers.ipsets import IPSetManager
 from gingham.dataplane.managers.policies import PolicyManager
 from gingham.dataplane.managers.state import Key, TableState
 from gingham.errors import ValidationError
+from gingham.model.endpoints import parse_interface_prefixes
 
 __all__ = [
     "DataplaneConfig",
@@ -85,6 +88,8 @@ class DataplaneConfig:
     endpoint_to_host: str = "Drop"
     failsafe_in: tuple[tuple[str, int], ...] = DEFAULT_FAILSAFE_IN
     failsafe_out: tuple[tuple[str, int], ...] = DEFAULT_FAILSAFE_OUT
+    prefixes: tuple[str, ...] = layout.DEFAULT_PREFIXES
+    """Workload interface prefixes (FelixConfiguration interfacePrefix)."""
 
     @classmethod
     def from_message(cls, msg: m.ConfigUpdate) -> DataplaneConfig:
@@ -101,7 +106,15 @@ class DataplaneConfig:
                 # never lock the operator out over a typo: keep the defaults
                 log.error("FelixConfiguration %s unusable (%s): using the defaults", name, exc)
                 ports.append(default)
-        return cls(action, ports[0], ports[1])
+        try:
+            prefixes = parse_interface_prefixes(msg.get("interface_prefix"))
+        except ValueError as exc:
+            # The model refuses such a value; only a message built elsewhere gets
+            # here. The default is what an invalid FelixConfiguration gives too.
+            log.error("FelixConfiguration interfacePrefix unusable (%s): using %s",
+                      exc, ",".join(layout.DEFAULT_PREFIXES))
+            prefixes = layout.DEFAULT_PREFIXES
+        return cls(action, ports[0], ports[1], prefixes)
 
 
 class PolicyDataplane:
@@ -121,7 +134,21 @@ class PolicyDataplane:
         self.host_endpoints.policies = self.policies
         self.in_sync = False
         self.config = config or DataplaneConfig()
+        self.endpoints.prefixes = self.config.prefixes
         self._set_base_chains()
+
+    @property
+    def refused_endpoints(self) -> Mapping[m.WorkloadEndpointID, str]:
+        """Workload endpoints not programmed, each with the reason (read-only view):
+        their interface is not a workload interface (interfacePrefix) or not a
+        valid name. Updated with every message."""
+        return self.endpoints.refused
+
+    @property
+    def rp_filter(self) -> Mapping[str, str]:
+        """Interface -> reverse-path filter mode (``strict``/``off``) the host side of
+        every programmed workload interface should have (written by the applier)."""
+        return self.endpoints.rp_filter
 
     def _presence_changed(self, pols: set[PolicyID], profs: set[str]) -> None:
         # A policy or profile appearing/going changes how endpoints referring
@@ -135,7 +162,7 @@ class PolicyDataplane:
     def _set_base_chains(self) -> None:
         c = self.config
         for spec in layout.base_chains(c.endpoint_to_host, c.failsafe_in, c.failsafe_out,
-                                       self.log_drops):
+                                       self.log_drops, c.prefixes):
             self.state.set_chain(spec)
 
     def on_message(self, msg: m.Message) -> None:
@@ -166,6 +193,7 @@ class PolicyDataplane:
             case m.ConfigUpdate():
                 self.config = DataplaneConfig.from_message(msg)
                 self._set_base_chains()
+                self.endpoints.set_prefixes(self.config.prefixes)
             case m.InSync():
                 self.in_sync = True
             case _:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from gingham.calc import messages as m
@@ -16,6 +17,7 @@ from gingham.dataplane.managers.policies import PolicyManager
 from gingham.dataplane.managers.state import Key, TableState
 from gingham.dataplane.policy import endpoint_rules
 from gingham.errors import ValidationError
+from gingham.model.endpoints import interface_prefix_problem
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +82,48 @@ class EndpointManager:
 
     Chains are named by their content and reference-counted: an endpoint
     whose policies match an existing endpoint's adds no chain at all.
+
+    Only an endpoint whose interface is a workload interface (a valid name
+    starting with one of :attr:`prefixes`) is programmed. Any other is
+    *refused*: nothing of it reaches the kernel (an endpoint naming ``eth0``
+    must not turn the host's uplink into a filtered workload), it is logged
+    once per reason and listed in :attr:`refused` until it changes, goes, or a
+    prefix change admits it (:meth:`set_prefixes` re-evaluates every endpoint).
+
+    :attr:`rp_filter` is the reverse-path filter mode each programmed
+    interface should have (``strict``, or ``off`` where the endpoint may send
+    from IPv4 prefixes not its own); the applier writes it.
     """
 
-    def __init__(self, state: TableState, policies: PolicyManager | None = None) -> None:
+    def __init__(self, state: TableState, policies: PolicyManager | None = None,
+                 prefixes: tuple[str, ...] = layout.DEFAULT_PREFIXES) -> None:
         self._state = state
         self.policies = policies
+        self.prefixes = prefixes
         self.endpoints: dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate] = {}
+        """Every endpoint the calculation graph sent, programmed or refused."""
+        self._programmed: dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate] = {}
+        self._refused: dict[m.WorkloadEndpointID, str] = {}
         self._index = _EndpointIndex()
         self._owner: dict[str, m.WorkloadEndpointID] = {}  # ifname -> endpoint
         self._chains_of: dict[m.WorkloadEndpointID, tuple[str, str]] = {}
         self._users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
         self._spoof: dict[m.WorkloadEndpointID, set[tuple[str, Key]]] = {}
         self._spoof_refs: dict[tuple[str, Key], int] = defaultdict(int)
+        self._rp_filter: dict[str, str] = {}
+        self.rp_filter_dirty: set[str] = set()
+        """Interfaces whose :attr:`rp_filter` entry changed since the applier last synced."""
         self.log_drops = False
+
+    @property
+    def refused(self) -> Mapping[m.WorkloadEndpointID, str]:
+        """Endpoints not programmed, with the reason (read-only view)."""
+        return MappingProxyType(self._refused)
+
+    @property
+    def rp_filter(self) -> Mapping[str, str]:
+        """Interface name -> reverse-path filter mode for every programmed interface."""
+        return MappingProxyType(self._rp_filter)
 
     def _has_policy(self, pid: PolicyID) -> bool:
         return self.policies is not None and pid in self.policies.policies
@@ -129,6 +160,30 @@ class EndpointManager:
         else:
             self._spoof.pop(eid, None)
 
+    def _set_rpf(self, ifn: str, ep: m.WorkloadEndpointUpdate | None) -> None:
+        """Reverse-path filtering of ``ifn`` for its owner ``ep`` (None: not programmed).
+
+        Strict unless the endpoint may send from prefixes of that family that
+        are not its own: those are, by design, not routed back through its
+        interface, so a strict check would drop exactly the traffic the
+        operator allowed. The anti-spoofing set (which lists those prefixes
+        exactly) still holds; off rather than loose, because loose would also
+        drop allowed sources the host has no route for at all.
+        """
+        key = (f'"{ifn}"',)
+        self.rp_filter_dirty.add(ifn)
+        if ep is None:
+            self._rp_filter.pop(ifn, None)
+            self._state.del_elements(layout.RPF_V6, [key])
+            return
+        spoofs = [ipaddress.ip_network(t, strict=False) for t in ep.allow_spoofed_prefixes
+                  if _is_net(t)]
+        self._rp_filter[ifn] = "off" if any(n.version == 4 for n in spoofs) else "strict"
+        if any(n.version == 6 for n in spoofs):
+            self._state.del_elements(layout.RPF_V6, [key])
+        else:
+            self._state.add_elements(layout.RPF_V6, [key])
+
     def _render(self, ep: m.WorkloadEndpointUpdate) -> None:
         common: dict[str, Any] = dict(
             tiers=ep.tiers,
@@ -141,7 +196,7 @@ class EndpointManager:
         eid = ep.endpoint_id
         try:
             to_rules = endpoint_rules(inbound=True, **common)
-            from_rules = endpoint_rules(inbound=False, anti_spoof=True, **common)
+            from_rules = endpoint_rules(inbound=False, **common)
             spoof = _spoof_keys(ep)
         except ValidationError as exc:
             log.error("endpoint %s: %s; dropping its traffic", eid, exc)
@@ -164,6 +219,7 @@ class EndpointManager:
         if owner:
             self._state.set_entry(layout.MAP_TO_WL, ifn, tw.name)
             self._state.set_entry(layout.MAP_FROM_WL, ifn, fw.name)
+            self._set_rpf(ifn, ep)
         if old is not None:
             for name in old:
                 if name not in (tw.name, fw.name):
@@ -176,31 +232,76 @@ class EndpointManager:
             del self._owner[ifn]
             self._state.set_entry(layout.MAP_TO_WL, ifn, None)
             self._state.set_entry(layout.MAP_FROM_WL, ifn, None)
+            # The kernel's rp_filter is left as it is: the interface usually
+            # goes with the endpoint, and strict is the safe value meanwhile.
+            self._set_rpf(ifn, None)
         self._set_spoof(eid, set())
         for name in self._chains_of.pop(eid, ()):
             self._release(eid, name)
 
-    def update(self, msg: m.WorkloadEndpointUpdate) -> None:
-        old = self.endpoints.get(msg.endpoint_id)
+    def _withdraw(self, eid: m.WorkloadEndpointID) -> None:
+        """Take a programmed endpoint out of the kernel state entirely."""
+        old = self._programmed.pop(eid, None)
         if old is not None:
-            self._index.remove(msg.endpoint_id, _referents(old.tiers), set(old.profile_ids))
+            self._index.remove(eid, _referents(old.tiers), set(old.profile_ids))
+            self._unprogram(old)
+
+    def _refuse(self, msg: m.WorkloadEndpointUpdate, reason: str) -> None:
+        eid = msg.endpoint_id
+        self._withdraw(eid)
+        if self._refused.get(eid) != reason:
+            log.warning("workload endpoint %s/%s not programmed: %s",
+                        eid.namespace, eid.name, reason)
+        self._refused[eid] = reason
+
+    def update(self, msg: m.WorkloadEndpointUpdate) -> None:
+        eid = msg.endpoint_id
+        self.endpoints[eid] = msg
+        problem = interface_prefix_problem(msg.interface_name, self.prefixes)
+        if problem is not None:
+            self._refuse(msg, problem)
+            return
+        if self._refused.pop(eid, None) is not None:
+            log.info("workload endpoint %s/%s: interface %s accepted now",
+                     eid.namespace, eid.name, msg.interface_name)
+        old = self._programmed.get(eid)
+        if old is not None:
+            self._index.remove(eid, _referents(old.tiers), set(old.profile_ids))
             if old.interface_name != msg.interface_name:
                 self._unprogram(old)
-        self.endpoints[msg.endpoint_id] = msg
-        self._index.add(msg.endpoint_id, _referents(msg.tiers), set(msg.profile_ids))
-        self._owner[msg.interface_name] = msg.endpoint_id
+        self._programmed[eid] = msg
+        self._index.add(eid, _referents(msg.tiers), set(msg.profile_ids))
+        self._owner[msg.interface_name] = eid
         self._render(msg)
 
     def remove(self, msg: m.WorkloadEndpointRemove) -> None:
-        old = self.endpoints.pop(msg.endpoint_id, None)
-        if old is None:
+        self.endpoints.pop(msg.endpoint_id, None)
+        self._refused.pop(msg.endpoint_id, None)
+        self._withdraw(msg.endpoint_id)
+
+    def set_prefixes(self, prefixes: tuple[str, ...]) -> None:
+        """New workload interface prefixes: every endpoint is judged again."""
+        if prefixes == self.prefixes:
             return
-        self._index.remove(msg.endpoint_id, _referents(old.tiers), set(old.profile_ids))
-        self._unprogram(old)
+        self.prefixes = prefixes
+        for msg in list(self.endpoints.values()):
+            problem = interface_prefix_problem(msg.interface_name, prefixes)
+            if problem is not None:
+                self._refuse(msg, problem)
+            elif msg.endpoint_id not in self._programmed:
+                self.update(msg)
 
     def refresh(self, pols: set[PolicyID], profs: set[str]) -> None:
         for eid in self._index.affected(pols, profs):
-            self._render(self.endpoints[eid])
+            self._render(self._programmed[eid])
+
+
+def _is_net(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 class HostEndpointManager:
