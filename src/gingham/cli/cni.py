@@ -1,7 +1,14 @@
-"""``gingham cni``: a network configuration for any CNI runtime, and its installation."""
+"""``gingham cni``: a network configuration for any CNI runtime, and its installation.
+
+Runtimes keep network configurations world-readable, so a datastore user and
+password never go into one: they are moved into a JSON file readable by root
+only, which the configuration names in ``datastoreCredentials`` (the plugin
+refuses a credentials file that others can read).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,21 +20,76 @@ import click
 from gingham.cli.common import context_datastore_url, handle_errors
 
 
-def conflist(name: str, datastore: str, host: str) -> dict[str, object]:
-    # 1.0.0, not 1.1.0: podman 4.3 refuses results of a version it does not know.
-    return {
-        "cniVersion": "1.0.0",
-        "name": name,
-        "plugins": [
-            {
-                "type": "gingham",
-                "datastore": datastore,
-                "nodename": host,
-                "mtu": 0,
-                "ipam": {"type": "gingham-ipam"},
-            }
-        ],
+def conflist(
+    name: str, datastore: str, host: str, credentials: str | None = None
+) -> dict[str, object]:
+    plugin: dict[str, object] = {
+        "type": "gingham",
+        "datastore": datastore,
+        "nodename": host,
+        "mtu": 0,
+        "ipam": {"type": "gingham-ipam"},
     }
+    if credentials:
+        from gingham.cni.netconf import CREDENTIALS_KEY
+
+        plugin[CREDENTIALS_KEY] = credentials
+    # 1.0.0, not 1.1.0: podman 4.3 refuses results of a version it does not know.
+    return {"cniVersion": "1.0.0", "name": name, "plugins": [plugin]}
+
+
+def _check_name(name: str) -> str:
+    from gingham.cni.netconf import network_name_problem
+
+    problem = network_name_problem(name)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--name")
+    return name
+
+
+def _check_host(host: str | None) -> str:
+    from gingham.cni.entry import PluginError
+    from gingham.cni.netconf import check_name
+
+    host = host or socket.gethostname()
+    try:
+        return check_name(host, "node name")
+    except PluginError as exc:
+        raise click.BadParameter(exc.msg, param_hint="--host") from None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only, from the first byte on."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by an interrupted run; O_EXCL below refuses to reuse it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _write_public(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # whatever the umask: the runtime must read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 @click.group("cni")
@@ -38,15 +100,34 @@ def cni_group() -> None:
 @cni_group.command("config")
 @click.option("--name", "net_name", required=True, help="Network name.")
 @click.option("--host", default=None, help="Node name (default: this host's name).")
+@click.option(
+    "--credentials-file",
+    default=None,
+    help="Where the datastore user and password will be (required if the URL has them).",
+)
 @click.pass_context
 @handle_errors
-def config_cmd(ctx: click.Context, net_name: str, host: str | None) -> None:
-    """Print a network configuration list for the current datastore and host."""
-    click.echo(
-        json.dumps(
-            conflist(net_name, context_datastore_url(ctx), host or socket.gethostname()), indent=2
+def config_cmd(
+    ctx: click.Context, net_name: str, host: str | None, credentials_file: str | None
+) -> None:
+    """Print a network configuration list for the current datastore and host.
+
+    Credentials in the datastore URL are left out; the configuration names
+    --credentials-file instead, which you write yourself (mode 0600, JSON
+    {"user": ..., "password": ...}) or let `gingham cni install` write.
+    """
+    from gingham.cni.netconf import split_credentials
+
+    name, node = _check_name(net_name), _check_host(host)
+    public, creds = split_credentials(context_datastore_url(ctx))
+    if creds and not credentials_file:
+        raise click.UsageError(
+            "the datastore URL carries credentials, which do not belong in a network"
+            " configuration: pass --credentials-file PATH (or use `gingham cni install`)"
         )
-    )
+    if credentials_file and not os.path.isabs(credentials_file):
+        raise click.BadParameter("must be an absolute path", param_hint="--credentials-file")
+    click.echo(json.dumps(conflist(name, public, node, credentials_file), indent=2))
 
 
 @cni_group.command("install")
@@ -63,7 +144,16 @@ def config_cmd(ctx: click.Context, net_name: str, host: str | None) -> None:
 def install_cmd(
     ctx: click.Context, net_name: str, host: str | None, bin_dir: str, conf_dir: str
 ) -> None:
-    """Link the plugins into BIN_DIR and write the configuration into CONF_DIR."""
+    """Link the plugins into BIN_DIR and write the configuration into CONF_DIR.
+
+    Datastore credentials go into CONF_DIR/10-NAME.credentials (mode 0600),
+    never into the configuration itself.
+    """
+    from gingham.cni.netconf import split_credentials
+
+    # Everything is checked before the first file is touched.
+    name, node = _check_name(net_name), _check_host(host)
+    public, creds = split_credentials(context_datastore_url(ctx))
     here = Path(sys.executable).parent
     bins = Path(bin_dir)
     bins.mkdir(parents=True, exist_ok=True)
@@ -72,11 +162,17 @@ def install_cmd(
         if target.is_symlink() or target.exists():
             target.unlink()
         os.symlink(here / script, target)
-    confs = Path(conf_dir)
+    confs = Path(conf_dir).absolute()
     confs.mkdir(parents=True, exist_ok=True)
-    path = confs / f"10-{net_name}.conflist"
-    data = conflist(net_name, context_datastore_url(ctx), host or socket.gethostname())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    click.echo(f"installed gingham and gingham-ipam in {bins}; configuration {path}")
+    path = confs / f"10-{name}.conflist"
+    secrets = confs / f"10-{name}.credentials"
+    if creds:
+        _write_private(secrets, json.dumps(creds, indent=2) + "\n")
+    else:
+        # a credentials file from an earlier install must not outlive its use
+        with contextlib.suppress(FileNotFoundError):
+            secrets.unlink()
+    data = conflist(name, public, node, str(secrets) if creds else None)
+    _write_public(path, json.dumps(data, indent=2) + "\n")
+    extra = f" (credentials in {secrets}, mode 0600)" if creds else ""
+    click.echo(f"installed gingham and gingham-ipam in {bins}; configuration {path}{extra}")

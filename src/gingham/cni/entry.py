@@ -5,6 +5,12 @@ imports only the standard library; the code that does real work (IPAM,
 datastore, veth plumbing) is imported only after the command is known.
 Every failure is reported as CNI error JSON on stdout (the runtime reads
 stdout, not stderr) with a non-zero exit status.
+
+Secrets: whatever part of the plugin learns a datastore password registers
+it with ``keep_secret``; every error and log line goes through ``scrub``
+before it leaves the process, so a message built from a URL (or from an
+exception that quotes one) cannot carry the password out, whatever the
+redaction further down did with it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,31 @@ ERR_INVALID_CONFIG = 7
 ERR_TRY_AGAIN = 11
 ERR_PLUGIN_NOT_AVAILABLE = 50
 ERR_LIMITED_CONNECTIVITY = 51
+
+
+_secrets: set[str] = set()
+
+
+def keep_secret(value: str) -> None:
+    """Never let ``value`` (or its URL-quoted forms) reach stdout or stderr."""
+    if not value:
+        return
+    from urllib.parse import quote, quote_plus  # only when there is a secret at all
+
+    _secrets.update({value, quote(value, safe=""), quote_plus(value), quote(value)})
+
+
+def scrub(text: str) -> str:
+    # longest first: a quoted form may contain the plain one
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def log(message: str) -> None:
+    """One line on stderr: the runtime keeps it in its log, it never parses it."""
+    sys.stderr.write(scrub(f"gingham-cni: {message}") + "\n")
+    sys.stderr.flush()
 
 
 class PluginError(Exception):
@@ -92,9 +123,13 @@ def _run(ipam_only: bool) -> int:
             _emit(result)
         return 0
     except PluginError as exc:
-        err: dict[str, Any] = {"cniVersion": _version_of(conf), "code": exc.code, "msg": exc.msg}
+        err: dict[str, Any] = {
+            "cniVersion": _version_of(conf),
+            "code": exc.code,
+            "msg": scrub(exc.msg),
+        }
         if exc.details:
-            err["details"] = exc.details
+            err["details"] = scrub(exc.details)
         _emit(err)
         return 1
     except Exception as exc:
@@ -103,7 +138,7 @@ def _run(ipam_only: bool) -> int:
                 "cniVersion": _version_of(conf),
                 "code": ERR_IO,
                 "msg": f"internal error: {type(exc).__name__}",
-                "details": str(exc),
+                "details": scrub(str(exc)),
             }
         )
         return 1

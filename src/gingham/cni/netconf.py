@@ -15,6 +15,7 @@ from gingham.cni.entry import (
     ERR_INVALID_CONFIG,
     ERR_INVALID_ENV,
     PluginError,
+    keep_secret,
 )
 
 # Kubernetes-style names: what we accept for namespaces, workloads and hosts.
@@ -25,7 +26,13 @@ _LABEL_KEY = re.compile(
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._\-]{0,61}[A-Za-z0-9])?)?$")
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
+# The CNI specification's network name; it also names files (10-<name>.conflist)
+# and prefixes IPAM handles, so nothing else may pass.
+NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 ORCHESTRATOR_ARGS_KEY = "org.gingham"
+CREDENTIALS_KEY = "datastoreCredentials"
+CREDENTIAL_FIELDS = ("user", "password")
+_ETCD_SCHEMES = ("etcd", "etcds", "etcd+unix", "http", "https")
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class Invocation:
     workload: str
     orchestrator: str
     node: str
-    datastore: str
+    datastore: str = field(repr=False)  # may carry the password
     mtu: int
     ipam_type: str
     ipv4: bool
@@ -62,8 +69,20 @@ class Invocation:
         return f"{self.network}.{self.container_id}"
 
 
+def network_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a CNI network name, or None if it is one."""
+    if not isinstance(name, str) or not name:
+        return "a network name is required"
+    if not NETWORK_NAME.fullmatch(name):
+        return (
+            f"invalid network name {name!r}: letters, digits, '_', '.' and '-',"
+            " starting with a letter or digit"
+        )
+    return None
+
+
 def check_name(value: str, what: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise PluginError(
             ERR_INVALID_CONFIG,
             f"invalid {what} {value!r}: lower-case letters, digits, '-' and '.' only",
@@ -76,9 +95,9 @@ def check_labels(labels: object, where: str) -> dict[str, str]:
         raise PluginError(ERR_INVALID_CONFIG, f"{where} must be an object of string labels")
     out: dict[str, str] = {}
     for key, value in labels.items():
-        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
             raise PluginError(ERR_INVALID_CONFIG, f"{where}: invalid label key {key!r}")
-        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+        if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
             raise PluginError(ERR_INVALID_CONFIG, f"{where}.{key}: invalid label value {value!r}")
         out[key] = value
     return out
@@ -115,33 +134,158 @@ def _ports(raw: object) -> tuple[Port, ...]:
         if not isinstance(number, int) or not 1 <= number <= 65535:
             raise PluginError(ERR_INVALID_CONFIG, f"{where}.port: {number!r} is not 1-65535")
         name = item.get("name", "")
-        if name and (not isinstance(name, str) or not _NAME.match(name) or len(name) > 15):
+        if name and (not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 15):
             raise PluginError(ERR_INVALID_CONFIG, f"{where}.name: invalid port name {name!r}")
         ports.append(Port(str(name), proto, number))
     return tuple(ports)
 
 
-def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation:
-    network = conf.get("name")
-    if not isinstance(network, str) or not network:
-        raise PluginError(ERR_INVALID_CONFIG, "network configuration has no 'name'")
-    ipam = conf.get("ipam") or {}
-    if not isinstance(ipam, dict):
-        raise PluginError(ERR_INVALID_CONFIG, "'ipam' must be an object")
+# -- datastore credentials -------------------------------------------------
+#
+# An etcd URL may carry a user and password (``?user=U&password=P`` or
+# ``U:P@host``). They never belong in a network configuration, which runtimes
+# keep world-readable: ``gingham cni install`` moves them into a 0600 JSON file
+# named by ``datastoreCredentials`` and the plugin puts them back here. The
+# parsing mirrors ``gingham.datastore.etcd.parse_etcd_url`` so that a URL
+# means the same before and after the split.
+
+
+def _scheme(url: str) -> str:
+    return url.partition(":")[0].lower()
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its user and password, and those two (whichever it had)."""
+    if _scheme(url) not in _ETCD_SCHEMES or "://" not in url:
+        return url, {}
+    from urllib.parse import unquote
+
+    scheme, _, rest = url.partition("://")
+    hosts, _, query = rest.partition("?")
+    found: dict[str, str] = {}
+    bare_hosts = []
+    for host in hosts.split(","):
+        if "@" in host and scheme.lower() != "etcd+unix":
+            userinfo, host = host.rsplit("@", 1)
+            user, _, password = userinfo.partition(":")
+            found.setdefault("user", unquote(user))
+            found.setdefault("password", unquote(password))
+        bare_hosts.append(host)
+    kept = []
+    for part in query.split("&") if query else []:
+        name, _, value = part.partition("=")
+        name = unquote(name.replace("+", " "))
+        if name in CREDENTIAL_FIELDS:
+            # the query wins over user:password@ (and the last one wins), as in the backend
+            found[name] = unquote(value.replace("+", " "))
+        else:
+            kept.append(part)
+    public = f"{scheme}://{','.join(bare_hosts)}" + (f"?{'&'.join(kept)}" if kept else "")
+    return public, {k: v for k, v in found.items() if v}
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords a datastore URL carries (cheap when it carries none)."""
+    if "@" not in url and "password" not in url:
+        return []
+    password = split_credentials(url)[1].get("password")
+    return [password] if password else []
+
+
+def read_credentials(path: str) -> dict[str, str]:
+    """The user and password in ``path``, a JSON object readable by its owner only."""
+    where = f"{CREDENTIALS_KEY} {path!r}"
+    if not os.path.isabs(path):
+        raise PluginError(ERR_INVALID_CONFIG, f"{where}: must be an absolute path")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PluginError(ERR_INVALID_CONFIG, f"{where}: cannot open it: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if mode & 0o077:
+            raise PluginError(
+                ERR_INVALID_CONFIG,
+                f"{where}: readable by others (mode {mode & 0o777:04o}); chmod 600 it",
+            )
+        text = f.read(65536)
+    import json
+
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise PluginError(ERR_INVALID_CONFIG, f"{where}: not JSON") from None
+    if not isinstance(doc, dict):
+        raise PluginError(ERR_INVALID_CONFIG, f"{where}: must be a JSON object")
+    creds: dict[str, str] = {}
+    for key, value in doc.items():
+        if key not in CREDENTIAL_FIELDS:
+            raise PluginError(
+                ERR_INVALID_CONFIG,
+                f"{where}: unknown field {key!r} (want {', '.join(CREDENTIAL_FIELDS)})",
+            )
+        if not isinstance(value, str) or not value:
+            raise PluginError(ERR_INVALID_CONFIG, f"{where}.{key}: must be a non-empty string")
+        creds[key] = value
+    if "password" in creds:
+        keep_secret(creds["password"])
+    return creds
+
+
+def join_credentials(url: str, creds: dict[str, str], where: str) -> str:
+    """``url`` with ``creds`` added as query parameters, which every etcd URL form reads."""
+    if not creds:
+        return url
+    if _scheme(url) not in _ETCD_SCHEMES:
+        raise PluginError(
+            ERR_INVALID_CONFIG, f"{where}: credentials are for etcd; this datastore takes none"
+        )
+    from urllib.parse import quote
+
+    both = sorted(set(split_credentials(url)[1]) & set(creds))
+    if both:
+        raise PluginError(
+            ERR_INVALID_CONFIG,
+            f"{where}: {' and '.join(both)} given both here and in the datastore URL",
+        )
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(creds.items()))
+    return url + ("&" if "?" in url else "?") + query
+
+
+def _datastore_url(conf: dict[str, Any], env: dict[str, str]) -> str:
     datastore = conf.get("datastore") or env.get("GINGHAM_DATASTORE", "")
     if not isinstance(datastore, str) or not datastore:
         raise PluginError(ERR_INVALID_CONFIG, "no 'datastore' in the network configuration")
+    for secret in url_secrets(datastore):
+        keep_secret(secret)
+    path = conf.get(CREDENTIALS_KEY)
+    if path is None:
+        return datastore
+    if not isinstance(path, str) or not path:
+        raise PluginError(ERR_INVALID_CONFIG, f"'{CREDENTIALS_KEY}' must be a file path")
+    return join_credentials(datastore, read_credentials(path), f"{CREDENTIALS_KEY} {path!r}")
+
+
+def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation:
+    network = conf.get("name")
+    problem = network_name_problem(network)
+    if problem or not isinstance(network, str):
+        raise PluginError(ERR_INVALID_CONFIG, f"network configuration 'name': {problem}")
+    ipam = conf.get("ipam") or {}
+    if not isinstance(ipam, dict):
+        raise PluginError(ERR_INVALID_CONFIG, "'ipam' must be an object")
+    datastore = _datastore_url(conf, env)
     mtu = conf.get("mtu", 0)
     if not isinstance(mtu, int) or not (mtu == 0 or 576 <= mtu <= 9000):
         raise PluginError(ERR_INVALID_CONFIG, f"'mtu' {mtu!r} is not 0 (auto) or 576-9000")
 
     container_id = env.get("CNI_CONTAINERID", "")
-    if command in ("ADD", "DEL", "CHECK") and not _CONTAINER_ID.match(container_id):
+    if command in ("ADD", "DEL", "CHECK") and not _CONTAINER_ID.fullmatch(container_id):
         raise PluginError(
             ERR_INVALID_ENV, f"CNI_CONTAINERID {container_id!r} is missing or invalid"
         )
     ifname = env.get("CNI_IFNAME", "eth0") or "eth0"
-    if not _IFNAME.match(ifname):
+    if not _IFNAME.fullmatch(ifname):
         raise PluginError(ERR_INVALID_ENV, f"CNI_IFNAME {ifname!r} is not a valid interface name")
     netns = env.get("CNI_NETNS", "")
     if command in ("ADD", "CHECK"):

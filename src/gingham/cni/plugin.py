@@ -1,9 +1,21 @@
 """What ``gingham-cni`` and ``gingham-ipam`` do for each CNI command.
 
 ADD: address from IPAM (handle ``<network>.<containerID>``), veth plumbing,
-then the WorkloadEndpoint; a failure at any step undoes the earlier ones,
-so a failed ADD leaks no address, veth or endpoint. DEL is idempotent and
-undoes all three in reverse.
+then the WorkloadEndpoint, which records the network in the annotation
+``NETWORK_ANNOTATION``; a failure at any step undoes the earlier ones, so a
+failed ADD leaks no address, veth or endpoint. DEL is idempotent and undoes
+all three in reverse.
+
+GC removes only what this plugin made for *this* network on *this* node:
+endpoints that carry the network annotation, plus their veth and their
+handle. Endpoints written by anyone else (``gingham apply``, other
+orchestrators, another network) have no such record and are never touched.
+
+A stored endpoint that is malformed (undecodable, or the wrong shape where
+DEL/GC look) is never trusted and never deleted: it is skipped with a line
+on stderr. DEL still removes its own interface and releases its own
+addresses, which it derives from the invocation, not from the record. The
+shape check is plain Python: DEL and GC stay clear of pydantic.
 """
 
 from __future__ import annotations
@@ -20,14 +32,17 @@ from gingham.cni.entry import (
     ERR_TRY_AGAIN,
     ERR_UNKNOWN_CONTAINER,
     PluginError,
+    log,
 )
 from gingham.cni.netconf import Invocation
 from gingham.datastore import keys
+from gingham.datastore.base import Undecodable
 from gingham.errors import (
     AlreadyExists,
     CNIError,
     GinghamError,
     IPAMError,
+    NoDatastore,
     NotFound,
     RevisionConflict,
     Unavailable,
@@ -35,6 +50,9 @@ from gingham.errors import (
 
 GATEWAY_V4 = "169.254.1.1"
 DEFAULT_MTU = 1500
+# Which CNI network an endpoint was attached for: GC's scope.
+NETWORK_ANNOTATION = "cni.gingham.dev/network"
+VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
 
 def dispatch(
@@ -46,7 +64,9 @@ def dispatch(
             _status(inv)
             return None
         if command == "GC":
-            _gc(inv, conf)
+            valid = valid_attachments(conf)  # before anything is opened or touched
+            if not ipam_only:
+                _gc(inv, valid)
             return None
         if ipam_only:
             return _ipam_command(inv)
@@ -64,6 +84,9 @@ def dispatch(
         return None
     except Unavailable as exc:
         raise PluginError(ERR_TRY_AGAIN, "datastore unavailable, try again", str(exc)) from None
+    except NoDatastore as exc:
+        # a mistyped path in the configuration: never an empty datastore made on the spot
+        raise PluginError(ERR_INVALID_CONFIG, f"'datastore': {exc}") from None
     except CNIError as exc:
         raise PluginError(exc.code, str(exc), exc.details) from None
     except IPAMError as exc:
@@ -104,6 +127,12 @@ def endpoint_name(node: str, orchestrator: str, workload: str, endpoint: str) ->
     return "-".join(part.replace("-", "--") for part in (node, orchestrator, workload, endpoint))
 
 
+def _host_if(inv: Invocation) -> str:
+    from gingham.cni import plumbing
+
+    return plumbing.veth_name(inv.namespace, inv.workload, inv.ifname)
+
+
 def _endpoint_key(inv: Invocation) -> str:
     name = endpoint_name(inv.node, inv.orchestrator, inv.workload, inv.ifname)
     return keys.resource_key("WorkloadEndpoint", name, inv.namespace)
@@ -136,6 +165,7 @@ def _endpoint_doc(inv: Invocation, host_if: str, mac: str, cidrs: list[str]) -> 
             "name": endpoint_name(inv.node, inv.orchestrator, inv.workload, inv.ifname),
             "namespace": inv.namespace,
             "labels": labels,
+            "annotations": {NETWORK_ANNOTATION: inv.network},
         },
         "spec": spec,
     }
@@ -183,7 +213,7 @@ def _mtu(inv: Invocation) -> int:
 def _add(inv: Invocation) -> dict[str, Any]:
     from gingham.cni import plumbing
 
-    host_if = plumbing.veth_name(inv.namespace, inv.workload)
+    host_if = _host_if(inv)
     ds = _open(inv)
     undo: list[Any] = []
     try:
@@ -240,15 +270,22 @@ def _delete(inv: Invocation) -> None:
     try:
         key = _endpoint_key(inv)
         current = ds.get(key)
+        spec: dict[str, Any] | None = None
+        if current is not None:
+            problem = endpoint_problem(current.value)
+            if problem:
+                log(
+                    f"DEL {inv.container_id}: endpoint {key} is malformed ({problem}); left in"
+                    " place, this container's interface and addresses are removed all the same"
+                )
+            else:
+                spec = current.value["spec"]
         # A DEL for an older container of the same name must not tear down the new one.
-        if current is not None and current.value.get("spec", {}).get("containerID") not in (
-            inv.container_id,
-            None,
-        ):
+        if spec is not None and spec.get("containerID") not in (inv.container_id, None):
             _release(ds, inv)
             return
-        plumbing.teardown_workload_interface(plumbing.veth_name(inv.namespace, inv.workload))
-        if current is not None:
+        plumbing.teardown_workload_interface(_host_if(inv))
+        if current is not None and spec is not None:
             with contextlib.suppress(NotFound, RevisionConflict):
                 ds.delete(key, revision=current.mod_revision)
         _release(ds, inv)
@@ -259,18 +296,22 @@ def _delete(inv: Invocation) -> None:
 def _check(inv: Invocation, conf: dict[str, Any]) -> None:
     from gingham.cni import plumbing
 
-    host_if = plumbing.veth_name(inv.namespace, inv.workload)
+    host_if = _host_if(inv)
     if not plumbing.interface_exists(host_if):
         raise PluginError(ERR_UNKNOWN_CONTAINER, f"host interface {host_if} is missing")
     ds = _open(inv)
     try:
-        current = ds.get(_endpoint_key(inv))
+        key = _endpoint_key(inv)
+        current = ds.get(key)
     finally:
         ds.close()
     if current is None:
         raise PluginError(ERR_UNKNOWN_CONTAINER, "no workload endpoint for this container")
+    problem = endpoint_problem(current.value)
+    if problem:
+        raise PluginError(ERR_IO, f"workload endpoint {key} is malformed: {problem}")
     want = {ip.get("address") for ip in (conf.get("prevResult") or {}).get("ips", [])}
-    have = set(current.value.get("spec", {}).get("ipNetworks", []))
+    have = set(current.value["spec"].get("ipNetworks", []))
     if want and want != have:
         raise PluginError(
             ERR_UNKNOWN_CONTAINER, f"addresses differ: expected {sorted(want)}, have {sorted(have)}"
@@ -307,29 +348,124 @@ def _status(inv: Invocation) -> None:
         raise PluginError(ERR_PLUGIN_NOT_AVAILABLE, "datastore not reachable", str(exc)) from None
 
 
-def _gc(inv: Invocation, conf: dict[str, Any]) -> None:
-    """Release every attachment of this network that the runtime no longer knows."""
-    valid = {
-        (a.get("containerID"), a.get("ifname", "eth0"))
-        for a in conf.get("cni.dev/valid-attachments", [])
-        if isinstance(a, dict)
-    }
+# -- stored endpoints, as DEL and GC read them ----------------------------------
+
+_SPEC_STRINGS = ("orchestrator", "workload", "node", "containerID", "pod", "endpoint",
+                 "interfaceName")  # fmt: skip
+
+
+def endpoint_problem(value: object) -> str | None:
+    """Why a stored WorkloadEndpoint cannot be trusted where DEL and GC read it, or None.
+
+    Structural only (no pydantic on the DEL path): the fields those commands
+    use have the types ADD writes.
+    """
+    if isinstance(value, Undecodable):
+        return f"not decodable: {value.reason}"
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    if value.get("kind") != "WorkloadEndpoint":
+        return f"kind is {value.get('kind')!r}, not 'WorkloadEndpoint'"
+    meta, spec = value.get("metadata"), value.get("spec")
+    if not isinstance(meta, dict):
+        return "metadata is not an object"
+    if not isinstance(spec, dict):
+        return "spec is not an object"
+    for name in ("name", "namespace"):
+        if not isinstance(meta.get(name), str) or not meta[name]:
+            return f"metadata.{name} is not a non-empty string"
+    for name in ("labels", "annotations"):
+        field = meta.get(name, {})
+        if not isinstance(field, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in field.items()
+        ):
+            return f"metadata.{name} is not an object of strings"
+    for name in _SPEC_STRINGS:
+        if name in spec and not isinstance(spec[name], str):
+            return f"spec.{name} is not a string"
+    nets = spec.get("ipNetworks", [])
+    if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+        return "spec.ipNetworks is not a list of strings"
+    return None
+
+
+def valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
+    """The runtime's ``cni.dev/valid-attachments``: (containerID, ifname) pairs.
+
+    GC deletes whatever is *not* listed, so anything short of a well-formed
+    list is refused rather than read as "nothing is valid".
+    """
+    if VALID_ATTACHMENTS not in conf:
+        raise PluginError(ERR_INVALID_CONFIG, f"GC needs '{VALID_ATTACHMENTS}' (a list)")
+    items = conf[VALID_ATTACHMENTS]
+    if not isinstance(items, list):
+        raise PluginError(
+            ERR_INVALID_CONFIG,
+            f"'{VALID_ATTACHMENTS}' must be a list of {{containerID, ifname}} objects,"
+            f" not {type(items).__name__}",
+        )
+    valid = set()
+    for i, item in enumerate(items):
+        where = f"{VALID_ATTACHMENTS}[{i}]"
+        if not isinstance(item, dict):
+            raise PluginError(ERR_INVALID_CONFIG, f"'{where}' must be an object")
+        for field in ("containerID", "ifname"):
+            if not isinstance(item.get(field), str) or not item[field]:
+                raise PluginError(
+                    ERR_INVALID_CONFIG, f"'{where}.{field}' must be a non-empty string"
+                )
+        valid.add((item["containerID"], item["ifname"]))
+    return valid
+
+
+def _gc(inv: Invocation, valid: set[tuple[str, str]]) -> None:
+    """Remove every attachment of this network on this node that the runtime no longer knows."""
     from gingham.cni import plumbing
 
+    valid_containers = {cid for cid, _ in valid}
+    failed: list[str] = []
     ds = _open(inv)
     try:
         ipam = _ipam(ds, inv)
         items, _ = ds.list(keys.resource_prefix("WorkloadEndpoint"))
         for kv in items:
-            spec = kv.value.get("spec", {})
+            problem = endpoint_problem(kv.value)
+            if problem:
+                log(f"GC {inv.network}: skipping endpoint {kv.key}: malformed ({problem})")
+                continue
+            meta, spec = kv.value["metadata"], kv.value["spec"]
             if (
                 spec.get("node") != inv.node
-                or (spec.get("containerID"), spec.get("endpoint")) in valid
+                or meta.get("annotations", {}).get(NETWORK_ANNOTATION) != inv.network
             ):
+                continue  # another node's, another network's, or not made by this plugin
+            cid, ifname = spec.get("containerID", ""), spec.get("endpoint", "")
+            if (cid, ifname) in valid:
                 continue
-            plumbing.teardown_workload_interface(spec.get("interfaceName", ""))
-            with contextlib.suppress(NotFound, RevisionConflict):
-                ds.delete(kv.key, revision=kv.mod_revision)
-            ipam.release_by_handle(f"{inv.network}.{spec.get('containerID')}")
+            if not cid or not ifname or not spec.get("workload"):
+                log(f"GC {inv.network}: skipping endpoint {kv.key}: no containerID, endpoint"
+                    " or workload to say which attachment it is")  # fmt: skip
+                continue
+            host_if = spec.get("interfaceName", "")
+            made = plumbing.veth_name(meta["namespace"], spec["workload"], ifname)
+            if host_if and host_if != made:
+                log(f"GC {inv.network}: skipping endpoint {kv.key}: interfaceName {host_if!r}"
+                    f" is not the interface this plugin made for it ({made})")  # fmt: skip
+                continue
+            try:
+                if host_if:
+                    plumbing.teardown_workload_interface(host_if)
+                with contextlib.suppress(NotFound, RevisionConflict):
+                    ds.delete(kv.key, revision=kv.mod_revision)
+                # The handle is per container and network: another interface of the same
+                # container that is still valid shares it.
+                if cid not in valid_containers:
+                    ipam.release_by_handle(f"{inv.network}.{cid}")
+            except (CNIError, IPAMError) as exc:
+                log(f"GC {inv.network}: endpoint {kv.key}: {exc}")
+                failed.append(kv.key)
     finally:
         ds.close()
+    if failed:
+        raise PluginError(ERR_IO, f"GC could not remove {len(failed)} attachment(s)",
+                          ", ".join(failed))  # fmt: skip

@@ -23,6 +23,7 @@ always shows the namespace of the calling process (a lab host entered with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -47,20 +48,33 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _NETNS_PATH_RE = re.compile(r"^/[A-Za-z0-9_./:-]+$")
 
 
-def veth_name(namespace: str, name: str) -> str:
-    """Host-side veth name: ``gh`` + 11 hex chars of sha1("<namespace>.<name>")."""
-    return "gh" + hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()[:11]
+def veth_name(namespace: str, name: str, ifname: str = "eth0") -> str:
+    """Host-side veth name: ``gh`` + 11 hex chars of sha1("<namespace>.<name>").
+
+    A second interface of the same workload (another network, CNI_IFNAME
+    ``net1``) hashes its container-side name in too: otherwise its ADD would
+    take the first one's veth for a left-over and delete it, and its GC or DEL
+    would remove the other network's interface.
+    """
+    text = f"{namespace}.{name}" if ifname == "eth0" else f"{namespace}.{name}.{ifname}"
+    return "gh" + hashlib.sha1(text.encode()).hexdigest()[:11]
+
+
+def _env() -> dict[str, str]:
+    # Children get no more than they need: the plugin's environment may hold
+    # GINGHAM_DATASTORE, and a URL there may hold a password.
+    return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"}
 
 
 def check_ifname(name: str, what: str = "interface name") -> str:
-    if not isinstance(name, str) or not _IFNAME_RE.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _IFNAME_RE.fullmatch(name) or name in (".", ".."):
         raise CNIError(ERR_INVALID_ENV, f"invalid {what} {name!r}",
                        "1-15 characters of A-Z a-z 0-9 _ . -")
     return name
 
 
 def check_netns_path(path: str) -> str:
-    if not isinstance(path, str) or not _NETNS_PATH_RE.match(path) or ".." in path.split("/"):
+    if not isinstance(path, str) or not _NETNS_PATH_RE.fullmatch(path) or ".." in path.split("/"):
         raise CNIError(ERR_INVALID_ENV, f"invalid network namespace path {path!r}")
     if not os.path.exists(path):
         raise CNIError(ERR_INVALID_ENV, f"network namespace {path} does not exist")
@@ -95,7 +109,7 @@ def _run(argv: list[str], stdin: str | None = None) -> str:
     try:
         proc = subprocess.run(
             argv, input=stdin, capture_output=True, text=True, timeout=30, check=False,
-            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"},
+            env=_env(),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CNIError(ERR_IO, f"cannot run {argv[0]}", str(exc)) from None
@@ -185,7 +199,9 @@ def setup_workload_interface(
     except BaseException:
         # a batch that failed midway may have created the pair anyway
         if created or interface_exists(host_ifname):
-            subprocess.run(["ip", "link", "del", host_ifname], capture_output=True, check=False)
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # the first error wins
+                subprocess.run(["ip", "link", "del", host_ifname], capture_output=True,
+                               check=False, env=_env(), timeout=30)
         raise
     return {"host_mac": HOST_MAC, "container_mac": container_mac}
 
@@ -210,8 +226,11 @@ def teardown_workload_interface(host_ifname: str) -> bool:
     check_ifname(host_ifname, "host interface name")
     if not interface_exists(host_ifname):
         return False
-    proc = subprocess.run(["ip", "link", "del", host_ifname], capture_output=True, text=True,
-                          check=False)
+    try:
+        proc = subprocess.run(["ip", "link", "del", host_ifname], capture_output=True, text=True,
+                              check=False, env=_env(), timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CNIError(ERR_IO, f"cannot delete {host_ifname}", str(exc)) from None
     if proc.returncode != 0 and interface_exists(host_ifname):
         raise CNIError(ERR_IO, f"cannot delete {host_ifname}", proc.stderr.strip())
     return True
