@@ -231,14 +231,20 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
 
 
 def _kill_group(pid: int) -> None:
-    if pid <= 0:
-        return
+    _kill_groups([pid])
+
+
+def _kill_groups(pids: list[int], grace: float = 1.0) -> None:
+    """SIGTERM the process groups, SIGKILL what is left after ``grace``: all at once,
+    so a lab with many processes takes one grace period to stop, not one each."""
+    pending = [p for p in pids if p > 0]
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        if _wait_gone(pid, 1.0):
+        for pid in pending:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+        deadline = time.monotonic() + grace
+        pending = [p for p in pending if not _wait_gone(p, max(deadline - time.monotonic(), 0.05))]
+        if not pending:
             return
 
 
@@ -291,16 +297,12 @@ def down(name: str) -> list[str]:
     except LabError:
         lab = None
     if lab is not None:
-        for wl in lab.workloads.values():
-            _kill_group(wl.listener_pid)
+        _kill_groups([wl.listener_pid for wl in lab.workloads.values()])
         # Supervisors before agents: a supervisor outliving its agent would start another.
         _stop_supervisors(lab.hosts)
-        for host in lab.hosts:
-            # An agent whose supervisor was killed (-9) runs on, unsupervised.
-            if _in_netns(host.agent_pid, host.netns):
-                _kill_group(host.agent_pid)
-        for pid in lab.etcd_pids:
-            _kill_group(pid)
+        # An agent whose supervisor was killed (-9) runs on, unsupervised.
+        _kill_groups([h.agent_pid for h in lab.hosts if _in_netns(h.agent_pid, h.netns)])
+        _kill_groups(lab.etcd_pids)
     # Whatever is still in a lab namespace (an agent started in the instant its
     # supervisor was killed, before it could record the pid) dies with it.
     removed += delete_netns_prefix(f"gw-{name}-")
