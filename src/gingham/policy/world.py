@@ -273,24 +273,33 @@ def _item(res: Resource, profiles: Mapping[str, Profile]) -> Item:
 
 
 def load_world(datastore: Any) -> World:
-    """Read every resource policy depends on from ``datastore`` (a backend or a URL)."""
+    """Read every resource policy depends on from ``datastore`` (a backend or a URL).
+
+    Stored documents that do not validate count as an agent that has just
+    started counts them (``gingham.calc.validity``): a policy or tier is
+    quarantined, anything else is absent. An agent that saw a valid version
+    before keeps that one instead, which this reader cannot know.
+    """
+    from gingham.agent.decode import decode_resource
+    from gingham.calc.graph import parse_key
+    from gingham.calc.validity import ValidityFilter
     from gingham.datastore import keys, open_datastore
-    from gingham.datastore.resources import ResourceStore
-    from gingham.errors import ValidationError
 
     own = isinstance(datastore, str)
     ds = open_datastore(datastore) if own else datastore
     try:
-        store = ResourceStore(ds)
-        resources: list[Resource] = []
+        validity = ValidityFilter()
+        effective: dict[str, Any] = {}
         for kind in WORLD_KINDS:
             items, _ = ds.list(keys.resource_prefix(kind))
             for kv in items:
-                try:
-                    resources.append(store.decode(kv))
-                except ValidationError:
-                    continue  # invalid is absent, as the agents see it
-        return World.build(resources)
+                parsed = parse_key(kv.key)
+                if parsed is None:
+                    continue
+                value = decode_resource(kv.key, kv.value)
+                for key, resource in validity.update(kv.key, *parsed, value):
+                    effective[key] = resource
+        return World.build(r for r in effective.values() if r is not None)
     finally:
         if own:
             ds.close()
