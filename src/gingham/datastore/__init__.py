@@ -5,7 +5,8 @@
 - ``sqlite:///abs/path.db`` (``?history=N`` keeps N revisions of watch history)
 - ``etcd://host:port[,host:port...]``, ``etcds://...?cacert=&cert=&key=``,
   ``...?user=U&password=P`` (or ``U:P@host``), ``...?timeout=SECONDS``,
-  ``etcd+unix:///abs/dir/NAME:2379[,...]``
+  ``etcd+unix:///abs/dir/NAME:2379[,...]`` (``url.py`` parses them all, and
+  is the one place that knows where a password sits)
 - ``memory://[NAME]``: in-process, for tests (``memory.py``)
 
 Backends are imported only when used: the CNI plugin must not pay for httpx
@@ -23,6 +24,7 @@ from gingham.datastore.base import (
     Watch,
     WatchEvent,
 )
+from gingham.datastore.url import DatastoreURL, parse_url, redact_url
 from gingham.errors import ValidationError
 
 __all__ = [
@@ -38,22 +40,6 @@ __all__ = [
 ]
 
 DEFAULT_URL = "sqlite:///var/lib/gingham/gingham.db"
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials, fit for messages."""
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(url)
-    if not parts.query and "@" not in parts.netloc:
-        return url
-    query = parse_qs(parts.query, keep_blank_values=True)
-    for secret in ("password", "key"):
-        if secret in query:
-            query[secret] = ["***"]
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    q = "&".join(f"{k}={v}" for k, vs in query.items() for v in vs)
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{q}" if q else "")
 
 
 def open_datastore(url: str, *, create: bool = False) -> Datastore:
@@ -79,50 +65,33 @@ def open_datastore(url: str, *, create: bool = False) -> Datastore:
 
 
 def _open(url: str, create: bool) -> Datastore:
-    scheme, sep, _ = url.partition(":")
-    if not sep:
-        raise ValidationError(f"not a datastore URL: {url!r} (want sqlite:///path or etcd://...)")
-    scheme = scheme.lower()
-    if scheme == "sqlite":
-        # urllib costs milliseconds the CNI plugin's start-up can do without.
-        from urllib.parse import parse_qs, urlsplit
-
+    parsed = parse_url(url)
+    if parsed.scheme == "sqlite":
         from gingham.datastore.sqlite import DEFAULT_HISTORY, SqliteDatastore
 
-        parts = urlsplit(url)
-        path = parts.path if not parts.netloc else parts.netloc + parts.path
-        if not path:
-            raise ValidationError(f"sqlite URL without a path: {url!r}")
-        opts = parse_qs(parts.query)
-        history = DEFAULT_HISTORY
-        if "history" in opts:
-            try:
-                history = int(opts["history"][-1])
-            except ValueError:
-                raise ValidationError(
-                    f"history must be an integer in {url!r}", location="datastore URL"
-                ) from None
-        return SqliteDatastore(path, create=create, history=history)
-    if scheme == "memory":
-        from urllib.parse import parse_qs
-
+        return SqliteDatastore(
+            parsed.path, create=create, history=_history(parsed) or DEFAULT_HISTORY
+        )
+    if parsed.scheme == "memory":
         from gingham.datastore.memory import MemoryDatastore
 
-        name, _, query = url.partition("://")[2].partition("?")
-        opts = parse_qs(query)
-        try:
-            keep = int(opts["history"][-1]) if "history" in opts else None
-        except ValueError:
-            raise ValidationError(
-                f"history must be an integer in {url!r}", location="datastore URL"
-            ) from None
-        return MemoryDatastore(name, create=create, history=keep)
-    if scheme in ("etcd", "etcds", "etcd+unix", "http", "https"):
-        from gingham.datastore.etcd import EtcdDatastore
+        return MemoryDatastore(parsed.path, create=create, history=_history(parsed))
+    from gingham.datastore.etcd import EtcdDatastore
 
-        etcd: Datastore = EtcdDatastore.from_url(url)
-        return etcd
-    raise ValidationError(
-        f"unknown datastore scheme {scheme!r} in {redact_url(url)!r}"
-        " (want sqlite, etcd, etcds, etcd+unix or memory)"
-    )
+    etcd: Datastore = EtcdDatastore.from_parsed(parsed)
+    return etcd
+
+
+def _history(parsed: DatastoreURL) -> int | None:
+    text = parsed.option("history")
+    if text is None:
+        return None
+    try:
+        history = int(text)
+    except ValueError:
+        history = 0
+    if history <= 0:
+        raise ValidationError(
+            f"history must be a positive integer, got {text!r}", location="datastore URL"
+        )
+    return history

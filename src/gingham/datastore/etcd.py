@@ -21,9 +21,10 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 import httpx
 
@@ -37,6 +38,7 @@ from gingham.datastore.base import (
     encode_value,
 )
 from gingham.datastore.etcd_watch import EtcdWatch
+from gingham.datastore.url import DatastoreURL, parse_url, scrub
 from gingham.errors import (
     AlreadyExists,
     DatastoreError,
@@ -100,37 +102,11 @@ class EtcdError(DatastoreError):
         super().__init__(message)
 
 
-def parse_etcd_url(url: str) -> tuple[list[Endpoint], dict[str, str]]:
-    scheme, sep, rest = url.partition("://")
-    if not sep or not rest:
-        raise ValidationError(f"not an etcd URL: {scheme}://...", location="datastore URL")
-    scheme = scheme.lower()
-    hosts, _, query = rest.partition("?")
-    opts = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    endpoints: list[Endpoint] = []
-    for host in filter(None, hosts.split(",")):
-        if "@" in host and scheme != "etcd+unix":
-            # user:password@host is accepted too; the query parameters win.
-            userinfo, host = host.rsplit("@", 1)
-            user, _, password = userinfo.partition(":")
-            opts.setdefault("user", unquote(user))
-            opts.setdefault("password", unquote(password))
-        if scheme == "etcd+unix":
-            if not host.startswith("/"):
-                raise ValidationError(
-                    f"etcd+unix wants absolute socket paths, got {host!r}",
-                    location="datastore URL",
-                )
-            endpoints.append(Endpoint(host, "http://localhost", uds=host))
-        elif scheme in ("etcd", "http"):
-            endpoints.append(Endpoint(host, f"http://{host}"))
-        elif scheme in ("etcds", "https"):
-            endpoints.append(Endpoint(host, f"https://{host}"))
-        else:
-            raise ValidationError(f"unknown etcd scheme {scheme!r}", location="datastore URL")
-    if not endpoints:
-        raise ValidationError("etcd URL names no endpoint", location="datastore URL")
-    return endpoints, opts
+def endpoints_of(parsed: DatastoreURL) -> list[Endpoint]:
+    if parsed.scheme == "etcd+unix":
+        return [Endpoint(h, "http://localhost", uds=h) for h in parsed.hosts]
+    tls = parsed.scheme in ("etcds", "https")
+    return [Endpoint(h, f"{'https' if tls else 'http'}://{h}") for h in parsed.hosts]
 
 
 class EtcdDatastore(Datastore):
@@ -147,8 +123,10 @@ class EtcdDatastore(Datastore):
         timeout: float = 10.0,
         retry_for: float = 8.0,
         connect_retry_for: float = 1.0,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self.url = url
+        self._scrub: Callable[[str], str] = scrub or partial(_scrub_password, password=password)
         self._endpoints = endpoints
         self._current = 0
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 2.0))
@@ -176,26 +154,40 @@ class EtcdDatastore(Datastore):
 
     @classmethod
     def from_url(cls, url: str) -> EtcdDatastore:
-        from gingham.datastore import redact_url
+        return cls.from_parsed(parse_url(url))
 
-        endpoints, opts = parse_etcd_url(url)
+    @classmethod
+    def from_parsed(cls, parsed: DatastoreURL) -> EtcdDatastore:
+        if not parsed.is_etcd:
+            raise ValidationError(f"not an etcd URL: {parsed}", location="datastore URL")
+        timeout_text = parsed.option("timeout", "10") or "10"
         try:
-            timeout = float(opts.get("timeout", "10"))
+            timeout = float(timeout_text)
         except ValueError:
+            timeout = 0.0
+        if not timeout > 0:
             raise ValidationError(
-                f"timeout must be a number of seconds, got {opts['timeout']!r}",
+                f"timeout must be a positive number of seconds, got {timeout_text!r}",
                 location="datastore URL",
-            ) from None
+            )
         return cls(
-            endpoints,
-            url=redact_url(url),
-            cacert=opts.get("cacert"),
-            cert=opts.get("cert"),
-            key=opts.get("key"),
-            user=opts.get("user"),
-            password=opts.get("password"),
+            endpoints_of(parsed),
+            url=parsed.redacted(),
+            cacert=parsed.option("cacert"),
+            cert=parsed.option("cert"),
+            key=parsed.option("key"),
+            user=parsed.user,
+            password=parsed.password,
             timeout=timeout,
+            scrub=parsed.scrub,
         )
+
+    def __repr__(self) -> str:
+        return f"<EtcdDatastore {self.url}>"
+
+    def scrub(self, text: str) -> str:
+        """Third-party text (httpx, the server) as fit for a message: no password in it."""
+        return self._scrub(text)
 
     # -- transport ------------------------------------------------------------
 
@@ -276,14 +268,15 @@ class EtcdDatastore(Datastore):
                     headers = self.headers() if auth else {}
                     resp = self._client(index).post(path, json=body, headers=headers)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                    last = f"{ep.name}: {_reason(exc)}"
+                    last = f"{ep.name}: {self._reason(exc)}"
                     continue
                 except httpx.HTTPError as exc:
+                    # httpx errors may embed URLs: only our scrubbed reason leaves here.
                     if not idempotent:
                         raise Unavailable(
-                            f"cannot reach datastore {self.url}: {ep.name}: {_reason(exc)}"
-                        ) from exc
-                    last = f"{ep.name}: {_reason(exc)}"
+                            f"cannot reach datastore {self.url}: {ep.name}: {self._reason(exc)}"
+                        ) from None
+                    last = f"{ep.name}: {self._reason(exc)}"
                     refused_only = False
                     continue
                 self._current = index
@@ -297,7 +290,7 @@ class EtcdDatastore(Datastore):
                     if exc.code in (_UNAVAILABLE, _DEADLINE_EXCEEDED) or any(
                         t in str(exc) for t in _TRANSIENT
                     ):
-                        last = f"{ep.name}: {exc}"
+                        last = f"{ep.name}: {self._scrub(str(exc))}"
                         refused_only = False
                         continue
                     raise
@@ -314,13 +307,18 @@ class EtcdDatastore(Datastore):
                 raise EtcdError(_NO_SUCH_PATH, f"no such gateway path {resp.url.path}") from None
             # Keep what the server said (etcd 3.4's gateway explains a refused
             # client certificate in plain text, for example).
-            said = " ".join(resp.text.split())[:200]
+            said = self._scrub(" ".join(resp.text.split())[:200])
             raise Unavailable(
                 f"{self.url}: not an etcd gateway answer (HTTP {resp.status_code})"
                 + (f": {said}" if said else "")
             ) from None
         if resp.status_code != 200 or "error" in data:
-            raise EtcdError(int(data.get("code", 0)), str(data.get("message") or data))
+            code = data.get("code", 0) if isinstance(data, dict) else 0
+            message = data.get("message") if isinstance(data, dict) else None
+            raise EtcdError(
+                int(code) if isinstance(code, int | str) and str(code).isdigit() else 0,
+                self._scrub(str(message or data)[:500]),
+            )
         return data
 
     def _authenticate(self) -> None:
@@ -333,8 +331,8 @@ class EtcdDatastore(Datastore):
             )
         except EtcdError as exc:
             raise Unavailable(
-                f"{self.url}: authentication as {self._user!r} failed: {exc}"
-            ) from exc
+                f"{self.url}: authentication as {self._user!r} failed: {self._scrub(str(exc))}"
+            ) from None
         self._token = str(data.get("token", "")) or None
 
     def reauthenticate(self) -> None:
@@ -465,9 +463,13 @@ class EtcdDatastore(Datastore):
                 os.close(fd)
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    def _reason(self, exc: Exception) -> str:
+        text = str(exc).strip().splitlines()
+        return self._scrub(text[-1]) if text else type(exc).__name__
+
+
+def _scrub_password(text: str, password: str | None) -> str:
+    return scrub(text, password)
 
 
 def _raise_if_too_large(exc: EtcdError, key_b64: str) -> None:

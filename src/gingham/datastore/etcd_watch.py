@@ -100,7 +100,9 @@ class EtcdWatch(Watch):
                     self._queue.put(exc)
                     return
                 except (httpx.HTTPError, OSError, _StreamBroken, ValueError) as exc:
-                    last = f"{ep.name}: {str(exc).strip() or type(exc).__name__}"
+                    # httpx and server text may embed URLs: scrubbed before it is kept.
+                    reason = self._ds.scrub(str(exc).strip()) or type(exc).__name__
+                    last = f"{ep.name}: {reason}"
                     if self._closed.is_set():
                         return
                     if "token" in last:

@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gingham.datastore import Datastore, EventType, Undecodable, WatchEvent, open_datastore
+from gingham.datastore import (
+    Datastore,
+    EventType,
+    Undecodable,
+    WatchEvent,
+    open_datastore,
+    redact_url,
+)
 from gingham.datastore.etcd import b64
 from gingham.datastore.etcd_process import (
     EtcdProcess,
@@ -105,6 +112,8 @@ def test_username_password(lone_etcd: EtcdProcess) -> None:
         ("/v3/auth/user/add", {"name": "root", "password": "s3cret"}),
         ("/v3/auth/role/add", {"name": "root"}),
         ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+        ("/v3/auth/user/add", {"name": "nasty", "password": NASTY_PASSWORD}),
+        ("/v3/auth/user/grant", {"user": "nasty", "role": "root"}),
         ("/v3/auth/enable", {}),
     ]:
         r = httpx.post(base + path, json=body, timeout=5)
@@ -131,6 +140,38 @@ def test_username_password(lone_etcd: EtcdProcess) -> None:
         assert "wrong" not in str(info.value)
     with open_datastore(lone_etcd.datastore_url) as anonymous, pytest.raises(Exception):  # noqa: B017
         anonymous.get("/t/auth")
+    _nasty_password_works_and_never_shows(lone_etcd)
+
+
+NASTY_PASSWORD = "p/a#s?s@w:o%rd&x+y=z"
+
+
+def _nasty_password_works_and_never_shows(member: EtcdProcess) -> None:
+    """Every way of writing a password with URL syntax in it reaches etcd intact
+    and no message shows it (before issue 12, ``/ # ? @`` leaked through redact_url)."""
+    from urllib.parse import quote
+
+    host = f"127.0.0.1:{member.client_port}"
+    enc = quote(NASTY_PASSWORD, safe="")
+    raw_userinfo = NASTY_PASSWORD.replace("%", "%25")  # only % needs escaping there
+    forms = [
+        f"etcd://nasty:{enc}@{host}",
+        f"etcd://nasty:{raw_userinfo}@{host}",
+        f"etcd://nasty:{raw_userinfo}@{host}?timeout=5",
+        f"etcd://{host}?user=nasty&password={enc}",
+    ]
+    secrets = {NASTY_PASSWORD, enc, raw_userinfo}
+    for url in forms:
+        with open_datastore(url) as ds:
+            assert ds.get("/t/auth") is not None, url
+            shown = f"{ds.url} {ds!r} {redact_url(url)}"
+            assert not any(s in shown for s in secrets), shown
+    wrong = f"etcd://nasty:{quote('x' + NASTY_PASSWORD, safe='')}@{host}?timeout=2"
+    with open_datastore(wrong) as bad, pytest.raises(Unavailable) as info:
+        bad.get("/t/auth")
+    message = str(info.value)
+    assert "authentication" in message
+    assert not any(s in message for s in secrets), message
 
 
 def _openssl(*args: str, cwd: Path) -> None:
