@@ -139,3 +139,25 @@ def test_down_while_an_agent_crash_loops_leaves_no_process(one_host: str) -> Non
     assert st.host("h1").supervisor_pid in lab_processes(one_host)
     labmod.down(one_host)
     assert lab_processes(one_host) == {}
+
+
+def test_a_stale_pid_in_the_state_never_kills_someone_else(one_host: str) -> None:
+    """A pid recorded long ago may belong to another process now: only a process in the
+    lab host's own namespace is ever signalled."""
+    labmod.stop_agent(one_host, "h1")
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        with labstate.modify(one_host) as st:
+            st.host("h1").agent_pid = bystander.pid  # as if the number had been reused
+        assert status_json(one_host)["h1"]["state"] == "stopped"
+        labmod.start_agent(one_host, "h1", wait=True)  # replaces "leftover" agents...
+        assert bystander.poll() is None  # ...but not this one
+        with labstate.modify(one_host) as st:
+            st.host("h1").agent_pid = bystander.pid
+            st.host("h1").supervisor_pid = bystander.pid
+        labmod.down(one_host)
+        assert bystander.poll() is None
+        assert lab_processes(one_host) == {}  # the real ones went with their namespace
+    finally:
+        bystander.kill()
+        bystander.wait()
