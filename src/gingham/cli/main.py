@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "delete": "gingham.cli.resources:delete_cmd",
     "get": "gingham.cli.resources:get_cmd",
     "validate": "gingham.cli.resources:validate_cmd",
+    "datastore": "gingham.cli.datastore:datastore_group",
     "selector": "gingham.cli.selector:selector_cmd",
     "ipam": "gingham.cli.ipam:ipam_group",
     "node": "gingham.cli.node:node_group",
