@@ -45,7 +45,8 @@ def workload_interface_problem(name: str) -> str | None:
         return "must not be empty"
     size = len(name.encode())
     if size >= IFNAMSIZ:
-        return f"{dump_hint(name)} is {size} bytes long: Linux allows at most {IFNAMSIZ - 1}"
+        return (f"{dump_hint(name)} is {size} bytes long: Linux interface names have "
+                f"1-{IFNAMSIZ - 1} bytes")
     if name in (".", ".."):
         return f"{name!r} is not a valid Linux interface name"
     for ch, what in (("/", "'/'"), (":", "':'")):
