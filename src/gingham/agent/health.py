@@ -138,7 +138,9 @@ class HealthServer:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         if request_timeout <= 0:
-            raise ValidationError(f"must be positive, not {request_timeout}", "health request_timeout")
+            raise ValidationError(
+                f"must be positive, not {request_timeout}", "health request_timeout"
+            )
         if max_handlers < 1:
             raise ValidationError(f"must be at least 1, not {max_handlers}", "health max_handlers")
         if max_request_bytes < 256:
@@ -194,7 +196,11 @@ class HealthServer:
                 deadline = time.monotonic() + request_timeout
                 buf = bytearray()
                 while True:
-                    ends = [(at + len(end)) for end in (b"\r\n\r\n", b"\n\n") if (at := buf.find(end)) >= 0]
+                    ends = [
+                        (at + len(end))
+                        for end in (b"\r\n\r\n", b"\n\n")
+                        if (at := buf.find(end)) >= 0
+                    ]
                     size = min(ends) if ends else len(buf)
                     if size > max_request_bytes:
                         raise _HeadTooLarge

@@ -45,6 +45,8 @@ class FanoutClient:
         self._decoder = FrameDecoder(max_frame)
         self._seen: set[str] = set()
         self._snapshot: list[Update] = []  # parts of a snapshot still being received
+        self._in_snapshot = False  # a part came with "more"
+        self._greeted = False  # a whole snapshot came on this connection
         self._next_connect = 0.0
 
     def fileno(self) -> int:
@@ -83,18 +85,31 @@ class FanoutClient:
                 log.warning("fan-out server %s broke the protocol: %s", self.path, exc)
                 self._lose(f"fan-out protocol error: {exc}")
                 break
-            for frame in frames:
-                updates.extend(self._apply(frame))
-                if self._sock is None:  # an error frame
-                    break
+            try:
+                for frame in frames:
+                    updates.extend(self._apply(frame))
+                    if self._sock is None:  # an error frame
+                        break
+            except ProtocolError as exc:
+                log.warning("fan-out server %s broke the protocol: %s", self.path, exc)
+                self._lose(f"fan-out protocol error: {exc}")
+                break
         return updates
 
     def _apply(self, frame: Frame) -> list[Update]:
+        # Order matters as much as shape: deltas before the first snapshot,
+        # or in the middle of one, would be applied to the wrong state.
+        if frame.kind == "deltas" and (not self._greeted or self._in_snapshot):
+            raise ProtocolError(
+                "deltas before the snapshot was complete", f"fan-out frame {self._decoder.frames}"
+            )
         self.status.revision = max(self.status.revision, frame.revision)
         if frame.kind == "snapshot":
             self._snapshot.extend(frame.updates)
+            self._in_snapshot = frame.more
             if frame.more:
                 return []
+            self._greeted = True
             items, self._snapshot = self._snapshot, []
             present = {key for key, _ in items}
             gone: list[Update] = [(key, None) for key in sorted(self._seen - present)]
@@ -131,6 +146,7 @@ class FanoutClient:
         self._sock = sock
         self._decoder = FrameDecoder(self.max_frame)
         self._snapshot = []
+        self._in_snapshot = self._greeted = False
         return True
 
     def _lose(self, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""Frames between the fan-out server and its clients. Pure: no I/O here.
+"""Frames between the fan-out server and its clients. No I/O here.
 
 A frame is a 4-byte big-endian length, then that many bytes of one UTF-8
 JSON object::
@@ -33,6 +33,7 @@ the connection, again on every reconnect.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from typing import Any
 
 from gingham.datastore.base import Undecodable
 from gingham.errors import ProtocolError
+
+log = logging.getLogger(__name__)
 
 KINDS = ("snapshot", "deltas", "ping", "error")
 HEADER = struct.Struct(">I")
@@ -82,7 +85,9 @@ def _too_deep(value: Any, limit: int) -> bool:
             continue
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
     return False
 
 
@@ -138,7 +143,14 @@ def encode_frames(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> list[byte
         return [HEADER.pack(len(data)) + data]
     if frame.kind not in ("snapshot", "deltas"):
         raise ValueError(f"unknown frame kind {frame.kind!r}")
-    items = [encode_item(key, value, max_frame) for key, value in frame.updates]
+    items: list[bytes] = []
+    for key, value in frame.updates:
+        if len(key) > max_frame // 4:
+            # Not even "this key does not decode" fits: a key this long is
+            # no resource key. Said loudly; the frame stays readable.
+            log.error("fan-out: key of %d characters not sent: %.200s...", len(key), key)
+            continue
+        items.append(encode_item(key, value, max_frame))
     # Parts: runs of items whose frame stays within max_frame (64 bytes cover the head).
     parts: list[list[bytes]] = [[]]
     size = 64
@@ -210,7 +222,9 @@ def decode_body(body: bytes, position: int = 0) -> Frame:
         raise ProtocolError(f"must be a JSON object, not {type(doc).__name__}", where)
     kind = doc.get("t")
     if not isinstance(kind, str) or kind not in _FIELDS:
-        raise ProtocolError(f"unknown message type {kind!r} (want one of {', '.join(KINDS)})", where)
+        raise ProtocolError(
+            f"unknown message type {kind!r} (want one of {', '.join(KINDS)})", where
+        )
     required, optional = _FIELDS[kind]
     missing = required - set(doc)
     if missing:

@@ -322,9 +322,7 @@ class FanoutServer:
                 break
             c.out.popleft()
             c.offset = 0
-        self._sel.modify(
-            c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0), c
-        )
+        self._sel.modify(c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0), c)
 
     def _on_client(self, c: _Client, events: int) -> None:
         if events & selectors.EVENT_READ:
