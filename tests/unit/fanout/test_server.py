@@ -425,3 +425,48 @@ def test_frames_from_the_server_never_exceed_its_cap(ds: Datastore, serve: Serve
         assert len(frames) > 10
     finally:
         raw.close()
+
+
+_OUT_OF_FDS_SERVER = """
+import json, os, resource, sys, threading
+from gingham.datastore import open_datastore
+from gingham.fanout import FanoutServer
+ds = open_datastore(sys.argv[1], create=True)
+server = FanoutServer(ds, "/gingham/v1/resources/", sys.argv[2], poll_max=0.005)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 10, hard))
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+print("ready", flush=True)
+server.serve(stop.is_set)
+print(json.dumps({"accepted": server.stats.accepted, "polls": server.stats.polls}), flush=True)
+"""
+
+
+def test_out_of_descriptors_the_server_pauses_accepting_and_recovers(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OUT_OF_FDS_SERVER, f"sqlite://{tmp_path / 'g.db'}", path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    socks: list[socket.socket] = []
+    client = FanoutClient(path, retry_interval=0.05)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for _ in range(40):  # more than it has descriptors for
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.connect(path)
+        time.sleep(2)
+        assert proc.poll() is None, "the server died out of descriptors"
+        for sock in socks:
+            sock.close()
+        _sync(client, {}, seconds=30)  # it accepts again once descriptors are free
+    finally:
+        client.close()
+        for sock in socks:
+            sock.close()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "pausing" in err
+    assert json.loads(out)["polls"] > 0
