@@ -142,8 +142,13 @@ class FanoutServer:
             if not stat.S_ISSOCK(st.st_mode):
                 raise ValidationError("exists and is not a socket; not replacing it", path)
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            # A live server with a full backlog makes connect() wait: that is
+            # a live server too, not a stale file.
+            probe.settimeout(2.0)
             try:
                 probe.connect(path)
+            except TimeoutError:
+                raise ValidationError("another fan-out server listens on it", path) from None
             except OSError:
                 os.unlink(path)  # left behind by a server that is gone
             else:
