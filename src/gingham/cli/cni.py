@@ -116,7 +116,7 @@ def config_cmd(
     --credentials-file instead, which you write yourself (mode 0600, JSON
     {"user": ..., "password": ...}) or let `gingham cni install` write.
     """
-    from gingham.cni.netconf import split_credentials
+    from gingham.datastore.url import split_credentials
 
     name, node = _check_name(net_name), _check_host(host)
     public, creds = split_credentials(context_datastore_url(ctx))
@@ -149,7 +149,7 @@ def install_cmd(
     Datastore credentials go into CONF_DIR/10-NAME.credentials (mode 0600),
     never into the configuration itself.
     """
-    from gingham.cni.netconf import split_credentials
+    from gingham.datastore.url import split_credentials
 
     # Everything is checked before the first file is touched.
     name, node = _check_name(net_name), _check_host(host)

@@ -32,7 +32,6 @@ NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 ORCHESTRATOR_ARGS_KEY = "org.gingham"
 CREDENTIALS_KEY = "datastoreCredentials"
 CREDENTIAL_FIELDS = ("user", "password")
-_ETCD_SCHEMES = ("etcd", "etcds", "etcd+unix", "http", "https")
 
 
 @dataclass(frozen=True)
@@ -145,51 +144,26 @@ def _ports(raw: object) -> tuple[Port, ...]:
 # An etcd URL may carry a user and password (``?user=U&password=P`` or
 # ``U:P@host``). They never belong in a network configuration, which runtimes
 # keep world-readable: ``gingham cni install`` moves them into a 0600 JSON file
-# named by ``datastoreCredentials`` and the plugin puts them back here. The
-# parsing mirrors ``gingham.datastore.etcd.parse_etcd_url`` so that a URL
-# means the same before and after the split.
+# named by ``datastoreCredentials`` and the plugin puts them back here. Where a
+# password sits in a URL is for ``gingham.datastore.url`` alone to say: the
+# backend reads URLs with the same parser.
 
 
-def _scheme(url: str) -> str:
-    return url.partition(":")[0].lower()
+def _parsed(url: str) -> Any:
+    from gingham.datastore.url import parse_url
+    from gingham.errors import ValidationError
+
+    try:
+        return parse_url(url)
+    except ValidationError as exc:  # its messages never quote a password
+        raise PluginError(ERR_INVALID_CONFIG, f"'datastore': {exc}") from None
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:
     """``url`` without its user and password, and those two (whichever it had)."""
-    if _scheme(url) not in _ETCD_SCHEMES or "://" not in url:
-        return url, {}
-    from urllib.parse import unquote
-
-    scheme, _, rest = url.partition("://")
-    hosts, _, query = rest.partition("?")
-    found: dict[str, str] = {}
-    bare_hosts = []
-    for host in hosts.split(","):
-        if "@" in host and scheme.lower() != "etcd+unix":
-            userinfo, host = host.rsplit("@", 1)
-            user, _, password = userinfo.partition(":")
-            found.setdefault("user", unquote(user))
-            found.setdefault("password", unquote(password))
-        bare_hosts.append(host)
-    kept = []
-    for part in query.split("&") if query else []:
-        name, _, value = part.partition("=")
-        name = unquote(name.replace("+", " "))
-        if name in CREDENTIAL_FIELDS:
-            # the query wins over user:password@ (and the last one wins), as in the backend
-            found[name] = unquote(value.replace("+", " "))
-        else:
-            kept.append(part)
-    public = f"{scheme}://{','.join(bare_hosts)}" + (f"?{'&'.join(kept)}" if kept else "")
-    return public, {k: v for k, v in found.items() if v}
-
-
-def url_secrets(url: str) -> list[str]:
-    """The passwords a datastore URL carries (cheap when it carries none)."""
-    if "@" not in url and "password" not in url:
-        return []
-    password = split_credentials(url)[1].get("password")
-    return [password] if password else []
+    parsed = _parsed(url)
+    creds = {k: v for k, v in (("user", parsed.user), ("password", parsed.password)) if v}
+    return (parsed.public(), creds) if creds else (url, {})
 
 
 def read_credentials(path: str) -> dict[str, str]:
@@ -236,18 +210,19 @@ def join_credentials(url: str, creds: dict[str, str], where: str) -> str:
     """``url`` with ``creds`` added as query parameters, which every etcd URL form reads."""
     if not creds:
         return url
-    if _scheme(url) not in _ETCD_SCHEMES:
+    parsed = _parsed(url)
+    if not parsed.is_etcd:
         raise PluginError(
             ERR_INVALID_CONFIG, f"{where}: credentials are for etcd; this datastore takes none"
         )
-    from urllib.parse import quote
-
-    both = sorted(set(split_credentials(url)[1]) & set(creds))
+    both = [k for k in CREDENTIAL_FIELDS if k in creds and getattr(parsed, k)]
     if both:
         raise PluginError(
             ERR_INVALID_CONFIG,
             f"{where}: {' and '.join(both)} given both here and in the datastore URL",
         )
+    from urllib.parse import quote
+
     query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(creds.items()))
     return url + ("&" if "?" in url else "?") + query
 
@@ -256,8 +231,9 @@ def _datastore_url(conf: dict[str, Any], env: dict[str, str]) -> str:
     datastore = conf.get("datastore") or env.get("GINGHAM_DATASTORE", "")
     if not isinstance(datastore, str) or not datastore:
         raise PluginError(ERR_INVALID_CONFIG, "no 'datastore' in the network configuration")
-    for secret in url_secrets(datastore):
-        keep_secret(secret)
+    if "@" in datastore or "password" in datastore.lower():  # else nothing to hide: no parse
+        for secret in _parsed(datastore).secrets():
+            keep_secret(secret)
     path = conf.get(CREDENTIALS_KEY)
     if path is None:
         return datastore

@@ -65,6 +65,9 @@ def dispatch(
             return None
         if command == "GC":
             valid = valid_attachments(conf)  # before anything is opened or touched
+            # As another plugin's IPAM, ADD leaves only a handle, and `<network>.<id>` cannot
+            # be told apart from network `<network>.<x>`'s: nothing is released on a guess
+            # (`gingham ipam check` finds what is left).
             if not ipam_only:
                 _gc(inv, valid)
             return None

@@ -44,6 +44,7 @@ from gingham.datastore import open_datastore
 from gingham.errors import Unavailable
 
 fail_at, conf, env = int(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+command = env["CNI_COMMAND"]
 calls = []
 OPS = ("get", "list", "create", "update", "delete", "revision", "grant_lease", "keepalive")
 
@@ -68,7 +69,7 @@ class Vanishing:
 
 plugin._open = lambda inv: Vanishing(open_datastore(inv.datastore))
 try:
-    plugin.dispatch("ADD", conf, env, ipam_only=False)
+    plugin.dispatch(command, conf, env, ipam_only=False)
     print(json.dumps({"ok": True, "calls": calls}))
 except PluginError as exc:
     print(json.dumps({"ok": False, "code": exc.code, "msg": exc.msg, "calls": calls}))
@@ -93,10 +94,14 @@ def setup() -> Iterator[tuple[str, str, str]]:
 
 
 def _add(url: str, host: str, wl: str, fail_at: int, cid: str) -> dict[str, Any]:
+    return _cni("ADD", url, host, wl, fail_at, cid)
+
+
+def _cni(command: str, url: str, host: str, wl: str, fail_at: int, cid: str) -> dict[str, Any]:
     conf = {"cniVersion": "1.0.0", "name": "gingham", "type": "gingham", "datastore": url,
             "nodename": "cp1", "mtu": 1400, "ipam": {"type": "gingham-ipam"},
             "args": {"org.gingham": {"namespace": "cp", "name": cid}}}  # fmt: skip
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": f"/run/netns/{wl}",
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": f"/run/netns/{wl}",
            "CNI_IFNAME": "eth0", "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}  # fmt: skip
     r = subprocess.run(tools.nsenter(host, sys.executable, "-c", RUNNER, str(fail_at),
                                      json.dumps(conf), json.dumps(env)),
@@ -178,3 +183,24 @@ def test_datastore_vanishing_at_any_call_of_an_add(setup: tuple[str, str, str]) 
 def _only(names: set[str]) -> str:
     assert len(names) == 1, names
     return next(iter(names))
+
+
+def test_datastore_vanishing_at_any_call_of_a_del(setup: tuple[str, str, str]) -> None:
+    """A DEL cut short says "try again", and the runtime's next DEL finishes the job."""
+    url, host, wl = setup
+    baseline = _state(url)
+    assert _add(url, host, wl, 0, "cp-del")["ok"]
+    good = _cni("DEL", url, host, wl, 0, "cp-del")
+    assert good["ok"], good
+    n_calls = len(good["calls"])
+    assert n_calls >= 3, good
+    assert _state(url) == baseline and _links(host) == set()
+    for k in range(1, n_calls + 1):
+        cid = f"cp-d{k}"
+        assert _add(url, host, wl, 0, cid)["ok"]
+        out = _cni("DEL", url, host, wl, k, cid)
+        assert not out["ok"] and out["code"] == 11, f"K={k}: want 'try again' (11), got {out}"
+        again = _cni("DEL", url, host, wl, 0, cid)
+        assert again["ok"], f"K={k}: the retried DEL failed: {again}"
+        assert _links(host) == set() and _links(wl) == set(), f"K={k}: an interface is left"
+        assert _state(url) == baseline, f"K={k}: {_state(url)} != {baseline}"

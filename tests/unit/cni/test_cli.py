@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gingham.cli.main import cli
 from gingham.cni import entry, netconf
-from gingham.datastore.etcd import parse_etcd_url
+from gingham.datastore.url import parse_url
 
 PASSWORD = "p/a#s?s@w:o&r=d+ x"
 QUOTED = "p%2Fa%23s%3Fs%40w%3Ao%26r%3Dd%2B%20x"
@@ -73,7 +73,8 @@ def test_install_keeps_the_password_out_of_the_configuration(tmp_path: Path, url
     plugin_conf = doc["plugins"][0] | {"name": doc["name"], "cniVersion": doc["cniVersion"]}
     assert plugin_conf["datastoreCredentials"] == str(creds)
     inv = netconf.parse("DEL", plugin_conf, {"CNI_CONTAINERID": "c1"})
-    assert parse_etcd_url(inv.datastore) == parse_etcd_url(url)
+    a, b = parse_url(inv.datastore), parse_url(url)
+    assert (a.hosts, dict(a.options), a.user, a.password) == (b.hosts, dict(b.options), b.user, b.password)
 
 
 def test_reinstalling_without_credentials_removes_the_old_file(tmp_path: Path) -> None:

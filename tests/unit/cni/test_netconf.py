@@ -13,7 +13,7 @@ import pytest
 from gingham.cni import entry, netconf, plugin
 from gingham.cni.entry import PluginError
 from gingham.datastore.base import Undecodable
-from gingham.datastore.etcd import parse_etcd_url
+from gingham.datastore.url import parse_url
 
 ENV = {"CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_NETNS": "/proc/self/ns/net"}
 # Characters that break naive URL handling: the path, fragment, query and userinfo separators.
@@ -146,11 +146,17 @@ def test_endpoints_record_their_network() -> None:
 # -- datastore credentials --------------------------------------------------------------
 
 
+def _meaning(url: str) -> tuple[object, ...]:
+    p = parse_url(url)
+    return p.scheme, p.hosts, dict(p.options), p.user, p.password
+
+
 @pytest.mark.parametrize(
     "url",
     [
         "etcd://10.0.0.1:2379,10.0.0.2:2379?user=gingham&password=p%2Fa%23s%3Fs%40w&timeout=3",
         "etcds://gingham:s3cret@host:2379?cacert=/etc/ca.pem&cert=/c.pem&key=/k.pem",
+        "etcd://gingham:p/a#s?s@w@h1:2379,h2:2379?timeout=3",
         "etcd://host:2379?password=only",
         "etcd+unix:///run/etcd/sock:2379?user=u&password=p+w",
     ],
@@ -159,7 +165,7 @@ def test_split_and_join_credentials_keep_the_urls_meaning(url: str) -> None:
     public, creds = netconf.split_credentials(url)
     assert "password" not in public and creds["password"] not in public
     back = netconf.join_credentials(public, creds, "test")
-    assert parse_etcd_url(back) == parse_etcd_url(url)
+    assert _meaning(back) == _meaning(url)
 
 
 def test_a_sqlite_url_has_no_credentials() -> None:
@@ -178,8 +184,8 @@ def test_the_plugin_puts_the_credentials_back_into_the_url(tmp_path: Path) -> No
     path = _creds_file(tmp_path, {"user": "gingham", "password": NASTY_PASSWORD})
     conf = _conf(datastore="etcd://h:2379?timeout=3", datastoreCredentials=path)
     inv = netconf.parse("DEL", conf, ENV)
-    _, opts = parse_etcd_url(inv.datastore)
-    assert (opts["user"], opts["password"], opts["timeout"]) == ("gingham", NASTY_PASSWORD, "3")
+    parsed = parse_url(inv.datastore)
+    assert (parsed.user, parsed.password, parsed.option("timeout")) == ("gingham", NASTY_PASSWORD, "3")
     assert NASTY_PASSWORD not in repr(inv)
     assert "***" in entry.scrub(f"cannot reach {inv.datastore}")
     assert NASTY_PASSWORD not in entry.scrub(f"x {NASTY_PASSWORD} y")
@@ -243,3 +249,14 @@ def test_a_trailing_newline_does_not_slip_past_a_name_check(where: str, value: s
         env[where] = value
     with pytest.raises(PluginError):
         netconf.parse("ADD", _conf(), env)
+
+
+def test_gc_as_another_plugins_ipam_releases_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(inv: object) -> None:
+        raise AssertionError("the datastore was opened")
+
+    monkeypatch.setattr(plugin, "_open", boom)
+    conf = _conf(**{"cni.dev/valid-attachments": []})
+    assert plugin.dispatch("GC", conf, {}, ipam_only=True) is None
+    with pytest.raises(PluginError):
+        plugin.dispatch("GC", _conf(), {}, ipam_only=True)
