@@ -1,10 +1,15 @@
 """``gingham apply|create|replace|delete|get|validate``: resources in the calicoctl manner.
 
 Every file is read and validated in full before anything is written: a file
-with one bad document (or, for create/replace, one resource that already
-exists / does not exist) writes nothing. Writes then go one resource at a
-time, each a compare-and-swap; if the datastore fails half-way the message
-says how many were written.
+with one bad document (or, for create, one resource that already exists or
+is named twice; for replace, one that does not exist) writes nothing. Writes
+then go one resource at a time, each a compare-and-swap; if one fails half-way
+the writes already made are undone (each put back as it was, compare-and-swap
+on the revision written, so nobody else's later write is overwritten).
+
+A stored value that does not decode or validate never fails a whole ``get``:
+it is shown as stored, with a warning naming its key and the reason, and
+``delete`` removes it like any other.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -55,11 +60,16 @@ def read_text(path: str) -> str:
 
 def load_files(files: Sequence[str], namespace: str | None) -> list[Any]:
     """Every resource of every file, or exit 1 listing every problem (file: doc N: path: …)."""
+    return [resource for _, resource in load_files_with_origins(files, namespace)]
+
+
+def load_files_with_origins(files: Sequence[str], namespace: str | None) -> list[tuple[str, Any]]:
+    """As ``load_files``, each resource with where it came from (``FILE: resource N``)."""
     from gingham.model import ManifestError, load_manifests
 
     if not files:
         raise fail("no input: give -f FILE (or -f - for standard input)")
-    resources: list[Any] = []
+    resources: list[tuple[str, Any]] = []
     problems: list[str] = []
     for path in files:
         name = "<stdin>" if path == "-" else path
@@ -77,7 +87,7 @@ def load_files(files: Sequence[str], namespace: str | None) -> list[Any]:
                     f"{name}: resource {index + 1} ({resource.kind} {resource.metadata.name}):"
                     f" metadata.namespace: {ns!r} differs from --namespace {namespace!r}"
                 )
-        resources.extend(loaded)
+            resources.append((f"{name}: resource {index + 1}", resource))
     if problems:
         for line in problems:
             click.echo(f"error: {line}", err=True)
@@ -99,34 +109,88 @@ def _summary(verb: str, resources: Sequence[Any]) -> None:
 
 
 def _write_all(
-    ctx: click.Context,
-    files: Sequence[str],
-    namespace: str | None,
-    verb: str,
-    op: Callable[[Any, Any], Any],
-    precheck: Callable[[Any, Any], str | None] | None = None,
+    ctx: click.Context, files: Sequence[str], namespace: str | None, verb: str
 ) -> None:
+    """Write every resource or none: check all first, and undo what was written if a write fails.
+
+    ``verb``: ``applied`` (create or overwrite), ``created`` (none may exist,
+    and no two may name the same resource) or ``replaced`` (all must exist).
+    """
     from gingham.datastore.resources import ResourceStore
 
-    resources = load_files(files, namespace)
+    loaded = load_files_with_origins(files, namespace)
+    resources = [r for _, r in loaded]
     with open_store(ctx, create=True) as ds:
         store = ResourceStore(ds, default_namespace=namespace or "default")
-        if precheck is not None:
-            problems = [p for p in (precheck(store, r) for r in resources) if p]
-            if problems:
-                for p in problems:
-                    click.echo(f"error: {p}", err=True)
-                raise fail("nothing was written")
-        done: list[Any] = []
+        problems: list[str] = []
+        if verb == "created":
+            first: dict[str, str] = {}
+            for origin, resource in loaded:
+                key = store.key_of(resource)
+                if key in first:
+                    problems.append(
+                        f"{origin}: {store.name_of(resource)} is already named by {first[key]}"
+                    )
+                else:
+                    first[key] = origin
+            problems += [
+                f"{store.name_of(r)} already exists" for r in resources if store.exists(r)
+            ]
+        elif verb == "replaced":
+            problems += [f"{store.name_of(r)} not found" for r in resources if not store.exists(r)]
+        if problems:
+            for p in problems:
+                click.echo(f"error: {p}", err=True)
+            raise fail("nothing was written")
+        # key -> (the key before our first write, the revision of our last write)
+        written: dict[str, tuple[Any, int]] = {}
         for resource in resources:
+            key = store.key_of(resource)
             try:
-                op(store, resource)
+                if verb == "created":
+                    new, before = store.create(resource), None
+                elif verb == "replaced":
+                    new, before = store.replace_tracked(resource)
+                else:
+                    new, before = store.apply_tracked(resource)
             except GinghamError as exc:
-                _summary(verb, done)
-                written = f"{len(done)} of {len(resources)} written" if done else "nothing written"
-                raise fail(f"{exc} ({written})") from None
-            done.append(resource)
-        _summary(verb, done)
+                click.echo(f"error: {exc}", err=True)
+                left = _undo(ds, written)
+                if not written:
+                    raise fail("nothing was written") from None
+                if not left:
+                    undone = f"the {len(written)} written were undone"
+                    raise fail(f"nothing was written ({undone})") from None
+                for line in left:
+                    click.echo(f"error: {line}", err=True)
+                raise fail(
+                    f"{len(left)} of the {len(written)} written could not be undone (see above)"
+                ) from None
+            revision = int(new.metadata.resource_version or 0)
+            written[key] = (written[key][0] if key in written else before, revision)
+        _summary(verb, resources)
+
+
+def _undo(ds: Any, written: dict[str, tuple[Any, int]]) -> list[str]:
+    """Put every key back as it was before this command; what could not be, as messages."""
+    from gingham.datastore.base import Undecodable
+
+    left: list[str] = []
+    for key, (before, revision) in reversed(written.items()):
+        try:
+            if before is None:
+                ds.delete(key, revision=revision)
+            elif isinstance(before.value, Undecodable):
+                # It held bytes that were not a document; put the same text back.
+                current = ds.get(key)
+                if current is None or current.mod_revision != revision:
+                    raise GinghamError("changed by someone else since")
+                ds.put_raw(key, before.value.raw.encode("utf-8", "surrogateescape"))
+            else:
+                ds.update(key, before.value, revision=revision)
+        except GinghamError as exc:
+            left.append(f"{key} stays as written: could not undo ({exc})")
+    return left
 
 
 @click.command("apply")
@@ -136,15 +200,7 @@ def _write_all(
 @handle_errors
 def apply_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None) -> None:
     """Create resources, or overwrite them if they exist."""
-    _write_all(ctx, files, namespace, "applied", lambda s, r: s.apply(r))
-
-
-def _must_not_exist(store: Any, resource: Any) -> str | None:
-    return f"{store.name_of(resource)} already exists" if store.exists(resource) else None
-
-
-def _must_exist(store: Any, resource: Any) -> str | None:
-    return None if store.exists(resource) else f"{store.name_of(resource)} not found"
+    _write_all(ctx, files, namespace, "applied")
 
 
 @click.command("create")
@@ -153,8 +209,8 @@ def _must_exist(store: Any, resource: Any) -> str | None:
 @click.pass_context
 @handle_errors
 def create_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None) -> None:
-    """Create resources; fails (writing nothing) if any already exists."""
-    _write_all(ctx, files, namespace, "created", lambda s, r: s.create(r), _must_not_exist)
+    """Create resources; fails (writing nothing) if any already exists or is named twice."""
+    _write_all(ctx, files, namespace, "created")
 
 
 @click.command("replace")
@@ -164,7 +220,7 @@ def create_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None
 @handle_errors
 def replace_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None) -> None:
     """Overwrite existing resources (honouring metadata.resourceVersion if given)."""
-    _write_all(ctx, files, namespace, "replaced", lambda s, r: s.replace(r), _must_exist)
+    _write_all(ctx, files, namespace, "replaced")
 
 
 @click.command("delete")
@@ -184,7 +240,7 @@ def delete_cmd(
     ignore_not_found: bool,
 ) -> None:
     """Delete resources named in files (-f) or on the command line (KIND NAME...)."""
-    from gingham.datastore.resources import ResourceStore, describe
+    from gingham.datastore.resources import InvalidStoredResource, ResourceStore, describe
 
     if files and kind:
         raise fail("give either -f FILE or KIND NAME..., not both")
@@ -212,11 +268,15 @@ def delete_cmd(
         deleted: list[Any] = []
         for info, name, ns in targets:
             try:
-                deleted.append(store.delete(info, name, ns))
+                gone = store.delete(info, name, ns)
             except NotFound:
                 if not ignore_not_found:
                     _summary("deleted", deleted)
                     raise
+                continue
+            if isinstance(gone, InvalidStoredResource):
+                click.echo(f"note: {gone.key} held an invalid value ({gone.reason})", err=True)
+            deleted.append(gone)
         _summary("deleted", deleted)
 
 
@@ -320,6 +380,14 @@ def _table(info: Any, resources: Sequence[Any], wide: bool, with_namespace: bool
     print_table(headers, rows)
 
 
+def _printable(text: str) -> str:
+    """Stored text fit for a terminal: control characters (escape sequences!) as escapes."""
+    return "".join(
+        c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 @click.command("get")
 @click.argument("kind")
 @click.argument("names", nargs=-1)
@@ -343,7 +411,7 @@ def get_cmd(
     output: str,
 ) -> None:
     """Show resources of KIND (any case; plural and short names work: gnp, np, ippools)."""
-    from gingham.datastore.resources import ResourceStore
+    from gingham.datastore.resources import InvalidStoredResource, ResourceStore
     from gingham.model import dump_yaml, to_dict
 
     info = ResourceStore.info(kind)
@@ -354,34 +422,62 @@ def get_cmd(
     with open_store(ctx) as ds:
         store = ResourceStore(ds, default_namespace=namespace or "default")
         missing: list[str] = []
+        found: list[Any] = []
         if names:
-            resources = []
             for name in names:
                 try:
-                    resources.append(store.get(info, name, namespace))
+                    found.append(store.get_any(info, name, namespace))
                 except NotFound as exc:
                     missing.append(str(exc))
         else:
             ns = None if all_namespaces else (namespace or "default")
-            resources = store.list(info, ns)
+            found = store.list_any(info, ns)
+    resources = [r for r in found if not isinstance(r, InvalidStoredResource)]
+    invalid = [r for r in found if isinstance(r, InvalidStoredResource)]
     output = output.lower()
     if output == "yaml":
         if resources:
             click.echo(dump_yaml(resources), nl=False)
+        for bad in invalid:
+            # As comments: the output still loads (and applies) as YAML.
+            click.echo(f"# {bad.key}: invalid, shown as stored ({bad.reason}):")
+            lines = _printable(bad.raw).splitlines() or [""]
+            click.echo("\n".join(f"#   {line}" for line in lines))
     elif output == "json":
-        if len(names) == 1 and len(resources) == 1:
-            click.echo(dump_json(to_dict(resources[0])))
-        elif resources or not names:
-            click.echo(dump_json({"kind": "List", "items": [to_dict(r) for r in resources]}))
+        if len(names) == 1 and len(found) == 1:
+            if resources:
+                click.echo(dump_json(to_dict(resources[0])))
+            else:
+                bad = invalid[0]
+                click.echo(dump_json({"key": bad.key, "reason": bad.reason, "raw": bad.raw}))
+        elif found or not names:
+            doc: dict[str, Any] = {"kind": "List", "items": [to_dict(r) for r in resources]}
+            if invalid:
+                doc["invalid"] = [
+                    {"key": b.key, "reason": b.reason, "raw": b.raw} for b in invalid
+                ]
+            click.echo(dump_json(doc))
     elif output == "name":
-        for r in resources:
+        for r in found:
             prefix = f"{r.namespace}/" if r.namespace else ""
-            click.echo(f"{info.plural}/{prefix}{r.metadata.name}")
-    elif resources or not names:
+            name = r.name if isinstance(r, InvalidStoredResource) else r.metadata.name
+            click.echo(f"{info.plural}/{prefix}{name}")
+    elif found or not names:
         with_ns = info.namespaced and all_namespaces
         _table(info, resources, wide=output == "wide", with_namespace=with_ns)
+        for bad in invalid:
+            click.echo(f"\n{bad.key} (invalid, shown as stored):")
+            click.echo(_printable(bad.raw))
+    sys.stdout.flush()
+    for bad in invalid:
+        click.echo(
+            f"warning: {_printable(bad.key)}: stored value is invalid ({_printable(bad.reason)});"
+            f" shown as stored. Fix it with apply/replace, or remove it with"
+            f" gingham delete {info.plural} {bad.name}"
+            + (f" -n {bad.namespace}" if bad.namespace else ""),
+            err=True,
+        )
     if missing:
-        sys.stdout.flush()
         for line in missing:
             click.echo(f"error: {line}", err=True)
         raise click.exceptions.Exit(1)

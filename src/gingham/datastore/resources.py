@@ -13,17 +13,45 @@ goes to ``default_namespace``; the namespace need not exist.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from gingham.datastore import keys
-from gingham.datastore.base import JSON, Datastore, KeyValue
+from gingham.datastore.base import JSON, Datastore, KeyValue, Undecodable
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict, ValidationError
-from gingham.model import KindInfo, Resource, kind_info, parse_resource, to_dict
+from gingham.model import InvalidResource, KindInfo, Resource, decode_document, kind_info, to_dict
 
 _Resources = list[Resource]  # spelled here: inside the class, ``list`` is a method
+
+
+@dataclass(frozen=True)
+class InvalidStoredResource:
+    """A stored resource that does not decode or does not validate.
+
+    What ``get_any``/``list_any``/``delete`` hand back instead of failing, so
+    that an operator can see such a value (``raw``: the stored text) and
+    delete it with the same commands as any other.
+    """
+
+    info: KindInfo
+    key: str
+    name: str
+    namespace: str | None
+    raw: str
+    reason: str
+    mod_revision: int
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+
+Stored = Resource | InvalidStoredResource
+_Stored = list[Stored]
 MAX_RETRIES = 100  # compare-and-swap attempts before giving up (as Calico's IPAM does)
 
 
@@ -84,7 +112,13 @@ class ResourceStore:
         info = self.info_of(resource)
         if info.namespaced:
             meta["namespace"] = self.namespace_for(info, meta.get("namespace"))
-        old = (existing.value.get("metadata") or {}) if existing is not None else {}
+        found = existing.value.get("metadata") if existing is not None else None
+        # Only well-formed identity carries over from what was stored (it may be garbage).
+        old = {
+            k: v
+            for k, v in (found.items() if isinstance(found, dict) else ())
+            if k in ("uid", "creationTimestamp") and isinstance(v, str) and v
+        }
         # Server-set identity survives updates; a new object gets its own.
         meta["uid"] = old.get("uid") or meta.get("uid") or self._new_uid()
         meta["creationTimestamp"] = (
@@ -94,15 +128,47 @@ class ResourceStore:
         return body
 
     def decode(self, kv: KeyValue) -> Resource:
-        """The typed resource stored in ``kv``, with ``resourceVersion`` set."""
+        """The typed resource stored in ``kv``, with ``resourceVersion`` set.
+
+        ValidationError (naming the key) if it does not decode or validate.
+        """
+        found = self._decode(kv)
+        if isinstance(found, InvalidResource):
+            raise ValidationError(f"stored resource is invalid: {found.reason}", location=kv.key)
+        return found
+
+    def _decode(self, kv: KeyValue) -> Resource | InvalidResource:
+        if isinstance(kv.value, Undecodable):
+            return InvalidResource(f"stored value does not decode: {kv.value.reason}")
         body = dict(kv.value)
-        meta = dict(body.get("metadata") or {})
-        meta["resourceVersion"] = str(kv.mod_revision)
-        body["metadata"] = meta
-        try:
-            return parse_resource(body)
-        except ValidationError as exc:
-            raise ValidationError(f"stored resource is invalid: {exc}", location=kv.key) from exc
+        meta = body.get("metadata")
+        if isinstance(meta, dict):
+            body["metadata"] = {**meta, "resourceVersion": str(kv.mod_revision)}
+        return decode_document(body)
+
+    def read(self, kv: KeyValue, info: KindInfo | None = None) -> Stored:
+        """``kv`` as a resource, or as an InvalidStoredResource: never raises on bad data."""
+        found = self._decode(kv)
+        if not isinstance(found, InvalidResource):
+            return found
+        value = kv.value
+        if isinstance(value, Undecodable):
+            raw = value.raw
+        else:
+            try:
+                raw = json.dumps(value, indent=2, ensure_ascii=False)
+            except (TypeError, ValueError, RecursionError):
+                raw = repr(value)
+        kind, name, namespace = _split_key(kv.key, info)
+        return InvalidStoredResource(
+            info=kind,
+            key=kv.key,
+            name=name,
+            namespace=namespace,
+            raw=raw,
+            reason=found.reason,
+            mod_revision=kv.mod_revision,
+        )
 
     # -- reads ----------------------------------------------------------------------
 
@@ -133,6 +199,24 @@ class ResourceStore:
         items, revision = self.ds.list(prefix)
         return [self.decode(kv) for kv in items], revision
 
+    def get_any(self, kind: str | KindInfo, name: str, namespace: str | None = None) -> Stored:
+        """As ``get``, but a stored value that is invalid comes back as InvalidStoredResource."""
+        info = self.info(kind)
+        kv = self.ds.get(self.key(info, name, namespace))
+        if kv is None:
+            raise NotFound(f"{describe(info, name, self.namespace_for(info, namespace))} not found")
+        return self.read(kv, info)
+
+    def list_any(self, kind: str | KindInfo, namespace: str | None = None) -> _Stored:
+        """As ``list``, with invalid stored values as InvalidStoredResource in their place."""
+        info = self.info(kind)
+        if info.namespaced and namespace:
+            prefix = keys.resource_prefix(info.name, namespace)
+        else:
+            prefix = keys.resource_prefix(info.name)
+        items, _ = self.ds.list(prefix)
+        return [self.read(kv, info) for kv in items]
+
     # -- writes -----------------------------------------------------------------------
 
     def create(self, resource: Resource) -> Resource:
@@ -151,6 +235,10 @@ class ResourceStore:
         With ``metadata.resourceVersion`` set, only if the stored resource is at
         that version (RevisionConflict otherwise); without, the latest wins.
         """
+        return self.replace_tracked(resource)[0]
+
+    def replace_tracked(self, resource: Resource) -> tuple[Resource, KeyValue]:
+        """As ``replace``, plus the key as it was before (to undo the write)."""
         key = self.key_of(resource)
         wanted = resource.metadata.resource_version
         for _ in range(MAX_RETRIES):
@@ -174,11 +262,15 @@ class ResourceStore:
                 continue
             except NotFound:
                 continue  # deleted since the read: the loop reports it
-            return self._stored(body, key, new)
+            return self._stored(body, key, new), kv
         raise RevisionConflict(f"{self.name_of(resource)}: gave up after {MAX_RETRIES} conflicts")
 
     def apply(self, resource: Resource) -> Resource:
         """Create or overwrite (``resourceVersion``, if given, is ignored)."""
+        return self.apply_tracked(resource)[0]
+
+    def apply_tracked(self, resource: Resource) -> tuple[Resource, KeyValue | None]:
+        """As ``apply``, plus the key as it was before (None: it was created)."""
         key = self.key_of(resource)
         for _ in range(MAX_RETRIES):
             kv = self.ds.get(key)
@@ -190,7 +282,7 @@ class ResourceStore:
                     new = self.ds.update(key, body, revision=kv.mod_revision)
             except (AlreadyExists, RevisionConflict, NotFound):
                 continue  # someone else wrote in between: read again
-            return self._stored(body, key, new)
+            return self._stored(body, key, new), kv
         raise RevisionConflict(f"{self.name_of(resource)}: gave up after {MAX_RETRIES} conflicts")
 
     def delete(
@@ -200,8 +292,12 @@ class ResourceStore:
         namespace: str | None = None,
         *,
         resource_version: str | None = None,
-    ) -> Resource:
-        """Delete and return the resource as it was; NotFound if absent."""
+    ) -> Stored:
+        """Delete and return the resource as it was; NotFound if absent.
+
+        A stored value that is invalid is deleted like any other and comes back
+        as an InvalidStoredResource (deleting it is how an operator recovers).
+        """
         info = self.info(kind)
         ns = self.namespace_for(info, namespace)
         key = keys.resource_key(info.name, name, ns)
@@ -218,10 +314,10 @@ class ResourceStore:
                 continue
             except NotFound:
                 continue
-            return self.decode(kv)
+            return self.read(kv, info)
         raise RevisionConflict(f"{describe(info, name, ns)}: gave up after {MAX_RETRIES} conflicts")
 
-    def delete_resource(self, resource: Resource) -> Resource:
+    def delete_resource(self, resource: Resource) -> Stored:
         """Delete the resource a manifest names (honouring its resourceVersion)."""
         return self.delete(
             self.info_of(resource),
@@ -248,6 +344,18 @@ def describe(info: KindInfo, name: str, namespace: str | None) -> str:
     """``NetworkPolicy default/allow-dns``, ``IPPool pool-a``: how messages name a resource."""
     kind = info.kind if info.kind == info.name else f"{info.kind} ({info.api_version})"
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def _split_key(key: str, info: KindInfo | None) -> tuple[KindInfo, str, str | None]:
+    """(kind, name, namespace) spelled by a resource key (see ``keys.resource_key``)."""
+    rest = key[len(keys.RESOURCES) :] if key.startswith(keys.RESOURCES) else key
+    kind_name, _, tail = rest.partition("/")
+    if info is None:
+        info = kind_info(kind_name)
+    if info.namespaced and "/" in tail:
+        namespace, _, name = tail.partition("/")
+        return info, name, namespace
+    return info, tail, None
 
 
 def _parse_version(version: str) -> int:

@@ -155,3 +155,25 @@ def test_stored_garbage_is_reported_with_its_key(
     sqlite_store.create(key, {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy"})
     with pytest.raises(ValidationError, match=key):
         rs.list("gnp")
+
+
+def test_invalid_stored_values_are_read_and_deleted(rs: ResourceStore, sqlite_store: Datastore) -> None:
+    from gingham.datastore.resources import InvalidStoredResource
+
+    key = keys.resource_key("NetworkPolicy", "bad", "shop")
+    sqlite_store.put_raw(key, b"{not json")
+    with pytest.raises(ValidationError, match="does not decode: not JSON"):
+        rs.get("np", "bad", "shop")
+    found = rs.get_any("np", "bad", "shop")
+    assert isinstance(found, InvalidStoredResource)
+    assert (found.key, found.name, found.namespace, found.raw) == (key, "bad", "shop", "{not json")
+    assert found.kind == "NetworkPolicy"
+    # A document with metadata of the wrong shape is invalid, not a crash.
+    sqlite_store.put_raw(
+        keys.resource_key("NetworkPolicy", "odd", "shop"),
+        b'{"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy", "metadata": [1]}',
+    )
+    listed = rs.list_any("np", "shop")
+    assert [type(r).__name__ for r in listed] == ["InvalidStoredResource"] * 2
+    gone = rs.delete("np", "bad", "shop")
+    assert isinstance(gone, InvalidStoredResource) and sqlite_store.get(key) is None
