@@ -6,22 +6,45 @@
     gingham ipam assign --ip ADDR --handle H --host HOST [--namespace NS --workload W]
     gingham ipam configure [--host H] [--strict-affinity/--no-strict-affinity]
                            [--max-blocks-per-host N]
+
+IPAM documents that cannot be read are left out of what ``show`` counts and
+listed as warnings (``unreadable`` in JSON); ``check`` reports them as problems.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gingham.cli.common import dump_json, fail, handle_errors, open_store, print_table
-from gingham.errors import ValidationError
+from gingham.errors import GinghamError, ValidationError
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
                       show_default=True)
+
+
+@contextlib.contextmanager
+def _reported_here() -> Iterator[None]:
+    """Silence IPAM's own log lines about unreadable documents while a command lists
+    them itself (without a handler, Python would print each one a second time)."""
+    logger = logging.getLogger("gingham.ipam")
+    quiet = logging.NullHandler()
+    logger.addHandler(quiet)
+    try:
+        yield
+    finally:
+        logger.removeHandler(quiet)
+
+
+def _with_notes(exc: GinghamError) -> str:
+    return "; ".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
 @click.group("ipam")
@@ -35,22 +58,30 @@ def ipam_group() -> None:
 @click.option("--ip", "ip", metavar="ADDR", help="Show who holds ADDR.")
 @handle_errors
 def show_cmd(output: str, show_blocks: bool, ip: str | None) -> None:
-    """Usage per pool (total, in use, free); blocks; the holder of one address."""
+    """Usage per pool (total, in use, free); blocks; the holder of one address.
+
+    Blocks, pools and reservations that cannot be read are left out (their
+    addresses counted as unknown, not free) and listed as warnings."""
     from gingham.ipam import list_blocks, usage, who_holds
+    from gingham.ipam.info import unreadable
 
     with open_store() as ds:
         if ip is not None:
             _show_ip(ds, ip, output, who_holds)
             return
-        pools = usage(ds)
-        blocks = list_blocks(ds) if show_blocks else []
+        with _reported_here():
+            pools = usage(ds)
+            blocks = list_blocks(ds) if show_blocks else []
+            bad = unreadable(ds)
     if output == "json":
-        doc: dict[str, Any] = {"pools": [p.to_json() for p in pools]}
+        doc: dict[str, Any] = {"pools": [p.to_json() for p in pools],
+                               "unreadable": [u.to_json() for u in bad]}
         if show_blocks:
             doc["blocks"] = [{"cidr": str(b.cidr), "host": b.host, "used": b.used,
                               "free": b.free, "borrowedBy": list(b.borrowed_by)}
                              for b in blocks]
         click.echo(dump_json(doc))
+        _warn_unreadable(bad)
         return
     print_table(["POOL", "TOTAL", "IN USE", "FREE", "RESERVED", "BLOCKS"],
                 [[p.cidr, p.total, p.in_use, p.free, p.reserved, p.blocks] for p in pools])
@@ -59,6 +90,12 @@ def show_cmd(output: str, show_blocks: bool, ip: str | None) -> None:
         print_table(["BLOCK", "HOST", "USED", "FREE", "BORROWED BY"],
                     [[b.cidr, b.host or "-", b.used, b.free, ",".join(b.borrowed_by)]
                      for b in blocks])
+    _warn_unreadable(bad)
+
+
+def _warn_unreadable(bad: list[Any]) -> None:
+    for u in bad:
+        click.echo(f"warning: {u.describe()}; left out of these numbers", err=True)
 
 
 def _show_ip(ds: Any, ip: str, output: str, who_holds: Any) -> None:
@@ -98,7 +135,7 @@ def check_cmd(output: str, report_path: Path | None, grace: float | None,
     the grace period ago: run this twice (e.g. from a timer)."""
     from gingham.ipam.leaks import DEFAULT_GRACE, check, release_from_report
 
-    with open_store() as ds:
+    with open_store() as ds, _reported_here():  # unreadable documents are report.problems
         report = check(ds, now=time.time(), grace=DEFAULT_GRACE if grace is None else grace)
         outcome = release_from_report(ds, report) if release_now and report.leaks else None
     if report_path is not None:
@@ -140,6 +177,7 @@ def release_cmd(ips: tuple[str, ...], sequence: int | None, handle: str | None,
     import ipaddress
 
     from gingham.ipam import IPAM, LeakReport, release_from_report
+    from gingham.ipam.unreadable import UnreadableDocument
 
     chosen = sum(bool(x) for x in (ips, handle, report_path))
     if chosen != 1:
@@ -162,15 +200,18 @@ def release_cmd(ips: tuple[str, ...], sequence: int | None, handle: str | None,
                     click.echo(f"skipped {item}")
             return
         ipam = IPAM(ds, host="gingham-cli")
-        if handle:
-            freed = ipam.release_by_handle(handle)
-        else:
-            try:
-                addrs = [ipaddress.ip_address(x) for x in ips]
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--ip") from None
-            seqs = {addrs[0]: sequence} if sequence is not None else None
-            freed = ipam.release_ips(addrs, sequences=seqs)
+        try:
+            if handle:
+                freed = ipam.release_by_handle(handle)
+            else:
+                try:
+                    addrs = [ipaddress.ip_address(x) for x in ips]
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--ip") from None
+                seqs = {addrs[0]: sequence} if sequence is not None else None
+                freed = ipam.release_ips(addrs, sequences=seqs)
+        except UnreadableDocument as exc:  # some were released: say which
+            raise fail(_with_notes(exc)) from None
     if output == "json":
         click.echo(dump_json({"released": [str(x) for x in freed]}))
     elif not freed:
@@ -218,6 +259,7 @@ def assign_cmd(ip: str, handle: str, host: str, namespace: str, workload: str,
 def configure_cmd(host: str | None, strict_affinity: bool | None,
                   max_blocks_per_host: int | None) -> None:
     """Set IPAM configuration (strict affinity, maximum blocks per host)."""
+    from gingham.datastore.base import Undecodable
     from gingham.errors import AlreadyExists, RevisionConflict
     from gingham.ipam import keys
 
@@ -225,6 +267,10 @@ def configure_cmd(host: str | None, strict_affinity: bool | None,
     with open_store() as ds:
         for _ in range(10):
             kv = ds.get(key)
+            if kv is not None and isinstance(kv.value, Undecodable):
+                # Asked to set a field, so the operator means to replace it; say so.
+                click.echo(f"warning: replacing unreadable {key} ({kv.value.reason}); fields "
+                           "not given here take their defaults", err=True)
             doc = dict(kv.value) if kv else {}
             if strict_affinity is not None:
                 doc["strictAffinity"] = strict_affinity

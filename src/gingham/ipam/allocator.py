@@ -8,10 +8,18 @@ is set, in which case the host gets ``PoolExhausted``.
 Claiming blocks: ``gingham.ipam.claims``. Handle counts are raised before a
 block is written and lowered once a write is known to have failed
 (``gingham.ipam.handles``), so release-by-handle always finds every address.
+
+Documents that cannot be read cost their own key only
+(``gingham.ipam.unreadable``): an unreadable block is skipped by every scan
+and still occupies its range; an unreadable pool is skipped; unreadable
+configuration falls back to its safe side (``gingham.ipam.config``). An
+unreadable IPReservation stops allocation: it may reserve any address, and
+handing out a reserved one gives an address to two users.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import random
 import time
@@ -19,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gingham.datastore.base import Datastore
+from gingham.datastore.base import Datastore, KeyValue
 from gingham.errors import (
     AddressInUse,
     GinghamError,
@@ -43,10 +51,20 @@ from gingham.ipam.pools import (
     PoolSpec,
     Reservations,
     free_blocks,
+    node_labels_of,
     pool_from_resource,
     reservations_from_resource,
 )
 from gingham.ipam.retry import Backoff
+from gingham.ipam.unreadable import (
+    UnreadableDocument,
+    block_cidr_of_key,
+    read_block,
+    reason,
+    scan_blocks,
+    skipped,
+    warn_once,
+)
 
 if TYPE_CHECKING:
     from gingham.ipam.info import BlockInfo, PoolUsage
@@ -67,6 +85,21 @@ class Allocation:
     @property
     def interface(self) -> IPInterface:
         return ipaddress.ip_interface(f"{self.ip}/{self.ip.max_prefixlen}")
+
+
+def _selects_all(pool: PoolSpec) -> bool:
+    return pool.node_selector.strip() in ("", "all()")
+
+
+def _affinity_cidr(kv: KeyValue) -> str | None:
+    """The block CIDR an affinity key names (None, logged, if it names none)."""
+    text = keys.parse_affinity_key(kv.key)[1]
+    try:
+        return str(ipaddress.ip_network(text))
+    except ValueError:
+        warn_once((kv.key, kv.mod_revision, "key"),
+                  f"IPAM: skipping {kv.key}: the key names no block CIDR")
+        return None
 
 
 def _attrs(handle: str, attrs: Mapping[str, str] | None, host: str) -> Attributes:
@@ -119,16 +152,39 @@ class IPAM:
         self._blocks.clear()
 
     def pools(self) -> list[PoolSpec]:
+        """Readable IP pools; one that cannot be read is skipped (logged): allocating
+        from fewer pools never hands an address out twice."""
         def load() -> list[PoolSpec]:
             items, _ = self.ds.list(keys.POOLS)
-            return [pool_from_resource(kv.value) for kv in items]
+            out = []
+            for kv in items:
+                try:
+                    out.append(pool_from_resource(kv.value))
+                except ValidationError as exc:
+                    skipped(kv, reason(kv.value, exc), "no address is allocated from it")
+            return out
         result: list[PoolSpec] = self._cached("pools", load)
         return result
 
     def reservations(self) -> Reservations:
+        """Reserved ranges; UnreadableDocument if one IPReservation cannot be read.
+
+        Its ranges are unknown, so any address might be reserved: no address is
+        handed out (by ``allocate`` or ``assign``) until it is repaired or deleted.
+        """
         def load() -> Reservations:
             items, _ = self.ds.list(keys.RESERVATIONS)
-            return Reservations(n for kv in items for n in reservations_from_resource(kv.value))
+            nets = []
+            for kv in items:
+                try:
+                    nets += reservations_from_resource(kv.value)
+                except ValidationError as exc:
+                    why = reason(kv.value, exc)
+                    consequence = "it may reserve any address, so none is handed out " \
+                                  "until it is repaired or deleted"
+                    skipped(kv, why, consequence)
+                    raise UnreadableDocument(kv.key, why, consequence) from None
+            return Reservations(nets)
         result: Reservations = self._cached("reservations", load)
         return result
 
@@ -138,18 +194,24 @@ class IPAM:
 
         def load() -> HostConfig:
             items, _ = self.ds.list(keys.CONFIG)  # one read for global and per-host
-            docs = {kv.key: kv.value for kv in items}
-            return HostConfig.merged(docs.get(keys.CONFIG_GLOBAL),
-                                     docs.get(keys.host_config_key(self.host)))
+            docs = {kv.key: kv for kv in items}
+            cfg, _bad = HostConfig.resolve([docs.get(keys.CONFIG_GLOBAL),
+                                            docs.get(keys.host_config_key(self.host))])
+            return cfg
         result: HostConfig = self._cached("config", load)
         return result
 
-    def node_labels(self) -> dict[str, str]:
-        def load() -> dict[str, str]:
+    def node_labels(self) -> dict[str, str] | None:
+        """This host's Node labels ({} without a Node); None if its Node cannot be read."""
+        def load() -> dict[str, str] | None:
             kv = self.ds.get(keys.NODES + self.host)
-            meta = (kv.value.get("metadata") or {}) if kv else {}
-            return {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
-        result: dict[str, str] = self._cached("labels", load)
+            if kv is None:
+                return {}
+            labels, why = node_labels_of(kv.value)
+            if labels is None:
+                skipped(kv, why, "only pools that select every node are used for this host")
+            return labels
+        result: dict[str, str] | None = self._cached("labels", load)
         return result
 
     def own_affinities(self, fresh: bool = False) -> dict[str, dict[str, Any]]:
@@ -160,7 +222,15 @@ class IPAM:
         """
         def load() -> dict[str, dict[str, Any]]:
             items, _ = self.ds.list(keys.affinity_prefix(self.host))
-            return {keys.parse_affinity_key(kv.key)[1]: kv.value for kv in items}
+            out = {}
+            for kv in items:
+                # The key, not the document, names the block: the block's own
+                # affinity field decides (every write re-checks it), so an
+                # unreadable affinity document costs nothing here.
+                cidr = _affinity_cidr(kv)
+                if cidr is not None:
+                    out[cidr] = kv.value
+            return out
         if fresh:
             self._cache.pop("affinities", None)
         result: dict[str, dict[str, Any]] = self._cached("affinities", load)
@@ -190,10 +260,20 @@ class IPAM:
             return chosen
         enabled = [p for p in pools if not p.disabled and p.assignment_mode != "Manual"
                    and use in p.allowed_uses]
-        if all(p.node_selector.strip() in ("", "all()") for p in enabled):
+        if all(_selects_all(p) for p in enabled):
             return enabled  # no need to read the Node resource
         labels = self.node_labels()
-        return [p for p in enabled if p.matches_node(labels)]
+        return [p for p in enabled if _selects_all(p)
+                or (labels is not None and self._matches(p, labels))]
+
+    def _matches(self, pool: PoolSpec, labels: Mapping[str, str]) -> bool:
+        try:
+            return pool.matches_node(labels)
+        except ValidationError as exc:
+            # one pool's bad selector costs that pool only
+            warn_once((f"IPPool {pool.name or pool.cidr}", 0, str(exc)),
+                      f"IPAM: skipping IP pool {pool.name or pool.cidr}: {exc}")
+            return False
 
     # -- public API: allocation ---------------------------------------------
 
@@ -216,6 +296,7 @@ class IPAM:
         """
         if not handle:
             raise ValidationError("an allocation needs a handle", "handle")
+        self.reservations()  # refuses before anything is claimed if one is unreadable
         who = _attrs(handle, attrs, self.host)
         got: list[Allocation] = []
         try:
@@ -302,8 +383,8 @@ class IPAM:
         items, _ = self.ds.list(keys.BLOCKS)
         res = self.reservations()
         candidates = []
-        for kv in items:
-            block = Block.from_json(kv.value)
+        readable, _unreadable = scan_blocks(items)  # the unreadable are skipped, logged
+        for kv, block in readable:
             if block.affinity == host_affinity(self.host) or not in_pools(block.cidr):
                 continue
             if block.free_count(res.skip_for(block.cidr)):
@@ -316,18 +397,34 @@ class IPAM:
             got += self._take_from(cidr, count - len(got), who, own=False)
 
     def _read_block(self, key: str) -> tuple[Block, int] | None:
+        """The block at ``key`` and its revision; None if absent, UnreadableDocument
+        if malformed."""
         kv = self.ds.get(key)
         if kv is None:
             self._blocks.pop(key, None)
             return None
-        block = Block.from_json(kv.value)
+        try:
+            block = read_block(kv)
+        except UnreadableDocument:
+            self._blocks.pop(key, None)
+            raise
         self._blocks[key] = (block.copy(), kv.mod_revision)
         return block, kv.mod_revision
 
     def _take_from(self, cidr: IPNetwork, need: int, who: Attributes,
                    own: bool) -> list[Allocation]:
-        """Up to ``need`` addresses from one block (CAS, retried on lost races)."""
+        """Up to ``need`` addresses from one block (CAS, retried on lost races);
+        none from a block that cannot be read (it is logged and left alone)."""
         key = keys.block_key(cidr)
+        try:
+            return self._take_from_block(key, cidr, need, who, own)
+        except UnreadableDocument as exc:
+            if exc.key != key:
+                raise  # e.g. the handle's document: that is the caller's error
+            return []
+
+    def _take_from_block(self, key: str, cidr: IPNetwork, need: int, who: Attributes,
+                         own: bool) -> list[Allocation]:
         skip = self.reservations().skip_for(cidr)
         cached = self._blocks.get(key)
         if cached is not None and cached[0].free_count(skip) == 0:
@@ -380,7 +477,10 @@ class IPAM:
         # (the pool's blockSize changed, or pools overlap) has a different key,
         # so only the block list shows that a candidate overlaps it.
         items, listed_at = self.ds.list(keys.BLOCKS)
-        occupied = Occupied(ipaddress.ip_network(kv.value["cidr"]) for kv in items)
+        # Ranges by key, not by document: an unreadable block still occupies its
+        # range (its addresses may be in use), so no block is claimed over it.
+        occupied = Occupied(cidr for cidr in map(block_cidr_of_key, (kv.key for kv in items))
+                            if cidr is not None)
         for pool in self.rng.sample(list(pools), len(pools)):
             for tries, cidr in enumerate(free_blocks(pool, occupied, self.rng)):
                 if tries >= 16:
@@ -431,7 +531,7 @@ class IPAM:
                 kv = self.ds.get(key)
                 if kv is None:
                     raise IPAMError(f"block {cidr} vanished while assigning {addr}; retry")
-                block = Block.from_json(kv.value)
+                block = read_block(kv)
                 if block.deleted:
                     raise IPAMError(f"block {cidr} is being deleted; retry")
                 ordinal = block.ordinal_of(addr)
@@ -506,8 +606,13 @@ class IPAM:
                     return guess
         items, _ = self.ds.list(keys.BLOCKS)
         for kv in items:
-            net = ipaddress.ip_network(kv.value["cidr"])
-            if ip.version == net.version and ip in net:
+            # by key: an unreadable block still answers for its range (reading
+            # it then fails, naming the key), so nothing else claims the address
+            net = block_cidr_of_key(kv.key)
+            if net is not None and ip.version == net.version and ip in net:
+                if kv.key != keys.block_key(net):
+                    raise UnreadableDocument(kv.key, "not a block key in canonical form",
+                                             f"{ip} is in its range")
                 return net
         return None
 
@@ -523,17 +628,31 @@ class IPAM:
                     sequences: Mapping[IPAddress, int] | None = None,
                     handle: str | None = None) -> list[IPAddress]:
         """Free addresses; returns those that were held. ``StaleSequence`` if a
-        named sequence number (or ``handle``) no longer matches the holder."""
+        named sequence number (or ``handle``) no longer matches the holder.
+
+        Addresses in a block that cannot be read are left alone: the others are
+        released, then UnreadableDocument names the block (and what was released).
+        """
         seqs = dict(sequences or {})
         by_block: dict[IPNetwork, list[IPAddress]] = {}
+        unreadable: list[UnreadableDocument] = []
         for raw in ips:
             addr = ipaddress.ip_address(str(raw))
-            cidr = self.find_block(addr)
+            try:
+                cidr = self.find_block(addr)
+            except UnreadableDocument as exc:
+                unreadable.append(exc)
+                continue
             if cidr is not None:
                 by_block.setdefault(cidr, []).append(addr)
         released: list[IPAddress] = []
         for cidr, addrs in by_block.items():
-            released += self._release_in_block(cidr, addrs, seqs, handle)
+            try:
+                released += self._release_in_block(cidr, addrs, seqs, handle)
+            except UnreadableDocument as exc:
+                unreadable.append(exc)
+        if unreadable:
+            _raise_unreadable(unreadable, released)
         return released
 
     def _release_in_block(self, cidr: IPNetwork, addrs: list[IPAddress],
@@ -544,7 +663,7 @@ class IPAM:
             kv = self.ds.get(key)
             if kv is None:
                 return {}, []
-            block = Block.from_json(kv.value)
+            block = read_block(kv)
             freed: dict[str, int] = {}
             out: list[IPAddress] = []
             for a in addrs:
@@ -559,28 +678,48 @@ class IPAM:
                     raise RevisionConflict(key) from None
             return freed, out
 
-        freed, out = self.backoff.run(f"block {cidr}", step)
-        self._blocks.pop(key, None)
+        try:
+            freed, out = self.backoff.run(f"block {cidr}", step)
+        finally:
+            self._blocks.pop(key, None)
         for h, n in freed.items():
             handles.add(self.ds, self.backoff, h, str(cidr), -n)
         return out
 
     def release_by_handle(self, handle: str) -> list[IPAddress]:
         """Free every address of ``handle``. Once begun, the handle takes no new
-        addresses; if interrupted, calling again finishes the job."""
-        cidrs = handles.mark_releasing(self.ds, self.backoff, handle)
+        addresses; if interrupted, calling again finishes the job.
+
+        A block that cannot be read is left alone and the handle kept (its
+        addresses there may still be held): the rest is released, then
+        UnreadableDocument names the block; calling again once it is repaired
+        finishes the job. If the handle's own document cannot be read, every
+        block is searched for the handle's addresses instead.
+        """
+        try:
+            cidrs = handles.mark_releasing(self.ds, self.backoff, handle)
+            damaged: KeyValue | None = None
+        except UnreadableDocument as exc:
+            damaged = self.ds.get(exc.key)
+            cidrs = None if damaged is None else self._blocks_holding(handle)
         if cidrs is None:
             return []
         out: list[IPAddress] = []
+        unreadable: list[UnreadableDocument] = []
+        if damaged is not None:
+            # The handle's document would have named the blocks; without it, any
+            # unreadable block may hold some of its addresses.
+            unreadable += [UnreadableDocument(bad.doc.key, bad.doc.reason)
+                           for bad in scan_blocks(self.ds.list(keys.BLOCKS)[0])[1]]
         for text in cidrs:
             cidr = ipaddress.ip_network(text)
             key = keys.block_key(cidr)
 
-            def step(cidr: IPNetwork = cidr, key: str = key) -> list[IPAddress]:
+            def step(key: str = key) -> list[IPAddress]:
                 kv = self.ds.get(key)
                 if kv is None:
                     return []
-                block = Block.from_json(kv.value)
+                block = read_block(kv)
                 ordinals = block.release_handle(handle)
                 if ordinals:
                     try:
@@ -589,10 +728,39 @@ class IPAM:
                         raise RevisionConflict(key) from None
                 return [block.ip_of(o) for o in ordinals]
 
-            out += self.backoff.run(f"block {cidr}", step)
-            self._blocks.pop(key, None)
-        handles.drop(self.ds, handle)
+            try:
+                out += self.backoff.run(f"block {cidr}", step)
+            except UnreadableDocument as exc:
+                unreadable.append(exc)
+            finally:
+                self._blocks.pop(key, None)
+        if unreadable:
+            _raise_unreadable(unreadable, out, f"handle {handle} is kept")
+        if damaged is None:
+            handles.drop(self.ds, handle)
+        else:
+            # Only the document read above: a writer that repaired it since keeps it.
+            with contextlib.suppress(NotFound, RevisionConflict):
+                self.ds.delete(damaged.key, revision=damaged.mod_revision)
         return out
+
+    def _blocks_holding(self, handle: str) -> list[str]:
+        """CIDRs of the readable blocks holding an address of ``handle``."""
+        readable, _ = scan_blocks(self.ds.list(keys.BLOCKS)[0])
+        return sorted(str(b.cidr) for _, b in readable
+                      if any(a.handle == handle for _, a in b.allocated()))
+
+
+def _raise_unreadable(errors: list[UnreadableDocument], released: list[IPAddress],
+                      kept: str = "") -> None:
+    """Raise the first error, noting the other unreadable blocks and what was released."""
+    first = errors[0]
+    others = sorted({e.key for e in errors[1:]} - {first.key})
+    if others:
+        first.add_note(f"also unreadable: {', '.join(others)}")
+    first.add_note(f"released meanwhile: {', '.join(str(a) for a in released) or 'nothing'}"
+                   + (f"; {kept}" if kept else ""))
+    raise first
 
 
 __all__ = ["IPAM", "AddressInUse", "Allocation", "HostConfig"]

@@ -60,25 +60,30 @@ class Attributes(NamedTuple):
 
     @staticmethod
     def from_json(doc: Any, where: str) -> Attributes:
-        if not isinstance(doc, dict) or not isinstance(doc.get("handle"), str):
-            raise ValidationError("expected {handle, secondary}", where)
-        sec = doc.get("secondary") or {}
+        if not isinstance(doc, dict) or not isinstance(doc.get("handle"), str) \
+                or not doc["handle"]:
+            raise ValidationError("expected {handle, secondary} with a non-empty handle", where)
+        sec = doc.get("secondary")
+        if sec is None:
+            sec = {}
         if not isinstance(sec, dict):
             raise ValidationError("secondary must be an object", where + ".secondary")
-        return Attributes(
-            handle=doc["handle"],
-            namespace=str(sec.get("namespace", "")),
-            workload=str(sec.get("workload", "")),
-            host=str(sec.get("host", "")),
-        )
+        for name in ("namespace", "workload", "host"):
+            if not isinstance(sec.get(name, ""), str):
+                raise ValidationError("must be a string", f"{where}.secondary.{name}")
+        return Attributes(handle=doc["handle"], namespace=sec.get("namespace", ""),
+                          workload=sec.get("workload", ""), host=sec.get("host", ""))
 
 
 def _fast_attributes(doc: dict[str, Any]) -> Attributes:
     handle = doc["handle"]
     sec = doc["secondary"]
-    if type(handle) is not str:
-        raise TypeError("handle")
-    return Attributes(handle, str(sec["namespace"]), str(sec["workload"]), str(sec["host"]))
+    namespace, workload, host = sec["namespace"], sec["workload"], sec["host"]
+    # Anything but what to_json writes goes to the slow path, which names the field.
+    if type(handle) is not str or not handle or type(namespace) is not str \
+            or type(workload) is not str or type(host) is not str:
+        raise TypeError("attributes")
+    return Attributes(handle, namespace, workload, host)
 
 
 def host_affinity(host: str) -> str:
@@ -230,30 +235,42 @@ class Block:
     # -- checking -----------------------------------------------------------
 
     def problems(self) -> list[str]:
-        """Every way this block breaks its own invariants (empty when sound)."""
+        """Every way this block breaks its own invariants (empty when sound).
+
+        A block with any of these is not used (``from_json`` refuses it): each
+        one could hand an address out twice (a free ordinal that is also
+        allocated or listed twice, one outside the block) or let a stale
+        release free the wrong holder (sequence numbers out of step).
+        """
         out: list[str] = []
-        if len(self.allocations) != self.cidr.num_addresses:
+        size = self.cidr.num_addresses
+        if len(self.allocations) != size:
             out.append(f"{self.cidr}: {len(self.allocations)} allocation slots for "
-                       f"{self.cidr.num_addresses} addresses")
+                       f"{size} addresses")
+            return out  # every check below indexes by ordinal
         free = set(self.unallocated)
         if len(free) != len(self.unallocated):
             out.append(f"{self.cidr}: duplicate ordinals in the free list")
-        for ordinal, idx in enumerate(self.allocations):
-            if idx is None and ordinal not in free:
-                out.append(f"{self.cidr}: ordinal {ordinal} neither allocated nor free")
-            if idx is not None:
-                if ordinal in free:
-                    out.append(f"{self.cidr}: ordinal {ordinal} allocated and free")
-                if not 0 <= idx < len(self.attributes):
-                    out.append(f"{self.cidr}: ordinal {ordinal} has attribute index {idx}")
-                if ordinal not in self.seqs:
-                    out.append(f"{self.cidr}: ordinal {ordinal} has no sequence number")
-        if any(not 0 <= o < len(self.allocations) for o in free):
+        if any(not 0 <= o < size for o in free):
             out.append(f"{self.cidr}: free list has ordinals outside the block")
-        if any(self.allocations[o] is None for o in self.seqs if 0 <= o < len(self.allocations)):
+        for ordinal, idx in enumerate(self.allocations):
+            if idx is None:
+                if ordinal not in free:
+                    out.append(f"{self.cidr}: ordinal {ordinal} neither allocated nor free")
+                continue
+            if ordinal in free:
+                out.append(f"{self.cidr}: ordinal {ordinal} allocated and free")
+            if not 0 <= idx < len(self.attributes):
+                out.append(f"{self.cidr}: ordinal {ordinal} has attribute index {idx}")
+            if ordinal not in self.seqs:
+                out.append(f"{self.cidr}: ordinal {ordinal} has no sequence number")
+        if any(not 0 <= o < size for o in self.seqs):
+            out.append(f"{self.cidr}: sequence numbers for ordinals outside the block")
+        elif any(self.allocations[o] is None for o in self.seqs):
             out.append(f"{self.cidr}: sequence numbers kept for free ordinals")
-        if any(s > self.sequence for s in self.seqs.values()):
-            out.append(f"{self.cidr}: a sequence number ahead of the block's counter")
+        if self.sequence < 0 or any(not 0 < s <= self.sequence for s in self.seqs.values()):
+            out.append(f"{self.cidr}: a sequence number ahead of the block's counter "
+                       "or not positive")
         return out
 
     # -- JSON ---------------------------------------------------------------
@@ -272,6 +289,8 @@ class Block:
 
     @staticmethod
     def from_json(doc: Any) -> Block:
+        """A block from its stored form; ValidationError naming the field if it is
+        malformed in any way, its invariants included (see ``problems``)."""
         where = "block"
         if not isinstance(doc, dict):
             raise ValidationError("a block must be a JSON object", where)
@@ -280,6 +299,9 @@ class Block:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(f"bad or missing cidr: {exc}", f"{where}.cidr") from exc
         where = f"block {cidr}"
+        if cidr.num_addresses > MAX_BLOCK_ADDRESSES:
+            raise ValidationError(f"{cidr.num_addresses} addresses, more than "
+                                  f"{MAX_BLOCK_ADDRESSES}", f"{where}.cidr")
         allocations = doc.get("allocations")
         if not isinstance(allocations, list) or len(allocations) != cidr.num_addresses:
             raise ValidationError("allocations must list one entry per address",
@@ -288,27 +310,38 @@ class Block:
             i = next(i for i, a in enumerate(allocations) if a is not None and type(a) is not int)
             raise ValidationError("expected an integer or null", f"{where}.allocations[{i}]")
         unallocated = doc.get("unallocated")
-        if not isinstance(unallocated, list) or not all(isinstance(o, int) for o in unallocated):
+        if not isinstance(unallocated, list) or not all(type(o) is int for o in unallocated):
             raise ValidationError("must be a list of ordinals", f"{where}.unallocated")
         attrs_doc = doc.get("attributes", [])
         if not isinstance(attrs_doc, list):
             raise ValidationError("must be a list", f"{where}.attributes")
         try:  # fast path; on any surprise the slow path names the bad entry
             attributes = [_fast_attributes(a) for a in attrs_doc]
-        except (AttributeError, KeyError, TypeError):
+        except (AttributeError, KeyError, TypeError, IndexError):
             attributes = [Attributes.from_json(a, f"{where}.attributes[{i}]")
                           for i, a in enumerate(attrs_doc)]
         seqs_doc = doc.get("seqs", {})
         if not isinstance(seqs_doc, dict):
             raise ValidationError("must be an object", f"{where}.seqs")
-        try:
-            seqs = {int(k): int(v) for k, v in seqs_doc.items()}
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"bad sequence number: {exc}", f"{where}.seqs") from exc
+        seqs: dict[int, int] = {}
+        for k, v in seqs_doc.items():
+            if not k.isdecimal() or not k.isascii() or type(v) is not int:
+                raise ValidationError("expected ordinal: integer", f"{where}.seqs[{k!r}]")
+            seqs[int(k)] = v
+        sequence = doc.get("sequence", 0)
+        if type(sequence) is not int:
+            raise ValidationError("must be an integer", f"{where}.sequence")
         affinity = doc.get("affinity")
         if affinity is not None and not isinstance(affinity, str):
             raise ValidationError("must be a string or null", f"{where}.affinity")
-        return Block(cidr=cidr, affinity=affinity, allocations=list(allocations),
-                     unallocated=list(unallocated), attributes=attributes,
-                     sequence=int(doc.get("sequence", 0)), seqs=seqs,
-                     deleted=bool(doc.get("deleted", False)))
+        deleted = doc.get("deleted", False)
+        if type(deleted) is not bool:
+            raise ValidationError("must be true or false", f"{where}.deleted")
+        block = Block(cidr=cidr, affinity=affinity, allocations=list(allocations),
+                      unallocated=list(unallocated), attributes=attributes,
+                      sequence=sequence, seqs=seqs, deleted=deleted)
+        problems = block.problems()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ValidationError(problems[0].removeprefix(f"{cidr}: ") + more, where)
+        return block

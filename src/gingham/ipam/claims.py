@@ -9,18 +9,25 @@
 A pending affinity with no block of its host behind it, older than the grace
 period, is garbage that the leak check reports and ``release_from_report``
 removes; a block whose affinity is still pending is used by its host as it is.
+
+The block is the truth; an affinity document is bookkeeping. One that cannot
+be read is still a claim by its key (counted against the host's limit) and is
+replaced by a confirmed one when its host claims that block again. A block
+that cannot be read is never claimed over: its key exists, so the create in
+step 2 fails, and its range counts as taken when looking for overlaps.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
+from dataclasses import dataclass
 
-from gingham.datastore.base import Datastore
+from gingham.datastore.base import Datastore, KeyValue, Undecodable
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict
 from gingham.ipam import keys
 from gingham.ipam.block import Block, IPNetwork, host_affinity
 from gingham.ipam.retry import Backoff
+from gingham.ipam.unreadable import UnreadableDocument, block_cidr_of_key, read_block, reason
 
 # New blocks start their sequence counter at (store revision + 1) << SEQUENCE_SHIFT.
 SEQUENCE_SHIFT = 16
@@ -46,9 +53,11 @@ def claim(ds: Datastore, backoff: Backoff, host: str, cidr: IPNetwork, now: floa
         seen_absent_at = ds.revision()
     akey = keys.affinity_key(host, cidr)
     bkey = keys.block_key(cidr)
-    # AlreadyExists: our own left-over claim; carry on with it
-    with contextlib.suppress(AlreadyExists):
+    made_affinity = True
+    try:
         ds.create(akey, {"state": "pending", "since": now})
+    except AlreadyExists:
+        made_affinity = False  # our own left-over claim; carry on with it
     block = Block.new(cidr, host_affinity(host),
                       first_sequence=(seen_absent_at + 1) << SEQUENCE_SHIFT)
     result: tuple[Block | None, int]
@@ -62,7 +71,15 @@ def claim(ds: Datastore, backoff: Backoff, host: str, cidr: IPNetwork, now: floa
         result = (block, rev)
     except AlreadyExists:
         kv = ds.get(bkey)
-        if kv is None or kv.value.get("affinity") != host_affinity(host):
+        try:
+            owner = None if kv is None else read_block(kv).affinity
+        except UnreadableDocument:
+            # Whose it is cannot be told; a claim this host already had on it
+            # stays (the block may be ours), one made just now goes.
+            if made_affinity:
+                drop_affinity(ds, akey)
+            return None
+        if owner != host_affinity(host):
             drop_affinity(ds, akey)
             return None
         result = (None, 0)
@@ -80,9 +97,9 @@ def overlapped(ds: Datastore, cidr: IPNetwork, created: int) -> bool:
     """
     items, _ = ds.list(keys.BLOCKS)
     for kv in items:
-        other = ipaddress.ip_network(kv.value["cidr"])
-        if other != cidr and other.version == cidr.version and other.overlaps(cidr) \
-                and kv.create_revision < created:
+        other = block_cidr_of_key(kv.key)  # an unreadable block occupies its range too
+        if other is not None and other != cidr and other.version == cidr.version \
+                and other.overlaps(cidr) and kv.create_revision < created:
             return True
     return False
 
@@ -103,10 +120,31 @@ def confirm(ds: Datastore, backoff: Backoff, akey: str, now: float) -> None:
                 ds.create(akey, doc)
             except AlreadyExists:
                 raise RevisionConflict(akey) from None
-        elif kv.value.get("state") != "confirmed":
+        elif parse_affinity(kv).state != "confirmed":
             try:
                 ds.update(akey, doc, revision=kv.mod_revision)
             except NotFound:
                 raise RevisionConflict(akey) from None
 
     backoff.run(f"affinity {akey}", step)
+
+
+@dataclass(frozen=True, slots=True)
+class Affinity:
+    """An affinity document: ``state`` is "" when it cannot be read (``why`` says why)."""
+
+    state: str
+    since: float
+    why: str = ""
+
+
+def parse_affinity(kv: KeyValue) -> Affinity:
+    doc = kv.value
+    if isinstance(doc, Undecodable) or not isinstance(doc, dict):
+        return Affinity("", 0.0, reason(doc))
+    state, since = doc.get("state"), doc.get("since")
+    if state not in ("pending", "confirmed"):
+        return Affinity("", 0.0, f"state is {state!r}, not pending or confirmed")
+    if not isinstance(since, int | float) or isinstance(since, bool):
+        return Affinity("", 0.0, f"since is {since!r}, not a time")
+    return Affinity(str(state), float(since))

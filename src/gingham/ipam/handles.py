@@ -5,17 +5,25 @@ block write is known to have failed or the address is released, so a crash
 can leave a count too high (harmless: release-by-handle visits the block
 and finds nothing) but never too low (which would hide an allocation from
 release-by-handle).
+
+A handle document that cannot be read is never written over (its counts may
+be the only record of which blocks hold the handle's addresses): adding to
+it fails with ``UnreadableDocument``; lowering a count in it is skipped (too
+high is harmless); release-by-handle falls back to scanning every block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
-from gingham.datastore.base import Datastore
+from gingham.datastore.base import Datastore, KeyValue, Undecodable
 from gingham.errors import AlreadyExists, IPAMError, NotFound, RevisionConflict
 from gingham.ipam import keys
 from gingham.ipam.retry import Backoff
+from gingham.ipam.unreadable import UnreadableDocument, reason, skipped
 
 
 class HandleReleasing(IPAMError):
@@ -24,6 +32,46 @@ class HandleReleasing(IPAMError):
 
 def _doc(handle: str, blocks: dict[str, int], releasing: bool = False) -> dict[str, Any]:
     return {"handle": handle, "blocks": blocks, "releasing": releasing}
+
+
+@dataclass(frozen=True, slots=True)
+class HandleDoc:
+    handle: str
+    blocks: dict[str, int]  # block CIDR -> addresses the handle holds there (at least)
+    releasing: bool
+
+
+def _why_malformed(kv: KeyValue) -> str:
+    doc = kv.value
+    handle = kv.key[len(keys.HANDLES):]
+    if isinstance(doc, Undecodable) or not isinstance(doc, dict):
+        return reason(doc)
+    if doc.get("handle") != handle:
+        return f"handle field is {doc.get('handle')!r}, not the key's {handle!r}"
+    blocks = doc.get("blocks")
+    if not isinstance(blocks, dict):
+        return "blocks must be an object"
+    for cidr, count in blocks.items():
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            return f"blocks: {cidr!r} is not a CIDR"
+        if type(count) is not int or count <= 0:
+            return f"blocks[{cidr!r}] must be a positive integer"
+    if type(doc.get("releasing", False)) is not bool:
+        return "releasing must be true or false"
+    return ""
+
+
+def parse(kv: KeyValue) -> HandleDoc:
+    """The handle document at ``kv``; UnreadableDocument naming the key if malformed."""
+    why = _why_malformed(kv)
+    if why:
+        skipped(kv, why, "the handle takes no new addresses and its counts stay as they "
+                "are until it is repaired")
+        raise UnreadableDocument(kv.key, why)
+    return HandleDoc(kv.value["handle"], dict(kv.value["blocks"]),
+                     bool(kv.value.get("releasing", False)))
 
 
 def add(ds: Datastore, backoff: Backoff, handle: str, cidr: str, delta: int) -> None:
@@ -42,9 +90,15 @@ def add(ds: Datastore, backoff: Backoff, handle: str, cidr: str, delta: int) -> 
             except AlreadyExists:
                 raise RevisionConflict(key) from None
             return
-        if kv.value.get("releasing") and delta > 0:
+        try:
+            doc = parse(kv)
+        except UnreadableDocument:
+            if delta < 0:
+                return  # a count left too high is harmless; the document is kept
+            raise
+        if doc.releasing and delta > 0:
             raise HandleReleasing(f"handle {handle} is being released")
-        blocks = {str(k): int(v) for k, v in (kv.value.get("blocks") or {}).items()}
+        blocks = dict(doc.blocks)
         count = blocks.get(cidr, 0) + delta
         if count > 0:
             blocks[cidr] = count
@@ -52,8 +106,7 @@ def add(ds: Datastore, backoff: Backoff, handle: str, cidr: str, delta: int) -> 
             blocks.pop(cidr, None)
         try:
             if blocks:
-                ds.update(key, _doc(handle, blocks, bool(kv.value.get("releasing"))),
-                          revision=kv.mod_revision)
+                ds.update(key, _doc(handle, blocks, doc.releasing), revision=kv.mod_revision)
             else:
                 ds.delete(key, revision=kv.mod_revision)
         except NotFound:
@@ -70,20 +123,23 @@ def add(ds: Datastore, backoff: Backoff, handle: str, cidr: str, delta: int) -> 
 
 
 def mark_releasing(ds: Datastore, backoff: Backoff, handle: str) -> list[str] | None:
-    """Flag the handle so no allocation joins it; its block CIDRs, or None if absent."""
+    """Flag the handle so no allocation joins it; its block CIDRs, or None if absent.
+
+    UnreadableDocument if the handle document is malformed (it is left as it is).
+    """
     key = keys.handle_key(handle)
 
     def step() -> list[str] | None:
         kv = ds.get(key)
         if kv is None:
             return None
-        blocks = {str(k): int(v) for k, v in (kv.value.get("blocks") or {}).items()}
-        if not kv.value.get("releasing"):
+        doc = parse(kv)
+        if not doc.releasing:
             try:
-                ds.update(key, _doc(handle, blocks, True), revision=kv.mod_revision)
+                ds.update(key, _doc(handle, doc.blocks, True), revision=kv.mod_revision)
             except NotFound:
                 return None
-        return sorted(blocks)
+        return sorted(doc.blocks)
 
     return backoff.run(f"handle {handle}", step)
 

@@ -14,6 +14,14 @@ allocated a moment before its WorkloadEndpoint is written). Sightings are kept
 in ``keys.LEAKCHECK``. ``release_from_report`` re-verifies every item against
 the current state before touching it, so an old report cannot free an address
 that has since been handed out again.
+
+Documents that cannot be read are reported as problems (key and reason), never
+as findings, and they make the check more careful, not less: an unreadable
+block hides who holds its addresses, so while there is one no handle is
+reported as holding nothing; an unreadable WorkloadEndpoint may be the one
+naming a workload, so no address in its namespace is reported as leaked for a
+gone workload; with an unreadable pool no empty block is "outside every pool";
+an unreadable Node keeps its host alive (its key exists) and its labels unknown.
 """
 
 from __future__ import annotations
@@ -26,17 +34,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gingham.datastore.base import Datastore, KeyValue
+from gingham.datastore.base import Datastore, KeyValue, Undecodable
 from gingham.errors import (
     AlreadyExists,
+    IPAMError,
     NotFound,
     RevisionConflict,
     ValidationError,
 )
-from gingham.ipam import keys
+from gingham.ipam import handles, keys
 from gingham.ipam.block import Block, StaleSequence, affinity_host
-from gingham.ipam.pools import PoolSpec, pool_from_resource
+from gingham.ipam.claims import parse_affinity
+from gingham.ipam.pools import PoolSpec, node_labels_of, pool_from_resource
 from gingham.ipam.retry import Backoff
+from gingham.ipam.unreadable import (
+    BadBlock,
+    Unreadable,
+    UnreadableDocument,
+    read_block,
+    reason,
+    scan_blocks,
+    skipped,
+)
 
 DEFAULT_GRACE = 60.0
 KINDS = ("address", "affinity", "block", "handle")
@@ -131,42 +150,64 @@ class ReleaseOutcome:
 
 @dataclass(slots=True)
 class _World:
-    blocks: list[KeyValue]
+    blocks: list[tuple[KeyValue, Block]]  # readable ones
+    bad_blocks: list[BadBlock]
     affinities: list[KeyValue]
     handles: list[KeyValue]
     live_hosts: set[str]
     workloads: set[tuple[str, str]]
     pools: list[PoolSpec]
-    node_labels: dict[str, dict[str, str]]  # hosts with a Node resource
+    node_labels: dict[str, dict[str, str]]  # hosts with a readable Node resource
+    # namespaces with a WorkloadEndpoint that cannot be read ("*": one without
+    # a namespace in its key, so any)
+    uncertain_namespaces: set[str] = field(default_factory=set)
+    pools_unreadable: bool = False
+    unreadable: list[Unreadable] = field(default_factory=list)  # besides blocks
 
     @staticmethod
     def read(ds: Datastore) -> _World:
-        blocks, _ = ds.list(keys.BLOCKS)
+        block_items, _ = ds.list(keys.BLOCKS)
+        blocks, bad_blocks = scan_blocks(block_items)
         affinities, _ = ds.list(keys.AFFINITY)
         handle_docs, _ = ds.list(keys.HANDLES)
         nodes, _ = ds.list(keys.NODES)
         alive, _ = ds.list(keys.LIVENESS)
+        unreadable: list[Unreadable] = []
+        # A Node's key alone keeps its host alive, readable or not.
         hosts = {kv.key[len(keys.NODES):] for kv in nodes}
-        labels = {kv.key[len(keys.NODES):]:
-                  {str(k): str(v) for k, v in
-                   ((kv.value.get("metadata") or {}).get("labels") or {}).items()}
-                  for kv in nodes}
+        labels: dict[str, dict[str, str]] = {}
+        for kv in nodes:
+            node_labels, why = node_labels_of(kv.value)
+            if node_labels is None:
+                unreadable.append(skipped(kv, why, "its host counts as alive; its labels "
+                                          "as unknown"))
+            else:
+                labels[kv.key[len(keys.NODES):]] = node_labels
         pool_items, _ = ds.list(keys.POOLS)
         pools = []
         for kv in pool_items:
-            with contextlib.suppress(ValidationError):  # a broken pool protects its blocks
+            try:
                 pools.append(pool_from_resource(kv.value))
+            except ValidationError as exc:
+                unreadable.append(skipped(kv, reason(kv.value, exc),
+                                          "no empty block is taken as outside every pool"))
         hosts |= {kv.key[len(keys.LIVENESS):] for kv in alive}
         weps, _ = ds.list(keys.WORKLOADS)
         workloads: set[tuple[str, str]] = set()
+        uncertain: set[str] = set()
         for kv in weps:
-            meta = kv.value.get("metadata") or {}
-            spec = kv.value.get("spec") or {}
-            ns = str(meta.get("namespace") or kv.key[len(keys.WORKLOADS):].partition("/")[0])
-            for name in (meta.get("name"), spec.get("workload"), spec.get("pod")):
-                if name:
-                    workloads.add((ns, str(name)))
-        return _World(blocks, affinities, handle_docs, hosts, workloads, pools, labels)
+            key_ns, sep, _ = kv.key[len(keys.WORKLOADS):].partition("/")
+            named = _workload_names(kv.value)
+            if isinstance(named, str):
+                unreadable.append(skipped(kv, named, "no address in its namespace is "
+                                          "reported as leaked for a gone workload"))
+                uncertain.add(key_ns if sep else "*")
+                continue
+            ns, names = named
+            ns = ns or key_ns
+            workloads |= {(ns, name) for name in names}
+        return _World(blocks, bad_blocks, affinities, handle_docs, hosts, workloads, pools,
+                      labels, uncertain, len(pools) < len(pool_items), unreadable)
 
     def host_gone(self, host: str) -> bool:
         return bool(host) and host not in self.live_hosts
@@ -183,7 +224,8 @@ class _World:
         pool = next((p for p in self.pools if p.version == block.cidr.version
                      and block.cidr.subnet_of(p.cidr)), None)  # type: ignore[arg-type]
         if pool is None:
-            return "empty block outside every pool"
+            # it may lie in the pool that cannot be read
+            return "" if self.pools_unreadable else "empty block outside every pool"
         labels = self.node_labels.get(owner)
         if labels is not None:
             try:
@@ -200,27 +242,52 @@ class _World:
             return f"host {host} is gone"
         # Only namespaced allocations belong to a WorkloadEndpoint; others (the
         # agent's VXLAN tunnel address, manual ones) live as long as their host.
-        if namespace and workload and (namespace, workload) not in self.workloads:
+        if namespace and workload and (namespace, workload) not in self.workloads \
+                and namespace not in self.uncertain_namespaces \
+                and "*" not in self.uncertain_namespaces:
             return f"workload {namespace}/{workload} is gone"
         return ""
 
 
+def _workload_names(doc: Any) -> tuple[str, list[str]] | str:
+    """(namespace or "", names a workload goes by) of a stored WorkloadEndpoint, or
+    why it cannot be read."""
+    if isinstance(doc, Undecodable):
+        return doc.reason
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    meta, spec = doc.get("metadata"), doc.get("spec")
+    if not isinstance(meta, dict):
+        return "metadata must be an object"
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        return "spec must be an object"
+    fields = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
+              "spec.workload": spec.get("workload"), "spec.pod": spec.get("pod")}
+    for name, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            return f"{name} must be a string"
+    names = [v for k, v in fields.items() if k != "metadata.namespace" and v]
+    return fields["metadata.namespace"] or "", names
+
+
 def _findings(world: _World, now: float, grace: float) -> tuple[list[Leak], list[str]]:
     found: list[Leak] = []
-    problems: list[str] = []
+    problems = [b.doc.describe() for b in world.bad_blocks]
+    problems += [u.describe() for u in world.unreadable]
     block_owner: dict[str, str | None] = {}
+    unknown_owner = {str(b.cidr) for b in world.bad_blocks if b.cidr is not None}
     holding: set[str] = set()  # handles that hold at least one address
-    for kv in world.blocks:
-        block = Block.from_json(kv.value)
+    for _kv, block in world.blocks:
         cidr = str(block.cidr)
         owner = affinity_host(block.affinity)
         block_owner[cidr] = owner
-        problems += block.problems()
         for ordinal, a in block.allocated():
             holding.add(a.handle)
-            reason = world.address_reason(a.namespace, a.workload, a.host or (owner or ""))
-            if reason:
-                found.append(Leak("address", reason, now, cidr, str(block.ip_of(ordinal)),
+            gone = world.address_reason(a.namespace, a.workload, a.host or (owner or ""))
+            if gone:
+                found.append(Leak("address", gone, now, cidr, str(block.ip_of(ordinal)),
                                   a.handle, block.seqs.get(ordinal, 0), a.namespace,
                                   a.workload, a.host))
         why = world.empty_block_reason(block)
@@ -228,20 +295,37 @@ def _findings(world: _World, now: float, grace: float) -> tuple[list[Leak], list
             found.append(Leak("block", why, now, cidr, host=owner or ""))
     for kv in world.affinities:
         host, cidr = keys.parse_affinity_key(kv.key)
-        state = kv.value.get("state")
+        try:
+            cidr = str(ipaddress.ip_network(cidr))
+        except ValueError:
+            problems.append(f"{kv.key} is unreadable (the key names no block CIDR)")
+            continue
+        affinity = parse_affinity(kv)
+        if affinity.why:
+            problems.append(skipped(kv, affinity.why, "left alone").describe())
+            continue
+        state = affinity.state
+        if cidr in unknown_owner:
+            continue  # whose block it is cannot be told
         if cidr not in block_owner:
-            if state == "confirmed" or now - float(kv.value.get("since", 0)) >= grace:
+            if state == "confirmed" or now - affinity.since >= grace:
                 found.append(Leak("affinity", f"{state} claim with no block", now, cidr,
                                   host=host))
         elif block_owner[cidr] != host:
             found.append(Leak("affinity", f"{state} claim on a block of "
                               f"{block_owner[cidr] or 'no host'}", now, cidr, host=host))
     for kv in world.handles:
-        handle = kv.key[len(keys.HANDLES):]
-        if handle not in holding:
-            counted = sum(int(v) for v in (kv.value.get("blocks") or {}).values())
+        try:
+            doc = handles.parse(kv)
+        except UnreadableDocument as exc:
+            problems.append(f"{exc.key} is unreadable ({exc.reason})")
+            continue
+        # With a block unreadable, "holds none" cannot be told: its addresses may
+        # be there, and dropping the handle would hide them from release-by-handle.
+        if doc.handle not in holding and not world.bad_blocks:
+            counted = sum(doc.blocks.values())
             found.append(Leak("handle", f"handle counts {counted} address(es) but holds none",
-                              now, "", handle=handle, sequence=kv.mod_revision))
+                              now, "", handle=doc.handle, sequence=kv.mod_revision))
     return found, problems
 
 
@@ -259,7 +343,7 @@ def check(ds: Datastore, now: float | None = None, grace: float = DEFAULT_GRACE,
         confirmed.clear()
         pending = 0
         kv = ds.get(keys.LEAKCHECK)
-        seen = (kv.value.get("seen") or {}) if kv else {}
+        seen = _sightings(kv)
         new_seen: dict[str, float] = {}
         for leak in found:
             first = float(seen.get(leak.ident, now))
@@ -279,6 +363,20 @@ def check(ds: Datastore, now: float | None = None, grace: float = DEFAULT_GRACE,
 
     backoff.run("leak check", step)
     return LeakReport(now, grace, tuple(confirmed), pending, tuple(problems))
+
+
+def _sightings(kv: KeyValue | None) -> dict[str, float]:
+    """Earlier sightings; none if the document cannot be read (logged). Starting
+    over only delays findings by one grace period, so the check then replaces it."""
+    if kv is None:
+        return {}
+    seen = kv.value.get("seen") if isinstance(kv.value, dict) else None
+    if isinstance(seen, dict) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in seen.values()):
+        return {str(k): float(v) for k, v in seen.items()}
+    skipped(kv, reason(kv.value, None) if isinstance(kv.value, Undecodable)
+            else "seen must map findings to times", "sightings start over")
+    return {}
 
 
 def _fields(leak: Leak) -> dict[str, Any]:
@@ -301,7 +399,10 @@ def release_from_report(ds: Datastore, report: LeakReport,
     for leak in sorted(report.leaks, key=lambda x: order[x.kind]):
         try:
             done = _release_one(ds, backoff, world, leak)
-        except (StaleSequence, RevisionConflict, NotFound) as exc:
+        except (StaleSequence, RevisionConflict, NotFound, UnreadableDocument) as exc:
+            out.skipped.append(f"{leak.ident}: {exc}")
+            continue
+        except (IPAMError, ValueError) as exc:  # a report naming what no block has
             out.skipped.append(f"{leak.ident}: {exc}")
             continue
         (out.released if done is True else out.skipped).append(
@@ -319,8 +420,10 @@ def _release_one(ds: Datastore, backoff: Backoff, world: _World, leak: Leak) -> 
             return "already gone"
         if hkv.mod_revision != leak.sequence:
             return "the handle changed since the check"
-        if any(a.handle == leak.handle for kv in world.blocks
-               for _, a in Block.from_json(kv.value).allocated()):
+        if world.bad_blocks:
+            return "a block cannot be read: the handle may hold addresses there"
+        if any(a.handle == leak.handle for _, block in world.blocks
+               for _, a in block.allocated()):
             return "the handle holds addresses again"
         ds.delete(keys.handle_key(leak.handle), revision=hkv.mod_revision)
         return True
@@ -329,8 +432,10 @@ def _release_one(ds: Datastore, backoff: Backoff, world: _World, leak: Leak) -> 
         kv = ds.get(akey)
         if kv is None:
             return "already gone"
+        if parse_affinity(kv).why:
+            return "the claim cannot be read now; left alone"
         bkv = ds.get(bkey)
-        owner = affinity_host(bkv.value.get("affinity")) if bkv else None
+        owner = affinity_host(read_block(bkv).affinity) if bkv else None
         if bkv is not None and owner == leak.host:
             return "the claim is now backed by its block"
         ds.delete(akey, revision=kv.mod_revision)
@@ -338,7 +443,7 @@ def _release_one(ds: Datastore, backoff: Backoff, world: _World, leak: Leak) -> 
     kv = ds.get(bkey)
     if kv is None:
         return "already gone"
-    block = Block.from_json(kv.value)
+    block = read_block(kv)
     owner = affinity_host(block.affinity)
     if not block.is_empty():
         return "block is in use again"
@@ -352,13 +457,11 @@ def _release_one(ds: Datastore, backoff: Backoff, world: _World, leak: Leak) -> 
 
 
 def _release_address(ds: Datastore, backoff: Backoff, world: _World, leak: Leak) -> bool | str:
-    from gingham.ipam import handles
-
     bkey = keys.block_key(leak.cidr)
     kv = ds.get(bkey)
     if kv is None:
         return "block is gone"
-    block = Block.from_json(kv.value)
+    block = read_block(kv)
     ordinal = block.ordinal_of(ipaddress.ip_address(leak.ip))
     held = block.holder(ordinal)
     if held is None:

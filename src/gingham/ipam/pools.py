@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gingham.datastore.base import Undecodable
 from gingham.errors import ValidationError
 from gingham.ipam.block import MAX_BLOCK_ADDRESSES, IPAddress, IPNetwork
 
@@ -62,6 +63,30 @@ class PoolSpec:
         return selector_matches(self.node_selector, labels)
 
 
+def node_labels_of(doc: Any) -> tuple[dict[str, str] | None, str]:
+    """The labels of a stored Node resource dict, or (None, why) if unreadable.
+
+    Unreadable labels are not taken as "no labels": a selector such as
+    ``!has(zone)`` would then match a node it may not match.
+    """
+    if isinstance(doc, Undecodable):
+        return None, doc.reason
+    if not isinstance(doc, Mapping):
+        return None, "not a JSON object"
+    meta = doc.get("metadata")
+    if meta is None:
+        return {}, ""
+    if not isinstance(meta, Mapping):
+        return None, "metadata must be an object"
+    labels = meta.get("labels")
+    if labels is None:
+        return {}, ""
+    if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        return None, "metadata.labels must map strings to strings"
+    return dict(labels), ""
+
+
 def selector_matches(expr: str, labels: Mapping[str, str]) -> bool:
     text = (expr or "").strip()
     if text in ("", "all()"):
@@ -74,36 +99,70 @@ def selector_matches(expr: str, labels: Mapping[str, str]) -> bool:
     return bool(parse(text).evaluate(dict(labels)))
 
 
-def _spec(doc: Mapping[str, Any], what: str) -> tuple[str, Mapping[str, Any]]:
-    meta = doc.get("metadata") or {}
-    name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+def _spec(doc: Mapping[str, Any], kind: str,
+          required: bool = True) -> tuple[str, Mapping[str, Any]]:
+    """(name, spec) of a stored resource dict of ``kind``; ValidationError naming
+    the field if it is not one (undecodable bytes, another kind, a bad spec)."""
+    if isinstance(doc, Undecodable):
+        raise ValidationError(doc.reason, kind)
+    if not isinstance(doc, Mapping):
+        raise ValidationError("not a JSON object", kind)
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    where = f"{kind} {name}" if isinstance(name, str) else kind
+    if doc.get("kind", kind) != kind:
+        raise ValidationError(f"a {doc.get('kind')!r} document, not an {kind}", where)
     spec = doc.get("spec")
+    if spec is None and not required:
+        spec = {}
     if not isinstance(spec, Mapping):
-        raise ValidationError("missing spec", f"{what} {name}")
-    return name, spec
+        raise ValidationError("missing spec" if spec is None else "spec must be an object",
+                              f"{where}: spec")
+    return name if isinstance(name, str) else "", spec
+
+
+def _typed(spec: Mapping[str, Any], field: str, kind: type, default: Any, where: str) -> Any:
+    """``spec[field]`` if of ``kind`` (absent or null: ``default``); a bool is no int."""
+    value = spec.get(field)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValidationError(f"must be a {kind.__name__}, not {value!r}",
+                              f"{where}: spec.{field}")
+    return value
 
 
 def pool_from_resource(doc: Mapping[str, Any]) -> PoolSpec:
-    """A PoolSpec from a stored IPPool resource dict (Calico field names)."""
+    """A PoolSpec from a stored IPPool resource dict (Calico field names).
+
+    Types are checked as the model checks them (strictly): a pool read
+    differently from how it was meant is worse than a pool skipped.
+    """
     name, spec = _spec(doc, "IPPool")
     where = f"IPPool {name}"
+    text = _typed(spec, "cidr", str, None, where)
+    if text is None:
+        raise ValidationError("missing", f"{where}: spec.cidr")
     try:
-        cidr = ipaddress.ip_network(str(spec.get("cidr")))
+        cidr = ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
         raise ValidationError(f"bad cidr: {exc}", f"{where}: spec.cidr") from exc
-    size = spec.get("blockSize")
-    if size is None:
-        size = DEFAULT_BLOCK_SIZE[cidr.version]
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise ValidationError("must be an integer", f"{where}: spec.blockSize")
+    size = _typed(spec, "blockSize", int, DEFAULT_BLOCK_SIZE[cidr.version], where)
+    uses = _typed(spec, "allowedUses", list, ["Workload", "Tunnel"], where)
+    if not all(isinstance(u, str) for u in uses):
+        raise ValidationError("must be a list of strings", f"{where}: spec.allowedUses")
+    mode = _typed(spec, "assignmentMode", str, "Automatic", where)
+    if mode not in ("Automatic", "Manual"):
+        raise ValidationError(f"{mode!r} is not Automatic or Manual",
+                              f"{where}: spec.assignmentMode")
     return PoolSpec(
         cidr=cidr, block_size=size, name=name,
-        node_selector=str(spec.get("nodeSelector") or "all()"),
-        disabled=bool(spec.get("disabled", False)),
-        vxlan_mode=str(spec.get("vxlanMode") or "Never"),
-        nat_outgoing=bool(spec.get("natOutgoing", False)),
-        allowed_uses=tuple(str(u) for u in spec.get("allowedUses") or ("Workload", "Tunnel")),
-        assignment_mode=str(spec.get("assignmentMode") or "Automatic"),
+        node_selector=_typed(spec, "nodeSelector", str, "", where) or "all()",
+        disabled=_typed(spec, "disabled", bool, False, where),
+        vxlan_mode=_typed(spec, "vxlanMode", str, "", where) or "Never",
+        nat_outgoing=_typed(spec, "natOutgoing", bool, False, where),
+        allowed_uses=tuple(uses),
+        assignment_mode=mode,
     )
 
 
@@ -124,17 +183,21 @@ def pool_from_model(pool: Any) -> PoolSpec:
 
 
 def reservations_from_resource(doc: Mapping[str, Any]) -> list[IPNetwork]:
-    name, spec = _spec(doc, "IPReservation")
-    cidrs = spec.get("reservedCIDRs") or []
+    name, spec = _spec(doc, "IPReservation", required=False)
+    where = f"IPReservation {name}: spec.reservedCIDRs"
+    cidrs = spec.get("reservedCIDRs")
+    if cidrs is None:
+        return []
     if not isinstance(cidrs, list):
-        raise ValidationError("must be a list", f"IPReservation {name}: spec.reservedCIDRs")
+        raise ValidationError("must be a list", where)
     out: list[IPNetwork] = []
     for i, c in enumerate(cidrs):
+        if not isinstance(c, str):
+            raise ValidationError(f"must be a string, not {c!r}", f"{where}[{i}]")
         try:
-            out.append(ipaddress.ip_network(str(c), strict=False))
+            out.append(ipaddress.ip_network(c, strict=False))
         except ValueError as exc:
-            raise ValidationError(f"bad CIDR: {exc}",
-                                  f"IPReservation {name}: spec.reservedCIDRs[{i}]") from exc
+            raise ValidationError(f"bad CIDR: {exc}", f"{where}[{i}]") from exc
     return out
 
 

@@ -35,7 +35,7 @@ def test_show_check_release(sqlite_url: str, tmp_path: Path) -> None:
     assert code == 0, out
     assert json.loads(out)["pools"][0] | {"reserved": 0} == \
         {"cidr": "198.18.0.0/28", "total": 16, "inUse": 4, "free": 12, "reserved": 0,
-         "blocks": 1}
+         "blocks": 1, "unreadableBlocks": 0, "unknown": 0}
     code, out = run(sqlite_url, "show", "--show-blocks")
     assert code == 0 and "198.18.0.0/28" in out and "h1" in out
 
