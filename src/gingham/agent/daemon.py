@@ -150,6 +150,8 @@ class Agent:
             # The calc graph keeps its pending changes; nothing in the kernel moves.
             self._report()
             return
+        if not self._registered:  # the first time: this host's Node before its routes
+            self._housekeeping(now)
         messages = self.calc.flush()
         # Observers may have changed state no calc message reflects (routing inputs).
         if messages or updates or snapshot_done or self._retry:

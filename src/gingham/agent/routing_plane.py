@@ -123,14 +123,15 @@ class RoutingPlane:
             bgp_enabled=bgp.enabled,
         )
         encapsulating = any(p.vxlan_mode != "Never" for p in self.inputs.pools.values())
+        tunnel_up = False
         if me is not None and me.address_v4 is not None:
             self._write_mtu(me, encapsulating)
             if encapsulating:
-                self._ensure_vxlan(me, plan)
+                tunnel_up = self._ensure_vxlan(me, plan)
         desired = [Route.from_spec(spec) for spec in plan.routes]
         desired += [r for routes in self._local.values() for r in routes if self._link_exists(r)]
         self.netlink.sync_routes(desired, owned=not_workload_route)
-        if encapsulating:
+        if tunnel_up:  # no device yet (no tunnel address yet): no peers to prune either
             self.vxlan.remove_stale_peers(plan.vxlan_peers)
         self._apply_nat()
         if me is not None and me.address_v4 is not None:
@@ -143,11 +144,12 @@ class RoutingPlane:
         # A workload route is only valid while its veth exists (CNI DEL removes both).
         return route.dev is None or interface_exists(route.dev)
 
-    def _ensure_vxlan(self, me: HostInfo, plan: RoutePlan) -> None:
+    def _ensure_vxlan(self, me: HostInfo, plan: RoutePlan) -> bool:
+        """The VXLAN device and its peers; False while this host has no tunnel address."""
         assert me.address_v4 is not None
         tunnel = me.vxlan_tunnel_v4 or self._claim_tunnel_address()
         if tunnel is None:
-            return
+            return False
         mtu = self._mtu or 1500
         self.vxlan.ensure_device(
             local=me.address_v4,
@@ -156,6 +158,7 @@ class RoutingPlane:
             tunnel_addrs=[tunnel],
         )
         self.vxlan.add_peers(plan.vxlan_peers)
+        return True
 
     def _claim_tunnel_address(self) -> Any:
         """Take an address from this host's block for the VXLAN device and publish it."""
