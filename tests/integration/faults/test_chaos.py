@@ -1,0 +1,276 @@
+"""Chaos (issue 12): a fuzzer corrupts what the agents read while a prober watches the firewall.
+
+A 3-host lab (real agents, h3 on a second subnet so VXLAN is in play) runs
+the scenario of ``chaos.py``: allowed and denied pairs on the same host and
+across hosts, denied by a Kubernetes allow-list, a Calico Deny rule on a
+NetworkSet, a tiered GlobalNetworkPolicy on a GlobalNetworkSet and a
+default-tier GlobalNetworkPolicy. A thread probes every ordered pair (TCP)
+over and over while, for CHAOS_SECONDS (default 60), a seeded fuzzer writes
+through the datastore API: garbage bytes, non-JSON, JSON that is not an
+object, truncated documents, wrong types, unknown and missing fields, values
+of a few MiB, deep nesting, valid documents of another kind under a key,
+hostile edits (a WorkloadEndpoint on eth0, a Node with ``spec: "oops"``, a
+block with ``affinity: 5``, a Kubernetes selector with 20,000 values...),
+keys of its own created, deleted and created again, and the cluster key
+broken and restored. Then, in two steps:
+
+1. its own keys deleted, the cluster key restored, the scenario's keys left
+   corrupted: every allowed pair is open again within CHAOS_CONVERGENCE
+   seconds (default 5) and the dataplane is exactly what it was (each
+   corrupted key keeps its last valid version);
+2. every key put back byte for byte: the dataplane is again exactly what it
+   was, the agents report nothing invalid, the datastore holds what it held.
+
+Throughout: no denied pair ever connects, no agent exits (same pids, no
+supervisor restart). The seed is printed (``CHAOS_SEED`` replays it; the
+operations then repeat, their timing relative to the agents does not).
+``test_chaos_in_steps`` is the same without a clock: a fixed number of
+operations in batches, each batch followed by waiting until the agents report
+what the fuzzer knows to be invalid, then a probe of the denied pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gingham.datastore import keys
+from gingham.lab.state import LabState
+from tests.integration.faults import chaos, tools
+
+pytestmark = pytest.mark.integration
+
+SECONDS = float(os.environ.get("CHAOS_SECONDS", "60"))
+CONVERGENCE = float(os.environ.get("CHAOS_CONVERGENCE", "5"))
+RATE = float(os.environ.get("CHAOS_RATE", "25"))  # operations per second, at most
+STEP_OPS = int(os.environ.get("CHAOS_OPS", "300"))
+BACKENDS = ["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)]
+
+
+def _seed(default: int | None = None) -> int:
+    if "CHAOS_SEED" in os.environ:
+        return int(os.environ["CHAOS_SEED"])
+    return default if default is not None else random.SystemRandom().randrange(2**32)
+
+
+def _status(st: LabState, host: str) -> dict[str, Any]:
+    path = Path(st.run_dir) / host / "status.json"
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc
+
+
+def _reported(st: LabState) -> dict[str, set[str]]:
+    """Per host, the keys its agent reports invalid (status file, as node status shows it)."""
+    return {h.name: {r["key"] for r in _status(st, h.name).get("invalidResources", [])}
+            for h in st.hosts}  # fmt: skip
+
+
+def _wait_dataplane(st: LabState, want: dict[str, Any], timeout: float) -> tuple[bool, Any, float]:
+    start = time.monotonic()
+    got: Any = None
+    while True:
+        got = chaos.dataplane(st)
+        if got == want:
+            return True, got, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            return False, got, time.monotonic() - start
+        time.sleep(0.1)
+
+
+def _wait_allowed_open(st: LabState, timeout: float) -> tuple[float | None, set[tuple[str, str]]]:
+    """Seconds until every allowed pair connects (None: not within ``timeout``), still closed."""
+    start = time.monotonic()
+    closed: set[tuple[str, str]] = set(chaos.ALLOWED)
+    while time.monotonic() - start <= timeout:
+        cells = chaos.probe_pairs(st, chaos.ALLOWED, timeout=0.5)
+        closed = {p for p, ok in cells.items() if not ok}
+        if not closed:
+            return time.monotonic() - start, closed
+    return None, closed
+
+
+def _agents_unchanged(name: str, before: dict[str, chaos.AgentInfo]) -> list[str]:
+    now = chaos.agents(name)
+    return [f"agent of {h}: {before[h]} -> {now[h]}" for h in before
+            if now[h].pid != before[h].pid or now[h].restarts != before[h].restarts]  # fmt: skip
+
+
+def _check_after(
+    name: str, st: LabState, fuzzer: chaos.Fuzzer, original: dict[str, Any],
+    stored_before: dict[str, Any], figures: dict[str, Any],
+) -> list[str]:  # fmt: skip
+    """Steps 1 and 2 of the module docstring; every problem found, as text."""
+    failures: list[str] = []
+    # Step 1: only the scenario's own keys are still corrupted.
+    fuzzer.release()
+    corrupted = fuzzer.corrupted()
+    figures["corrupted_left"] = len(corrupted)
+    took, closed = _wait_allowed_open(st, CONVERGENCE)
+    figures["allowed_open_after_s"] = None if took is None else round(took, 2)
+    if took is None:
+        failures.append(f"allowed pairs still closed {CONVERGENCE}s after the last write"
+                        f" (corrupted keys left in place: {sorted(corrupted)}): {sorted(closed)}")
+    same, got, took = _wait_dataplane(st, original, CONVERGENCE)
+    figures["dataplane_same_with_corrupted_keys"] = same
+    if not same:
+        failures.append("with only corrupted scenario keys left, the dataplane differs from the"
+                        f" original (last valid versions not kept?):\n{chaos.diff(original, got)}")
+    invalid = fuzzer.invalid_now()
+    reported = _reported(st)
+    figures["reported_invalid"] = {h: len(v) for h, v in reported.items()}
+    for host, keys_ in reported.items():
+        if keys_ != invalid:
+            failures.append(f"{host} reports invalid keys that are not {sorted(keys_ - invalid)}"
+                            f" and misses invalid keys {sorted(invalid - keys_)}")
+    # Step 2: everything as it was.
+    problems = fuzzer.restore()
+    failures += [f"restore: {p}" for p in problems]
+    same, got, took = _wait_dataplane(st, original, CONVERGENCE)
+    figures["restored_dataplane_s"] = round(took, 2) if same else None
+    if not same:
+        failures.append(f"after restoring every key the dataplane differs:\n{chaos.diff(original, got)}")
+    cells = chaos.probe_pairs(st, chaos.PAIRS, timeout=1.0)
+    wrong = sorted(p for p, ok in cells.items() if ok != (p in chaos.ALLOWED))
+    if wrong:
+        failures.append(f"after restore, cells differ from the scenario: {wrong}")
+    ds = tools.datastore(st)
+    try:
+        stored_after = chaos.stored(ds)
+    finally:
+        ds.close()
+    if stored_after != stored_before:
+        failures.append(f"the datastore differs after restore:\n{chaos.diff(stored_before, stored_after)}")
+    tools.wait_until(lambda: not any(_reported(st).values()), CONVERGENCE, "reports cleared") \
+        if not any(_reported(st).values()) else None  # fmt: skip
+    leftover = {h: sorted(v) for h, v in _reported(st).items() if v}
+    if leftover:
+        failures.append(f"agents still report invalid keys after restore: {leftover}")
+    not_ready = [h.name for h in st.hosts if tools.readyz(st, h.name) != 200]
+    if not_ready:
+        failures.append(f"agents not ready after restore: {not_ready}")
+    return failures
+
+
+def _finish(
+    name: str, fuzzer: chaos.Fuzzer, prober: chaos.Prober, agents_before: dict[str, chaos.AgentInfo],
+    offsets: dict[str, int], failures: list[str], figures: dict[str, Any],
+) -> None:  # fmt: skip
+    figures.update(fuzzer.summary())
+    figures["probe_rounds"] = prober.rounds
+    figures["log_findings"] = {h: dict(c.most_common(8))
+                               for h, c in chaos.agent_log_findings(name, offsets).items()}  # fmt: skip
+    if prober.violations:
+        first = prober.violations[0]
+        failures.insert(0, f"{len(prober.violations)} probes of denied pairs connected; first"
+                           f" {first.src} -> {first.dst} in round {first.round}; pairs:"
+                           f" {sorted({(v.src, v.dst) for v in prober.violations})}")  # fmt: skip
+    failures += [f"prober: {e}" for e in prober.errors[:3]]
+    failures += _agents_unchanged(name, agents_before)
+    failures += [f"someone else wrote a fuzzed key: {w}" for w in fuzzer.foreign_writes[:5]]
+    failures += [f"the model accepts a hostile edit: {h}" for h in fuzzer.accepted_hostile[:5]]
+    chaos.Report(figures).print()
+    if failures:
+        tail = "\n".join(str(op) for op in fuzzer.ops[-25:])
+        pytest.fail(f"chaos seed {fuzzer.seed} ({len(fuzzer.ops)} operations):\n- "
+                    + "\n- ".join(failures) + f"\nlast operations:\n{tail}")  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(SECONDS + 240)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chaos(backend: str) -> None:
+    seed = _seed()
+    print(f"\nchaos seed {seed} ({backend}, {SECONDS:.0f} s; CHAOS_SEED={seed} replays it)",
+          flush=True)  # fmt: skip
+    figures: dict[str, Any] = {"test": "chaos", "datastore": backend, "seconds": SECONDS}
+    with chaos.chaos_lab(71 if backend == "sqlite" else 72, backend) as name:
+        st = chaos.setup_scenario(name)
+        original = chaos.dataplane(st)
+        agents_before = chaos.agents(name)
+        offsets = chaos.log_offsets(name)
+        ds = tools.datastore(st)
+        failures: list[str] = []
+        try:
+            stored_before = chaos.stored(ds)
+            fuzzer = chaos.Fuzzer(ds, seed)
+            with chaos.prober_running(st) as prober:
+                start = time.monotonic()
+                deadline = start + SECONDS
+                next_at = start
+                while time.monotonic() < deadline:
+                    fuzzer.step()
+                    next_at += 1 / RATE
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                figures["fuzz_s"] = round(time.monotonic() - start, 1)
+                failures += _check_after(name, st, fuzzer, original, stored_before, figures)
+                time.sleep(1.0)  # a last round of probes after everything settled
+        finally:
+            ds.close()
+        _finish(name, fuzzer, prober, agents_before, offsets, failures, figures)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chaos_in_steps(backend: str) -> None:
+    """Same operations for the same seed and CHAOS_OPS, checked batch by batch, no clock."""
+    seed = _seed(default=12)
+    batch = 25
+    print(f"\nchaos seed {seed} ({backend}, {STEP_OPS} operations in batches of {batch})",
+          flush=True)  # fmt: skip
+    figures: dict[str, Any] = {"test": "chaos-in-steps", "datastore": backend}
+    with chaos.chaos_lab(73 if backend == "sqlite" else 74, backend) as name:
+        st = chaos.setup_scenario(name)
+        original = chaos.dataplane(st)
+        agents_before = chaos.agents(name)
+        offsets = chaos.log_offsets(name)
+        ds = tools.datastore(st)
+        failures: list[str] = []
+        try:
+            stored_before = chaos.stored(ds)
+            fuzzer = chaos.Fuzzer(ds, seed)
+            with chaos.prober_running(st) as prober:
+                while len(fuzzer.ops) < STEP_OPS:
+                    for _ in range(batch):
+                        fuzzer.step()
+                    failures += _batch_checks(st, fuzzer)
+                    if failures:
+                        break
+                if not failures:
+                    failures += _check_after(name, st, fuzzer, original, stored_before, figures)
+        finally:
+            ds.close()
+        _finish(name, fuzzer, prober, agents_before, offsets, failures, figures)
+
+
+def _batch_checks(st: LabState, fuzzer: chaos.Fuzzer) -> list[str]:
+    """Wait until every agent has seen the batch (its reports and block match the datastore),
+    then probe the denied pairs once."""
+    ds = fuzzer.ds
+    kv = ds.get(keys.CLUSTER)
+    cluster_ok = kv is not None and kv.value == fuzzer.original[keys.CLUSTER].value
+    invalid = fuzzer.invalid_now()
+
+    def caught_up() -> bool:
+        for h in st.hosts:
+            status = _status(st, h.name)
+            if bool(status.get("blocked")) == cluster_ok:
+                return False
+            if {r["key"] for r in status.get("invalidResources", [])} != invalid:
+                return False
+        return True
+
+    try:
+        tools.wait_until(caught_up, 30, f"agents caught up after operation {len(fuzzer.ops)}")
+    except AssertionError as exc:
+        return [str(exc)]
+    cells = chaos.probe_pairs(st, chaos.DENIED, timeout=0.5)
+    opened = sorted(p for p, ok in cells.items() if ok)
+    return [f"denied pairs open after operation {len(fuzzer.ops)}: {opened}"] if opened else []
