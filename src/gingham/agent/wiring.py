@@ -51,7 +51,8 @@ class PolicyPlane:
             state = self.applier.dataplane.state
             self.metrics.rules.set(sum(len(c.rules) for c in state.chains.values()))
             self.metrics.sets.set(len(state.sets))
-            self.metrics.endpoints.set(len(self._endpoints))
+            refused = self.applier.dataplane.refused_endpoints
+            self.metrics.endpoints.set(len(self._endpoints - refused.keys()))
             log.info(
                 "nft: %d commands in %.1f ms%s: %s",
                 result.commands,
@@ -59,6 +60,19 @@ class PolicyPlane:
                 " (resync)" if result.resync else "",
                 describe(messages),
             )
+
+
+    def notices(self) -> list[str]:
+        """Endpoints not programmed and interfaces not as wanted, for status and /readyz."""
+        lines = [
+            f"endpoint {ep.namespace}/{ep.name} not programmed: {why}"
+            for ep, why in sorted(self.applier.dataplane.refused_endpoints.items())
+        ]
+        lines += [
+            f"interface {name}: {why}"
+            for name, why in sorted(self.applier.interface_problems.items())
+        ]
+        return lines
 
 
 def describe(messages: Sequence[Any], limit: int = 8) -> str:
@@ -183,6 +197,7 @@ def build_agent(
         run_dir=run_dir,
     )
     metrics = AgentMetrics()
+    policy = PolicyPlane(metrics)
     host_dir = run_dir / hostname
     agent = Agent(
         hostname=hostname,
@@ -190,9 +205,10 @@ def build_agent(
         addresses=addresses,
         calc=CalcGraph(hostname),
         decode=decode_resource,
-        planes=[PolicyPlane(metrics), routing],
+        planes=[policy, routing],
         observers=[routing.observe],
         invalid_sources=[routing.inputs.invalid_resources],
+        notice_sources=[policy.notices],
         guard=ClusterGuard(host_dir / "cluster-id", getattr(ds, "url", "the datastore")),
         on_status=lambda state: write_status(host_dir / STATUS_FILE, hostname, state),
         metrics=metrics,

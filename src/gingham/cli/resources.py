@@ -138,6 +138,7 @@ def _write_all(
             ]
         elif verb == "replaced":
             problems += [f"{store.name_of(r)} not found" for r in resources if not store.exists(r)]
+        problems += _interface_problems(store, resources)
         if problems:
             for p in problems:
                 click.echo(f"error: {p}", err=True)
@@ -169,6 +170,39 @@ def _write_all(
             revision = int(new.metadata.resource_version or 0)
             written[key] = (written[key][0] if key in written else before, revision)
         _summary(verb, resources)
+
+
+def _interface_problems(store: Any, resources: Sequence[Any]) -> list[str]:
+    """Workload endpoints whose interface their node's agent would refuse to program.
+
+    The node's prefixes are those its agent will use: FelixConfiguration
+    ``node.<node>``, else ``default``, each as written in this input or else as
+    stored (an unreadable stored one counts as unset).
+    """
+    from gingham.errors import ValidationError
+    from gingham.model.endpoints import interface_prefix_problem, parse_interface_prefixes
+
+    weps = [r for r in resources if r.kind == "WorkloadEndpoint"]
+    given = {r.metadata.name: r for r in resources if r.kind == "FelixConfiguration"}
+
+    def prefix_of(config_name: str) -> str | None:
+        config = given.get(config_name)
+        if config is None:
+            try:
+                config = store.get("FelixConfiguration", config_name)
+            except (NotFound, ValidationError):  # unreadable: as the agents, unset
+                return None
+        return config.spec.interface_prefix  # type: ignore[no-any-return]
+
+    problems = []
+    for wep in weps:
+        node = wep.spec.node or ""
+        prefix = prefix_of(f"node.{node}") or prefix_of("default")
+        problem = interface_prefix_problem(wep.spec.interface_name or "",
+                                           parse_interface_prefixes(prefix))
+        if problem is not None:
+            problems.append(f"{store.name_of(wep)}: spec.{problem}")
+    return problems
 
 
 def _undo(ds: Any, written: dict[str, tuple[Any, int]]) -> list[str]:

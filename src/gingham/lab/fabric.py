@@ -7,7 +7,7 @@ Layout for lab ``L`` (every namespace name starts with ``gh-L-``, which is how
     gh-L-rt   the router: leg r<k> on each subnet's bridge, address .1, forwarding on
     gh-L-h1   a host: eth0 on its subnet's bridge, address .(10+i),
     gh-L-h2   default route via the router's .1 (so proxy ARP for 169.254.1.1
-    ...       works and nothing can leave the lab), forwarding on, rp_filter loose
+    ...       works and nothing can leave the lab), forwarding on, rp_filter loose by default and strict on workload veths
 
 Subnets come from DESIGN.md section 5: 192.0.2.0/24, 198.51.100.0/24,
 203.0.113.0/24. Hosts are spread over the subnets in contiguous runs: with 3
@@ -220,7 +220,7 @@ def _host_sysctls(netns: str) -> None:
     write_sysctls(netns, {
         "net.ipv4.ip_forward": 1,
         "net.ipv6.conf.all.forwarding": 1,
-        "net.ipv4.conf.all.rp_filter": 2,
+        "net.ipv4.conf.all.rp_filter": 0,  # per interface: strict on workloads (the agent)
         "net.ipv4.conf.default.rp_filter": 2,
     })
 

@@ -339,3 +339,27 @@ def test_apply_makes_the_datastore_with_a_cluster_id(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with open_datastore(url) as ds:
         assert read_cluster_id(ds) is not None
+
+
+UPLINK_ENDPOINT = """
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: h1-cni-sneaky-eth0, namespace: shop}
+spec: {node: h1, orchestrator: cni, interfaceName: eth0, ipNetworks: [198.18.0.9/32]}
+"""
+
+
+def test_an_endpoint_naming_a_non_workload_interface_is_refused(run) -> None:  # type: ignore[no-untyped-def]
+    # The host's uplink would otherwise be filtered as a workload (issue 12).
+    result = run("apply", "-f", "-", input=UPLINK_ENDPOINT)
+    assert result.exit_code == 1, result.output
+    assert "spec.interfaceName 'eth0' is not a workload interface" in result.output
+    assert "nothing was written" in result.output
+    # The prefixes are the node's agent's: a FelixConfiguration may add one.
+    felix = ("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n"
+             "metadata: {name: node.h1}\nspec: {interfacePrefix: 'gh,eth'}\n---\n")
+    result = run("apply", "-f", "-", input=felix + UPLINK_ENDPOINT)
+    assert result.exit_code == 0, result.output
+    ok = UPLINK_ENDPOINT.replace("h1-cni-sneaky-eth0", "h2-cni-ok-eth0").replace(
+        "node: h1", "node: h2").replace("interfaceName: eth0", "interfaceName: gh0123456789a")
+    assert run("apply", "-f", "-", input=ok).exit_code == 0
