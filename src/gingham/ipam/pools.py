@@ -110,8 +110,8 @@ def _spec(doc: Mapping[str, Any], kind: str,
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None
     where = f"{kind} {name}" if isinstance(name, str) else kind
-    if doc.get("kind", kind) != kind:
-        raise ValidationError(f"a {doc.get('kind')!r} document, not an {kind}", where)
+    if doc.get("kind") != kind:  # every stored resource names its kind
+        raise ValidationError(f"kind is {doc.get('kind')!r}, not {kind}", where)
     spec = doc.get("spec")
     if spec is None and not required:
         spec = {}

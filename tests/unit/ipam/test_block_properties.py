@@ -4,6 +4,8 @@ and releases keeps the free list and the allocation map consistent."""
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -132,3 +134,52 @@ def test_bad_documents_name_the_field() -> None:
 def test_block_too_large_is_refused() -> None:
     with pytest.raises(ValidationError, match="blockSize"):
         Block.new("198.18.0.0/16")
+
+
+def _used_block() -> dict:
+    b = Block.new("198.18.0.0/30")
+    b.assign(2, Attributes("h", "ns", "w", "host"))
+    return b.to_json()
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    ({"affinity": 5}, "affinity"),
+    ({"allocations": "x"}, "allocations"),
+    ({"allocations": [0, True, None, None]}, "allocations[1]"),
+    ({"unallocated": [2, True]}, "unallocated"),
+    ({"attributes": [5, 6]}, "attributes[0]"),
+    ({"attributes": [{"handle": "h", "secondary": {"namespace": 7}}]}, "secondary.namespace"),
+    ({"attributes": [{"handle": "", "secondary": {}}]}, "attributes[0]"),
+    ({"seqs": []}, "seqs"),
+    ({"seqs": {"0": 1, "one": 2}}, "seqs['one']"),
+    ({"seqs": {"0": 1, "1": "2"}}, "seqs['1']"),
+    ({"sequence": "2"}, "sequence"),
+    ({"deleted": "no"}, "deleted"),
+    ({"cidr": "198.18.0.0/16"}, "cidr"),
+    # sound types, broken invariants (each could hand an address out twice)
+    ({"unallocated": [2, 3, 0]}, "allocated and free"),
+    ({"unallocated": [2, 3, 3]}, "duplicate ordinals"),
+    ({"unallocated": [2, 3, 7]}, "outside the block"),
+    ({"unallocated": [2]}, "neither allocated nor free"),
+    ({"allocations": [0, 4, None, None]}, "attribute index"),
+    ({"seqs": {"0": 1}}, "no sequence number"),
+    ({"seqs": {"0": 1, "1": 2, "9": 3}}, "outside the block"),
+    ({"seqs": {"0": 1, "1": 99}}, "ahead of the block's counter"),
+    ({"seqs": {"0": 1, "1": 2, "2": 2}}, "kept for free ordinals"),
+])
+def test_malformed_blocks_are_refused_naming_why(change: dict, where: str) -> None:
+    good = _used_block()
+    Block.from_json(good)
+    with pytest.raises(ValidationError, match=re.escape(where)):
+        Block.from_json({**good, **change})
+
+
+@given(st.lists(st.sampled_from(["take", "release"]), max_size=30), st.integers(0, 7))
+def test_every_block_this_code_writes_reads_back(ops: list[str], pick: int) -> None:
+    b = Block.new("198.18.0.0/29", "host:a", first_sequence=1 << 16)
+    for op in ops:
+        if op == "take":
+            b.assign(1, Attributes(f"h{pick}", "ns", "w", "a"))
+        elif b.used:
+            b.release(next(o for o, _ in b.allocated()))
+    assert Block.from_json(json.loads(json.dumps(b.to_json()))) == b

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 
 import pytest
 from hypothesis import given
@@ -36,33 +37,82 @@ def test_free_blocks_skip_existing_blocks_of_other_sizes() -> None:
 
 
 def test_pool_from_resource_defaults_and_errors() -> None:
-    p = pool_from_resource({"metadata": {"name": "v6"}, "spec": {"cidr": "2001:db8::/64"}})
+    p = pool_from_resource({"kind": "IPPool", "metadata": {"name": "v6"}, "spec": {"cidr": "2001:db8::/64"}})
     assert p.block_size == 122 and p.node_selector == "all()" and not p.disabled
-    p4 = pool_from_resource({"metadata": {"name": "v4"}, "spec": {"cidr": "198.18.0.0/16"}})
+    p4 = pool_from_resource({"kind": "IPPool", "metadata": {"name": "v4"}, "spec": {"cidr": "198.18.0.0/16"}})
     assert p4.block_size == 26
     with pytest.raises(ValidationError, match=r"IPPool bad: spec.cidr"):
-        pool_from_resource({"metadata": {"name": "bad"}, "spec": {"cidr": "x"}})
+        pool_from_resource({"kind": "IPPool", "metadata": {"name": "bad"}, "spec": {"cidr": "x"}})
     with pytest.raises(ValidationError, match=r"spec.blockSize"):
-        pool_from_resource({"metadata": {"name": "b"},
+        pool_from_resource({"kind": "IPPool", "metadata": {"name": "b"},
                             "spec": {"cidr": "198.18.0.0/24", "blockSize": 20}})
 
 
 def test_node_selector() -> None:
-    p = pool_from_resource({"metadata": {"name": "x"},
+    p = pool_from_resource({"kind": "IPPool", "metadata": {"name": "x"},
                             "spec": {"cidr": "198.18.0.0/24", "nodeSelector": "zone == 'a'"}})
     assert p.matches_node({"zone": "a"}) and not p.matches_node({"zone": "b"})
 
 
 def test_reservations() -> None:
     r = Reservations(reservations_from_resource(
-        {"metadata": {"name": "r"}, "spec": {"reservedCIDRs": ["198.18.0.2/31", "198.18.0.9"]}}))
+        {"kind": "IPReservation", "metadata": {"name": "r"}, "spec": {"reservedCIDRs": ["198.18.0.2/31", "198.18.0.9"]}}))
     skip = r.skip_for(ipaddress.ip_network("198.18.0.0/29"))
     assert [o for o in range(8) if skip(o)] == [2, 3]
     assert r.count_in(ipaddress.ip_network("198.18.0.0/28")) == 3
     assert r.contains(ipaddress.ip_address("198.18.0.9"))
     assert not r.contains(ipaddress.ip_address("2001:db8::9"))
     with pytest.raises(ValidationError, match=r"reservedCIDRs\[0\]"):
-        reservations_from_resource({"metadata": {"name": "r"}, "spec": {"reservedCIDRs": ["q"]}})
+        reservations_from_resource({"kind": "IPReservation", "metadata": {"name": "r"},
+                                    "spec": {"reservedCIDRs": ["q"]}})
+
+
+POOL = {"kind": "IPPool", "metadata": {"name": "p"}}
+
+
+@pytest.mark.parametrize(("doc", "field"), [
+    ({"metadata": {"name": "p"}, "spec": {"cidr": "198.18.0.0/24"}}, "kind is None"),
+    ({**POOL, "kind": "Node", "spec": {"cidr": "198.18.0.0/24"}}, "kind is 'Node'"),
+    ({**POOL, "spec": "oops"}, "spec must be an object"),
+    ({**POOL, "spec": {}}, "spec.cidr: missing"),
+    ({**POOL, "spec": {"cidr": 5}}, "spec.cidr"),
+    ({**POOL, "spec": {"cidr": "198.18.0.0/24", "blockSize": "26"}}, "spec.blockSize"),
+    ({**POOL, "spec": {"cidr": "198.18.0.0/24", "blockSize": True}}, "spec.blockSize"),
+    ({**POOL, "spec": {"cidr": "198.18.0.0/24", "disabled": "false"}}, "spec.disabled"),
+    ({**POOL, "spec": {"cidr": "198.18.0.0/24", "allowedUses": "Workload"}},
+     "spec.allowedUses"),
+    ({**POOL, "spec": {"cidr": "198.18.0.0/24", "allowedUses": [1]}}, "spec.allowedUses"),
+    ({**POOL, "spec": {"cidr": "198.18.0.0/24", "nodeSelector": 7}}, "spec.nodeSelector"),
+    ({**POOL, "spec": {"cidr": "198.18.0.0/24", "assignmentMode": "Sometimes"}},
+     "spec.assignmentMode"),
+])
+def test_pool_documents_of_the_wrong_shape_are_refused(doc: dict, field: str) -> None:
+    # Read loosely, these were pools of another meaning: "false" disabled one,
+    # "Workload" allowed the uses W, o, r, k...
+    with pytest.raises(ValidationError, match=re.escape(field)):
+        pool_from_resource(doc)
+
+
+def test_pool_cidr_is_read_as_the_model_reads_it() -> None:
+    p = pool_from_resource({**POOL, "spec": {"cidr": "198.18.0.7/24"}})
+    assert str(p.cidr) == "198.18.0.0/24"
+
+
+@pytest.mark.parametrize(("doc", "field"), [
+    ({"metadata": {"name": "r"}, "spec": {"reservedCIDRs": []}}, "kind is None"),
+    ({"kind": "IPReservation", "spec": "x"}, "spec must be an object"),
+    ({"kind": "IPReservation", "spec": {"reservedCIDRs": "198.18.0.0/24"}}, "must be a list"),
+    ({"kind": "IPReservation", "spec": {"reservedCIDRs": [5]}}, "reservedCIDRs[0]"),
+])
+def test_reservation_documents_of_the_wrong_shape_are_refused(doc: dict, field: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(field)):
+        reservations_from_resource(doc)
+
+
+def test_a_reservation_without_spec_reserves_nothing() -> None:
+    # what `apply` stores for an IPReservation given without a spec
+    assert reservations_from_resource({"kind": "IPReservation", "metadata": {"name": "r"}}) \
+        == []
 
 
 @given(st.lists(NETS, max_size=6), NETS)

@@ -22,9 +22,17 @@ import pytest
 from gingham.datastore import Datastore, open_datastore
 from gingham.datastore.keys import resource_key
 from gingham.errors import GinghamError, PoolExhausted
-from gingham.ipam import IPAM, HostConfig, check, list_blocks, release_from_report, usage, who_holds
+from gingham.ipam import (
+    IPAM,
+    HostConfig,
+    check,
+    list_blocks,
+    release_from_report,
+    unreadable,
+    usage,
+    who_holds,
+)
 from gingham.ipam import keys as ikeys
-from gingham.ipam import unreadable
 from gingham.ipam.block import Block
 from gingham.ipam.info import scan_blocks
 from tests.fixtures.datastore import backend_url
@@ -359,7 +367,7 @@ def test_views_skip_an_unreadable_block(ds: Datastore) -> None:
     doc = ds.get(ikeys.block_key(b.block)).value  # type: ignore[union-attr]
     key = corrupt_block(ds, b.block, json.dumps({**doc, "affinity": 5}).encode())
     assert [x.cidr for x in list_blocks(ds)] == [a.block]
-    infos, bad = scan_blocks(ds)
+    _infos, bad = scan_blocks(ds)
     assert [x.doc.key for x in bad] == [key] and bad[0].cidr == b.block
     assert "affinity" in bad[0].doc.reason
     [u] = usage(ds)
