@@ -488,8 +488,9 @@ def agents(name: str) -> dict[str, AgentInfo]:
 
 
 def agent_log_findings(name: str, since: dict[str, int]) -> dict[str, Counter[str]]:
-    """Lines worth a look in each agent's log after byte offset ``since[host]``."""
-    marks = ("Traceback", "cannot process", "unexpected error", "cannot use ", "failed:")
+    """Lines worth a look in each agent's log after byte offset ``since[host]``: what the
+    per-update guard caught, plane failures, tracebacks (counted by their text)."""
+    marks = ("cannot process", "unexpected error", "cannot use ", "failed:")
     out: dict[str, Counter[str]] = {}
     for host, offset in since.items():
         path = labstate.agent_log_path(name, host)
@@ -498,10 +499,11 @@ def agent_log_findings(name: str, since: dict[str, int]) -> dict[str, Counter[st
             text = f.read().decode("utf-8", "replace")
         found: Counter[str] = Counter()
         for line in text.splitlines():
-            for mark in marks:
-                if mark in line:
-                    found[line.split(" ", 3)[-1][:160]] += 1
-                    break
+            if line.startswith("Traceback"):
+                found["Traceback"] += 1
+            elif any(mark in line for mark in marks):
+                # "<date> <time> LEVEL logger: message": the message, without the time.
+                found[line.split(" ", 3)[-1][:200]] += 1
         out[host] = found
     return out
 
@@ -603,10 +605,12 @@ class Fuzzer:
         self.last_written: dict[str, int] = {}  # key -> mod_revision of our last write
         self.foreign_writes: list[str] = []  # someone else wrote a key we were fuzzing
         self.accepted_hostile: list[str] = []
+        self._restored = False
 
     # --- driving ------------------------------------------------------------------------
 
     def step(self) -> Op:
+        self._restored = False
         i = len(self.ops)
         if self.cluster_restore_at is not None and i >= self.cluster_restore_at:
             op = self._restore_cluster(i)
@@ -637,6 +641,9 @@ class Fuzzer:
 
     def restore(self) -> list[str]:
         """Every touched key back byte for byte (after ``release``); problems found."""
+        if self._restored:
+            return []
+        self._restored = True
         self.release()
         for key in sorted(self.touched):
             self.ds.put_raw(key, self._bytes(self.original[key].value))
@@ -758,6 +765,9 @@ class Fuzzer:
     def _new_own_key(self, family: str) -> str:
         self._own_counter += 1
         tag = f"chaos-{self._own_counter}"
+        if self.rng.random() < 0.15:
+            # A name no valid resource can have: whatever is stored there is invalid.
+            tag = self.rng.choice(["UPPER-", "ünï-", "x" * 300, "a..b-", "-lead-"]) + tag
         if family == "IPAMBlock":
             return f"{BLOCKS}198.19.{self._own_counter % 256}.{self._own_counter // 256 % 4 * 64}-26"
         if family in NAMESPACED:

@@ -27,6 +27,11 @@ operations then repeat, their timing relative to the agents does not).
 ``test_chaos_in_steps`` is the same without a clock: a fixed number of
 operations in batches, each batch followed by waiting until the agents report
 what the fuzzer knows to be invalid, then a probe of the denied pairs.
+
+Two narrower tests pin down what the fuzzing found: agents restarted while
+documents are corrupted, and policy documents under keys no valid policy can
+have. One lab per backend serves the whole module (torn down after it, also
+on failure); each test starts by checking the lab is back at its baseline.
 """
 
 from __future__ import annotations
@@ -35,12 +40,17 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gingham.datastore import keys
+from gingham.datastore.base import encode_value
+from gingham.lab import lab as labmod
+from gingham.lab import state as labstate
 from gingham.lab.state import LabState
 from tests.integration.faults import chaos, tools
 
@@ -51,6 +61,36 @@ CONVERGENCE = float(os.environ.get("CHAOS_CONVERGENCE", "5"))
 RATE = float(os.environ.get("CHAOS_RATE", "25"))  # operations per second, at most
 STEP_OPS = int(os.environ.get("CHAOS_OPS", "300"))
 BACKENDS = ["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)]
+
+
+@dataclass
+class Scenario:
+    name: str
+    backend: str
+    st: LabState
+    dataplane: dict[str, Any]  # as first programmed: every test must leave it so
+    stored: dict[str, Any]  # the datastore without the agents' chatter
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def scenario(request: pytest.FixtureRequest) -> Iterator[Scenario]:
+    backend: str = request.param
+    with chaos.chaos_lab(71 if backend == "sqlite" else 72, backend) as name:
+        st = chaos.setup_scenario(name)
+        ds = tools.datastore(st)
+        try:
+            stored = chaos.stored(ds)
+        finally:
+            ds.close()
+        yield Scenario(name, backend, st, chaos.dataplane(st), stored)
+
+
+def _at_baseline(sc: Scenario) -> None:
+    """Fail at once when an earlier test left the lab changed (its own failure says why)."""
+    same, got, _ = _wait_dataplane(sc.st, sc.dataplane, 10)
+    if not same:
+        pytest.fail("the lab is not at its baseline (an earlier test failed?):\n"
+                    + chaos.diff(sc.dataplane, got))
 
 
 def _seed(default: int | None = None) -> int:
@@ -98,17 +138,23 @@ def _wait_allowed_open(st: LabState, timeout: float) -> tuple[float | None, set[
     return None, closed
 
 
+def _wait_for(predicate: Any, timeout: float) -> bool:
+    try:
+        tools.wait_until(predicate, timeout, "condition")
+    except AssertionError:
+        return False
+    return True
+
+
 def _agents_unchanged(name: str, before: dict[str, chaos.AgentInfo]) -> list[str]:
     now = chaos.agents(name)
     return [f"agent of {h}: {before[h]} -> {now[h]}" for h in before
             if now[h].pid != before[h].pid or now[h].restarts != before[h].restarts]  # fmt: skip
 
 
-def _check_after(
-    name: str, st: LabState, fuzzer: chaos.Fuzzer, original: dict[str, Any],
-    stored_before: dict[str, Any], figures: dict[str, Any],
-) -> list[str]:  # fmt: skip
+def _check_after(sc: Scenario, fuzzer: chaos.Fuzzer, figures: dict[str, Any]) -> list[str]:
     """Steps 1 and 2 of the module docstring; every problem found, as text."""
+    st, original, stored_before = sc.st, sc.dataplane, sc.stored
     failures: list[str] = []
     # Step 1: only the scenario's own keys are still corrupted.
     fuzzer.release()
@@ -149,8 +195,7 @@ def _check_after(
         ds.close()
     if stored_after != stored_before:
         failures.append(f"the datastore differs after restore:\n{chaos.diff(stored_before, stored_after)}")
-    tools.wait_until(lambda: not any(_reported(st).values()), CONVERGENCE, "reports cleared") \
-        if not any(_reported(st).values()) else None  # fmt: skip
+    _wait_for(lambda: not any(_reported(st).values()), CONVERGENCE)
     leftover = {h: sorted(v) for h, v in _reported(st).items() if v}
     if leftover:
         failures.append(f"agents still report invalid keys after restore: {leftover}")
@@ -186,68 +231,64 @@ def _finish(
 
 @pytest.mark.slow
 @pytest.mark.timeout(SECONDS + 240)
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_chaos(backend: str) -> None:
-    seed = _seed()
-    print(f"\nchaos seed {seed} ({backend}, {SECONDS:.0f} s; CHAOS_SEED={seed} replays it)",
+def test_chaos(scenario: Scenario) -> None:
+    sc, seed = scenario, _seed()
+    print(f"\nchaos seed {seed} ({sc.backend}, {SECONDS:.0f} s; CHAOS_SEED={seed} replays it)",
           flush=True)  # fmt: skip
-    figures: dict[str, Any] = {"test": "chaos", "datastore": backend, "seconds": SECONDS}
-    with chaos.chaos_lab(71 if backend == "sqlite" else 72, backend) as name:
-        st = chaos.setup_scenario(name)
-        original = chaos.dataplane(st)
-        agents_before = chaos.agents(name)
-        offsets = chaos.log_offsets(name)
-        ds = tools.datastore(st)
-        failures: list[str] = []
-        try:
-            stored_before = chaos.stored(ds)
-            fuzzer = chaos.Fuzzer(ds, seed)
-            with chaos.prober_running(st) as prober:
-                start = time.monotonic()
-                deadline = start + SECONDS
-                next_at = start
+    _at_baseline(sc)
+    figures: dict[str, Any] = {"test": "chaos", "datastore": sc.backend, "seconds": SECONDS}
+    agents_before = chaos.agents(sc.name)
+    offsets = chaos.log_offsets(sc.name)
+    ds = tools.datastore(sc.st)
+    failures: list[str] = []
+    try:
+        fuzzer = chaos.Fuzzer(ds, seed)
+        with chaos.prober_running(sc.st) as prober:
+            start = time.monotonic()
+            deadline = start + SECONDS
+            next_at = start
+            try:
                 while time.monotonic() < deadline:
                     fuzzer.step()
                     next_at += 1 / RATE
                     time.sleep(max(0.0, next_at - time.monotonic()))
                 figures["fuzz_s"] = round(time.monotonic() - start, 1)
-                failures += _check_after(name, st, fuzzer, original, stored_before, figures)
+                failures += _check_after(sc, fuzzer, figures)
                 time.sleep(1.0)  # a last round of probes after everything settled
-        finally:
-            ds.close()
-        _finish(name, fuzzer, prober, agents_before, offsets, failures, figures)
+            finally:
+                fuzzer.restore()  # also when something above raised: leave the lab as found
+    finally:
+        ds.close()
+    _finish(sc.name, fuzzer, prober, agents_before, offsets, failures, figures)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_chaos_in_steps(backend: str) -> None:
+@pytest.mark.timeout(300)
+def test_chaos_in_steps(scenario: Scenario) -> None:
     """Same operations for the same seed and CHAOS_OPS, checked batch by batch, no clock."""
-    seed = _seed(default=12)
-    batch = 25
-    print(f"\nchaos seed {seed} ({backend}, {STEP_OPS} operations in batches of {batch})",
+    sc, seed, batch = scenario, _seed(default=12), 25
+    print(f"\nchaos seed {seed} ({sc.backend}, {STEP_OPS} operations in batches of {batch})",
           flush=True)  # fmt: skip
-    figures: dict[str, Any] = {"test": "chaos-in-steps", "datastore": backend}
-    with chaos.chaos_lab(73 if backend == "sqlite" else 74, backend) as name:
-        st = chaos.setup_scenario(name)
-        original = chaos.dataplane(st)
-        agents_before = chaos.agents(name)
-        offsets = chaos.log_offsets(name)
-        ds = tools.datastore(st)
-        failures: list[str] = []
-        try:
-            stored_before = chaos.stored(ds)
-            fuzzer = chaos.Fuzzer(ds, seed)
-            with chaos.prober_running(st) as prober:
-                while len(fuzzer.ops) < STEP_OPS:
+    _at_baseline(sc)
+    figures: dict[str, Any] = {"test": "chaos-in-steps", "datastore": sc.backend}
+    agents_before = chaos.agents(sc.name)
+    offsets = chaos.log_offsets(sc.name)
+    ds = tools.datastore(sc.st)
+    failures: list[str] = []
+    try:
+        fuzzer = chaos.Fuzzer(ds, seed)
+        with chaos.prober_running(sc.st) as prober:
+            try:
+                while len(fuzzer.ops) < STEP_OPS and not failures:
                     for _ in range(batch):
                         fuzzer.step()
-                    failures += _batch_checks(st, fuzzer)
-                    if failures:
-                        break
+                    failures += _batch_checks(sc.st, fuzzer)
                 if not failures:
-                    failures += _check_after(name, st, fuzzer, original, stored_before, figures)
-        finally:
-            ds.close()
-        _finish(name, fuzzer, prober, agents_before, offsets, failures, figures)
+                    failures += _check_after(sc, fuzzer, figures)
+            finally:
+                fuzzer.restore()
+    finally:
+        ds.close()
+    _finish(sc.name, fuzzer, prober, agents_before, offsets, failures, figures)
 
 
 def _batch_checks(st: LabState, fuzzer: chaos.Fuzzer) -> list[str]:
@@ -274,3 +315,102 @@ def _batch_checks(st: LabState, fuzzer: chaos.Fuzzer) -> list[str]:
     cells = chaos.probe_pairs(st, chaos.DENIED, timeout=0.5)
     opened = sorted(p for p, ok in cells.items() if ok)
     return [f"denied pairs open after operation {len(fuzzer.ops)}: {opened}"] if opened else []
+
+
+def _endpoint_key(ds: Any, ref: str) -> str:
+    namespace, name = ref.split("/")
+    items, _ = ds.list(keys.resource_prefix("WorkloadEndpoint", namespace))
+    found: list[str] = [kv.key for kv in items
+                        if (kv.value.get("spec") or {}).get("workload") == name]  # fmt: skip
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _new_agents(name: str, before: dict[str, chaos.AgentInfo]) -> bool:
+    now = chaos.agents(name)
+    return all(now[h].pid not in (0, before[h].pid) and now[h].state == "running" for h in before)
+
+
+@pytest.mark.timeout(300)
+def test_agents_restarted_while_documents_are_corrupted(scenario: Scenario) -> None:
+    """The documents the Deny rules of the scenario name (a NetworkSet, a GlobalNetworkSet, a
+    WorkloadEndpoint) are corrupted; the agents of h1 and h3 are killed and restarted by
+    their supervisors (h2's keeps c2's endpoint: its own workload stays programmed).
+
+    The new agents never saw those documents valid. Treating them as absent empties the
+    sets the Deny rules match, and the Allow or Pass after each rule opens the pair: invalid
+    would then be wider than valid, as soon as an agent restarts (a crash, an upgrade).
+    """
+    sc = scenario
+    _at_baseline(sc)
+    ds = tools.datastore(sc.st)
+    bad = [
+        keys.resource_key("NetworkSet", "admin-nets", "client"),
+        keys.resource_key("GlobalNetworkSet", "blocked-sources"),
+        _endpoint_key(ds, "client/c2"),
+    ]
+    originals = {k: ds.get(k) for k in bad}
+    figures: dict[str, Any] = {"test": "restart-with-corrupted", "datastore": sc.backend}
+    try:
+        with chaos.prober_running(sc.st) as prober:
+            for key in bad:
+                ds.put_raw(key, b'{"spec": {"nets": [')  # truncated: not JSON
+            tools.wait_until(lambda: all(set(bad) <= v for v in _reported(sc.st).values()), 15,
+                             "agents report the corrupted documents")  # fmt: skip
+            before = {h: a for h, a in chaos.agents(sc.name).items() if h in ("h1", "h3")}
+            for host in before:
+                labmod.kill_agent(sc.name, host)
+            tools.wait_until(lambda: _new_agents(sc.name, before), 30, "agents restarted")
+            labmod.wait_ready(labstate.load(sc.name))
+            tools.wait_until(lambda: all(set(bad) <= v for v in _reported(sc.st).values()), 15,
+                             "restarted agents report the corrupted documents")  # fmt: skip
+            settled = prober.rounds
+            tools.wait_until(lambda: prober.rounds >= settled + 4, 30, "four rounds of probes")
+        figures["probe_rounds"] = prober.rounds
+        figures["opened"] = sorted({f"{v.src} -> {v.dst}" for v in prober.violations})
+    finally:
+        for key, kv in originals.items():
+            assert kv is not None
+            ds.put_raw(key, encode_value(kv.value).encode())
+        ds.close()
+    chaos.Report(figures).print()
+    restored, got, _ = _wait_dataplane(sc.st, sc.dataplane, 15)
+    assert not prober.violations, (
+        "denied pairs connected after the agents restarted with corrupted documents:"
+        f" {figures['opened']}"
+    )
+    assert restored, f"dataplane not restored:\n{chaos.diff(sc.dataplane, got)}"
+
+
+@pytest.mark.timeout(120)
+def test_policy_under_a_key_no_policy_can_have(scenario: Scenario) -> None:
+    """Garbage under ``KubernetesNetworkPolicy/client/UPPER`` (no Kubernetes name has upper
+    case, so no valid policy can ever be there) costs that key only: no exception reaches the
+    agent's per-update guard, the key is reported, and what the report says is enforced is
+    (a quarantine isolates namespace client: c1 and c2 no longer reach each other)."""
+    sc = scenario
+    _at_baseline(sc)
+    key = keys.resource_key("KubernetesNetworkPolicy", "UPPER", "client")
+    offsets = chaos.log_offsets(sc.name)
+    ds = tools.datastore(sc.st)
+    problems: list[str] = []
+    try:
+        ds.put_raw(key, b"not json")
+        tools.wait_until(lambda: all(key in v for v in _reported(sc.st).values()), 15,
+                         "agents report the key")  # fmt: skip
+        time.sleep(1.0)  # what follows the report in the same turn of the loop
+        outcomes = {r["outcome"] for h in sc.st.hosts
+                    for r in _status(sc.st, h.name).get("invalidResources", []) if r["key"] == key}
+        cells = chaos.probe_pairs(sc.st, (("client/c1", "client/c2"), ("client/c2", "client/c1")))
+        findings = chaos.agent_log_findings(sc.name, offsets)
+        guarded = {h: list(c) for h, c in findings.items() if c}
+        if guarded:
+            problems.append(f"exceptions reached the per-update guard: {guarded}")
+        if "quarantined" in outcomes and any(cells.values()):
+            problems.append(f"reported {outcomes} but namespace client is not isolated: {cells}")
+    finally:
+        ds.delete(key)
+        ds.close()
+    restored, got, _ = _wait_dataplane(sc.st, sc.dataplane, 15)
+    assert not problems, "\n".join(problems)
+    assert restored, f"dataplane not restored:\n{chaos.diff(sc.dataplane, got)}"
