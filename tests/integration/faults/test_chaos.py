@@ -48,11 +48,14 @@ from typing import Any
 import pytest
 
 from gingham.datastore import keys
-from gingham.datastore.base import encode_value
+from gingham.datastore.base import Undecodable, encode_value
+from gingham.errors import GinghamError
 from gingham.lab import lab as labmod
 from gingham.lab import state as labstate
+from gingham.lab import workloads
 from gingham.lab.state import LabState
 from tests.integration.faults import chaos, tools
+from tests.integration.faults.chaos import PORT
 
 pytestmark = pytest.mark.integration
 
@@ -509,6 +512,60 @@ def test_restart_with_an_unreadable_node_keeps_the_tunnel_address(scenario: Scen
         problems.append(f"handle {handle}: {before} before the restart, {after} after")
     if now != tunnel:
         problems.append(f"h1's tunnel address changed from {tunnel} to {now}")
+    if not restored:
+        problems.append(f"not restored:\n{chaos.diff(sc.dataplane, got)}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(120)
+def test_cni_add_while_the_hosts_block_is_unreadable(scenario: Scenario) -> None:
+    """h1's IPAM block does not decode; a workload is added on h1 through the CNI plugin.
+    Lose nothing: the block is left as it is (not replaced by an empty one, which would
+    hand its addresses out again), the workload gets an address no one else has, and once
+    the block is readable again every allocation is still there."""
+    sc = scenario
+    _at_baseline(sc)
+    ds = tools.datastore(sc.st)
+    ipam = _snapshot(ds, keys.IPAM)
+    blocks = tools.ipam_blocks(sc.st)
+    (cidr,) = [c for c, affinity in blocks.items() if affinity == "host:h1"]
+    key = chaos.BLOCKS + cidr.replace("/", "-")
+    garbage = b'{"cidr": "' + cidr.encode() + b'", "allocations": [0, 1'
+    before = tools.ipam_allocations(sc.st)
+    problems: list[str] = []
+    try:
+        ds.put_raw(key, garbage)
+        try:
+            wl = workloads.add(sc.name, "web/late", "h1", {"role": "late"}, [(PORT, "tcp", "")])
+        except GinghamError as exc:  # refusing is fine too; the checks below still apply
+            problems_if_added: list[str] = []
+            added = f"refused: {exc}"
+        else:
+            added = ",".join(wl.ips)
+            problems_if_added = [f"web/late got {ip}, which {a[1]} holds"
+                                 for ip in wl.ips for a in before if a[0] == ip]  # fmt: skip
+        stored = ds.get(key)
+        untouched = (stored is not None and isinstance(stored.value, Undecodable)
+                     and stored.value.raw.encode() == garbage)  # fmt: skip
+        if not untouched:
+            problems.append(f"the unreadable block was rewritten: {stored.value if stored else None!r:.200}")
+        problems += problems_if_added
+        ds.put_raw(key, ipam[key])
+        after = tools.ipam_allocations(sc.st)
+        lost = [a for a in before if a not in after]
+        if lost:
+            problems.append(f"allocations lost: {lost}")
+        addresses = [a[0] for a in after]
+        twice = sorted({ip for ip in addresses if addresses.count(ip) > 1})
+        if twice:
+            problems.append(f"addresses allocated twice: {twice}")
+        print(f"\nweb/late: {added}")
+    finally:
+        if "web/late" in labstate.load(sc.name).workloads:
+            workloads.delete(sc.name, "web/late")
+        _put_back(ds, keys.IPAM, ipam)
+        ds.close()
+    restored, got, _ = _wait_dataplane(sc.st, sc.dataplane, 15)
     if not restored:
         problems.append(f"not restored:\n{chaos.diff(sc.dataplane, got)}")
     assert not problems, "\n".join(problems)
