@@ -24,8 +24,10 @@ BGPConfiguration that do not switch BGP on, IPReservation), the lab's IPPool,
 the agents' Nodes, the IPAM blocks and the cluster key.
 
 Fuzzer (``Fuzzer``): one seeded ``random.Random``; every choice comes from it,
-so a seed and an operation count name one sequence of writes. It writes
-through the datastore API (``put_raw``, ``update``, ``create``, ``delete``):
+so a seed and an operation count name one sequence of operations on the same
+keys (up to which block is whose: IPAM picks block CIDRs at random, and keys
+are taken in sorted order). It writes through the datastore API (``put_raw``,
+``update``, ``create``, ``delete``):
 
 - in place, on the scenario's keys: only documents the agent must refuse
   (checked with the agent's own decoders before writing, so no write is a
