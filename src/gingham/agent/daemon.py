@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,6 +62,10 @@ class Calc(Protocol):
     def on_in_sync(self) -> None: ...
     def flush(self) -> list[Any]: ...
     def invalid_resources(self) -> Mapping[str, InvalidReport]: ...
+
+
+class Retaining(Protocol):
+    def retain(self, keys: Collection[str]) -> None: ...
 
 
 class Plane(Protocol):
@@ -104,6 +108,10 @@ class Agent:
     invalid_sources: list[Callable[[], Mapping[str, InvalidReport]]] = field(default_factory=list)
     notice_sources: list[Callable[[], Sequence[str]]] = field(default_factory=list)
     guard: ClusterGuard = field(default_factory=lambda: ClusterGuard(None))
+    # Last valid versions of invalid keys, kept past restarts (calc and routing write them).
+    last_valid: Retaining | None = None
+    # This host's Node as last read valid, should the stored one be unreadable.
+    known_node: Callable[[], dict[str, Any] | None] = lambda: None
     # Called with the state whenever what it reports changes (status file).
     on_status: Callable[[AgentState], None] | None = None
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
@@ -146,6 +154,8 @@ class Agent:
         snapshot_done = not was_in_sync
         if snapshot_done:
             self.calc.on_in_sync()
+            if self.last_valid is not None:  # what went valid or away meanwhile
+                self.last_valid.retain(set(self._all_invalid()))
         if self._blocked():
             # The calc graph keeps its pending changes; nothing in the kernel moves.
             self._report()
@@ -204,9 +214,7 @@ class Agent:
 
     def _report(self) -> None:
         """Refresh what the agent tells operators (gauge, /readyz, status file) if it changed."""
-        reports: dict[str, InvalidReport] = dict(self.calc.invalid_resources())
-        for source in self.invalid_sources:
-            reports.update(source())
+        reports = self._all_invalid()
         notices = tuple(line for source in self.notice_sources for line in source())
         invalid = tuple(reports[k] for k in sorted(reports))
         snapshot = (self.state.ready, self.state.blocked, invalid, notices)
@@ -224,6 +232,12 @@ class Agent:
                 self.on_status(self.state)
             except OSError as exc:
                 log.warning("cannot write the agent's status: %s", exc)
+
+    def _all_invalid(self) -> dict[str, InvalidReport]:
+        reports: dict[str, InvalidReport] = dict(self.calc.invalid_resources())
+        for source in self.invalid_sources:
+            reports.update(source())
+        return reports
 
     def _plane_failed(self, plane: Plane, exc: Exception) -> None:
         self.metrics.errors.labels(where=type(plane).__name__).inc()
@@ -245,7 +259,7 @@ class Agent:
             return
         try:
             if not self._registered:
-                register_node(self.datastore, self.hostname, self.addresses)
+                register_node(self.datastore, self.hostname, self.addresses, self.known_node())
                 self._registered = True
             self.liveness.refresh(self.wall_clock())
             self._next_refresh = now + max(1.0, self.liveness_ttl / 3)

@@ -68,11 +68,18 @@ def _mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def register_node(ds: Datastore, name: str, addrs: HostAddresses) -> None:
+def register_node(
+    ds: Datastore, name: str, addrs: HostAddresses, known: dict[str, Any] | None = None
+) -> None:
+    """Write this host's Node. ``known`` is its last readable version, used when the
+    stored one cannot be read (its operator fields and tunnel address are kept)."""
     key = keys.resource_key("Node", name)
     for _ in range(20):
         current = ds.get(key)
-        doc = node_document(name, addrs, current.value if current else None)
+        base = current.value if current else None
+        if known is not None and (base is None or not _readable_node(base, name)):
+            base = known
+        doc = node_document(name, addrs, base)
         if current is not None and current.value == doc:
             return
         try:

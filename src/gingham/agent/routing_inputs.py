@@ -6,7 +6,8 @@ It reads raw JSON documents rather than model objects so that routing does
 not depend on the model's Python attribute names, only on the wire format.
 Any shape may be stored under any key: a document that cannot be read
 leaves the last readable version of that key in force (a route that worked
-keeps working) and is reported (``invalid_resources``).
+keeps working, also after a restart: ``memory``) and is reported
+(``invalid_resources``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
 
-from gingham.calc.validity import InvalidReport
+from gingham.calc.validity import InvalidReport, LastValidMemory
 from gingham.datastore import keys
 from gingham.routing.types import (
     DEFAULT_AS_NUMBER,
@@ -114,22 +115,21 @@ def bgp_settings(config: dict[str, Any] | None, peers: list[dict[str, Any]]) -> 
 
 
 def _check(key: str, value: dict[str, Any]) -> None:
-    """Refuse what the rest of the agent would refuse: undecodable or invalid documents.
+    """Refuse a document routing must not read: undecodable, or another resource's.
 
-    Routing reads the wire format, but whether a resource is valid is the
-    model's call, the same for every reader; an IPAM block only has to decode.
+    Deliberately lenient otherwise: a Node a newer agent wrote (with fields this
+    version does not know) still gives its addresses, or every route to that
+    host would go.
     """
     from gingham.datastore.base import Undecodable
 
     if isinstance(value, Undecodable):
         raise ValueError(f"not a JSON object: {value.reason}")
     if key.startswith(keys.RESOURCES):
-        from gingham.agent.decode import decode_resource
-        from gingham.model import InvalidResource
-
-        decoded = decode_resource(key, value)
-        if isinstance(decoded, InvalidResource):
-            raise ValueError(decoded.reason)
+        kind, _, name = key[len(keys.RESOURCES) :].partition("/")
+        meta = value.get("metadata")
+        if value.get("kind") != kind or not isinstance(meta, dict) or meta.get("name") != name:
+            raise ValueError(f"not the {kind} named {name!r}")
 
 
 def peer_doc(doc: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +158,11 @@ class RoutingInputs:
     bgp_config: dict[str, Any] | None = None
     bgp_peers: dict[str, dict[str, Any]] = field(default_factory=dict)
     invalid: dict[str, InvalidReport] = field(default_factory=dict)
+    memory: LastValidMemory | None = None
     dirty: bool = True
+    # The document in force per key (references: no copies) and which are remembered.
+    _docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _saved: set[str] = field(default_factory=set)
 
     @staticmethod
     def wants(key: str) -> bool:
@@ -168,31 +172,42 @@ class RoutingInputs:
         if not self.wants(key):
             return
         if value is None:
+            self._docs.pop(key, None)
+            self._forget(key)
             self.invalid.pop(key, None)
         try:
-            if value is not None:
-                _check(key, value)
-            if key.startswith(_NODES):
-                self._put(self.hosts, key, value, host_from_node)
-            elif key.startswith(_POOLS):
-                self._put(self.pools, key, value, pool_from_doc)
-            elif key.startswith(_BLOCKS):
-                self._put(self.blocks, key, value, block_from_doc)
-            elif key.startswith(_BGPPEERS):
-                self._put(self.bgp_peers, key, value, peer_doc)
-            elif key == keys.resource_key("BGPConfiguration", "default"):
-                self._put_bgp_config(value)
+            self._apply(key, value)
         except Exception as exc:  # any shape at all may be stored: it costs this key only
             self._keep_last_valid(key, exc)
         else:
-            self.invalid.pop(key, None)
+            if value is not None:
+                self._docs[key] = value
+                self._forget(key)
+                self.invalid.pop(key, None)
+
+    def _apply(self, key: str, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            _check(key, value)
+        if key.startswith(_NODES):
+            self._put(self.hosts, key, value, host_from_node)
+        elif key.startswith(_POOLS):
+            self._put(self.pools, key, value, pool_from_doc)
+        elif key.startswith(_BLOCKS):
+            self._put(self.blocks, key, value, block_from_doc)
+        elif key.startswith(_BGPPEERS):
+            self._put(self.bgp_peers, key, value, peer_doc)
+        elif key == keys.resource_key("BGPConfiguration", "default"):
+            self._put_bgp_config(value)
 
     def _keep_last_valid(self, key: str, exc: Exception) -> None:
-        """An invalid document leaves the last valid one in force (routes keep flowing)."""
-        tables = (self.hosts, self.pools, self.blocks, self.bgp_peers)
-        kept = any(key in t for t in tables) or (
-            key == keys.resource_key("BGPConfiguration", "default") and self.bgp_config is not None
-        )
+        """An invalid document leaves the last valid one in force (routes keep flowing),
+        remembered past a restart (``calc.validity.LastValidMemory``)."""
+        kept = self._docs.get(key)
+        if kept is not None:
+            if key not in self._saved:
+                self._save(key, kept)
+        else:
+            kept = self._recall(key)
         kind, _, name = key.removeprefix(keys.RESOURCES).partition("/")
         if key.startswith(_BLOCKS):
             kind, name = "IPAMBlock", key[len(_BLOCKS) :]
@@ -202,6 +217,42 @@ class RoutingInputs:
         if self.invalid.get(key) != report:
             log.warning("invalid %s (%s): %s", key, report.outcome, report.reason)
         self.invalid[key] = report
+
+    def _recall(self, key: str) -> dict[str, Any] | None:
+        """The version a previous agent kept in force, if it still reads."""
+        try:
+            doc = self.memory.recall(key) if self.memory is not None else None
+            if doc is None:
+                return None
+            self._apply(key, dict(doc))
+        except Exception:
+            log.warning("the remembered version of %s cannot be used either", key)
+            return None
+        self._docs[key] = dict(doc)
+        self._saved.add(key)
+        return self._docs[key]
+
+    def _save(self, key: str, doc: dict[str, Any]) -> None:
+        if self.memory is None:
+            return
+        try:
+            self.memory.save(key, doc)
+        except Exception:
+            log.exception("cannot remember the last valid version of %s", key)
+            return
+        self._saved.add(key)
+
+    def _forget(self, key: str) -> None:
+        if self.memory is not None and (key in self._saved or key in self.invalid):
+            self._saved.discard(key)
+            try:
+                self.memory.forget(key)
+            except Exception:
+                log.exception("cannot forget the last valid version of %s", key)
+
+    def known(self, key: str) -> dict[str, Any] | None:
+        """The document in force for ``key`` (the last readable one)."""
+        return self._docs.get(key)
 
     def invalid_resources(self) -> Mapping[str, InvalidReport]:
         return self.invalid

@@ -15,11 +15,12 @@ from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.daemon import Agent, AgentState
 from gingham.agent.decode import decode_resource
 from gingham.agent.health import HealthServer
+from gingham.agent.last_valid import FileMemory
 from gingham.agent.metrics import AgentMetrics
 from gingham.agent.node import HostAddresses
 from gingham.agent.routing_inputs import RoutingInputs
 from gingham.agent.routing_plane import RoutingPlane
-from gingham.datastore import open_datastore
+from gingham.datastore import keys, open_datastore
 from gingham.datastore.base import Datastore
 
 log = logging.getLogger(__name__)
@@ -187,9 +188,10 @@ def build_agent(
     run_dir = Path(os.environ.get("GINGHAM_RUN_DIR", "/run/gingham"))
     ds = open_datastore(datastore_url)
     addresses, _dev = detect_addresses(interface)
+    memory = FileMemory(run_dir / hostname / "last-valid")
     routing = RoutingPlane(
         hostname=hostname,
-        inputs=RoutingInputs(),
+        inputs=RoutingInputs(memory=memory),
         datastore=ds,
         netlink=Netlink(),
         vxlan=VxlanDriver(),
@@ -203,13 +205,15 @@ def build_agent(
         hostname=hostname,
         datastore=ds,
         addresses=addresses,
-        calc=CalcGraph(hostname),
+        calc=CalcGraph(hostname, memory=memory),
         decode=decode_resource,
         planes=[policy, routing],
         observers=[routing.observe],
         invalid_sources=[routing.inputs.invalid_resources],
         notice_sources=[policy.notices],
         guard=ClusterGuard(host_dir / "cluster-id", getattr(ds, "url", "the datastore")),
+        last_valid=memory,
+        known_node=lambda: routing.inputs.known(keys.resource_key("Node", hostname)),
         on_status=lambda state: write_status(host_dir / STATUS_FILE, hostname, state),
         metrics=metrics,
     )

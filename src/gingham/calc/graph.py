@@ -88,7 +88,7 @@ from gingham.calc.policies import (
 from gingham.calc.rules import PROTOCOLS, protocol_number
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
-from gingham.calc.validity import InvalidReport, ValidityFilter
+from gingham.calc.validity import InvalidReport, LastValidMemory, ValidityFilter
 from gingham.datastore import keys
 from gingham.errors import GinghamError
 from gingham.model import (
@@ -142,7 +142,9 @@ class CalcGraph:
     arrives through the datastore).
     """
 
-    def __init__(self, hostname: str, config: Any = None) -> None:
+    def __init__(
+        self, hostname: str, config: Any = None, memory: LastValidMemory | None = None
+    ) -> None:
         self.hostname = hostname
         self.config = config
         self._seq = Sequencer(self._members_of)
@@ -158,7 +160,7 @@ class CalcGraph:
         self._local: dict[EndpointKey, _Record] = {}
         self._dirty: set[EndpointKey] = set()
         self._felix: dict[str, Mapping[str, Any]] = {}
-        self._validity = ValidityFilter()
+        self._validity = ValidityFilter(memory)
 
     def _members_of(self, set_id: str) -> frozenset[str]:
         return self._members.members(set_id)
@@ -173,7 +175,6 @@ class CalcGraph:
         kind, namespace, name = parsed
         if kind not in _HANDLERS:
             return
-        had_valid = self._validity.has_valid(key)
         previous = self._validity.last_valid(key)
         for changed_key, effective in self._validity.update(key, kind, namespace, name, value):
             try:
@@ -186,7 +187,7 @@ class CalcGraph:
                 log.exception("cannot use %s", key)
                 problem = InvalidResource(f"cannot be used: {type(exc).__name__}: {exc}")
                 for k, eff in self._validity.rejected(
-                    key, kind, namespace, name, previous, had_valid, problem
+                    key, kind, namespace, name, previous, problem
                 ):
                     self._dispatch(k, eff)
 

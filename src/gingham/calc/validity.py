@@ -27,17 +27,19 @@ Rules (docs/RELIABILITY.md, "bad data and hostile input"):
 - Any other kind never seen valid is absent.
 - A deletion (None) removes the key whatever state it was in.
 
-Only the policy kinds keep their resources here (quarantining a tier needs
-their selectors); for the rest, the graph already holds the last valid state,
-so remembering which keys have one is enough.
+The filter holds a reference to the version in force of every key (the graph
+holds the same objects). When a key goes bad, its last valid version is also
+written to a ``LastValidMemory`` that outlives the process, so that a
+restarted agent enforces what the one before it did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from gingham.errors import GinghamError
 from gingham.model import (
@@ -47,10 +49,14 @@ from gingham.model import (
     KubernetesNetworkPolicy,
     NetworkPolicy,
     Resource,
+    decode_document,
     k8s_policy_to_calico,
+    kind_info,
     label_selector_to_calico,
+    to_dict,
 )
 from gingham.model.convert import KNP_PREFIX
+from gingham.model.meta import check_namespace_name, check_resource_name
 from gingham.selector import parse
 
 log = logging.getLogger(__name__)
@@ -78,10 +84,40 @@ class InvalidReport:
 Change = tuple[str, Any]  # (key, effective resource or None)
 
 
-class ValidityFilter:
+class LastValidMemory(Protocol):
+    """Where last valid versions of invalid keys outlive the process (the agent's run dir).
+
+    Without it, a restarted agent would meet a document that went bad as "never
+    seen valid": absent for a network set, whose Deny rules would then open.
+    Only keys that are invalid now are kept, so it stays small.
+    """
+
+    def save(self, key: str, document: Mapping[str, Any]) -> None: ...
+    def recall(self, key: str) -> Mapping[str, Any] | None: ...
+    def forget(self, key: str) -> None: ...
+
+
+class DictMemory:
+    """A ``LastValidMemory`` in a dict: for tests, and a process that must not write files."""
+
     def __init__(self) -> None:
-        self._valid_keys: set[str] = set()
-        self._policies: dict[str, Resource] = {}  # valid policies, by key
+        self.saved: dict[str, Mapping[str, Any]] = {}
+
+    def save(self, key: str, document: Mapping[str, Any]) -> None:
+        self.saved[key] = document
+
+    def recall(self, key: str) -> Mapping[str, Any] | None:
+        return self.saved.get(key)
+
+    def forget(self, key: str) -> None:
+        self.saved.pop(key, None)
+
+
+class ValidityFilter:
+    def __init__(self, memory: LastValidMemory | None = None) -> None:
+        self._memory: LastValidMemory = memory if memory is not None else DictMemory()
+        self._valid: dict[str, Resource] = {}  # the version in force, by key
+        self._saved: set[str] = set()  # keys whose last valid version is in memory
         self._policy_tier: dict[str, str] = {}
         self._tier_members: dict[str, set[str]] = {}
         self._bad_tiers: set[str] = set()  # tiers present but never seen valid
@@ -99,7 +135,7 @@ class ValidityFilter:
             if not isinstance(value, InvalidResource):
                 value = InvalidResource(f"not a resource: {type(value).__name__}")
             return self._invalid_value(key, kind, namespace, name, value)
-        return self._valid(key, kind, name, value)
+        return self._valid_value(key, kind, name, value)
 
     def rejected(
         self,
@@ -108,29 +144,22 @@ class ValidityFilter:
         namespace: str | None,
         name: str,
         previous: Resource | None,
-        had_valid: bool,
         problem: InvalidResource,
     ) -> list[Change]:
         """A value the model accepted but the graph could not use: a bug, handled as invalid.
 
-        ``previous``/``had_valid`` are what :meth:`last_valid` and :meth:`has_valid`
-        said before the failed update; the graph's own state still holds them.
+        ``previous`` is what :meth:`last_valid` said before the failed update; the
+        graph's own state still holds it.
         """
-        if had_valid:
-            self._valid_keys.add(key)
-            if previous is not None and kind in POLICY_KINDS:
-                self._track_policy(key, previous)
+        if previous is not None:
+            self._keep(key, kind, previous)
         else:
-            self._valid_keys.discard(key)
+            self._valid.pop(key, None)
             self._untrack_policy(key)
         return self._invalid_value(key, kind, namespace, name, problem)
 
-    def has_valid(self, key: str) -> bool:
-        return key in self._valid_keys
-
     def last_valid(self, key: str) -> Resource | None:
-        """The last valid policy stored under ``key`` (None for other kinds)."""
-        return self._policies.get(key)
+        return self._valid.get(key)
 
     # --- output ----------------------------------------------------------------
 
@@ -139,8 +168,8 @@ class ValidityFilter:
 
     def stats(self) -> dict[str, int]:
         return {
-            "validity_keys": len(self._valid_keys),
-            "validity_policies": len(self._policies),
+            "validity_keys": len(self._valid),
+            "validity_saved": len(self._saved),
             "validity_bad_tiers": len(self._bad_tiers),
             "invalid_resources": len(self._invalid),
         }
@@ -148,20 +177,25 @@ class ValidityFilter:
     # --- the three cases ---------------------------------------------------------
 
     def _absent(self, key: str, kind: str, name: str) -> list[Change]:
-        self._valid_keys.discard(key)
+        self._valid.pop(key, None)
         self._invalid.pop(key, None)
         self._untrack_policy(key)
+        self._unsave(key)
         changes: list[Change] = [(key, None)]
         if kind == "Tier" and name in self._bad_tiers:
             self._bad_tiers.discard(name)
             changes += self._reemit_tier(name)
         return changes
 
-    def _valid(self, key: str, kind: str, name: str, value: Resource) -> list[Change]:
-        self._valid_keys.add(key)
+    def _valid_value(self, key: str, kind: str, name: str, value: Resource) -> list[Change]:
+        self._unsave(key)
         self._invalid.pop(key, None)
+        self._keep(key, kind, value)
+        return self._emit(key, kind, name, value)
+
+    def _emit(self, key: str, kind: str, name: str, value: Resource) -> list[Change]:
+        """The changes a newly kept ``value`` makes."""
         if kind in POLICY_KINDS:
-            self._track_policy(key, value)
             return [(key, self._effective_policy(key, value))]
         changes: list[Change] = [(key, value)]
         if kind == "Tier" and name in self._bad_tiers:
@@ -179,15 +213,24 @@ class ValidityFilter:
                 log.warning("invalid %s (%s): %s", key, outcome, value.reason)
             self._invalid[key] = new
 
-        if key in self._valid_keys:
+        kept = self._valid.get(key)
+        if kept is not None:
             report("last valid kept")
+            if key not in self._saved:
+                self._save(key, kept)
             return []
+        recalled = self._recall(key, kind, namespace, name)
+        if recalled is not None:  # went bad before this process started
+            report("last valid kept")
+            self._keep(key, kind, recalled)
+            self._saved.add(key)
+            return self._emit(key, kind, name, recalled)
         if kind in POLICY_KINDS:
             report("quarantined")
             return [(key, quarantine_from_document(kind, namespace, name, value.document))]
         if kind == "Tier":
             report("policies quarantined")
-            changes: list[Change] = [(key, None)]
+            changes = [(key, None)]
             if name not in self._bad_tiers:
                 self._bad_tiers.add(name)
                 changes += self._reemit_tier(name)
@@ -195,17 +238,56 @@ class ValidityFilter:
         report("ignored")
         return [(key, None)]
 
+    # --- the memory of last valid versions ---------------------------------------
+
+    def _save(self, key: str, value: Resource) -> None:
+        try:
+            self._memory.save(key, to_dict(value))
+        except Exception:  # losing the memory costs only what a restart would cost
+            log.exception("cannot remember the last valid version of %s", key)
+            return
+        self._saved.add(key)
+
+    def _unsave(self, key: str) -> None:
+        if key in self._saved or key in self._invalid:
+            self._saved.discard(key)
+            try:
+                self._memory.forget(key)
+            except Exception:
+                log.exception("cannot forget the last valid version of %s", key)
+
+    def _recall(self, key: str, kind: str, namespace: str | None, name: str) -> Resource | None:
+        try:
+            document = self._memory.recall(key)
+        except Exception:
+            log.exception("cannot recall the last valid version of %s", key)
+            return None
+        if document is None:
+            return None
+        resource = decode_document(document)
+        if isinstance(resource, InvalidResource):  # saved by a version that read it otherwise
+            log.warning("the remembered version of %s no longer validates: %s", key,
+                        resource.reason)
+            return None
+        meta = resource.metadata
+        if (meta.name, meta.namespace) != (name, namespace) or not _is_kind(resource, kind):
+            return None
+        return resource
+
+    def _keep(self, key: str, kind: str, value: Resource) -> None:
+        self._valid[key] = value
+        if kind in POLICY_KINDS:
+            self._track_policy(key, value)
+
     # --- tiers ---------------------------------------------------------------------
 
     def _track_policy(self, key: str, value: Resource) -> None:
         self._untrack_policy(key)
         tier = _tier_of(value)
-        self._policies[key] = value
         self._policy_tier[key] = tier
         self._tier_members.setdefault(tier, set()).add(key)
 
     def _untrack_policy(self, key: str) -> None:
-        self._policies.pop(key, None)
         tier = self._policy_tier.pop(key, None)
         if tier is not None:
             members = self._tier_members[tier]
@@ -220,7 +302,7 @@ class ValidityFilter:
 
     def _reemit_tier(self, tier: str) -> list[Change]:
         return [
-            (key, self._effective_policy(key, self._policies[key]))
+            (key, self._effective_policy(key, self._valid[key]))
             for key in sorted(self._tier_members.get(tier, ()))
         ]
 
@@ -242,7 +324,9 @@ def quarantine_policy(
         "ingress": [{"action": "Deny"}] if "Ingress" in types else [],
         "egress": [{"action": "Deny"}] if "Egress" in types else [],
     }
-    meta: dict[str, Any] = {"name": name}
+    # Names come from keys anyone could write: one no valid policy could have is
+    # replaced by a digest, so that it cannot reach a rule comment or a log as is.
+    meta: dict[str, Any] = {"name": _valid_or_digest(name, check_resource_name)}
     model: type[Resource]
     if namespace is None:
         model = GlobalNetworkPolicy
@@ -250,7 +334,7 @@ def quarantine_policy(
             spec["namespaceSelector"] = namespace_selector
     else:
         model = NetworkPolicy
-        meta["namespace"] = namespace
+        meta["namespace"] = _valid_or_digest(namespace, check_namespace_name)
     resource = model.model_validate({"metadata": meta, "spec": spec})
     # The quarantine tier is refused by validation (nobody may write it): set it after.
     quarantined_spec = resource.spec.model_copy(update={"tier": QUARANTINE_TIER})
@@ -300,6 +384,14 @@ def quarantine_from_document(
     )
 
 
+def _valid_or_digest(name: str, check: Callable[[str], str]) -> str:
+    try:
+        return check(name)
+    except ValueError:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+        return "invalid-" + digest[:16]
+
+
 def _types(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not value:
         return BOTH
@@ -337,6 +429,10 @@ def _k8s_selector(value: Any) -> str:
     except Exception:  # any malformed shape: select the whole namespace
         return "all()"
     return expr if _readable(expr) else "all()"
+
+
+def _is_kind(resource: Resource, kind: str) -> bool:
+    return kind_info(resource.kind, resource.api_version).name == kind
 
 
 def _tier_of(value: Resource) -> str:

@@ -18,13 +18,14 @@ import pytest
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.daemon import Agent, AgentState
 from gingham.agent.decode import decode_resource
+from gingham.agent.last_valid import FileMemory
 from gingham.agent.node import HostAddresses, register_node
 from gingham.agent.routing_inputs import RoutingInputs
 from gingham.agent.wiring import write_status
 from gingham.calc import CalcGraph
 from gingham.calc import messages as m
 from gingham.datastore import keys, open_datastore
-from gingham.datastore.base import Datastore
+from gingham.datastore.base import Datastore, Undecodable
 from gingham.datastore.cluster import ensure_cluster_id
 
 HOST = "h1"
@@ -243,3 +244,64 @@ def test_routing_inputs_keep_the_last_valid_block() -> None:
     assert inputs.invalid_resources()[key].outcome == "last valid kept"
     inputs.on_update(key, None)
     assert key not in inputs.blocks and not inputs.invalid_resources()
+
+
+def node_doc(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Node", "metadata": {"name": name},
+            "spec": {"bgp": {"ipv4Address": "192.0.2.12/24"}, **spec}}
+
+
+def test_routing_reads_a_node_from_a_newer_version() -> None:
+    # A newer agent's Node has fields this version does not know: its addresses still
+    # count, or every route to that host would go.
+    inputs = RoutingInputs()
+    key = keys.resource_key("Node", "h2")
+    inputs.on_update(key, node_doc("h2", fromTheFuture={"x": 1}))
+    assert str(inputs.hosts[key].address_v4) == "192.0.2.12"
+    assert not inputs.invalid_resources()
+    inputs.on_update(key, {**node_doc("h3"), "kind": "IPPool"})  # another resource's document
+    assert str(inputs.hosts[key].address_v4) == "192.0.2.12"
+    assert inputs.invalid_resources()[key].outcome == "last valid kept"
+
+
+def test_routing_remembers_last_valid_documents_past_a_restart(tmp_path: Path) -> None:
+    memory = FileMemory(tmp_path / "last-valid")
+    key = keys.IPAM + "blocks/198.18.0.0-26"
+    block = {"cidr": "198.18.0.0/26", "affinity": "host:h2", "allocations": []}
+    first = RoutingInputs(memory=memory)
+    first.on_update(key, block)
+    first.on_update(key, Undecodable("{", "not JSON"))
+    second = RoutingInputs(memory=memory)  # the agent restarted
+    second.on_update(key, Undecodable("{", "not JSON"))
+    assert second.blocks[key] == first.blocks[key]
+    assert second.invalid_resources()[key].outcome == "last valid kept"
+    second.on_update(key, block)
+    assert memory.recall(key) is None  # readable again: nothing to remember
+
+
+def test_file_memory_keeps_only_what_it_is_told(tmp_path: Path) -> None:
+    memory = FileMemory(tmp_path / "m")
+    memory.save("/k/a", {"v": 1})
+    memory.save("/k/b", {"v": 2})
+    assert memory.recall("/k/a") == {"v": 1} and memory.recall("/k/c") is None
+    (tmp_path / "m" / "garbage.json").write_text("{not json")
+    memory.retain({"/k/b"})
+    assert memory.recall("/k/a") is None and memory.recall("/k/b") == {"v": 2}
+    assert len(list((tmp_path / "m").iterdir())) == 1  # the garbage went too
+    memory.forget("/k/b")
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_register_node_keeps_what_it_knew_when_the_stored_node_is_unreadable(
+    ds: Datastore,
+) -> None:
+    key = keys.resource_key("Node", HOST)
+    known = node_doc(HOST, ipv4VXLANTunnelAddr="198.18.0.1")
+    known["metadata"]["labels"] = {"rack": "r1"}
+    ds.put_raw(key, b'{"apiVersion": "projectcalico.org/v3", "kind": "No')
+    register_node(ds, HOST, HostAddresses("192.0.2.11/24"), known)
+    kv = ds.get(key)
+    assert kv is not None
+    assert kv.value["spec"]["ipv4VXLANTunnelAddr"] == "198.18.0.1"
+    assert kv.value["metadata"]["labels"] == {"rack": "r1"}
+    assert kv.value["spec"]["bgp"]["ipv4Address"] == "192.0.2.11/24"

@@ -13,8 +13,9 @@ import pytest
 
 from gingham.calc import CalcGraph
 from gingham.calc import messages as m
+from gingham.calc.validity import DictMemory
 from gingham.datastore import keys
-from gingham.model import QUARANTINE_TIER, InvalidResource, decode_document
+from gingham.model import QUARANTINE_TIER, InvalidResource, decode_document, to_dict
 from tests.unit.calc.builders import (
     DataplaneState,
     k8s_policy,
@@ -27,8 +28,8 @@ from tests.unit.calc.builders import (
 
 
 class Harness:
-    def __init__(self) -> None:
-        self.graph = CalcGraph("host-a")
+    def __init__(self, memory: DictMemory | None = None) -> None:
+        self.graph = CalcGraph("host-a", memory=memory)
         self.state = DataplaneState()
 
     def put(self, *items: tuple[str, Any]) -> list[m.Message]:
@@ -218,3 +219,47 @@ def test_every_index_empties_when_invalid_and_quarantined_keys_are_deleted() -> 
     h.put(*((key, None) for key, _ in items))
     assert all(v == 0 for v in h.graph.stats().values()), h.graph.stats()
     assert h.state.snapshot() == ({}, {}, {}, {})
+
+
+def test_garbage_under_a_key_no_policy_can_have_is_still_quarantined(h: Harness) -> None:
+    # Upper case: no Kubernetes name can be that, so no valid policy ever can.
+    key = keys.resource_key("KubernetesNetworkPolicy", 'UPPER\n"x', "a")
+    h.put((key, InvalidResource("not a JSON object: not JSON")))
+    q = quarantine_of(h, "a", "web")
+    assert q is not None and q.ingress_policies and q.egress_policies
+    (pid,) = q.ingress_policies
+    assert pid.name.startswith("invalid-") and pid.namespace == "a"
+    assert h.graph.invalid_resources()[key].outcome == "quarantined"
+
+
+def test_a_restarted_graph_enforces_what_the_one_before_it_did() -> None:
+    """A document that went bad while an agent ran is not "never seen valid" to the next one."""
+    memory = DictMemory()
+    skey, nset = netset("evil", ["203.0.113.0/24"], labels={"role": "evil"})
+    pkey, pol = policy("deny-evil", selector="all()", ingress=[
+        {"action": "Deny", "source": {"selector": "role == 'evil'"}}, {"action": "Allow"}])
+    endpoint = wep("a", "web", ips=["198.18.0.1/32"], labels={"app": "web"})
+
+    first = Harness(memory)
+    first.put(endpoint, (skey, nset), (pkey, pol))
+    before = first.state.snapshot()
+    first.put((skey, bad()), (pkey, bad()))
+    assert set(memory.saved) == {skey, pkey}
+
+    second = Harness(memory)  # the agent restarts: it only ever reads the bad versions
+    second.put(endpoint, (skey, bad()), (pkey, bad()))
+    assert second.state.snapshot() == before
+    assert {r.outcome for r in second.graph.invalid_resources().values()} == {"last valid kept"}
+    # Valid again, or deleted: nothing left to remember.
+    second.put((skey, nset), (pkey, None))
+    assert memory.saved == {}
+
+
+def test_a_remembered_version_of_another_key_is_not_used() -> None:
+    memory = DictMemory()
+    _, nset = netset("evil", ["203.0.113.0/24"])
+    memory.save(keys.resource_key("GlobalNetworkSet", "other"), to_dict(nset))
+    h = Harness(memory)
+    h.put((keys.resource_key("GlobalNetworkSet", "other"), bad()))
+    assert h.graph.invalid_resources()[keys.resource_key("GlobalNetworkSet", "other")].outcome == (
+        "ignored")
