@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -136,7 +137,7 @@ def test_block_too_large_is_refused() -> None:
         Block.new("198.18.0.0/16")
 
 
-def _used_block() -> dict:
+def _used_block() -> dict[str, Any]:
     b = Block.new("198.18.0.0/30")
     b.assign(2, Attributes("h", "ns", "w", "host"))
     return b.to_json()
@@ -167,7 +168,7 @@ def _used_block() -> dict:
     ({"seqs": {"0": 1, "1": 99}}, "ahead of the block's counter"),
     ({"seqs": {"0": 1, "1": 2, "2": 2}}, "kept for free ordinals"),
 ])
-def test_malformed_blocks_are_refused_naming_why(change: dict, where: str) -> None:
+def test_malformed_blocks_are_refused_naming_why(change: dict[str, Any], where: str) -> None:
     good = _used_block()
     Block.from_json(good)
     with pytest.raises(ValidationError, match=re.escape(where)):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -86,7 +87,7 @@ POOL = {"kind": "IPPool", "metadata": {"name": "p"}}
     ({**POOL, "spec": {"cidr": "198.18.0.0/24", "assignmentMode": "Sometimes"}},
      "spec.assignmentMode"),
 ])
-def test_pool_documents_of_the_wrong_shape_are_refused(doc: dict, field: str) -> None:
+def test_pool_documents_of_the_wrong_shape_are_refused(doc: dict[str, Any], field: str) -> None:
     # Read loosely, these were pools of another meaning: "false" disabled one,
     # "Workload" allowed the uses W, o, r, k...
     with pytest.raises(ValidationError, match=re.escape(field)):
@@ -104,7 +105,7 @@ def test_pool_cidr_is_read_as_the_model_reads_it() -> None:
     ({"kind": "IPReservation", "spec": {"reservedCIDRs": "198.18.0.0/24"}}, "must be a list"),
     ({"kind": "IPReservation", "spec": {"reservedCIDRs": [5]}}, "reservedCIDRs[0]"),
 ])
-def test_reservation_documents_of_the_wrong_shape_are_refused(doc: dict, field: str) -> None:
+def test_reservation_documents_of_the_wrong_shape_are_refused(doc: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(field)):
         reservations_from_resource(doc)
 
