@@ -116,7 +116,7 @@ def _spec(doc: Mapping[str, Any], kind: str,
     if spec is None and not required:
         spec = {}
     if not isinstance(spec, Mapping):
-        raise ValidationError("missing spec" if spec is None else "spec must be an object",
+        raise ValidationError("missing" if spec is None else "must be an object",
                               f"{where}: spec")
     return name if isinstance(name, str) else "", spec
 

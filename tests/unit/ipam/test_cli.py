@@ -10,7 +10,9 @@ from click.testing import CliRunner
 
 from gingham.cli.main import cli
 from gingham.datastore import open_datastore
+from gingham.datastore.keys import resource_key
 from gingham.ipam import IPAM, check
+from gingham.ipam import keys as ikeys
 from tests.unit.ipam.helpers import put_node, put_pool
 
 
@@ -117,3 +119,58 @@ def test_assign_a_requested_address(sqlite_url: str) -> None:
     assert code == 1 and "already held by handle manual" in out
     code, out = run(sqlite_url, "show", "--ip", "198.18.0.77", "-o", "json")
     assert json.loads(out)["blockHost"] == "h1"
+
+
+def test_show_check_and_release_with_unreadable_documents(sqlite_url: str) -> None:
+    ds = open_datastore(sqlite_url, create=True)
+    try:
+        put_pool(ds, "p", "198.18.0.0/28", 30)
+        put_node(ds, "h1")
+        put_node(ds, "h2")
+        [a] = IPAM(ds, "h1", rng=random.Random(1), cache_ttl=0).allocate("a")
+        [b] = IPAM(ds, "h2", rng=random.Random(2), cache_ttl=0).allocate("b")
+        block_key = ikeys.block_key(b.block)
+        ds.put_raw(block_key, b"\x00garbage")
+        pool_key = resource_key("IPPool", "bad")
+        ds.put_raw(pool_key, b'{"kind": "IPPool", "metadata": {"name": "bad"}, "spec": 5}')
+    finally:
+        ds.close()
+
+    result = CliRunner().invoke(cli, ["--datastore", sqlite_url, "ipam", "show", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    [pool] = doc["pools"]
+    assert (pool["inUse"], pool["unreadableBlocks"], pool["unknown"], pool["free"]) == \
+        (1, 1, 4, 11)
+    assert sorted(u["key"] for u in doc["unreadable"]) == sorted([block_key, pool_key])
+    assert f"warning: {block_key} is unreadable" in result.stderr
+    assert result.stderr.count(block_key) == 1  # said once, not again by the log
+
+    code, out = run(sqlite_url, "show", "--show-blocks")
+    assert code == 0 and str(a.block) in out and "warning" in out
+
+    code, out = run(sqlite_url, "show", "--ip", str(b.ip))
+    assert code == 1 and block_key in out and "cannot be told" in out
+
+    code, out = run(sqlite_url, "check", "--grace", "0")
+    assert code == 0 and f"problem: {block_key} is unreadable (not JSON" in out
+    assert f"problem: {pool_key} is unreadable" in out
+
+    code, out = run(sqlite_url, "release", "--handle", "b")
+    assert code == 1, out
+    assert block_key in out and "released meanwhile: nothing; handle b is kept" in out
+    code, out = run(sqlite_url, "release", "--ip", str(a.ip), "--ip", str(b.ip))
+    assert code == 1 and block_key in out and f"released meanwhile: {a.ip}" in out
+
+
+def test_configure_replaces_an_unreadable_configuration_saying_so(sqlite_url: str) -> None:
+    ds = open_datastore(sqlite_url, create=True)
+    try:
+        ds.put_raw(ikeys.CONFIG_GLOBAL, b"[not, json")
+    finally:
+        ds.close()
+    result = CliRunner().invoke(cli, ["--datastore", sqlite_url, "ipam", "configure",
+                                      "--max-blocks-per-host", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"maxBlocksPerHost": 2}
+    assert "replacing unreadable" in result.stderr

@@ -74,7 +74,7 @@ POOL = {"kind": "IPPool", "metadata": {"name": "p"}}
 @pytest.mark.parametrize(("doc", "field"), [
     ({"metadata": {"name": "p"}, "spec": {"cidr": "198.18.0.0/24"}}, "kind is None"),
     ({**POOL, "kind": "Node", "spec": {"cidr": "198.18.0.0/24"}}, "kind is 'Node'"),
-    ({**POOL, "spec": "oops"}, "spec must be an object"),
+    ({**POOL, "spec": "oops"}, "spec: must be an object"),
     ({**POOL, "spec": {}}, "spec.cidr: missing"),
     ({**POOL, "spec": {"cidr": 5}}, "spec.cidr"),
     ({**POOL, "spec": {"cidr": "198.18.0.0/24", "blockSize": "26"}}, "spec.blockSize"),
@@ -101,7 +101,7 @@ def test_pool_cidr_is_read_as_the_model_reads_it() -> None:
 
 @pytest.mark.parametrize(("doc", "field"), [
     ({"metadata": {"name": "r"}, "spec": {"reservedCIDRs": []}}, "kind is None"),
-    ({"kind": "IPReservation", "spec": "x"}, "spec must be an object"),
+    ({"kind": "IPReservation", "spec": "x"}, "spec: must be an object"),
     ({"kind": "IPReservation", "spec": {"reservedCIDRs": "198.18.0.0/24"}}, "must be a list"),
     ({"kind": "IPReservation", "spec": {"reservedCIDRs": [5]}}, "reservedCIDRs[0]"),
 ])
