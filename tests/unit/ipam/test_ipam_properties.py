@@ -242,8 +242,8 @@ class IPAMMachine(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(keys))
         kv = self.ds.get(key)
         doc = None if kv is None else dict(kv.value)
-        others = [k for k in present + POOL_KEYS if k != key and not self._garbage_at(k)
-                  and not k.startswith(key.rsplit("/", 1)[0] + "/")]
+        others = [k for k in present + POOL_KEYS
+                  if _family(k) != _family(key) and not self._garbage_at(k)]
         other = self.ds.get(others[pick % len(others)]) if others else None
         garbage = _garbage(kind, key, doc, dict(other.value) if other else {"x": 1}, pick)
         self.corrupted[key] = (doc, self.ds.put_raw(key, garbage))
@@ -366,6 +366,13 @@ class IPAMMachine(RuleBasedStateMachine):
         left = [kv.key for kv in self.ds.list(ikeys.IPAM)[0]
                 if not kv.key.startswith((ikeys.CONFIG, ikeys.LEAKCHECK))]
         assert left == [], left
+
+
+def _family(key: str) -> str:
+    """The kind of document a key holds (a document of another family is garbage there)."""
+    families = (ikeys.BLOCKS, ikeys.HANDLES, ikeys.AFFINITY, ikeys.CONFIG, ikeys.LEAKCHECK,
+                ikeys.POOLS, ikeys.RESERVATIONS)
+    return next(f for f in families if key.startswith(f))
 
 
 def _block_cidr(key: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
