@@ -73,7 +73,8 @@ def reason(value: object, exc: Exception | None = None) -> str:
 def skipped(kv: KeyValue, why: str, consequence: str) -> Unreadable:
     """Record (and log, once per key and revision) that ``kv`` was skipped."""
     bad = Unreadable(kv.key, kv.mod_revision, why)
-    warn_once((kv.key, kv.mod_revision, why), f"IPAM: skipping {bad.describe()}; {consequence}")
+    warn_once((kv.key, kv.mod_revision, why),
+              f"IPAM: skipping {kv.key}: unreadable ({why}); {consequence}")
     return bad
 
 
