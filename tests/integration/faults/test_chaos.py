@@ -28,10 +28,13 @@ operations then repeat, their timing relative to the agents does not).
 operations in batches, each batch followed by waiting until the agents report
 what the fuzzer knows to be invalid, then a probe of the denied pairs.
 
-Two narrower tests pin down what the fuzzing found: agents restarted while
-documents are corrupted, and policy documents under keys no valid policy can
-have. One lab per backend serves the whole module (torn down after it, also
-on failure); each test starts by checking the lab is back at its baseline.
+Narrower tests pin down what the fuzzing and its neighbourhood found: agents
+restarted while documents are corrupted, a policy under a key no policy can
+have, restarts with a Node from a newer version or an unreadable one, a CNI
+ADD while the host's block is unreadable, and wrong types that a lenient
+reader could take with another meaning. One lab per backend serves the whole
+module (torn down after it, also on failure); each test starts by checking
+the lab is back at its baseline and puts back what it changed.
 """
 
 from __future__ import annotations
