@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
 
-from gingham.calc.validity import InvalidReport, LastValidMemory
+from gingham.calc.validity import InvalidReport, LastValidMemory, Outcome
 from gingham.datastore import keys
 from gingham.routing.types import (
     DEFAULT_AS_NUMBER,
@@ -114,22 +114,38 @@ def bgp_settings(config: dict[str, Any] | None, peers: list[dict[str, Any]]) -> 
     )
 
 
-def _check(key: str, value: dict[str, Any]) -> None:
-    """Refuse a document routing must not read: undecodable, or another resource's.
+def _check(key: str, value: dict[str, Any]) -> list[str]:
+    """Refuse a document routing must not read; the fields it reads without, if any.
 
-    Deliberately lenient otherwise: a Node a newer agent wrote (with fields this
-    version does not know) still gives its addresses, or every route to that
-    host would go.
+    Types are the model's (an address must be a string, a flag a boolean: never
+    ``bool("false")``); fields this version does not know are left out, so that a
+    Node a newer agent wrote still gives its addresses, or every route to that
+    host would go. An IPAM block must decode and be the block its key names.
     """
     from gingham.datastore.base import Undecodable
 
     if isinstance(value, Undecodable):
         raise ValueError(f"not a JSON object: {value.reason}")
-    if key.startswith(keys.RESOURCES):
-        kind, _, name = key[len(keys.RESOURCES) :].partition("/")
-        meta = value.get("metadata")
-        if value.get("kind") != kind or not isinstance(meta, dict) or meta.get("name") != name:
-            raise ValueError(f"not the {kind} named {name!r}")
+    if key.startswith(_BLOCKS):
+        from gingham.ipam.block import Block
+        from gingham.ipam.keys import block_key
+
+        block = Block.from_json(value)
+        if block_key(block.cidr) != key:
+            raise ValueError(f"the block of {block.cidr}, not the one this key names")
+        return []
+    from gingham.agent.decode import decode_resource
+    from gingham.model import InvalidResource, salvage_document, to_dict
+
+    decoded = decode_resource(key, value)
+    if not isinstance(decoded, InvalidResource):
+        return []
+    salvaged = salvage_document(value)
+    if salvaged is None or isinstance(
+        decode_resource(key, to_dict(salvaged[0])), InvalidResource  # another one's document
+    ):
+        raise ValueError(decoded.reason)
+    return salvaged[1]
 
 
 def peer_doc(doc: dict[str, Any]) -> dict[str, Any]:
@@ -176,18 +192,21 @@ class RoutingInputs:
             self._forget(key)
             self.invalid.pop(key, None)
         try:
-            self._apply(key, value)
+            unknown = self._apply(key, value)
         except Exception as exc:  # any shape at all may be stored: it costs this key only
             self._keep_last_valid(key, exc)
-        else:
-            if value is not None:
-                self._docs[key] = value
-                self._forget(key)
-                self.invalid.pop(key, None)
-
-    def _apply(self, key: str, value: dict[str, Any] | None) -> None:
+            return
         if value is not None:
-            _check(key, value)
+            self._docs[key] = value
+            self._forget(key)
+            self.invalid.pop(key, None)
+            if unknown:  # read, but not all of it: say so
+                self._report(key, "fields this version does not know: " + ", ".join(unknown),
+                             "unknown fields ignored")
+
+    def _apply(self, key: str, value: dict[str, Any] | None) -> list[str]:
+        """Take ``value`` in; the fields of it this version does not know."""
+        unknown = _check(key, value) if value is not None else []
         if key.startswith(_NODES):
             self._put(self.hosts, key, value, host_from_node)
         elif key.startswith(_POOLS):
@@ -198,6 +217,7 @@ class RoutingInputs:
             self._put(self.bgp_peers, key, value, peer_doc)
         elif key == keys.resource_key("BGPConfiguration", "default"):
             self._put_bgp_config(value)
+        return unknown
 
     def _keep_last_valid(self, key: str, exc: Exception) -> None:
         """An invalid document leaves the last valid one in force (routes keep flowing),
@@ -208,12 +228,13 @@ class RoutingInputs:
                 self._save(key, kept)
         else:
             kept = self._recall(key)
+        self._report(key, _describe(exc), "last valid kept" if kept else "ignored")
+
+    def _report(self, key: str, reason: str, outcome: Outcome) -> None:
         kind, _, name = key.removeprefix(keys.RESOURCES).partition("/")
         if key.startswith(_BLOCKS):
             kind, name = "IPAMBlock", key[len(_BLOCKS) :]
-        report = InvalidReport(
-            key, kind, name, None, _describe(exc), "last valid kept" if kept else "ignored"
-        )
+        report = InvalidReport(key, kind, name, None, reason, outcome)
         if self.invalid.get(key) != report:
             log.warning("invalid %s (%s): %s", key, report.outcome, report.reason)
         self.invalid[key] = report

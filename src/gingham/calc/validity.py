@@ -14,6 +14,8 @@ so the graph's inputs pass through this filter first:
           +--> reports(): every key whose stored document is invalid, and what was done
 
 Rules (docs/RELIABILITY.md, "bad data and hostile input"):
+- An endpoint, network set, namespace or FelixConfiguration written by a newer
+  version is read without the fields this version does not know (reported).
 - A key whose document stops validating keeps its last valid version in force,
   whatever its kind: no change reaches the graph.
 - A policy never seen valid becomes a *quarantine policy*: Deny, for every
@@ -53,6 +55,7 @@ from gingham.model import (
     k8s_policy_to_calico,
     kind_info,
     label_selector_to_calico,
+    salvage_document,
     to_dict,
 )
 from gingham.model.convert import KNP_PREFIX
@@ -65,8 +68,17 @@ POLICY_KINDS: Final = frozenset(
     {"NetworkPolicy", "GlobalNetworkPolicy", "KubernetesNetworkPolicy"}
 )
 BOTH: Final = ("Ingress", "Egress")
+# Kinds whose documents from a newer writer are read without the fields this
+# version does not know. Never a policy, a tier or a profile: ignoring a field
+# of a rule could widen it.
+SALVAGEABLE: Final = frozenset(
+    {"WorkloadEndpoint", "HostEndpoint", "NetworkSet", "GlobalNetworkSet", "Namespace",
+     "FelixConfiguration"}
+)
 
-Outcome = Literal["last valid kept", "quarantined", "policies quarantined", "ignored"]
+Outcome = Literal[
+    "unknown fields ignored", "last valid kept", "quarantined", "policies quarantined", "ignored"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +225,14 @@ class ValidityFilter:
                 log.warning("invalid %s (%s): %s", key, outcome, value.reason)
             self._invalid[key] = new
 
+        salvaged = self._salvage(kind, namespace, name, value)
+        if salvaged is not None:  # a newer writer's document: what this version knows of it
+            resource, dropped = salvaged
+            self._unsave(key)
+            self._keep(key, kind, resource)
+            value = InvalidResource(f"fields this version does not know: {', '.join(dropped)}")
+            report("unknown fields ignored")
+            return self._emit(key, kind, name, resource)
         kept = self._valid.get(key)
         if kept is not None:
             report("last valid kept")
@@ -256,6 +276,17 @@ class ValidityFilter:
             except Exception:
                 log.exception("cannot forget the last valid version of %s", key)
 
+    @staticmethod
+    def _salvage(
+        kind: str, namespace: str | None, name: str, value: InvalidResource
+    ) -> tuple[Resource, list[str]] | None:
+        if kind not in SALVAGEABLE or value.document is None:
+            return None
+        salvaged = salvage_document(value.document)
+        if salvaged is None or not salvaged[1] or not _belongs(salvaged[0], kind, namespace, name):
+            return None
+        return salvaged
+
     def _recall(self, key: str, kind: str, namespace: str | None, name: str) -> Resource | None:
         try:
             document = self._memory.recall(key)
@@ -269,10 +300,7 @@ class ValidityFilter:
             log.warning("the remembered version of %s no longer validates: %s", key,
                         resource.reason)
             return None
-        meta = resource.metadata
-        if (meta.name, meta.namespace) != (name, namespace) or not _is_kind(resource, kind):
-            return None
-        return resource
+        return resource if _belongs(resource, kind, namespace, name) else None
 
     def _keep(self, key: str, kind: str, value: Resource) -> None:
         self._valid[key] = value
@@ -431,8 +459,12 @@ def _k8s_selector(value: Any) -> str:
     return expr if _readable(expr) else "all()"
 
 
-def _is_kind(resource: Resource, kind: str) -> bool:
-    return kind_info(resource.kind, resource.api_version).name == kind
+def _belongs(resource: Resource, kind: str, namespace: str | None, name: str) -> bool:
+    """Whether ``resource`` is the one a key of ``kind``/``namespace``/``name`` names."""
+    meta = resource.metadata
+    return (meta.name, meta.namespace) == (name, namespace) and (
+        kind_info(resource.kind, resource.api_version).name == kind
+    )
 
 
 def _tier_of(value: Resource) -> str:

@@ -95,6 +95,7 @@ from gingham.model.registry import (
     decode_document,
     kind_info,
     parse_resource,
+    salvage_document,
 )
 from gingham.model.rules import (
     Action,
@@ -203,6 +204,7 @@ __all__ = [
     "parse_resource",
     "port_range",
     "protocol_number",
+    "salvage_document",
     "selector_for_namespace_labels",
     "to_dict",
 ]

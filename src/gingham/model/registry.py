@@ -7,6 +7,7 @@ dotted path in the manifest's own (camelCase) spelling.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -237,3 +238,47 @@ def decode_document(doc: Mapping[str, Any]) -> Resource | InvalidResource:
         return InvalidResource(f"cannot be read: {type(exc).__name__}", doc)
     except Exception as exc:  # a validator bug must cost this document, not its reader
         return InvalidResource(f"cannot be read: {type(exc).__name__}: {exc}", doc)
+
+
+def salvage_document(doc: Mapping[str, Any]) -> tuple[Resource, list[str]] | None:
+    """The resource ``doc`` describes once the fields this version does not know are
+    dropped, with their paths; None if anything else is wrong with it.
+
+    For documents a newer version wrote. Only for kinds where ignoring an unknown
+    field cannot widen a firewall (readers decide which: never policies).
+    """
+    resource, problems = check_resource(doc, "")
+    if resource is not None:
+        return resource, []
+    if not problems or any(p.message != "unknown field" for p in problems):
+        return None
+    info = kind_info(str(doc.get("kind")), str(doc.get("apiVersion")))
+    stripped: Any = copy.deepcopy(dict(doc))
+    dropped: list[str] = []
+    for _ in range(4):  # unknown fields inside unknown fields' neighbours: a few rounds
+        try:
+            return info.model.model_validate(stripped), dropped
+        except pydantic.ValidationError as exc:
+            errors = exc.errors()
+            if any(e["type"] != "extra_forbidden" for e in errors):
+                return None
+            for error in errors:
+                if not _remove(stripped, error["loc"]):
+                    return None
+                dropped.append(loc_to_path(error["loc"]))
+        except (RecursionError, ValueError, TypeError):
+            return None
+    return None
+
+
+def _remove(doc: Any, loc: Sequence[int | str]) -> bool:
+    for step in loc[:-1]:
+        in_dict = isinstance(doc, dict) and step in doc
+        in_list = isinstance(doc, list) and isinstance(step, int) and 0 <= step < len(doc)
+        if not (in_dict or in_list):
+            return False
+        doc = doc[step]
+    if isinstance(doc, dict) and loc and loc[-1] in doc:
+        del doc[loc[-1]]
+        return True
+    return False

@@ -27,6 +27,7 @@ from gingham.calc import messages as m
 from gingham.datastore import keys, open_datastore
 from gingham.datastore.base import Datastore, Undecodable
 from gingham.datastore.cluster import ensure_cluster_id
+from gingham.ipam.block import Block
 
 HOST = "h1"
 API = "projectcalico.org/v3"
@@ -237,13 +238,17 @@ def test_register_node_repairs_a_malformed_node(ds: Datastore) -> None:
 def test_routing_inputs_keep_the_last_valid_block() -> None:
     inputs = RoutingInputs()
     key = keys.IPAM + "blocks/198.18.0.0-26"
-    inputs.on_update(key, {"cidr": "198.18.0.0/26", "affinity": "host:h2", "allocations": []})
+    inputs.on_update(key, block_doc("198.18.0.0/26"))
     good = inputs.blocks[key]
     inputs.on_update(key, {"cidr": "198.18.0.0/26", "affinity": 5})
     assert inputs.blocks[key] == good
     assert inputs.invalid_resources()[key].outcome == "last valid kept"
     inputs.on_update(key, None)
     assert key not in inputs.blocks and not inputs.invalid_resources()
+
+
+def block_doc(cidr: str) -> dict[str, Any]:
+    return Block.new(cidr, "host:h2").to_json()
 
 
 def node_doc(name: str, **spec: Any) -> dict[str, Any]:
@@ -258,7 +263,8 @@ def test_routing_reads_a_node_from_a_newer_version() -> None:
     key = keys.resource_key("Node", "h2")
     inputs.on_update(key, node_doc("h2", fromTheFuture={"x": 1}))
     assert str(inputs.hosts[key].address_v4) == "192.0.2.12"
-    assert not inputs.invalid_resources()
+    report = inputs.invalid_resources()[key]
+    assert report.outcome == "unknown fields ignored" and "spec.fromTheFuture" in report.reason
     inputs.on_update(key, {**node_doc("h3"), "kind": "IPPool"})  # another resource's document
     assert str(inputs.hosts[key].address_v4) == "192.0.2.12"
     assert inputs.invalid_resources()[key].outcome == "last valid kept"
@@ -267,7 +273,7 @@ def test_routing_reads_a_node_from_a_newer_version() -> None:
 def test_routing_remembers_last_valid_documents_past_a_restart(tmp_path: Path) -> None:
     memory = FileMemory(tmp_path / "last-valid")
     key = keys.IPAM + "blocks/198.18.0.0-26"
-    block = {"cidr": "198.18.0.0/26", "affinity": "host:h2", "allocations": []}
+    block = block_doc("198.18.0.0/26")
     first = RoutingInputs(memory=memory)
     first.on_update(key, block)
     first.on_update(key, Undecodable("{", "not JSON"))
@@ -305,3 +311,23 @@ def test_register_node_keeps_what_it_knew_when_the_stored_node_is_unreadable(
     assert kv.value["spec"]["ipv4VXLANTunnelAddr"] == "198.18.0.1"
     assert kv.value["metadata"]["labels"] == {"rack": "r1"}
     assert kv.value["spec"]["bgp"]["ipv4Address"] == "192.0.2.11/24"
+
+
+@pytest.mark.parametrize("key,bad", [
+    (keys.resource_key("Node", "h2"), node_doc("h2", bgp={"ipv4Address": 7})),
+    (keys.resource_key("Node", "h2"), node_doc("h2", ipv4VXLANTunnelAddr=7)),
+    (keys.resource_key("IPPool", "p"), {"apiVersion": API, "kind": "IPPool",
+                                        "metadata": {"name": "p"},
+                                        "spec": {"cidr": "198.18.0.0/16", "natOutgoing": "false"}}),
+    (keys.IPAM + "blocks/198.18.0.0-26", {"cidr": 7, "allocations": []}),
+    (keys.IPAM + "blocks/198.18.0.0-26", block_doc("198.18.0.64/26")),
+], ids=["address-number", "tunnel-number", "flag-string", "cidr-number", "another-block"])
+def test_routing_refuses_a_wrong_type_rather_than_read_it_otherwise(
+    key: str, bad: dict[str, Any]
+) -> None:
+    # bool("false") is True; 7 is 0.0.0.7: a wrong type must never mean something else.
+    inputs = RoutingInputs()
+    inputs.on_update(key, bad)
+    assert not (inputs.hosts or inputs.pools or inputs.blocks), (inputs.hosts, inputs.pools,
+                                                                  inputs.blocks)
+    assert inputs.invalid_resources()[key].outcome == "ignored"

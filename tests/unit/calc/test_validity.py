@@ -263,3 +263,27 @@ def test_a_remembered_version_of_another_key_is_not_used() -> None:
     h.put((keys.resource_key("GlobalNetworkSet", "other"), bad()))
     assert h.graph.invalid_resources()[keys.resource_key("GlobalNetworkSet", "other")].outcome == (
         "ignored")
+
+
+def test_an_endpoint_from_a_newer_writer_is_read_without_what_this_version_does_not_know(
+    h: Harness,
+) -> None:
+    key = keys.resource_key("WorkloadEndpoint", "new", "a")
+    doc = {"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+           "metadata": {"name": "new", "namespace": "a", "labels": {"app": "web"}},
+           "spec": {"node": "host-a", "interfaceName": "gh0000000000f",
+                    "ipNetworks": ["198.18.0.7/32"], "quantumTunnel": {"on": True}}}
+    decoded = decode_document(doc)
+    assert isinstance(decoded, InvalidResource)
+    h.put((key, decoded))
+    assert m.WorkloadEndpointID("a", "new") in h.state.endpoints
+    report = h.graph.invalid_resources()[key]
+    assert report.outcome == "unknown fields ignored" and "spec.quantumTunnel" in report.reason
+    # A policy never is: ignoring a field of a rule could widen it.
+    pkey = keys.resource_key("NetworkPolicy", "p", "a")
+    pdoc = {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "a"},
+            "spec": {"selector": "app == 'web'", "ingress": [{"action": "Allow",
+                                                              "onlyOnTuesdays": True}]}}
+    h.put((pkey, decode_document(pdoc)))
+    assert h.graph.invalid_resources()[pkey].outcome == "quarantined"
