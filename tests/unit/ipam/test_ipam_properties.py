@@ -239,6 +239,8 @@ class IPAMMachine(RuleBasedStateMachine):
         unclaimed = [ikeys.block_key(b) for pool, size in ((POOL, 29), (POOL6, 125))
                      for b in pool.subnets(new_prefix=size)]
         keys = sorted({*present, *unclaimed, *POOL_KEYS, RESERVATION_KEY} - set(self.corrupted))
+        if not keys:
+            return  # everything is garbage already
         key = data.draw(st.sampled_from(keys))
         kv = self.ds.get(key)
         doc = None if kv is None else dict(kv.value)
