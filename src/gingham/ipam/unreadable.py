@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from gingham.datastore.base import KeyValue, Undecodable
 from gingham.errors import IPAMError, ValidationError
 from gingham.ipam import keys
-from gingham.ipam.block import Block, IPNetwork
+from gingham.ipam.block import MAX_BLOCK_ADDRESSES, Block, IPNetwork
 
 log = logging.getLogger("gingham.ipam")
 
@@ -93,15 +93,18 @@ def block_cidr_of_key(key: str) -> IPNetwork | None:
     key names no CIDR at all: no block of ours can live there).
 
     Host bits are dropped rather than refused: an odd key still occupies the
-    range it names, which is the safe reading for claims.
+    range it names, which is the safe reading for claims. A range larger than
+    any block can be is no block (none was ever allocated from it): taking it
+    as occupied would let one key such as ``0.0.0.0-0`` stop every claim.
     """
     token = key[len(keys.BLOCKS):]
     if "/" in token:
         return None
     try:
-        return ipaddress.ip_network(keys.token_cidr(token), strict=False)
+        net = ipaddress.ip_network(keys.token_cidr(token), strict=False)
     except ValueError:
         return None
+    return net if net.num_addresses <= MAX_BLOCK_ADDRESSES else None
 
 
 def read_block(kv: KeyValue) -> Block:

@@ -174,6 +174,14 @@ def test_claims_never_overlap_an_unreadable_block_of_another_size(ds: Datastore)
     assert raw(ds, key) == before
 
 
+def test_a_garbage_key_naming_a_huge_range_stops_no_claim(ds: Datastore) -> None:
+    put_pool(ds, "p", "198.18.0.0/28", 30)
+    ds.put_raw(ikeys.BLOCKS + "0.0.0.0-0", b"garbage")  # no block can be this large
+    ds.put_raw(ikeys.BLOCKS + "not-a-cidr", b"garbage")
+    got = ipam(ds, "h1").allocate("a", num_v4=2)
+    assert [b.cidr for b in list_blocks(ds)] == [got[0].block]
+
+
 def test_assign_in_an_unreadable_block_names_it_and_leaves_nothing(ds: Datastore) -> None:
     put_pool(ds, "p", "198.18.0.0/28", 30)
     [held] = ipam(ds, "h1").allocate("a")
