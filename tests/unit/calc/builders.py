@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gingham.calc import CalcGraph
 from gingham.calc import messages as m
 from gingham.datastore import keys
 from gingham.model import parse_resource
@@ -238,3 +239,38 @@ def felix(name: str, **spec: Any) -> tuple[str, Any]:
     doc = {"apiVersion": API, "kind": "FelixConfiguration", "metadata": _meta(name, None, None),
            "spec": spec}
     return keys.resource_key("FelixConfiguration", name), parse_resource(doc)
+
+
+class Harness:
+    """A graph and the dataplane state its messages build, checked message by message."""
+
+    def __init__(self, host: str = HOST, memory: Any = None) -> None:
+        self.graph = CalcGraph(host, memory=memory)
+        self.state = DataplaneState()
+        self.last: list[m.Message] = []
+
+    def put(self, *items: tuple[str, Any]) -> list[m.Message]:
+        for key, value in items:
+            self.graph.on_update(key, value)
+        return self.flush()
+
+    def delete(self, *items: tuple[str, Any]) -> list[m.Message]:
+        for key, _ in items:
+            self.graph.on_update(key, None)
+        return self.flush()
+
+    def flush(self) -> list[m.Message]:
+        self.last = self.graph.flush()
+        self.state.apply(self.last)
+        return self.last
+
+    def endpoint(self, ns: str, name: str) -> m.WorkloadEndpointUpdate:
+        ep = self.state.endpoints[m.WorkloadEndpointID(ns, name)]
+        assert isinstance(ep, m.WorkloadEndpointUpdate)
+        return ep
+
+    def set_members(self, set_id: str) -> frozenset[str]:
+        return self.state.ipsets[set_id][1]
+
+    def tiers(self, ns: str, name: str) -> tuple[m.TierInfo, ...]:
+        return self.endpoint(ns, name).tiers

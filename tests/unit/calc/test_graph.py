@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from gingham.calc import CalcGraph
 from gingham.calc import messages as m
 from tests.unit.calc.builders import (
     HOST,
-    DataplaneState,
+    Harness,
     felix,
     hep,
     k8s_policy,
@@ -22,36 +19,6 @@ from tests.unit.calc.builders import (
     tier,
     wep,
 )
-
-
-class Harness:
-    def __init__(self, host: str = HOST) -> None:
-        self.graph = CalcGraph(host)
-        self.state = DataplaneState()
-        self.last: list[m.Message] = []
-
-    def put(self, *items: tuple[str, Any]) -> list[m.Message]:
-        for key, value in items:
-            self.graph.on_update(key, value)
-        return self.flush()
-
-    def delete(self, *items: tuple[str, Any]) -> list[m.Message]:
-        for key, _ in items:
-            self.graph.on_update(key, None)
-        return self.flush()
-
-    def flush(self) -> list[m.Message]:
-        self.last = self.graph.flush()
-        self.state.apply(self.last)
-        return self.last
-
-    def endpoint(self, ns: str, name: str) -> m.WorkloadEndpointUpdate:
-        ep = self.state.endpoints[m.WorkloadEndpointID(ns, name)]
-        assert isinstance(ep, m.WorkloadEndpointUpdate)
-        return ep
-
-    def set_members(self, set_id: str) -> frozenset[str]:
-        return self.state.ipsets[set_id][1]
 
 
 def _rule_sets(h: Harness, name: str, ns: str | None = None, tier_name: str = "default"):

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
-from gingham.calc import CalcGraph
 from gingham.calc import messages as m
 from gingham.calc.validity import DictMemory
 from gingham.datastore import keys
 from gingham.model import QUARANTINE_TIER, InvalidResource, decode_document, to_dict
 from tests.unit.calc.builders import (
-    DataplaneState,
+    Harness,
     k8s_policy,
     netset,
     policy,
@@ -25,23 +24,6 @@ from tests.unit.calc.builders import (
     tier,
     wep,
 )
-
-
-class Harness:
-    def __init__(self, memory: DictMemory | None = None) -> None:
-        self.graph = CalcGraph("host-a", memory=memory)
-        self.state = DataplaneState()
-
-    def put(self, *items: tuple[str, Any]) -> list[m.Message]:
-        for key, value in items:
-            self.graph.on_update(key, value)
-        msgs = self.graph.flush()
-        self.state.apply(msgs)
-        return msgs
-
-    def tiers(self, ns: str, name: str) -> tuple[m.TierInfo, ...]:
-        ep = self.state.endpoints[m.WorkloadEndpointID(ns, name)]
-        return ep.tiers  # type: ignore[no-any-return]
 
 
 def bad(reason: str = "spec.fancyNewField: unknown field", **document: Any) -> InvalidResource:
@@ -240,13 +222,13 @@ def test_a_restarted_graph_enforces_what_the_one_before_it_did() -> None:
         {"action": "Deny", "source": {"selector": "role == 'evil'"}}, {"action": "Allow"}])
     endpoint = wep("a", "web", ips=["198.18.0.1/32"], labels={"app": "web"})
 
-    first = Harness(memory)
+    first = Harness(memory=memory)
     first.put(endpoint, (skey, nset), (pkey, pol))
     before = first.state.snapshot()
     first.put((skey, bad()), (pkey, bad()))
     assert set(memory.saved) == {skey, pkey}
 
-    second = Harness(memory)  # the agent restarts: it only ever reads the bad versions
+    second = Harness(memory=memory)  # the agent restarts: it only ever reads the bad versions
     second.put(endpoint, (skey, bad()), (pkey, bad()))
     assert second.state.snapshot() == before
     assert {r.outcome for r in second.graph.invalid_resources().values()} == {"last valid kept"}
@@ -259,7 +241,7 @@ def test_a_remembered_version_of_another_key_is_not_used() -> None:
     memory = DictMemory()
     _, nset = netset("evil", ["203.0.113.0/24"])
     memory.save(keys.resource_key("GlobalNetworkSet", "other"), to_dict(nset))
-    h = Harness(memory)
+    h = Harness(memory=memory)
     h.put((keys.resource_key("GlobalNetworkSet", "other"), bad()))
     assert h.graph.invalid_resources()[keys.resource_key("GlobalNetworkSet", "other")].outcome == (
         "ignored")
