@@ -334,6 +334,10 @@ class FakeNFT:
                          el.value, el.comment, el.timeout)
         key = el.key
         if verb == "delete":
+            # nft refuses an element its set could not hold before looking it up
+            interval = "interval" in s.spec.flags
+            for t, part in zip(types, key, strict=False):
+                _check_part(t, part, interval)
             if key not in s.elements:
                 # nft checks interval sets against its cache; the kernel checks the rest
                 fail = _err if "interval" in s.spec.flags else _kerr
