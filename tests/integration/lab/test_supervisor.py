@@ -86,6 +86,8 @@ def test_a_killed_agent_comes_back_and_its_log_grows(
     supervised.append(s)
     first = s.wait_for("running", lambda st: st.state == RUNNING and st.agent_pid)
     assert first.restarts == 0 and first.supervisor_pid == s.proc.pid
+    # Killed before it printed, the first agent would leave one line, not two.
+    s.wait_for("up", lambda st: s.log.exists() and "agent up" in s.log.read_text())
     os.kill(first.agent_pid, signal.SIGKILL)
     t0 = time.monotonic()
     second = s.wait_for(
