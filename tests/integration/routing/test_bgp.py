@@ -259,4 +259,5 @@ def test_ipv6_underlay_direct_routes_then_bgp(netns, make_fabric, tmp_path: Path
         assert wait_for(learned6, timeout=20)
         assert {s.peer for s in bgp_status(procs["h1"].sock)} == {"192.0.2.12", "2001:db8:ffff::12"}
         assert _ping6(h1.workloads["a"][0], dst6)
-        assert ping(h1.workloads["a"][0], h2.workloads["a"][1])
+        # The IPv4 session may learn its route a moment after the IPv6 one.
+        assert wait_for(lambda: ping(h1.workloads["a"][0], h2.workloads["a"][1]), timeout=20)
