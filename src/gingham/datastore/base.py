@@ -13,6 +13,12 @@ raises :class:`~gingham.errors.ResyncRequired`: never a silent gap.
 
 Leases: ``grant_lease(ttl)`` returns an id; keys written with that lease are
 deleted (with DELETE events) when the lease expires or is revoked.
+
+Transactions: ``txn(compares, puts, deletes)`` writes several keys at once,
+all or nothing, if every compared key is still at the ``mod_revision`` the
+caller read (0: still absent). It is what etcd's ``Txn`` offers, narrowed to
+the one shape callers need, so that two documents that must agree (an IPAM
+block and its handle) are never seen half written.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from __future__ import annotations
 import enum
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from gingham.errors import ValidationError
@@ -164,6 +171,52 @@ class KeyValue:
     lease: int = 0
 
 
+# etcd refuses a transaction with more operations than --max-txn-ops (128 by
+# default); every backend refuses the same, so code that works on one works on all.
+MAX_TXN_KEYS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    """What ``Datastore.txn`` did.
+
+    On success ``revisions`` holds the new ``mod_revision`` of every key put
+    (etcd gives all of them the one revision of the transaction; the embedded
+    backends give each write its own) and ``revision`` the store revision
+    after it. On failure nothing was written and ``current`` holds every
+    compared key as it is now (None: absent), read atomically with the
+    comparison, so a caller can retry without reading again.
+    """
+
+    succeeded: bool
+    revision: int
+    revisions: dict[str, int] = field(default_factory=dict)
+    current: dict[str, KeyValue | None] = field(default_factory=dict)
+
+
+def check_txn(
+    compares: Mapping[str, int], puts: Mapping[str, JSON], deletes: Iterable[str]
+) -> tuple[dict[str, str], list[str]]:
+    """The encoded values of ``puts`` and the keys to delete; ValidationError if the
+    transaction is one no backend may run (the same rules everywhere)."""
+    gone = list(dict.fromkeys(deletes))
+    both = sorted(set(puts) & set(gone))
+    if both:
+        raise ValidationError(f"a transaction cannot both put and delete {', '.join(both)}")
+    bad = sorted(k for k, r in compares.items() if type(r) is not int or r < 0)
+    if bad:
+        raise ValidationError(
+            f"a transaction compares {', '.join(bad)} with a revision that is no revision"
+            " (a positive integer, or 0 for absent)"
+        )
+    if len(compares) > MAX_TXN_KEYS or len(puts) + len(gone) > MAX_TXN_KEYS:
+        raise ValidationError(
+            f"a transaction may compare and write at most {MAX_TXN_KEYS} keys each"
+            f" (got {len(compares)} compared, {len(puts) + len(gone)} written)"
+        )
+    return {key: encode_value(value) for key, value in puts.items()}, gone
+
+
 class EventType(enum.Enum):
     PUT = "PUT"
     DELETE = "DELETE"
@@ -229,6 +282,27 @@ class Datastore(ABC):
     @abstractmethod
     def delete(self, key: str, *, revision: int | None = None) -> int:
         """Delete (if ``revision`` is given, only at that mod_revision). NotFound if absent."""
+
+    @abstractmethod
+    def txn(
+        self,
+        compares: Mapping[str, int],
+        puts: Mapping[str, JSON] | None = None,
+        deletes: Iterable[str] = (),
+    ) -> TxnResult:
+        """Write ``puts`` and delete ``deletes`` if every key in ``compares`` is at the
+        given ``mod_revision`` (0: absent); otherwise write nothing.
+
+        All writes or none, seen together by readers and watchers. Puts carry
+        no lease; deleting an absent key is no write (and no event), as in
+        etcd; keys neither compared nor written are not looked at. A key may
+        not be both put and deleted, and at most ``MAX_TXN_KEYS`` keys may be
+        compared and as many written (ValidationError, nothing written).
+
+        As with ``update``, an etcd request that timed out may have committed
+        although the retried one reports failure: ``current`` then holds
+        exactly the values this call put, which a caller may take as success.
+        """
 
     @abstractmethod
     def watch(self, prefix: str, *, start_revision: int) -> Watch: ...

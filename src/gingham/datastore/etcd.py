@@ -21,7 +21,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -32,8 +32,10 @@ from gingham.datastore.base import (
     JSON,
     Datastore,
     KeyValue,
+    TxnResult,
     Undecodable,
     Watch,
+    check_txn,
     decode_value,
     encode_value,
 )
@@ -409,6 +411,40 @@ class EtcdDatastore(Datastore):
             _raise_conflict(key, revision, data)
         return _revision(data)
 
+    def txn(
+        self,
+        compares: Mapping[str, int],
+        puts: Mapping[str, JSON] | None = None,
+        deletes: Iterable[str] = (),
+    ) -> TxnResult:
+        texts, gone = check_txn(compares, puts or {}, deletes)
+        keys = list(compares)
+        body: JSON = {
+            "compare": [_at_revision(key, rev) for key, rev in compares.items()],
+            "success": [
+                *({"request_put": {"key": b64(k), "value": b64(t)}} for k, t in texts.items()),
+                *({"request_delete_range": {"key": b64(k)}} for k in gone),
+            ],
+            # On failure: the compared keys as they are, so the caller need not read again.
+            "failure": [{"request_range": {"key": b64(key)}} for key in keys],
+        }
+        try:
+            data = self.call("/v3/kv/txn", body, idempotent=False)
+        except EtcdError as exc:
+            first = next(iter(texts), None)
+            if first is not None:
+                _raise_if_too_large(exc, b64(first))
+            raise
+        revision = _revision(data)
+        if data.get("succeeded"):
+            return TxnResult(True, revision, revisions=dict.fromkeys(texts, revision))
+        responses = data.get("responses") or []
+        current: dict[str, KeyValue | None] = dict.fromkeys(keys)
+        for key, response in zip(keys, responses, strict=False):
+            kvs = (response.get("response_range") or {}).get("kvs") or []
+            current[key] = _kv(kvs[0]) if kvs else None
+        return TxnResult(False, revision, current=current)
+
     def watch(self, prefix: str, *, start_revision: int) -> Watch:
         return EtcdWatch(self, prefix, start_revision)
 
@@ -510,6 +546,14 @@ def _kv(raw: dict[str, Any]) -> KeyValue:
 
 def _created_eq_zero(key: str) -> JSON:
     return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+
+
+def _at_revision(key: str, revision: int) -> JSON:
+    """A compare: ``key`` is at ``revision`` (0: absent, which is CREATE == 0; a
+    missing key's MOD is 0 too, so MOD == revision > 0 also means it exists)."""
+    if revision == 0:
+        return _created_eq_zero(key)
+    return {"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
 
 
 def _exists_at(key: str, revision: int | None) -> list[JSON]:

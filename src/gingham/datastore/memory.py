@@ -16,7 +16,7 @@ import bisect
 import copy
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gingham.datastore.base import (
@@ -24,8 +24,10 @@ from gingham.datastore.base import (
     Datastore,
     EventType,
     KeyValue,
+    TxnResult,
     Watch,
     WatchEvent,
+    check_txn,
     decode_value,
     encode_value,
     no_datastore_message,
@@ -201,6 +203,31 @@ class MemoryDatastore(Datastore):
                 )
             del self._s.data[key]
             return self._bump(key, None)
+
+    def txn(
+        self,
+        compares: Mapping[str, int],
+        puts: Mapping[str, JSON] | None = None,
+        deletes: Iterable[str] = (),
+    ) -> TxnResult:
+        texts, gone = check_txn(compares, puts or {}, deletes)
+        with self._s.changed:
+            self._check_open()
+            self._expire()
+            data = self._s.data
+            now = {key: data.get(key) for key in compares}
+            if any((kv.mod_revision if kv else 0) != compares[key] for key, kv in now.items()):
+                current = {key: None if kv is None else _copy(kv) for key, kv in now.items()}
+                return TxnResult(False, self._s.revision, current=current)
+            revisions: dict[str, int] = {}
+            for key, text in texts.items():
+                kv = data.get(key)
+                stored = decode_value(text)
+                revisions[key] = self._put(key, stored, kv.create_revision if kv else 0, 0, raw=True)
+            for key in gone:
+                if data.pop(key, None) is not None:
+                    self._bump(key, None)
+            return TxnResult(True, self._s.revision, revisions=revisions)
 
     def watch(self, prefix: str, *, start_revision: int) -> Watch:
         self._check_open()

@@ -4,9 +4,12 @@ Processes in different network namespaces share the file through the
 filesystem, so this works wherever the file is visible. The database runs in
 WAL mode (readers never block the writer); every write is one
 ``BEGIN IMMEDIATE`` transaction that bumps the store revision held in ``meta``,
-changes ``kv`` and appends to ``history``. Watches poll ``history`` for
-revisions above the last one they delivered: one single-row read of ``meta``
-when nothing happened, one indexed range query when something did.
+changes ``kv`` and appends to ``history``; a transaction of several keys
+(``txn``) is one such transaction too. After a commit that changed the
+revision the writer rings the datastore's doorbell (``doorbell.py``: a futex
+word in ``<db>-lock``), which wakes every watcher in every process sharing the
+file; watchers (``sqlite_watch.py``) then read ``history`` for revisions above
+the last one they delivered.
 
 Leases live in ``leases`` with an absolute expiry (wall-clock seconds, because
 several processes must agree on it). Nobody runs a timer: any write, keepalive,
@@ -21,25 +24,25 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 
 from gingham.datastore.base import (
     JSON,
     Datastore,
-    EventType,
     KeyValue,
+    TxnResult,
     Watch,
-    WatchEvent,
+    check_txn,
     decode_value,
     encode_value,
     no_datastore_message,
 )
+from gingham.datastore.doorbell import Doorbell, open_doorbell
 from gingham.errors import (
     AlreadyExists,
     NoDatastore,
     NotFound,
-    ResyncRequired,
     RevisionConflict,
     Unavailable,
     ValidationError,
@@ -76,15 +79,12 @@ CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expiry);
 
 _TABLES = frozenset({"meta", "kv", "history", "leases"})
 _REQUIRED = frozenset({"meta", "kv"})  # what makes a file a gingham datastore
-_Events = list[WatchEvent]  # spelled here: inside the class, ``list`` is a method
-_PUT, _DELETE = 0, 1
+_PUT, _DELETE = 0, 1  # history.type (sqlite_watch.py reads it)
 # Automatic compaction: every _COMPACT_EVERY revisions, history older than
 # ``history`` revisions is dropped. Watchers that far behind resync. History
 # rows carry whole values (an IPAM block is a few KiB), so keep it modest.
 _COMPACT_EVERY = 1000
 DEFAULT_HISTORY = 10_000
-_POLL_MIN, _POLL_MAX = 0.005, 0.02
-_BATCH = 1000
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -129,6 +129,9 @@ class SqliteDatastore(Datastore):
         self._lock_fds: list[tuple[int, int]] = []
         self._all_lock = threading.Lock()
         self._closed = False
+        # (pid, doorbell): mapped on first use; False when it cannot be (then
+        # watchers poll and writers ring nobody).
+        self._bell: tuple[int, Doorbell] | bool | None = None
         if create:
             self._make_file()
         elif not os.path.exists(self.path):
@@ -261,6 +264,7 @@ class SqliteDatastore(Datastore):
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise Unavailable(f"datastore {self.url}: {exc}") from exc
+            self._local.bumped = False
             try:
                 yield db
             except BaseException:
@@ -271,8 +275,33 @@ class SqliteDatastore(Datastore):
             except sqlite3.Error as exc:
                 db.execute("ROLLBACK")
                 raise Unavailable(f"datastore {self.url}: {exc}") from exc
+            if self._local.bumped:
+                # Committed: from here on nothing may fail the write. Under the
+                # flock still, so rings never interleave.
+                bell = self.doorbell()
+                if bell is not None:
+                    bell.ring()
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def doorbell(self) -> Doorbell | None:
+        """This process's mapping of the datastore's doorbell; None if there is none."""
+        bell = self._bell
+        if isinstance(bell, tuple) and bell[0] == os.getpid():
+            return bell[1]
+        if bell is False or self._closed:
+            return None
+        with self._all_lock:
+            bell = self._bell
+            if isinstance(bell, tuple) and bell[0] == os.getpid():
+                return bell[1]
+            if bell is False:
+                return None
+            # A new mapping after fork() too: the inherited one still works, but a
+            # child must not close what its parent uses.
+            opened = open_doorbell(self.path + "-lock")
+            self._bell = (os.getpid(), opened) if opened is not None else False
+            return opened
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -290,6 +319,7 @@ class SqliteDatastore(Datastore):
 
     def _bump(self, db: sqlite3.Connection) -> int:
         (rev,) = db.execute("UPDATE meta SET revision = revision + 1 RETURNING revision").fetchone()
+        self._local.bumped = True
         if rev % _COMPACT_EVERY == 0 and rev > self._history:
             self._compact_in(db, rev - self._history)
         return int(rev)
@@ -420,7 +450,40 @@ class SqliteDatastore(Datastore):
                 )
             return self._delete_key(db, key)
 
+    def txn(
+        self,
+        compares: Mapping[str, int],
+        puts: Mapping[str, JSON] | None = None,
+        deletes: Iterable[str] = (),
+    ) -> TxnResult:
+        texts, gone = check_txn(compares, puts or {}, deletes)
+        with self._write() as db:
+            self._expire_in(db)
+            rows = {
+                key: db.execute(
+                    "SELECT key, value, mod_revision, create_revision, lease FROM kv"
+                    " WHERE key = ?",
+                    (key,),
+                ).fetchone()
+                for key in compares
+            }
+            if any((row[2] if row else 0) != compares[key] for key, row in rows.items()):
+                (rev,) = db.execute("SELECT revision FROM meta").fetchone()
+                current = {key: _kv(row) if row else None for key, row in rows.items()}
+                return TxnResult(False, int(rev), current=current)
+            revisions: dict[str, int] = {}
+            for key, text in texts.items():
+                row = db.execute("SELECT create_revision FROM kv WHERE key = ?", (key,)).fetchone()
+                revisions[key] = self._put(db, key, text, row[0] if row else 0, 0)
+            for key in gone:
+                if db.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None:
+                    self._delete_key(db, key)
+            (rev,) = db.execute("SELECT revision FROM meta").fetchone()
+            return TxnResult(True, int(rev), revisions=revisions)
+
     def watch(self, prefix: str, *, start_revision: int) -> Watch:
+        from gingham.datastore.sqlite_watch import SqliteWatch
+
         return SqliteWatch(self, prefix, start_revision)
 
     def revision(self) -> int:
@@ -476,82 +539,10 @@ class SqliteDatastore(Datastore):
             if pid == me:
                 with suppress(OSError):
                     os.close(fd)
-
-    # -- used by SqliteWatch ------------------------------------------------
-
-    def _poll(self, prefix: str, end: str | None, after: int, seen: int) -> tuple[_Events, int]:
-        """Events under ``prefix`` with revision > ``after``; also the store revision.
-
-        ``seen`` is the store revision observed by the previous poll: when it has
-        not moved, a single-row read answers.
-        """
-        with self._read() as db:
-            rev, compacted = db.execute("SELECT revision, compacted FROM meta").fetchone()
-            if after + 1 < compacted:
-                raise ResyncRequired(
-                    f"{self.url}: revision {after + 1} was compacted (oldest kept: {compacted})"
-                )
-            if rev == seen or rev <= after:
-                return [], int(rev)
-            sql = "SELECT revision, key, type, value FROM history WHERE revision > ? AND key >= ?"
-            args: tuple[int | str, ...] = (after, prefix)
-            if end is not None:
-                sql += " AND key < ?"
-                args = (after, prefix, end)
-            rows = db.execute(sql + f" ORDER BY revision LIMIT {_BATCH}", args).fetchall()
-        events = [
-            WatchEvent(
-                type=EventType.PUT if typ == _PUT else EventType.DELETE,
-                key=key,
-                value=decode_value(value) if typ == _PUT else None,
-                revision=r,
-            )
-            for r, key, typ, value in rows
-        ]
-        if len(rows) == _BATCH:
-            # More remain: do not claim we have seen up to ``rev`` yet.
-            return events, -1
-        return events, int(rev)
-
-
-class SqliteWatch(Watch):
-    def __init__(self, ds: SqliteDatastore, prefix: str, start_revision: int) -> None:
-        self._ds = ds
-        self._prefix = prefix
-        self._end = prefix_end(prefix)
-        self._after = max(start_revision, 1) - 1
-        self._seen = -1
-        self._interval = _POLL_MIN
-        self._closed = False
-        self._last_expiry_check = 0.0
-
-    def next_batch(self, timeout: float) -> list[WatchEvent]:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while not self._closed:
-            now = time.monotonic()
-            # Watchers keep lease expiry moving when nobody else writes.
-            if now - self._last_expiry_check >= 0.25:
-                self._last_expiry_check = now
-                self._ds.expire_leases()
-            events, seen = self._ds._poll(self._prefix, self._end, self._after, self._seen)
-            if events:
-                self._after = events[-1].revision
-            if seen >= 0:
-                # Everything under our prefix up to ``seen`` has been delivered.
-                self._seen = seen
-                self._after = max(self._after, seen)
-            if events:
-                self._interval = _POLL_MIN
-                return events
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            time.sleep(min(self._interval, remaining))
-            self._interval = min(self._interval * 1.5, _POLL_MAX)
-        return []
-
-    def close(self) -> None:
-        self._closed = True
+        with self._all_lock:
+            bell, self._bell = self._bell, False
+        if isinstance(bell, tuple) and bell[0] == me:
+            bell[1].close()
 
 
 def _kv(row: tuple[str, str | bytes, int, int, int]) -> KeyValue:

@@ -1,0 +1,136 @@
+"""Watches on the sqlite backend: woken by the writers' doorbell, read from ``history``.
+
+A watch sleeps on the datastore's doorbell (``doorbell.py``) and reads the
+database only when the doorbell's word has moved since its last read, when
+a lease it knows of falls due, or when ``SAFETY_POLL`` seconds passed with
+neither: the safety poll bounds what a lost ring costs (a writer killed
+between its commit and its ring, a writer of an older version). Between
+those, an idle watch costs no database read at all, and
+``next_batch(0)`` is a read of one shared word.
+
+A read is one single-row read of ``meta`` (and one of the earliest lease
+expiry) when nothing happened, one indexed range query of ``history`` when
+something did. Where no doorbell can be mapped, the watch polls as it
+always did: every 5 ms after a change, backing off to 20 ms.
+
+Leases: nobody runs a timer (``sqlite.py``), so watchers expire them: each
+knows when the next lease falls due (read with every poll; keepalives and
+grants are writes, which ring) and expires it then.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from gingham.datastore.base import EventType, Watch, WatchEvent, decode_value
+from gingham.errors import ResyncRequired
+
+if TYPE_CHECKING:
+    from gingham.datastore.sqlite import SqliteDatastore
+
+# A ring lost costs a watch at most this long.
+SAFETY_POLL = 1.0
+# Without a doorbell: the old polling schedule.
+_POLL_MIN, _POLL_MAX = 0.005, 0.02
+_BATCH = 1000
+_PUT = 0  # history.type, as sqlite.py writes it
+
+
+class SqliteWatch(Watch):
+    def __init__(self, ds: SqliteDatastore, prefix: str, start_revision: int) -> None:
+        from gingham.datastore.sqlite import prefix_end
+
+        self._ds = ds
+        self._prefix = prefix
+        self._end = prefix_end(prefix)
+        self._after = max(start_revision, 1) - 1
+        self._seen = -1  # the store revision of the last read; -1: read history
+        self._rung = -1  # the doorbell's word before the last read
+        self._read_due = 0.0  # monotonic time of the next safety poll
+        self._lease_due: float | None = None  # lease clock: when the next lease expires
+        self._interval = _POLL_MIN
+        self._closed = False
+
+    def next_batch(self, timeout: float) -> list[WatchEvent]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        bell = self._ds.doorbell()
+        force = False
+        while not self._closed:
+            if self._lease_due is not None and self._ds._clock() >= self._lease_due:
+                # Its DELETE events (if it was not kept alive) come with the read below,
+                # which also learns when the next lease falls due.
+                self._lease_due = None
+                self._ds.expire_leases()
+                force = True
+            rung = bell.value() if bell is not None else -1  # before the read: see doorbell.py
+            now = time.monotonic()
+            if force or bell is None or rung != self._rung or now >= self._read_due:
+                force = False
+                events = self._read()
+                self._rung = rung
+                self._read_due = now + SAFETY_POLL
+                if events:
+                    self._interval = _POLL_MIN
+                    return events
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if bell is None:
+                time.sleep(min(self._interval, remaining))
+                self._interval = min(self._interval * 1.5, _POLL_MAX)
+                continue
+            wait = min(remaining, self._read_due - time.monotonic())
+            if self._lease_due is not None:
+                wait = min(wait, self._lease_due - self._ds._clock())
+            bell.wait(self._rung, wait)
+        return []
+
+    def _read(self) -> list[WatchEvent]:
+        events, seen, due = self._poll()
+        self._lease_due = due
+        if events:
+            self._after = events[-1].revision
+        if seen >= 0:
+            # Everything under our prefix up to ``seen`` has been delivered.
+            self._seen = seen
+            self._after = max(self._after, seen)
+        return events
+
+    def _poll(self) -> tuple[list[WatchEvent], int, float | None]:
+        """Events with revision > ``_after``; the store revision (-1 when more
+        remain); when the next lease falls due (None: there is no lease)."""
+        ds, after = self._ds, self._after
+        with ds._read() as db:
+            rev, compacted = db.execute("SELECT revision, compacted FROM meta").fetchone()
+            if after + 1 < compacted:
+                raise ResyncRequired(
+                    f"{ds.url}: revision {after + 1} was compacted (oldest kept: {compacted})"
+                )
+            (due,) = db.execute("SELECT min(expiry) FROM leases").fetchone()
+            if rev == self._seen or rev <= after:
+                return [], int(rev), due
+            sql = "SELECT revision, key, type, value FROM history WHERE revision > ? AND key >= ?"
+            args: tuple[int | str, ...] = (after, self._prefix)
+            if self._end is not None:
+                sql += " AND key < ?"
+                args = (after, self._prefix, self._end)
+            rows = db.execute(sql + f" ORDER BY revision LIMIT {_BATCH}", args).fetchall()
+        events = [
+            WatchEvent(
+                type=EventType.PUT if typ == _PUT else EventType.DELETE,
+                key=key,
+                value=decode_value(value) if typ == _PUT else None,
+                revision=r,
+            )
+            for r, key, typ, value in rows
+        ]
+        # More remain: do not claim to have seen up to ``rev`` yet.
+        return events, (-1 if len(rows) == _BATCH else int(rev)), due
+
+    def close(self) -> None:
+        self._closed = True
+        # A thread asleep in next_batch wakes now, not at its timeout.
+        bell = self._ds.doorbell() if not self._ds._closed else None
+        if bell is not None:
+            bell.nudge()
