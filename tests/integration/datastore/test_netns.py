@@ -62,3 +62,26 @@ def test_etcd_unix_socket_across_namespaces(
         kv = ds.get("/t/ns/counter")
         assert kv is not None and kv.value == {"n": 1}
         assert ds.get("/t/ns/from-unix") is not None
+
+
+@pytest.mark.parametrize("enter", ["nsenter", "ip-netns-exec"])
+def test_sqlite_watcher_in_another_namespace_is_woken_by_commit(
+    netns: Callable[[str], str], sqlite_url: str, enter: str
+) -> None:
+    """The doorbell is a futex in a file: any process that sees the file hears it,
+    whatever its network namespace (and, with ``ip netns exec``, mount namespace)."""
+    from tests.unit.datastore.test_sqlite_push import finish, start_watcher, write_spaced
+
+    open_datastore(sqlite_url, create=True).close()
+    ns = netns("w")
+    prefix = (["nsenter", f"--net=/run/netns/{ns}"] if enter == "nsenter"
+              else ["ip", "netns", "exec", ns])
+    proc = start_watcher(prefix, sqlite_url, 10)
+    try:
+        started = write_spaced(sqlite_url, 10)
+        got = finish(proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its safety poll is an hour: only the writers' rings can have woken it.
+    assert [k for k, _ in got] == sorted(started)
