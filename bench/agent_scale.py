@@ -68,7 +68,7 @@ def _cpu() -> float:
 
 
 def make_updates(inputs: dict[str, Any], host: str, reps: int, seed: int) -> dict[str, list[Any]]:
-    from gingham.datastore import keys
+    from gingham.calc.inputs import ResourceKey
     from gingham.model import parse_resource, to_dict
 
     rng = random.Random(seed)
@@ -102,7 +102,7 @@ def make_updates(inputs: dict[str, Any], host: str, reps: int, seed: int) -> dic
             "interface_name": f"ghn{r:010x}",
             "ip_networks": (f"198.19.{200 + r // 250}.{r % 250}/32",),
         })  # fmt: skip
-        key = keys.resource_key("WorkloadEndpoint", name, w.metadata.namespace)
+        key = ResourceKey("WorkloadEndpoint", name, w.metadata.namespace)
         out["local_add"].append((key, w.model_copy(update={"metadata": meta, "spec": spec})))
     return out
 

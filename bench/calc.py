@@ -41,7 +41,7 @@ def _rss_mb() -> float:
 
 
 def build(endpoints: int, policies: int, local: int, seed: int) -> dict[str, Any]:
-    from gingham.datastore import keys
+    from gingham.calc.inputs import ResourceKey
     from gingham.model import (
         NetworkSet,
         ObjectMeta,
@@ -64,10 +64,10 @@ def build(endpoints: int, policies: int, local: int, seed: int) -> dict[str, Any
             metadata=ObjectMeta.model_construct(name=f"kns.{ns}", labels={}),
             spec=ProfileSpec.model_construct(labels_to_apply=labels, ingress=(), egress=()),
         )
-        updates.append((keys.resource_key("Profile", f"kns.{ns}"), prof))
+        updates.append((ResourceKey("Profile", f"kns.{ns}"), prof))
     local_ids = set(rng.sample(range(endpoints), min(local, endpoints)))
     http = (WorkloadEndpointPort.model_construct(name="http", protocol="TCP", port=8080),)
-    wep_keys: list[tuple[str, Any]] = []
+    wep_keys: list[tuple[Any, Any]] = []
     for i in range(endpoints):
         ns = f"ns{i % namespaces}"
         name = f"pod{i}"
@@ -93,7 +93,7 @@ def build(endpoints: int, policies: int, local: int, seed: int) -> dict[str, Any
             },
         )
         wep = WorkloadEndpoint.model_construct(metadata=meta, spec=spec)
-        key = keys.resource_key("WorkloadEndpoint", name, ns)
+        key = ResourceKey("WorkloadEndpoint", name, ns)
         updates.append((key, wep))
         wep_keys.append((key, wep))
     for n in range(50):
@@ -103,7 +103,7 @@ def build(endpoints: int, policies: int, local: int, seed: int) -> dict[str, Any
             ),
             spec=NetworkSetSpec.model_construct(nets=(f"203.0.113.{n * 4}/30",)),
         )
-        updates.append((keys.resource_key("NetworkSet", f"ext{n}", f"ns{n % namespaces}"), gns))
+        updates.append((ResourceKey("NetworkSet", f"ext{n}", f"ns{n % namespaces}"), gns))
     for p in range(policies):
         ns = f"ns{p % namespaces}"
         app = f"app{rng.randrange(APPS_PER_NS)}"
@@ -127,7 +127,7 @@ def build(endpoints: int, policies: int, local: int, seed: int) -> dict[str, Any
                 ],
             },
         }
-        updates.append((keys.resource_key("NetworkPolicy", f"pol{p}", ns), parse_resource(doc)))
+        updates.append((ResourceKey("NetworkPolicy", f"pol{p}", ns), parse_resource(doc)))
     for g in range(5):
         doc = {
             "apiVersion": "projectcalico.org/v3",
@@ -140,7 +140,7 @@ def build(endpoints: int, policies: int, local: int, seed: int) -> dict[str, Any
             },
         }
         updates.append(
-            (keys.resource_key("GlobalNetworkPolicy", f"global{g}"), parse_resource(doc))
+            (ResourceKey("GlobalNetworkPolicy", f"global{g}"), parse_resource(doc))
         )
     rng.shuffle(updates)
     return {"updates": updates, "weps": wep_keys}

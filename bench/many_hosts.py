@@ -199,7 +199,9 @@ class SimAgent:
         if not self.source.status.in_sync:
             return False, 0
         for key, value in updates:
-            self.graph.on_update(key, self.decode(key, value))
+            typed = self.decode(key, value)
+            if typed is not None:
+                self.graph.on_update(*typed)
         first = not was and not self.synced
         if first:
             self.graph.on_in_sync()
@@ -215,19 +217,19 @@ class SimAgent:
 
 def make_decoder() -> Any:
     from gingham.agent.daemon import _not_for_agents
-    from gingham.agent.decode import decode_resource
+    from gingham.agent.decode import decode as decode_one
 
     cache: dict[tuple[str, str], Any] = {}
 
     def decode(key: str, value: Any) -> Any:
         if value is None or _not_for_agents(key):
-            return value
+            return decode_one(key, value)
         text = json.dumps(value, sort_keys=True, separators=(",", ":"))
         hit = cache.get((key, text))
         if hit is None:
             if len(cache) > 100_000:
                 cache.clear()
-            hit = cache[(key, text)] = decode_resource(key, value)
+            hit = cache[(key, text)] = decode_one(key, value)
         return hit
 
     return decode

@@ -45,9 +45,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gingham.agent.cluster_guard import ClusterGuard
+from gingham.agent.decode import datastore_key
 from gingham.agent.metrics import AgentMetrics
 from gingham.agent.node import HostAddresses, Liveness, register_node
 from gingham.agent.syncer import Syncer
+from gingham.calc.inputs import InputKey
 from gingham.calc.validity import InvalidReport
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore
@@ -58,10 +60,10 @@ log = logging.getLogger(__name__)
 
 
 class Calc(Protocol):
-    def on_update(self, key: str, value: Any) -> None: ...
+    def on_update(self, key: InputKey, value: Any) -> None: ...
     def on_in_sync(self) -> None: ...
     def flush(self) -> list[Any]: ...
-    def invalid_resources(self) -> Mapping[str, InvalidReport]: ...
+    def invalid_resources(self) -> Mapping[InputKey, InvalidReport]: ...
 
 
 class Retaining(Protocol):
@@ -74,6 +76,23 @@ class Plane(Protocol):
     def apply(self, messages: Sequence[Any]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """One stored document that does not validate, as operators see it (by datastore key)."""
+
+    key: str
+    kind: str
+    name: str
+    namespace: str | None
+    reason: str
+    outcome: str
+
+    @classmethod
+    def of(cls, report: InvalidReport) -> Invalid:
+        return cls(datastore_key(report.key), report.kind, report.name, report.namespace,
+                   report.reason, report.outcome)
+
+
 @dataclass
 class AgentState:
     """What the health server and ``gingham node status`` read (written by the loop only)."""
@@ -82,7 +101,7 @@ class AgentState:
     live: bool = True
     programmed_once: bool = False
     blocked: str = ""  # why the dataplane is left alone; "" when it is not
-    invalid: tuple[InvalidReport, ...] = ()
+    invalid: tuple[Invalid, ...] = ()
     notices: tuple[str, ...] = ()  # e.g. endpoints the dataplane refused
 
     def reasons(self) -> list[str]:
@@ -100,12 +119,13 @@ class Agent:
     datastore: Datastore
     addresses: HostAddresses
     calc: Calc
-    decode: Callable[[str, Any], Any]
+    # (datastore key, stored value) -> (typed key, typed value), or None: not for the graph.
+    decode: Callable[[str, Any], tuple[InputKey, Any] | None]
     planes: list[Plane]
     # Raw (key, document | None) listeners, e.g. routing inputs that read the wire format.
     observers: list[Callable[[str, Any], None]] = field(default_factory=list)
     # More sources of invalid documents (the calc graph's are always read).
-    invalid_sources: list[Callable[[], Mapping[str, InvalidReport]]] = field(default_factory=list)
+    invalid_sources: list[Callable[[], Mapping[str, Invalid]]] = field(default_factory=list)
     notice_sources: list[Callable[[], Sequence[str]]] = field(default_factory=list)
     guard: ClusterGuard = field(default_factory=lambda: ClusterGuard(None))
     # Last valid versions of invalid keys, kept past restarts (calc and routing write them).
@@ -189,7 +209,9 @@ class Agent:
         if key == keys.CLUSTER:
             self._cluster_id = cluster_id_of(value)
         try:
-            self.calc.on_update(key, self.decode(key, value))
+            typed = self.decode(key, value)
+            if typed is not None:
+                self.calc.on_update(*typed)
             for observe in self.observers:
                 observe(key, value)
         except Exception:  # no input from the datastore may end the agent
@@ -233,8 +255,8 @@ class Agent:
             except OSError as exc:
                 log.warning("cannot write the agent's status: %s", exc)
 
-    def _all_invalid(self) -> dict[str, InvalidReport]:
-        reports: dict[str, InvalidReport] = dict(self.calc.invalid_resources())
+    def _all_invalid(self) -> dict[str, Invalid]:
+        reports = {datastore_key(k): Invalid.of(r) for k, r in self.calc.invalid_resources().items()}
         for source in self.invalid_sources:
             reports.update(source())
         return reports

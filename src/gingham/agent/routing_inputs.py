@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
 
-from gingham.calc.validity import InvalidReport, LastValidMemory, Outcome
+from gingham.agent.daemon import Invalid as InvalidReport
+from gingham.calc.validity import Outcome
 from gingham.datastore import keys
 from gingham.routing.types import (
     DEFAULT_AS_NUMBER,
@@ -174,7 +175,7 @@ class RoutingInputs:
     bgp_config: dict[str, Any] | None = None
     bgp_peers: dict[str, dict[str, Any]] = field(default_factory=dict)
     invalid: dict[str, InvalidReport] = field(default_factory=dict)
-    memory: LastValidMemory | None = None
+    memory: Any = None  # a LastValidMemory by datastore key
     dirty: bool = True
     # The document in force per key (references: no copies) and which are remembered.
     _docs: dict[str, dict[str, Any]] = field(default_factory=dict)

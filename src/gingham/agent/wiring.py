@@ -13,7 +13,7 @@ from typing import Any
 
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.daemon import Agent, AgentState
-from gingham.agent.decode import decode_resource
+from gingham.agent.decode import KeyedMemory, decode, decode_value
 from gingham.agent.health import HealthServer
 from gingham.agent.last_valid import FileMemory
 from gingham.agent.metrics import AgentMetrics
@@ -205,8 +205,8 @@ def build_agent(
         hostname=hostname,
         datastore=ds,
         addresses=addresses,
-        calc=CalcGraph(hostname, memory=memory),
-        decode=decode_resource,
+        calc=CalcGraph(hostname, memory=KeyedMemory(memory), decode=decode_value),
+        decode=decode,
         planes=[policy, routing],
         observers=[routing.observe],
         invalid_sources=[routing.inputs.invalid_resources],

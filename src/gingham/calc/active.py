@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Protocol
 
+from gingham.calc.inputs import ResourceKey
 from gingham.calc.policies import PolicyDef
 from gingham.calc.refcount import RefCounter
 from gingham.selector import SelectorIndex
@@ -43,8 +44,8 @@ class ActiveRulesListener(Protocol):
 class ActiveRulesCalculator:
     def __init__(self, listener: ActiveRulesListener) -> None:
         self._listener = listener
-        self._index: SelectorIndex[str, EndpointKey] = SelectorIndex()
-        self._policies: dict[str, PolicyDef] = {}
+        self._index: SelectorIndex[ResourceKey, EndpointKey] = SelectorIndex()
+        self._policies: dict[ResourceKey, PolicyDef] = {}
         self._profile_refs: RefCounter[str] = RefCounter()
         self._endpoint_profiles: dict[EndpointKey, tuple[str, ...]] = {}
 
@@ -68,8 +69,8 @@ class ActiveRulesCalculator:
 
     # --- policies --------------------------------------------------------------
 
-    def update_policy(self, key: str, new: PolicyDef | None) -> None:
-        """Set (None: remove) the policy stored under datastore ``key``."""
+    def update_policy(self, key: ResourceKey, new: PolicyDef | None) -> None:
+        """Set (None: remove) the policy stored under ``key``."""
         old = self._policies.get(key)
         if old == new:
             return

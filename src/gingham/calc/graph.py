@@ -67,6 +67,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from gingham.calc.active import ActiveRulesCalculator
+from gingham.calc.inputs import InputKey, ResourceKey
 from gingham.calc.labels import LabelInheritance
 from gingham.calc.members import IPSetMembers, Item
 from gingham.calc.messages import (
@@ -88,8 +89,7 @@ from gingham.calc.policies import (
 from gingham.calc.rules import PROTOCOLS, protocol_number
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
-from gingham.calc.validity import InvalidReport, LastValidMemory, ValidityFilter
-from gingham.datastore import keys
+from gingham.calc.validity import Decode, InvalidReport, LastValidMemory, ValidityFilter, Value
 from gingham.errors import GinghamError
 from gingham.model import (
     InvalidResource,
@@ -121,62 +121,47 @@ class _Record:
     resource: Any = None
 
 
-def parse_key(key: str) -> tuple[str, str | None, str] | None:
-    """(kind, namespace, name) of a resource key; None for any other key."""
-    if not key.startswith(keys.RESOURCES):
-        return None
-    parts = key[len(keys.RESOURCES) :].split("/")
-    if len(parts) == 2:
-        return parts[0], None, parts[1]
-    if len(parts) == 3:
-        return parts[0], parts[1], parts[2]
-    return None
-
-
 class CalcGraph:
     """Pure, synchronous calculation graph of one host (see the module docstring).
 
     ``hostname`` decides which endpoints are local (``spec.node``) and which
-    FelixConfiguration (``node.<hostname>``) applies. ``config`` is kept for
-    static agent options; the graph reads none yet (everything it needs
-    arrives through the datastore).
+    FelixConfiguration (``node.<hostname>``) applies; everything else arrives
+    through :meth:`on_update`. ``memory`` keeps the last valid versions of
+    invalid keys past a restart, read back through ``decode`` (the agent's
+    decoder; see ``validity.ValidityFilter``).
     """
 
     def __init__(
-        self, hostname: str, config: Any = None, memory: LastValidMemory | None = None
+        self, hostname: str, memory: LastValidMemory | None = None, decode: Decode | None = None
     ) -> None:
         self.hostname = hostname
-        self.config = config
         self._seq = Sequencer(self._members_of)
         self._members = IPSetMembers(self._seq)
         self._scanner = RuleScanner(self._members, self._seq)
         self._labels = LabelInheritance()
         self._active = ActiveRulesCalculator(self)
         self._tiers: dict[str, TierDef] = {}
-        self._profile_sources: dict[str, dict[str, ProfileDef]] = {}
-        self._profile_key_name: dict[str, str] = {}
+        self._profile_sources: dict[str, dict[ResourceKey, ProfileDef]] = {}
+        self._profile_key_name: dict[ResourceKey, str] = {}
         self._profiles: dict[str, ProfileDef] = {}
         self._items: dict[Hashable, _Record] = {}
         self._local: dict[EndpointKey, _Record] = {}
         self._dirty: set[EndpointKey] = set()
         self._felix: dict[str, Mapping[str, Any]] = {}
-        self._validity = ValidityFilter(memory)
+        self._validity = ValidityFilter(memory, decode)
 
     def _members_of(self, set_id: str) -> frozenset[str]:
         return self._members.members(set_id)
 
     # --- input -------------------------------------------------------------
 
-    def on_update(self, key: str, value: Any) -> None:
-        """Apply one datastore update: a resource, an ``InvalidResource``, or None (absent)."""
-        parsed = parse_key(key)
-        if parsed is None:
-            return
-        kind, namespace, name = parsed
-        if kind not in _HANDLERS:
+    def on_update(self, key: InputKey, value: Any) -> None:
+        """Apply one update: a resource (or IPAM block), an ``InvalidResource``, or None
+        (absent). Keys of kinds the graph does not read are ignored."""
+        if key.kind not in _HANDLERS:
             return
         previous = self._validity.last_valid(key)
-        for changed_key, effective in self._validity.update(key, kind, namespace, name, value):
+        for changed_key, effective in self._validity.update(key, value):
             try:
                 self._dispatch(changed_key, effective)
             except (GinghamError, ValueError, AttributeError, TypeError, RecursionError) as exc:
@@ -186,18 +171,19 @@ class CalcGraph:
                 # traceback); the handler changed nothing, so this key is invalid.
                 log.exception("cannot use %s", key)
                 problem = InvalidResource(f"cannot be used: {type(exc).__name__}: {exc}")
-                for k, eff in self._validity.rejected(
-                    key, kind, namespace, name, previous, problem
-                ):
+                for k, eff in self._validity.rejected(key, previous, problem):
                     self._dispatch(k, eff)
 
-    def _dispatch(self, key: str, value: Any) -> None:
-        kind, namespace, name = parse_key(key) or ("", None, "")
-        _HANDLERS[kind](self, key, namespace, name, value)
+    def _dispatch(self, key: InputKey, value: Any) -> None:
+        _HANDLERS[key.kind](self, key, value)
 
-    def invalid_resources(self) -> Mapping[str, InvalidReport]:
+    def invalid_resources(self) -> Mapping[InputKey, InvalidReport]:
         """Every stored document this graph found invalid, and what it did about it."""
         return self._validity.reports()
+
+    def last_valid(self, key: InputKey) -> Value | None:
+        """The version of ``key`` in force (the last valid one), if any."""
+        return self._validity.last_valid(key)
 
     def on_in_sync(self) -> None:
         self._seq.config(self._config_message())
@@ -212,9 +198,9 @@ class CalcGraph:
 
     # --- items: endpoints and network sets ----------------------------------
 
-    def _on_workload(self, key: str, ns: str | None, name: str, value: Any) -> None:
-        ns = ns or ""
-        ep = WorkloadEndpointID(ns, name)
+    def _on_workload(self, key: ResourceKey, value: Any) -> None:
+        ns = key.namespace or ""
+        ep = WorkloadEndpointID(ns, key.name)
         if value is None:
             self._set_item(ep, None)
             return
@@ -239,7 +225,8 @@ class CalcGraph:
         )
         self._set_item(ep, rec, value.metadata.labels, parents, implicit)
 
-    def _on_host_endpoint(self, key: str, ns: str | None, name: str, value: Any) -> None:
+    def _on_host_endpoint(self, key: ResourceKey, value: Any) -> None:
+        name = key.name
         if value is None:
             self._set_item(name, None)
             return
@@ -254,7 +241,8 @@ class CalcGraph:
         )
         self._set_item(name, rec, value.metadata.labels, profiles, {})
 
-    def _on_network_set(self, key: str, ns: str | None, name: str, value: Any) -> None:
+    def _on_network_set(self, key: ResourceKey, value: Any) -> None:
+        ns, name = key.namespace, key.name
         item_id = ("NetworkSet", ns, name) if ns else ("GlobalNetworkSet", name)
         if value is None:
             self._set_item(item_id, None)
@@ -327,12 +315,13 @@ class CalcGraph:
 
     # --- policies, tiers, profiles ------------------------------------------
 
-    def _on_policy(self, key: str, ns: str | None, name: str, value: Any) -> None:
+    def _on_policy(self, key: ResourceKey, value: Any) -> None:
         if isinstance(value, KubernetesNetworkPolicy):
             value = k8s_policy_to_calico(value)
         self._active.update_policy(key, policy_def(value) if value is not None else None)
 
-    def _on_tier(self, key: str, ns: str | None, name: str, value: Any) -> None:
+    def _on_tier(self, key: ResourceKey, value: Any) -> None:
+        name = key.name
         new = tier_def(value) if value is not None else None
         if self._tiers.get(name) == new:
             return
@@ -342,7 +331,7 @@ class CalcGraph:
             self._tiers[name] = new
         self._dirty.update(self._local)
 
-    def _on_profile(self, key: str, ns: str | None, name: str, value: Any) -> None:
+    def _on_profile(self, key: ResourceKey, value: Any) -> None:
         if isinstance(value, Namespace):
             value = namespace_to_profile(value)
         new = profile_def(value) if value is not None else None
@@ -380,7 +369,8 @@ class CalcGraph:
 
     # --- configuration --------------------------------------------------------
 
-    def _on_felix(self, key: str, ns: str | None, name: str, value: Any) -> None:
+    def _on_felix(self, key: ResourceKey, value: Any) -> None:
+        name = key.name
         if name not in ("default", f"node.{self.hostname}"):
             return
         if value is None:
@@ -462,8 +452,8 @@ class CalcGraph:
         }
 
 
-def _source_rank(key: str) -> tuple[bool, str]:
-    return ("/Namespace/" not in key, key)
+def _source_rank(key: ResourceKey) -> tuple[bool, ResourceKey]:
+    return (key.kind != "Namespace", key)
 
 
 def _nets(values: Iterable[Any] | None) -> tuple[str, ...]:

@@ -6,18 +6,20 @@ attacker wrote garbage. Treating it as absent would open the firewall (the
 pods a policy isolated accept everything; a Deny rule's network set empties),
 so the graph's inputs pass through this filter first:
 
-    (key, Resource | InvalidResource | None)
+    (key, Resource | IPAMBlock | InvalidResource | None)
           |
           v
-    ValidityFilter.update  ->  [(key, effective Resource | None), ...]  -> graph handlers
+    ValidityFilter.update  ->  [(key, effective value | None), ...]  -> graph handlers
           |
           +--> reports(): every key whose stored document is invalid, and what was done
 
 Rules (docs/RELIABILITY.md, "bad data and hostile input"):
-- An endpoint, network set, namespace or FelixConfiguration written by a newer
-  version is read without the fields this version does not know (reported).
+- An endpoint, network set, namespace, FelixConfiguration, Node, IPPool or BGP
+  resource written by a newer version is read without the fields this version
+  does not know (reported): a newer agent's Node must still give its
+  addresses, or every route to that host would go.
 - A key whose document stops validating keeps its last valid version in force,
-  whatever its kind: no change reaches the graph.
+  whatever its kind (IPAM blocks too): no change reaches the graph.
 - A policy never seen valid becomes a *quarantine policy*: Deny, for every
   packet, in a tier evaluated before every other, for the endpoints the policy
   could select (its selector where it is readable; otherwise every endpoint of
@@ -32,7 +34,11 @@ Rules (docs/RELIABILITY.md, "bad data and hostile input"):
 The filter holds a reference to the version in force of every key (the graph
 holds the same objects). When a key goes bad, its last valid version is also
 written to a ``LastValidMemory`` that outlives the process, so that a
-restarted agent enforces what the one before it did.
+restarted agent enforces what the one before it did; it is read back through
+the same decoder that reads the datastore (``decode``), so a remembered
+version is held to the same rules as a stored one.
+
+Keys are typed (``calc.inputs``): the filter never sees a storage path.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from gingham.calc.inputs import BlockKey, InputKey, IPAMBlock, ResourceKey
 from gingham.errors import GinghamError
 from gingham.model import (
     QUARANTINE_TIER,
@@ -73,7 +80,7 @@ BOTH: Final = ("Ingress", "Egress")
 # of a rule could widen it.
 SALVAGEABLE: Final = frozenset(
     {"WorkloadEndpoint", "HostEndpoint", "NetworkSet", "GlobalNetworkSet", "Namespace",
-     "FelixConfiguration"}
+     "FelixConfiguration", "Node", "IPPool", "BGPConfiguration", "BGPPeer"}
 )
 
 Outcome = Literal[
@@ -85,7 +92,7 @@ Outcome = Literal[
 class InvalidReport:
     """One stored document that does not validate, and what readers do about it."""
 
-    key: str
+    key: InputKey
     kind: str
     name: str
     namespace: str | None
@@ -93,7 +100,11 @@ class InvalidReport:
     outcome: Outcome
 
 
-Change = tuple[str, Any]  # (key, effective resource or None)
+Change = tuple[InputKey, Any]  # (key, effective resource or None)
+Value = Resource | IPAMBlock
+# How a remembered document is read back: the agent's decoder (model resources,
+# IPAM blocks); without one, resources through the model and no blocks.
+Decode = Callable[[InputKey, Mapping[str, Any]], Any]
 
 
 class LastValidMemory(Protocol):
@@ -104,78 +115,72 @@ class LastValidMemory(Protocol):
     Only keys that are invalid now are kept, so it stays small.
     """
 
-    def save(self, key: str, document: Mapping[str, Any]) -> None: ...
-    def recall(self, key: str) -> Mapping[str, Any] | None: ...
-    def forget(self, key: str) -> None: ...
+    def save(self, key: InputKey, document: Mapping[str, Any]) -> None: ...
+    def recall(self, key: InputKey) -> Mapping[str, Any] | None: ...
+    def forget(self, key: InputKey) -> None: ...
 
 
 class DictMemory:
     """A ``LastValidMemory`` in a dict: for tests, and a process that must not write files."""
 
     def __init__(self) -> None:
-        self.saved: dict[str, Mapping[str, Any]] = {}
+        self.saved: dict[InputKey, Mapping[str, Any]] = {}
 
-    def save(self, key: str, document: Mapping[str, Any]) -> None:
+    def save(self, key: InputKey, document: Mapping[str, Any]) -> None:
         self.saved[key] = document
 
-    def recall(self, key: str) -> Mapping[str, Any] | None:
+    def recall(self, key: InputKey) -> Mapping[str, Any] | None:
         return self.saved.get(key)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: InputKey) -> None:
         self.saved.pop(key, None)
 
 
 class ValidityFilter:
-    def __init__(self, memory: LastValidMemory | None = None) -> None:
+    def __init__(
+        self, memory: LastValidMemory | None = None, decode: Decode | None = None
+    ) -> None:
         self._memory: LastValidMemory = memory if memory is not None else DictMemory()
-        self._valid: dict[str, Resource] = {}  # the version in force, by key
-        self._saved: set[str] = set()  # keys whose last valid version is in memory
-        self._policy_tier: dict[str, str] = {}
-        self._tier_members: dict[str, set[str]] = {}
+        self._decode: Decode = decode if decode is not None else decode_with_model
+        self._valid: dict[InputKey, Value] = {}  # the version in force, by key
+        self._saved: set[InputKey] = set()  # keys whose last valid version is in memory
+        self._policy_tier: dict[InputKey, str] = {}
+        self._tier_members: dict[str, set[ResourceKey]] = {}
         self._bad_tiers: set[str] = set()  # tiers present but never seen valid
-        self._invalid: dict[str, InvalidReport] = {}
+        self._invalid: dict[InputKey, InvalidReport] = {}
 
     # --- input ---------------------------------------------------------------
 
-    def update(
-        self, key: str, kind: str, namespace: str | None, name: str, value: Any
-    ) -> list[Change]:
+    def update(self, key: InputKey, value: Any) -> list[Change]:
         """The effective changes one stored value makes (often just ``[(key, value)]``)."""
         if value is None:
-            return self._absent(key, kind, name)
-        if not isinstance(value, Resource):  # a decoding mix-up upstream: not usable either
+            return self._absent(key)
+        if not _usable(key, value):  # a decoding mix-up upstream: not usable either
             if not isinstance(value, InvalidResource):
                 value = InvalidResource(f"not a resource: {type(value).__name__}")
-            return self._invalid_value(key, kind, namespace, name, value)
-        return self._valid_value(key, kind, name, value)
+            return self._invalid_value(key, value)
+        return self._valid_value(key, value)
 
-    def rejected(
-        self,
-        key: str,
-        kind: str,
-        namespace: str | None,
-        name: str,
-        previous: Resource | None,
-        problem: InvalidResource,
-    ) -> list[Change]:
+    def rejected(self, key: InputKey, previous: Value | None, problem: InvalidResource
+                 ) -> list[Change]:
         """A value the model accepted but the graph could not use: a bug, handled as invalid.
 
         ``previous`` is what :meth:`last_valid` said before the failed update; the
         graph's own state still holds it.
         """
         if previous is not None:
-            self._keep(key, kind, previous)
+            self._keep(key, previous)
         else:
             self._valid.pop(key, None)
             self._untrack_policy(key)
-        return self._invalid_value(key, kind, namespace, name, problem)
+        return self._invalid_value(key, problem)
 
-    def last_valid(self, key: str) -> Resource | None:
+    def last_valid(self, key: InputKey) -> Value | None:
         return self._valid.get(key)
 
     # --- output ----------------------------------------------------------------
 
-    def reports(self) -> Mapping[str, InvalidReport]:
+    def reports(self) -> Mapping[InputKey, InvalidReport]:
         return self._invalid
 
     def stats(self) -> dict[str, int]:
@@ -188,36 +193,37 @@ class ValidityFilter:
 
     # --- the three cases ---------------------------------------------------------
 
-    def _absent(self, key: str, kind: str, name: str) -> list[Change]:
+    def _absent(self, key: InputKey) -> list[Change]:
         self._valid.pop(key, None)
         self._invalid.pop(key, None)
         self._untrack_policy(key)
         self._unsave(key)
         changes: list[Change] = [(key, None)]
-        if kind == "Tier" and name in self._bad_tiers:
-            self._bad_tiers.discard(name)
-            changes += self._reemit_tier(name)
+        if key.kind == "Tier" and key.name in self._bad_tiers:
+            self._bad_tiers.discard(key.name)
+            changes += self._reemit_tier(key.name)
         return changes
 
-    def _valid_value(self, key: str, kind: str, name: str, value: Resource) -> list[Change]:
+    def _valid_value(self, key: InputKey, value: Value) -> list[Change]:
         self._unsave(key)
         self._invalid.pop(key, None)
-        self._keep(key, kind, value)
-        return self._emit(key, kind, name, value)
+        self._keep(key, value)
+        return self._emit(key, value)
 
-    def _emit(self, key: str, kind: str, name: str, value: Resource) -> list[Change]:
+    def _emit(self, key: InputKey, value: Value) -> list[Change]:
         """The changes a newly kept ``value`` makes."""
-        if kind in POLICY_KINDS:
+        if key.kind in POLICY_KINDS:
+            assert isinstance(value, Resource)
             return [(key, self._effective_policy(key, value))]
         changes: list[Change] = [(key, value)]
-        if kind == "Tier" and name in self._bad_tiers:
-            self._bad_tiers.discard(name)
-            changes += self._reemit_tier(name)
+        if key.kind == "Tier" and key.name in self._bad_tiers:
+            self._bad_tiers.discard(key.name)
+            changes += self._reemit_tier(key.name)
         return changes
 
-    def _invalid_value(
-        self, key: str, kind: str, namespace: str | None, name: str, value: InvalidResource
-    ) -> list[Change]:
+    def _invalid_value(self, key: InputKey, value: InvalidResource) -> list[Change]:
+        kind, name, namespace = key.kind, key.name, key.namespace
+
         def report(outcome: Outcome) -> None:
             old = self._invalid.get(key)
             new = InvalidReport(key, kind, name, namespace, value.reason, outcome)
@@ -225,32 +231,32 @@ class ValidityFilter:
                 log.warning("invalid %s (%s): %s", key, outcome, value.reason)
             self._invalid[key] = new
 
-        salvaged = self._salvage(kind, namespace, name, value)
+        salvaged = self._salvage(key, value)
         if salvaged is not None:  # a newer writer's document: what this version knows of it
             resource, dropped = salvaged
             self._unsave(key)
-            self._keep(key, kind, resource)
+            self._keep(key, resource)
             value = InvalidResource(f"fields this version does not know: {', '.join(dropped)}")
             report("unknown fields ignored")
-            return self._emit(key, kind, name, resource)
+            return self._emit(key, resource)
         kept = self._valid.get(key)
         if kept is not None:
             report("last valid kept")
             if key not in self._saved:
                 self._save(key, kept)
             return []
-        recalled = self._recall(key, kind, namespace, name)
+        recalled = self._recall(key)
         if recalled is not None:  # went bad before this process started
             report("last valid kept")
-            self._keep(key, kind, recalled)
+            self._keep(key, recalled)
             self._saved.add(key)
-            return self._emit(key, kind, name, recalled)
+            return self._emit(key, recalled)
         if kind in POLICY_KINDS:
             report("quarantined")
             return [(key, quarantine_from_document(kind, namespace, name, value.document))]
         if kind == "Tier":
             report("policies quarantined")
-            changes = [(key, None)]
+            changes: list[Change] = [(key, None)]
             if name not in self._bad_tiers:
                 self._bad_tiers.add(name)
                 changes += self._reemit_tier(name)
@@ -260,15 +266,16 @@ class ValidityFilter:
 
     # --- the memory of last valid versions ---------------------------------------
 
-    def _save(self, key: str, value: Resource) -> None:
+    def _save(self, key: InputKey, value: Value) -> None:
         try:
-            self._memory.save(key, to_dict(value))
+            document = value.document if isinstance(value, IPAMBlock) else to_dict(value)
+            self._memory.save(key, document)
         except Exception:  # losing the memory costs only what a restart would cost
             log.exception("cannot remember the last valid version of %s", key)
             return
         self._saved.add(key)
 
-    def _unsave(self, key: str) -> None:
+    def _unsave(self, key: InputKey) -> None:
         if key in self._saved or key in self._invalid:
             self._saved.discard(key)
             try:
@@ -277,17 +284,15 @@ class ValidityFilter:
                 log.exception("cannot forget the last valid version of %s", key)
 
     @staticmethod
-    def _salvage(
-        kind: str, namespace: str | None, name: str, value: InvalidResource
-    ) -> tuple[Resource, list[str]] | None:
-        if kind not in SALVAGEABLE or value.document is None:
+    def _salvage(key: InputKey, value: InvalidResource) -> tuple[Resource, list[str]] | None:
+        if key.kind not in SALVAGEABLE or value.document is None:
             return None
         salvaged = salvage_document(value.document)
-        if salvaged is None or not salvaged[1] or not _belongs(salvaged[0], kind, namespace, name):
+        if salvaged is None or not salvaged[1] or not _belongs(salvaged[0], key):
             return None
         return salvaged
 
-    def _recall(self, key: str, kind: str, namespace: str | None, name: str) -> Resource | None:
+    def _recall(self, key: InputKey) -> Value | None:
         try:
             document = self._memory.recall(key)
         except Exception:
@@ -295,27 +300,32 @@ class ValidityFilter:
             return None
         if document is None:
             return None
-        resource = decode_document(document)
-        if isinstance(resource, InvalidResource):  # saved by a version that read it otherwise
-            log.warning("the remembered version of %s no longer validates: %s", key,
-                        resource.reason)
+        try:
+            value = self._decode(key, document)
+        except Exception:  # whatever the decoder does with it, this key costs only itself
+            log.exception("cannot read the remembered version of %s", key)
             return None
-        return resource if _belongs(resource, kind, namespace, name) else None
+        if not _usable(key, value):  # saved by a version that read it otherwise
+            reason = value.reason if isinstance(value, InvalidResource) else type(value).__name__
+            log.warning("the remembered version of %s no longer validates: %s", key, reason)
+            return None
+        return value  # type: ignore[no-any-return]
 
-    def _keep(self, key: str, kind: str, value: Resource) -> None:
+    def _keep(self, key: InputKey, value: Value) -> None:
         self._valid[key] = value
-        if kind in POLICY_KINDS:
+        if key.kind in POLICY_KINDS:
+            assert isinstance(key, ResourceKey) and isinstance(value, Resource)
             self._track_policy(key, value)
 
     # --- tiers ---------------------------------------------------------------------
 
-    def _track_policy(self, key: str, value: Resource) -> None:
+    def _track_policy(self, key: ResourceKey, value: Resource) -> None:
         self._untrack_policy(key)
         tier = _tier_of(value)
         self._policy_tier[key] = tier
         self._tier_members.setdefault(tier, set()).add(key)
 
-    def _untrack_policy(self, key: str) -> None:
+    def _untrack_policy(self, key: InputKey) -> None:
         tier = self._policy_tier.pop(key, None)
         if tier is not None:
             members = self._tier_members[tier]
@@ -323,14 +333,14 @@ class ValidityFilter:
             if not members:
                 del self._tier_members[tier]
 
-    def _effective_policy(self, key: str, value: Resource) -> Resource:
+    def _effective_policy(self, key: InputKey, value: Resource) -> Resource:
         if self._policy_tier.get(key) in self._bad_tiers:
             return quarantine_from_policy(value)
         return value
 
     def _reemit_tier(self, tier: str) -> list[Change]:
         return [
-            (key, self._effective_policy(key, self._valid[key]))
+            (key, self._effective_policy(key, self._valid[key]))  # type: ignore[arg-type]
             for key in sorted(self._tier_members.get(tier, ()))
         ]
 
@@ -459,12 +469,33 @@ def _k8s_selector(value: Any) -> str:
     return expr if _readable(expr) else "all()"
 
 
-def _belongs(resource: Resource, kind: str, namespace: str | None, name: str) -> bool:
-    """Whether ``resource`` is the one a key of ``kind``/``namespace``/``name`` names."""
+def _belongs(resource: Resource, key: InputKey) -> bool:
+    """Whether ``resource`` is the one ``key`` names."""
     meta = resource.metadata
-    return (meta.name, meta.namespace) == (name, namespace) and (
-        kind_info(resource.kind, resource.api_version).name == kind
+    return (meta.name, meta.namespace) == (key.name, key.namespace) and (
+        kind_info(resource.kind, resource.api_version).name == key.kind
     )
+
+
+def _usable(key: InputKey, value: Any) -> bool:
+    """Whether ``value`` is a valid value of the kind ``key`` names."""
+    if isinstance(key, BlockKey):
+        return isinstance(value, IPAMBlock)
+    return isinstance(value, Resource)
+
+
+def decode_with_model(key: InputKey, document: Mapping[str, Any]) -> Any:
+    """A remembered document read through the model: a resource that belongs under
+    ``key``, else ``InvalidResource`` (blocks need IPAM's decoder: the agent's)."""
+    if isinstance(key, BlockKey):
+        return InvalidResource("no IPAM block decoder here")
+    resource = decode_document(document)
+    if isinstance(resource, InvalidResource):
+        return resource
+    if not _belongs(resource, key):
+        return InvalidResource(f"a {resource.kind} named {resource.metadata.name!r} is not "
+                               f"the resource {key}", document)
+    return resource
 
 
 def _tier_of(value: Resource) -> str:

@@ -280,8 +280,7 @@ def load_world(datastore: Any) -> World:
     quarantined, anything else is absent. An agent that saw a valid version
     before keeps that one instead, which this reader cannot know.
     """
-    from gingham.agent.decode import decode_resource
-    from gingham.calc.graph import parse_key
+    from gingham.agent.decode import decode
     from gingham.calc.validity import ValidityFilter
     from gingham.datastore import keys, open_datastore
 
@@ -289,15 +288,14 @@ def load_world(datastore: Any) -> World:
     ds = open_datastore(datastore) if own else datastore
     try:
         validity = ValidityFilter()
-        effective: dict[str, Any] = {}
+        effective: dict[Any, Any] = {}
         for kind in WORLD_KINDS:
             items, _ = ds.list(keys.resource_prefix(kind))
             for kv in items:
-                parsed = parse_key(kv.key)
-                if parsed is None:
+                typed = decode(kv.key, kv.value)
+                if typed is None:
                     continue
-                value = decode_resource(kv.key, kv.value)
-                for key, resource in validity.update(kv.key, *parsed, value):
+                for key, resource in validity.update(*typed):
                     effective[key] = resource
         return World.build(r for r in effective.values() if r is not None)
     finally:

@@ -17,7 +17,7 @@ import pytest
 
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.daemon import Agent, AgentState
-from gingham.agent.decode import decode_resource
+from gingham.agent.decode import decode, decode_value
 from gingham.agent.last_valid import FileMemory
 from gingham.agent.node import HostAddresses, register_node
 from gingham.agent.routing_inputs import RoutingInputs
@@ -66,8 +66,8 @@ def make_agent(ds: Datastore, tmp_path: Path | None = None) -> tuple[Agent, Reco
         hostname=HOST,
         datastore=ds,
         addresses=HostAddresses("192.0.2.11/24"),
-        calc=CalcGraph(HOST),
-        decode=decode_resource,
+        calc=CalcGraph(HOST, decode=decode_value),
+        decode=decode,
         planes=[plane],
         observers=[routing.on_update],
         invalid_sources=[routing.invalid_resources],

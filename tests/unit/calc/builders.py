@@ -13,7 +13,7 @@ from typing import Any
 
 from gingham.calc import CalcGraph
 from gingham.calc import messages as m
-from gingham.datastore import keys
+from gingham.calc.inputs import ResourceKey
 from gingham.model import parse_resource
 
 API = "projectcalico.org/v3"
@@ -39,7 +39,7 @@ def wep(
     profiles: Iterable[str] = (),
     ports: Iterable[tuple[str, str, int]] = (),
     sa: str | None = None,
-) -> tuple[str, Any]:
+) -> tuple[ResourceKey, Any]:
     spec: dict[str, Any] = {
         "node": node,
         "orchestrator": "k8s",
@@ -52,14 +52,14 @@ def wep(
         spec["serviceAccountName"] = sa
     doc = {"apiVersion": API, "kind": "WorkloadEndpoint", "metadata": _meta(name, ns, labels),
            "spec": spec}
-    return keys.resource_key("WorkloadEndpoint", name, ns), parse_resource(doc)
+    return ResourceKey("WorkloadEndpoint", name, ns), parse_resource(doc)
 
 
 def hep(name: str, *, node: str = HOST, ips: Iterable[str] = ("192.0.2.10",),
-        labels: Mapping[str, str] | None = None, iface: str = "eth0") -> tuple[str, Any]:
+        labels: Mapping[str, str] | None = None, iface: str = "eth0") -> tuple[ResourceKey, Any]:
     doc = {"apiVersion": API, "kind": "HostEndpoint", "metadata": _meta(name, None, labels),
            "spec": {"node": node, "interfaceName": iface, "expectedIPs": list(ips)}}
-    return keys.resource_key("HostEndpoint", name), parse_resource(doc)
+    return ResourceKey("HostEndpoint", name), parse_resource(doc)
 
 
 def policy(
@@ -74,7 +74,7 @@ def policy(
     types: Iterable[str] | None = None,
     namespace_selector: str | None = None,
     **flags: Any,
-) -> tuple[str, Any]:
+) -> tuple[ResourceKey, Any]:
     kind = "NetworkPolicy" if ns else "GlobalNetworkPolicy"
     spec: dict[str, Any] = {"selector": selector, "ingress": list(ingress),
                             "egress": list(egress)}
@@ -88,19 +88,19 @@ def policy(
         spec["namespaceSelector"] = namespace_selector
     spec.update(flags)
     doc = {"apiVersion": API, "kind": kind, "metadata": _meta(name, ns, None), "spec": spec}
-    return keys.resource_key(kind, name, ns), parse_resource(doc)
+    return ResourceKey(kind, name, ns), parse_resource(doc)
 
 
 def profile(name: str, *, labels: Mapping[str, str] | None = None,
             ingress: Iterable[dict[str, Any]] = ({"action": "Allow"},),
-            egress: Iterable[dict[str, Any]] = ({"action": "Allow"},)) -> tuple[str, Any]:
+            egress: Iterable[dict[str, Any]] = ({"action": "Allow"},)) -> tuple[ResourceKey, Any]:
     doc = {"apiVersion": API, "kind": "Profile", "metadata": _meta(name, None, None),
            "spec": {"labelsToApply": dict(labels or {}), "ingress": list(ingress),
                     "egress": list(egress)}}
-    return keys.resource_key("Profile", name), parse_resource(doc)
+    return ResourceKey("Profile", name), parse_resource(doc)
 
 
-def namespace_profile(ns: str, labels: Mapping[str, str]) -> tuple[str, Any]:
+def namespace_profile(ns: str, labels: Mapping[str, str]) -> tuple[ResourceKey, Any]:
     """The kns.<ns> profile the way a Namespace converts (stored as a Profile)."""
     applied = {f"pcns.{k}": v for k, v in labels.items()}
     applied["pcns.projectcalico.org/name"] = ns
@@ -108,19 +108,19 @@ def namespace_profile(ns: str, labels: Mapping[str, str]) -> tuple[str, Any]:
 
 
 def netset(name: str, nets: Iterable[str], *, ns: str | None = None,
-           labels: Mapping[str, str] | None = None) -> tuple[str, Any]:
+           labels: Mapping[str, str] | None = None) -> tuple[ResourceKey, Any]:
     kind = "NetworkSet" if ns else "GlobalNetworkSet"
     doc = {"apiVersion": API, "kind": kind, "metadata": _meta(name, ns, labels),
            "spec": {"nets": list(nets)}}
-    return keys.resource_key(kind, name, ns), parse_resource(doc)
+    return ResourceKey(kind, name, ns), parse_resource(doc)
 
 
-def tier(name: str, order: float | None, action: str = "Deny") -> tuple[str, Any]:
+def tier(name: str, order: float | None, action: str = "Deny") -> tuple[ResourceKey, Any]:
     spec: dict[str, Any] = {"defaultAction": action}
     if order is not None:
         spec["order"] = order
     doc = {"apiVersion": API, "kind": "Tier", "metadata": _meta(name, None, None), "spec": spec}
-    return keys.resource_key("Tier", name), parse_resource(doc)
+    return ResourceKey("Tier", name), parse_resource(doc)
 
 
 class OrderingError(AssertionError):
@@ -224,21 +224,21 @@ def _all_tiers(ep: Any) -> list[tuple[m.TierInfo, ...]]:
     return [ep.tiers]
 
 
-def namespace(name: str, labels: Mapping[str, str] | None = None) -> tuple[str, Any]:
+def namespace(name: str, labels: Mapping[str, str] | None = None) -> tuple[ResourceKey, Any]:
     doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name, None, labels)}
-    return keys.resource_key("Namespace", name), parse_resource(doc)
+    return ResourceKey("Namespace", name), parse_resource(doc)
 
 
-def k8s_policy(name: str, ns: str, spec: Mapping[str, Any]) -> tuple[str, Any]:
+def k8s_policy(name: str, ns: str, spec: Mapping[str, Any]) -> tuple[ResourceKey, Any]:
     doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
            "metadata": _meta(name, ns, None), "spec": dict(spec)}
-    return keys.resource_key("KubernetesNetworkPolicy", name, ns), parse_resource(doc)
+    return ResourceKey("KubernetesNetworkPolicy", name, ns), parse_resource(doc)
 
 
-def felix(name: str, **spec: Any) -> tuple[str, Any]:
+def felix(name: str, **spec: Any) -> tuple[ResourceKey, Any]:
     doc = {"apiVersion": API, "kind": "FelixConfiguration", "metadata": _meta(name, None, None),
            "spec": spec}
-    return keys.resource_key("FelixConfiguration", name), parse_resource(doc)
+    return ResourceKey("FelixConfiguration", name), parse_resource(doc)
 
 
 class Harness:
@@ -249,12 +249,12 @@ class Harness:
         self.state = DataplaneState()
         self.last: list[m.Message] = []
 
-    def put(self, *items: tuple[str, Any]) -> list[m.Message]:
+    def put(self, *items: tuple[ResourceKey, Any]) -> list[m.Message]:
         for key, value in items:
             self.graph.on_update(key, value)
         return self.flush()
 
-    def delete(self, *items: tuple[str, Any]) -> list[m.Message]:
+    def delete(self, *items: tuple[ResourceKey, Any]) -> list[m.Message]:
         for key, _ in items:
             self.graph.on_update(key, None)
         return self.flush()

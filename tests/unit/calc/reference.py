@@ -12,18 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from gingham.calc import messages as m
-from gingham.calc.graph import parse_key
+from gingham.calc.inputs import ResourceKey
 from gingham.calc.members import Item, contributions
 from gingham.calc.policies import policy_def, profile_def, resolve_tiers, tier_def
 from gingham.model import k8s_policy_to_calico, namespace_to_profile
 
 
-def expected(state: dict[str, Any], host: str) -> tuple[Any, ...]:
+def expected(state: dict[ResourceKey, Any], host: str) -> tuple[Any, ...]:
     present = {k: v for k, v in state.items() if v is not None}
     by_kind: dict[str, list[tuple[str | None, str, Any]]] = {}
     for key, value in present.items():
-        kind, ns, name = parse_key(key)  # type: ignore[misc]
-        by_kind.setdefault(kind, []).append((ns, name, value))
+        by_kind.setdefault(key.kind, []).append((key.namespace, key.name, value))
 
     profiles = {v.metadata.name: profile_def(v) for _, _, v in by_kind.get("Profile", [])}
     for _, _, ns_obj in by_kind.get("Namespace", []):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gingham.calc import messages as m
+from gingham.calc.inputs import BlockKey, ResourceKey
 from tests.unit.calc.builders import (
     HOST,
     Harness,
@@ -203,20 +204,21 @@ def test_host_endpoint_tiers_by_flags(h: Harness) -> None:
 
 def test_spurious_delete_and_non_resource_keys(h: Harness) -> None:
     assert h.delete(wep("a", "never")) == []
-    h.graph.on_update("/gingham/v1/ipam/blocks/x", {"a": 1})
-    h.graph.on_update("/gingham/v1/resources/IPPool/p", object())
+    h.graph.on_update(BlockKey("x"), {"a": 1})
+    h.graph.on_update(ResourceKey("IPPool", "p"), object())
+    h.graph.on_update(ResourceKey("Unheard", "of"), object())
     assert h.flush() == []
 
 
 def test_in_sync_and_config(h: Harness) -> None:
-    h.graph.on_update(*felix("default", defaultEndpointToHostAction="Accept", logPrefix="x"))
+    h.graph.on_update(*felix("default", defaultEndpointToHostAction="Accept", interfacePrefix="ghx"))
     h.graph.on_update(*felix(f"node.{HOST}", defaultEndpointToHostAction="Return"))
-    h.graph.on_update(*felix("node.other-host", logPrefix="y"))
+    h.graph.on_update(*felix("node.other-host", interfacePrefix="ghy"))
     h.graph.on_in_sync()
     out = h.flush()
     assert isinstance(out[0], m.ConfigUpdate) and isinstance(out[-1], m.InSync)
     assert out[0].get("default_endpoint_to_host_action") == "Return"
-    assert out[0].get("log_prefix") == "x"
+    assert out[0].get("interface_prefix") == "ghx"
     assert out[0].get("vxlan_vni") == 4096  # the model's default
     h.graph.on_in_sync()
     assert h.flush() == []

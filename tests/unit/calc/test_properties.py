@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gingham.calc import CalcGraph
+from gingham.calc.inputs import ResourceKey
 from tests.unit.calc.builders import (
     DataplaneState,
     hep,
@@ -38,7 +39,7 @@ _NOT = {"action": "Deny", "source": {"notSelector": "app == 'web'", "nets": ["20
 _SA = {"action": "Allow", "source": {"serviceAccounts": {"names": ["sa1"]}}}
 _NETSET = {"action": "Deny", "destination": {"selector": "kind == 'ext'"}}
 
-CHOICES: list[list[tuple[str, Any]]] = [
+CHOICES: list[list[tuple[ResourceKey, Any]]] = [
     [wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "web"}, profiles=["kns.a"],
          ports=[("http", "TCP", 8080)]),
      wep("a", "w1", ips=["198.18.0.1/32", "2001:db8::1/128"], labels={"app": "db"},
@@ -87,7 +88,7 @@ CHOICES: list[list[tuple[str, Any]]] = [
 ]
 KEYS = [options[0][0] for options in CHOICES]
 
-State = dict[str, Any]
+State = dict[ResourceKey, Any]
 
 state_strategy = st.lists(
     st.one_of(st.none(), st.integers(0, 2)), min_size=len(CHOICES), max_size=len(CHOICES)

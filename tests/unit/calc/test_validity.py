@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from gingham.calc import messages as m
+from gingham.calc.inputs import ResourceKey
 from gingham.calc.validity import DictMemory
-from gingham.datastore import keys
 from gingham.model import QUARANTINE_TIER, InvalidResource, decode_document, to_dict
 from tests.unit.calc.builders import (
     Harness,
@@ -68,7 +68,7 @@ def test_policy_that_stops_validating_keeps_its_last_valid_version(h: Harness) -
 
 
 def test_policy_never_seen_valid_quarantines_what_its_selector_selects(h: Harness) -> None:
-    key = keys.resource_key("NetworkPolicy", "new", "a")
+    key = ResourceKey("NetworkPolicy", "new", "a")
     doc = {"kind": "NetworkPolicy", "spec": {"selector": "app == 'web'", "types": ["Ingress"],
                                              "fancyNewField": 1}}
     h.put((key, bad(**doc)))
@@ -90,7 +90,7 @@ def test_policy_never_seen_valid_quarantines_what_its_selector_selects(h: Harnes
 def test_unreadable_selector_and_types_quarantine_the_whole_namespace_both_ways(
     h: Harness,
 ) -> None:
-    key = keys.resource_key("NetworkPolicy", "junk", "a")
+    key = ResourceKey("NetworkPolicy", "junk", "a")
     h.put((key, bad(spec={"selector": "app ==", "types": "sideways"})))
     for name in ("web", "db"):
         q = quarantine_of(h, "a", name)
@@ -99,7 +99,7 @@ def test_unreadable_selector_and_types_quarantine_the_whole_namespace_both_ways(
 
 
 def test_undecodable_global_policy_quarantines_every_endpoint(h: Harness) -> None:
-    key = keys.resource_key("GlobalNetworkPolicy", "junk")
+    key = ResourceKey("GlobalNetworkPolicy", "junk")
     h.put((key, InvalidResource("not a JSON object: not JSON")))
     for ns, name in (("a", "web"), ("a", "db"), ("b", "web")):
         q = quarantine_of(h, ns, name)
@@ -110,7 +110,7 @@ def test_undecodable_global_policy_quarantines_every_endpoint(h: Harness) -> Non
 
 
 def test_kubernetes_policy_never_seen_valid_keeps_its_pod_selector(h: Harness) -> None:
-    key = keys.resource_key("KubernetesNetworkPolicy", "kp", "a")
+    key = ResourceKey("KubernetesNetworkPolicy", "kp", "a")
     doc = {"spec": {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Egress"],
                     "egress": "not a list"}}
     h.put((key, bad(**doc)))
@@ -124,7 +124,7 @@ def test_tier_never_seen_valid_quarantines_its_policies(h: Harness) -> None:
                        ingress=[{"action": "Allow"}])
     h.put(tier("sec", 10), (pkey, pol))
     assert h.tiers("a", "web")[0].name == "sec"
-    tkey = keys.resource_key("Tier", "sec")
+    tkey = ResourceKey("Tier", "sec")
     h.put((tkey, None), (tkey, bad(spec={"order": "first"})))  # gone, back never valid
     q = quarantine_of(h, "a", "web")
     assert q is not None and q.ingress_policies
@@ -151,7 +151,7 @@ def test_endpoint_and_network_set_keep_their_last_valid_version(h: Harness) -> N
         {"action": "Deny", "source": {"selector": "role == 'evil'"}}, {"action": "Allow"}])
     h.put((skey, nset), (pkey, pol))
     before = h.state.snapshot()
-    ekey = keys.resource_key("WorkloadEndpoint", "web", "a")
+    ekey = ResourceKey("WorkloadEndpoint", "web", "a")
     # An empty set would stop the Deny: the last valid members stay.
     assert h.put((skey, bad()), (ekey, bad())) == []
     assert h.state.snapshot() == before
@@ -161,7 +161,7 @@ def test_endpoint_and_network_set_keep_their_last_valid_version(h: Harness) -> N
 
 
 def test_other_kinds_never_seen_valid_are_absent(h: Harness) -> None:
-    key = keys.resource_key("WorkloadEndpoint", "ghost", "a")
+    key = ResourceKey("WorkloadEndpoint", "ghost", "a")
     h.put((key, bad(spec={"ipNetworks": ["198.18.0.9/32"]})))
     assert m.WorkloadEndpointID("a", "ghost") not in h.state.endpoints
     assert h.graph.invalid_resources()[key].outcome == "ignored"
@@ -192,8 +192,8 @@ def test_every_index_empties_when_invalid_and_quarantined_keys_are_deleted() -> 
     h = Harness()
     items = [
         wep("a", "web", ips=["198.18.0.1/32"], labels={"app": "web"}),
-        (keys.resource_key("NetworkPolicy", "q", "a"), bad(spec={"selector": "app == 'web'"})),
-        (keys.resource_key("Tier", "t"), bad()),
+        (ResourceKey("NetworkPolicy", "q", "a"), bad(spec={"selector": "app == 'web'"})),
+        (ResourceKey("Tier", "t"), bad()),
         policy("t.p", tier="t", ingress=[{"action": "Allow"}]),
         k8s_policy("kp", "a", {"podSelector": {}}),
     ]
@@ -205,7 +205,7 @@ def test_every_index_empties_when_invalid_and_quarantined_keys_are_deleted() -> 
 
 def test_garbage_under_a_key_no_policy_can_have_is_still_quarantined(h: Harness) -> None:
     # Upper case: no Kubernetes name can be that, so no valid policy ever can.
-    key = keys.resource_key("KubernetesNetworkPolicy", 'UPPER\n"x', "a")
+    key = ResourceKey("KubernetesNetworkPolicy", 'UPPER\n"x', "a")
     h.put((key, InvalidResource("not a JSON object: not JSON")))
     q = quarantine_of(h, "a", "web")
     assert q is not None and q.ingress_policies and q.egress_policies
@@ -240,17 +240,17 @@ def test_a_restarted_graph_enforces_what_the_one_before_it_did() -> None:
 def test_a_remembered_version_of_another_key_is_not_used() -> None:
     memory = DictMemory()
     _, nset = netset("evil", ["203.0.113.0/24"])
-    memory.save(keys.resource_key("GlobalNetworkSet", "other"), to_dict(nset))
+    memory.save(ResourceKey("GlobalNetworkSet", "other"), to_dict(nset))
     h = Harness(memory=memory)
-    h.put((keys.resource_key("GlobalNetworkSet", "other"), bad()))
-    assert h.graph.invalid_resources()[keys.resource_key("GlobalNetworkSet", "other")].outcome == (
+    h.put((ResourceKey("GlobalNetworkSet", "other"), bad()))
+    assert h.graph.invalid_resources()[ResourceKey("GlobalNetworkSet", "other")].outcome == (
         "ignored")
 
 
 def test_an_endpoint_from_a_newer_writer_is_read_without_what_this_version_does_not_know(
     h: Harness,
 ) -> None:
-    key = keys.resource_key("WorkloadEndpoint", "new", "a")
+    key = ResourceKey("WorkloadEndpoint", "new", "a")
     doc = {"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
            "metadata": {"name": "new", "namespace": "a", "labels": {"app": "web"}},
            "spec": {"node": "host-a", "interfaceName": "gh0000000000f",
@@ -262,7 +262,7 @@ def test_an_endpoint_from_a_newer_writer_is_read_without_what_this_version_does_
     report = h.graph.invalid_resources()[key]
     assert report.outcome == "unknown fields ignored" and "spec.quantumTunnel" in report.reason
     # A policy never is: ignoring a field of a rule could widen it.
-    pkey = keys.resource_key("NetworkPolicy", "p", "a")
+    pkey = ResourceKey("NetworkPolicy", "p", "a")
     pdoc = {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
             "metadata": {"name": "p", "namespace": "a"},
             "spec": {"selector": "app == 'web'", "ingress": [{"action": "Allow",

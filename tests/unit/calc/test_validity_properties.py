@@ -17,9 +17,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gingham.calc.graph import parse_key
+from gingham.calc.inputs import ResourceKey
 from gingham.calc.validity import POLICY_KINDS, ValidityFilter
-from gingham.datastore import keys
 from gingham.model import InvalidResource, decode_document, kind_info, parse_resource
 from gingham.policy.explain import matrix
 from gingham.policy.world import World
@@ -29,10 +28,10 @@ from tests.integration.oracle.sensitivity import IPS, endpoints
 Flow = tuple[str, str, str, int]
 
 
-def key_of(doc: dict[str, Any]) -> str:
+def key_of(doc: dict[str, Any]) -> ResourceKey:
     info = kind_info(doc["kind"], doc["apiVersion"])
     meta = doc["metadata"]
-    return keys.resource_key(info.name, meta["name"], meta.get("namespace"))
+    return ResourceKey(info.name, meta["name"], meta.get("namespace"))
 
 
 def allowed(resources: list[Any]) -> set[Flow]:
@@ -66,27 +65,24 @@ class Store:
 
     def __init__(self) -> None:
         self.filter = ValidityFilter()
-        self.effective: dict[str, Any] = {}
+        self.effective: dict[ResourceKey, Any] = {}
 
-    def feed(self, key: str, value: Any) -> None:
-        parsed = parse_key(key)
-        assert parsed is not None
-        kind, namespace, name = parsed
-        for k, eff in self.filter.update(key, kind, namespace, name, value):
+    def feed(self, key: ResourceKey, value: Any) -> None:
+        for k, eff in self.filter.update(key, value):
             self.effective[k] = eff
 
     def resources(self) -> list[Any]:
         return [v for v in self.effective.values() if v is not None]
 
 
-def base_documents(scenario: Any) -> list[tuple[str, dict[str, Any]]]:
+def base_documents(scenario: Any) -> list[tuple[ResourceKey, dict[str, Any]]]:
     docs = endpoints({r: dict(v) for r, v in scenario.labels.items()})
     docs += render(scenario.manifests(), IPS)
     return [(key_of(d), d) for d in docs]
 
 
 @st.composite
-def junk_policy(draw: st.DrawFn) -> tuple[str, InvalidResource]:
+def junk_policy(draw: st.DrawFn) -> tuple[ResourceKey, InvalidResource]:
     """A policy that never validated, with more or less of it readable."""
     ns = draw(st.sampled_from((None, "oa", "ob")))
     kind = "NetworkPolicy" if ns else "GlobalNetworkPolicy"
@@ -96,7 +92,7 @@ def junk_policy(draw: st.DrawFn) -> tuple[str, InvalidResource]:
         {"selector": "app == 'web'", "types": ["Egress"]},
         {"selector": ")))", "types": "sideways"},
     )))
-    key = keys.resource_key(kind, draw(st.sampled_from(("j1", "j2"))), ns)
+    key = ResourceKey(kind, draw(st.sampled_from(("j1", "j2"))), ns)
     return key, InvalidResource("spec: unknown field", {"spec": spec})
 
 
@@ -111,7 +107,7 @@ def test_invalid_documents_never_widen_what_is_allowed(scenario: Any, data: Any)
     # other kind is absent until then (docs/RELIABILITY.md).
     can_be_never_valid = [
         i for i in spoiled
-        if parse_key(items[i][0])[0] in POLICY_KINDS | {"Tier"}  # type: ignore[index]
+        if items[i][0].kind in POLICY_KINDS | {"Tier"}
     ]
     never_valid = data.draw(st.sets(st.sampled_from(can_be_never_valid)) if can_be_never_valid
                             else st.just(set()), label="never valid")
