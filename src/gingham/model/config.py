@@ -1,7 +1,10 @@
 """FelixConfiguration: the per-host agent's settings (name ``default`` or ``node.<host>``).
 
-Only the settings gingham's agent can act on are modelled; the names and
-defaults are Calico's, so an existing FelixConfiguration that uses them applies.
+The names are Calico's, so an existing FelixConfiguration loads. What gingham
+does with each field is in :mod:`gingham.model.support_network`: a value
+gingham would not honour is refused. Defaults are Calico's except where gingham
+does something else whatever the setting says: then the default says what
+gingham does (``healthEnabled``, ``removeExternalRoutes``, ...) or is unset.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from gingham.model.endpoints import parse_interface_prefixes
 from gingham.model.meta import Bool, Int, Model, ProblemList, Resource, Str, dump_hint
 from gingham.model.network import LogSeverity
 from gingham.model.policy import CALICO_API
+from gingham.model.support import refuse_unsupported
 from gingham.model.values import CIDR, IP, Duration, check_port_number
 
 
@@ -38,6 +42,11 @@ class ProtoPort(Model):
     @classmethod
     def _port(cls, value: int) -> int:
         return check_port_number(value)
+
+    @model_validator(mode="after")
+    def _supported(self) -> ProtoPort:
+        refuse_unsupported(self)
+        return self
 
 
 def _ports(*spec: tuple[str, int]) -> tuple[ProtoPort, ...]:
@@ -65,9 +74,11 @@ class FelixConfigurationSpec(Model):
     failsafe_inbound_host_ports: tuple[ProtoPort, ...] = DEFAULT_FAILSAFE_INBOUND
     failsafe_outbound_host_ports: tuple[ProtoPort, ...] = DEFAULT_FAILSAFE_OUTBOUND
     log_severity_screen: LogSeverity = "Info"
-    log_severity_file: LogSeverity = "Info"
+    # gingham writes no log file, and its packet-log prefixes name the rule:
+    # no value describes what it does, so none is the default.
+    log_severity_file: LogSeverity | None = None
     log_file_path: Str | None = None
-    log_prefix: Str = "calico-packet"
+    log_prefix: Str | None = None
     ipv6_support: Bool = True
     # VXLAN: Calico turns it on by itself when a pool uses it; absent = automatic.
     vxlan_enabled: Bool | None = None
@@ -83,21 +94,22 @@ class FelixConfigurationSpec(Model):
     # Workload interfaces start with one of these (comma-separated, as in Calico);
     # unset means "gh". An endpoint naming any other interface is not programmed.
     interface_prefix: Str | None = None
-    chain_insert_mode: Literal["Insert", "Append"] = "Insert"
+    chain_insert_mode: Literal["Insert", "Append"] | None = None
     nftables_mode: Literal["Enabled", "Disabled", "Auto"] | None = None
     bpf_enabled: Bool = False
     wireguard_enabled: Bool = False
-    service_loop_prevention: Literal["Drop", "Reject", "Disabled"] = "Drop"
-    allow_vxlan_packets_from_workloads: Bool = False
-    allow_ipip_packets_from_workloads: Bool = False
+    # What gingham does today (Calico's defaults are Drop, False, False, True).
+    service_loop_prevention: Literal["Drop", "Reject", "Disabled"] = "Disabled"
+    allow_vxlan_packets_from_workloads: Bool = True
+    allow_ipip_packets_from_workloads: Bool = True
     floating_ips: Literal["Enabled", "Disabled"] = "Disabled"
-    remove_external_routes: Bool = True
+    remove_external_routes: Bool = False
     device_route_protocol: Int | None = None
     route_table_range: RouteTableRange | None = None
     route_refresh_interval: Duration | None = None
     interface_refresh_interval: Duration | None = None
     reporting_interval: Duration | None = None
-    health_enabled: Bool = False
+    health_enabled: Bool = True  # `gingham node run` always serves health (Calico: False)
     health_host: Str = "localhost"
     health_port: Int = 9099
     prometheus_metrics_enabled: Bool = False
@@ -115,6 +127,7 @@ class FelixConfigurationSpec(Model):
     @model_validator(mode="after")
     def _ranges(self) -> FelixConfigurationSpec:
         problems = ProblemList()
+        refuse_unsupported(self, problems)
         if not 0 <= self.vxlan_vni <= 16777215:
             problems.add("vxlanVNI", f"{self.vxlan_vni} out of range 0-16777215")
         for name, alias in (("vxlan_port", "vxlanPort"), ("health_port", "healthPort"),

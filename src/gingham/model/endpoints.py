@@ -10,6 +10,7 @@ from pydantic import Field, PlainValidator, model_validator
 
 from gingham.model.meta import Model, ProblemList, Resource, Str, dump_hint
 from gingham.model.policy import CALICO_API
+from gingham.model.support import refuse_unsupported
 from gingham.model.values import (
     CIDR,
     IP,
@@ -153,6 +154,11 @@ class WorkloadEndpointSpec(Model):
     mac: MAC | None = None
     ports: tuple[WorkloadEndpointPort, ...] = ()
     allow_spoofed_source_prefixes: tuple[CIDR, ...] = ()
+
+    @model_validator(mode="after")
+    def _supported(self) -> WorkloadEndpointSpec:
+        refuse_unsupported(self)  # ipNATs
+        return self
 
 
 class WorkloadEndpoint(Resource):

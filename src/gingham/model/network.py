@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gingham.model.meta import Bool, Int, Model, ProblemList, Resource, Str
 from gingham.model.policy import CALICO_API, COMPUTED
+from gingham.model.support import refuse_unsupported
 from gingham.model.values import (
     CIDR,
     IP,
@@ -52,6 +53,7 @@ class IPPoolSpec(Model):
     @model_validator(mode="after")
     def _consistent(self) -> IPPoolSpec:
         problems = ProblemList()
+        refuse_unsupported(self, problems)  # ipipMode other than Never, ...
         net = ipaddress.ip_network(self.cidr)
         version = net.version
         if self.block_size is None:
@@ -66,10 +68,6 @@ class IPPoolSpec(Model):
         for bad in _FORBIDDEN_POOL_NETS:
             if bad.version == version and net.overlaps(bad):
                 problems.add("cidr", f"{self.cidr} overlaps reserved range {bad}")
-        if self.ipip_mode != "Never" and self.vxlan_mode != "Never":
-            problems.add("vxlanMode", "ipipMode and vxlanMode cannot both be enabled")
-        if self.ipip_mode != "Never" and version == 6:
-            problems.add("ipipMode", "IPIP is IPv4 only")
         if "LoadBalancer" in self.allowed_uses and len(set(self.allowed_uses)) > 1:
             problems.add("allowedUses", "LoadBalancer cannot be combined with other uses")
         if len(set(self.allowed_uses)) != len(self.allowed_uses):
@@ -149,6 +147,11 @@ class BGPConfigurationSpec(Model):
             raise ValueError(f"port {value} out of range 1-65535")
         return value
 
+    @model_validator(mode="after")
+    def _supported(self) -> BGPConfigurationSpec:
+        refuse_unsupported(self)
+        return self
+
 
 class BGPConfiguration(Resource):
     api_version: Literal["projectcalico.org/v3"] = CALICO_API
@@ -197,6 +200,7 @@ class BGPPeerSpec(Model):
     @model_validator(mode="after")
     def _consistent(self) -> BGPPeerSpec:
         problems = ProblemList()
+        refuse_unsupported(self, problems)
         if self.node and self.node_selector:
             problems.add("nodeSelector", "node and nodeSelector cannot both be set")
         if self.peer_ip and self.peer_selector:
@@ -248,6 +252,11 @@ class NodeBGPSpec(Model):
             raise ValueError(f"routeReflectorClusterID {value!r} must be written as IPv4")
         return value
 
+    @model_validator(mode="after")
+    def _supported(self) -> NodeBGPSpec:
+        refuse_unsupported(self)
+        return self
+
 
 class NodeAddress(Model):
     address: Str
@@ -267,6 +276,11 @@ class NodeSpec(Model):
     vxlan_tunnel_mac_addr_v6: MAC | None = None
     addresses: tuple[NodeAddress, ...] = ()
     orch_refs: tuple[OrchRef, ...] = ()
+
+    @model_validator(mode="after")
+    def _supported(self) -> NodeSpec:
+        refuse_unsupported(self)
+        return self
 
 
 class Node(Resource):

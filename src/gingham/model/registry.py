@@ -15,6 +15,7 @@ from typing import Any
 import pydantic
 
 from gingham.model.meta import ManifestError, Problem, Problems, Resource, dump_hint
+from gingham.model.support import unknown_field_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,8 @@ def problem_message(error: Mapping[str, Any]) -> str:
     """One pydantic error as a short sentence."""
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown field"
+        loc = error.get("loc") or ("",)
+        return unknown_field_message(str(loc[-1]))
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
@@ -250,7 +252,7 @@ def salvage_document(doc: Mapping[str, Any]) -> tuple[Resource, list[str]] | Non
     resource, problems = check_resource(doc, "")
     if resource is not None:
         return resource, []
-    if not problems or any(p.message != "unknown field" for p in problems):
+    if not problems or any(not p.message.startswith("unknown field") for p in problems):
         return None
     info = kind_info(str(doc.get("kind")), str(doc.get("apiVersion")))
     stripped: Any = copy.deepcopy(dict(doc))
