@@ -41,7 +41,7 @@ class Counting:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.ds, name)
-        if name in ("get", "list", "create", "update", "delete"):
+        if name in ("get", "list", "create", "update", "delete", "txn"):
             def counted(*a: Any, **kw: Any) -> Any:
                 self.calls += 1
                 return attr(*a, **kw)

@@ -217,6 +217,22 @@ def check_txn(
     return {key: encode_value(value) for key, value in puts.items()}, gone
 
 
+def landed(result: TxnResult, puts: Mapping[str, JSON], deletes: Iterable[str] = ()) -> bool:
+    """Whether the transaction that gave ``result`` is in the store: it succeeded, or it
+    failed but every key it writes was compared and holds what it writes now (an etcd
+    request retried after it had committed: see ``Datastore.txn``)."""
+    if result.succeeded:
+        return True
+    gone = list(deletes)
+    if not puts and not gone:
+        return False
+    for key, value in puts.items():
+        kv = result.current.get(key)
+        if kv is None or kv.value != decode_value(encode_value(value)):
+            return False
+    return all(key in result.current and result.current[key] is None for key in gone)
+
+
 class EventType(enum.Enum):
     PUT = "PUT"
     DELETE = "DELETE"

@@ -19,7 +19,6 @@ handing out a reserved one gives an address to two users.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import random
 import time
@@ -27,17 +26,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gingham.datastore.base import Datastore, KeyValue
+from gingham.datastore.base import Datastore, KeyValue, landed
 from gingham.errors import (
     AddressInUse,
     GinghamError,
     IPAMError,
-    NotFound,
     PoolExhausted,
     RevisionConflict,
     ValidationError,
 )
-from gingham.ipam import claims, handles, keys
+from gingham.ipam import claims, handles, keys, release
 from gingham.ipam.block import (
     Attributes,
     Block,
@@ -128,6 +126,9 @@ class IPAM:
         # last seen version of blocks: (block, mod_revision); a stale entry costs
         # one lost compare-and-swap, never a wrong allocation
         self._blocks: dict[str, tuple[Block, int]] = {}
+        # handle documents as this call last saw or wrote them (absent: assumed
+        # absent); emptied by every allocate and assign, so it stays small
+        self._handles: dict[str, KeyValue | None] = {}
         self._nets: dict[str, IPNetwork] = {}
 
     # -- cached reads of slowly changing things -----------------------------
@@ -296,6 +297,7 @@ class IPAM:
         """
         if not handle:
             raise ValidationError("an allocation needs a handle", "handle")
+        self._handles.clear()
         self.reservations()  # refuses before anything is claimed if one is unreadable
         who = _attrs(handle, attrs, self.host)
         got: list[Allocation] = []
@@ -425,50 +427,55 @@ class IPAM:
 
     def _take_from_block(self, key: str, cidr: IPNetwork, need: int, who: Attributes,
                          own: bool) -> list[Allocation]:
+        """Block and handle in one transaction, compared at the revisions last seen
+        (the block as cached, the handle as absent unless this call wrote it):
+        the common case is one round trip. A lost race hands back both documents
+        as they are now, and the next attempt starts from them."""
         skip = self.reservations().skip_for(cidr)
         cached = self._blocks.get(key)
         if cached is not None and cached[0].free_count(skip) == 0:
             return []  # full when last seen (the caller re-reads before going elsewhere)
         current = (cached[0].copy(), cached[1]) if cached else self._read_block(key)
-        if current is None or (own and current[0].affinity != host_affinity(self.host)):
-            return []
-        planned = min(need, current[0].free_count(skip))
-        if planned == 0:
-            return []
-        handles.add(self.ds, self.backoff, who.handle, str(cidr), planned)
-        taken: list[Allocation] = []
-        settled = True  # False while a write's outcome is unknown
+        hkey = keys.handle_key(who.handle)
+        lost = 0  # races lost on the block (the handle's are retried at once)
         try:
-            for attempt in range(self.backoff.attempts):
+            for _ in range(self.backoff.attempts):
                 if current is None:
-                    break
-                block, revision = current
-                if block.deleted or (own and block.affinity != host_affinity(self.host)):
-                    break  # being deleted, or released and re-claimed by someone else
-                ordinals = block.assign(planned, who, skip)
+                    self._blocks.pop(key, None)
+                    return []
+                seen, revision = current
+                if seen.deleted or (own and seen.affinity != host_affinity(self.host)):
+                    return []  # being deleted, or released and re-claimed by someone else
+                block = seen.copy()
+                ordinals = block.assign(min(need, block.free_count(skip)), who, skip)
                 if not ordinals:
-                    break
-                settled = False
-                try:
-                    rev = self.ds.update(key, block.to_json(), revision=revision)
-                except (RevisionConflict, NotFound):
-                    settled = True
-                    self.backoff.pause(attempt)
-                    current = self._read_block(key)
-                    continue
-                settled = True
-                self._blocks[key] = (block.copy(), rev)
-                taken = [Allocation(block.ip_of(o), cidr, block.seqs[o], who.handle)
-                         for o in ordinals]
-                break
-            else:
-                raise IPAMError(f"block {cidr}: gave up after {self.backoff.attempts} "
-                                "compare-and-swap conflicts")
-        finally:
-            if settled and len(taken) != planned:
-                self._blocks.pop(key, None)
-                handles.add(self.ds, self.backoff, who.handle, str(cidr), len(taken) - planned)
-        return taken
+                    return []
+                handle = self._handles.get(hkey)
+                puts = {hkey: handles.raised(handle, who.handle, str(cidr), len(ordinals)),
+                        key: block.to_json()}
+                res = self.ds.txn({hkey: handle.mod_revision if handle else 0, key: revision},
+                                  puts)
+                if landed(res, puts):
+                    revs = res.revisions or {k: kv.mod_revision for k, kv in res.current.items()
+                                             if kv is not None}
+                    self._blocks[key] = (block, revs[key])
+                    self._handles[hkey] = KeyValue(hkey, puts[hkey], revs[hkey], revs[hkey])
+                    return [Allocation(block.ip_of(o), cidr, block.seqs[o], who.handle)
+                            for o in ordinals]
+                self._handles[hkey] = res.current[hkey]
+                now = res.current[key]
+                if now is not None and now.mod_revision == revision:
+                    continue  # only the handle had moved
+                self.backoff.pause(lost)
+                lost += 1
+                current = None if now is None else (read_block(now), now.mod_revision)
+                if current is not None:
+                    self._blocks[key] = (current[0].copy(), current[1])
+        except BaseException:
+            self._blocks.pop(key, None)  # written or not, the cached copy is in doubt
+            raise
+        raise IPAMError(f"block {cidr}: gave up after {self.backoff.attempts} "
+                        "compare-and-swap conflicts")
 
     # -- claiming blocks ----------------------------------------------------
 
@@ -523,31 +530,29 @@ class IPAM:
                 cidr = self.find_block(addr)
                 if cidr is None:
                     raise IPAMError(f"block for {addr} vanished while claiming it; retry")
-        key = keys.block_key(cidr)
-        handles.add(self.ds, self.backoff, handle, str(cidr), 1)
-        done = False
-        try:
-            def step() -> Allocation:
-                kv = self.ds.get(key)
-                if kv is None:
-                    raise IPAMError(f"block {cidr} vanished while assigning {addr}; retry")
-                block = read_block(kv)
-                if block.deleted:
-                    raise IPAMError(f"block {cidr} is being deleted; retry")
-                ordinal = block.ordinal_of(addr)
-                block.assign_ordinal(ordinal, who)
-                try:
-                    self.ds.update(key, block.to_json(), revision=kv.mod_revision)
-                except NotFound:
-                    raise RevisionConflict(key) from None
-                return Allocation(addr, cidr, block.seqs[ordinal], handle)
+        key, hkey = keys.block_key(cidr), keys.handle_key(handle)
 
-            result = self.backoff.run(f"block {cidr}", step)
-            done = True
-            return result
+        def step() -> Allocation:
+            kv = self.ds.get(key)
+            if kv is None:
+                raise IPAMError(f"block {cidr} vanished while assigning {addr}; retry")
+            block = read_block(kv)
+            if block.deleted:
+                raise IPAMError(f"block {cidr} is being deleted; retry")
+            ordinal = block.ordinal_of(addr)
+            block.assign_ordinal(ordinal, who)
+            hkv = self.ds.get(hkey)
+            puts = {hkey: handles.raised(hkv, handle, str(cidr), 1), key: block.to_json()}
+            res = self.ds.txn({key: kv.mod_revision, hkey: hkv.mod_revision if hkv else 0},
+                              puts)
+            if not landed(res, puts):
+                raise RevisionConflict(key)
+            return Allocation(addr, cidr, block.seqs[ordinal], handle)
+
+        try:
+            return self.backoff.run(f"block {cidr}", step)
         finally:
-            if not done:
-                handles.add(self.ds, self.backoff, handle, str(cidr), -1)
+            self._blocks.pop(key, None)
 
     # -- views and housekeeping (delegates to info / leaks, imported on use:
     #    the CNI path needs neither) ----------------------------------------
@@ -633,62 +638,11 @@ class IPAM:
         Addresses in a block that cannot be read are left alone: the others are
         released, then UnreadableDocument names the block (and what was released).
         """
-        seqs = dict(sequences or {})
-        by_block: dict[IPNetwork, list[IPAddress]] = {}
-        unreadable: list[UnreadableDocument] = []
-        for raw in ips:
-            addr = ipaddress.ip_address(str(raw))
-            try:
-                cidr = self.find_block(addr)
-            except UnreadableDocument as exc:
-                unreadable.append(exc)
-                continue
-            if cidr is not None:
-                by_block.setdefault(cidr, []).append(addr)
-        released: list[IPAddress] = []
-        for cidr, addrs in by_block.items():
-            try:
-                released += self._release_in_block(cidr, addrs, seqs, handle)
-            except UnreadableDocument as exc:
-                unreadable.append(exc)
-        if unreadable:
-            _raise_unreadable(unreadable, released)
-        return released
-
-    def _release_in_block(self, cidr: IPNetwork, addrs: list[IPAddress],
-                          seqs: Mapping[IPAddress, int], handle: str | None) -> list[IPAddress]:
-        key = keys.block_key(cidr)
-
-        def step() -> tuple[dict[str, int], list[IPAddress]]:
-            kv = self.ds.get(key)
-            if kv is None:
-                return {}, []
-            block = read_block(kv)
-            freed: dict[str, int] = {}
-            out: list[IPAddress] = []
-            for a in addrs:
-                held = block.release(block.ordinal_of(a), seqs.get(a), handle)
-                if held is not None:
-                    freed[held.handle] = freed.get(held.handle, 0) + 1
-                    out.append(a)
-            if freed:
-                try:
-                    self.ds.update(key, block.to_json(), revision=kv.mod_revision)
-                except NotFound:
-                    raise RevisionConflict(key) from None
-            return freed, out
-
-        try:
-            freed, out = self.backoff.run(f"block {cidr}", step)
-        finally:
-            self._blocks.pop(key, None)
-        for h, n in freed.items():
-            handles.add(self.ds, self.backoff, h, str(cidr), -n)
-        return out
+        return release.release_ips(self, ips, dict(sequences or {}), handle)
 
     def release_by_handle(self, handle: str) -> list[IPAddress]:
-        """Free every address of ``handle``. Once begun, the handle takes no new
-        addresses; if interrupted, calling again finishes the job.
+        """Free every address of ``handle`` and drop the handle. If interrupted,
+        calling again finishes the job.
 
         A block that cannot be read is left alone and the handle kept (its
         addresses there may still be held): the rest is released, then
@@ -696,71 +650,11 @@ class IPAM:
         finishes the job. If the handle's own document cannot be read, every
         block is searched for the handle's addresses instead.
         """
-        try:
-            cidrs = handles.mark_releasing(self.ds, self.backoff, handle)
-            damaged: KeyValue | None = None
-        except UnreadableDocument as exc:
-            damaged = self.ds.get(exc.key)
-            cidrs = None if damaged is None else self._blocks_holding(handle)
-        if cidrs is None:
-            return []
-        out: list[IPAddress] = []
-        unreadable: list[UnreadableDocument] = []
-        if damaged is not None:
-            # The handle's document would have named the blocks; without it, any
-            # unreadable block may hold some of its addresses.
-            unreadable += [UnreadableDocument(bad.doc.key, bad.doc.reason)
-                           for bad in scan_blocks(self.ds.list(keys.BLOCKS)[0])[1]]
-        for text in cidrs:
-            cidr = ipaddress.ip_network(text)
-            key = keys.block_key(cidr)
+        return release.release_by_handle(self, handle)
 
-            def step(key: str = key) -> list[IPAddress]:
-                kv = self.ds.get(key)
-                if kv is None:
-                    return []
-                block = read_block(kv)
-                ordinals = block.release_handle(handle)
-                if ordinals:
-                    try:
-                        self.ds.update(key, block.to_json(), revision=kv.mod_revision)
-                    except NotFound:
-                        raise RevisionConflict(key) from None
-                return [block.ip_of(o) for o in ordinals]
-
-            try:
-                out += self.backoff.run(f"block {cidr}", step)
-            except UnreadableDocument as exc:
-                unreadable.append(exc)
-            finally:
-                self._blocks.pop(key, None)
-        if unreadable:
-            _raise_unreadable(unreadable, out, f"handle {handle} is kept")
-        if damaged is None:
-            handles.drop(self.ds, handle)
-        else:
-            # Only the document read above: a writer that repaired it since keeps it.
-            with contextlib.suppress(NotFound, RevisionConflict):
-                self.ds.delete(damaged.key, revision=damaged.mod_revision)
-        return out
-
-    def _blocks_holding(self, handle: str) -> list[str]:
-        """CIDRs of the readable blocks holding an address of ``handle``."""
-        readable, _ = scan_blocks(self.ds.list(keys.BLOCKS)[0])
-        return sorted(str(b.cidr) for _, b in readable
-                      if any(a.handle == handle for _, a in b.allocated()))
-
-
-def _raise_unreadable(errors: list[UnreadableDocument], released: list[IPAddress],
-                      kept: str = "") -> None:
-    """Raise the first error, noting the other unreadable blocks and what was released."""
-    first = errors[0]
-    others = sorted({e.key for e in errors[1:]} - {first.key})
-    if others:
-        first.add_note(f"also unreadable: {', '.join(others)}")
-    first.add_note(f"released meanwhile: {', '.join(str(a) for a in released) or 'nothing'}"
-                   + (f"; {kept}" if kept else ""))
-    raise first
+    def forget_block(self, key: str) -> None:
+        """Drop the cached copy of a block (it was written, or may have been)."""
+        self._blocks.pop(key, None)
 
 
 __all__ = ["IPAM", "AddressInUse", "Allocation", "HostConfig"]

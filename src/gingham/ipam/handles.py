@@ -1,9 +1,13 @@
 """Handle documents: per handle, how many addresses it holds in which block.
 
-The count is raised *before* a block is written and lowered only once the
-block write is known to have failed or the address is released, so a crash
-can leave a count too high (harmless: release-by-handle visits the block
-and finds nothing) but never too low (which would hide an allocation from
+An allocation writes the block and its handle's raised count in one
+datastore transaction, and a release the block and the lowered count, so
+the two agree. Where they are written apart (the fallback paths: a handle
+in more blocks than a transaction holds, the leak check) the count is
+raised *before* a block is written and lowered only once the block write is
+known to have failed or the address is released, so a crash can leave a
+count too high (harmless: release-by-handle visits the block and finds
+nothing) but never too low (which would hide an allocation from
 release-by-handle).
 
 A handle document that cannot be read is never written over (its counts may
@@ -72,6 +76,50 @@ def parse(kv: KeyValue) -> HandleDoc:
         raise UnreadableDocument(kv.key, why)
     return HandleDoc(kv.value["handle"], dict(kv.value["blocks"]),
                      bool(kv.value.get("releasing", False)))
+
+
+def raised(kv: KeyValue | None, handle: str, cidr: str, n: int) -> dict[str, Any]:
+    """The document of ``handle`` (now ``kv``, None if absent) holding ``n`` more
+    addresses in block ``cidr``. UnreadableDocument if ``kv`` cannot be read (it
+    is never written over), HandleReleasing if the handle is being released."""
+    if kv is None:
+        return _doc(handle, {cidr: n})
+    doc = parse(kv)
+    if doc.releasing:
+        raise HandleReleasing(f"handle {handle} is being released")
+    blocks = dict(doc.blocks)
+    blocks[cidr] = blocks.get(cidr, 0) + n
+    return _doc(handle, blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class Lowered:
+    """The write that lowers a handle's counts: at ``revision``, ``doc`` (None: delete)."""
+
+    key: str
+    revision: int
+    doc: dict[str, Any] | None
+
+
+def lowered(kv: KeyValue | None, freed: dict[str, int]) -> Lowered | None:
+    """How to lower the counts of the handle at ``kv`` by ``freed`` (block CIDR ->
+    addresses); None when nothing is to be written: the handle is gone, or its
+    document cannot be read (it is kept, and a count too high is harmless)."""
+    if kv is None:
+        return None
+    try:
+        doc = parse(kv)
+    except UnreadableDocument:
+        return None
+    blocks = dict(doc.blocks)
+    for cidr, n in freed.items():
+        count = blocks.get(cidr, 0) - n
+        if count > 0:
+            blocks[cidr] = count
+        else:
+            blocks.pop(cidr, None)
+    return Lowered(kv.key, kv.mod_revision,
+                   _doc(doc.handle, blocks, doc.releasing) if blocks else None)
 
 
 def add(ds: Datastore, backoff: Backoff, handle: str, cidr: str, delta: int) -> None:

@@ -96,7 +96,7 @@ def claim_until_killed(url: str, prefix: str, ready: Any, seed: int) -> None:
 
     rng = random.Random(seed)
     ds = open_datastore(url)
-    for name in ("get", "list", "create", "update", "delete"):
+    for name in ("get", "list", "create", "update", "delete", "txn"):
         real = getattr(ds, name)
 
         def slow(*a: Any, _real: Any = real, **kw: Any) -> Any:

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 
-from gingham.datastore.base import JSON, Datastore, KeyValue, Watch, decode_value
+from gingham.datastore.base import (
+    JSON,
+    Datastore,
+    KeyValue,
+    TxnResult,
+    Watch,
+    check_txn,
+    decode_value,
+)
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict
 
 
@@ -55,6 +64,21 @@ class MemStore(Datastore):
         del self.data[key]
         self.rev += 1
         return self.rev
+
+    def txn(self, compares: Mapping[str, int], puts: Mapping[str, JSON] | None = None,
+            deletes: Iterable[str] = ()) -> TxnResult:
+        texts, gone = check_txn(compares, puts or {}, deletes)
+        now = {key: self.data.get(key) for key in compares}
+        if any((kv.mod_revision if kv else 0) != compares[key] for key, kv in now.items()):
+            return TxnResult(False, self.rev, current={k: self.get(k) for k in compares})
+        revisions = {}
+        for key, text in texts.items():
+            kv = self.data.get(key)
+            revisions[key] = self._put(key, decode_value(text), kv.create_revision if kv else 0)
+        for key in gone:
+            if self.data.pop(key, None) is not None:
+                self.rev += 1
+        return TxnResult(True, self.rev, revisions=revisions)
 
     def watch(self, prefix: str, *, start_revision: int) -> Watch:
         raise NotImplementedError

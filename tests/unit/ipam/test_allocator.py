@@ -212,7 +212,7 @@ def test_changing_block_size_never_overlaps_old_blocks(sqlite_store: Datastore) 
 
 
 class RivalStore:
-    """Before every block update, a rival host allocates: forces real CAS conflicts."""
+    """Before every block write, a rival host allocates: forces real CAS conflicts."""
 
     def __init__(self, ds: Datastore) -> None:
         self.ds = ds
@@ -223,15 +223,23 @@ class RivalStore:
     def __getattr__(self, name: str) -> object:
         return getattr(self.ds, name)
 
-    def update(self, key: str, value: dict, *, revision: int, lease: int = 0) -> int:
-        if key.startswith(ikeys.BLOCKS) and not self.busy and len(self.rival_got) < 6:
+    def _race(self, keys: object) -> None:
+        if any(str(k).startswith(ikeys.BLOCKS) for k in keys) and not self.busy \
+                and len(self.rival_got) < 6:
             self.busy = True
             try:
                 self.rival_got += [str(i.ip) for i in self.rival.auto_assign(
                     f"rival{len(self.rival_got)}")]
             finally:
                 self.busy = False
+
+    def update(self, key: str, value: dict, *, revision: int, lease: int = 0) -> int:
+        self._race([key])
         return self.ds.update(key, value, revision=revision, lease=lease)
+
+    def txn(self, compares: dict, puts: dict | None = None, deletes: tuple = ()) -> object:
+        self._race(list(puts or {}))
+        return self.ds.txn(compares, puts, deletes)
 
 
 def test_lost_races_are_retried_without_double_allocation(sqlite_store: Datastore) -> None:
