@@ -142,11 +142,12 @@ NETWORK: Final[dict[str, dict[str, Support]]] = {
         "node": reported("only this host peers", _BIRD, TOR),
         "nodeSelector": reported("only hosts whose labels match peer (absent with no node: "
                                  "every host)", _BIRD,
-                                 BIRD + "test_listen_port_applies_to_gingham_hosts_only"),
+                                 BIRD + "test_render_is_independent_of_input_order"),
         "peerIP": Support("reported", "the peer's address (IPv4, port 179)",
                           (TOR,), needs=_BIRD, limit=_peer_ip_limit),
         "peerSelector": reported("peer with the hosts whose labels match (route reflectors)",
-                                 _BIRD, BIRD + "test_render_is_independent_of_input_order"),
+                                 _BIRD, BIRD + "test_listen_port_applies_to_gingham_hosts_only",
+                                 BIRD + "test_render_is_independent_of_input_order"),
         "asNumber": reported("the peer's AS number", _BIRD, TOR),
         "password": planned("BGP session passwords are not supported yet (a secretKeyRef "
                             "cannot be read: there is no Kubernetes secret store)",
