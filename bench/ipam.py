@@ -10,7 +10,12 @@ cluster); ``--hosts-per 2`` puts two allocators on each host, so they race for
 the same blocks. etcd runs as a single local member started for the run.
 Each row also gives ``raw_writes_per_s``: plain creates by as many writer
 processes, the datastore's own ceiling on this machine at this moment (an
-allocation costs two writes: its handle and its block). Prints one JSON object.
+allocation is one transaction writing its handle and its block; before that
+it was two compare-and-swap writes). And where the CPU went, per allocation
+(and per raw write): ``client_cpu_ms`` in the allocator processes,
+``server_cpu_ms`` in etcd (absent for sqlite, which runs in the clients).
+With C cores, C * 1000 / (client + server CPU ms) bounds the rate from above.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -57,12 +62,12 @@ def _allocator(url: str, host: str, worker: int, allocs: int, barrier: Any, queu
     ipam = IPAM(ds, host)  # type: ignore[arg-type]
     ipam.pools()  # warm the connection and caches before the clock starts
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(allocs):
         ipam.auto_assign(f"bench.w{worker}.{i}", {"namespace": "bench", "workload": f"p{i}"})
     end = time.perf_counter()
     queue.put({"start": start, "end": end, "allocs": allocs, "calls": ds.calls,
-               "wall": time.time()})
+               "wall": time.time(), "cpu": time.process_time() - cpu})
     ds.ds.close()
 
 
@@ -93,13 +98,23 @@ def _writer(url: str, worker: int, writes: int, barrier: Any, queue: Any) -> Non
     ds = open_datastore(url)
     ds.get("/bench/warm")
     barrier.wait()
+    cpu = time.process_time()
     for i in range(writes):
         ds.create(f"/bench/raw/{worker}/{i}", {"i": i})
-    queue.put({"wall": time.time()})
+    queue.put({"wall": time.time(), "cpu": time.process_time() - cpu})
     ds.close()
 
 
-def raw_writes(url: str, concurrency: int, writes: int) -> float:
+def server_cpu(pids: list[int]) -> float:
+    """CPU seconds the server processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def raw_writes(url: str, concurrency: int, writes: int, pids: list[int]) -> dict[str, float]:
     _wipe(url)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(concurrency + 1)
@@ -109,9 +124,14 @@ def raw_writes(url: str, concurrency: int, writes: int) -> float:
     for p in procs:
         p.start()
     barrier.wait(timeout=120)
-    t0 = time.time()
-    walls = [float(r["wall"]) for r in _collect(procs, queue)]
-    return round(concurrency * writes / (max(walls) - t0), 1)
+    t0, s0 = time.time(), server_cpu(pids)
+    results = _collect(procs, queue)
+    n = concurrency * writes
+    out = {"raw_writes_per_s": round(n / (max(float(r["wall"]) for r in results) - t0), 1),
+           "raw_write_client_cpu_ms": round(sum(r["cpu"] for r in results) / n * 1000, 3)}
+    if pids:
+        out["raw_write_server_cpu_ms"] = round((server_cpu(pids) - s0) / n * 1000, 3)
+    return out
 
 
 def _wipe(url: str) -> None:
@@ -127,7 +147,8 @@ def _wipe(url: str) -> None:
         ds.close()
 
 
-def run(url: str, concurrency: int, allocs: int, hosts_per: int) -> dict[str, Any]:
+def run(url: str, concurrency: int, allocs: int, hosts_per: int,
+        pids: list[int]) -> dict[str, Any]:
     _wipe(url)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(concurrency + 1)
@@ -138,10 +159,14 @@ def run(url: str, concurrency: int, allocs: int, hosts_per: int) -> dict[str, An
     for p in procs:
         p.start()
     barrier.wait(timeout=120)
-    t0 = time.time()
+    t0, s0 = time.time(), server_cpu(pids)
     results = _collect(procs, queue)
+    s1 = server_cpu(pids)
     wall = max(r["wall"] for r in results) - t0
     total = sum(r["allocs"] for r in results)
+    cpu = {"client_cpu_ms": round(sum(r["cpu"] for r in results) / total * 1000, 3)}
+    if pids:
+        cpu["server_cpu_ms"] = round((s1 - s0) / total * 1000, 3)
     return {
         "allocators": concurrency,
         "hosts": (concurrency + hosts_per - 1) // hosts_per,
@@ -149,6 +174,8 @@ def run(url: str, concurrency: int, allocs: int, hosts_per: int) -> dict[str, An
         "seconds": round(wall, 3),
         "allocations_per_s": round(total / wall, 1),
         "datastore_calls_per_allocation": round(sum(r["calls"] for r in results) / total, 2),
+        **cpu,
+        "load_average": round(os.getloadavg()[0], 2),
     }
 
 
@@ -171,6 +198,7 @@ def main() -> None:
     members: list[Any] = []
     try:
         for backend in args.backends.split(","):
+            pids: list[int] = []
             if backend == "sqlite":
                 url = f"sqlite://{base / 'bench.db'}"
             elif backend == "etcd":
@@ -178,13 +206,14 @@ def main() -> None:
 
                 members = start_etcd_cluster(base / "etcd", 1)
                 url = cluster_url(members)
+                pids = [m.proc.pid for m in members if m.proc is not None]
             else:
                 raise SystemExit(f"unknown backend {backend!r}")
             rows = []
             for c in args.concurrency.split(","):
-                row = run(url, int(c), args.allocs, args.hosts_per)
-                # context: allocations need two writes each (handle, block)
-                row["raw_writes_per_s"] = raw_writes(url, int(c), args.allocs)
+                row = run(url, int(c), args.allocs, args.hosts_per, pids)
+                # context: the datastore's own ceiling, same concurrency, same moment
+                row.update(raw_writes(url, int(c), args.allocs, pids))
                 rows.append(row)
             out["results"][backend] = rows
     finally:

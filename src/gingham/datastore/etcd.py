@@ -1,4 +1,7 @@
-"""The distributed backend: etcd v3 through its JSON gateway (``/v3/``) with httpx.
+"""The distributed backend: etcd v3 through its JSON gateway (``/v3/``).
+
+Unary calls go over one keep-alive ``http.client`` connection per thread and
+endpoint (``etcd_http.py``); watches are httpx streams (``etcd_watch.py``).
 
 Why the gateway and not gRPC: the gRPC clients do not survive the fork that
 network-namespace helpers do, and the maintained-ness of Python etcd clients is
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import ssl
 import threading
@@ -24,9 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from gingham.datastore.base import (
     JSON,
@@ -39,7 +41,7 @@ from gingham.datastore.base import (
     decode_value,
     encode_value,
 )
-from gingham.datastore.etcd_watch import EtcdWatch
+from gingham.datastore.etcd_http import ConnectFailed, GatewayConnection, Reply, RequestFailed
 from gingham.datastore.url import DatastoreURL, parse_url, scrub
 from gingham.errors import (
     AlreadyExists,
@@ -49,6 +51,9 @@ from gingham.errors import (
     Unavailable,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 _Compares = list[JSON]  # spelled here: inside the class, ``list`` is a method
 
@@ -131,7 +136,7 @@ class EtcdDatastore(Datastore):
         self._scrub: Callable[[str], str] = scrub or partial(_scrub_password, password=password)
         self._endpoints = endpoints
         self._current = 0
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 2.0))
+        self._timeout, self._connect_timeout = timeout, min(timeout, 2.0)
         # A caller that asks for a short timeout wants failures reported soon too.
         self._retry_for = min(retry_for, timeout)
         self._connect_retry_for = connect_retry_for
@@ -149,7 +154,9 @@ class EtcdDatastore(Datastore):
         self._user, self._password = user, password
         self._token: str | None = None
         self._lock = threading.RLock()  # make_client runs under it too
-        self._clients: dict[int, httpx.Client] = {}
+        # Per thread: endpoint index -> connection. All of them, for close().
+        self._local = threading.local()
+        self._connections: list[GatewayConnection] = []
         self._dir_fds: dict[str, int] = {}
         self._pid = os.getpid()
         self._closed = False
@@ -210,21 +217,48 @@ class EtcdDatastore(Datastore):
                 self._dir_fds[directory] = fd
         return f"/proc/self/fd/{fd}/{name}"
 
-    def make_client(self, ep: Endpoint, *, stream: bool = False) -> httpx.Client:
+    def make_client(self, ep: Endpoint) -> httpx.Client:
+        """An httpx client for a watch stream on ``ep`` (no read timeout)."""
+        import httpx
+
         uds = self._socket_path(ep.uds) if ep.uds else None
         transport = httpx.HTTPTransport(uds=uds, verify=self._verify, retries=0)
-        timeout = httpx.Timeout(None, connect=self._timeout.connect) if stream else self._timeout
+        timeout = httpx.Timeout(None, connect=self._connect_timeout)
         return httpx.Client(base_url=ep.base, transport=transport, timeout=timeout)
 
-    def _client(self, index: int) -> httpx.Client:
+    def _tls(self, ep: Endpoint) -> ssl.SSLContext | None:
+        if not ep.base.startswith("https:"):
+            return None
+        if isinstance(self._verify, ssl.SSLContext):
+            return self._verify
+        with self._lock:
+            if not isinstance(self._verify, ssl.SSLContext):
+                self._verify = ssl.create_default_context()
+            return self._verify
+
+    def _connection(self, index: int) -> GatewayConnection:
         with self._lock:
             if self._pid != os.getpid():
                 # Inherited across fork: the parent's sockets are not ours to use.
-                self._clients, self._pid, self._token = {}, os.getpid(), None
-            client = self._clients.get(index)
-            if client is None:
-                client = self._clients[index] = self.make_client(self._endpoints[index])
-            return client
+                self._connections, self._pid, self._token = [], os.getpid(), None
+                self._local = threading.local()
+        mine: dict[int, GatewayConnection] | None = getattr(self._local, "connections", None)
+        if mine is None:
+            mine = self._local.connections = {}
+        conn = mine.get(index)
+        if conn is None:
+            ep = self._endpoints[index]
+            uds = ep.uds
+            conn = mine[index] = GatewayConnection(
+                ep.base,
+                uds=None if uds is None else partial(self._socket_path, uds),
+                tls=self._tls(ep),
+                timeout=self._timeout,
+                connect_timeout=self._connect_timeout,
+            )
+            with self._lock:
+                self._connections.append(conn)
+        return conn
 
     def endpoints(self) -> list[Endpoint]:
         """Endpoints in the order to try them: the last one that worked first."""
@@ -256,6 +290,7 @@ class EtcdDatastore(Datastore):
             raise Unavailable(f"{self.url}: datastore is closed")
         if auth and self._user and self._token is None:
             self._authenticate()
+        payload = json.dumps(body, separators=(",", ":")).encode()
         start = time.monotonic()
         last = ""
         while True:
@@ -268,12 +303,11 @@ class EtcdDatastore(Datastore):
                 ep = self._endpoints[index]
                 try:
                     headers = self.headers() if auth else {}
-                    resp = self._client(index).post(path, json=body, headers=headers)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    resp = self._connection(index).post(path, payload, headers)
+                except ConnectFailed as exc:
                     last = f"{ep.name}: {self._reason(exc)}"
                     continue
-                except httpx.HTTPError as exc:
-                    # httpx errors may embed URLs: only our scrubbed reason leaves here.
+                except RequestFailed as exc:
                     if not idempotent:
                         raise Unavailable(
                             f"cannot reach datastore {self.url}: {ep.name}: {self._reason(exc)}"
@@ -301,20 +335,20 @@ class EtcdDatastore(Datastore):
                 raise Unavailable(f"cannot reach datastore {self.url}: {last}")
             time.sleep(0.1)
 
-    def _decode(self, resp: httpx.Response) -> JSON:
+    def _decode(self, resp: Reply) -> JSON:
         try:
             data: JSON = resp.json()
         except ValueError:
-            if resp.status_code == 404:
-                raise EtcdError(_NO_SUCH_PATH, f"no such gateway path {resp.url.path}") from None
+            if resp.status == 404:
+                raise EtcdError(_NO_SUCH_PATH, f"no such gateway path {resp.path}") from None
             # Keep what the server said (etcd 3.4's gateway explains a refused
             # client certificate in plain text, for example).
             said = self._scrub(" ".join(resp.text.split())[:200])
             raise Unavailable(
-                f"{self.url}: not an etcd gateway answer (HTTP {resp.status_code})"
+                f"{self.url}: not an etcd gateway answer (HTTP {resp.status})"
                 + (f": {said}" if said else "")
             ) from None
-        if resp.status_code != 200 or "error" in data:
+        if resp.status != 200 or "error" in data:
             code = data.get("code", 0) if isinstance(data, dict) else 0
             message = data.get("message") if isinstance(data, dict) else None
             raise EtcdError(
@@ -446,6 +480,8 @@ class EtcdDatastore(Datastore):
         return TxnResult(False, revision, current=current)
 
     def watch(self, prefix: str, *, start_revision: int) -> Watch:
+        from gingham.datastore.etcd_watch import EtcdWatch
+
         return EtcdWatch(self, prefix, start_revision)
 
     def revision(self) -> int:
@@ -490,10 +526,13 @@ class EtcdDatastore(Datastore):
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            clients, self._clients = self._clients, {}
+            conns, self._connections = self._connections, []
             fds, self._dir_fds = self._dir_fds, {}
-        for client in clients.values():
-            client.close()
+            mine = self._pid == os.getpid()
+        for conn in conns if mine else ():
+            # Another thread may be in a call on it: that call fails, as after close().
+            with contextlib.suppress(OSError):
+                conn.close()
         for fd in fds.values():
             with contextlib.suppress(OSError):
                 os.close(fd)

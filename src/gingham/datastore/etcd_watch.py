@@ -126,7 +126,7 @@ class EtcdWatch(Watch):
                 "start_revision": str(self._next),
             }
         }
-        client = self._client = self._ds.make_client(ep, stream=True)
+        client = self._client = self._ds.make_client(ep)
         try:
             with client.stream("POST", "/v3/watch", json=body, headers=self._ds.headers()) as resp:
                 stream = resp.extensions.get("network_stream")
