@@ -11,7 +11,14 @@ Prints one JSON object. For each backend:
 - ``watch_latency_ms_p50/p99``: from the start of a write (one every 10 ms)
   to its event coming out of another handle's watch;
 - ``procs_shared_key_per_s``: N processes incrementing one shared counter with
-  read + CAS + retry (successful increments/s; ``conflicts`` lost the race).
+  read + CAS + retry (successful increments/s; ``conflicts`` lost the race);
+- ``watchers`` (sqlite): for each count in ``--watchers``, that many watches,
+  each with its own datastore handle and thread looping on ``next_batch(0.1)``
+  as an agent does, spread over 4 processes: their CPU while nothing is
+  written (``idle_cpu_percent``, of one core, all processes together) and,
+  for writes 0.2 s apart, the time from the start of a write until every
+  watcher has delivered it (``all_delivered_ms_p50/max``) and until half have
+  (``half_delivered_ms_p50``).
 The etcd run starts a private single-member etcd 3.4 on loopback in a temporary
 directory and removes it afterwards. Figures vary with machine load: compare
 within one run.
@@ -24,8 +31,10 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -144,6 +153,90 @@ def _watch_latency(url: str, n: int = 200, gap: float = 0.01) -> dict[str, float
     }
 
 
+def _watchers_worker(url: str, count: int, ready: Any, stop: Any, out: Any) -> None:
+    """``count`` watches, one thread and handle each; reports key -> arrival times."""
+    arrivals: dict[str, list[float]] = {}
+    lock = threading.Lock()
+    opened = threading.Barrier(count + 1)
+
+    def follow() -> None:
+        with open_datastore(url) as ds:
+            watch = ds.watch("/bench/fan/", start_revision=ds.revision() + 1)
+            watch.next_batch(0)
+            opened.wait()
+            while not stop.is_set():
+                for event in watch.next_batch(0.1):
+                    now = time.time()
+                    with lock:
+                        arrivals.setdefault(event.key, []).append(now)
+            watch.close()
+
+    threads = [threading.Thread(target=follow, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    opened.wait()
+    ready.put(os.getpid())
+    for t in threads:
+        t.join()
+    out.put(arrivals)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _watchers(url: str, count: int, idle: float = 5.0, writes: int = 10) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    ready, out, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    nproc = min(4, count)
+    shares = [count // nproc + (1 if i < count % nproc else 0) for i in range(nproc)]
+    procs = [ctx.Process(target=_watchers_worker, args=(url, n, ready, stop, out))
+             for n in shares]  # fmt: skip
+    for p in procs:
+        p.start()
+    try:
+        pids = [ready.get(timeout=300) for _ in procs]
+        time.sleep(1.0)
+        c0, t0 = _cpu_seconds(pids), time.monotonic()
+        time.sleep(idle)
+        idle_cpu = (_cpu_seconds(pids) - c0) / (time.monotonic() - t0) * 100
+        started: dict[str, float] = {}
+        with open_datastore(url) as ds:
+            for i in range(writes):
+                key = f"/bench/fan/{count}/{i:03d}"
+                started[key] = time.time()
+                ds.create(key, {"i": i})
+                time.sleep(0.2)
+        time.sleep(2.0)
+        stop.set()
+        arrivals: dict[str, list[float]] = {}
+        for _ in procs:
+            for key, times in out.get(timeout=120).items():
+                arrivals.setdefault(key, []).extend(times)
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    complete = [k for k in started if len(arrivals.get(k, ())) == count]
+    all_ms = sorted((max(arrivals[k]) - started[k]) * 1000 for k in complete)
+    half_ms = sorted((sorted(arrivals[k])[count // 2] - started[k]) * 1000 for k in complete)
+    return {
+        "watchers": count,
+        "idle_cpu_percent": round(idle_cpu, 1),
+        "writes_delivered_to_all": f"{len(complete)}/{writes}",
+        "all_delivered_ms_p50": round(statistics.median(all_ms), 2) if all_ms else None,
+        "all_delivered_ms_max": round(all_ms[-1], 2) if all_ms else None,
+        "half_delivered_ms_p50": round(statistics.median(half_ms), 2) if half_ms else None,
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def bench(url: str, procs: int, seconds: float) -> dict[str, Any]:
     return {
         "seq_cas_per_s": round(_seq_cas(url, seconds), 1),
@@ -158,6 +251,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--backends", default="sqlite,etcd")
+    parser.add_argument("--watchers", default="10,100,1000",
+                        help="watcher counts for the idle-CPU and fan-out measure (sqlite)")
     args = parser.parse_args()
     out: dict[str, Any] = {
         "procs": args.procs,
@@ -168,7 +263,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gingham-bench-ds-"))
     try:
         if "sqlite" in args.backends:
-            out["sqlite"] = bench(f"sqlite://{tmp / 'bench.db'}", args.procs, args.seconds)
+            url = f"sqlite://{tmp / 'bench.db'}"
+            out["sqlite"] = bench(url, args.procs, args.seconds)
+            out["sqlite"]["watchers"] = [_watchers(url, int(n))
+                                         for n in args.watchers.split(",") if n]
         if "etcd" in args.backends:
             if shutil.which("etcd") is None:
                 out["etcd"] = {"skipped": "etcd not installed"}

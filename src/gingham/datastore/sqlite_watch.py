@@ -10,7 +10,12 @@ those, an idle watch costs no database read at all, and
 
 A read is one single-row read of ``meta`` (and one of the earliest lease
 expiry) when nothing happened, one indexed range query of ``history`` when
-something did. Where no doorbell can be mapped, the watch polls as it
+something did. Watches of one process share their safety polls: a watch
+whose safety poll falls due takes the newest read any watch of the process
+made instead of its own when that read is newer than its own and saw the
+store at the revision it has delivered up to (one safety read per process
+and second, not per watch: agents simulated as threads, or many watches in
+one server). Where no doorbell can be mapped, the watch polls as it
 always did: every 5 ms after a change, backing off to 20 ms.
 
 Leases: nobody runs a timer (``sqlite.py``), so watchers expire them: each
@@ -35,6 +40,9 @@ SAFETY_POLL = 1.0
 _POLL_MIN, _POLL_MAX = 0.005, 0.02
 _BATCH = 1000
 _PUT = 0  # history.type, as sqlite.py writes it
+# path -> the last complete read by a watch of this process: (monotonic time
+# it began, the store revision it saw, when the next lease falls due).
+_RECENT: dict[str, tuple[float, int, float | None]] = {}
 
 
 class SqliteWatch(Watch):
@@ -48,6 +56,7 @@ class SqliteWatch(Watch):
         self._seen = -1  # the store revision of the last read; -1: read history
         self._rung = -1  # the doorbell's word before the last read
         self._read_due = 0.0  # monotonic time of the next safety poll
+        self._checked = 0.0  # monotonic time: nothing was missed up to here
         self._lease_due: float | None = None  # lease clock: when the next lease expires
         self._interval = _POLL_MIN
         self._closed = False
@@ -65,11 +74,12 @@ class SqliteWatch(Watch):
                 force = True
             rung = bell.value() if bell is not None else -1  # before the read: see doorbell.py
             now = time.monotonic()
-            if force or bell is None or rung != self._rung or now >= self._read_due:
+            if not (force or bell is None or rung != self._rung) and now >= self._read_due:
+                force = not self._adopt_recent()
+            if force or bell is None or rung != self._rung:
                 force = False
-                events = self._read()
+                events = self._read(now)
                 self._rung = rung
-                self._read_due = now + SAFETY_POLL
                 if events:
                     self._interval = _POLL_MIN
                     return events
@@ -86,15 +96,28 @@ class SqliteWatch(Watch):
             bell.wait(self._rung, wait)
         return []
 
-    def _read(self) -> list[WatchEvent]:
+    def _adopt_recent(self) -> bool:
+        """Take another watch's newer safety read as ours if it shows nothing new."""
+        recent = _RECENT.get(self._ds.path)
+        if recent is None or recent[0] <= self._checked or recent[1] != self._seen:
+            return False
+        self._checked, _, self._lease_due = recent
+        self._read_due = self._checked + SAFETY_POLL
+        return True
+
+    def _read(self, now: float) -> list[WatchEvent]:
+        """Read the store; ``now`` was taken before (and before the doorbell's word)."""
         events, seen, due = self._poll()
         self._lease_due = due
+        self._read_due = now + SAFETY_POLL
         if events:
             self._after = events[-1].revision
         if seen >= 0:
             # Everything under our prefix up to ``seen`` has been delivered.
             self._seen = seen
             self._after = max(self._after, seen)
+            self._checked = now
+            _RECENT[self._ds.path] = (now, seen, due)
         return events
 
     def _poll(self) -> tuple[list[WatchEvent], int, float | None]:
