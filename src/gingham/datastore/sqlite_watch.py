@@ -25,6 +25,7 @@ grants are writes, which ring) and expires it then.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,17 @@ _PUT = 0  # history.type, as sqlite.py writes it
 # path -> the last complete read by a watch of this process: (monotonic time
 # it began, the store revision it saw, when the next lease falls due).
 _RECENT: dict[str, tuple[float, int, float | None]] = {}
+# path -> held by the watch making a safety read: the others wait and take it.
+_SAFETY_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _safety_lock(path: str) -> threading.Lock:
+    lock = _SAFETY_LOCKS.get(path)
+    if lock is None:
+        with _LOCKS_LOCK:
+            lock = _SAFETY_LOCKS.setdefault(path, threading.Lock())
+    return lock
 
 
 class SqliteWatch(Watch):
@@ -74,15 +86,19 @@ class SqliteWatch(Watch):
                 force = True
             rung = bell.value() if bell is not None else -1  # before the read: see doorbell.py
             now = time.monotonic()
-            if not (force or bell is None or rung != self._rung) and now >= self._read_due:
-                force = not self._adopt_recent()
+            events: list[WatchEvent] = []
             if force or bell is None or rung != self._rung:
                 force = False
                 events = self._read(now)
                 self._rung = rung
-                if events:
-                    self._interval = _POLL_MIN
-                    return events
+            elif now >= self._read_due:
+                # A safety poll: one watch of the process reads, the others take its read.
+                with _safety_lock(self._ds.path):
+                    if not self._adopt_recent():
+                        events = self._read(now)
+            if events:
+                self._interval = _POLL_MIN
+                return events
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []

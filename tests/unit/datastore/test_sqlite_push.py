@@ -214,3 +214,48 @@ def test_without_a_doorbell_watches_poll_as_before(
         with ds.watch("/t/push/", start_revision=ds.revision() + 1) as w:
             threading.Timer(0.2, lambda: writer.create("/t/push/a", {"v": 1})).start()
             assert [e.key for e in w.next_batch(5.0)] == ["/t/push/a"]
+
+
+def test_watches_of_one_process_share_safety_polls_and_all_catch_a_lost_ring(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_watch, "SAFETY_POLL", 0.3)
+    path = url.removeprefix("sqlite://")
+    writer = SqliteDatastore(path)
+    writer._bell = False
+    handles = [open_datastore(url) for _ in range(20)]
+    reads: list[int] = []
+    real = SqliteDatastore._read
+
+    def counting(self: SqliteDatastore) -> object:
+        reads.append(1)
+        return real(self)
+
+    try:
+        watches = [ds.watch("/t/push/", start_revision=ds.revision() + 1) for ds in handles]
+        got: list[list[str]] = [[] for _ in watches]
+
+        def follow(i: int) -> None:
+            deadline = time.monotonic() + 10
+            while not got[i] and time.monotonic() < deadline:
+                got[i] += [e.key for e in watches[i].next_batch(0.5)]
+
+        for w in watches:
+            w.next_batch(0)
+        monkeypatch.setattr(SqliteDatastore, "_read", counting)
+        threads = [threading.Thread(target=follow, args=(i,)) for i in range(len(watches))]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)  # idle: 20 watches, 5 safety periods
+        idle_reads = len(reads)
+        writer.create("/t/push/lost", {"v": 1})
+        for t in threads:
+            t.join(30)
+        assert got == [["/t/push/lost"]] * len(watches)
+        # Each period, one watch reads and the others take its read (a few more
+        # when two fall due at once): far fewer than one read per watch and period.
+        assert idle_reads < 20 * 5 / 2, idle_reads
+    finally:
+        writer.close()
+        for ds in handles:
+            ds.close()
