@@ -209,12 +209,12 @@ def main() -> None:
                 pids = [m.proc.pid for m in members if m.proc is not None]
             else:
                 raise SystemExit(f"unknown backend {backend!r}")
-            rows = []
+            rows: dict[str, Any] = {}  # keyed, not listed: docs/BENCHMARKS.md shows dicts
             for c in args.concurrency.split(","):
                 row = run(url, int(c), args.allocs, args.hosts_per, pids)
                 # context: the datastore's own ceiling, same concurrency, same moment
                 row.update(raw_writes(url, int(c), args.allocs, pids))
-                rows.append(row)
+                rows[f"allocators_{c}"] = row
             out["results"][backend] = rows
     finally:
         if members:
