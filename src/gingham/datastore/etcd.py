@@ -25,6 +25,7 @@ import os
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -154,9 +155,10 @@ class EtcdDatastore(Datastore):
         self._user, self._password = user, password
         self._token: str | None = None
         self._lock = threading.RLock()  # make_client runs under it too
-        # Per thread: endpoint index -> connection. All of them, for close().
+        # Per thread: endpoint index -> connection. All of them, for close(): weakly,
+        # so a thread that ends takes its connections (and sockets) with it.
         self._local = threading.local()
-        self._connections: list[GatewayConnection] = []
+        self._connections: weakref.WeakSet[GatewayConnection] = weakref.WeakSet()
         self._dir_fds: dict[str, int] = {}
         self._pid = os.getpid()
         self._closed = False
@@ -240,7 +242,7 @@ class EtcdDatastore(Datastore):
         with self._lock:
             if self._pid != os.getpid():
                 # Inherited across fork: the parent's sockets are not ours to use.
-                self._connections, self._pid, self._token = [], os.getpid(), None
+                self._connections, self._pid, self._token = weakref.WeakSet(), os.getpid(), None
                 self._local = threading.local()
         mine: dict[int, GatewayConnection] | None = getattr(self._local, "connections", None)
         if mine is None:
@@ -257,7 +259,7 @@ class EtcdDatastore(Datastore):
                 connect_timeout=self._connect_timeout,
             )
             with self._lock:
-                self._connections.append(conn)
+                self._connections.add(conn)
         return conn
 
     def endpoints(self) -> list[Endpoint]:
@@ -526,7 +528,7 @@ class EtcdDatastore(Datastore):
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            conns, self._connections = self._connections, []
+            conns, self._connections = list(self._connections), weakref.WeakSet()
             fds, self._dir_fds = self._dir_fds, {}
             mine = self._pid == os.getpid()
         for conn in conns if mine else ():
