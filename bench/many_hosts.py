@@ -237,8 +237,8 @@ def make_decoder() -> Any:
 
 def worker(url: str, mode: str, sock_path: str, first: int, count: int) -> None:
     from gingham.agent.daemon import _not_for_agents
-    from gingham.agent.syncer import Syncer
     from gingham.datastore import keys, open_datastore
+    from gingham.datastore.syncer import Syncer
     from gingham.fanout import FanoutClient
 
     out = sys.stdout

@@ -6,7 +6,7 @@ Needs root. Builds, in namespaces of its own (removed at the end, also on
 error): a bare veth between two namespaces (baseline), and two hosts on one
 bridged underlay subnet with a workload each, routed first directly (pool
 ``vxlanMode: Never``) and then through VXLAN (``Always``), with routes and VXLAN
-peers from :func:`gingham.dataplane.routes.plan_routes`. All three are measured
+peers from :func:`gingham.calc.routes.plan_routes`. All three are measured
 in one run, in interleaved rounds (medians reported) so that load from other
 processes hits all three alike; compare ratios, not absolute figures, across runs.
 Prints one JSON object.
@@ -23,8 +23,12 @@ import subprocess
 import time
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
-from gingham.dataplane.routes import RoutePlan, plan_routes
+from gingham.agent.detect import detect_underlay_mtu
+from gingham.calc.messages import RouteUpdate
+from gingham.calc.routes import RoutePlan, plan_routes
+from gingham.calc.routing_types import VXLAN_DEVICE, HostInfo, PoolInfo, workload_mtu
 from gingham.dataplane.vxlan import VxlanDriver
+from gingham.ipam.info import BlockInfo
 from gingham.lab.netns import (
     add_netns,
     add_veth,
@@ -35,10 +39,22 @@ from gingham.lab.netns import (
     stop_process,
     write_sysctl,
 )
-from gingham.routing.mtu import detect_underlay_mtu, workload_mtu
-from gingham.routing.types import VXLAN_DEVICE, BlockInfo, HostInfo, PoolInfo
 
 SUBNET = IPv4Network("192.0.2.0/24")
+
+
+def route_argv(r: RouteUpdate) -> list[str]:
+    """``ip route replace`` arguments (without the protocol)."""
+    if r.kind == "blackhole":
+        return ["blackhole", str(r.dst)]
+    out = [str(r.dst)]
+    if r.via is not None:
+        out += ["via", str(r.via)]
+    if r.dev is not None:
+        out += ["dev", r.dev]
+    if r.onlink:
+        out.append("onlink")
+    return out
 
 
 def iperf(server_ns: str, client_ns: str, server_ip: str, seconds: int) -> float:
@@ -113,7 +129,7 @@ class TwoHosts:
 
     def route(self, mode: str) -> None:
         infos = [h for _, h, _ in self.hosts]
-        blocks = [BlockInfo(b, h.name) for _, h, b in self.hosts]
+        blocks = [BlockInfo(b, h.name, (), (), b.num_addresses) for _, h, b in self.hosts]
         pools = [PoolInfo(ip_network("198.18.0.0/16"), vxlan_mode=mode)]  # type: ignore[arg-type]
         for (ns, info, _), (wl, _ip) in zip(self.hosts, self.workloads, strict=True):
             # workload interfaces get the MTU of the path they use, as the CNI plugin would
@@ -127,7 +143,8 @@ class TwoHosts:
                 assert info.vxlan_tunnel_v4 is not None
                 driver.ensure_device(info.address_v4, info.mac, mtu, [info.vxlan_tunnel_v4])
                 driver.add_peers(plan.vxlan_peers)
-            ip_batch(ns, [f"route replace {' '.join(r.argv())} proto 201" for r in plan.routes])
+            ip_batch(ns, [f"route replace {' '.join(route_argv(r))} proto 201"
+                          for r in plan.routes])
 
     def measure(self, seconds: int, expect_dev: str) -> float:
         (client, _), (server, server_ip) = self.workloads

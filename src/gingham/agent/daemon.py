@@ -1,24 +1,25 @@
 """The node agent's main loop, wired in one place.
 
-                         +-----------+
-     datastore --------> |  Syncer   |  (key, value | None)
-                         +-----------+
-                               |
-              +----------------+-----------------+
-              v                                  v
-      +---------------+                  +----------------+
-      |  decode       |  model resource  |  RoutingInputs |  Node, IPPool, BGP*, IPAM blocks
-      +---------------+                  +----------------+
-              |                                  |
-              v                                  v
-      +---------------+                   plan_routes() (pure)
-      |  CalcGraph    |  pure, per host          |
-      +---------------+                          |
-              | messages (flush order)           |
-              v                                  v
-      +---------------+                  +----------------+
-      | PolicyPlane   |  nft, one tx     | KernelRoutes   |  VXLAN peers, then routes
-      +---------------+                  +----------------+
+     datastore
+         |  (key, stored value | None): snapshot, then watch  (datastore.syncer)
+         v
+    +-----------+
+    |  decode   |  the only reader of keys and documents: typed key, typed value
+    +-----------+  (model resource, IPAM block, InvalidResource, None)
+         |
+         v
+    +-----------+  policy and routing, pure; validity filter first
+    | CalcGraph |  (the agent adds the underlay MTU it measured)
+    +-----------+
+         | typed, frozen messages in flush order
+         +-------------------+--------------------+----------------------+
+         v                   v                    v                      v
+    +-------------+  +------------------+  +--------------+  +------------------+
+    | PolicyPlane |  | RoutingDataplane |  | BgpManager   |  | Housekeeping     |
+    | nft, one tx |  | MTU file, VXLAN, |  | BIRD, after  |  | Node, liveness,  |
+    | per batch   |  | routes, NAT      |  | the routes   |  | tunnel address,  |
+    +-------------+  +------------------+  +--------------+  | spare block      |
+                                                             +------------------+
 
 Invariants:
 - Nothing in the kernel changes before the first complete snapshot has been
@@ -46,24 +47,32 @@ from typing import Any, Protocol
 
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.decode import datastore_key
+from gingham.agent.housekeeping import Housekeeping
 from gingham.agent.metrics import AgentMetrics
-from gingham.agent.node import HostAddresses, Liveness, register_node
-from gingham.agent.syncer import Syncer
-from gingham.calc.inputs import InputKey
+from gingham.agent.node import HostAddresses
+from gingham.calc.inputs import InputKey, ResourceKey
 from gingham.calc.validity import InvalidReport
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore
 from gingham.datastore.cluster import cluster_id_of
+from gingham.datastore.syncer import Syncer
 from gingham.errors import GinghamError, Unavailable
+from gingham.model import Resource, to_dict
 
 log = logging.getLogger(__name__)
+
+
+# How often the underlay MTU is measured again (an operator may change it).
+MTU_PROBE_INTERVAL = 30.0
 
 
 class Calc(Protocol):
     def on_update(self, key: InputKey, value: Any) -> None: ...
     def on_in_sync(self) -> None: ...
+    def set_underlay_mtu(self, mtu: int | None) -> None: ...
     def flush(self) -> list[Any]: ...
     def invalid_resources(self) -> Mapping[InputKey, InvalidReport]: ...
+    def last_valid(self, key: InputKey) -> Any: ...
 
 
 class Retaining(Protocol):
@@ -121,42 +130,42 @@ class Agent:
     calc: Calc
     # (datastore key, stored value) -> (typed key, typed value), or None: not for the graph.
     decode: Callable[[str, Any], tuple[InputKey, Any] | None]
+    # Each gets every batch of messages, in this order (policy, routing, BGP).
     planes: list[Plane]
-    # Raw (key, document | None) listeners, e.g. routing inputs that read the wire format.
-    observers: list[Callable[[str, Any], None]] = field(default_factory=list)
-    # More sources of invalid documents (the calc graph's are always read).
-    invalid_sources: list[Callable[[], Mapping[str, Invalid]]] = field(default_factory=list)
     notice_sources: list[Callable[[], Sequence[str]]] = field(default_factory=list)
     guard: ClusterGuard = field(default_factory=lambda: ClusterGuard(None))
-    # Last valid versions of invalid keys, kept past restarts (calc and routing write them).
+    # Last valid versions of invalid keys, kept past restarts (the graph writes them).
     last_valid: Retaining | None = None
-    # This host's Node as last read valid, should the stored one be unreadable.
-    known_node: Callable[[], dict[str, Any] | None] = lambda: None
+    # The MTU of the interface holding this host's address (None: unknown).
+    underlay_mtu: Callable[[], int | None] = lambda: None
     # Called with the state whenever what it reports changes (status file).
     on_status: Callable[[AgentState], None] | None = None
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
     poll_timeout: float = 0.1
     liveness_ttl: int = 10
     state: AgentState = field(default_factory=AgentState)
 
     def __post_init__(self) -> None:
         self.syncer = Syncer(self.datastore, keys.ROOT, ignore=_not_for_agents)
-        self.liveness = Liveness(self.datastore, self.hostname, ttl=self.liveness_ttl)
-        self._registered = False
+        self.housekeeping = Housekeeping(
+            self.datastore, self.hostname, self.addresses, self._known_node,
+            liveness_ttl=self.liveness_ttl, sleep=self.sleep,
+        )
         self._retry = False
-        self._next_refresh = 0.0
         self._cluster_id: str | None = None
         self._cluster_checked = False
         self._reported: tuple[Any, ...] | None = None
         self._invalid_kinds: set[str] = set()
+        self._next_mtu_probe = 0.0
 
     def step(self) -> None:
         """One turn of the loop: read what changed, compute, program."""
         now = self.clock()
         if self._cluster_checked:
-            self._housekeeping(now)
+            self._refresh(now)
         was_in_sync = self.syncer.status.in_sync
         updates = self.syncer.poll(self.poll_timeout)
         received = self.clock()
@@ -167,7 +176,7 @@ class Agent:
             self.metrics.in_sync.set(0)
             self._report()
             if not updates:
-                time.sleep(min(1.0, self.poll_timeout * 5))
+                self.sleep(min(1.0, self.poll_timeout * 5))
             return
         for key, value in updates:
             self._feed(key, value)
@@ -180,10 +189,15 @@ class Agent:
             # The calc graph keeps its pending changes; nothing in the kernel moves.
             self._report()
             return
-        if not self._registered:  # the first time: this host's Node before its routes
-            self._housekeeping(now)
+        if not self.housekeeping.registered:  # the first time: this host's Node before its routes
+            self._refresh(now)
+        if now >= self._next_mtu_probe:
+            self._next_mtu_probe = now + MTU_PROBE_INTERVAL
+            self.calc.set_underlay_mtu(self.underlay_mtu())
         messages = self.calc.flush()
-        # Observers may have changed state no calc message reflects (routing inputs).
+        self.housekeeping.note(messages)
+        # Updates that change no message still retry what a plane could not do yet
+        # (an interface that was missing, say).
         if messages or updates or snapshot_done or self._retry:
             self._retry = False
             for plane in self.planes:
@@ -199,24 +213,28 @@ class Agent:
             self.metrics.applies.inc()
             if updates:
                 self.metrics.apply_latency.observe(self.clock() - received)
+        self.housekeeping.claims(self.clock())
         self.state.programmed_once = True
         self.state.ready = True
         self.metrics.in_sync.set(1)
         self._report()
 
     def _feed(self, key: str, value: Any) -> None:
-        """One update into the graph and the observers; a bad one costs that key only."""
+        """One update into the graph; a bad one costs that key only."""
         if key == keys.CLUSTER:
             self._cluster_id = cluster_id_of(value)
         try:
             typed = self.decode(key, value)
             if typed is not None:
                 self.calc.on_update(*typed)
-            for observe in self.observers:
-                observe(key, value)
         except Exception:  # no input from the datastore may end the agent
             self.metrics.errors.labels(where="update").inc()
             log.exception("cannot process %s: ignored until it changes", key)
+
+    def _known_node(self) -> dict[str, Any] | None:
+        """This host's Node as last read valid, should the stored one be unreadable."""
+        node = self.calc.last_valid(ResourceKey("Node", self.hostname))
+        return to_dict(node) if isinstance(node, Resource) else None
 
     def _blocked(self) -> bool:
         reason = self.guard.check(self._cluster_id)
@@ -256,10 +274,7 @@ class Agent:
                 log.warning("cannot write the agent's status: %s", exc)
 
     def _all_invalid(self) -> dict[str, Invalid]:
-        reports = {datastore_key(k): Invalid.of(r) for k, r in self.calc.invalid_resources().items()}
-        for source in self.invalid_sources:
-            reports.update(source())
-        return reports
+        return {datastore_key(k): Invalid.of(r) for k, r in self.calc.invalid_resources().items()}
 
     def _plane_failed(self, plane: Plane, exc: Exception) -> None:
         self.metrics.errors.labels(where=type(plane).__name__).inc()
@@ -269,22 +284,19 @@ class Agent:
         # Planes keep their desired state and re-read the kernel after a failure,
         # so retrying them with no new messages is enough; pause to avoid a hot loop.
         self._retry = True
-        time.sleep(0.5)
+        self.sleep(0.5)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
             self.step()
         self.syncer.close()
 
-    def _housekeeping(self, now: float) -> None:
-        if now < self._next_refresh:
+    def _refresh(self, now: float) -> None:
+        """Node registration and liveness (housekeeping), when due."""
+        if not self.housekeeping.due(now):
             return
         try:
-            if not self._registered:
-                register_node(self.datastore, self.hostname, self.addresses, self.known_node())
-                self._registered = True
-            self.liveness.refresh(self.wall_clock())
-            self._next_refresh = now + max(1.0, self.liveness_ttl / 3)
+            self.housekeeping.refresh(now, self.wall_clock())
         except Unavailable as exc:
             # A datastore that hangs can leave a watch silent for ever: the failed
             # refresh is the signal. Not ready, and re-list until it answers again.
@@ -293,11 +305,9 @@ class Agent:
             self.state.ready = False
             self.syncer.close()
             self.syncer.status.in_sync = False
-            self._next_refresh = now + 1.0
         except GinghamError as exc:
             self.metrics.errors.labels(where="liveness").inc()
             log.warning("cannot refresh liveness: %s", exc)
-            self._next_refresh = now + 1.0
 
 
 def _not_for_agents(key: str) -> bool:

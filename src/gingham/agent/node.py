@@ -8,12 +8,14 @@ must keep; the agent owns only the addresses it detects.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict
+from gingham.ipam.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +71,17 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def register_node(
-    ds: Datastore, name: str, addrs: HostAddresses, known: dict[str, Any] | None = None
+    ds: Datastore,
+    name: str,
+    addrs: HostAddresses,
+    known: dict[str, Any] | None = None,
+    backoff: Backoff | None = None,
 ) -> None:
     """Write this host's Node. ``known`` is its last readable version, used when the
     stored one cannot be read (its operator fields and tunnel address are kept)."""
     key = keys.resource_key("Node", name)
-    for _ in range(20):
+
+    def step() -> None:
         current = ds.get(key)
         base = current.value if current else None
         if known is not None and (base is None or not _readable_node(base, name)):
@@ -87,11 +94,11 @@ def register_node(
                 ds.create(key, doc)
             else:
                 ds.update(key, doc, revision=current.mod_revision)
-            log.info("registered node %s (%s)", name, addrs)
-            return
-        except (AlreadyExists, RevisionConflict, NotFound):
-            continue
-    raise RevisionConflict(f"could not register node {name}: too much contention")
+        except (AlreadyExists, NotFound):
+            raise RevisionConflict(key) from None
+        log.info("registered node %s (%s)", name, addrs)
+
+    (backoff or Backoff(time.sleep)).run(f"register node {name}", step)
 
 
 @dataclass

@@ -86,6 +86,7 @@ from gingham.calc.policies import (
     resolve_tiers,
     tier_def,
 )
+from gingham.calc.routing import RoutingCalculator, RoutingView
 from gingham.calc.rules import PROTOCOLS, protocol_number
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
@@ -149,6 +150,7 @@ class CalcGraph:
         self._dirty: set[EndpointKey] = set()
         self._felix: dict[str, Mapping[str, Any]] = {}
         self._validity = ValidityFilter(memory, decode)
+        self._routing = RoutingCalculator(hostname, self._seq)
 
     def _members_of(self, set_id: str) -> frozenset[str]:
         return self._members.members(set_id)
@@ -185,8 +187,17 @@ class CalcGraph:
         """The version of ``key`` in force (the last valid one), if any."""
         return self._validity.last_valid(key)
 
+    def routing_view(self) -> RoutingView:
+        """What routing reads of the Nodes, pools, blocks and BGP resources in force."""
+        return self._routing.view()
+
+    def set_underlay_mtu(self, mtu: int | None) -> None:
+        """The MTU of the interface holding this host's address (the agent measures it)."""
+        self._routing.set_underlay_mtu(mtu)
+
     def on_in_sync(self) -> None:
         self._seq.config(self._config_message())
+        self._routing.on_in_sync()
         self._seq.in_sync()
 
     def flush(self) -> list[Message]:
@@ -194,6 +205,7 @@ class CalcGraph:
         for ep in self._dirty:
             self._seq.endpoint(ep, self._endpoint_message(ep))
         self._dirty.clear()
+        self._routing.flush()
         return self._seq.flush()
 
     # --- items: endpoints and network sets ----------------------------------
@@ -289,6 +301,11 @@ class CalcGraph:
         else:
             self._local[ep] = rec
             self._active.update_endpoint(ep, self._labels.labels(ep), rec.profiles)
+        if isinstance(ep, WorkloadEndpointID):
+            if rec is None:
+                self._routing.local_workload(ep, None, ())
+            else:
+                self._routing.local_workload(ep, rec.resource.spec.interface_name, rec.item.nets)
 
     # --- ActiveRulesListener: what the host needs, to the scanner and sequencer --
 
@@ -449,6 +466,7 @@ class CalcGraph:
             **self._members.stats(),
             **self._seq.stats(),
             **self._validity.stats(),
+            **self._routing.stats(),
         }
 
 
@@ -500,4 +518,9 @@ _HANDLERS: Final[dict[str, Any]] = {
     "KubernetesNetworkPolicy": CalcGraph._on_policy,
     "Tier": CalcGraph._on_tier,
     "FelixConfiguration": CalcGraph._on_felix,
+    "Node": lambda g, k, v: g._routing.on_node(k, v),
+    "IPPool": lambda g, k, v: g._routing.on_pool(k, v),
+    "IPAMBlock": lambda g, k, v: g._routing.on_block(k, v),
+    "BGPConfiguration": lambda g, k, v: g._routing.on_bgp_configuration(k, v),
+    "BGPPeer": lambda g, k, v: g._routing.on_bgp_peer(k, v),
 }

@@ -3,12 +3,14 @@
 These are the whole contract between ``gingham.calc`` and ``gingham.dataplane``:
 the dataplane never sees a model resource or a selector, only these.
 
-Ordering (guaranteed by :meth:`gingham.calc.CalcGraph.flush`): within one flush,
-additions and updates go IP sets -> policies -> profiles -> endpoints, so that
-everything a message refers to already exists when it arrives; removals come
-after all of them and in the reverse order (endpoints -> profiles -> policies
--> IP sets), so nothing is removed while still referenced. ``ConfigUpdate``
-comes first, ``InSync`` last.
+Ordering (guaranteed by :meth:`gingham.calc.CalcGraph.flush`, spelled out in
+``calc/sequencer.py``): within one flush, additions and updates go IP sets ->
+policies -> profiles -> endpoints, so that everything a message refers to
+already exists when it arrives; removals come after all of them and in the
+reverse order (endpoints -> profiles -> policies -> IP sets), so nothing is
+removed while still referenced. Routing follows: the VXLAN device and its
+peers before the routes that use them, route removals before the peers they
+used go. ``ConfigUpdate`` comes first, ``InSync`` last.
 
 Identifiers:
 - IP set ids are short opaque strings (``s:…`` selector sets, ``n:…`` named-port
@@ -18,8 +20,9 @@ Identifiers:
   for Kubernetes namespaces).
 - ``rule_id`` is stable for (owner, direction, index): use it for counters and logs.
 
-Address formats: nets are canonical CIDR strings (``198.18.0.5/32``,
-``2001:db8::5/128``). IP-set members of kind ``net`` are such CIDRs and may mix
+Address formats: policy and endpoint nets are canonical CIDR strings
+(``198.18.0.5/32``, ``2001:db8::5/128``); routing messages carry
+``ipaddress`` objects. IP-set members of kind ``net`` are such CIDRs and may mix
 IPv4 and IPv6 (the dataplane splits by family); members of kind ``net-port`` are
 ``"<ip>,<proto>:<port>"`` with a bare address, e.g. ``198.18.0.5,tcp:8080``.
 """
@@ -30,6 +33,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
+
+from gingham.calc.inputs import IPAddress, IPNetwork
+from gingham.calc.routing_types import (
+    VXLAN_DEVICE,
+    VXLAN_PORT,
+    VXLAN_VNI,
+    BGPSettings,
+    HostInfo,
+    PoolInfo,
+)
 
 IPSetKind = Literal["net", "net-port"]
 Action = Literal["allow", "deny", "pass", "log"]
@@ -296,6 +309,128 @@ class ConfigUpdate:
         return self.values.get(name, default)
 
 
+# --- routing ----------------------------------------------------------------
+
+RouteKind = Literal["unicast", "blackhole"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteUpdate:
+    """A route this host wants in its main table (the agent's protocol), one per ``dst``.
+
+    ``workload``: a local workload's route over its veth (the CNI plugin makes the
+    same one); it is only programmable while that interface exists.
+    """
+
+    dst: IPNetwork
+    via: IPAddress | None = None
+    dev: str | None = None
+    onlink: bool = False
+    kind: RouteKind = "unicast"
+    workload: bool = False
+
+    @property
+    def is_vxlan(self) -> bool:
+        return self.dev == VXLAN_DEVICE
+
+    def sort_key(self) -> tuple[int, int, int, str, str]:
+        return (
+            self.dst.version,
+            int(self.dst.network_address),
+            self.dst.prefixlen,
+            str(self.via or ""),
+            self.dev or "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRemove:
+    dst: IPNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanDeviceUpdate:
+    """The VXLAN device: its underlay address, MAC, MTU and tunnel addresses."""
+
+    local: IPAddress
+    mac: str
+    mtu: int
+    tunnel_addrs: tuple[IPAddress, ...]
+    vni: int = VXLAN_VNI
+    port: int = VXLAN_PORT
+    device: str = VXLAN_DEVICE
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanDeviceRemove:
+    """No VXLAN device is wanted any more (sent only after one was)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanPeerUpdate:
+    """A remote tunnel endpoint: neighbour ``tunnel_addr -> mac`` and FDB ``mac -> underlay``."""
+
+    host: str
+    tunnel_addr: IPAddress
+    mac: str
+    underlay: IPAddress
+
+    def sort_key(self) -> tuple[str, int, int]:
+        return (self.host, self.tunnel_addr.version, int(self.tunnel_addr))
+
+
+@dataclass(frozen=True, slots=True)
+class VxlanPeerRemove:
+    tunnel_addr: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class NatOutgoingUpdate:
+    """Masquerade traffic from ``masquerade`` pools to destinations outside ``pools``
+    (every pool, disabled ones too: their workloads still talk). ``snat_v4``/``snat_v6``
+    give a fixed source address instead of the outgoing interface's."""
+
+    masquerade: tuple[IPNetwork, ...]
+    pools: tuple[IPNetwork, ...]
+    snat_v4: IPAddress | None = None
+    snat_v6: IPAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BgpConfig:
+    """Everything the BIRD renderer reads, for this host (``me``)."""
+
+    settings: BGPSettings
+    me: HostInfo
+    hosts: tuple[HostInfo, ...]
+    exported: tuple[IPNetwork, ...]
+    """This host's blocks and borrowed addresses (``routing_types.exported_prefixes``)."""
+    pools: tuple[PoolInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BgpUpdate:
+    """BGP for this host: ``config`` to run BIRD with, or None (BGP off: no BIRD)."""
+
+    config: BgpConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class MtuUpdate:
+    """The MTU workload interfaces get (the CNI plugin reads it from the host's MTU file)."""
+
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelAddressWanted:
+    """Whether this host needs a VXLAN tunnel address of ``version`` it has not published
+    yet (for the agent's housekeeping, which claims one from IPAM and publishes it)."""
+
+    version: int
+    wanted: bool
+
+
 @dataclass(frozen=True, slots=True)
 class InSync:
     """The datastore snapshot has been fully processed; the dataplane may now
@@ -315,5 +450,29 @@ Message = (
     | HostEndpointUpdate
     | HostEndpointRemove
     | ConfigUpdate
+    | RouteUpdate
+    | RouteRemove
+    | VxlanDeviceUpdate
+    | VxlanDeviceRemove
+    | VxlanPeerUpdate
+    | VxlanPeerRemove
+    | NatOutgoingUpdate
+    | BgpUpdate
+    | MtuUpdate
+    | TunnelAddressWanted
     | InSync
 )
+
+ROUTING_MESSAGES: tuple[type, ...] = (
+    RouteUpdate,
+    RouteRemove,
+    VxlanDeviceUpdate,
+    VxlanDeviceRemove,
+    VxlanPeerUpdate,
+    VxlanPeerRemove,
+    NatOutgoingUpdate,
+    BgpUpdate,
+    MtuUpdate,
+    TunnelAddressWanted,
+)
+"""Messages for routing (and the agent's housekeeping), which the policy dataplane skips."""

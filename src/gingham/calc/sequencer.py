@@ -13,9 +13,17 @@ removed while referenced):
     PolicyUpdate -> ProfileUpdate -> WorkloadEndpointUpdate / HostEndpointUpdate
     WorkloadEndpointRemove / HostEndpointRemove -> ProfileRemove -> PolicyRemove
     IPSetRemove
+    MtuUpdate, TunnelAddressWanted
+    VxlanDeviceUpdate -> VxlanPeerUpdate -> RouteUpdate      (a VXLAN route needs its
+    RouteRemove -> VxlanPeerRemove -> VxlanDeviceRemove       peer; a peer outlives its routes)
+    NatOutgoingUpdate
+    BgpUpdate (BIRD exports routes the kernel already has)
     InSync (once, in the first flush after the graph reported in-sync)
 
-Within a group messages are sorted by id so a flush is deterministic.
+Within a group messages are sorted by id so a flush is deterministic. Keyed
+routing state (routes by destination, VXLAN peers by tunnel address) and the
+single-valued ones (the device, NAT, BGP, MTU) are coalesced like the rest: a
+key that went A -> B -> A between two flushes sends nothing.
 
 IP sets: a set created since the last flush is sent whole (IPSetUpdate with
 its members at flush time); a set already sent gets deltas (also when it was
@@ -27,9 +35,11 @@ same member in one batch sends nothing).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Final
 
+from gingham.calc.inputs import IPAddress, IPNetwork
 from gingham.calc.messages import (
+    BgpUpdate,
     ConfigUpdate,
     HostEndpointRemove,
     HostEndpointUpdate,
@@ -39,17 +49,45 @@ from gingham.calc.messages import (
     IPSetRemove,
     IPSetUpdate,
     Message,
+    MtuUpdate,
+    NatOutgoingUpdate,
     PolicyID,
     PolicyRemove,
     PolicyUpdate,
     ProfileRemove,
     ProfileUpdate,
+    RouteRemove,
+    RouteUpdate,
+    TunnelAddressWanted,
+    VxlanDeviceRemove,
+    VxlanDeviceUpdate,
+    VxlanPeerRemove,
+    VxlanPeerUpdate,
     WorkloadEndpointID,
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
 
 EndpointMessage = WorkloadEndpointUpdate | HostEndpointUpdate
+_UNSET: Final[Any] = object()  # nothing pending (None means: remove)
+
+
+class _Single:
+    """One value that is sent when it differs from what was sent last."""
+
+    __slots__ = ("pending", "sent")
+
+    def __init__(self) -> None:
+        self.pending: Any = _UNSET
+        self.sent: Any = None
+
+    def take(self) -> tuple[bool, Any, Any]:
+        """(changed, new value, value sent before); clears what was pending."""
+        pending, self.pending = self.pending, _UNSET
+        if pending is _UNSET or pending == self.sent:
+            return False, None, None
+        before, self.sent = self.sent, pending
+        return True, pending, before
 
 
 class Sequencer:
@@ -75,6 +113,16 @@ class Sequencer:
         self._sent_endpoints: dict[Hashable, EndpointMessage] = {}
         self._pending_config: ConfigUpdate | None = None
         self._sent_config: ConfigUpdate | None = None
+        # Routing.
+        self._pending_routes: dict[IPNetwork, RouteUpdate | None] = {}
+        self._sent_routes: dict[IPNetwork, RouteUpdate] = {}
+        self._pending_peers: dict[IPAddress, VxlanPeerUpdate | None] = {}
+        self._sent_peers: dict[IPAddress, VxlanPeerUpdate] = {}
+        self._device = _Single()
+        self._mtu = _Single()
+        self._tunnel = _Single()
+        self._nat = _Single()
+        self._bgp = _Single()
         self._in_sync_pending = False
         self._in_sync_sent = False
 
@@ -133,6 +181,27 @@ class Sequencer:
     def config(self, msg: ConfigUpdate) -> None:
         self._pending_config = msg
 
+    def route(self, dst: IPNetwork, msg: RouteUpdate | None) -> None:
+        self._pending_routes[dst] = msg
+
+    def vxlan_peer(self, tunnel_addr: IPAddress, msg: VxlanPeerUpdate | None) -> None:
+        self._pending_peers[tunnel_addr] = msg
+
+    def vxlan_device(self, msg: VxlanDeviceUpdate | None) -> None:
+        self._device.pending = msg
+
+    def mtu(self, msg: MtuUpdate) -> None:
+        self._mtu.pending = msg
+
+    def tunnel_wanted(self, msg: TunnelAddressWanted) -> None:
+        self._tunnel.pending = msg
+
+    def nat(self, msg: NatOutgoingUpdate) -> None:
+        self._nat.pending = msg
+
+    def bgp(self, msg: BgpUpdate) -> None:
+        self._bgp.pending = msg
+
     def in_sync(self) -> None:
         if not self._in_sync_sent:
             self._in_sync_pending = True
@@ -144,9 +213,12 @@ class Sequencer:
             "sent_policies": len(self._sent_policies),
             "sent_profiles": len(self._sent_profiles),
             "sent_endpoints": len(self._sent_endpoints),
+            "sent_routes": len(self._sent_routes),
+            "sent_vxlan_peers": len(self._sent_peers),
             "pending": len(self._pending_policies) + len(self._pending_profiles)
             + len(self._pending_endpoints) + len(self._replace) + len(self._added)
-            + len(self._removed) + len(self._dead) + len(self._base),
+            + len(self._removed) + len(self._dead) + len(self._base)
+            + len(self._pending_routes) + len(self._pending_peers),
         }
 
     # --- flush ---------------------------------------------------------------
@@ -195,11 +267,34 @@ class Sequencer:
         out.extend(ProfileRemove(k) for k in prof_rm)
         out.extend(PolicyRemove(k) for k in pol_rm)
         out.extend(IPSetRemove(s) for s in set_removes)
+        self._flush_routing(out)
         if self._in_sync_pending:
             out.append(InSync())
             self._in_sync_pending = False
             self._in_sync_sent = True
         return out
+
+
+    def _flush_routing(self, out: list[Message]) -> None:
+        for single in (self._mtu, self._tunnel):
+            changed, msg, _ = single.take()
+            if changed:
+                out.append(msg)
+        device_changed, device, device_before = self._device.take()
+        if device_changed and device is not None:
+            out.append(device)
+        peer_up, peer_rm = _diff(self._pending_peers, self._sent_peers)
+        route_up, route_rm = _diff(self._pending_routes, self._sent_routes)
+        out.extend(peer_up)
+        out.extend(route_up)
+        out.extend(RouteRemove(dst) for dst in route_rm)
+        out.extend(VxlanPeerRemove(addr) for addr in peer_rm)
+        if device_changed and device is None and device_before is not None:
+            out.append(VxlanDeviceRemove())
+        for single in (self._nat, self._bgp):
+            changed, msg, _ = single.take()
+            if changed:
+                out.append(msg)
 
 
 def _sort_key(key: Any) -> tuple[str, str]:

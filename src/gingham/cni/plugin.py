@@ -21,7 +21,6 @@ shape check is plain Python: DEL and GC stay clear of pydantic.
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any
 
 from gingham.cni import netconf
@@ -205,12 +204,10 @@ def _write_endpoint(ds: Any, key: str, doc: dict[str, Any]) -> None:
 def _mtu(inv: Invocation) -> int:
     if inv.mtu:
         return inv.mtu
-    run_dir = os.environ.get("GINGHAM_RUN_DIR", "/run/gingham")
-    try:  # the agent writes the MTU it computed for this host's workloads
-        with open(f"{run_dir}/{inv.node}/mtu") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return DEFAULT_MTU
+    from gingham.hostfiles import mtu_path, read_mtu
+
+    # the agent writes the MTU it computed for this host's workloads
+    return read_mtu(mtu_path(inv.node)) or DEFAULT_MTU
 
 
 def _add(inv: Invocation) -> dict[str, Any]:

@@ -36,6 +36,7 @@ RouteKind = Literal["unicast", "blackhole", "unreachable", "prohibit"]
 _RTN = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 _RTNH_F_ONLINK = 4
 _RT_SCOPE_LINK = 253
+_RT_SCOPE_NOWHERE = 255
 _NUD_PERMANENT = 0x80
 
 IPNetwork = IPv4Network | IPv6Network
@@ -137,7 +138,7 @@ def diff_routes(
         cur = have.get(dst)
         if cur is None:
             add.append(r)
-        elif cur != r:
+        elif not _same(cur, r):
             replace.append(r)
         else:
             unchanged += 1
@@ -145,6 +146,16 @@ def diff_routes(
         if dst not in want and r.proto == RTPROT_GINGHAM and (owned is None or owned(r)):
             remove.append(r)
     return RouteDiff(_sort(add), _sort(replace), _sort(remove), unchanged)
+
+
+def _same(actual: Route, desired: Route) -> bool:
+    """Whether ``actual`` is ``desired`` as the kernel lists it: a route given only a
+    gateway comes back with the interface the kernel found for it."""
+    if actual == desired:
+        return True
+    return (desired.dev is None and desired.via is not None and actual.dev is not None
+            and Route(actual.dst, actual.via, None, actual.onlink, actual.kind,
+                      actual.proto) == desired)
 
 
 def not_workload_route(route: Route) -> bool:
@@ -299,7 +310,10 @@ class Netlink:
         self._call(f"replace route {r}", self._ipr.route, "replace", **self._route_args(r))
 
     def delete_route(self, r: Route) -> None:
-        kw = {"dst": str(r.dst), "table": MAIN_TABLE, "proto": r.proto, "type": r.kind}
+        # Scope "nowhere" matches any scope, as iproute2 asks: pyroute2's default
+        # misses link-scope routes (a workload's /32), and the kernel says ESRCH.
+        kw = {"dst": str(r.dst), "table": MAIN_TABLE, "proto": r.proto, "type": r.kind,
+              "scope": _RT_SCOPE_NOWHERE}
         self._call(f"delete route {r}", self._ipr.route, "del", **kw)
 
     def apply_diff(self, diff: RouteDiff) -> None:

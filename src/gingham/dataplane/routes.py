@@ -1,234 +1,130 @@
-"""Route manager: the routes and VXLAN peers a host wants, computed from IPAM state.
+"""Routes of the main table the agent owns (protocol 201): desired from messages, applied
+with the smallest change.
 
-Pure: no I/O. Input is this host's name, every host, every IPAM block and every
-pool; output is a :class:`RoutePlan` that the drivers (``netlink.sync_routes``
-and ``vxlan.VxlanDriver``) apply — VXLAN peers first, routes after, because a
-route ``via <tunnel address> dev vxlan.gingham onlink`` needs the neighbour and
-FDB entries of that tunnel endpoint to carry a single packet.
+:class:`KernelRoutes` keeps one desired route per destination from
+:class:`~gingham.calc.messages.RouteUpdate` / ``RouteRemove`` and what it
+programmed. The first apply, and the first after any failure, compares the
+whole table (``RouteTable.sync_routes``: one dump, then only the routes that
+differ; stale protocol-201 routes are removed, except workload routes, which
+go with their veth). Every other apply touches only the destinations that
+changed: a workload coming or going costs its own routes, never a dump.
 
-Rules (pool ``vxlanMode`` of the pool holding the block; a block outside every
-pool counts as ``Never``):
-
-* A block affine to this host: a blackhole route, so addresses of the block that
-  no local workload holds are dropped here instead of leaking to the default
-  route. Workload /32s (programmed by the CNI plugin) are more specific.
-* A block affine to another host R:
-    - ``Never``: via R's underlay address when R shares this host's underlay
-      subnet; otherwise nothing — crossing subnets without encapsulation needs
-      the fabric to know the route, which is BGP's job (a top-of-rack peer).
-    - ``CrossSubnet``: direct when R shares the subnet, VXLAN otherwise.
-    - ``Always``: VXLAN.
-* An address borrowed from a block by a host other than the block's affine host
-  gets a /32 (/128) route to the borrowing host by the same rules; this host's
-  own borrowed addresses are left to the CNI plugin's workload route.
-* With BGP on, BIRD exports this host's blocks and learns everybody else's; the
-  agent then programs only the blackholes and the VXLAN routes. BIRD installs a
-  learnt route only when its next hop is on this host's subnet (a multihop next
-  hop stays unreachable and its kernel export filter drops it), so the two do not
-  program the same destination; where they might (vxlanMode Always on one
-  subnet) BIRD's metric 512 loses to the agent's metric 0.
-
-VXLAN uses one device for both inner families; its underlay is IPv4 when this
-host has an IPv4 underlay address, IPv6 otherwise. A direct IPv6 route needs an
-IPv6 underlay on the same IPv6 subnet.
-
-When inputs conflict (two blocks with the same CIDR, say, while an affinity
-moves), the first in a canonical order wins, so the result does not depend on
-the order of the input.
+A workload's route is only valid while its veth exists (the CNI plugin makes
+the veth before the endpoint and removes it before the endpoint goes): one
+whose interface is missing is left out, and tried again on every apply until
+the interface appears or the route is no longer wanted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from ipaddress import ip_network
-from typing import Literal
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from gingham.routing.types import (
-    VXLAN_DEVICE,
-    BlockInfo,
-    HostInfo,
-    IPAddress,
-    IPNetwork,
-    PoolInfo,
-    VxlanMode,
-)
+from gingham.calc.inputs import IPNetwork
+from gingham.calc.messages import RouteRemove, RouteUpdate
+from gingham.dataplane.netlink import Route, RouteDiff, not_workload_route
+from gingham.errors import DataplaneError
 
-RouteKind = Literal["unicast", "blackhole"]
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RouteSpec:
-    """A route the agent wants (same fields as ``gingham.dataplane.netlink.Route``)."""
+class RouteTable(Protocol):
+    """What :class:`~gingham.dataplane.netlink.Netlink` offers (and a fake for tests)."""
 
-    dst: IPNetwork
-    via: IPAddress | None = None
-    dev: str | None = None
-    onlink: bool = False
-    kind: RouteKind = "unicast"
-
-    @property
-    def is_vxlan(self) -> bool:
-        return self.dev == VXLAN_DEVICE
-
-    def sort_key(self) -> tuple[int, int, int, str, str]:
-        return (
-            self.dst.version,
-            int(self.dst.network_address),
-            self.dst.prefixlen,
-            str(self.via or ""),
-            self.dev or "",
-        )
-
-    def argv(self) -> list[str]:
-        """``ip route replace`` arguments (without the protocol), for drivers and logs."""
-        if self.kind == "blackhole":
-            return ["blackhole", str(self.dst)]
-        out = [str(self.dst)]
-        if self.via is not None:
-            out += ["via", str(self.via)]
-        if self.dev is not None:
-            out += ["dev", self.dev]
-        if self.onlink:
-            out.append("onlink")
-        return out
+    def link_index(self, name: str) -> int | None: ...
+    def replace_route(self, r: Route) -> None: ...
+    def delete_route(self, r: Route) -> None: ...
+    def sync_routes(
+        self, desired: Iterable[Route], owned: Callable[[Route], bool] | None = None
+    ) -> RouteDiff: ...
 
 
-@dataclass(frozen=True)
-class VxlanPeer:
-    """A remote tunnel endpoint: neighbour ``tunnel_addr -> mac`` and FDB ``mac -> underlay``."""
-
-    host: str
-    tunnel_addr: IPAddress
-    mac: str
-    underlay: IPAddress
-
-    def sort_key(self) -> tuple[str, int, int]:
-        return (self.host, self.tunnel_addr.version, int(self.tunnel_addr))
+def kernel_route(msg: RouteUpdate) -> Route:
+    return Route(msg.dst, msg.via, msg.dev, msg.onlink, msg.kind)
 
 
-@dataclass(frozen=True)
-class RoutePlan:
-    vxlan_peers: tuple[VxlanPeer, ...]
-    routes: tuple[RouteSpec, ...]
+class KernelRoutes:
+    def __init__(self, table: RouteTable) -> None:
+        self.table = table
+        self._desired: dict[IPNetwork, RouteUpdate] = {}
+        self._programmed: dict[IPNetwork, Route] | None = None  # None: compare everything
+        self._pending: set[IPNetwork] = set()  # changed since the last successful apply
+        self._missing: set[IPNetwork] = set()  # workload routes whose veth is not there
+
+    def on_update(self, msg: RouteUpdate) -> None:
+        self._desired[msg.dst] = msg
+        self._pending.add(msg.dst)
+
+    def on_remove(self, msg: RouteRemove) -> None:
+        self._desired.pop(msg.dst, None)
+        self._pending.add(msg.dst)
 
     @property
-    def needs_vxlan(self) -> bool:
-        return bool(self.vxlan_peers)
+    def desired(self) -> dict[IPNetwork, RouteUpdate]:
+        return self._desired
 
+    def resync(self) -> None:
+        """Compare the whole table on the next apply (after a failure elsewhere, say)."""
+        self._programmed = None
 
-def _pool_for(block: IPNetwork, pools: list[PoolInfo]) -> PoolInfo | None:
-    best: PoolInfo | None = None
-    for pool in pools:
-        if pool.cidr.version != block.version:
-            continue
-        if block.subnet_of(pool.cidr) and (  # type: ignore[arg-type]
-            best is None or pool.cidr.prefixlen > best.cidr.prefixlen
-        ):
-            best = pool
-    return best
+    def apply(self) -> int:
+        """Program what changed; the number of routes written or removed."""
+        try:
+            if self._programmed is None:
+                return self._full()
+            return self._incremental()
+        except Exception:
+            self._programmed = None
+            raise
 
+    def _present(self, msg: RouteUpdate) -> bool:
+        return not msg.workload or msg.dev is None or self.table.link_index(msg.dev) is not None
 
-def underlay_version(host: HostInfo) -> int:
-    """The address family VXLAN packets of this host travel in."""
-    return 4 if host.address_v4 is not None else 6
+    def _full(self) -> int:
+        wanted = [m for m in self._desired.values() if self._present(m)]
+        self._missing = {m.dst for m in self._desired.values()} - {m.dst for m in wanted}
+        routes = [kernel_route(m) for m in wanted]
+        diff = self.table.sync_routes(routes, owned=not_workload_route)
+        self._programmed = {r.dst: r for r in routes}
+        self._pending.clear()
+        if not diff.empty:
+            log.info("routes: %d added, %d replaced, %d removed", len(diff.add),
+                     len(diff.replace), len(diff.remove))
+        return len(diff.add) + len(diff.replace) + len(diff.remove)
 
-
-def same_subnet(me: HostInfo, other: HostInfo, version: int) -> bool:
-    subnet = me.subnet(version)
-    addr = other.address(version)
-    return subnet is not None and addr is not None and addr in subnet
-
-
-class _Planner:
-    def __init__(self, me: HostInfo, hosts: dict[str, HostInfo], bgp_enabled: bool) -> None:
-        self.me = me
-        self.hosts = hosts
-        self.bgp_enabled = bgp_enabled
-        self.routes: dict[IPNetwork, RouteSpec] = {}
-        self.peers: dict[tuple[str, int], VxlanPeer] = {}
-        self.uv = underlay_version(me)
-
-    def _add(self, route: RouteSpec) -> None:
-        self.routes.setdefault(route.dst, route)
-
-    def _vxlan_peer(self, remote: HostInfo, version: int) -> VxlanPeer | None:
-        tunnel = remote.tunnel(version)
-        underlay = remote.address(self.uv)
-        if tunnel is None or underlay is None or self.me.tunnel(version) is None:
-            return None
-        return VxlanPeer(remote.name, tunnel, remote.mac, underlay)
-
-    def route_to(self, dst: IPNetwork, host_name: str, mode: VxlanMode) -> None:
-        remote = self.hosts.get(host_name)
-        if remote is None or remote.name == self.me.name:
-            return
-        version = dst.version
-        direct = same_subnet(self.me, remote, version)
-        if direct and mode != "Always":
-            if not self.bgp_enabled:
-                self._add(RouteSpec(dst, via=remote.address(version)))
-            return
-        if mode == "Never":
-            return  # across subnets without encapsulation: BGP and the fabric
-        peer = self._vxlan_peer(remote, version)
-        if peer is None:
-            return
-        if dst in self.routes:
-            return  # an earlier, canonical winner holds this destination
-        self.peers[(peer.host, version)] = peer
-        self._add(RouteSpec(dst, via=peer.tunnel_addr, dev=VXLAN_DEVICE, onlink=True))
-
-    def block(self, block: BlockInfo, pool: PoolInfo | None) -> None:
-        mode: VxlanMode = pool.vxlan_mode if pool is not None else "Never"
-        if block.host == self.me.name:
-            self._add(RouteSpec(block.cidr, kind="blackhole"))
-        elif block.host is not None:
-            self.route_to(block.cidr, block.host, mode)
-        for addr, borrower in block.borrowed:
-            if borrower == block.host:
+    def _incremental(self) -> int:
+        assert self._programmed is not None
+        changed = 0
+        for dst in sorted(self._pending | self._missing, key=lambda n: (n.version, str(n))):
+            want = self._desired.get(dst)
+            have = self._programmed.get(dst)
+            if want is not None and not self._present(want):
+                self._missing.add(dst)
+                want = None  # its veth is gone (or not there yet): nothing to program
+            else:
+                self._missing.discard(dst)
+            if want is None:
+                if have is not None:
+                    self._remove(have)
+                    del self._programmed[dst]
+                    changed += 1
                 continue
-            self.route_to(ip_network(addr), borrower, mode)
+            route = kernel_route(want)
+            if route != have:
+                self.table.replace_route(route)
+                self._programmed[dst] = route
+                changed += 1
+            self._pending.discard(dst)
+        self._pending.clear()
+        return changed
 
-
-def plan_routes(
-    me: str,
-    hosts: Iterable[HostInfo],
-    blocks: Iterable[BlockInfo],
-    pools: Iterable[PoolInfo],
-    *,
-    bgp_enabled: bool = False,
-) -> RoutePlan:
-    """The routes and VXLAN peers host ``me`` wants. Unknown ``me`` wants nothing."""
-    by_name: dict[str, HostInfo] = {}
-    for host in sorted(hosts, key=lambda h: h.name):
-        by_name.setdefault(host.name, host)
-    this = by_name.get(me)
-    if this is None:
-        return RoutePlan((), ())
-    pool_list = sorted(pools, key=lambda p: (p.cidr.version, int(p.cidr.network_address)))
-    planner = _Planner(this, by_name, bgp_enabled)
-    # Specific destinations first (borrowed /32s are handled with their block, the
-    # routes dict is keyed by destination), then in address order: a canonical order.
-    ordered = sorted(
-        set(blocks),
-        key=lambda b: (
-            b.cidr.version,
-            int(b.cidr.network_address),
-            b.cidr.prefixlen,
-            b.host != me,  # our own claim wins a conflict: never route our block away
-            b.host or "",
-            b.borrowed,
-        ),
-    )
-    for block in ordered:
-        planner.block(block, _pool_for(block.cidr, pool_list))
-    routes = tuple(sorted(planner.routes.values(), key=RouteSpec.sort_key))
-    used = {(r.via, r.dst.version) for r in routes if r.is_vxlan}
-    peers = tuple(
-        sorted(
-            (p for p in planner.peers.values() if (p.tunnel_addr, p.tunnel_addr.version) in used),
-            key=VxlanPeer.sort_key,
-        )
-    )
-    return RoutePlan(peers, routes)
+    def _remove(self, route: Route) -> None:
+        if route.dev is not None and self.table.link_index(route.dev) is None:
+            return  # the interface took its routes with it
+        try:
+            self.table.delete_route(route)
+        except DataplaneError:
+            if route.dev is not None and self.table.link_index(route.dev) is None:
+                return  # gone meanwhile
+            raise

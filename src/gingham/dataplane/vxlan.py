@@ -1,21 +1,22 @@
-"""VXLAN driver: the ``vxlan.gingham`` device, its tunnel addresses, and static peers.
+"""VXLAN: the ``vxlan.gingham`` device, its tunnel addresses, and static peers.
 
 One device carries both inner families (VNI 4096, UDP 4789, learning off): the
 kernel never floods or learns, every remote endpoint is a permanent neighbour
 entry (remote tunnel address -> remote MAC) plus an FDB entry (remote MAC ->
-remote underlay address), exactly what :func:`gingham.dataplane.routes.plan_routes`
-asks for. Routes ``via <tunnel address> dev vxlan.gingham onlink`` are the
-route driver's job; apply :meth:`VxlanDriver.add_peers` before them and
-:meth:`VxlanDriver.remove_stale_peers` after stale routes are gone.
+remote underlay address), as :class:`~gingham.calc.messages.VxlanPeerUpdate`
+says. Routes ``via <tunnel address> dev vxlan.gingham onlink`` are the route
+manager's job: :class:`Vxlan` adds the device and peers before them
+(:meth:`Vxlan.apply_additions`) and removes stale peers and the device after
+stale routes are gone (:meth:`Vxlan.apply_removals`).
 
-Tunnel address: the agent allocates one address per family from this host's
-block through IPAM under the handle ``vxlan-tunnel-addr-<host>``
-(:func:`gingham.routing.types.tunnel_handle`) and passes it here; it sits on the
-device as a /32 (/128). The device MAC is derived from the host name
-(:func:`gingham.routing.types.vxlan_mac`) so peers know it without asking.
+Tunnel address: the agent's housekeeping allocates one from IPAM and publishes
+it on the Node; the graph puts it in :class:`VxlanDeviceUpdate` and it sits on
+the device as a /32 (/128). The device MAC is derived from the host name
+(:func:`gingham.calc.routing_types.vxlan_mac`) so peers know it without asking.
 
-I/O goes through ``ip``/``bridge`` with argument lists (``-batch -`` for many
-changes at once); ``netns`` selects a named network namespace (``ip -n``).
+:class:`VxlanDriver` does the I/O through ``ip``/``bridge`` with argument lists
+(``-batch -`` for many changes at once); ``netns`` selects a named network
+namespace (``ip -n``). It compares with the kernel before it writes.
 """
 
 from __future__ import annotations
@@ -25,11 +26,17 @@ import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_interface
-from typing import Any
+from typing import Any, Protocol
 
-from gingham.dataplane.routes import VxlanPeer
+from gingham.calc.inputs import IPAddress
+from gingham.calc.messages import (
+    VxlanDeviceRemove,
+    VxlanDeviceUpdate,
+    VxlanPeerRemove,
+    VxlanPeerUpdate,
+)
+from gingham.calc.routing_types import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from gingham.errors import DataplaneError
-from gingham.routing.types import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, IPAddress
 
 Runner = Callable[[Sequence[str], str | None], str]
 
@@ -49,7 +56,7 @@ def run_command(argv: Sequence[str], stdin: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class PeerDiff:
-    added: tuple[VxlanPeer, ...] = ()
+    added: tuple[VxlanPeerUpdate, ...] = ()
     removed_neighbours: tuple[str, ...] = ()
     removed_fdb: tuple[tuple[str, str], ...] = ()
 
@@ -88,33 +95,46 @@ class VxlanDriver:
         mac: str,
         mtu: int,
         tunnel_addrs: Iterable[IPAddress] = (),
+        vni: int = VXLAN_VNI,
+        port: int = VXLAN_PORT,
     ) -> bool:
         """Create or fix the device; returns True when it had to be (re)created."""
         link = self.device_info()
-        recreate = link is None or not self._matches(link, local)
+        recreate = link is None or not self._matches(link, local, vni, port)
         if link is not None and recreate:
             self._ip("link", "del", self.device)
         if recreate:
             self._ip(
-                "link", "add", self.device, "type", "vxlan", "id", str(VXLAN_VNI),
-                "dstport", str(VXLAN_PORT), "local", str(local), "nolearning",
+                "link", "add", self.device, "type", "vxlan", "id", str(vni),
+                "dstport", str(port), "local", str(local), "nolearning",
             )  # fmt: skip
-        self._ip("link", "set", self.device, "address", mac, "mtu", str(mtu), "up")
+        if recreate or not self._settled(link, mac, mtu):
+            self._ip("link", "set", self.device, "address", mac, "mtu", str(mtu), "up")
         self._sync_addresses(set(tunnel_addrs))
         return recreate
 
     @staticmethod
-    def _matches(link: dict[str, Any], local: IPAddress) -> bool:
+    def _matches(link: dict[str, Any], local: IPAddress, vni: int, port: int) -> bool:
         info = link.get("linkinfo", {})
         data = info.get("info_data", {})
         found_local = data.get("local") or data.get("local6")
         return (
             info.get("info_kind") == "vxlan"
-            and data.get("id") == VXLAN_VNI
-            and data.get("port") == VXLAN_PORT
+            and data.get("id") == vni
+            and data.get("port") == port
             and found_local is not None
             and ip_address(found_local) == local
             and not data.get("learning", False)
+        )
+
+    @staticmethod
+    def _settled(link: dict[str, Any] | None, mac: str, mtu: int) -> bool:
+        """Whether the device already has this MAC and MTU and is up."""
+        return (
+            link is not None
+            and str(link.get("address", "")).lower() == mac.lower()
+            and link.get("mtu") == mtu
+            and "UP" in link.get("flags", ())
         )
 
     def _sync_addresses(self, wanted: set[IPAddress]) -> None:
@@ -146,7 +166,7 @@ class VxlanDriver:
         out = self._bridge("-j", "fdb", "show", "dev", self.device)
         return {(e["mac"], e["dst"]) for e in self._json(out) if "dst" in e}
 
-    def add_peers(self, peers: Iterable[VxlanPeer]) -> tuple[VxlanPeer, ...]:
+    def add_peers(self, peers: Iterable[VxlanPeerUpdate]) -> tuple[VxlanPeerUpdate, ...]:
         """Make every desired FDB and neighbour entry exist (idempotent, two batches)."""
         peers = tuple(peers)
         if not peers:
@@ -173,7 +193,7 @@ class VxlanDriver:
             self._ip("-batch", "-", stdin="\n".join(neigh_lines) + "\n")
         return tuple(added)
 
-    def remove_stale_peers(self, peers: Iterable[VxlanPeer]) -> PeerDiff:
+    def remove_stale_peers(self, peers: Iterable[VxlanPeerUpdate]) -> PeerDiff:
         peers = tuple(peers)
         want_neigh = {str(p.tunnel_addr): p.mac for p in peers}
         want_fdb = {(p.mac, str(p.underlay)) for p in peers}
@@ -187,9 +207,93 @@ class VxlanDriver:
             self._bridge("-batch", "-", stdin="\n".join(lines) + "\n")
         return PeerDiff((), tuple(stale_neigh), tuple(stale_fdb))
 
-    def sync_peers(self, peers: Iterable[VxlanPeer]) -> PeerDiff:
+    def sync_peers(self, peers: Iterable[VxlanPeerUpdate]) -> PeerDiff:
         """Add what is missing, then remove what is stale (when no route ordering matters)."""
         peers = tuple(peers)
         added = self.add_peers(peers)
         diff = self.remove_stale_peers(peers)
         return PeerDiff(added, diff.removed_neighbours, diff.removed_fdb)
+
+
+class VxlanDevice(Protocol):
+    """What :class:`VxlanDriver` offers (and ``vxlan_fake.FakeVxlanDriver``)."""
+
+    def device_info(self) -> dict[str, Any] | None: ...
+    def ensure_device(self, local: IPAddress, mac: str, mtu: int,
+                      tunnel_addrs: Iterable[IPAddress] = (), vni: int = VXLAN_VNI,
+                      port: int = VXLAN_PORT) -> bool: ...
+    def remove_device(self) -> None: ...
+    def add_peers(self, peers: Iterable[VxlanPeerUpdate]) -> tuple[VxlanPeerUpdate, ...]: ...
+    def remove_stale_peers(self, peers: Iterable[VxlanPeerUpdate]) -> PeerDiff: ...
+
+
+class Vxlan:
+    """Desired device and peers from messages, applied through a :class:`VxlanDriver` in
+    two halves around the routes (see the module docstring)."""
+
+    def __init__(self, driver: VxlanDevice) -> None:
+        self.driver = driver
+        self._device: VxlanDeviceUpdate | None = None
+        self._peers: dict[IPAddress, VxlanPeerUpdate] = {}
+        self._device_done: VxlanDeviceUpdate | None = None  # None: not known to be there
+        self._peers_dirty = True  # peers to add, or the kernel's to compare
+        self._stale = True  # peers may need removing
+        # Only a device this agent was told to remove goes: one found at start-up
+        # while none is wanted yet may be waiting for its tunnel address.
+        self._remove_device = False
+
+    def on_message(self, msg: object) -> None:
+        if isinstance(msg, VxlanDeviceUpdate):
+            self._device = msg
+        elif isinstance(msg, VxlanDeviceRemove):
+            self._device = None
+            self._stale = self._remove_device = True
+        elif isinstance(msg, VxlanPeerUpdate):
+            self._peers[msg.tunnel_addr] = msg
+            self._peers_dirty = True
+        elif isinstance(msg, VxlanPeerRemove):
+            self._peers.pop(msg.tunnel_addr, None)
+            self._stale = True
+
+    def resync(self) -> None:
+        """Compare with the kernel again on the next apply."""
+        self._device_done = None
+        self._peers_dirty = self._stale = True
+
+    def apply_additions(self) -> bool:
+        """The device (created, or fixed) and every wanted peer, before the routes. True
+        when the device was (re)created: the kernel dropped every route through it."""
+        device = self._device
+        if device is None:
+            return False
+        created = False
+        try:
+            if device != self._device_done:
+                created = self.driver.ensure_device(device.local, device.mac, device.mtu,
+                                                    device.tunnel_addrs, device.vni, device.port)
+                if created:
+                    self._peers_dirty = True  # a new device has no neighbours yet
+                self._device_done = device
+            if self._peers_dirty:
+                self.driver.add_peers(sorted(self._peers.values(), key=VxlanPeerUpdate.sort_key))
+                self._peers_dirty = False
+        except Exception:
+            self.resync()
+            raise
+        return created
+
+    def apply_removals(self) -> None:
+        """Stale peers, and the device when none is wanted, after the routes."""
+        if not self._stale:
+            return
+        try:
+            if self._device is None:
+                if self._remove_device:
+                    self.driver.remove_device()  # its routes and neighbours go with it
+                    self._device_done = None
+            elif self.driver.device_info() is not None:
+                self.driver.remove_stale_peers(self._peers.values())
+        except Exception:
+            self.resync()
+            raise
+        self._stale = self._remove_device = False

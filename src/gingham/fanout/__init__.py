@@ -8,7 +8,7 @@ each connected agent a snapshot followed by the deltas, over a unix socket:
     datastore --watch--> FanoutServer --snapshot + deltas--> FanoutClient (x N)
 
 :class:`FanoutClient` has the same ``poll(timeout)`` / ``status`` shape as
-:class:`gingham.agent.syncer.Syncer`, so an agent can use either. The wire
+:class:`gingham.datastore.syncer.Syncer`, so an agent can use either. The wire
 format (length-prefixed JSON frames, with their limits) lives in
 :mod:`gingham.fanout.protocol`.
 """

@@ -21,7 +21,7 @@ import select
 import socket
 import time
 
-from gingham.agent.syncer import SyncStatus
+from gingham.datastore.syncer import SyncStatus
 from gingham.errors import ProtocolError
 from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Update
 

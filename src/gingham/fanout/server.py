@@ -1,7 +1,7 @@
 """The fan-out server: follows the datastore once and serves many agents.
 
 Single-threaded select loop. Each turn: one non-blocking poll of the
-datastore (through the same :class:`~gingham.agent.syncer.Syncer` an agent
+datastore (through the same :class:`~gingham.datastore.syncer.Syncer` an agent
 uses), the changes folded into the cached state and sent to every client as
 ``deltas`` frames (encoded once, the same bytes to all); new clients get
 the cached state as a ``snapshot`` first. Between polls the loop waits in
@@ -42,8 +42,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gingham.agent.syncer import Syncer
 from gingham.datastore.base import Datastore
+from gingham.datastore.syncer import Syncer
 from gingham.errors import ValidationError
 from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, encode_frames
 

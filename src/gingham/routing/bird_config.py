@@ -33,19 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, ip_network
+from ipaddress import IPv4Address
 from typing import Literal
 
+from gingham.calc.messages import BgpConfig
+from gingham.calc.routing_types import BGPSettings, HostInfo, IPAddress, PeerInfo
 from gingham.errors import ValidationError
-from gingham.routing.types import (
-    BGPSettings,
-    BlockInfo,
-    HostInfo,
-    IPAddress,
-    IPNetwork,
-    PeerInfo,
-    PoolInfo,
-)
 
 SessionKind = Literal["mesh", "rr", "rr-client", "global", "node"]
 _PREFIX: dict[SessionKind, str] = {
@@ -161,18 +154,6 @@ def plan_sessions(
     return list(sessions.values())
 
 
-def exported_prefixes(me: str, blocks: Iterable[BlockInfo]) -> list[IPNetwork]:
-    """This host's blocks and the addresses it borrowed from other hosts' blocks."""
-    out: set[IPNetwork] = set()
-    for block in blocks:
-        if block.host == me:
-            out.add(block.cidr)
-        for addr, borrower in block.borrowed:
-            if borrower == me and block.host != me:
-                out.add(ip_network(addr))
-    return sorted(out, key=lambda n: (n.version, int(n.network_address), n.prefixlen))
-
-
 def _bird_string(text: str) -> str:
     # BIRD's lexer has no escapes inside strings.
     if any(c in text for c in '"\\\n') or not text.isprintable():
@@ -194,22 +175,20 @@ def _cluster_id(me: HostInfo) -> str:
 
 
 def render_bird_config(
-    settings: BGPSettings,
-    me: HostInfo,
-    hosts: Iterable[HostInfo],
-    blocks: Iterable[BlockInfo],
-    pools: Iterable[PoolInfo] = (),
+    config: BgpConfig,
     *,
     log_file: str | None = None,
     match: LabelMatcher = _selector_matches,
 ) -> str:
-    """The whole ``bird.conf`` for host ``me``. Same inputs, same text (reloads compare it)."""
+    """The whole ``bird.conf`` for host ``config.me``. Same inputs, same text (reloads
+    compare it)."""
+    settings, me = config.settings, config.me
     if me.address_v4 is None:
         raise ValidationError("BGP needs an IPv4 address for the router id", f"Node {me.name}")
-    host_list = list(hosts)
-    sessions = plan_sessions(settings, me, host_list, match)
-    prefixes = exported_prefixes(me.name, blocks)
-    pool_list = sorted(set(pools), key=lambda p: (p.cidr.version, int(p.cidr.network_address)))
+    sessions = plan_sessions(settings, me, config.hosts, match)
+    prefixes = config.exported
+    pool_list = sorted(set(config.pools),
+                       key=lambda p: (p.cidr.version, int(p.cidr.network_address)))
     is_rr = bool(me.rr_cluster_id)
     cluster = _cluster_id(me) if is_rr else None
     my_as = host_as(settings, me)

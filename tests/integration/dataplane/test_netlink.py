@@ -185,3 +185,63 @@ def test_links_neighbours_fdb(host: str) -> None:
         assert not [f for f in nl.list_fdb("vx0") if f.lladdr == "66:00:00:00:00:04"]
         with pytest.raises(DataplaneError):
             nl.delete_fdb("vx0", "66:00:00:00:00:04", "192.0.2.99")
+
+
+def _candidates() -> list[Route]:
+    out = []
+    for i in range(6):
+        dst = f"198.18.{i}.0/26"
+        out += [
+            R(dst, "192.0.2.9", "eth0"),
+            R(dst, "192.0.2.10"),  # the interface found from the gateway
+            R(dst, "203.0.113.7", "eth0", onlink=True),
+            R(dst, "203.0.113.7", "eth0"),  # not on-link: refused
+            R(dst, kind="blackhole"),
+            R(dst, "192.0.2.9", "nope"),  # no such interface
+        ]
+        out.append(R(f"198.18.9.{i}/32", dev="gh0123456789a"))
+    return out
+
+
+@pytest.mark.integration
+def test_fake_route_table_agrees_with_the_kernel(host: str) -> None:
+    """The same random operations on the kernel and on FakeRouteTable: the same errors
+    and the same protocol-201 routes after every one (the fake stands in for the kernel
+    in the routing managers' unit tests)."""
+    import random
+
+    from gingham.dataplane.netlink_fake import FakeRouteTable
+
+    fake = FakeRouteTable()
+    fake.add_link("eth0", "192.0.2.5/24")
+    fake.add_link("peer0")
+    fake.add_link("gh0123456789a")
+    candidates = _candidates()
+    rng = random.Random(13)
+    with Netlink(host) as nl:
+        for step in range(150):
+            op = rng.choice(["replace", "replace", "delete", "sync"])
+            args: object
+            if op == "sync":
+                args = rng.sample(candidates, rng.randint(0, 5))
+                args = list({r.dst: r for r in args}.values())  # one per destination
+            else:
+                args = rng.choice(candidates)
+            outcomes = []
+            for table in (nl, fake):
+                try:
+                    if op == "replace":
+                        table.replace_route(args)  # type: ignore[arg-type]
+                    elif op == "delete":
+                        table.delete_route(args)  # type: ignore[arg-type]
+                    else:
+                        table.sync_routes(args, owned=not_workload_route)  # type: ignore[arg-type]
+                    outcomes.append("ok")
+                except DataplaneError:
+                    outcomes.append("error")
+            assert outcomes[0] == outcomes[1], (step, op, args, outcomes)
+            assert set(nl.list_routes()) == set(fake.list_routes()), (step, op, args)
+        # an interface that goes takes its routes with it, on both
+        run_in_netns(host, ["ip", "link", "del", "gh0123456789a"])
+        fake.remove_link("gh0123456789a")
+        assert set(nl.list_routes()) == set(fake.list_routes())

@@ -58,8 +58,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gingham.agent.decode import decode_resource
-from gingham.agent.routing_inputs import RoutingInputs
+from gingham.agent.decode import decode, decode_key, decode_resource
+from gingham.agent.decode import decode_value as typed_value
+from gingham.calc import CalcGraph
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore, KeyValue, Undecodable, decode_value, encode_value
 from gingham.datastore.resources import ResourceStore
@@ -556,20 +557,31 @@ class Op:
         return f"#{self.index} {self.what} {self.key} -> {self.outcome}"
 
 
+ROUTING_KINDS = frozenset({"Node", "IPPool", "BGPConfiguration", "BGPPeer", "IPAMBlock"})
+
+
+def _routing_key(key: str) -> bool:
+    typed = decode_key(key)
+    return typed is not None and typed.kind in ROUTING_KINDS
+
+
 def _routing_view(key: str, doc: dict[str, Any]) -> tuple[bool, Any]:
     """(refused, what routing makes of it) for ``doc`` under ``key``, asked of the agent's
-    own routing reader: it reads Nodes, pools, BGP resources and blocks leniently (a newer
-    writer's fields are ignored), so only it can say which documents it refuses."""
-    inputs = RoutingInputs()
-    reader = logging.getLogger(RoutingInputs.__module__)
+    own reader (its decoder and the graph's routing): a newer writer's Node, pool or BGP
+    resource is read without the fields this version does not know, so only it can say
+    which documents it refuses."""
+    graph = CalcGraph("chaos-oracle", decode=typed_value)
+    reader = logging.getLogger("gingham.calc.validity")
     was, reader.disabled = reader.disabled, True  # its warnings are the agents' to log
     try:
-        inputs.on_update(key, doc)
-        view = (inputs.hosts.get(key), inputs.pools.get(key), inputs.blocks.get(key),
-                inputs.bgp())  # fmt: skip
+        typed = decode(key, doc)
+        assert typed is not None, key
+        graph.on_update(*typed)
+        view = graph.routing_view()
     finally:
         reader.disabled = was
-    return key in inputs.invalid_resources(), view
+    return typed[0] in graph.invalid_resources(), (dict(view.hosts), dict(view.pools),
+                                                   dict(view.blocks), view.bgp)
 
 
 def agents_refuse(key: str, doc: Any) -> bool:
@@ -578,7 +590,7 @@ def agents_refuse(key: str, doc: Any) -> bool:
         doc = decode_value(doc)
     if isinstance(doc, Undecodable):
         return True
-    if RoutingInputs.wants(key):
+    if _routing_key(key):
         return _routing_view(key, doc)[0]
     return isinstance(decode_resource(key, doc), InvalidResource)
 
@@ -607,7 +619,7 @@ def harmless(key: str, doc: Any, original: dict[str, Any] | None) -> bool:
     with a field IPAM ignores)."""
     if invalid(key, doc):
         return True
-    if RoutingInputs.wants(key) and original is not None:
+    if _routing_key(key) and original is not None:
         value = decode_value(doc) if isinstance(doc, bytes) else doc
         return bool(_routing_view(key, value)[1] == _routing_view(key, original)[1])
     return False

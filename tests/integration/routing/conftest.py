@@ -28,3 +28,14 @@ def make_fabric() -> Iterator[Callable[[Sequence[int]], Fabric]]:
     finally:
         for lab in made:
             destroy_fabric(lab)
+
+
+@pytest.fixture(autouse=True)
+def _close_topologies() -> Iterator[None]:
+    from tests.integration.routing import topo
+
+    try:
+        yield
+    finally:
+        while topo.OPEN:
+            topo.OPEN.pop().close()

@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from gingham.calc.routing import bgp_config
+from gingham.calc.routing_types import BGPSettings, PeerInfo, PoolInfo
 from gingham.errors import RoutingError
+from gingham.ipam.info import BlockInfo
 from gingham.lab.netns import run_in_netns, spawn_in_netns, stop_process, wait_for
 from gingham.routing import bgp_status
 from gingham.routing.bird import BirdProcess
 from gingham.routing.bird_config import render_bird_config
 from gingham.routing.status import birdc
-from gingham.routing.types import BGPSettings, BlockInfo, PeerInfo, PoolInfo
+from tests.unit.routing.blocks import block
 
 from .topo import POOL, Topo, add_external, build, gobgp_config, own_blocks, ping
 
@@ -44,7 +47,7 @@ def birds(topo: Topo, run_dir: Path) -> Iterator[dict[str, BirdProcess]]:
 def render(topo: Topo, host, settings: BGPSettings, blocks, infos=None) -> str:
     infos = infos or [h.info() for h in topo.hosts]
     me = next(i for i in infos if i.name == host.name)
-    return render_bird_config(settings, me, infos, blocks, POOLS, log_file=None)
+    return render_bird_config(bgp_config(settings, me, infos, blocks, POOLS), log_file=None)
 
 
 def bird_routes(ns: str) -> dict[str, str]:
@@ -135,7 +138,7 @@ def test_full_mesh_with_gobgp_top_of_rack(netns, make_fabric, tmp_path: Path) ->
                 assert ping(ext_ns, h.workloads["a"][1]), h.name
 
             # a new block on h1: BIRD reloads (not restarts), the others learn it
-            blocks2 = [*blocks, BlockInfo(ip_network("198.18.101.0/26"), "h1")]
+            blocks2 = [*blocks, block("198.18.101.0/26", "h1")]
             assert procs["h1"].apply(render(topo, h1, settings, blocks2)) == "reloaded"
             assert procs["h1"].apply(render(topo, h1, settings, blocks2)) == "unchanged"
             assert wait_for(lambda: "198.18.101.0/26" in bird_routes(topo.hosts[2].ns), 10)

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from gingham.calc.messages import NatOutgoingUpdate
+from gingham.dataplane import nft
+from gingham.dataplane.nat import NAT_TABLE, NatOutgoing
 from gingham.lab.netns import run_in_netns
-from gingham.routing.nat import nat_outgoing_script
-from gingham.routing.types import PoolInfo
 
 from .topo import POOL, add_external, build, own_blocks, ping
 
@@ -50,11 +51,21 @@ def test_nat_outgoing(netns, make_fabric) -> None:
     # without NAT no answer comes back: the router knows no route to the pool
     assert not ping(w1, ext_ip)
     before = seen(ext)
-    script = nat_outgoing_script([PoolInfo(POOL, nat_outgoing=True)])
-    run_in_netns(h1.ns, ["nft", "-f", "-"], input=script)
-    run_in_netns(h1.ns, ["nft", "-f", "-"], input=script)  # re-applying is idempotent
+    driver = nft.NFT(table=NAT_TABLE, netns=h1.ns)
+    nat = NatOutgoing(driver)
+    nat.on_update(NatOutgoingUpdate(masquerade=(POOL,), pools=(POOL,)))
+    assert nat.apply()
+    assert not nat.apply()  # nothing changed: nothing written
+    restarted = NatOutgoing(driver)  # an agent after a restart reads the chain back
+    restarted.on_update(NatOutgoingUpdate(masquerade=(POOL,), pools=(POOL,)))
+    assert not restarted.apply()
     assert ping(w1, ext_ip, count=2)
     after = seen(ext)
     assert after["from_h1"] >= 2 and after["from_w1"] == before["from_w1"]
     assert ping(w1, h2.workloads["a"][1], count=2)
     assert seen(w2)["from_w1"] >= 2 and seen(w2)["from_h1"] == 0
+    # the pool stops NATting: its rule goes, and the answer no longer comes back
+    restarted.on_update(NatOutgoingUpdate(masquerade=(), pools=(POOL,)))
+    assert restarted.apply()
+    assert driver.list_rules("gingham-nat") == []
+    assert not ping(w1, ext_ip)

@@ -1,4 +1,5 @@
-"""Agent-style routes from the route calculation, in real namespaces (no BGP).
+"""Routes from the route plan, applied by the agent's routing dataplane in real namespaces
+(no BGP).
 
 Counters on the fabric bridges tell encapsulated (UDP 4789) from plain frames
 carrying workload addresses.
@@ -7,12 +8,12 @@ carrying workload addresses.
 from __future__ import annotations
 
 import itertools
-from ipaddress import ip_network
 
 import pytest
 
+from gingham.calc.routing_types import vxlan_mac
 from gingham.dataplane.vxlan import VxlanDriver
-from gingham.routing.types import BlockInfo, vxlan_mac
+from tests.unit.routing.blocks import block
 
 from .topo import addr, build, own_blocks, ping
 
@@ -54,13 +55,13 @@ def test_block_moves_between_hosts_and_converges(netns, make_fabric):
     _workloads(topo)
     # a second block, first on h3 ...
     extra = addr("198.18.9.0")
-    blocks = [*own_blocks(topo), BlockInfo(ip_network("198.18.9.0/26"), "h3")]
+    blocks = [*own_blocks(topo), block("198.18.9.0/26", "h3")]
     topo.add_workload(h3, "m", str(extra + 5))
     _apply_all(topo, blocks, "Never")
     assert ping(h1.workloads["a"][0], extra + 5)
     # ... the workload goes, the block is released and claimed by h2 for a new one
     topo.remove_workload(h3, "m")
-    blocks[-1] = BlockInfo(blocks[-1].cidr, "h2")
+    blocks[-1] = block(blocks[-1].cidr, "h2")
     topo.add_workload(h2, "n", str(extra + 6))
     _apply_all(topo, blocks, "Never")
     assert ping(h1.workloads["a"][0], extra + 6)

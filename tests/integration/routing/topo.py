@@ -14,14 +14,23 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
+from pathlib import Path
 
-from gingham.dataplane.netlink import Route, sync_routes
-from gingham.dataplane.routes import RoutePlan, plan_routes
-from gingham.dataplane.vxlan import VxlanDriver
+from gingham.agent.detect import detect_underlay_mtu
+from gingham.calc import messages as m
+from gingham.calc.routes import RoutePlan, plan_routes
+from gingham.calc.routing_types import HostInfo, PoolInfo, workload_mtu
+from gingham.dataplane import nft
+from gingham.dataplane.mtu_file import MtuFile
+from gingham.dataplane.nat import NAT_TABLE, NatOutgoing
+from gingham.dataplane.netlink import Netlink
+from gingham.dataplane.routes import KernelRoutes
+from gingham.dataplane.routing import RoutingDataplane
+from gingham.dataplane.vxlan import Vxlan, VxlanDriver
+from gingham.ipam.info import BlockInfo
 from gingham.lab.fabric import Fabric
 from gingham.lab.netns import add_veth, ip_batch, run, run_in_netns, write_sysctl
-from gingham.routing.mtu import detect_underlay_mtu, workload_mtu
-from gingham.routing.types import BlockInfo, HostInfo, PoolInfo
+from tests.unit.routing.blocks import block
 
 SUBNETS = [
     IPv4Network("192.0.2.0/24"),
@@ -73,12 +82,49 @@ class Host:
         )
 
 
+class HostDataplane:
+    """One host's routing dataplane (the agent's managers and drivers, real kernel),
+    fed plans the way the graph would feed it: what changed since the last one."""
+
+    def __init__(self, host: Host) -> None:
+        self.netlink = Netlink(host.ns)
+        self.dataplane = RoutingDataplane(
+            KernelRoutes(self.netlink),
+            Vxlan(VxlanDriver(host.ns)),
+            NatOutgoing(nft.NFT(table=NAT_TABLE, netns=host.ns)),
+            MtuFile(Path("/nonexistent/mtu")),  # no MtuUpdate is sent here: never written
+        )
+        self.plan = RoutePlan((), ())
+        self.device: m.VxlanDeviceUpdate | None = None
+
+    def apply(self, host: Host, plan: RoutePlan) -> None:
+        msgs: list[object] = [m.InSync()]
+        if plan.needs_vxlan and self.device is None:
+            mtu = workload_mtu(detect_underlay_mtu(host.address, host.ns), True)
+            self.device = m.VxlanDeviceUpdate(
+                host.address, host.info().mac, mtu, (host.tunnel, host.block6.network_address))
+            msgs.append(self.device)
+        msgs += [p for p in plan.vxlan_peers if p not in self.plan.vxlan_peers]
+        msgs += [r for r in plan.routes if r not in self.plan.routes]
+        new_dsts = {r.dst for r in plan.routes}
+        msgs += [m.RouteRemove(r.dst) for r in self.plan.routes if r.dst not in new_dsts]
+        new_peers = {p.tunnel_addr for p in plan.vxlan_peers}
+        msgs += [m.VxlanPeerRemove(p.tunnel_addr) for p in self.plan.vxlan_peers
+                 if p.tunnel_addr not in new_peers]
+        self.plan = plan
+        self.dataplane.apply(msgs)
+
+    def close(self) -> None:
+        self.netlink.close()
+
+
 @dataclass
 class Topo:
     switch: str
     router: str
     hosts: list[Host]
     make_ns: Callable[[str], str]
+    dataplanes: dict[str, HostDataplane] = field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -134,18 +180,16 @@ class Topo:
         return plan_routes(host.name, hosts, blocks, pools, bgp_enabled=bgp)
 
     def apply(self, host: Host, plan: RoutePlan) -> None:
-        """Peers first, then routes (replace + sweep stale protocol-201 routes), then stale peers."""
-        driver = VxlanDriver(host.ns)
-        if plan.needs_vxlan:
-            mtu = workload_mtu(detect_underlay_mtu(host.address, host.ns), True)
-            driver.ensure_device(
-                host.address, host.info().mac, mtu, [host.tunnel, host.block6.network_address]
-            )
-            driver.add_peers(plan.vxlan_peers)
-        # the route driver of gingham.dataplane.netlink: replace, and sweep stale proto-201 routes
-        sync_routes([Route.from_spec(r) for r in plan.routes], netns=host.ns)
-        if driver.device_info() is not None:
-            driver.remove_stale_peers(plan.vxlan_peers)
+        """What the agent's routing dataplane does with this plan: device and peers, then
+        routes (the first time compared with the whole table), then stale peers."""
+        if host.name not in self.dataplanes:
+            self.dataplanes[host.name] = HostDataplane(host)
+        self.dataplanes[host.name].apply(host, plan)
+
+    def close(self) -> None:
+        for dp in self.dataplanes.values():
+            dp.close()
+        self.dataplanes.clear()
 
     def counters(self) -> dict[str, int]:
         out = run_in_netns(
@@ -182,18 +226,25 @@ def build(
     run_in_netns(fabric.switch, ["nft", "-f", "-"], input=COUNTERS)
     hosts = []
     for fh in fabric.hosts:
-        block = ip_network(f"198.18.{fh.index}.0/26")
+        own = ip_network(f"198.18.{fh.index}.0/26")
         hosts.append(
             Host(
-                fh.name, fh.netns, fh.index, IPv4Network(fh.subnet), IPv4Address(fh.address), block
+                fh.name, fh.netns, fh.index, IPv4Network(fh.subnet), IPv4Address(fh.address), own
             )  # type: ignore[arg-type]
         )
-    return Topo(fabric.switch, fabric.router, hosts, make_ns)
+    topo = Topo(fabric.switch, fabric.router, hosts, make_ns)
+    OPEN.append(topo)
+    return topo
+
+
+# Topologies built by the running test: their netlink sockets are closed after it
+# (tests/integration/routing/conftest.py).
+OPEN: list[Topo] = []
 
 
 def own_blocks(topo: Topo) -> list[BlockInfo]:
-    return [BlockInfo(h.block, h.name) for h in topo.hosts] + [
-        BlockInfo(h.block6, h.name) for h in topo.hosts
+    return [block(h.block, h.name) for h in topo.hosts] + [
+        block(h.block6, h.name) for h in topo.hosts
     ]
 
 

@@ -1,6 +1,6 @@
 """The agent's loop against bad data (issue 12): no input ends it, nothing is lost.
 
-A real calculation graph and routing inputs over an in-memory datastore; the
+A real calculation graph (policy and routing) over an in-memory datastore; the
 planes record what they were asked to apply (the kernel side has its own
 tests in tests/integration).
 """
@@ -17,13 +17,13 @@ import pytest
 
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.daemon import Agent, AgentState
-from gingham.agent.decode import decode, decode_value
+from gingham.agent.decode import KeyedMemory, decode, decode_key, decode_value
 from gingham.agent.last_valid import FileMemory
 from gingham.agent.node import HostAddresses, register_node
-from gingham.agent.routing_inputs import RoutingInputs
-from gingham.agent.wiring import write_status
+from gingham.agent.status import write_status
 from gingham.calc import CalcGraph
 from gingham.calc import messages as m
+from gingham.calc.routing import RoutingView
 from gingham.datastore import keys, open_datastore
 from gingham.datastore.base import Datastore, Undecodable
 from gingham.datastore.cluster import ensure_cluster_id
@@ -60,7 +60,6 @@ def ds() -> Iterator[Datastore]:
 
 def make_agent(ds: Datastore, tmp_path: Path | None = None) -> tuple[Agent, RecordingPlane]:
     plane = RecordingPlane()
-    routing = RoutingInputs()
     statuses: list[AgentState] = []
     agent = Agent(
         hostname=HOST,
@@ -69,11 +68,10 @@ def make_agent(ds: Datastore, tmp_path: Path | None = None) -> tuple[Agent, Reco
         calc=CalcGraph(HOST, decode=decode_value),
         decode=decode,
         planes=[plane],
-        observers=[routing.on_update],
-        invalid_sources=[routing.invalid_resources],
         guard=ClusterGuard(tmp_path / "cluster-id" if tmp_path else None),
         on_status=statuses.append,
         poll_timeout=0.01,
+        sleep=lambda _s: None,
     )
     return agent, plane
 
@@ -162,14 +160,15 @@ def test_invalid_policy_is_counted_and_reported(ds: Datastore, tmp_path: Path) -
         "gingham_invalid_resources", {"kind": "GlobalNetworkPolicy"}) == 0
 
 
-def test_an_observer_that_raises_costs_one_key(ds: Datastore) -> None:
+def test_a_decoder_that_raises_costs_one_key(ds: Datastore) -> None:
     agent, plane = make_agent(ds)
 
-    def explode(key: str, value: Any) -> None:
+    def explode(key: str, value: Any) -> Any:
         if key.endswith("/boom"):
-            raise RuntimeError("observer bug")
+            raise RuntimeError("decoder bug")
+        return decode(key, value)
 
-    agent.observers.append(explode)
+    agent.decode = explode
     ds.create(keys.resource_key("WorkloadEndpoint", "boom", "web"), wep_doc("boom"))
     ds.create(keys.resource_key("WorkloadEndpoint", "fine", "web"), wep_doc("fine"))
     steps(agent)
@@ -235,16 +234,37 @@ def test_register_node_repairs_a_malformed_node(ds: Datastore) -> None:
     assert kv is not None and kv.value["metadata"]["name"] == HOST
 
 
-def test_routing_inputs_keep_the_last_valid_block() -> None:
-    inputs = RoutingInputs()
+class Routing:
+    """The graph's routing, fed datastore keys and documents as the agent feeds it."""
+
+    def __init__(self, memory: Any = None) -> None:
+        self.graph = CalcGraph(HOST, memory=memory, decode=decode_value)
+
+    def on_update(self, key: str, value: Any) -> None:
+        typed = decode(key, value)
+        assert typed is not None, key
+        self.graph.on_update(*typed)
+
+    def view(self) -> RoutingView:
+        return self.graph.routing_view()
+
+    def report(self, key: str) -> Any:
+        typed = decode_key(key)
+        assert typed is not None
+        return self.graph.invalid_resources().get(typed)
+
+
+def test_routing_keeps_the_last_valid_block() -> None:
+    routing = Routing()
     key = keys.IPAM + "blocks/198.18.0.0-26"
-    inputs.on_update(key, block_doc("198.18.0.0/26"))
-    good = inputs.blocks[key]
-    inputs.on_update(key, {"cidr": "198.18.0.0/26", "affinity": 5})
-    assert inputs.blocks[key] == good
-    assert inputs.invalid_resources()[key].outcome == "last valid kept"
-    inputs.on_update(key, None)
-    assert key not in inputs.blocks and not inputs.invalid_resources()
+    routing.on_update(key, block_doc("198.18.0.0/26"))
+    good = routing.view().blocks
+    assert good
+    routing.on_update(key, {"cidr": "198.18.0.0/26", "affinity": 5})
+    assert routing.view().blocks == good
+    assert routing.report(key).outcome == "last valid kept"
+    routing.on_update(key, None)
+    assert not routing.view().blocks and not routing.graph.invalid_resources()
 
 
 def block_doc(cidr: str) -> dict[str, Any]:
@@ -259,28 +279,28 @@ def node_doc(name: str, **spec: Any) -> dict[str, Any]:
 def test_routing_reads_a_node_from_a_newer_version() -> None:
     # A newer agent's Node has fields this version does not know: its addresses still
     # count, or every route to that host would go.
-    inputs = RoutingInputs()
+    routing = Routing()
     key = keys.resource_key("Node", "h2")
-    inputs.on_update(key, node_doc("h2", fromTheFuture={"x": 1}))
-    assert str(inputs.hosts[key].address_v4) == "192.0.2.12"
-    report = inputs.invalid_resources()[key]
+    routing.on_update(key, node_doc("h2", fromTheFuture={"x": 1}))
+    assert str(routing.view().hosts["h2"].address_v4) == "192.0.2.12"
+    report = routing.report(key)
     assert report.outcome == "unknown fields ignored" and "spec.fromTheFuture" in report.reason
-    inputs.on_update(key, {**node_doc("h3"), "kind": "IPPool"})  # another resource's document
-    assert str(inputs.hosts[key].address_v4) == "192.0.2.12"
-    assert inputs.invalid_resources()[key].outcome == "last valid kept"
+    routing.on_update(key, {**node_doc("h3"), "kind": "IPPool"})  # another resource's document
+    assert str(routing.view().hosts["h2"].address_v4) == "192.0.2.12"
+    assert routing.report(key).outcome == "last valid kept"
 
 
 def test_routing_remembers_last_valid_documents_past_a_restart(tmp_path: Path) -> None:
     memory = FileMemory(tmp_path / "last-valid")
     key = keys.IPAM + "blocks/198.18.0.0-26"
     block = block_doc("198.18.0.0/26")
-    first = RoutingInputs(memory=memory)
+    first = Routing(KeyedMemory(memory))
     first.on_update(key, block)
     first.on_update(key, Undecodable("{", "not JSON"))
-    second = RoutingInputs(memory=memory)  # the agent restarted
+    second = Routing(KeyedMemory(memory))  # the agent restarted
     second.on_update(key, Undecodable("{", "not JSON"))
-    assert second.blocks[key] == first.blocks[key]
-    assert second.invalid_resources()[key].outcome == "last valid kept"
+    assert second.view().blocks == first.view().blocks != {}
+    assert second.report(key).outcome == "last valid kept"
     second.on_update(key, block)
     assert memory.recall(key) is None  # readable again: nothing to remember
 
@@ -326,8 +346,8 @@ def test_routing_refuses_a_wrong_type_rather_than_read_it_otherwise(
     key: str, bad: dict[str, Any]
 ) -> None:
     # bool("false") is True; 7 is 0.0.0.7: a wrong type must never mean something else.
-    inputs = RoutingInputs()
-    inputs.on_update(key, bad)
-    assert not (inputs.hosts or inputs.pools or inputs.blocks), (inputs.hosts, inputs.pools,
-                                                                  inputs.blocks)
-    assert inputs.invalid_resources()[key].outcome == "ignored"
+    routing = Routing()
+    routing.on_update(key, bad)
+    view = routing.view()
+    assert not (view.hosts or view.pools or view.blocks), view
+    assert routing.report(key).outcome == "ignored"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gingham.agent.syncer import Syncer
 from gingham.datastore.base import Datastore
+from gingham.datastore.syncer import Syncer
 
 PREFIX = "/gingham/v1/syncer-test/"  # apart from the cluster ID every store has
 

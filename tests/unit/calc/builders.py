@@ -137,10 +137,21 @@ class DataplaneState:
     endpoints: dict[Any, Any] = field(default_factory=dict)
     config: m.ConfigUpdate | None = None
     in_sync: bool = False
+    routes: dict[Any, m.RouteUpdate] = field(default_factory=dict)
+    peers: dict[Any, m.VxlanPeerUpdate] = field(default_factory=dict)
+    device: m.VxlanDeviceUpdate | None = None
+    nat: m.NatOutgoingUpdate | None = None
+    bgp: m.BgpUpdate | None = None
+    mtu: m.MtuUpdate | None = None
+    tunnel: m.TunnelAddressWanted | None = None
 
     def snapshot(self) -> tuple[Any, ...]:
         return (dict(self.ipsets), dict(self.policies), dict(self.profiles),
                 dict(self.endpoints))
+
+    def routing(self) -> tuple[Any, ...]:
+        return (dict(self.routes), dict(self.peers), self.device, self.nat, self.bgp,
+                self.mtu, self.tunnel)
 
     def apply(self, msgs: Iterable[m.Message]) -> None:
         for msg in msgs:
@@ -216,6 +227,46 @@ class DataplaneState:
                 self.config = msg
             case m.InSync():
                 self.in_sync = True
+            case _:
+                self._apply_routing(msg)
+
+    def _apply_routing(self, msg: m.Message) -> None:
+        """The routing half: a VXLAN route needs its peer, a peer the device."""
+        match msg:
+            case m.VxlanDeviceUpdate():
+                self.device = msg
+            case m.VxlanDeviceRemove():
+                if self.device is None or self.peers:
+                    raise OrderingError("device removed while absent or with peers")
+                self.device = None
+            case m.VxlanPeerUpdate():
+                if self.device is None:
+                    raise OrderingError(f"peer {msg.tunnel_addr} without a device")
+                self.peers[msg.tunnel_addr] = msg
+            case m.VxlanPeerRemove(addr):
+                if addr not in self.peers:
+                    raise OrderingError(f"remove of unknown peer {addr}")
+                if any(r.via == addr and r.is_vxlan for r in self.routes.values()):
+                    raise OrderingError(f"peer {addr} removed while a route uses it")
+                del self.peers[addr]
+            case m.RouteUpdate():
+                if msg.is_vxlan and msg.via not in self.peers:
+                    raise OrderingError(f"route {msg.dst} via unknown peer {msg.via}")
+                self.routes[msg.dst] = msg
+            case m.RouteRemove(dst):
+                if dst not in self.routes:
+                    raise OrderingError(f"remove of unknown route {dst}")
+                del self.routes[dst]
+            case m.NatOutgoingUpdate():
+                self.nat = msg
+            case m.BgpUpdate():
+                self.bgp = msg
+            case m.MtuUpdate():
+                self.mtu = msg
+            case m.TunnelAddressWanted():
+                self.tunnel = msg
+            case _:
+                raise AssertionError(f"unknown message {msg!r}")
 
 
 def _all_tiers(ep: Any) -> list[tuple[m.TierInfo, ...]]:

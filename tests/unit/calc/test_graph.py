@@ -259,7 +259,10 @@ def test_flush_order_of_message_kinds(h: Harness) -> None:
     rank = {m.ConfigUpdate: 0, m.IPSetUpdate: 1, m.IPSetDeltaUpdate: 1, m.PolicyUpdate: 2,
             m.ProfileUpdate: 3, m.WorkloadEndpointUpdate: 4, m.HostEndpointUpdate: 4,
             m.WorkloadEndpointRemove: 5, m.HostEndpointRemove: 5, m.ProfileRemove: 6,
-            m.PolicyRemove: 7, m.IPSetRemove: 8, m.InSync: 9}
+            m.PolicyRemove: 7, m.IPSetRemove: 8, m.MtuUpdate: 9, m.TunnelAddressWanted: 9,
+            m.VxlanDeviceUpdate: 10, m.VxlanPeerUpdate: 11, m.RouteUpdate: 12,
+            m.RouteRemove: 13, m.VxlanPeerRemove: 14, m.VxlanDeviceRemove: 15,
+            m.NatOutgoingUpdate: 16, m.BgpUpdate: 17, m.InSync: 20}
     pol = policy("p", selector="app == 'a'",
                  ingress=[{"action": "Allow", "source": {"selector": "app == 'b'"}}])
     h.graph.on_update(*wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "a"},
@@ -283,7 +286,7 @@ def test_flush_order_of_message_kinds(h: Harness) -> None:
     assert {type(x) for x in out} >= {m.IPSetRemove, m.PolicyRemove, m.ProfileRemove,
                                       m.IPSetUpdate, m.PolicyUpdate, m.ProfileUpdate}
     out = h.delete(wep("a", "w1"))
-    assert [rank[type(x)] for x in out] == [5, 6, 7, 8]
+    assert [rank[type(x)] for x in out] == [5, 6, 7, 8, 13]  # its /32 route goes last
 
 
 def test_label_inheritance_precedence(h: Harness) -> None:

@@ -12,9 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gingham.calc.routing import bgp_config
+from gingham.calc.routing_types import BGPSettings, HostInfo, PeerInfo, PoolInfo
 from gingham.errors import ValidationError
+from gingham.ipam.info import BlockInfo
 from gingham.routing.bird_config import plan_sessions, render_bird_config
-from gingham.routing.types import BGPSettings, BlockInfo, HostInfo, PeerInfo, PoolInfo
+from tests.unit.routing.blocks import block
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "bird"
 UPDATE = os.environ.get("GINGHAM_UPDATE_GOLDEN") == "1"
@@ -35,10 +38,15 @@ def node(i: int, *, rr: str | None = None, asn: int | None = None, **labels: str
 
 
 def blocks_for(n: int) -> list[BlockInfo]:
-    out = [BlockInfo(ip_network(f"198.18.{i}.0/26"), f"node{i}") for i in range(1, n + 1)]
+    out = [block(f"198.18.{i}.0/26", f"node{i}") for i in range(1, n + 1)]
     # node2 borrowed an address from node1's block
-    out[0] = BlockInfo(out[0].cidr, "node1", ((ip_address("198.18.1.7"), "node2"),))
+    out[0] = block(out[0].cidr, "node1", (("198.18.1.7", "node2"),))
     return out
+
+
+def render(settings: BGPSettings, me: HostInfo, hosts: list[HostInfo], blocks: list[BlockInfo],
+           pools: list[PoolInfo] | tuple[()] = (), **kw: object) -> str:
+    return render_bird_config(bgp_config(settings, me, hosts, blocks, pools), **kw)  # type: ignore[arg-type]
 
 
 def _six(i: int) -> HostInfo:
@@ -54,14 +62,14 @@ def _six(i: int) -> HostInfo:
 def scenario(name: str) -> str:
     if name == "mesh3":
         hosts = [node(1), node(2), node(3)]
-        return render_bird_config(BGPSettings(True, **FAST), hosts[0], hosts, blocks_for(3), POOLS)
+        return render(BGPSettings(True, **FAST), hosts[0], hosts, blocks_for(3), POOLS)
     if name == "mesh3_borrower":
         hosts = [node(1), node(2), node(3)]
-        return render_bird_config(BGPSettings(True), hosts[1], hosts, blocks_for(3), POOLS)
+        return render(BGPSettings(True), hosts[1], hosts, blocks_for(3), POOLS)
     if name in ("rr_server", "rr_client"):
         hosts = [node(1, rr="244.0.0.1"), node(2), node(3), node(4, rr="244.0.0.1")]
         me = hosts[0] if name == "rr_server" else hosts[1]
-        return render_bird_config(BGPSettings(True, **FAST), me, hosts, blocks_for(4), POOLS)
+        return render(BGPSettings(True, **FAST), me, hosts, blocks_for(4), POOLS)
     if name == "peers":
         hosts = [node(1, asn=65001, rack="r1"), node(2, rack="r2"), node(3, rack="r1", tor="yes")]
         peers = (
@@ -90,7 +98,7 @@ def scenario(name: str) -> str:
             PeerInfo("to-tors", node="node1", peer_selector="has(tor)"),
         )
         settings = BGPSettings(True, node_to_node_mesh=False, peers=peers)
-        return render_bird_config(
+        return render(
             settings,
             hosts[0],
             hosts,
@@ -102,10 +110,10 @@ def scenario(name: str) -> str:
         hosts = [_six(1), _six(2), _six(3)]
         blocks = [
             *blocks_for(3),
-            BlockInfo(ip_network("2001:db8:1::/122"), "node1"),
-            BlockInfo(ip_network("2001:db8:1::40/122"), "node2"),
+            block("2001:db8:1::/122", "node1"),
+            block("2001:db8:1::40/122", "node2"),
         ]
-        return render_bird_config(BGPSettings(True, **FAST), hosts[0], hosts, blocks, POOLS)
+        return render(BGPSettings(True, **FAST), hosts[0], hosts, blocks, POOLS)
     raise AssertionError(name)
 
 
@@ -154,15 +162,15 @@ def test_as_override_makes_ebgp_and_mesh_can_be_switched_off() -> None:
 def test_bad_inputs_are_named() -> None:
     hosts = [node(1, rr="not-an-ip"), node(2)]
     with pytest.raises(ValidationError, match="routeReflectorClusterID"):
-        render_bird_config(BGPSettings(True), hosts[0], hosts, [])
+        render(BGPSettings(True), hosts[0], hosts, [])
     peers = (PeerInfo("p", peer_ip=ip_address("192.0.2.99")),)
     with pytest.raises(ValidationError, match="BGPPeer p"):
         plan_sessions(BGPSettings(True, peers=peers), node(1), [node(1)])
     peers = (PeerInfo("p", peer_ip=ip_address("192.0.2.99"), as_number=1, password='a"b'),)
     with pytest.raises(ValidationError, match="password"):
-        render_bird_config(BGPSettings(True, peers=peers), node(1), [node(1)], [])
+        render(BGPSettings(True, peers=peers), node(1), [node(1)], [])
     with pytest.raises(ValidationError, match="router id"):
-        render_bird_config(BGPSettings(True), HostInfo("x"), [], [])
+        render(BGPSettings(True), HostInfo("x"), [], [])
 
 
 def test_listen_port_applies_to_gingham_hosts_only(tmp_path: Path) -> None:
@@ -172,7 +180,7 @@ def test_listen_port_applies_to_gingham_hosts_only(tmp_path: Path) -> None:
         PeerInfo("sel", peer_selector="has(tor)"),
     )
     settings = BGPSettings(True, node_to_node_mesh=False, listen_port=1790, peers=peers)
-    text = render_bird_config(settings, hosts[0], hosts, [])
+    text = render(settings, hosts[0], hosts, [])
     assert "  local 192.0.2.11 port 1790 as 64512;" in text
     assert "  neighbor 192.0.2.254 as 65000;" in text
     assert "  neighbor 192.0.2.13 port 1790 as 64512;" in text
@@ -195,12 +203,12 @@ def test_render_is_independent_of_input_order(rnd, rr_count: int, mesh: bool) ->
         PeerInfo("b", node_selector="rack == 'r1'", peer_selector="rack == 'r0'"),
     )
     settings_ = BGPSettings(True, node_to_node_mesh=mesh, peers=peers)
-    want = render_bird_config(settings_, hosts[2], hosts, blocks, POOLS)
+    want = render(settings_, hosts[2], hosts, blocks, POOLS)
     h2, b2, p2 = list(hosts), list(blocks), list(POOLS)
     for seq in (h2, b2, p2):
         rnd.shuffle(seq)
     peers2 = tuple(reversed(peers))
-    got = render_bird_config(
+    got = render(
         BGPSettings(True, node_to_node_mesh=mesh, peers=peers2), hosts[2], h2, b2, p2
     )
     assert got == want

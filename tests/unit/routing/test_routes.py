@@ -1,4 +1,4 @@
-"""Route calculation: rules per vxlanMode, borrowed addresses, blackholes, BGP split."""
+"""Route plan (calc.routes): rules per vxlanMode, borrowed addresses, blackholes, BGP split."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address, ip_netw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gingham.dataplane.routes import RouteSpec, plan_routes
-from gingham.routing.types import VXLAN_DEVICE, BlockInfo, HostInfo, PoolInfo, vxlan_mac
+from gingham.calc.messages import RouteUpdate
+from gingham.calc.routes import plan_routes
+from gingham.calc.routing_types import VXLAN_DEVICE, HostInfo, PoolInfo, vxlan_mac
+from tests.unit.routing.blocks import block
 
 POOL4 = ip_network("198.18.0.0/16")
 POOL6 = ip_network("2001:db8:1::/64")
@@ -29,12 +31,12 @@ B = host("b", "192.0.2.2", "192.0.2.0/24", "198.18.0.64", "2001:db8:1::40")
 C = host("c", "198.51.100.3", "198.51.100.0/24", "198.18.0.128", "2001:db8:1::80")
 HOSTS = [A, B, C]
 BLOCKS = [
-    BlockInfo(ip_network("198.18.0.0/26"), "a"),
-    BlockInfo(ip_network("198.18.0.64/26"), "b", ((ip_address("198.18.0.70"), "c"),)),
-    BlockInfo(ip_network("198.18.0.128/26"), "c"),
-    BlockInfo(ip_network("2001:db8:1::/122"), "a"),
-    BlockInfo(ip_network("2001:db8:1::40/122"), "b"),
-    BlockInfo(ip_network("2001:db8:1::80/122"), "c"),
+    block(ip_network("198.18.0.0/26"), "a"),
+    block(ip_network("198.18.0.64/26"), "b", ((ip_address("198.18.0.70"), "c"),)),
+    block(ip_network("198.18.0.128/26"), "c"),
+    block(ip_network("2001:db8:1::/122"), "a"),
+    block(ip_network("2001:db8:1::40/122"), "b"),
+    block(ip_network("2001:db8:1::80/122"), "c"),
 ]
 
 
@@ -51,7 +53,7 @@ def test_never_same_subnet_direct_cross_subnet_nothing():
     r = routes_by_dst(plan)
     assert r["198.18.0.0/26"].kind == "blackhole"
     assert r["2001:db8:1::/122"].kind == "blackhole"
-    assert r["198.18.0.64/26"] == RouteSpec(ip_network("198.18.0.64/26"), via=B.address_v4)
+    assert r["198.18.0.64/26"] == RouteUpdate(ip_network("198.18.0.64/26"), via=B.address_v4)
     assert "198.18.0.128/26" not in r  # other subnet: BGP's job
     assert "198.18.0.70/32" not in r  # borrowed by c, in another subnet
     # no IPv6 underlay: no direct IPv6 route
@@ -64,7 +66,7 @@ def test_cross_subnet_encapsulates_only_across_subnets():
     r = routes_by_dst(plan)
     assert r["198.18.0.64/26"].via == B.address_v4 and not r["198.18.0.64/26"].is_vxlan
     c_route = r["198.18.0.128/26"]
-    assert c_route == RouteSpec(
+    assert c_route == RouteUpdate(
         ip_network("198.18.0.128/26"), via=C.vxlan_tunnel_v4, dev=VXLAN_DEVICE, onlink=True
     )
     assert r["198.18.0.70/32"].via == C.vxlan_tunnel_v4
@@ -85,8 +87,8 @@ def test_always_encapsulates_everything_remote():
 
 def test_borrowed_from_own_block_routes_to_borrower_and_own_borrow_is_left_alone():
     blocks = [
-        BlockInfo(ip_network("198.18.0.0/26"), "a", ((ip_address("198.18.0.9"), "b"),)),
-        BlockInfo(ip_network("198.18.0.64/26"), "b", ((ip_address("198.18.0.65"), "a"),)),
+        block(ip_network("198.18.0.0/26"), "a", ((ip_address("198.18.0.9"), "b"),)),
+        block(ip_network("198.18.0.64/26"), "b", ((ip_address("198.18.0.65"), "a"),)),
     ]
     r = routes_by_dst(plan_routes("a", HOSTS, blocks, pools("Never")))
     assert r["198.18.0.9/32"].via == B.address_v4
@@ -102,7 +104,7 @@ def test_bgp_enabled_keeps_only_blackholes_and_vxlan():
 
 def test_unknown_host_and_unknown_remote():
     assert plan_routes("zz", HOSTS, BLOCKS, pools("Never")).routes == ()
-    blocks = [BlockInfo(ip_network("198.18.1.0/26"), "ghost")]
+    blocks = [block(ip_network("198.18.1.0/26"), "ghost")]
     assert plan_routes("a", HOSTS, blocks, pools("Always")).routes == ()
 
 
@@ -116,8 +118,8 @@ def test_block_outside_pools_is_never_and_disabled_pool_still_routes():
 
 def test_conflicting_claims_prefer_own_block():
     blocks = [
-        BlockInfo(ip_network("198.18.0.0/26"), "b"),
-        BlockInfo(ip_network("198.18.0.0/26"), "a"),
+        block(ip_network("198.18.0.0/26"), "b"),
+        block(ip_network("198.18.0.0/26"), "a"),
     ]
     assert routes_by_dst(plan_routes("a", HOSTS, blocks, []))["198.18.0.0/26"].kind == "blackhole"
     assert (
@@ -130,16 +132,6 @@ def test_no_tunnel_address_no_vxlan_route():
     bare = HostInfo("c", IPv4Address("198.51.100.3"), IPv4Network("198.51.100.0/24"))
     r = routes_by_dst(plan_routes("a", [A, B, bare], BLOCKS, pools("Always")))
     assert "198.18.0.128/26" not in r
-
-
-def test_route_argv():
-    assert RouteSpec(ip_network("198.18.0.0/26"), kind="blackhole").argv() == [
-        "blackhole",
-        "198.18.0.0/26",
-    ]
-    assert RouteSpec(
-        ip_network("198.18.0.0/26"), via=ip_address("198.18.1.0"), dev=VXLAN_DEVICE, onlink=True
-    ).argv() == ["198.18.0.0/26", "via", "198.18.1.0", "dev", VXLAN_DEVICE, "onlink"]
 
 
 def test_mac_is_stable_unicast_and_local():
@@ -170,7 +162,7 @@ def worlds(draw):
             (cidr.network_address + k, draw(st.sampled_from(names)))
             for k in sorted(draw(st.sets(st.integers(1, 62), max_size=2)))
         )
-        blocks.append(BlockInfo(cidr, draw(st.sampled_from([*names, None])), borrowed))
+        blocks.append(block(cidr, draw(st.sampled_from([*names, None])), borrowed))
     mode = draw(st.sampled_from(["Never", "Always", "CrossSubnet"]))
     return hosts, blocks, [PoolInfo(POOL4, vxlan_mode=mode)]
 

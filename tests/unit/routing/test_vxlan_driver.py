@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from ipaddress import ip_address
 
-from gingham.dataplane.routes import VxlanPeer
+from gingham.calc.messages import VxlanPeerUpdate
 from gingham.dataplane.vxlan import VxlanDriver
 
 
@@ -39,8 +39,8 @@ def test_creates_device_in_namespace_with_calico_parameters() -> None:
 
 
 def test_peers_are_batched_and_only_missing_ones_written() -> None:
-    have = VxlanPeer("h2", ip_address("198.18.2.0"), "02:00:00:00:00:02", ip_address("192.0.2.12"))
-    new = VxlanPeer("h3", ip_address("198.18.3.0"), "02:00:00:00:00:03", ip_address("192.0.2.13"))
+    have = VxlanPeerUpdate("h2", ip_address("198.18.2.0"), "02:00:00:00:00:02", ip_address("192.0.2.12"))
+    new = VxlanPeerUpdate("h3", ip_address("198.18.3.0"), "02:00:00:00:00:03", ip_address("192.0.2.13"))
     fake = FakeIP(
         {
             "neigh show": [{"dst": "198.18.2.0", "lladdr": "02:00:00:00:00:02"}],

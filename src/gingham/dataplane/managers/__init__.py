@@ -196,6 +196,8 @@ class PolicyDataplane:
                 self.endpoints.set_prefixes(self.config.prefixes)
             case m.InSync():
                 self.in_sync = True
+            case _ if isinstance(msg, m.ROUTING_MESSAGES):
+                return  # the routing dataplane's
             case _:
                 raise TypeError(f"not a dataplane message: {msg!r}")
         pols, profs = self._pending_presence

@@ -1,36 +1,52 @@
-"""Small, pure input types for routing between hosts.
+"""Small, pure types for routing between hosts, and the numbers routing shares.
 
-The node agent converts model resources (Node, IPPool, BGPConfiguration,
-BGPPeer) and the IPAM block listing into these, so the route calculation and
-the BIRD renderer depend on nothing but the standard library.
+The calculation graph converts model resources (Node, IPPool,
+BGPConfiguration, BGPPeer) into these (``calc.routing``); the route plan
+(``calc.routes``), the routing messages (``calc.messages``) and the BIRD
+renderer (``gingham.routing.bird_config``) read them. IPAM blocks are read as
+``gingham.ipam.info.BlockInfo`` (``calc.inputs.BlockView``): no type of their own.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Literal
 
-from gingham.errors import ValidationError
+from gingham.calc.inputs import BlockView, IPAddress, IPNetwork
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
+__all__ = [
+    "DEFAULT_AS_NUMBER",
+    "VXLAN_DEVICE",
+    "VXLAN_MODES",
+    "VXLAN_OVERHEAD_V4",
+    "VXLAN_OVERHEAD_V6",
+    "VXLAN_PORT",
+    "VXLAN_VNI",
+    "BGPSettings",
+    "HostInfo",
+    "IPAddress",
+    "IPNetwork",
+    "PeerInfo",
+    "PoolInfo",
+    "VxlanMode",
+    "exported_prefixes",
+    "vxlan_mac",
+    "workload_mtu",
+]
+from gingham.errors import RoutingError, ValidationError
+from gingham.model.network import DEFAULT_AS_NUMBER
+
 VxlanMode = Literal["Never", "Always", "CrossSubnet"]
 VXLAN_MODES: tuple[str, ...] = ("Never", "Always", "CrossSubnet")
 
-DEFAULT_AS_NUMBER = 64512
 VXLAN_DEVICE = "vxlan.gingham"
 VXLAN_VNI = 4096
 VXLAN_PORT = 4789
 VXLAN_OVERHEAD_V4 = 50
 VXLAN_OVERHEAD_V6 = 70
-
-
-def tunnel_handle(host: str) -> str:
-    """IPAM handle under which the agent allocates a host's VXLAN tunnel address."""
-    return f"vxlan-tunnel-addr-{host}"
 
 
 def vxlan_mac(host: str) -> str:
@@ -96,20 +112,6 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
-class BlockInfo:
-    """An IPAM block: its affine host (None when unclaimed) and addresses other hosts borrowed."""
-
-    cidr: IPNetwork
-    host: str | None
-    borrowed: tuple[tuple[IPAddress, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        for addr, _host in self.borrowed:
-            if addr not in self.cidr:
-                raise ValidationError(f"borrowed {addr} is not in {self.cidr}", "block.borrowed")
-
-
-@dataclass(frozen=True)
 class PoolInfo:
     cidr: IPNetwork
     vxlan_mode: VxlanMode = "Never"
@@ -151,3 +153,25 @@ class BGPSettings:
     keepalive_time: int | None = None
     connect_retry_time: int | None = None
     peers: tuple[PeerInfo, ...] = ()
+
+
+def workload_mtu(underlay_mtu: int, encapsulated: bool, underlay_version: int = 4) -> int:
+    """MTU for workload interfaces (and the VXLAN device): VXLAN costs 50 (IPv4) or 70 (IPv6)."""
+    if underlay_mtu < 1280:
+        raise RoutingError(f"underlay MTU {underlay_mtu} is below the IPv6 minimum of 1280")
+    if not encapsulated:
+        return underlay_mtu
+    return underlay_mtu - (VXLAN_OVERHEAD_V4 if underlay_version == 4 else VXLAN_OVERHEAD_V6)
+
+
+def exported_prefixes(me: str, blocks: Iterable[BlockView]) -> tuple[IPNetwork, ...]:
+    """What host ``me`` announces over BGP: its blocks and the addresses it borrowed
+    from other hosts' blocks."""
+    out: set[IPNetwork] = set()
+    for block in blocks:
+        if block.host == me:
+            out.add(block.cidr)
+        for addr, borrower in block.borrowed:
+            if borrower == me and block.host != me:
+                out.add(ip_network(addr))
+    return tuple(sorted(out, key=lambda n: (n.version, int(n.network_address), n.prefixlen)))

@@ -1,0 +1,38 @@
+"""What ``gingham node status --agent`` reads: ``$GINGHAM_RUN_DIR/<host>/status.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gingham.agent.daemon import AgentState
+
+STATUS_FILE = "status.json"
+
+
+def write_status(path: Path, hostname: str, state: AgentState) -> None:
+    """The agent's state, written whole (never half-read)."""
+    doc = {
+        "host": hostname,
+        "ready": state.ready,
+        "blocked": state.blocked,
+        "invalidResources": [
+            {
+                "key": r.key,
+                "kind": r.kind,
+                "namespace": r.namespace,
+                "name": r.name,
+                "outcome": r.outcome,
+                "reason": r.reason,
+            }
+            for r in state.invalid
+        ],
+        "notices": list(state.notices),
+        "updated": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
