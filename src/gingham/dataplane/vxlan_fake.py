@@ -17,6 +17,7 @@ from typing import Any
 from gingham.calc.inputs import IPAddress
 from gingham.calc.messages import VxlanPeerUpdate
 from gingham.calc.routing_types import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
+from gingham.dataplane.netlink_fake import FakeRouteTable
 from gingham.dataplane.vxlan import PeerDiff
 from gingham.errors import DataplaneError
 
@@ -35,8 +36,12 @@ class _Device:
 
 
 class FakeVxlanDriver:
-    def __init__(self, device: str = VXLAN_DEVICE) -> None:
+    """``links``: the namespace's route table, when routes through the device are tested
+    too: the device is one of its links, and deleting the device takes its routes."""
+
+    def __init__(self, device: str = VXLAN_DEVICE, links: FakeRouteTable | None = None) -> None:
         self.device = device
+        self.links = links
         self._dev: _Device | None = None
         self.created = 0  # how often the device was (re)created: for tests that count work
 
@@ -64,14 +69,20 @@ class FakeVxlanDriver:
         d = self._dev
         recreate = d is None or (d.local, d.vni, d.port) != (local, vni, port)
         if recreate:
+            if d is not None:
+                self.remove_device()
             d = self._dev = _Device(local, vni, port)
             self.created += 1
+            if self.links is not None:
+                self.links.add_link(self.device)
         assert d is not None
         d.mac, d.mtu, d.up = mac, mtu, True
         d.addresses = set(tunnel_addrs)
         return recreate
 
     def remove_device(self) -> None:
+        if self._dev is not None and self.links is not None:
+            self.links.remove_link(self.device)
         self._dev = None
 
     def _device(self) -> _Device:
