@@ -1,7 +1,8 @@
 """The pure, synchronous calculation graph of one host.
 
     graph = CalcGraph("host-a")
-    graph.on_update(key, resource_or_None)   # every datastore change, in order
+    graph.on_update(key, value)              # typed key and value (calc.inputs), in order
+    graph.set_underlay_mtu(1500)             # what the agent measured
     graph.on_in_sync()                       # after the initial snapshot
     messages = graph.flush()                 # typed, frozen, in safe order
 

@@ -1,57 +1,64 @@
-"""The calculation graph for one host: datastore updates in, dataplane messages out.
+"""The calculation graph for one host: typed updates in, dataplane messages out.
 
-    on_update(key, value | None)
+    on_update(ResourceKey | BlockKey, resource | IPAMBlock | InvalidResource | None)
+         |                                   (keys and values typed by agent/decode.py)
+         v
+    +------------+  ValidityFilter (validity.py): last valid kept, newer writers' Nodes,
+    | validity   |  pools, BGP, endpoints... read without unknown fields, policies
+    +------------+  never seen valid quarantined
          |
          v
     +------------+  Tier (order, default action) ------------------------------+
     | dispatcher |  FelixConfiguration -----------------> ConfigUpdate ---+    |
-    | (graph.py) |                                                       |    |
-    +------------+                                                       |    |
-      | endpoints,      | Profile,                 | NetworkPolicy, GNP, |    |
-      | network sets    | Namespace -> kns.<ns>    | k8s NP -> NP        |    |
-      |                 | (policies.profile_def)   | (policies.policy_def)    |
-      v                 v                          v                     |    |
-    +-------------------------+  labels of  +---------------------------+|    |
-    | LabelInheritance        |  local eps  | ActiveRulesCalculator     ||    |
-    | (labels.py)             |------------>| (active.py)               ||    |
-    | parents' labelsToApply  |             | policy selectors x local  ||    |
-    | < own < implicit labels |             | endpoints (SelectorIndex);||    |
-    +-------------------------+             | profiles ref-counted      ||    |
-      | labels + nets + named               +---------------------------+|    |
-      | ports of ALL items                    | ActiveRulesListener      |    |
-      |                                       | (the graph): active /    |    |
-      |                                       | inactive, endpoint dirty |    |
-      |                      +----------------+-------+                  |    |
-      |                      v                        v                  |    |
-      |             +------------------+     +-----------------------+   |    |
-      |             | RuleScanner      |     | resolve_tiers         |<-------+
-      |             | (scanner.py)     |     | (policies.py), at     |   |
-      |             | IP sets ref-     |     | flush, per dirty      |   |
-      |             | counted by owner |     | local endpoint        |   |
-      v             +------------------+     +-----------------------+   |
-    +--------------------+  start/stop set |           | endpoint msgs   |
-    | IPSetMembers       |<----------------+           |                 |
-    | (members.py)       |--- member +/- ---+          |                 |
-    +--------------------+                  v          v                 v
-                                      +--------------------------------------+
-                                      | Sequencer (sequencer.py): coalesce   |
-                                      | per key; config, sets, policies,     |--> flush()
-                                      | profiles, endpoints; removals        |
-                                      | reversed; InSync last                |
-                                      +--------------------------------------+
+    | (graph.py) |  Node, IPPool, BGPConfiguration, BGPPeer, IPAM blocks --------------+
+    +------------+                                                       |    |       |
+      | endpoints,      | Profile,                 | NetworkPolicy, GNP, |    |       |
+      | network sets    | Namespace -> kns.<ns>    | k8s NP -> NP        |    |       |
+      |                 | (policies.profile_def)   | (policies.policy_def)    |       |
+      v                 v                          v                     |    |       |
+    +-------------------------+  labels of  +---------------------------+|    |       |
+    | LabelInheritance        |  local eps  | ActiveRulesCalculator     ||    |       |
+    | (labels.py)             |------------>| (active.py)               ||    |       |
+    | parents' labelsToApply  |             | policy selectors x local  ||    |       |
+    | < own < implicit labels |             | endpoints (SelectorIndex);||    |       |
+    +-------------------------+             | profiles ref-counted      ||    |       |
+      | labels + nets + named               +---------------------------+|    |       |
+      | ports of ALL items                    | ActiveRulesListener      |    |       |
+      |                                       | (the graph): active /    |    |       |
+      |                                       | inactive, endpoint dirty |    |       |
+      |                      +----------------+-------+                  |    |       v
+      |                      v                        v                  |    | +-----------+
+      |             +------------------+     +-----------------------+   |    | | Routing-  |
+      |             | RuleScanner      |     | resolve_tiers         |<-------+ | Calculator|
+      |             | (scanner.py)     |     | (policies.py), at     |   |      | routing.py|
+      |             | IP sets ref-     |     | flush, per dirty      |   |      | routes.py |
+      |             | counted by owner |     | local endpoint        |   |      +-----------+
+      v             +------------------+     +-----------------------+   |  local  ^   |
+    +--------------------+  start/stop set |           | endpoint msgs   |  wl /32 |   | routes,
+    | IPSetMembers       |<----------------+           +-----------------|---------+   | VXLAN,
+    | (members.py)       |--- member +/- ---+          |                 |             | NAT, BGP,
+    +--------------------+                  v          v                 v             v MTU
+                                      +--------------------------------------------------+
+                                      | Sequencer (sequencer.py): coalesce per key;      |
+                                      | config, sets, policies, profiles, endpoints,     |--> flush()
+                                      | removals reversed; MTU, VXLAN device and peers,  |
+                                      | routes, stale peers, NAT, BGP; InSync last       |
+                                      +--------------------------------------------------+
 
 Invariants:
 - Existence is decided from the value only: ``None`` means absent; an
   ``InvalidResource`` never is (``validity.py``: the last valid version stays
-  in force, a policy never seen valid is quarantined); every update is reconciled against the stored state of its key, so
-  A -> C, C -> B -> C, repeats and spurious deletes all end right.
+  in force, a policy never seen valid is quarantined); every update is
+  reconciled against the stored state of its key, so A -> C, C -> B -> C,
+  repeats and spurious deletes all end right.
 - Output depends only on the current inputs (no hysteresis): a flush after any
   path to the same inputs leaves the dataplane in the same state.
 - Every index add has exactly one remove; when all inputs are deleted every
   index, refcount and sent object is empty again.
 - Only what the host needs: policies selecting a local endpoint, profiles a
   local endpoint names, IP sets their rules use. Remote endpoints only fill
-  IP-set members.
+  IP-set members. Routing plans every block, but sends only what changed
+  (``routing.py``).
 - Fail closed: a local endpoint whose profile is missing is sent with no
   profiles (everything that falls through the tiers is denied) and the
   missing names listed.

@@ -187,14 +187,6 @@ def shared_chain_name(prefix: str, rules: tuple[RuleSpec, ...] | list[RuleSpec])
     return f"{prefix}-{_h(text, 16)}"
 
 
-def to_hep_chain(ifname: str) -> str:
-    return f"th-{iface_id(ifname)}"
-
-
-def from_hep_chain(ifname: str) -> str:
-    return f"fh-{iface_id(ifname)}"
-
-
 def hep_chain(kind: str, ifname: str) -> str:
     """Host-endpoint chains by kind: ``th``/``fh`` to/from the host, ``fi``/``fo``
     forward in/out, ``pd`` preDNAT, ``ui``/``uo`` untracked in/out. ``ifname``
