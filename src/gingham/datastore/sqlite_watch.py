@@ -19,8 +19,11 @@ one server). Where no doorbell can be mapped, the watch polls as it
 always did: every 5 ms after a change, backing off to 20 ms.
 
 Leases: nobody runs a timer (``sqlite.py``), so watchers expire them: each
-knows when the next lease falls due (read with every poll; keepalives and
-grants are writes, which ring) and expires it then.
+knows when the next lease falls due (read with every poll) and expires it
+then. Grants and keepalives do not move the revision and do not ring: a
+watch learns of them with its next read (at the latest its safety poll), and
+one that expected a lease kept alive since to expire pays one cheap check
+and a read.
 """
 
 from __future__ import annotations
