@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gingham.datastore import Datastore, EventType, WatchEvent, open_datastore
 from gingham.datastore.base import MAX_TXN_KEYS
@@ -226,3 +228,67 @@ def test_threads_share_one_store(store: Datastore) -> None:
     a, b = store.get("/t/acct/a"), store.get("/t/acct/b")
     assert a is not None and b is not None
     assert (a.value["n"], b.value["n"]) == (20, 80)
+
+
+# --- random transactions against a plain dict -------------------------------------
+
+KEYS = ["a", "b", "c/d"]
+_run = iter(range(10**9))
+# per key: not in the transaction, compared at its revision, at a stale one, as absent
+COMPARE = st.sampled_from(["none", "at", "stale", "absent"])
+WRITE = st.sampled_from(["none", "put", "delete"])
+txns = st.lists(st.tuples(st.lists(st.tuples(COMPARE, WRITE, st.integers(0, 9)),
+                                   min_size=len(KEYS), max_size=len(KEYS))),
+                max_size=12)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sequence=txns)
+def test_random_transactions_match_a_dict(store: Datastore,
+                                          sequence: list[tuple[list[tuple[str, str, int]]]]
+                                          ) -> None:
+    prefix = f"/t/mb/{next(_run)}/"
+    model: dict[str, tuple[int, int, int]] = {}  # key -> (value, create rev, mod rev)
+    expected: list[tuple[str, str, int | None]] = []
+    start = store.revision() + 1
+    for (per_key,) in sequence:
+        compares: dict[str, int] = {}
+        puts: dict[str, dict[str, int]] = {}
+        deletes: list[str] = []
+        for short, (cmp, write, value) in zip(KEYS, per_key, strict=True):
+            key = prefix + short
+            mod = model[key][2] if key in model else 0
+            if cmp != "none":
+                compares[key] = {"at": mod, "stale": mod + 1000, "absent": 0}[cmp]
+            if write == "put":
+                puts[key] = {"v": value}
+            elif write == "delete":
+                deletes.append(key)
+        should = all((model[k][2] if k in model else 0) == r for k, r in compares.items())
+        res = store.txn(compares, puts, deletes)
+        assert res.succeeded == should
+        if not should:
+            assert set(res.current) == set(compares)
+            for k, kv in res.current.items():
+                assert (kv is None) == (k not in model)
+                assert kv is None or (kv.value, kv.mod_revision) == ({"v": model[k][0]},
+                                                                   model[k][2])
+            continue
+        for key, doc in puts.items():
+            rev = res.revisions[key]
+            model[key] = (doc["v"], model[key][1] if key in model else rev, rev)
+            expected.append(("PUT", key, doc["v"]))
+        for key in deletes:
+            if key in model:
+                del model[key]
+                expected.append(("DELETE", key, None))
+        for short in KEYS:
+            kv = store.get(prefix + short)
+            want = model.get(prefix + short)
+            assert (None if kv is None else (kv.value["v"], kv.create_revision,
+                                             kv.mod_revision)) == want
+    with store.watch(prefix, start_revision=start) as watch:
+        events = collect(watch, len(expected), timeout=10.0)
+        events.extend(watch.next_batch(0.05))
+    assert [(e.type.value, e.key, e.value["v"] if e.value else None) for e in events] == expected
