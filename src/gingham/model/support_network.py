@@ -37,17 +37,16 @@ _WIRE_LATER: Final = "leave it unset until gingham reads it"
 
 
 def _peer_ip_limit(value: Any) -> str | None:
-    # Routing reads the address of peerIP only: a port would be dropped and an
-    # IPv6 address is not read at all (yet).
+    # Routing reads the address of peerIP, not its port; no test shows a session
+    # to an IPv6 peer yet.
     if not isinstance(value, str):
         return None
     if value.startswith("[") or value.count(":") > 1:
-        return ("an IPv6 BGP peer is not supported yet (routing reads IPv4 peer addresses "
-                "only); peer over IPv4")
+        return "an IPv6 BGP peer is not supported yet; peer over IPv4"
     host, _, port = value.partition(":")
     if port and port != "179":
-        return (f"a BGP peer port other than 179 is not supported yet (got {port}); "
-                f"use {host}")
+        return (f"a BGP peer port other than 179 is not supported yet (got {port}: the port "
+                f"is not read); use {host}")
     ipaddress.ip_address(host)  # validated already; a bad one is not ours to report
     return None
 
