@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
-from ipaddress import ip_address
+from collections.abc import Callable
+from ipaddress import ip_address, ip_interface
 from typing import Any
 
 from gingham.agent.node import HostAddresses
 from gingham.calc.inputs import IPAddress
 from gingham.errors import RoutingError
+
+log = logging.getLogger(__name__)
 
 
 def _ip_json(*args: str) -> list[dict[str, Any]]:
@@ -59,3 +63,19 @@ def mtu_from_ip_json(links: list[dict[str, Any]], address: IPAddress) -> int:
 def detect_underlay_mtu(address: IPAddress, netns: str | None = None) -> int:
     """The MTU of the interface holding ``address`` (in ``netns``, a named namespace)."""
     return mtu_from_ip_json(_ip_json(*(["-n", netns] if netns else []), "addr", "show"), address)
+
+
+def underlay_mtu_probe(addresses: HostAddresses) -> Callable[[], int | None]:
+    """Measures the MTU of the interface holding this host's IPv4 address."""
+    address = ip_interface(addresses.ipv4).ip if addresses.ipv4 else None
+
+    def probe() -> int | None:
+        if address is None:
+            return None
+        try:
+            return detect_underlay_mtu(address)
+        except RoutingError as exc:
+            log.warning("cannot detect the underlay MTU: %s", exc)
+            return None
+
+    return probe

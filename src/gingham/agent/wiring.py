@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import ip_interface
 
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.daemon import Agent
 from gingham.agent.decode import KeyedMemory, decode, decode_value
-from gingham.agent.detect import detect_addresses, detect_underlay_mtu
+from gingham.agent.detect import detect_addresses, underlay_mtu_probe
 from gingham.agent.health import HealthServer
 from gingham.agent.last_valid import FileMemory
 from gingham.agent.metrics import AgentMetrics
-from gingham.agent.node import HostAddresses
 from gingham.agent.policy_plane import PolicyPlane
 from gingham.agent.status import STATUS_FILE, write_status
 from gingham.calc.graph import CalcGraph
@@ -27,7 +24,6 @@ from gingham.dataplane.routing import RoutingDataplane
 from gingham.dataplane.vxlan import Vxlan, VxlanDriver
 from gingham.datastore import open_datastore
 from gingham.datastore.base import Datastore
-from gingham.errors import RoutingError
 from gingham.hostfiles import mtu_path, run_dir
 from gingham.routing.bgp import BgpManager
 from gingham.routing.bird import BirdProcess
@@ -48,22 +44,6 @@ class RunningAgent:
         self.health.stop()
         self.netlink.close()
         self.datastore.close()
-
-
-def underlay_mtu_probe(addresses: HostAddresses) -> Callable[[], int | None]:
-    """Measures the MTU of the interface holding this host's IPv4 address."""
-    address = ip_interface(addresses.ipv4).ip if addresses.ipv4 else None
-
-    def probe() -> int | None:
-        if address is None:
-            return None
-        try:
-            return detect_underlay_mtu(address)
-        except RoutingError as exc:
-            log.warning("cannot detect the underlay MTU: %s", exc)
-            return None
-
-    return probe
 
 
 def build_agent(
