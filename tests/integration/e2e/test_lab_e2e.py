@@ -152,6 +152,9 @@ def test_label_change_moves_a_workload_into_a_policy(wls: str) -> None:
 
 
 def test_probe_and_matrix_commands(wls: str) -> None:
+    # The test before deletes its policies one by one; agents woken by each commit
+    # may still be between the two (deny-all alone) when this starts.
+    _converge(wls, 80, {("e2e/client", "e2e/server"): True})
     runner = CliRunner()
     ok = runner.invoke(
         cli, ["lab", "probe", "e2e/client", "e2e/server", "--port", "80", "--name", wls]
