@@ -25,8 +25,6 @@ KNOWN_CIRCLES: list[frozenset[str]] = [
     frozenset({"gingham.model.kinds", "gingham.model.registry"}),
     # Appeared while issue 13 was under way, in parts other than routing's:
     frozenset({"gingham.datastore.sqlite", "gingham.datastore.sqlite_watch"}),
-    frozenset({"gingham.model.support", "gingham.model.support_network",
-               "gingham.model.support_policy"}),
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Final
 
-from gingham.model.support import (
+from gingham.model.support_types import (
     Support,
     effect,
     part_of,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gingham.model.support import Support, effect, part_of, recorded, refused
+from gingham.model.support_types import Support, effect, part_of, recorded, refused
 
 CAL: Final = "tests/conformance/test_calico.py::"
 K8S: Final = "tests/conformance/test_kubernetes.py::"
