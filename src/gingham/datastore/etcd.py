@@ -18,7 +18,6 @@ message names the datastore URL without credentials.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -36,12 +35,11 @@ from gingham.datastore.base import (
     Datastore,
     KeyValue,
     TxnResult,
-    Undecodable,
     Watch,
     check_txn,
-    decode_value,
     encode_value,
 )
+from gingham.datastore.etcd_codec import b64, decode_b64_value, range_end, unb64
 from gingham.datastore.etcd_http import ConnectFailed, GatewayConnection, Reply, RequestFailed
 from gingham.datastore.url import DatastoreURL, parse_url, scrub
 from gingham.errors import (
@@ -64,33 +62,6 @@ _DEADLINE_EXCEEDED = 4
 _NO_SUCH_PATH = -404  # ours: the gateway of this version lacks the path
 # Errors a healthy member returns while the cluster elects a leader: retried.
 _TRANSIENT = ("leader", "timed out", "too many requests", "not capable", "stopped")
-
-
-def b64(text: str | bytes) -> str:
-    # surrogateescape: a key another program wrote in bytes that are not
-    # UTF-8 comes back as the same bytes, so it can still be read or deleted.
-    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
-    return base64.b64encode(raw).decode("ascii")
-
-
-def unb64(text: str) -> str:
-    """A key from the gateway; never raises (see ``b64``)."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except ValueError:
-        return text  # not base64 at all: keep what the gateway said, visibly wrong
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def range_end(prefix: str) -> bytes:
-    """etcd's range end for a prefix: the prefix with its last byte bumped."""
-    raw = bytearray(prefix.encode())
-    while raw:
-        if raw[-1] < 0xFF:
-            raw[-1] += 1
-            return bytes(raw)
-        raw.pop()
-    return b"\0"  # every key
 
 
 @dataclass(frozen=True)
@@ -561,17 +532,6 @@ def _raise_if_too_large(exc: EtcdError, key_b64: str) -> None:
 
 def _revision(data: JSON) -> int:
     return int((data.get("header") or {}).get("revision", 0))
-
-
-def decode_b64_value(raw: object) -> JSON:
-    """A stored value as the gateway hands it (base64); an Undecodable, never an exception."""
-    if not isinstance(raw, str):
-        return Undecodable(repr(raw), "the gateway sent a value that is not a base64 string")
-    try:
-        data = base64.b64decode(raw, validate=True)
-    except ValueError:
-        return Undecodable(raw, "the gateway sent a value that is not valid base64")
-    return decode_value(data)
 
 
 def _kv(raw: dict[str, Any]) -> KeyValue:

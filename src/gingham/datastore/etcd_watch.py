@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gingham.datastore.base import EventType, Watch, WatchEvent
+from gingham.datastore.etcd_codec import b64, decode_b64_value, range_end, unb64
 from gingham.errors import DatastoreError, ResyncRequired, Unavailable
 
 if TYPE_CHECKING:
@@ -117,8 +118,6 @@ class EtcdWatch(Watch):
 
     def _stream(self, ep: Endpoint) -> bool:
         """Read one stream until it breaks; True when the watch was closed."""
-        from gingham.datastore.etcd import b64, range_end
-
         body = {
             "create_request": {
                 "key": b64(self._prefix or "\0"),
@@ -167,8 +166,6 @@ class EtcdWatch(Watch):
 
 
 def _event(raw: dict[str, Any]) -> WatchEvent:
-    from gingham.datastore.etcd import decode_b64_value, unb64
-
     kv = raw.get("kv") or {}
     key = unb64(kv.get("key", ""))
     revision = int(kv.get("mod_revision", 0))

@@ -39,6 +39,7 @@ from gingham.datastore.base import (
     no_datastore_message,
 )
 from gingham.datastore.doorbell import Doorbell, open_doorbell
+from gingham.datastore.sqlite_history import HISTORY_DELETE, HISTORY_PUT, prefix_end
 from gingham.errors import (
     AlreadyExists,
     NoDatastore,
@@ -79,26 +80,11 @@ CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expiry);
 
 _TABLES = frozenset({"meta", "kv", "history", "leases"})
 _REQUIRED = frozenset({"meta", "kv"})  # what makes a file a gingham datastore
-_PUT, _DELETE = 0, 1  # history.type (sqlite_watch.py reads it)
 # Automatic compaction: every _COMPACT_EVERY revisions, history older than
 # ``history`` revisions is dropped. Watchers that far behind resync. History
 # rows carry whole values (an IPAM block is a few KiB), so keep it modest.
 _COMPACT_EVERY = 1000
 DEFAULT_HISTORY = 10_000
-
-
-def prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix``.
-
-    UTF-8 keeps code-point order, so bumping the last character bounds the
-    range for sqlite's byte-wise BINARY collation too. None: no upper bound.
-    """
-    while prefix:
-        last = ord(prefix[-1])
-        if last < 0x10FFFF:
-            return prefix[:-1] + chr(last + 1)
-        prefix = prefix[:-1]
-    return None
 
 
 def _file_uri(path: str) -> str:
@@ -333,7 +319,7 @@ class SqliteDatastore(Datastore):
         db.execute("DELETE FROM kv WHERE key = ?", (key,))
         db.execute(
             "INSERT INTO history (revision, key, type, value) VALUES (?, ?, ?, NULL)",
-            (rev, key, _DELETE),
+            (rev, key, HISTORY_DELETE),
         )
         return rev
 
@@ -378,7 +364,7 @@ class SqliteDatastore(Datastore):
         )
         db.execute(
             "INSERT INTO history (revision, key, type, value) VALUES (?, ?, ?, ?)",
-            (rev, key, _PUT, text),
+            (rev, key, HISTORY_PUT, text),
         )
         return rev
 

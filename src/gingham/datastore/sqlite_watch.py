@@ -33,6 +33,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gingham.datastore.base import EventType, Watch, WatchEvent, decode_value
+from gingham.datastore.sqlite_history import HISTORY_PUT, prefix_end
 from gingham.errors import ResyncRequired
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ SAFETY_POLL = 1.0
 # Without a doorbell: the old polling schedule.
 _POLL_MIN, _POLL_MAX = 0.005, 0.02
 _BATCH = 1000
-_PUT = 0  # history.type, as sqlite.py writes it
 # path -> the last complete read by a watch of this process: (monotonic time
 # it began, the store revision it saw, when the next lease falls due).
 _RECENT: dict[str, tuple[float, int, float | None]] = {}
@@ -62,8 +62,6 @@ def _safety_lock(path: str) -> threading.Lock:
 
 class SqliteWatch(Watch):
     def __init__(self, ds: SqliteDatastore, prefix: str, start_revision: int) -> None:
-        from gingham.datastore.sqlite import prefix_end
-
         self._ds = ds
         self._prefix = prefix
         self._end = prefix_end(prefix)
@@ -160,9 +158,9 @@ class SqliteWatch(Watch):
             rows = db.execute(sql + f" ORDER BY revision LIMIT {_BATCH}", args).fetchall()
         events = [
             WatchEvent(
-                type=EventType.PUT if typ == _PUT else EventType.DELETE,
+                type=EventType.PUT if typ == HISTORY_PUT else EventType.DELETE,
                 key=key,
-                value=decode_value(value) if typ == _PUT else None,
+                value=decode_value(value) if typ == HISTORY_PUT else None,
                 revision=r,
             )
             for r, key, typ, value in rows

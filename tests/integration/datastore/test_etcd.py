@@ -20,7 +20,7 @@ from gingham.datastore import (
     open_datastore,
     redact_url,
 )
-from gingham.datastore.etcd import b64
+from gingham.datastore.etcd_codec import b64
 from gingham.datastore.etcd_process import (
     EtcdProcess,
     cluster_url,

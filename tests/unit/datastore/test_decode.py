@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gingham.datastore.base import MAX_DEPTH, Undecodable, decode_value, encode_value
-from gingham.datastore.etcd import b64, decode_b64_value, unb64
+from gingham.datastore.etcd_codec import b64, decode_b64_value, unb64
 from gingham.errors import ValidationError
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from gingham.datastore import EventType, open_datastore, redact_url
 from gingham.datastore.cluster import read_cluster_id
-from gingham.datastore.sqlite import SqliteDatastore, prefix_end
+from gingham.datastore.sqlite import SqliteDatastore
+from gingham.datastore.sqlite_history import prefix_end
 from gingham.errors import NoDatastore, NotFound, ResyncRequired, Unavailable, ValidationError
 
 
