@@ -11,16 +11,18 @@ also applies them to endpoints prefixed ``pcns.``, which is what
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from gingham.model.k8s import (
-    KubernetesNetworkPolicy,
-    LabelSelector,
-    Namespace,
-    NetworkPolicyPeer,
-    NetworkPolicyPort,
-)
+from gingham.model.k8s_selector import LabelSelector
 from gingham.model.policy import NetworkPolicy, Profile
+
+if TYPE_CHECKING:
+    from gingham.model.k8s import (
+        KubernetesNetworkPolicy,
+        Namespace,
+        NetworkPolicyPeer,
+        NetworkPolicyPort,
+    )
 
 KNP_PREFIX: Final = "knp.default."
 KNP_ORDER: Final = 1000.0

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, PlainValidator, model_validator
 
+from gingham.model.k8s_selector import LabelSelector, LabelSelectorRequirement
 from gingham.model.meta import (
     Int,
     Model,
@@ -27,29 +28,6 @@ K8S_CORE_API: Final = "v1"
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 K8sPolicyType = Literal["Ingress", "Egress"]
-
-
-class LabelSelectorRequirement(Model):
-    key: Str
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: tuple[Str, ...] = ()
-
-    @model_validator(mode="after")
-    def _values(self) -> LabelSelectorRequirement:
-        problems = ProblemList()
-        if self.operator in ("In", "NotIn") and not self.values:
-            problems.add("values", f"operator {self.operator} needs at least one value")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            problems.add("values", f"operator {self.operator} takes no values")
-        problems.raise_if_any()
-        return self
-
-
-class LabelSelector(Model):
-    """Kubernetes' label selector; the empty selector matches everything."""
-
-    match_labels: dict[Str, Str] = Field(default_factory=dict)
-    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
 
 
 class IPBlock(Model):
@@ -175,7 +153,7 @@ class KubernetesNetworkPolicy(Resource):
         import pydantic
 
         from gingham.model.convert import k8s_policy_to_calico
-        from gingham.model.registry import loc_to_path, problem_message
+        from gingham.model.translate import loc_to_path, problem_message
 
         try:
             k8s_policy_to_calico(self)

@@ -1,8 +1,8 @@
-"""The kinds gingham knows, dispatch from ``apiVersion``+``kind``, and pydantic error translation.
+"""The kinds gingham knows (``kinds.py``) indexed, and dispatch from ``apiVersion``+``kind``.
 
 ``parse_resource`` is the one door from a plain dict to a typed resource: it
 turns every pydantic error into a :class:`~gingham.model.meta.Problem` with a
-dotted path in the manifest's own (camelCase) spelling.
+dotted path in the manifest's own (camelCase) spelling (``translate.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import pydantic
 
-from gingham.model.meta import ManifestError, Problem, Problems, Resource, dump_hint
-from gingham.model.support import unknown_field_message
+from gingham.model.kinds import KINDS
+from gingham.model.meta import ManifestError, Problem, Resource
+from gingham.model.translate import join_path, loc_to_path, translate
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ _BY_API_KIND: dict[tuple[str, str], KindInfo] = {}
 _BY_NAME: dict[str, KindInfo] = {}
 
 
-def register(model: type[Resource], plural: str, *short_names: str) -> type[Resource]:
+def _register(model: type[Resource], plural: str, short_names: tuple[str, ...]) -> None:
     fields = model.model_fields
     info = KindInfo(
         name=model.__name__,
@@ -48,7 +49,7 @@ def register(model: type[Resource], plural: str, *short_names: str) -> type[Reso
         api_version=str(fields["api_version"].default),
         namespaced=model.NAMESPACED,
         plural=plural,
-        short_names=tuple(short_names),
+        short_names=short_names,
         model=model,
     )
     _KINDS.append(info)
@@ -56,11 +57,13 @@ def register(model: type[Resource], plural: str, *short_names: str) -> type[Reso
     for alias in (info.name, info.kind if info.name == info.kind else "", plural, *short_names):
         if alias:
             _BY_NAME.setdefault(alias.lower(), info)
-    return model
+
+
+for _entry in KINDS:
+    _register(*_entry)
 
 
 def all_kinds() -> tuple[KindInfo, ...]:
-    _load()
     return tuple(_KINDS)
 
 
@@ -72,7 +75,6 @@ def kind_info(kind: str, api_version: str | None = None) -> KindInfo:
     name (``gnp``); a bare ``NetworkPolicy`` means Calico's. Raises
     ``gingham.errors.ValidationError`` for anything unknown.
     """
-    _load()
     if api_version is not None:
         info = _BY_API_KIND.get((api_version, kind))
         if info is None:
@@ -91,75 +93,6 @@ def _unknown(kind: str, api_version: str) -> str:
                 f"use {' or '.join(repr(a) for a in elsewhere)}")
     known = ", ".join(sorted({i.kind for i in _KINDS}))
     return f"unknown kind {kind!r} (known kinds: {known})"
-
-
-_loaded = False
-
-
-def _load() -> None:
-    """Import the modules that register kinds (done lazily to avoid an import cycle)."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from gingham.model import kinds  # noqa: F401  (registers on import)
-
-
-# --- error translation ---
-
-
-def join_path(base: str, relative: str) -> str:
-    if not base:
-        return relative
-    if not relative:
-        return base
-    return base + relative if relative.startswith("[") else f"{base}.{relative}"
-
-
-def loc_to_path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif path and not _is_identifier(part):
-            path += f"[{part!r}]"
-        else:
-            path = join_path(path, part)
-    return path
-
-
-def _is_identifier(part: str) -> bool:
-    return part.replace("_", "a").replace("-", "a").isalnum()
-
-
-def problem_message(error: Mapping[str, Any]) -> str:
-    """One pydantic error as a short sentence."""
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        loc = error.get("loc") or ("",)
-        return unknown_field_message(str(loc[-1]))
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "value_error":
-        return str(error["ctx"]["error"])
-    message = str(error["msg"])
-    if kind.endswith("_type") or kind in ("literal_error", "enum"):
-        value = error.get("input")
-        message += f", got {type(value).__name__} {dump_hint(value)}"
-    return message
-
-
-def translate(exc: pydantic.ValidationError, location: str,
-              base: str = "") -> list[Problem]:
-    problems: list[Problem] = []
-    for error in exc.errors():
-        path = join_path(base, loc_to_path(error["loc"]))
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, Problems):
-            problems.extend(Problem(location, join_path(path, rel), msg)
-                            for rel, msg in cause.items)
-        else:
-            problems.append(Problem(location, path, problem_message(error)))
-    return problems
 
 
 def describe(doc: Mapping[str, Any], index: int | None) -> str:
