@@ -48,8 +48,8 @@ def _check_name(name: str) -> str:
 
 
 def _check_host(host: str | None) -> str:
-    from gingham.cni.entry import PluginError
     from gingham.cni.netconf import check_name
+    from gingham.cni.protocol import PluginError
 
     host = host or socket.gethostname()
     try:

@@ -6,11 +6,8 @@ datastore, veth plumbing) is imported only after the command is known.
 Every failure is reported as CNI error JSON on stdout (the runtime reads
 stdout, not stderr) with a non-zero exit status.
 
-Secrets: whatever part of the plugin learns a datastore password registers
-it with ``keep_secret``; every error and log line goes through ``scrub``
-before it leaves the process, so a message built from a URL (or from an
-exception that quotes one) cannot carry the password out, whatever the
-redaction further down did with it.
+Every error goes through ``protocol.scrub`` before it leaves the process
+(see ``protocol.py`` for why).
 """
 
 from __future__ import annotations
@@ -20,55 +17,16 @@ import os
 import sys
 from typing import Any
 
-SUPPORTED_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
-DEFAULT_VERSION = "1.0.0"
-
-# Error codes from the CNI specification.
-ERR_INCOMPATIBLE_VERSION = 1
-ERR_UNSUPPORTED_FIELD = 2
-ERR_UNKNOWN_CONTAINER = 3
-ERR_INVALID_ENV = 4
-ERR_IO = 5
-ERR_DECODE = 6
-ERR_INVALID_CONFIG = 7
-ERR_TRY_AGAIN = 11
-ERR_PLUGIN_NOT_AVAILABLE = 50
-ERR_LIMITED_CONNECTIVITY = 51
-
-
-_secrets: set[str] = set()
-
-
-def keep_secret(value: str) -> None:
-    """Never let ``value`` (or its URL-quoted forms) reach stdout or stderr."""
-    if not value:
-        return
-    from urllib.parse import quote, quote_plus  # only when there is a secret at all
-
-    _secrets.update({value, quote(value, safe=""), quote_plus(value), quote(value)})
-
-
-def scrub(text: str) -> str:
-    # longest first: a quoted form may contain the plain one
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def log(message: str) -> None:
-    """One line on stderr: the runtime keeps it in its log, it never parses it."""
-    sys.stderr.write(scrub(f"gingham-cni: {message}") + "\n")
-    sys.stderr.flush()
-
-
-class PluginError(Exception):
-    """A failure to report to the runtime as CNI error JSON."""
-
-    def __init__(self, code: int, msg: str, details: str = "") -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-        self.details = details
+from gingham.cni.protocol import (
+    DEFAULT_VERSION,
+    ERR_DECODE,
+    ERR_INCOMPATIBLE_VERSION,
+    ERR_INVALID_ENV,
+    ERR_IO,
+    SUPPORTED_VERSIONS,
+    PluginError,
+    scrub,
+)
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -153,8 +111,6 @@ def ipam_main() -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m`, this file is `__main__`: use the real module, so its
-    # PluginError is the class the plugin raises.
-    from gingham.cni.entry import main as _main
-
-    sys.exit(_main())
+    # Run as `python -m`, this file is `__main__`, a second copy of the module;
+    # everything the plugin shares with it (PluginError, secrets) is in protocol.
+    sys.exit(main())

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from gingham.cni.entry import (
+from gingham.cni.protocol import (
     ERR_INVALID_CONFIG,
     ERR_INVALID_ENV,
     PluginError,

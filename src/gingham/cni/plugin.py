@@ -24,7 +24,8 @@ import contextlib
 from typing import Any
 
 from gingham.cni import netconf
-from gingham.cni.entry import (
+from gingham.cni.netconf import Invocation
+from gingham.cni.protocol import (
     ERR_INVALID_CONFIG,
     ERR_IO,
     ERR_PLUGIN_NOT_AVAILABLE,
@@ -33,7 +34,6 @@ from gingham.cni.entry import (
     PluginError,
     log,
 )
-from gingham.cni.netconf import Invocation
 from gingham.datastore import keys
 from gingham.datastore.base import Undecodable
 from gingham.errors import (

@@ -31,18 +31,13 @@ import os
 import re
 import subprocess
 
+from gingham.cni.protocol import ERR_INVALID_CONFIG, ERR_INVALID_ENV, ERR_IO
 from gingham.errors import CNIError
 
 RTPROT_GINGHAM = 201
 GATEWAY_V4 = "169.254.1.1"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"  # EUI-64 link-local of HOST_MAC
-
-# CNI spec error codes
-ERR_INVALID_ENV = 4
-ERR_IO = 5
-ERR_INVALID_CONFIG = 7
-ERR_TRY_AGAIN = 11
 
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _NETNS_PATH_RE = re.compile(r"^/[A-Za-z0-9_./:-]+$")

@@ -211,8 +211,8 @@ def set_labels(
     datastore: Any, ref: str, sets: dict[str, str], removes: list[str]
 ) -> dict[str, str]:
     """Change a workload's labels in its WorkloadEndpoint (compare-and-swap)."""
-    from gingham.cni.entry import PluginError
     from gingham.cni.netconf import check_labels
+    from gingham.cni.protocol import PluginError
     from gingham.datastore import keys
     from gingham.errors import NotFound, RevisionConflict
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gingham.cni import plumbing
+from gingham.cni import plumbing, protocol
 from gingham.errors import CNIError
 from gingham.lab.netns import run_in_netns
 
@@ -132,13 +132,13 @@ def test_stale_host_interface_is_replaced(netns: Make) -> None:
 @pytest.mark.parametrize(
     ("args", "code"),
     [
-        (("/run/netns/does-not-exist", "ghabc", ["198.18.0.1/32"]), plumbing.ERR_INVALID_ENV),
-        (("/run/netns/x;rm", "ghabc", ["198.18.0.1/32"]), plumbing.ERR_INVALID_ENV),
-        (("/proc/self/ns/net", "gh/abc", ["198.18.0.1/32"]), plumbing.ERR_INVALID_ENV),
-        (("/proc/self/ns/net", "ghabcdefghijklmnop", ["198.18.0.1/32"]), plumbing.ERR_INVALID_ENV),
-        (("/proc/self/ns/net", "ghabc", ["198.18.0.0/24"]), plumbing.ERR_INVALID_CONFIG),
-        (("/proc/self/ns/net", "ghabc", ["nonsense"]), plumbing.ERR_INVALID_CONFIG),
-        (("/proc/self/ns/net", "ghabc", []), plumbing.ERR_INVALID_CONFIG),
+        (("/run/netns/does-not-exist", "ghabc", ["198.18.0.1/32"]), protocol.ERR_INVALID_ENV),
+        (("/run/netns/x;rm", "ghabc", ["198.18.0.1/32"]), protocol.ERR_INVALID_ENV),
+        (("/proc/self/ns/net", "gh/abc", ["198.18.0.1/32"]), protocol.ERR_INVALID_ENV),
+        (("/proc/self/ns/net", "ghabcdefghijklmnop", ["198.18.0.1/32"]), protocol.ERR_INVALID_ENV),
+        (("/proc/self/ns/net", "ghabc", ["198.18.0.0/24"]), protocol.ERR_INVALID_CONFIG),
+        (("/proc/self/ns/net", "ghabc", ["nonsense"]), protocol.ERR_INVALID_CONFIG),
+        (("/proc/self/ns/net", "ghabc", []), protocol.ERR_INVALID_CONFIG),
     ],
 )
 def test_bad_input(args: tuple[str, str, list[str]], code: int) -> None:

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 RUNNER = """
 import json, sys
 from gingham.cni import plugin
-from gingham.cni.entry import PluginError
+from gingham.cni.protocol import PluginError
 from gingham.datastore import open_datastore
 from gingham.errors import Unavailable
 

@@ -182,7 +182,7 @@ CHECKS: dict[str, Callable[[str], Any]] = {
 
 
 def _refused(check: Callable[[str], Any], value: str) -> bool:
-    from gingham.cni.entry import PluginError
+    from gingham.cni.protocol import PluginError
 
     try:
         check(value)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gingham.cli.main import cli
-from gingham.cni import entry, netconf
+from gingham.cni import netconf, protocol
 from gingham.datastore.url import parse_url
 
 PASSWORD = "p/a#s?s@w:o&r=d+ x"
@@ -32,7 +32,7 @@ def _run(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Any:
     yield
-    entry._secrets.clear()
+    protocol._secrets.clear()
 
 
 @pytest.mark.parametrize("name", ["../x", "..", "a/b", "", "-x", "x y", "x\n"])

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gingham.cni import entry, netconf, plugin
-from gingham.cni.entry import PluginError
+from gingham.cni import netconf, plugin, protocol
+from gingham.cni.protocol import PluginError
 from gingham.datastore.base import Undecodable
 from gingham.datastore.url import parse_url
 
@@ -29,7 +29,7 @@ def _conf(**extra: Any) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Any:
     yield
-    entry._secrets.clear()
+    protocol._secrets.clear()
 
 
 # -- network names --------------------------------------------------------------------
@@ -187,8 +187,8 @@ def test_the_plugin_puts_the_credentials_back_into_the_url(tmp_path: Path) -> No
     parsed = parse_url(inv.datastore)
     assert (parsed.user, parsed.password, parsed.option("timeout")) == ("gingham", NASTY_PASSWORD, "3")
     assert NASTY_PASSWORD not in repr(inv)
-    assert "***" in entry.scrub(f"cannot reach {inv.datastore}")
-    assert NASTY_PASSWORD not in entry.scrub(f"x {NASTY_PASSWORD} y")
+    assert "***" in protocol.scrub(f"cannot reach {inv.datastore}")
+    assert NASTY_PASSWORD not in protocol.scrub(f"x {NASTY_PASSWORD} y")
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_credentials_twice_or_for_sqlite_are_refused(tmp_path: Path) -> None:
 
 def test_a_password_in_the_url_itself_is_scrubbed_too() -> None:
     netconf.parse("DEL", _conf(datastore="etcd://u:hunter2%2Fx@h:2379"), ENV)
-    assert entry.scrub("etcd://u:hunter2%2Fx@h and hunter2/x") == "etcd://u:***@h and ***"
+    assert protocol.scrub("etcd://u:hunter2%2Fx@h and hunter2/x") == "etcd://u:***@h and ***"
 
 
 @pytest.mark.parametrize(

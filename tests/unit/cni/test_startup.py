@@ -63,7 +63,8 @@ def store() -> Iterator[str]:
 def test_version_imports_only_the_standard_library() -> None:
     got = _probe({}, "VERSION")
     assert got["rc"] == 0 and got["modules"] == ["gingham"], got
-    assert got["gingham"] == ["gingham", "gingham.cni", "gingham.cni.entry"], got
+    assert got["gingham"] == ["gingham", "gingham.cni", "gingham.cni.entry",
+                              "gingham.cni.protocol"], got
 
 
 @pytest.mark.parametrize("command", ["DEL", "GC"])

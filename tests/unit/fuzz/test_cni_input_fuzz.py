@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gingham.cni import netconf
-from gingham.cni.entry import PluginError, read_config
+from gingham.cni.entry import read_config
+from gingham.cni.protocol import PluginError
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CNI_BINARY = Path(sys.executable).with_name("gingham-cni")
