@@ -260,30 +260,34 @@ def configure_cmd(host: str | None, strict_affinity: bool | None,
                   max_blocks_per_host: int | None) -> None:
     """Set IPAM configuration (strict affinity, maximum blocks per host)."""
     from gingham.datastore.base import Undecodable
-    from gingham.errors import AlreadyExists, RevisionConflict
+    from gingham.datastore.retry import Backoff
+    from gingham.errors import AlreadyExists, NotFound, RevisionConflict
     from gingham.ipam import keys
 
     key = keys.host_config_key(host) if host else keys.CONFIG_GLOBAL
+
+    def step() -> dict[str, Any]:
+        kv = ds.get(key)
+        if kv is not None and isinstance(kv.value, Undecodable):
+            # Asked to set a field, so the operator means to replace it; say so.
+            click.echo(f"warning: replacing unreadable {key} ({kv.value.reason}); fields "
+                       "not given here take their defaults", err=True)
+        doc = dict(kv.value) if kv else {}
+        if strict_affinity is not None:
+            doc["strictAffinity"] = strict_affinity
+        if max_blocks_per_host is not None:
+            doc["maxBlocksPerHost"] = max_blocks_per_host
+        try:
+            if kv is None:
+                ds.create(key, doc)
+            else:
+                ds.update(key, doc, revision=kv.mod_revision)
+        except (AlreadyExists, NotFound):
+            raise RevisionConflict(key) from None  # written or deleted since the read
+        return doc
+
     with open_store() as ds:
-        for _ in range(10):
-            kv = ds.get(key)
-            if kv is not None and isinstance(kv.value, Undecodable):
-                # Asked to set a field, so the operator means to replace it; say so.
-                click.echo(f"warning: replacing unreadable {key} ({kv.value.reason}); fields "
-                           "not given here take their defaults", err=True)
-            doc = dict(kv.value) if kv else {}
-            if strict_affinity is not None:
-                doc["strictAffinity"] = strict_affinity
-            if max_blocks_per_host is not None:
-                doc["maxBlocksPerHost"] = max_blocks_per_host
-            try:
-                if kv is None:
-                    ds.create(key, doc)
-                else:
-                    ds.update(key, doc, revision=kv.mod_revision)
-                break
-            except (AlreadyExists, RevisionConflict):
-                continue
-        else:
-            raise fail(f"{key} kept changing under us; try again")
+        doc = Backoff(time.sleep, attempts=10,
+                      gives_up=lambda _: fail(f"{key} kept changing under us; try again")
+                      ).run(key, step)
     click.echo(dump_json(doc))

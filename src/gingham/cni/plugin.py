@@ -21,6 +21,8 @@ shape check is plain Python: DEL and GC stay clear of pydantic.
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable
 from typing import Any
 
 from gingham.cni import netconf
@@ -36,6 +38,7 @@ from gingham.cni.protocol import (
 )
 from gingham.datastore import keys
 from gingham.datastore.base import Undecodable
+from gingham.datastore.retry import Backoff
 from gingham.errors import (
     AlreadyExists,
     CNIError,
@@ -52,6 +55,8 @@ DEFAULT_MTU = 1500
 # Which CNI network an endpoint was attached for: GC's scope.
 NETWORK_ANNOTATION = "cni.gingham.dev/network"
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
+# The runtime waits for ADD: a few lost races, then ERR_TRY_AGAIN (it will retry).
+ENDPOINT_WRITE_ATTEMPTS = 10
 
 
 def dispatch(
@@ -187,18 +192,22 @@ def _ensure_namespace(ds: Any, namespace: str) -> None:
         ds.create(key, doc)
 
 
-def _write_endpoint(ds: Any, key: str, doc: dict[str, Any]) -> None:
-    for _ in range(10):
+def _write_endpoint(ds: Any, key: str, doc: dict[str, Any],
+                    sleep: Callable[[float], None] = time.sleep) -> None:
+    def step() -> None:
         current = ds.get(key)
         try:
             if current is None:
                 ds.create(key, doc)
             else:
                 ds.update(key, doc, revision=current.mod_revision)
-            return
-        except (AlreadyExists, RevisionConflict, NotFound):
-            continue
-    raise PluginError(ERR_TRY_AGAIN, f"could not write endpoint {key}: too much contention")
+        except (AlreadyExists, NotFound):
+            raise RevisionConflict(key) from None  # written or deleted since the read
+
+    def gives_up(_: str) -> PluginError:
+        return PluginError(ERR_TRY_AGAIN, f"could not write endpoint {key}: too much contention")
+
+    Backoff(sleep, attempts=ENDPOINT_WRITE_ATTEMPTS, gives_up=gives_up).run(key, step)
 
 
 def _mtu(inv: Invocation) -> int:

@@ -14,6 +14,7 @@ goes to ``default_namespace``; the namespace need not exist.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 from gingham.datastore import keys
 from gingham.datastore.base import JSON, Datastore, KeyValue, Undecodable
+from gingham.datastore.retry import Backoff
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict, ValidationError
 from gingham.model import InvalidResource, KindInfo, Resource, decode_document, kind_info, to_dict
 
@@ -52,7 +54,6 @@ class InvalidStoredResource:
 
 Stored = Resource | InvalidStoredResource
 _Stored = list[Stored]
-MAX_RETRIES = 100  # compare-and-swap attempts before giving up (as Calico's IPAM does)
 
 
 def _utc_now() -> str:
@@ -69,8 +70,10 @@ class ResourceStore:
         default_namespace: str = "default",
         now: Callable[[], str] = _utc_now,
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
+        backoff: Backoff | None = None,
     ) -> None:
         self.ds = ds
+        self.backoff = backoff or Backoff(time.sleep)
         self.default_namespace = default_namespace
         self._now = now
         self._new_uid = new_uid
@@ -241,29 +244,31 @@ class ResourceStore:
         """As ``replace``, plus the key as it was before (to undo the write)."""
         key = self.key_of(resource)
         wanted = resource.metadata.resource_version
-        for _ in range(MAX_RETRIES):
+        name = self.name_of(resource)
+
+        def step() -> tuple[Resource, KeyValue]:
             kv = self.ds.get(key)
             if kv is None:
-                raise NotFound(f"{self.name_of(resource)} not found")
+                raise NotFound(f"{name} not found")
             revision = kv.mod_revision
             if wanted:
                 revision = _parse_version(wanted)
                 if revision != kv.mod_revision:
                     raise RevisionConflict(
-                        f"{self.name_of(resource)} is at resourceVersion {kv.mod_revision},"
-                        f" not {wanted}: re-read and retry"
+                        f"{name} is at resourceVersion {kv.mod_revision}, not {wanted}:"
+                        " re-read and retry"
                     )
             body = self._encode(resource, kv)
             try:
                 new = self.ds.update(key, body, revision=revision)
-            except RevisionConflict:
-                if wanted:
-                    raise
-                continue
             except NotFound:
-                continue  # deleted since the read: the loop reports it
+                if wanted:  # the version asked for is gone
+                    raise NotFound(f"{name} not found") from None
+                raise RevisionConflict(key) from None  # deleted since the read
             return self._stored(body, key, new), kv
-        raise RevisionConflict(f"{self.name_of(resource)}: gave up after {MAX_RETRIES} conflicts")
+
+        # With a resourceVersion, the caller's read was the read: one attempt.
+        return step() if wanted else self.backoff.run(name, step)
 
     def apply(self, resource: Resource) -> Resource:
         """Create or overwrite (``resourceVersion``, if given, is ignored)."""
@@ -272,7 +277,8 @@ class ResourceStore:
     def apply_tracked(self, resource: Resource) -> tuple[Resource, KeyValue | None]:
         """As ``apply``, plus the key as it was before (None: it was created)."""
         key = self.key_of(resource)
-        for _ in range(MAX_RETRIES):
+
+        def step() -> tuple[Resource, KeyValue | None]:
             kv = self.ds.get(key)
             body = self._encode(resource, kv)
             try:
@@ -280,10 +286,11 @@ class ResourceStore:
                     new = self.ds.create(key, body)
                 else:
                     new = self.ds.update(key, body, revision=kv.mod_revision)
-            except (AlreadyExists, RevisionConflict, NotFound):
-                continue  # someone else wrote in between: read again
+            except (AlreadyExists, NotFound):
+                raise RevisionConflict(key) from None  # someone else wrote in between
             return self._stored(body, key, new), kv
-        raise RevisionConflict(f"{self.name_of(resource)}: gave up after {MAX_RETRIES} conflicts")
+
+        return self.backoff.run(self.name_of(resource), step)
 
     def delete(
         self,
@@ -301,21 +308,22 @@ class ResourceStore:
         info = self.info(kind)
         ns = self.namespace_for(info, namespace)
         key = keys.resource_key(info.name, name, ns)
-        for _ in range(MAX_RETRIES):
+        what = describe(info, name, ns)
+
+        def step() -> Stored:
             kv = self.ds.get(key)
             if kv is None:
-                raise NotFound(f"{describe(info, name, ns)} not found")
+                raise NotFound(f"{what} not found")
             revision = _parse_version(resource_version) if resource_version else kv.mod_revision
             try:
                 self.ds.delete(key, revision=revision)
-            except RevisionConflict:
-                if resource_version:
-                    raise
-                continue
             except NotFound:
-                continue
+                if resource_version:
+                    raise NotFound(f"{what} not found") from None
+                raise RevisionConflict(key) from None  # deleted since the read
             return self.read(kv, info)
-        raise RevisionConflict(f"{describe(info, name, ns)}: gave up after {MAX_RETRIES} conflicts")
+
+        return step() if resource_version else self.backoff.run(what, step)
 
     def delete_resource(self, resource: Resource) -> Stored:
         """Delete the resource a manifest names (honouring its resourceVersion)."""

@@ -13,6 +13,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,12 +210,14 @@ def delete(lab_name: str, ref: str) -> WorkloadState:
 
 
 def set_labels(
-    datastore: Any, ref: str, sets: dict[str, str], removes: list[str]
+    datastore: Any, ref: str, sets: dict[str, str], removes: list[str],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, str]:
     """Change a workload's labels in its WorkloadEndpoint (compare-and-swap)."""
     from gingham.cni.netconf import check_labels
     from gingham.cni.protocol import PluginError
     from gingham.datastore import keys
+    from gingham.datastore.retry import Backoff
     from gingham.errors import NotFound, RevisionConflict
 
     namespace, name = parse_ref(ref)
@@ -221,7 +225,8 @@ def set_labels(
         check_labels(sets, "labels")
     except PluginError as exc:
         raise LabError(exc.msg) from None
-    for _ in range(20):
+
+    def step() -> dict[str, str]:
         items, _rev = datastore.list(keys.resource_prefix("WorkloadEndpoint", namespace))
         match = [kv for kv in items if (kv.value.get("spec") or {}).get("workload") == name]
         if not match:
@@ -235,10 +240,14 @@ def set_labels(
         doc.setdefault("metadata", {})["labels"] = labels
         try:
             datastore.update(kv.key, doc, revision=kv.mod_revision)
-            return labels
-        except (RevisionConflict, NotFound):
-            continue
-    raise LabError(f"could not update labels of {ref}: too much contention")
+        except NotFound:
+            raise RevisionConflict(kv.key) from None  # deleted since the read: look again
+        return labels
+
+    def gives_up(_: str) -> LabError:
+        return LabError(f"could not update labels of {ref}: too much contention")
+
+    return Backoff(sleep, attempts=20, gives_up=gives_up).run(ref, step)
 
 
 def list_endpoints(datastore: Any) -> list[dict[str, Any]]:
