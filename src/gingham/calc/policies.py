@@ -21,7 +21,6 @@ from typing import Any, Final, Literal
 
 from gingham.calc.messages import ParsedRule, PolicyID, PolicyUpdate, ProfileUpdate, TierInfo
 from gingham.calc.rules import (
-    SERVICE_ACCOUNT_PREFIX,
     IPSetSpec,
     in_namespace,
     namespace_selector_node,
@@ -30,6 +29,7 @@ from gingham.calc.rules import (
     selector_of,
 )
 from gingham.model import QUARANTINE_TIER
+from gingham.names import SERVICE_ACCOUNT_LABEL_PREFIX
 from gingham.selector import Selector, parse
 from gingham.selector.ast import Node, make_and
 
@@ -104,7 +104,7 @@ def policy_def(resource: Any) -> PolicyDef:
         parts.append(namespace_selector_node(ns_sel))
     sa_sel = getattr(spec, "service_account_selector", None)
     if sa_sel:
-        parts.append(prefix_labels(parse(sa_sel).node, SERVICE_ACCOUNT_PREFIX))
+        parts.append(prefix_labels(parse(sa_sel).node, SERVICE_ACCOUNT_LABEL_PREFIX))
     types = {str(t).lower() for t in (spec.types or ())}
     if not types:
         types = {"ingress"} | ({"egress"} if spec.egress else set())

@@ -37,6 +37,11 @@ from typing import Any, Final
 
 from gingham.calc.messages import Action, ParsedRule, PortRange
 from gingham.errors import ValidationError
+from gingham.names import (
+    NAMESPACE_LABEL_PREFIX,
+    SERVICE_ACCOUNT_LABEL,
+    SERVICE_ACCOUNT_LABEL_PREFIX,
+)
 from gingham.selector import NAMESPACE_LABEL, Selector, parse
 from gingham.selector.ast import (
     ALL,
@@ -56,9 +61,6 @@ from gingham.selector.ast import (
     make_or,
 )
 
-NAMESPACE_PREFIX: Final = "pcns."
-SERVICE_ACCOUNT_PREFIX: Final = "pcsa."
-SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
 PROTOCOLS: Final = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}
 _PORT_PROTOCOLS: Final = {6: "tcp", 17: "udp", 132: "sctp"}
 
@@ -127,7 +129,7 @@ def _contains_global(node: Node) -> bool:
 
 def namespace_selector_node(expr: str) -> Node:
     """A ``namespaceSelector`` as a condition on an endpoint's inherited labels."""
-    node = prefix_labels(parse(expr).node, NAMESPACE_PREFIX)
+    node = prefix_labels(parse(expr).node, NAMESPACE_LABEL_PREFIX)
     if _contains_global(node):
         return node
     return make_and([node, make_has(NAMESPACE_LABEL)])
@@ -268,7 +270,7 @@ def _side(
         if sa_names:
             parts.append(make_in(SERVICE_ACCOUNT_LABEL, sa_names, False))
         if sa_sel:
-            parts.append(prefix_labels(parse(sa_sel).node, SERVICE_ACCOUNT_PREFIX))
+            parts.append(prefix_labels(parse(sa_sel).node, SERVICE_ACCOUNT_LABEL_PREFIX))
         if (sa_names or sa_sel) and ns_sel_expr is None and namespace is not None:
             parts.append(in_namespace(namespace))
 

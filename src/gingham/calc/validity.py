@@ -65,8 +65,8 @@ from gingham.model import (
     salvage_document,
     to_dict,
 )
-from gingham.model.convert import KNP_PREFIX
 from gingham.model.meta import check_namespace_name, check_resource_name
+from gingham.names import KNP_PREFIX
 from gingham.selector import parse
 
 log = logging.getLogger(__name__)

@@ -49,6 +49,7 @@ from gingham.errors import (
     RevisionConflict,
     Unavailable,
 )
+from gingham.names import K8S_NAMESPACE_NAME_LABEL
 
 GATEWAY_V4 = "169.254.1.1"
 DEFAULT_MTU = 1500
@@ -186,7 +187,7 @@ def _ensure_namespace(ds: Any, namespace: str) -> None:
     doc = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}},
+        "metadata": {"name": namespace, "labels": {K8S_NAMESPACE_NAME_LABEL: namespace}},
     }
     with contextlib.suppress(AlreadyExists):
         ds.create(key, doc)

@@ -33,8 +33,8 @@ import subprocess
 
 from gingham.cni.protocol import ERR_INVALID_CONFIG, ERR_INVALID_ENV, ERR_IO
 from gingham.errors import CNIError
+from gingham.names import RTPROT_GINGHAM, WORKLOAD_INTERFACE_PREFIX
 
-RTPROT_GINGHAM = 201
 GATEWAY_V4 = "169.254.1.1"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"  # EUI-64 link-local of HOST_MAC
@@ -52,7 +52,7 @@ def veth_name(namespace: str, name: str, ifname: str = "eth0") -> str:
     would remove the other network's interface.
     """
     text = f"{namespace}.{name}" if ifname == "eth0" else f"{namespace}.{name}.{ifname}"
-    return "gh" + hashlib.sha1(text.encode()).hexdigest()[:11]
+    return WORKLOAD_INTERFACE_PREFIX + hashlib.sha1(text.encode()).hexdigest()[:11]
 
 
 def _env() -> dict[str, str]:

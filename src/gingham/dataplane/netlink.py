@@ -27,10 +27,10 @@ from ipaddress import (
 from typing import Any, Literal
 
 from gingham.errors import DataplaneError
+from gingham.names import RTPROT_GINGHAM as RTPROT_GINGHAM
+from gingham.names import WORKLOAD_INTERFACE_PREFIX
 
-RTPROT_GINGHAM = 201
 MAIN_TABLE = 254
-WORKLOAD_PREFIX = "gh"
 
 RouteKind = Literal["unicast", "blackhole", "unreachable", "prohibit"]
 _RTN = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
@@ -160,7 +160,7 @@ def _same(actual: Route, desired: Route) -> bool:
 
 def not_workload_route(route: Route) -> bool:
     """``owned`` filter for managers that must leave the CNI plugin's workload routes alone."""
-    return not (route.dev or "").startswith(WORKLOAD_PREFIX)
+    return not (route.dev or "").startswith(WORKLOAD_INTERFACE_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from gingham.model.k8s_selector import LabelSelector
 from gingham.model.policy import NetworkPolicy, Profile
+from gingham.names import (
+    KNP_PREFIX,
+    NAME_LABEL,
+    NAMESPACE_LABEL_PREFIX,
+    NAMESPACE_PROFILE_PREFIX,
+    ORCHESTRATOR_LABEL,
+)
 
 if TYPE_CHECKING:
     from gingham.model.k8s import (
@@ -24,11 +31,7 @@ if TYPE_CHECKING:
         NetworkPolicyPort,
     )
 
-KNP_PREFIX: Final = "knp.default."
 KNP_ORDER: Final = 1000.0
-PROFILE_PREFIX: Final = "kns."
-NAMESPACE_LABEL_PREFIX: Final = "pcns."
-NAMESPACE_NAME_KEY: Final = "projectcalico.org/name"
 
 
 def quote(value: str) -> str:
@@ -64,7 +67,6 @@ def selector_for_namespace_labels(selector: LabelSelector | Mapping[str, Any]) -
     return label_selector_to_calico(selector, NAMESPACE_LABEL_PREFIX)
 
 
-ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"
 
 
 def _peer_entity(peer: NetworkPolicyPeer | None) -> dict[str, Any]:
@@ -161,9 +163,9 @@ def namespace_to_profile(ns: Namespace) -> Profile:
     """Profile ``kns.<name>``: allows everything and gives endpoints the namespace's labels."""
     name = ns.metadata.name
     labels = {NAMESPACE_LABEL_PREFIX + key: value for key, value in ns.metadata.labels.items()}
-    labels[NAMESPACE_LABEL_PREFIX + NAMESPACE_NAME_KEY] = name
+    labels[NAMESPACE_LABEL_PREFIX + NAME_LABEL] = name
     return Profile.model_validate({
-        "metadata": {"name": PROFILE_PREFIX + name},
+        "metadata": {"name": NAMESPACE_PROFILE_PREFIX + name},
         "spec": {
             "ingress": [{"action": "Allow"}],
             "egress": [{"action": "Allow"}],

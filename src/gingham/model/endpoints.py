@@ -21,6 +21,7 @@ from gingham.model.values import (
     protocol_number,
 )
 from gingham.model.values import PORT_PROTOCOLS as _PORT_PROTOCOLS
+from gingham.names import WORKLOAD_INTERFACE_PREFIX
 
 # --- workload interface names and the interface prefix ---
 #
@@ -33,7 +34,7 @@ from gingham.model.values import PORT_PROTOCOLS as _PORT_PROTOCOLS
 # interfacePrefix, Calico's idea): otherwise an endpoint could name the host's
 # own uplink and have it filtered as a workload.
 
-DEFAULT_INTERFACE_PREFIXES: Final = ("gh",)
+DEFAULT_INTERFACE_PREFIXES: Final = (WORKLOAD_INTERFACE_PREFIX,)
 IFNAMSIZ: Final = 16  # the kernel's buffer, NUL included: names have at most 15 bytes
 _IFACE_CHARS: Final = re.compile(r"^[A-Za-z0-9_.-]+$")
 

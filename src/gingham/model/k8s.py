@@ -22,10 +22,10 @@ from gingham.model.meta import (
 )
 from gingham.model.policy import COMPUTED
 from gingham.model.values import CIDR
+from gingham.names import K8S_NAMESPACE_NAME_LABEL as NAMESPACE_NAME_LABEL
 
 K8S_NETWORKING_API: Final = "networking.k8s.io/v1"
 K8S_CORE_API: Final = "v1"
-NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 K8sPolicyType = Literal["Ingress", "Egress"]
 

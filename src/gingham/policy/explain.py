@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 from gingham.errors import ValidationError
 from gingham.model import EntityRule, GlobalNetworkPolicy, Rule, protocol_number
+from gingham.names import NAMESPACE_LABEL, SERVICE_ACCOUNT_LABEL_PREFIX
 from gingham.policy.world import (
-    NAMESPACE_LABEL,
     Item,
     Policy,
     World,
@@ -46,7 +46,6 @@ from gingham.selector import parse
 
 Direction = Literal["ingress", "egress"]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-SERVICE_ACCOUNT_PREFIX = "pcsa."
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58}
 PORT_PROTOCOLS = frozenset({6, 17, 132})
 
@@ -204,8 +203,8 @@ def _item_matches(entity: EntityRule, item: Item, policy_ns: str | None, world: 
         if sa.names and item.service_account not in sa.names:
             return False
         if sa.selector:
-            sa_labels = {k[len(SERVICE_ACCOUNT_PREFIX):]: v for k, v in item.labels.items()
-                         if k.startswith(SERVICE_ACCOUNT_PREFIX)}
+            sa_labels = {k[len(SERVICE_ACCOUNT_LABEL_PREFIX):]: v for k, v in item.labels.items()
+                         if k.startswith(SERVICE_ACCOUNT_LABEL_PREFIX)}
             if not _sel(sa.selector, sa_labels):
                 return False
     return True
@@ -304,8 +303,8 @@ def selects(p: Policy, item: Item, world: World) -> bool:
     elif item.namespace != (p.metadata.namespace or "default"):
         return False
     if p.spec.service_account_selector:
-        sa_labels = {k[len(SERVICE_ACCOUNT_PREFIX):]: v for k, v in item.labels.items()
-                     if k.startswith(SERVICE_ACCOUNT_PREFIX)}
+        sa_labels = {k[len(SERVICE_ACCOUNT_LABEL_PREFIX):]: v for k, v in item.labels.items()
+                     if k.startswith(SERVICE_ACCOUNT_LABEL_PREFIX)}
         if not _sel(p.spec.service_account_selector, sa_labels):
             return False
     return _sel(p.spec.selector, item.labels)

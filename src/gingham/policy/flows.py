@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gingham.errors import DataplaneError, GinghamError
+from gingham.names import KNP_PREFIX
 from gingham.policy.ruleids import RuleRef, parse_rule_id
 from gingham.policy.world import World
 
@@ -216,7 +217,7 @@ def _policy_matches(wanted: str, owner: str | None) -> bool:
     if wanted == owner:
         return True
     name = owner.rsplit("/", 1)[-1]
-    return wanted in (name, name.removeprefix("knp.default."))
+    return wanted in (name, name.removeprefix(KNP_PREFIX))
 
 
 # ----------------------------------------------------------------- reading (I/O)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gingham.errors import DataplaneError
+from gingham.names import NFT_TABLE
 from gingham.policy.flows import Flow
 from gingham.policy.ruleids import parse_rule_id
 
@@ -82,7 +83,7 @@ def parse_packet(text: str) -> dict[str, str]:
 class TraceParser:
     """Feed ``nft monitor trace`` lines; get a Flow for each packet gingham dropped."""
 
-    def __init__(self, table: str = "gingham", max_pending: int = 4096) -> None:
+    def __init__(self, table: str = NFT_TABLE, max_pending: int = 4096) -> None:
         self.table = table
         self._pending: dict[str, _Packet] = {}
         self._max = max_pending

@@ -38,15 +38,15 @@ from gingham.model import (
     namespace_to_profile,
     protocol_number,
 )
+from gingham.names import (
+    NAME_LABEL,
+    NAMESPACE_LABEL,
+    NAMESPACE_PROFILE_PREFIX,
+    ORCHESTRATOR_LABEL,
+    SERVICE_ACCOUNT_LABEL,
+    SERVICE_ACCOUNT_NAME_LABEL,
+)
 
-NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
-ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
-SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
-# What a serviceAccounts selector sees of an account: its name (account labels
-# are not stored in gingham), under the pcsa. prefix Calico uses for them.
-SERVICE_ACCOUNT_NAME_LABEL: Final = "pcsa.projectcalico.org/name"
-NAMESPACE_NAME_KEY: Final = "projectcalico.org/name"
-NAMESPACE_PROFILE_PREFIX: Final = "kns."
 DEFAULT_TIER: Final = "default"
 DEFAULT_TIER_ORDER: Final = 1_000_000.0
 
@@ -144,7 +144,7 @@ class World:
                 profiles[res.metadata.name] = res
             elif isinstance(res, Namespace):
                 labels = dict(res.metadata.labels)
-                labels[NAMESPACE_NAME_KEY] = res.metadata.name
+                labels[NAME_LABEL] = res.metadata.name
                 namespaces[res.metadata.name] = labels
                 prof = namespace_to_profile(res)
                 ns_profiles[prof.metadata.name] = prof

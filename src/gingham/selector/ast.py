@@ -25,7 +25,7 @@ from typing import Final, Literal
 # The implicit label calc puts on every namespaced thing (workload endpoints,
 # namespaced network sets). ``global()`` is true exactly when it is absent, so
 # the selector stays a pure function of the label set and can be indexed.
-NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
+from gingham.names import NAMESPACE_LABEL as NAMESPACE_LABEL
 
 CmpOp = Literal["==", "!=", "contains", "starts with", "ends with"]
 CMP_OPS: Final[tuple[CmpOp, ...]] = ("==", "!=", "contains", "starts with", "ends with")

@@ -1,0 +1,48 @@
+"""Names that more than one part of gingham spells: defined here once, imported everywhere.
+
+Standard library only and importing nothing, so that every package may use it:
+the selector language (which imports no other part of gingham), the CNI
+plugin's fast path, calc and the policy tools alike. Files on the host that
+the agent keeps for other programs (its run directory, the MTU file) are
+:mod:`gingham.hostfiles`; datastore key paths are :mod:`gingham.datastore.keys`
+and :mod:`gingham.ipam.keys`; CNI error codes are :mod:`gingham.cni.protocol`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- labels gingham puts on things itself ----------------------------------------
+# calc adds them to every endpoint and namespaced set as it reads them; they are
+# never stored, and no workload can set them (calc/labels.py).
+
+# The namespace of a namespaced thing; ``global()`` is true exactly when it is absent.
+NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
+ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
+SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
+# A namespace's (or a service account's) own name, as its profile's labels carry it.
+NAME_LABEL: Final = "projectcalico.org/name"
+# Labels a namespace's profile applies to its endpoints: the namespace's own, prefixed.
+NAMESPACE_LABEL_PREFIX: Final = "pcns."
+# What a serviceAccounts selector sees of an account: its labels under this prefix.
+SERVICE_ACCOUNT_LABEL_PREFIX: Final = "pcsa."
+SERVICE_ACCOUNT_NAME_LABEL: Final = SERVICE_ACCOUNT_LABEL_PREFIX + NAME_LABEL
+# Kubernetes puts it on every Namespace; gingham adds it where it is missing.
+K8S_NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+
+# --- names of converted Kubernetes objects -------------------------------------------
+
+# A Kubernetes NetworkPolicy ``<name>`` is enforced as Calico NetworkPolicy ``knp.default.<name>``.
+KNP_PREFIX: Final = "knp.default."
+# A v1 Namespace ``<ns>`` becomes Profile ``kns.<ns>``.
+NAMESPACE_PROFILE_PREFIX: Final = "kns."
+
+# --- ownership markers on the host (DESIGN.md section 2) -----------------------------
+# A host may run Calico too: gingham shares none of these with it.
+
+# The route protocol number of every route the agent or the CNI plugin installs.
+RTPROT_GINGHAM: Final = 201
+# The host side of every workload veth the CNI plugin makes starts with this.
+WORKLOAD_INTERFACE_PREFIX: Final = "gh"
+# The nftables table (family inet) that holds every policy rule.
+NFT_TABLE: Final = "gingham"
