@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-RUN_DIR_ENV = "GINGHAM_RUN_DIR"
-DEFAULT_RUN_DIR = "/run/gingham"
+RUN_DIR_ENV = "GINGHAM_RUN_DIR"  # what the agent and the CNI plugin of one host share
+DEFAULT_RUN_DIR = Path("/run/gingham")  # also where the lab keeps its state
 MTU_FILE = "mtu"
 
 

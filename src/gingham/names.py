@@ -37,6 +37,12 @@ KNP_PREFIX: Final = "knp.default."
 # A v1 Namespace ``<ns>`` becomes Profile ``kns.<ns>``.
 NAMESPACE_PROFILE_PREFIX: Final = "kns."
 
+# --- the environment ----------------------------------------------------------------
+
+# The datastore URL for every gingham program that is not told one.
+DATASTORE_ENV: Final = "GINGHAM_DATASTORE"
+DEFAULT_DATASTORE_URL: Final = "sqlite:///var/lib/gingham/gingham.db"
+
 # --- ownership markers on the host (DESIGN.md section 2) -----------------------------
 # A host may run Calico too: gingham shares none of these with it.
 

@@ -21,16 +21,14 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from gingham.errors import GinghamError
-
-DEFAULT_DATASTORE = "sqlite:///var/lib/gingham/gingham.db"
-RUN_DIR = Path("/run/gingham")
-ENV_VAR = "GINGHAM_DATASTORE"
+from gingham.hostfiles import DEFAULT_RUN_DIR
+from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def lab_datastore(run_dir: Path = RUN_DIR) -> str | None:
+def lab_datastore(run_dir: Path = DEFAULT_RUN_DIR) -> str | None:
     """The datastore URL of the current lab, if a lab is up."""
     try:
         name = (run_dir / "current-lab").read_text().strip()
@@ -50,14 +48,14 @@ def resolve_datastore_url(
     explicit: str | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    run_dir: Path = RUN_DIR,
+    run_dir: Path = DEFAULT_RUN_DIR,
 ) -> str:
     if explicit:
         return explicit
     environ = os.environ if env is None else env
-    if environ.get(ENV_VAR):
-        return environ[ENV_VAR]
-    return lab_datastore(run_dir) or DEFAULT_DATASTORE
+    if environ.get(DATASTORE_ENV):
+        return environ[DATASTORE_ENV]
+    return lab_datastore(run_dir) or DEFAULT_DATASTORE_URL
 
 
 def context_datastore_url(ctx: click.Context | None = None) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from gingham.cli.common import handle_errors
+from gingham.names import DATASTORE_ENV
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 LAB = click.option("--name", "lab_name", default=None, help="Lab name (default: the current lab).")
@@ -137,7 +138,7 @@ def env_cmd(lab_name: str | None) -> None:
     from gingham.lab import state as labstate
 
     st = labstate.load(labstate.resolve(lab_name))
-    click.echo(f"export GINGHAM_DATASTORE='{st.datastore}'")
+    click.echo(f"export {DATASTORE_ENV}='{st.datastore}'")
 
 
 @lab_group.command("exec", context_settings={"ignore_unknown_options": True})

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from gingham.errors import GinghamError
+from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -57,10 +58,10 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 @click.option(
     "--datastore",
-    envvar="GINGHAM_DATASTORE",
+    envvar=DATASTORE_ENV,
     default=None,
     help="sqlite:///path or etcd://host:port[,host:port]; default: the current lab's, "
-    "else sqlite:///var/lib/gingham/gingham.db",
+    f"else {DEFAULT_DATASTORE_URL}",
 )
 @click.pass_context
 def cli(ctx: click.Context, datastore: str | None) -> None:

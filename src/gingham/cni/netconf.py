@@ -17,6 +17,7 @@ from gingham.cni.protocol import (
     PluginError,
     keep_secret,
 )
+from gingham.names import DATASTORE_ENV
 
 # Kubernetes-style names: what we accept for namespaces, workloads and hosts.
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?$")
@@ -228,7 +229,7 @@ def join_credentials(url: str, creds: dict[str, str], where: str) -> str:
 
 
 def _datastore_url(conf: dict[str, Any], env: dict[str, str]) -> str:
-    datastore = conf.get("datastore") or env.get("GINGHAM_DATASTORE", "")
+    datastore = conf.get("datastore") or env.get(DATASTORE_ENV, "")
     if not isinstance(datastore, str) or not datastore:
         raise PluginError(ERR_INVALID_CONFIG, "no 'datastore' in the network configuration")
     if "@" in datastore or "password" in datastore.lower():  # else nothing to hide: no parse

@@ -39,9 +39,6 @@ __all__ = [
     "redact_url",
 ]
 
-DEFAULT_URL = "sqlite:///var/lib/gingham/gingham.db"
-
-
 def open_datastore(url: str, *, create: bool = False) -> Datastore:
     """Open the datastore at ``url``; ``create`` makes one (and its cluster ID) if missing.
 

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from gingham.errors import LabError
+from gingham.hostfiles import DEFAULT_RUN_DIR
 from gingham.lab.supervisor import read_status
 
-RUN_DIR = Path(os.environ.get("GINGHAM_LAB_RUN_DIR", "/run/gingham"))
+RUN_DIR = Path(os.environ.get("GINGHAM_LAB_RUN_DIR", DEFAULT_RUN_DIR))
 
 
 def labs_dir(run_dir: Path = RUN_DIR) -> Path:

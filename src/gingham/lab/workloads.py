@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gingham.errors import LabError
+from gingham.hostfiles import RUN_DIR_ENV
 from gingham.lab import state as labstate
 from gingham.lab.netns import add_netns, delete_netns, netns_exists, netns_path, spawn_in_netns
 from gingham.lab.state import LabState, WorkloadState
@@ -100,7 +101,7 @@ def run_cni(
         "CNI_NETNS": netns_path(wl.netns) if netns_exists(wl.netns) else "",
         "CNI_IFNAME": "eth0",
         "CNI_PATH": str(Path(sys.executable).parent),
-        "GINGHAM_RUN_DIR": lab.run_dir,
+        RUN_DIR_ENV: lab.run_dir,
     }
     proc = subprocess.run(
         ["nsenter", f"--net={netns_path(host_netns)}", "--", cni_binary()],

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from gingham.cli.common import DEFAULT_DATASTORE, resolve_datastore_url
+from gingham.cli.common import resolve_datastore_url
 from gingham.cli.main import cli
 from gingham.datastore import open_datastore
 from gingham.datastore.etcd_process import free_ports
 from gingham.model import load_manifests, to_dict
+from gingham.names import DEFAULT_DATASTORE_URL as DEFAULT_DATASTORE
 
 GOOD = """
 apiVersion: projectcalico.org/v3
