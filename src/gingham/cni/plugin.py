@@ -27,6 +27,7 @@ from typing import Any
 
 from gingham.cni import netconf
 from gingham.cni.netconf import Invocation
+from gingham.cni.plumbing import GATEWAY_V4
 from gingham.cni.protocol import (
     ERR_INVALID_CONFIG,
     ERR_IO,
@@ -49,9 +50,8 @@ from gingham.errors import (
     RevisionConflict,
     Unavailable,
 )
-from gingham.names import K8S_NAMESPACE_NAME_LABEL
+from gingham.names import K8S_NAMESPACE_NAME_LABEL, NAMESPACE_PROFILE_PREFIX
 
-GATEWAY_V4 = "169.254.1.1"
 DEFAULT_MTU = 1500
 # Which CNI network an endpoint was attached for: GC's scope.
 NETWORK_ANNOTATION = "cni.gingham.dev/network"
@@ -158,7 +158,7 @@ def _endpoint_doc(inv: Invocation, host_if: str, mac: str, cidrs: list[str]) -> 
         "interfaceName": host_if,
         "mac": mac,
         "ipNetworks": cidrs,
-        "profiles": [f"kns.{inv.namespace}"],
+        "profiles": [NAMESPACE_PROFILE_PREFIX + inv.namespace],
     }
     if inv.ports:
         spec["ports"] = [
