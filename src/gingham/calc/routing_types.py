@@ -18,6 +18,7 @@ from typing import Literal
 from gingham.calc.inputs import BlockView, IPAddress, IPNetwork
 
 __all__ = [
+    "BGP_PORT",
     "DEFAULT_AS_NUMBER",
     "VXLAN_DEVICE",
     "VXLAN_MODES",
@@ -31,6 +32,7 @@ __all__ = [
     "IPNetwork",
     "PeerInfo",
     "PoolInfo",
+    "PrefixAdvertisementInfo",
     "VxlanMode",
     "exported_prefixes",
     "vxlan_mac",
@@ -47,6 +49,7 @@ VXLAN_VNI = 4096
 VXLAN_PORT = 4789
 VXLAN_OVERHEAD_V4 = 50
 VXLAN_OVERHEAD_V6 = 70
+BGP_PORT = 179
 
 
 def vxlan_mac(host: str) -> str:
@@ -130,7 +133,8 @@ class PoolInfo:
 class PeerInfo:
     """A BGPPeer resource. ``node`` and ``node_selector`` restrict which hosts peer
     (neither = global); ``peer_selector`` makes the peers the selected hosts instead of
-    ``peer_ip``."""
+    ``peer_ip`` (and ``port``). ``password_file`` names the file on the host that holds
+    the session's password: the graph never reads it, the BGP manager does."""
 
     name: str
     peer_ip: IPAddress | None = None
@@ -139,20 +143,46 @@ class PeerInfo:
     node_selector: str | None = None
     peer_selector: str | None = None
     keep_original_next_hop: bool = False
-    password: str | None = None
+    password_file: str | None = None
+    port: int = BGP_PORT
+
+
+@dataclass(frozen=True)
+class PrefixAdvertisementInfo:
+    """Communities (values, ``aa:nn`` or ``aa:nn:mm``) for every advertised route inside
+    ``cidr``."""
+
+    cidr: IPNetwork
+    communities: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class BGPSettings:
+    """BGP as one host sees it: the cluster's settings (BGPConfiguration ``default``) with
+    this host's ``node.<name>`` applied to ``log_severity`` and
+    ``prefix_advertisements``; ``node_listen_ports`` holds every host's own port."""
+
     enabled: bool = False
     as_number: int = DEFAULT_AS_NUMBER
     node_to_node_mesh: bool = True
-    listen_port: int = 179
+    listen_port: int = BGP_PORT
     # Short timers keep tests fast; production keeps BIRD's defaults (None).
     hold_time: int | None = None
     keepalive_time: int | None = None
     connect_retry_time: int | None = None
     peers: tuple[PeerInfo, ...] = ()
+    log_severity: str = "Info"
+    prefix_advertisements: tuple[PrefixAdvertisementInfo, ...] = ()
+    service_cidrs: tuple[IPNetwork, ...] = ()
+    mesh_password_file: str | None = None
+    node_listen_ports: tuple[tuple[str, int], ...] = ()  # (host, port), sorted
+
+    def port_of(self, host: str) -> int:
+        """The port ``host``'s BIRD listens on: its own, else the cluster's."""
+        for name, port in self.node_listen_ports:
+            if name == host:
+                return port
+        return self.listen_port
 
 
 def workload_mtu(underlay_mtu: int, encapsulated: bool, underlay_version: int = 4) -> int:

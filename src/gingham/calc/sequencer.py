@@ -16,7 +16,7 @@ removed while referenced):
     MtuUpdate, TunnelAddressWanted
     VxlanDeviceUpdate -> VxlanPeerUpdate -> RouteUpdate      (a VXLAN route needs its
     RouteRemove -> VxlanPeerRemove -> VxlanDeviceRemove       peer; a peer outlives its routes)
-    NatOutgoingUpdate
+    NatOutgoingUpdate, ServiceLoopUpdate (before BIRD advertises a service CIDR)
     BgpUpdate (BIRD exports routes the kernel already has)
     InSync (once, in the first flush after the graph reported in-sync)
 
@@ -58,6 +58,7 @@ from gingham.calc.messages import (
     ProfileUpdate,
     RouteRemove,
     RouteUpdate,
+    ServiceLoopUpdate,
     TunnelAddressWanted,
     VxlanDeviceRemove,
     VxlanDeviceUpdate,
@@ -122,6 +123,7 @@ class Sequencer:
         self._mtu = _Single()
         self._tunnel = _Single()
         self._nat = _Single()
+        self._service_loop = _Single()
         self._bgp = _Single()
         self._in_sync_pending = False
         self._in_sync_sent = False
@@ -198,6 +200,9 @@ class Sequencer:
 
     def nat(self, msg: NatOutgoingUpdate) -> None:
         self._nat.pending = msg
+
+    def service_loop(self, msg: ServiceLoopUpdate) -> None:
+        self._service_loop.pending = msg
 
     def bgp(self, msg: BgpUpdate) -> None:
         self._bgp.pending = msg
@@ -291,7 +296,7 @@ class Sequencer:
         out.extend(VxlanPeerRemove(addr) for addr in peer_rm)
         if device_changed and device is None and device_before is not None:
             out.append(VxlanDeviceRemove())
-        for single in (self._nat, self._bgp):
+        for single in (self._nat, self._service_loop, self._bgp):
             changed, msg, _ = single.take()
             if changed:
                 out.append(msg)

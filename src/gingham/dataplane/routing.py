@@ -4,6 +4,7 @@
     VxlanDevice*/Peer*   -> Vxlan         (ip/bridge: device, neighbours, FDB)
     RouteUpdate/Remove   -> KernelRoutes  (netlink, protocol 201)
     NatOutgoingUpdate    -> NatOutgoing   (nft, table inet gingham-nat)
+    ServiceLoopUpdate    -> ServiceLoop   (nft, table inet gingham-svc)
 
 :meth:`RoutingDataplane.apply` takes a batch in the sequencer's order and
 applies it in the order that keeps packets flowing: the MTU file, the VXLAN
@@ -24,6 +25,7 @@ from gingham.calc.messages import (
     NatOutgoingUpdate,
     RouteRemove,
     RouteUpdate,
+    ServiceLoopUpdate,
     VxlanDeviceRemove,
     VxlanDeviceUpdate,
     VxlanPeerRemove,
@@ -32,6 +34,7 @@ from gingham.calc.messages import (
 from gingham.dataplane.mtu_file import MtuFile
 from gingham.dataplane.nat import NatOutgoing
 from gingham.dataplane.routes import KernelRoutes
+from gingham.dataplane.service_loop import ServiceLoop
 from gingham.dataplane.vxlan import Vxlan
 
 log = logging.getLogger(__name__)
@@ -41,11 +44,12 @@ _VXLAN = (VxlanDeviceUpdate, VxlanDeviceRemove, VxlanPeerUpdate, VxlanPeerRemove
 
 class RoutingDataplane:
     def __init__(self, routes: KernelRoutes, vxlan: Vxlan, nat: NatOutgoing,
-                 mtu: MtuFile) -> None:
+                 mtu: MtuFile, service_loop: ServiceLoop | None = None) -> None:
         self.routes = routes
         self.vxlan = vxlan
         self.nat = nat
         self.mtu = mtu
+        self.service_loop = service_loop
         self.in_sync = False
 
     def on_messages(self, messages: Iterable[object]) -> None:
@@ -58,6 +62,9 @@ class RoutingDataplane:
                 self.vxlan.on_message(msg)
             elif isinstance(msg, NatOutgoingUpdate):
                 self.nat.on_update(msg)
+            elif isinstance(msg, ServiceLoopUpdate):
+                if self.service_loop is not None:
+                    self.service_loop.on_update(msg)
             elif isinstance(msg, MtuUpdate):
                 self.mtu.on_update(msg)
             elif isinstance(msg, InSync):
@@ -75,3 +82,5 @@ class RoutingDataplane:
         self.vxlan.apply_removals()
         if self.nat.apply():
             log.info("NAT outgoing rules programmed")
+        if self.service_loop is not None and self.service_loop.apply():
+            log.info("service loop prevention programmed")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gingham.model.meta import Bool, Int, Model, ProblemList, Resource, Str
+from gingham.model.meta import Bool, Int, Model, ProblemList, Resource, Str, camel
 from gingham.model.policy import CALICO_API, COMPUTED
 from gingham.model.support import refuse_unsupported
 from gingham.model.values import (
@@ -104,9 +104,30 @@ class ServiceCIDR(Model):
     cidr: CIDR
 
 
+def community_problem(value: str) -> str | None:
+    """Why ``value`` is not a BGP community (``aa:nn``, 16 bits each, or a large
+    community ``aa:nn:mm``, 32 bits each), or None."""
+    parts = value.split(":")
+    bits = {2: 16, 3: 32}.get(len(parts))
+    if bits is None or not all(p.isdecimal() and p.isascii() for p in parts):
+        return f"invalid community {value!r}: aa:nn or aa:nn:mm (decimal numbers)"
+    if any(int(p) >= 1 << bits for p in parts):
+        shape = "aa:nn" if bits == 16 else "aa:nn:mm"
+        return f"invalid community {value!r}: each part of {shape} is at most {(1 << bits) - 1}"
+    return None
+
+
 class Community(Model):
     name: Str
     value: Str
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        problem = community_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class PrefixAdvertisement(Model):
@@ -120,7 +141,29 @@ class SecretKeyRef(Model):
 
 
 class BGPPassword(Model):
-    secret_key_ref: SecretKeyRef
+    """A BGP session password: ``file`` names a file on each host that holds it (gingham
+    has no Kubernetes secret store, so ``secretKeyRef`` is refused)."""
+
+    secret_key_ref: SecretKeyRef | None = None
+    file: Str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BGPPassword:
+        problems = ProblemList()
+        refuse_unsupported(self, problems)
+        if self.file is None and self.secret_key_ref is None:
+            problems.add("", "needs file")
+        if self.file is not None and (not self.file.startswith("/") or "\0" in self.file):
+            problems.add("file", f"must be an absolute path, not {self.file!r}")
+        problems.raise_if_any()
+        return self
+
+
+# What a per-node BGPConfiguration (node.<name>) may set, as in Calico: the rest is the
+# cluster's (only ``default`` sets it). ``communities`` names the values its own
+# prefixAdvertisements use.
+PER_NODE_BGP_FIELDS: Final = frozenset(
+    {"listen_port", "log_severity_screen", "prefix_advertisements", "communities"})
 
 
 class BGPConfigurationSpec(Model):
@@ -149,14 +192,58 @@ class BGPConfigurationSpec(Model):
 
     @model_validator(mode="after")
     def _supported(self) -> BGPConfigurationSpec:
-        refuse_unsupported(self)
+        problems = ProblemList()
+        refuse_unsupported(self, problems)
+        names = [c.name for c in self.communities]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.add(f"communities[{i}].name", f"{name!r} is defined twice")
+        for i, ad in enumerate(self.prefix_advertisements):
+            for j, community in enumerate(ad.communities):
+                if community not in names and community_problem(community) is not None:
+                    problems.add(f"prefixAdvertisements[{i}].communities[{j}]",
+                                 f"{community!r} is neither a community value (aa:nn or "
+                                 f"aa:nn:mm) nor a name under communities")
+        problems.raise_if_any()
         return self
+
+    def community_values(self, communities: tuple[str, ...]) -> tuple[str, ...]:
+        """Names under ``communities`` replaced by their values (in order, once each)."""
+        named = {c.name: c.value for c in self.communities}
+        return tuple(dict.fromkeys(named.get(c, c) for c in communities))
 
 
 class BGPConfiguration(Resource):
+    """``default`` turns BGP on and holds the cluster's settings; ``node.<host>`` overrides
+    listenPort, logSeverityScreen and prefixAdvertisements for one host."""
+
     api_version: Literal["projectcalico.org/v3"] = CALICO_API
     kind: Literal["BGPConfiguration"] = "BGPConfiguration"
     spec: BGPConfigurationSpec = Field(default_factory=BGPConfigurationSpec)
+
+    @property
+    def node_name(self) -> str | None:
+        """The host a per-node configuration is for (None for ``default``)."""
+        name = self.metadata.name
+        return name[len("node."):] if name.startswith("node.") else None
+
+    @model_validator(mode="after")
+    def _name_and_scope(self) -> BGPConfiguration:
+        problems = ProblemList()
+        name = self.metadata.name
+        if name != "default" and not (name.startswith("node.") and len(name) > len("node.")):
+            problems.add("metadata.name", f"{name!r}: a BGPConfiguration is named default (the "
+                                          "cluster's) or node.<host> (one host's); gingham reads "
+                                          "no other")
+        elif name != "default":
+            spec = self.spec
+            for attr in sorted(spec.model_fields_set - PER_NODE_BGP_FIELDS):
+                problems.add(f"spec.{camel(attr)}", "a per-node BGPConfiguration sets only "
+                                              "listenPort, logSeverityScreen and "
+                                              "prefixAdvertisements (with communities); set "
+                                              "this in the one named default")
+        problems.raise_if_any()
+        return self
 
 
 def check_peer_ip(value: str) -> str:
@@ -295,6 +382,7 @@ __all__ = [
     "BLOCK_SIZE_RANGE",
     "DEFAULT_AS_NUMBER",
     "DEFAULT_BLOCK_SIZE",
+    "PER_NODE_BGP_FIELDS",
     "BGPConfiguration",
     "BGPConfigurationSpec",
     "BGPPassword",
@@ -314,4 +402,5 @@ __all__ = [
     "PrefixAdvertisement",
     "SecretKeyRef",
     "ServiceCIDR",
+    "community_problem",
 ]

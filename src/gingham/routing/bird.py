@@ -4,7 +4,9 @@
 not running, reloads it (``birdc configure``) only when the rendered text
 differs from what BIRD runs, and leaves it alone otherwise. A configuration is
 checked with ``bird -p`` before it replaces the running one, so a bad render
-never takes sessions down.
+never takes sessions down. The configuration file is mode 0600 (it may hold BGP
+passwords); BIRD is started with its path only, so no secret is ever on a
+command line.
 """
 
 from __future__ import annotations
@@ -74,7 +76,12 @@ class BirdProcess:
     def _write(self, text: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.conf.with_suffix(".conf.new")
-        tmp.write_text(text)
+        # The text may hold BGP passwords: 0600 from the first byte, never readable
+        # by others even for a moment (a mode set after writing would be too late).
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
         try:
             self._check(tmp)
         except RoutingError:

@@ -14,19 +14,38 @@ Sessions (:func:`plan_sessions`), in the order BIRD sees them:
   An address already covered by an earlier session is skipped.
 
 IPv4 sessions carry the ipv4 channel, IPv6 sessions (between IPv6 underlay
-addresses) the ipv6 channel; the router id is the host's IPv4 address.
+addresses) the ipv6 channel; the router id is the host's IPv4 address. A
+session of a family this host has no address of is left out (and noted).
 
-Exports: this host's blocks and its borrowed /32 (/128) addresses, as
-blackhole routes of a ``static`` protocol, nothing else — except that a route
-reflector also passes on BGP routes inside the pools. Imports: everything a
-peer sends; the ``kernel`` protocol writes only BGP routes into the main table
-(``proto bird``, metric 512, so a route the agent programs with protocol 201
-and the default metric 0 for the same destination wins: the agent's VXLAN
-routes are never shadowed). iBGP peers on this host's subnet are ``direct``
-sessions (next hop used as received); iBGP across subnets is multihop with
-recursive next hops, which BIRD cannot resolve (it imports no underlay routes)
-and therefore never installs: across subnets the agent's VXLAN routes, or the
-fabric, carry the traffic.
+Ports: BIRD listens on this host's listenPort (``local ... port``); another
+gingham host is reached on its own listenPort, an external peer on the port of
+its peerIP (179 unless given).
+
+Passwords: a session's password comes from a file on the host (BGPPeer
+``password.file``; the mesh's from BGPConfiguration ``nodeMeshPassword.file``).
+The renderer never reads files: the caller passes ``secrets`` (file -> password,
+read by :mod:`gingham.routing.secrets`); a session whose file has no usable
+password is left out (and noted), never brought up without one. BIRD
+authenticates with TCP MD5; the text holds the password, so it is written 0600.
+
+Exports: this host's blocks and its borrowed /32 (/128) addresses, and the
+service CIDRs (serviceClusterIPs, serviceExternalIPs), as blackhole routes of
+``static`` protocols, nothing else — except that a route reflector also passes
+on BGP routes inside the pools. prefixAdvertisements add their communities to
+every exported route inside their CIDR. Imports: everything a peer sends; the
+``kernel`` protocol writes only BGP routes into the main table (``proto bird``,
+metric 512, so a route the agent programs with protocol 201 and the default
+metric 0 for the same destination wins: the agent's VXLAN routes are never
+shadowed), and never one inside a service CIDR: every host announces those and
+keeps traffic to them (kube-proxy's DNAT or the agent's loop-prevention drop).
+iBGP peers on this host's subnet are ``direct`` sessions (next hop used as
+received); iBGP across subnets is multihop with recursive next hops, which BIRD
+cannot resolve (it imports no underlay routes) and therefore never installs:
+across subnets the agent's VXLAN routes, or the fabric, carry the traffic.
+
+Logging (logSeverityScreen): Debug and Trace log every message and add protocol
+debugging; Info logs every message; Warning, Error and Fatal only their class
+and worse.
 """
 
 from __future__ import annotations
@@ -37,7 +56,15 @@ from ipaddress import IPv4Address
 from typing import Literal
 
 from gingham.calc.messages import BgpConfig
-from gingham.calc.routing_types import BGPSettings, HostInfo, IPAddress, PeerInfo
+from gingham.calc.routing_types import (
+    BGP_PORT,
+    BGPSettings,
+    HostInfo,
+    IPAddress,
+    IPNetwork,
+    PeerInfo,
+    PrefixAdvertisementInfo,
+)
 from gingham.errors import ValidationError
 
 SessionKind = Literal["mesh", "rr", "rr-client", "global", "node"]
@@ -49,6 +76,7 @@ _PREFIX: dict[SessionKind, str] = {
     "node": "Node",
 }
 KERNEL_METRIC = 512
+TCP_MD5_MAX_KEY = 80  # bytes (Linux TCP_MD5SIG_MAXKEYLEN)
 
 LabelMatcher = Callable[[str, Mapping[str, str]], bool]
 
@@ -68,16 +96,26 @@ class Session:
     kind: SessionKind
     peer_ip: IPAddress
     peer_as: int
+    peer_port: int = BGP_PORT
     rr_client: bool = False
     multihop: bool = False
     direct: bool = False
-    password: str | None = None
+    password_file: str | None = None
     keep_next_hop: bool = False
     from_selector: bool = False  # the peer is a gingham host picked by peerSelector
 
     @property
     def name(self) -> str:
         return protocol_name(self.kind, self.peer_ip)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A planned session the configuration does not hold, and why."""
+
+    session: str
+    reason: str
+    password_file: str | None = None
 
 
 def host_as(settings: BGPSettings, host: HostInfo) -> int:
@@ -117,50 +155,52 @@ def plan_sessions(
             **kw,  # type: ignore[arg-type]
         )
 
+    def host_session(kind: SessionKind, h: HostInfo, version: int, **kw: object) -> None:
+        add(kind, h.address(version), host_as(settings, h), peer_port=settings.port_of(h.name),
+            **kw)
+
     reflectors = [h for h in everyone if h.rr_cluster_id]
     for version in (4, 6):
         if reflectors:
             for h in others:
                 if h.rr_cluster_id:
-                    add("rr", h.address(version), host_as(settings, h))
+                    host_session("rr", h, version)
                 elif me.rr_cluster_id:
-                    add("rr-client", h.address(version), host_as(settings, h), rr_client=True)
+                    host_session("rr-client", h, version, rr_client=True)
         elif settings.node_to_node_mesh:
             for h in others:
-                add("mesh", h.address(version), host_as(settings, h))
+                host_session("mesh", h, version, password_file=settings.mesh_password_file)
 
     for peer in sorted(settings.peers, key=lambda p: p.name):
         if not _applies_to(peer, me, match):
             continue
         kind: SessionKind = "global" if peer.node is None and peer.node_selector is None else "node"
-        extra = {"password": peer.password, "keep_next_hop": peer.keep_original_next_hop}
+        extra = {"password_file": peer.password_file,
+                 "keep_next_hop": peer.keep_original_next_hop}
         if peer.peer_selector is not None:
             for h in others:
                 if match(peer.peer_selector, h.labels):
                     for version in (4, 6):
-                        add(
-                            kind,
-                            h.address(version),
-                            host_as(settings, h),
-                            from_selector=True,
-                            **extra,
-                        )
+                        host_session(kind, h, version, from_selector=True, **extra)
         elif peer.peer_ip is not None:
             if peer.as_number is None:
                 raise ValidationError(
                     "a BGPPeer with peerIP needs asNumber", f"BGPPeer {peer.name}"
                 )
-            add(kind, peer.peer_ip, peer.as_number, **extra)
+            add(kind, peer.peer_ip, peer.as_number, peer_port=peer.port, **extra)
     return list(sessions.values())
 
 
-def _bird_string(text: str) -> str:
-    # BIRD's lexer has no escapes inside strings.
-    if any(c in text for c in '"\\\n') or not text.isprintable():
-        raise ValidationError(
-            "must not contain quotes, backslashes or control characters", "password"
-        )
-    return text
+def password_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a BGP session password in BIRD's configuration, or None.
+    (TCP MD5 keys are at most 80 bytes; BIRD's lexer has no escapes inside strings.)"""
+    if not text:
+        return "it is empty"
+    if len(text.encode()) > TCP_MD5_MAX_KEY:
+        return f"it is longer than {TCP_MD5_MAX_KEY} bytes"
+    if not text.isascii() or not text.isprintable() or any(c in text for c in '"\\'):
+        return "it holds quotes, backslashes, control or non-ASCII characters"
+    return None
 
 
 def _cluster_id(me: HostInfo) -> str:
@@ -174,31 +214,87 @@ def _cluster_id(me: HostInfo) -> str:
         ) from None
 
 
+_LOG_CLASSES: Mapping[str, str] = {
+    "Trace": "all",
+    "Debug": "all",
+    "Info": "all",
+    "Warning": "{ warning, error, auth, fatal, bug }",
+    "Error": "{ error, auth, fatal, bug }",
+    "Fatal": "{ fatal, bug }",
+}
+
+
+def _log_lines(severity: str, log_file: str | None) -> list[str]:
+    target = f'"{log_file}"' if log_file else "stderr"
+    lines = [f"log {target} {_LOG_CLASSES.get(severity, 'all')};"]
+    if severity in ("Trace", "Debug"):
+        lines.append("debug protocols all;")
+    return lines
+
+
+def _community(value: str) -> str:
+    parts = ", ".join(value.split(":"))
+    attr = "bgp_large_community" if value.count(":") == 2 else "bgp_community"
+    return f"{attr}.add(({parts}));"
+
+
+def _net_key(net: IPNetwork) -> tuple[int, int, int]:
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def _prefix_set(nets: Iterable[IPNetwork]) -> str:
+    return "[ " + ", ".join(f"{n}+" for n in sorted(nets, key=_net_key)) + " ]"
+
+
+def _community_function(v: int, ads: Iterable[PrefixAdvertisementInfo]) -> list[str]:
+    """``gingham_communities<v>()``: the communities of every advertisement of family ``v``
+    (a route inside several CIDRs gets the communities of each)."""
+    mine = [a for a in ads if a.cidr.version == v and a.communities]
+    if not mine:
+        return []
+    out = [f"function gingham_communities{v}() {{"]
+    for ad in sorted(mine, key=lambda a: _net_key(a.cidr)):
+        adds = " ".join(_community(c) for c in ad.communities)
+        out.append(f"  if net ~ [ {ad.cidr}+ ] then {{ {adds} }}")
+    return [*out, "}", ""]
+
+
 def render_bird_config(
     config: BgpConfig,
     *,
     log_file: str | None = None,
     match: LabelMatcher = _selector_matches,
+    secrets: Mapping[str, str] | None = None,
+    notes: list[LeftOut] | None = None,
 ) -> str:
     """The whole ``bird.conf`` for host ``config.me``. Same inputs, same text (reloads
-    compare it)."""
+    compare it). ``secrets``: password file -> password; ``notes`` (if given) gets every
+    session left out, with why."""
     settings, me = config.settings, config.me
     if me.address_v4 is None:
         raise ValidationError("BGP needs an IPv4 address for the router id", f"Node {me.name}")
+    secrets = secrets or {}
     sessions = plan_sessions(settings, me, config.hosts, match)
     prefixes = config.exported
-    pool_list = sorted(set(config.pools),
-                       key=lambda p: (p.cidr.version, int(p.cidr.network_address)))
+    pool_list = sorted(set(config.pools), key=lambda p: _net_key(p.cidr))
     is_rr = bool(me.rr_cluster_id)
     cluster = _cluster_id(me) if is_rr else None
     my_as = host_as(settings, me)
+    services = [n for n in settings.service_cidrs]
+    left_out: list[LeftOut] = []
 
     out: list[str] = [f"# BIRD configuration for {me.name}, rendered by gingham. Do not edit."]
-    out.append(f'log "{log_file}" all;' if log_file else "log stderr all;")
+    out += _log_lines(settings.log_severity, log_file)
     out += [f"router id {me.address_v4};", "", "protocol device {", "  scan time 10;", "}", ""]
     out += [
         "# Only BGP-learned routes reach the kernel; the agent owns everything else.",
         "filter gingham_kernel_export {",
+    ]
+    for v in (4, 6):
+        fam = [n for n in services if n.version == v]
+        if fam:
+            out.append(f"  if net.type = NET_IP{v} && net ~ {_prefix_set(fam)} then reject;")
+    out += [
         "  if source = RTS_BGP && dest = RTD_UNICAST then accept;",
         "  reject;",
         "}",
@@ -206,6 +302,7 @@ def render_bird_config(
     ]
     for v in (4, 6):
         local = me.address(v)
+        fam_services = [n for n in services if n.version == v]
         out += [
             f"protocol kernel gingham_kernel{v} {{",
             f"  ipv{v} {{ import none; export filter gingham_kernel_export; }};",
@@ -216,25 +313,40 @@ def render_bird_config(
             f"  ipv{v};",
         ]
         out += [f"  route {p} blackhole;" for p in prefixes if p.version == v]
-        out += [
-            "}",
-            "",
-            f"filter gingham_export{v} {{",
-            f'  if proto = "gingham_blocks{v}" then accept;',
-        ]
-        reflected = [str(p.cidr) for p in pool_list if p.cidr.version == v]
+        out += ["}", ""]
+        if fam_services:
+            out += [f"protocol static gingham_services{v} {{", f"  ipv{v};"]
+            out += [f"  route {n} blackhole;" for n in sorted(fam_services, key=_net_key)]
+            out += ["}", ""]
+        communities = _community_function(v, settings.prefix_advertisements)
+        out += communities
+        out.append(f"filter gingham_export{v} {{")
+        if communities:
+            out.append(f"  gingham_communities{v}();")
+        out.append(f'  if proto = "gingham_blocks{v}" then accept;')
+        if fam_services:
+            out.append(f'  if proto = "gingham_services{v}" then accept;')
+        reflected = [p.cidr for p in pool_list if p.cidr.version == v]
         if is_rr and reflected:
-            nets = ", ".join(f"{c}+" for c in reflected)
-            out.append(f"  if source = RTS_BGP && net ~ [ {nets} ] then accept;")
+            out.append(f"  if source = RTS_BGP && net ~ {_prefix_set(reflected)} then accept;")
         out += ["  reject;", "}", ""]
-        fam_sessions = [s for s in sessions if s.peer_ip.version == v]
+        fam_sessions = []
+        for s in sessions:
+            if s.peer_ip.version != v:
+                continue
+            if local is None:
+                left_out.append(LeftOut(s.name, f"this host has no IPv{v} address"))
+                continue
+            if s.password_file is not None and s.password_file not in secrets:
+                left_out.append(LeftOut(s.name, f"no password from {s.password_file}",
+                                        s.password_file))
+                continue
+            fam_sessions.append(s)
         if not fam_sessions:
             continue
-        if local is None:
-            raise ValidationError(
-                f"IPv{v} BGP peers need an IPv{v} host address", f"Node {me.name}"
-            )
-        port = "" if settings.listen_port == 179 else f" port {settings.listen_port}"
+        assert local is not None
+        my_port = settings.port_of(me.name)
+        port = "" if my_port == BGP_PORT else f" port {my_port}"
         out += [f"template bgp gingham_peer{v} {{", f"  local {local}{port} as {my_as};"]
         for opt, value in (
             ("hold time", settings.hold_time),
@@ -248,8 +360,7 @@ def render_bird_config(
         out += [f"    export filter gingham_export{v};", "  };", "}", ""]
         for s in fam_sessions:
             out += [f"protocol bgp {s.name} from gingham_peer{v} {{"]
-            # other gingham hosts listen on the same port; external peers on 179
-            their_port = port if s.kind in ("mesh", "rr", "rr-client") or s.from_selector else ""
+            their_port = "" if s.peer_port == BGP_PORT else f" port {s.peer_port}"
             out.append(f"  neighbor {s.peer_ip}{their_port} as {s.peer_as};")
             if s.direct:
                 out.append("  direct;")
@@ -259,7 +370,12 @@ def render_bird_config(
                 out.append("  multihop;")
             if s.rr_client:
                 out += ["  rr client;", f"  rr cluster id {cluster};"]
-            if s.password:
-                out.append(f'  password "{_bird_string(s.password)}";')
+            if s.password_file is not None:
+                secret = secrets[s.password_file]
+                if password_problem(secret) is not None:  # the reader checks; never render one
+                    raise ValidationError("not a usable BGP password", s.password_file)
+                out.append(f'  password "{secret}";')
             out += ["}", ""]
+    if notes is not None:
+        notes.extend(left_out)
     return "\n".join(out).rstrip("\n") + "\n"

@@ -192,6 +192,35 @@ def test_bgp_on_starts_bird_with_this_hosts_blocks(ds: Datastore, host: Host) ->
     assert host.route("198.18.2.0/26") is not None
 
 
+def test_a_bgp_password_file_repaired_later_brings_its_session_up(
+        ds: Datastore, host: Host, tmp_path: Path) -> None:
+    now = [0.0]
+    host.agent.clock = lambda: now[0]
+    bgp = host.agent.planes[2]
+    assert isinstance(bgp, BgpManager)
+    host.agent.notice_sources.append(bgp.notices)
+    pw = tmp_path / "tor.pass"
+    host.steps()
+    ds.create(keys.resource_key("BGPConfiguration", "default"),
+              {"apiVersion": API, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+               "spec": {}})
+    ds.create(keys.resource_key("BGPPeer", "tor"),
+              {"apiVersion": API, "kind": "BGPPeer", "metadata": {"name": "tor"},
+               "spec": {"peerIP": "192.0.2.1", "asNumber": 65000,
+                        "password": {"file": str(pw)}}})
+    host.steps(2)
+    assert host.bird.text is not None and "Global_192_0_2_1" not in host.bird.text
+    assert any("Global_192_0_2_1 left out" in r for r in host.agent.state.reasons())
+    pw.write_text("s3cret\n")
+    pw.chmod(0o600)
+    host.steps(2)  # no datastore change and not due yet: nothing re-read
+    assert "Global_192_0_2_1" not in host.bird.text
+    now[0] = 11.0
+    host.steps(1)
+    assert 'password "s3cret";' in host.bird.text
+    assert not any("left out" in r for r in host.agent.state.reasons())
+
+
 def test_a_restarted_agent_finds_its_kernel_as_it_left_it(ds: Datastore, host: Host,
                                                           tmp_path: Path) -> None:
     host.routes.add_link(WL_IF)

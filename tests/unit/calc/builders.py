@@ -141,6 +141,7 @@ class DataplaneState:
     peers: dict[Any, m.VxlanPeerUpdate] = field(default_factory=dict)
     device: m.VxlanDeviceUpdate | None = None
     nat: m.NatOutgoingUpdate | None = None
+    service_loop: m.ServiceLoopUpdate | None = None
     bgp: m.BgpUpdate | None = None
     mtu: m.MtuUpdate | None = None
     tunnel: m.TunnelAddressWanted | None = None
@@ -151,7 +152,7 @@ class DataplaneState:
 
     def routing(self) -> tuple[Any, ...]:
         return (dict(self.routes), dict(self.peers), self.device, self.nat, self.bgp,
-                self.mtu, self.tunnel)
+                self.mtu, self.tunnel, self.service_loop)
 
     def apply(self, msgs: Iterable[m.Message]) -> None:
         for msg in msgs:
@@ -259,6 +260,8 @@ class DataplaneState:
                 del self.routes[dst]
             case m.NatOutgoingUpdate():
                 self.nat = msg
+            case m.ServiceLoopUpdate():
+                self.service_loop = msg
             case m.BgpUpdate():
                 self.bgp = msg
             case m.MtuUpdate():

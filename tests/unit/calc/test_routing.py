@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from gingham.calc import messages as m
 from gingham.calc.inputs import BlockKey, IPAMBlock, ResourceKey
-from gingham.calc.routing_types import VXLAN_DEVICE, vxlan_mac
+from gingham.calc.routing_types import (
+    VXLAN_DEVICE,
+    PeerInfo,
+    PrefixAdvertisementInfo,
+    vxlan_mac,
+)
 from gingham.ipam.info import BlockInfo
 from gingham.model import parse_resource
 from tests.unit.calc.builders import API, HOST, Harness, wep
@@ -44,10 +49,15 @@ def ipam_block(cidr: str, host: str | None, borrowed: tuple[tuple[str, str], ...
     return BlockKey(cidr), IPAMBlock(info, {"cidr": cidr})
 
 
-def bgp(**spec: Any) -> tuple[Any, Any]:
-    doc = {"apiVersion": API, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+def bgp(name: str = "default", **spec: Any) -> tuple[Any, Any]:
+    doc = {"apiVersion": API, "kind": "BGPConfiguration", "metadata": {"name": name},
            "spec": spec}
-    return ResourceKey("BGPConfiguration", "default"), parse_resource(doc)
+    return ResourceKey("BGPConfiguration", name), parse_resource(doc)
+
+
+def peer(name: str, **spec: Any) -> tuple[Any, Any]:
+    doc = {"apiVersion": API, "kind": "BGPPeer", "metadata": {"name": name}, "spec": spec}
+    return ResourceKey("BGPPeer", name), parse_resource(doc)
 
 
 def cluster() -> list[tuple[Any, Any]]:
@@ -164,6 +174,49 @@ def test_bgp_on_sends_birds_inputs_and_keeps_only_blackholes_and_vxlan() -> None
     assert ip_network("198.18.2.0/26") in h.state.routes
 
 
+def test_bgp_settings_per_node_services_and_peers() -> None:
+    h = synced(*cluster())
+    h.put(bgp(listenPort=1790, logSeverityScreen="Warning",
+              serviceClusterIPs=[{"cidr": "198.19.128.0/20"}],
+              serviceExternalIPs=[{"cidr": "203.0.113.64/26"}, {"cidr": "198.19.128.0/20"}],
+              communities=[{"name": "pods", "value": "64512:120"}],
+              prefixAdvertisements=[{"cidr": "198.18.0.0/16", "communities": ["pods"]}],
+              nodeMeshPassword={"file": "/etc/gingham/mesh.pass"}))
+    h.put(peer("tor", peerIP="[2001:db8:ffff::1]:1179", asNumber=65000,
+               password={"file": "/etc/gingham/tor.pass"}))
+    services = (ip_network("198.19.128.0/20"), ip_network("203.0.113.64/26"))
+    assert h.state.service_loop == m.ServiceLoopUpdate(services)
+    update = h.state.bgp
+    assert update is not None and update.config is not None
+    s = update.config.settings
+    assert (s.listen_port, s.log_severity, s.service_cidrs) == (1790, "Warning", services)
+    assert s.prefix_advertisements == (
+        PrefixAdvertisementInfo(ip_network("198.18.0.0/16"), ("64512:120",)),)
+    assert s.mesh_password_file == "/etc/gingham/mesh.pass"
+    assert s.peers == (PeerInfo("tor", ip_address("2001:db8:ffff::1"), 65000, port=1179,
+                                password_file="/etc/gingham/tor.pass"),)
+    # This host's own configuration overrides what Calico lets it; another host's gives
+    # only that host's port (this host connects to it there).
+    h.put(bgp(f"node.{HOST}", listenPort=1791, logSeverityScreen="Debug",
+              prefixAdvertisements=[{"cidr": "198.18.1.0/26", "communities": ["64512:1"]}]))
+    h.put(bgp(f"node.{OTHER}", listenPort=1792, logSeverityScreen="Fatal"))
+    update = h.state.bgp
+    assert update is not None and update.config is not None
+    s = update.config.settings
+    assert (s.port_of(HOST), s.port_of(OTHER), s.port_of(FAR)) == (1791, 1792, 1790)
+    assert s.log_severity == "Debug"
+    assert s.prefix_advertisements == (
+        PrefixAdvertisementInfo(ip_network("198.18.1.0/26"), ("64512:1",)),)
+    h.delete(bgp(f"node.{HOST}"))
+    update = h.state.bgp
+    assert update is not None and update.config is not None
+    assert update.config.settings.log_severity == "Warning"
+    # without default, BGP is off and nothing is advertised or blocked
+    h.delete(bgp())
+    assert h.state.bgp == m.BgpUpdate(None)
+    assert h.state.service_loop == m.ServiceLoopUpdate(())
+
+
 def test_a_block_allocation_changes_nothing_routing_reads() -> None:
     h = synced(*cluster())
     key, value = ipam_block("198.18.2.0/26", OTHER)
@@ -208,7 +261,11 @@ CHOICES: list[list[tuple[Any, Any]]] = [
     [ipam_block("198.18.2.0/26", OTHER, (("198.18.2.9", FAR),)),
      ipam_block("198.18.2.0/26", OTHER)],
     [ipam_block("198.18.3.0/26", FAR)],
-    [bgp(), bgp(asNumber=64600)],
+    [bgp(), bgp(asNumber=64600, serviceClusterIPs=[{"cidr": "198.19.0.0/20"}])],
+    [bgp(f"node.{HOST}", listenPort=1791), bgp(f"node.{HOST}", logSeverityScreen="Debug")],
+    [bgp(f"node.{OTHER}", listenPort=1792)],
+    [peer("tor", peerIP="192.0.2.1:1179", asNumber=65000),
+     peer("tor", peerIP="192.0.2.1", asNumber=65000, password={"file": "/etc/tor.pass"})],
     [wep("ns", "w1", ips=["198.18.1.5/32"]), wep("ns", "w1", ips=["198.18.2.9/32"])],
     [wep("ns", "w2", ips=["198.18.2.9/32"])],
 ]
@@ -231,13 +288,13 @@ def _run(path: list[dict[Any, Any]], mtu: int) -> tuple[Any, ...]:
     for key in {k for s in path for k in s} - final.keys():
         h.graph.on_update(key, None)
     h.flush()
-    routes, peers, device, nat, bgp_update, mtu, tunnel = h.state.routing()
+    routes, peers, device, nat, bgp_update, mtu, tunnel, loop = h.state.routing()
     if (final.get(ResourceKey("Node", HOST)) is None
             and final.get(ResourceKey("BGPConfiguration", "default")) is not None):
         bgp_update = "BIRD left as it was"  # without this host's Node, BGP is not decided
     elif bgp_update is None:
         bgp_update = m.BgpUpdate(None)  # never started: as good as stopped
-    return routes, peers, device, nat, bgp_update, mtu, tunnel
+    return routes, peers, device, nat, bgp_update, mtu, tunnel, loop or m.ServiceLoopUpdate(())
 
 
 @settings(max_examples=80, deadline=None)

@@ -204,9 +204,9 @@ def test_bgp_defaults_and_peer_forms() -> None:
     assert conf.spec.log_severity_screen == "Info"
     assert check_peer_ip("[2001:DB8::1]:1179") == "[2001:db8::1]:1179"
     assert check_peer_ip("2001:DB8::1") == "2001:db8::1"
-    # Routing reads IPv4 peers on port 179 only (yet): the rest is refused.
-    assert "IPv6 BGP peer" in problems(peer(peerIP="[2001:DB8::1]:1179", asNumber=1))["spec.peerIP"]
-    assert "other than 179" in problems(peer(peerIP="192.0.2.1:1179", asNumber=1))["spec.peerIP"]
+    six = ok(peer(peerIP="[2001:DB8::1]:1179", asNumber=1))
+    assert isinstance(six, BGPPeer)
+    assert (six.spec.peer_address, six.spec.peer_port) == ("2001:db8::1", 1179)
     p = ok(peer(peerIP="192.0.2.1:179", asNumber="1.10"))
     assert isinstance(p, BGPPeer)
     assert p.spec.peer_ip == "192.0.2.1:179" and p.spec.as_number == 65546

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
@@ -13,10 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gingham.calc.routing import bgp_config
-from gingham.calc.routing_types import BGPSettings, HostInfo, PeerInfo, PoolInfo
-from gingham.errors import ValidationError
+from gingham.calc.routing_types import (
+    BGPSettings,
+    HostInfo,
+    PeerInfo,
+    PoolInfo,
+    PrefixAdvertisementInfo,
+)
+from gingham.errors import RoutingError, ValidationError
 from gingham.ipam.info import BlockInfo
-from gingham.routing.bird_config import plan_sessions, render_bird_config
+from gingham.routing.bird_config import LeftOut, plan_sessions, render_bird_config
+from gingham.routing.secrets import read_password, read_passwords
 from tests.unit.routing.blocks import block
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "bird"
@@ -24,6 +32,9 @@ UPDATE = os.environ.get("GINGHAM_UPDATE_GOLDEN") == "1"
 SUBNET = IPv4Network("192.0.2.0/24")
 POOLS = [PoolInfo(ip_network("198.18.0.0/16")), PoolInfo(ip_network("2001:db8:1::/64"))]
 FAST = dict(hold_time=6, keepalive_time=2, connect_retry_time=1)
+RACK1_PASS = "/etc/gingham/rack1.pass"
+MESH_PASS = "/etc/gingham/mesh.pass"
+TOR_PASS = "/etc/gingham/tor.pass"
 
 
 def node(i: int, *, rr: str | None = None, asn: int | None = None, **labels: str) -> HostInfo:
@@ -59,6 +70,29 @@ def _six(i: int) -> HostInfo:
     )
 
 
+SETTINGS_HOSTS = [_six(1), _six(2), _six(3)]
+SETTINGS = BGPSettings(
+    True,
+    listen_port=1790,
+    node_listen_ports=(("node1", 1791), ("node3", 1793)),
+    mesh_password_file=MESH_PASS,
+    log_severity="Debug",
+    service_cidrs=(ip_network("198.19.128.0/20"), ip_network("203.0.113.64/26"),
+                   ip_network("2001:db8:5e::/112")),
+    prefix_advertisements=(
+        PrefixAdvertisementInfo(ip_network("198.18.0.0/16"), ("64512:120", "64512:300:100")),
+        PrefixAdvertisementInfo(ip_network("198.19.128.0/20"), ("64512:200",)),
+        PrefixAdvertisementInfo(ip_network("2001:db8:1::/64"), ("64512:600",)),
+    ),
+    peers=(
+        PeerInfo("tor", peer_ip=ip_address("192.0.2.1"), as_number=65000, port=1179,
+                 password_file=TOR_PASS),
+        PeerInfo("tor6", peer_ip=ip_address("2001:db8:ffff::1"), as_number=65000),
+    ),
+    **FAST,  # type: ignore[arg-type]
+)
+
+
 def scenario(name: str) -> str:
     if name == "mesh3":
         hosts = [node(1), node(2), node(3)]
@@ -80,7 +114,7 @@ def scenario(name: str) -> str:
                 peer_ip=ip_address("192.0.2.253"),
                 as_number=65000,
                 node_selector="rack == 'r1'",
-                password="s3cret",
+                password_file=RACK1_PASS,
             ),
             PeerInfo(
                 "rack2",
@@ -105,6 +139,7 @@ def scenario(name: str) -> str:
             blocks_for(3),
             POOLS,
             log_file="/run/gingham/node1/bird/bird.log",
+            secrets={RACK1_PASS: "s3cret"},
         )
     if name == "ipv6":
         hosts = [_six(1), _six(2), _six(3)]
@@ -114,10 +149,14 @@ def scenario(name: str) -> str:
             block("2001:db8:1::40/122", "node2"),
         ]
         return render(BGPSettings(True, **FAST), hosts[0], hosts, blocks, POOLS)
+    if name == "settings":
+        return render(SETTINGS, SETTINGS_HOSTS[0], SETTINGS_HOSTS, [
+            *blocks_for(3), block("2001:db8:1::/122", "node1")], POOLS,
+            secrets={MESH_PASS: "mesh-pw", TOR_PASS: "tor pw 1"})
     raise AssertionError(name)
 
 
-SCENARIOS = ["mesh3", "mesh3_borrower", "rr_server", "rr_client", "peers", "ipv6"]
+SCENARIOS = ["mesh3", "mesh3_borrower", "rr_server", "rr_client", "peers", "ipv6", "settings"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -166,9 +205,6 @@ def test_bad_inputs_are_named() -> None:
     peers = (PeerInfo("p", peer_ip=ip_address("192.0.2.99")),)
     with pytest.raises(ValidationError, match="BGPPeer p"):
         plan_sessions(BGPSettings(True, peers=peers), node(1), [node(1)])
-    peers = (PeerInfo("p", peer_ip=ip_address("192.0.2.99"), as_number=1, password='a"b'),)
-    with pytest.raises(ValidationError, match="password"):
-        render(BGPSettings(True, peers=peers), node(1), [node(1)], [])
     with pytest.raises(ValidationError, match="router id"):
         render(BGPSettings(True), HostInfo("x"), [], [])
 
@@ -212,3 +248,145 @@ def test_render_is_independent_of_input_order(rnd, rr_count: int, mesh: bool) ->
         BGPSettings(True, node_to_node_mesh=mesh, peers=peers2), hosts[2], h2, b2, p2
     )
     assert got == want
+
+
+def _parses(text: str, tmp_path: Path) -> None:
+    if shutil.which("bird"):
+        conf = tmp_path / "bird.conf"
+        conf.write_text(text)
+        proc = subprocess.run(["bird", "-p", "-c", str(conf)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+def _settings_text(**changes: object) -> str:
+    settings = replace(SETTINGS, **changes)  # type: ignore[arg-type]
+    return render(settings, SETTINGS_HOSTS[0], SETTINGS_HOSTS, blocks_for(3), POOLS,
+                  secrets={MESH_PASS: "mesh-pw", TOR_PASS: "tor pw 1"})
+
+
+@pytest.mark.parametrize(("severity", "log", "debug"), [
+    ("Trace", "all", True),
+    ("Debug", "all", True),
+    ("Info", "all", False),
+    ("Warning", "{ warning, error, auth, fatal, bug }", False),
+    ("Error", "{ error, auth, fatal, bug }", False),
+    ("Fatal", "{ fatal, bug }", False),
+])
+def test_log_severity_chooses_birds_log(severity: str, log: str, debug: bool,
+                                        tmp_path: Path) -> None:
+    text = _settings_text(log_severity=severity)
+    lines = text.splitlines()
+    assert lines[1] == f"log stderr {log};"
+    assert ("debug protocols all;" in lines) is debug
+    _parses(text, tmp_path)
+
+
+def test_listen_ports_follow_each_host(tmp_path: Path) -> None:
+    text = _settings_text()
+    # node1 listens on its own port; node2 has none of its own (the cluster's), node3 its own
+    assert "  local 192.0.2.11 port 1791 as 64512;" in text
+    assert "  local 2001:db8:ffff::11 port 1791 as 64512;" in text
+    assert "  neighbor 192.0.2.12 port 1790 as 64512;" in text
+    assert "  neighbor 192.0.2.13 port 1793 as 64512;" in text
+    assert "  neighbor 2001:db8:ffff::13 port 1793 as 64512;" in text
+    # an external peer: the port of its peerIP, or 179
+    assert "  neighbor 192.0.2.1 port 1179 as 65000;" in text
+    assert "  neighbor 2001:db8:ffff::1 as 65000;" in text
+    assert SETTINGS.port_of("node2") == 1790 and SETTINGS.port_of("node3") == 1793
+    # all on the default: no port anywhere
+    plain = _settings_text(listen_port=179, node_listen_ports=(),
+                           peers=(replace(SETTINGS.peers[0], port=179),))
+    assert " port " not in plain
+    _parses(text, tmp_path)
+
+
+def test_service_cidrs(tmp_path: Path) -> None:
+    text = _settings_text()
+    assert ("protocol static gingham_services4 {\n  ipv4;\n  route 198.19.128.0/20 blackhole;\n"
+            "  route 203.0.113.64/26 blackhole;\n}") in text
+    assert ("protocol static gingham_services6 {\n  ipv6;\n  route 2001:db8:5e::/112 blackhole;"
+            "\n}") in text
+    assert '  if proto = "gingham_services4" then accept;' in text
+    assert '  if proto = "gingham_services6" then accept;' in text
+    # what peers announce for them (every host does) never reaches the kernel
+    kernel = text.split("filter gingham_kernel_export {")[1].split("}")[0]
+    assert kernel.splitlines()[1:3] == [
+        "  if net.type = NET_IP4 && net ~ [ 198.19.128.0/20+, 203.0.113.64/26+ ] then reject;",
+        "  if net.type = NET_IP6 && net ~ [ 2001:db8:5e::/112+ ] then reject;",
+    ]
+    none = _settings_text(service_cidrs=())
+    assert "gingham_services" not in none and "NET_IP4" not in none
+    _parses(text, tmp_path)
+
+
+def test_communities_on_advertised_prefixes(tmp_path: Path) -> None:
+    text = _settings_text()
+    assert ("function gingham_communities4() {\n"
+            "  if net ~ [ 198.18.0.0/16+ ] then { bgp_community.add((64512, 120)); "
+            "bgp_large_community.add((64512, 300, 100)); }\n"
+            "  if net ~ [ 198.19.128.0/20+ ] then { bgp_community.add((64512, 200)); }\n"
+            "}") in text
+    assert ("function gingham_communities6() {\n"
+            "  if net ~ [ 2001:db8:1::/64+ ] then { bgp_community.add((64512, 600)); }\n}") in text
+    # applied first in the export filters, so every route they accept carries them
+    assert "filter gingham_export4 {\n  gingham_communities4();\n" in text
+    assert "filter gingham_export6 {\n  gingham_communities6();\n" in text
+    none = _settings_text(prefix_advertisements=())
+    assert "communities" not in none
+    _parses(text, tmp_path)
+
+
+def test_passwords_come_from_files(tmp_path: Path) -> None:
+    good = tmp_path / "good.pass"
+    good.write_text("tor pw 1\n")
+    good.chmod(0o600)
+    assert read_password(str(good)) == "tor pw 1"
+    loose = tmp_path / "loose.pass"
+    loose.write_text("hunter2")
+    loose.chmod(0o640)
+    bad_text = tmp_path / "quote.pass"
+    bad_text.write_text('a"b')
+    bad_text.chmod(0o600)
+    long = tmp_path / "long.pass"
+    long.write_text("x" * 81)
+    long.chmod(0o400)
+    cases = {str(loose): "chmod 600", str(bad_text): "quotes", str(long): "longer than 80",
+             str(tmp_path / "missing"): "cannot open", str(tmp_path): "not a regular file",
+             "relative.pass": "absolute"}
+    for path, why in cases.items():
+        with pytest.raises(RoutingError) as info:
+            read_password(path)
+        assert why in str(info.value) and path in str(info.value)
+        assert "hunter2" not in str(info.value)
+    got = read_passwords([str(good), str(loose), str(good)])
+    assert got.secrets == {str(good): "tor pw 1"} and set(got.problems) == {str(loose)}
+    assert "tor pw 1" not in repr(got)
+
+    # The mesh and the peer with a password get it; without one, the session is left out.
+    notes: list[LeftOut] = []
+    text = render(SETTINGS, SETTINGS_HOSTS[0], SETTINGS_HOSTS, [], POOLS,
+                  secrets={MESH_PASS: "mesh-pw"}, notes=notes)
+    assert text.count('  password "mesh-pw";') == 4  # node2, node3: IPv4 and IPv6
+    assert "Global_192_0_2_1 " not in text and "tor pw 1" not in text
+    assert notes == [LeftOut("Global_192_0_2_1", f"no password from {TOR_PASS}", TOR_PASS)]
+    with pytest.raises(ValidationError, match=TOR_PASS):  # never render one the reader refuses
+        render(SETTINGS, SETTINGS_HOSTS[0], SETTINGS_HOSTS, [], POOLS,
+               secrets={MESH_PASS: "m", TOR_PASS: 'a"b'})
+
+
+def test_peer_ip_port_and_ipv6_peers(tmp_path: Path) -> None:
+    v4_only = [node(1), node(2)]
+    peers = (
+        PeerInfo("far", peer_ip=ip_address("203.0.113.1"), as_number=65100, port=1179),
+        PeerInfo("six", peer_ip=ip_address("2001:db8:ffff::1"), as_number=65000),
+    )
+    notes: list[LeftOut] = []
+    text = render(BGPSettings(True, peers=peers), v4_only[0], v4_only, [], notes=notes)
+    assert "  neighbor 203.0.113.1 port 1179 as 65100;" in text
+    # an IPv6 peer of a host without an IPv6 address: left out, the rest stands
+    assert "2001:db8:ffff::1" not in text and "Mesh_192_0_2_12" in text
+    assert notes == [LeftOut("Global_2001_db8_ffff__1", "this host has no IPv6 address")]
+    six = _settings_text()
+    assert ("protocol bgp Global_2001_db8_ffff__1 from gingham_peer6 {\n"
+            "  neighbor 2001:db8:ffff::1 as 65000;\n") in six
+    _parses(text, tmp_path)
