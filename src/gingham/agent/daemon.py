@@ -32,6 +32,13 @@ Invariants:
   costs its key only (``_feed``); what does not validate is reported
   (``gingham_invalid_resources``, /readyz, node status), never dropped silently.
 - The loop is single-threaded; the health server only reads two flags.
+- Every plane sees every batch, in order: when one fails, the planes after it
+  get the batch with the next (its retry), never lose it.
+- What the host cannot do is reported, never skipped silently: the agent
+  probes its capabilities (``capabilities.py``) at start and every minute,
+  tells the graph (routing plans nothing the host lacks) and reports each
+  missing one, and the settings not in effect for it, in ``/readyz``, node
+  status and ``gingham_host_capability{name}``.
 - A datastore outage leaves the dataplane as it is (fail static) and turns
   readiness off until the next successful snapshot.
 """
@@ -43,13 +50,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from gingham.agent.capabilities import PROBE_INTERVAL, HostCapabilities, report_lines
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.decode import datastore_key
 from gingham.agent.housekeeping import Housekeeping
 from gingham.agent.metrics import AgentMetrics
 from gingham.agent.node import HostAddresses
+from gingham.calc.felix import HostSupport
 from gingham.calc.inputs import InputKey, ResourceKey
 from gingham.calc.validity import InvalidReport
 from gingham.datastore import keys
@@ -70,6 +79,8 @@ class Calc(Protocol):
     def on_update(self, key: InputKey, value: Any) -> None: ...
     def on_in_sync(self) -> None: ...
     def set_underlay_mtu(self, mtu: int | None) -> None: ...
+    def set_host_support(self, support: HostSupport) -> None: ...
+    def wanted_capabilities(self) -> frozenset[str]: ...
     def flush(self) -> list[Any]: ...
     def invalid_resources(self) -> Mapping[InputKey, InvalidReport]: ...
     def last_valid(self, key: InputKey) -> Any: ...
@@ -83,6 +94,14 @@ class Plane(Protocol):
     """Something that turns calculation messages into kernel state."""
 
     def apply(self, messages: Sequence[Any]) -> None: ...
+
+
+@runtime_checkable
+class Rechecking(Protocol):
+    """A plane that also reads something of its own (the BGP manager: password files)
+    and asks, now and then, to be applied although nothing changed."""
+
+    def due(self, now: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +131,7 @@ class AgentState:
     blocked: str = ""  # why the dataplane is left alone; "" when it is not
     invalid: tuple[Invalid, ...] = ()
     notices: tuple[str, ...] = ()  # e.g. endpoints the dataplane refused
+    capabilities: HostCapabilities | None = None  # None: not probed
 
     def reasons(self) -> list[str]:
         """One line per thing an operator should know, for /readyz and node status."""
@@ -138,6 +158,10 @@ class Agent:
     last_valid: Retaining | None = None
     # The MTU of the interface holding this host's address (None: unknown).
     underlay_mtu: Callable[[], int | None] = lambda: None
+    # What the host can do (None: not probed; routing assumes everything).
+    capabilities: Callable[[], HostCapabilities] | None = None
+    # Called with the loop's clock every turn (retries that wait for no message).
+    tickers: list[Callable[[float], None]] = field(default_factory=list)
     # Called with the state whenever what it reports changes (status file).
     on_status: Callable[[AgentState], None] | None = None
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
@@ -160,6 +184,9 @@ class Agent:
         self._reported: tuple[Any, ...] | None = None
         self._invalid_kinds: set[str] = set()
         self._next_mtu_probe = 0.0
+        self._next_capability_probe = 0.0
+        # Batches a plane has not seen because one before it failed, by plane index.
+        self._backlog: dict[int, list[Any]] = {}
 
     def step(self) -> None:
         """One turn of the loop: read what changed, compute, program."""
@@ -194,30 +221,58 @@ class Agent:
         if now >= self._next_mtu_probe:
             self._next_mtu_probe = now + MTU_PROBE_INTERVAL
             self.calc.set_underlay_mtu(self.underlay_mtu())
+        if self.capabilities is not None and now >= self._next_capability_probe:
+            self._next_capability_probe = now + PROBE_INTERVAL
+            self._probe_capabilities()
         messages = self.calc.flush()
         self.housekeeping.note(messages)
         # Updates that change no message still retry what a plane could not do yet
         # (an interface that was missing, say).
-        if messages or updates or snapshot_done or self._retry:
+        rechecks = [p.due(now) for p in self.planes if isinstance(p, Rechecking)]
+        if messages or updates or snapshot_done or self._retry or any(rechecks):
             self._retry = False
-            for plane in self.planes:
-                try:
-                    plane.apply(messages)
-                except GinghamError as exc:
-                    self._plane_failed(plane, exc)
-                    return
-                except Exception as exc:  # a bug must not take the dataplane down: fail static
-                    log.exception("unexpected error in %s", type(plane).__name__)
-                    self._plane_failed(plane, exc)
-                    return
+            if not self._apply(messages):
+                return
             self.metrics.applies.inc()
             if updates:
                 self.metrics.apply_latency.observe(self.clock() - received)
+        for tick in self.tickers:
+            tick(self.clock())
         self.housekeeping.claims(self.clock())
         self.state.programmed_once = True
         self.state.ready = True
         self.metrics.in_sync.set(1)
         self._report()
+
+    def _apply(self, messages: list[Any]) -> bool:
+        """Every plane in order; False when one failed (the later ones keep the batch)."""
+        for i, plane in enumerate(self.planes):
+            batch = self._backlog.pop(i, []) + messages
+            try:
+                plane.apply(batch)
+            except Exception as exc:
+                if not isinstance(exc, GinghamError):  # a bug must not take the dataplane down
+                    log.exception("unexpected error in %s", type(plane).__name__)
+                for later in range(i + 1, len(self.planes)):
+                    self._backlog[later] = self._backlog.get(later, []) + messages
+                self._plane_failed(plane, exc)
+                return False
+        return True
+
+    def _probe_capabilities(self) -> None:
+        assert self.capabilities is not None
+        caps = self.capabilities()
+        if caps == self.state.capabilities:
+            return
+        for cap in caps.items:
+            before = self.state.capabilities.get(cap.name) if self.state.capabilities else None
+            if before != cap:
+                level = logging.INFO if cap.present else logging.WARNING
+                log.log(level, "host capability %s: %s (%s)", cap.name,
+                        "present" if cap.present else "MISSING", cap.detail)
+            self.metrics.host_capability.labels(name=cap.name).set(1 if cap.present else 0)
+        self.state.capabilities = caps
+        self.calc.set_host_support(caps.support())
 
     def _feed(self, key: str, value: Any) -> None:
         """One update into the graph; a bad one costs that key only."""
@@ -256,8 +311,10 @@ class Agent:
         """Refresh what the agent tells operators (gauge, /readyz, status file) if it changed."""
         reports = self._all_invalid()
         notices = tuple(line for source in self.notice_sources for line in source())
+        notices += tuple(report_lines(self.state.capabilities, self.calc.wanted_capabilities()))
         invalid = tuple(reports[k] for k in sorted(reports))
-        snapshot = (self.state.ready, self.state.blocked, invalid, notices)
+        snapshot = (self.state.ready, self.state.blocked, invalid, notices,
+                    self.state.capabilities)
         if snapshot == self._reported:
             return
         self._reported = snapshot

@@ -4,6 +4,11 @@ Served from daemon threads that only *read* two booleans, an optional
 detail text and the metrics registry, so they never touch the agent's state
 while the loop changes it.
 
+The same server serves metrics alone (:func:`metrics_server`): with
+FelixConfiguration ``prometheusMetricsEnabled`` the agent moves ``/metrics``
+to a port of its own and the health server stops serving it
+(:attr:`HealthServer.serve_metrics`; ``agent/settings.py``).
+
 Whatever connects, the server's cost stays bounded:
 
 - one handler thread per connection, at most ``max_handlers`` at a time; a
@@ -92,6 +97,8 @@ class _BoundedHTTPServer(HTTPServer):
     ) -> None:
         self._slots = threading.BoundedSemaphore(max_handlers)
         self.stats = stats
+        if ":" in address[0]:  # an IPv6 healthHost
+            self.address_family = socket.AF_INET6
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -136,6 +143,8 @@ class HealthServer:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         max_handlers: int = DEFAULT_MAX_HANDLERS,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        serve_metrics: bool = True,
+        serve_probes: bool = True,
     ) -> None:
         if request_timeout <= 0:
             raise ValidationError(
@@ -147,8 +156,11 @@ class HealthServer:
             raise ValidationError(
                 f"must be at least 256, not {max_request_bytes}", "health max_request_bytes"
             )
-        probes = {"/healthz": live, "/readyz": ready}
+        probes = {"/healthz": live, "/readyz": ready} if serve_probes else {}
         stats = self.stats = HealthStats()
+        # Read by the handler threads at each request: the agent may switch it.
+        self.serve_metrics = serve_metrics
+        server = self
 
         def readyz_body(ok: bool) -> bytes:
             text = "ok\n" if ok else "not ready\n"
@@ -217,7 +229,7 @@ class HealthServer:
 
             def do_GET(self) -> None:
                 self.close_connection = True
-                if self.path == "/metrics":
+                if self.path == "/metrics" and server.serve_metrics:
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
                     return
                 probe = probes.get(self.path)
@@ -251,6 +263,11 @@ class HealthServer:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
     def start(self) -> None:
         self._thread.start()
 
@@ -258,3 +275,9 @@ class HealthServer:
         if self._thread.is_alive():  # shutdown() waits for a loop that never started
             self._server.shutdown()
         self._server.server_close()
+
+
+def metrics_server(host: str, port: int, registry: CollectorRegistry) -> HealthServer:
+    """A server for ``/metrics`` only (FelixConfiguration prometheusMetricsEnabled)."""
+    return HealthServer(host, port, live=lambda: True, ready=lambda: True, registry=registry,
+                        serve_probes=False)

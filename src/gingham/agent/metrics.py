@@ -36,3 +36,9 @@ class AgentMetrics:
             registry=r,
         )
         self.in_sync = Gauge("gingham_in_sync", "1 when in sync with the datastore", registry=r)
+        self.host_capability = Gauge(
+            "gingham_host_capability",
+            "1 when the host has the capability, 0 when it lacks it (see gingham node status)",
+            ["name"],
+            registry=r,
+        )

@@ -30,6 +30,10 @@ def write_status(path: Path, hostname: str, state: AgentState) -> None:
             for r in state.invalid
         ],
         "notices": list(state.notices),
+        "capabilities": [
+            {"name": c.name, "present": c.present, "detail": c.detail}
+            for c in (state.capabilities.items if state.capabilities is not None else ())
+        ],
         "updated": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

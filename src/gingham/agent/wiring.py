@@ -5,22 +5,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from gingham.agent.capabilities import probe_capabilities
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.daemon import Agent
 from gingham.agent.decode import KeyedMemory, decode, decode_value
 from gingham.agent.detect import detect_addresses, underlay_mtu_probe
-from gingham.agent.health import HealthServer
+from gingham.agent.health import HealthServer, metrics_server
 from gingham.agent.last_valid import FileMemory
 from gingham.agent.metrics import AgentMetrics
 from gingham.agent.policy_plane import PolicyPlane
+from gingham.agent.settings import AgentSettings, LocalOverrides, Server
 from gingham.agent.status import STATUS_FILE, write_status
 from gingham.calc.graph import CalcGraph
+from gingham.calc.messages import Listener
 from gingham.dataplane import nft
 from gingham.dataplane.mtu_file import MtuFile
 from gingham.dataplane.nat import NAT_TABLE, NatOutgoing
 from gingham.dataplane.netlink import Netlink
 from gingham.dataplane.routes import KernelRoutes
 from gingham.dataplane.routing import RoutingDataplane
+from gingham.dataplane.service_loop import SERVICE_TABLE, ServiceLoop
 from gingham.dataplane.vxlan import Vxlan, VxlanDriver
 from gingham.datastore import open_datastore
 from gingham.datastore.base import Datastore
@@ -30,18 +34,18 @@ from gingham.routing.bird import BirdProcess
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STATUS_FILE", "RunningAgent", "build_agent"]
+__all__ = ["STATUS_FILE", "LocalOverrides", "RunningAgent", "build_agent"]
 
 
 @dataclass
 class RunningAgent:
     agent: Agent
     datastore: Datastore
-    health: HealthServer
+    settings: AgentSettings  # the health and metrics servers
     netlink: Netlink
 
     def close(self) -> None:
-        self.health.stop()
+        self.settings.close()
         self.netlink.close()
         self.datastore.close()
 
@@ -49,10 +53,11 @@ class RunningAgent:
 def build_agent(
     hostname: str,
     datastore_url: str,
-    health_host: str = "127.0.0.1",
-    health_port: int = 9099,
+    overrides: LocalOverrides | None = None,
     interface: str | None = None,
 ) -> RunningAgent:
+    """The agent of ``hostname``; ``overrides``: what its command line gives, which wins
+    over FelixConfiguration (``agent/settings.py``)."""
     base = run_dir()
     host_dir = base / hostname
     ds = open_datastore(datastore_url)
@@ -66,37 +71,45 @@ def build_agent(
         vxlan=Vxlan(VxlanDriver()),
         nat=NatOutgoing(nft.NFT(table=NAT_TABLE)),
         mtu=MtuFile(mtu_path(hostname, base)),
+        service_loop=ServiceLoop(nft.NFT(table=SERVICE_TABLE)),
     )
     bgp = BgpManager(BirdProcess(hostname, run_dir=base))
+
+    def make_server(at: Listener, probes: bool) -> Server:
+        if not probes:
+            return metrics_server(at.host, at.port, metrics.registry)
+        return HealthServer(
+            at.host,
+            at.port,
+            live=lambda: agent.state.live,
+            ready=lambda: agent.state.ready,
+            registry=metrics.registry,
+            detail=lambda: "\n".join(agent.state.reasons()),
+        )
+
+    settings = AgentSettings(make_server, overrides or LocalOverrides())
     agent = Agent(
         hostname=hostname,
         datastore=ds,
         addresses=addresses,
         calc=CalcGraph(hostname, memory=KeyedMemory(memory), decode=decode_value),
         decode=decode,
-        planes=[policy, routing, bgp],
-        notice_sources=[policy.notices],
+        planes=[settings, policy, routing, bgp],
+        notice_sources=[settings.notices, policy.notices, bgp.notices],
         guard=ClusterGuard(host_dir / "cluster-id", getattr(ds, "url", "the datastore")),
         last_valid=memory,
         underlay_mtu=underlay_mtu_probe(addresses),
+        capabilities=probe_capabilities,
+        tickers=[settings.tick],
         on_status=lambda state: write_status(host_dir / STATUS_FILE, hostname, state),
         metrics=metrics,
     )
-    health = HealthServer(
-        health_host,
-        health_port,
-        live=lambda: agent.state.live,
-        ready=lambda: agent.state.ready,
-        registry=agent.metrics.registry,
-        detail=lambda: "\n".join(agent.state.reasons()),
-    )
-    health.start()
+    settings.start()
     log.info(
-        "agent %s: datastore %s, addresses %s, health on %s:%d",
+        "agent %s: datastore %s, addresses %s, health on %s",
         hostname,
         getattr(ds, "url", "?"),
         addresses,
-        health_host,
-        health.port,
+        settings.health_at,
     )
-    return RunningAgent(agent, ds, health, netlink)
+    return RunningAgent(agent, ds, settings, netlink)

@@ -74,6 +74,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from gingham.calc.active import ActiveRulesCalculator
+from gingham.calc.felix import FelixSettings, HostSupport, config_message, routing_settings
 from gingham.calc.inputs import InputKey, ResourceKey
 from gingham.calc.labels import LabelInheritance
 from gingham.calc.members import IPSetMembers, Item
@@ -106,7 +107,6 @@ from gingham.model import (
     k8s_policy_to_calico,
     namespace_to_profile,
 )
-from gingham.model.config import FelixConfigurationSpec
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class CalcGraph:
         self._items: dict[Hashable, _Record] = {}
         self._local: dict[EndpointKey, _Record] = {}
         self._dirty: set[EndpointKey] = set()
-        self._felix: dict[str, Mapping[str, Any]] = {}
+        self._felix = FelixSettings(hostname)
         self._validity = ValidityFilter(memory, decode)
         self._routing = RoutingCalculator(hostname, self._seq)
 
@@ -394,21 +394,23 @@ class CalcGraph:
     # --- configuration --------------------------------------------------------
 
     def _on_felix(self, key: ResourceKey, value: Any) -> None:
-        name = key.name
-        if name not in ("default", f"node.{self.hostname}"):
+        if not self._felix.applies(key.name):
             return
-        if value is None:
-            self._felix.pop(name, None)
-        else:
-            spec = value.spec
-            self._felix[name] = {f: getattr(spec, f) for f in spec.model_fields_set}
+        self._felix.update(key.name, value.spec if value is not None else None)
         self._seq.config(self._config_message())
 
     def _config_message(self) -> ConfigUpdate:
-        merged: dict[str, Any] = {f: getattr(_FELIX_DEFAULTS, f) for f in _FELIX_FIELDS}
-        merged.update(self._felix.get("default", {}))
-        merged.update(self._felix.get(f"node.{self.hostname}", {}))
-        return ConfigUpdate(MappingProxyType(merged))
+        values = self._felix.merged()
+        self._routing.set_settings(routing_settings(values))
+        return config_message(values)
+
+    def set_host_support(self, support: HostSupport) -> None:
+        """What this host can do (the agent probes it): routing plans nothing it lacks."""
+        self._routing.set_support(support)
+
+    def wanted_capabilities(self) -> frozenset[str]:
+        """Host capabilities routing asks of this host now (``vxlan``, ``nat``, ``bird``)."""
+        return self._routing.wanted_capabilities()
 
     # --- endpoint messages ----------------------------------------------------
 
@@ -510,8 +512,6 @@ def _named_ports(ports: Iterable[Any] | None) -> tuple[tuple[str, str, int], ...
 
 
 _PROTOCOL_NAMES: Final = {number: name for name, number in PROTOCOLS.items()}
-_FELIX_DEFAULTS: Final = FelixConfigurationSpec()
-_FELIX_FIELDS: Final = tuple(FelixConfigurationSpec.model_fields)
 
 _HANDLERS: Final[dict[str, Any]] = {
     "WorkloadEndpoint": CalcGraph._on_workload,

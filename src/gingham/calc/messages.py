@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 from gingham.calc.inputs import IPAddress, IPNetwork
 from gingham.calc.routing_types import (
@@ -291,22 +291,77 @@ class HostEndpointRemove:
 # --- configuration and sync -----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigUpdate:
-    """Effective FelixConfiguration for this host.
+FailsafeProtocol = Literal["tcp", "udp", "sctp"]
+LogSeverity = Literal["Trace", "Debug", "Info", "Warning", "Error", "Fatal"]
+EndpointToHostAction = Literal["Drop", "Return", "Accept"]
 
-    ``values`` maps every field of the model's FelixConfiguration spec, by its
-    snake_case name (``default_endpoint_to_host_action``,
-    ``failsafe_inbound_host_ports``, …), to its effective value: the model's
-    default, overridden by the fields set in FelixConfiguration ``default``,
-    overridden by those set in ``node.<hostname>``. Values are as the model
-    holds them (strings, numbers, tuples of frozen model objects).
+
+@dataclass(frozen=True, slots=True, order=True)
+class FailsafePort:
+    """A host port kept open whatever host endpoint policy says.
+
+    ``net`` (a canonical CIDR; None: any address) narrows it: an inbound port
+    is open to sources in ``net`` only, an outbound one to destinations in it.
     """
 
-    values: Mapping[str, Any]
+    protocol: FailsafeProtocol
+    port: int
+    net: str | None = None
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
+
+def _failsafe(*ports: tuple[FailsafeProtocol, int]) -> tuple[FailsafePort, ...]:
+    return tuple(FailsafePort(proto, port) for proto, port in ports)
+
+
+# Calico's defaults (the model's, converted; a unit test keeps them equal).
+DEFAULT_FAILSAFE_INBOUND: tuple[FailsafePort, ...] = _failsafe(
+    ("tcp", 22), ("udp", 68), ("tcp", 179), ("tcp", 2379), ("tcp", 2380),
+    ("tcp", 5473), ("tcp", 6443), ("tcp", 6666), ("tcp", 6667),
+)
+DEFAULT_FAILSAFE_OUTBOUND: tuple[FailsafePort, ...] = _failsafe(
+    ("udp", 53), ("udp", 67), ("tcp", 179), ("tcp", 2379), ("tcp", 2380),
+    ("tcp", 5473), ("tcp", 6443), ("tcp", 6666), ("tcp", 6667),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """Where a server of the agent listens: ``host`` "" means every address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = self.host or "*"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigUpdate:
+    """FelixConfiguration as it applies to this host, for the policy dataplane and the
+    agent process: every field is the model's default, overridden by what
+    FelixConfiguration ``default`` sets, overridden by what ``node.<hostname>`` sets
+    (field by field). Plain values only. Routing's settings (vxlanVNI, vxlanPort,
+    vxlanMTU, natOutgoingAddress) reach the routing messages instead
+    (``VxlanDeviceUpdate``, ``MtuUpdate``, ``NatOutgoingUpdate``).
+
+    ``health``: where the health server listens (None: healthEnabled false).
+    ``metrics``: the Prometheus server of its own (prometheusMetricsEnabled); None:
+    ``/metrics`` is served by the health server.
+    """
+
+    endpoint_to_host_action: EndpointToHostAction = "Drop"
+    failsafe_inbound: tuple[FailsafePort, ...] = DEFAULT_FAILSAFE_INBOUND
+    failsafe_outbound: tuple[FailsafePort, ...] = DEFAULT_FAILSAFE_OUTBOUND
+    interface_prefixes: tuple[str, ...] = ("gh",)
+    """Workload interfaces start with one of these (interfacePrefix)."""
+    vxlan_port: int = VXLAN_PORT
+    """The UDP port of VXLAN, which workloads may not send to unless allowed."""
+    allow_vxlan_from_workloads: bool = False
+    allow_ipip_from_workloads: bool = False
+    log_severity: LogSeverity = "Info"
+    health: Listener | None = Listener("localhost", 9099)
+    metrics: Listener | None = None
 
 
 # --- routing ----------------------------------------------------------------
@@ -396,6 +451,20 @@ class NatOutgoingUpdate:
     snat_v6: IPAddress | None = None
 
 
+ServiceLoopAction = Literal["Drop", "Reject", "Disabled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLoopUpdate:
+    """The service CIDRs this host advertises (BGPConfiguration serviceClusterIPs and
+    serviceExternalIPs): forwarded traffic to them that no DNAT rewrote meets ``action``
+    (FelixConfiguration serviceLoopPrevention), so that an address no service uses
+    does not bounce between the hosts and their router. No CIDRs: no rules."""
+
+    cidrs: tuple[IPNetwork, ...]
+    action: ServiceLoopAction = "Drop"
+
+
 @dataclass(frozen=True, slots=True)
 class BgpConfig:
     """Everything the BIRD renderer reads, for this host (``me``)."""
@@ -457,6 +526,7 @@ Message = (
     | VxlanPeerUpdate
     | VxlanPeerRemove
     | NatOutgoingUpdate
+    | ServiceLoopUpdate
     | BgpUpdate
     | MtuUpdate
     | TunnelAddressWanted
@@ -471,6 +541,7 @@ ROUTING_MESSAGES: tuple[type, ...] = (
     VxlanPeerUpdate,
     VxlanPeerRemove,
     NatOutgoingUpdate,
+    ServiceLoopUpdate,
     BgpUpdate,
     MtuUpdate,
     TunnelAddressWanted,

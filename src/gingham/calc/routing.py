@@ -33,7 +33,22 @@ Rules beyond the plan's (``routes.py``):
   CNI plugin reads then keeps what it said).
 - BGP is on when a BGPConfiguration ``default`` exists; BIRD's inputs are sent
   only once this host has an IPv4 address (the router id): without its own
-  Node, BIRD is left as it was rather than stopped.
+  Node, BIRD is left as it was rather than stopped. Per-node configurations
+  (``node.<host>``) give that host's listenPort (every host's is read: peers
+  connect to it), logSeverityScreen and prefixAdvertisements.
+- The service CIDRs (serviceClusterIPs, serviceExternalIPs) go to BIRD, which
+  advertises them, and to ``ServiceLoopUpdate``: forwarded traffic to them that
+  no DNAT rewrote is dropped rather than sent back to the router.
+- FelixConfiguration (``calc.felix.RoutingSettings``): ``vxlanVNI`` and
+  ``vxlanPort`` are the device's (a change re-creates it; its peers and routes
+  are put back), ``vxlanMTU`` its MTU and, while some pool encapsulates, the
+  workload MTU; ``natOutgoingAddress`` replaces masquerade in its family.
+- What the host lacks (``calc.felix.HostSupport``, probed by the agent) is not
+  planned: no VXLAN device, peers, routes or tunnel address without the
+  module, no NAT message without nftables NAT (even an empty NAT chain needs
+  it), BGP off for BIRD without BIRD. :meth:`RoutingCalculator.wanted_capabilities`
+  tells the agent what the cluster asks of the host, so it can report what is
+  not in effect.
 """
 
 from __future__ import annotations
@@ -45,13 +60,23 @@ from ipaddress import ip_address, ip_interface, ip_network
 from types import MappingProxyType
 from typing import Any
 
-from gingham.calc.inputs import BlockKey, BlockView, IPAMBlock, IPNetwork, ResourceKey, route_view
+from gingham.calc.felix import HostSupport, RoutingSettings
+from gingham.calc.inputs import (
+    BlockKey,
+    BlockView,
+    IPAddress,
+    IPAMBlock,
+    IPNetwork,
+    ResourceKey,
+    route_view,
+)
 from gingham.calc.messages import (
     BgpConfig,
     BgpUpdate,
     MtuUpdate,
     NatOutgoingUpdate,
     RouteUpdate,
+    ServiceLoopUpdate,
     TunnelAddressWanted,
     VxlanDeviceUpdate,
     VxlanPeerUpdate,
@@ -63,6 +88,7 @@ from gingham.calc.routing_types import (
     HostInfo,
     PeerInfo,
     PoolInfo,
+    PrefixAdvertisementInfo,
     exported_prefixes,
     vxlan_mac,
     workload_mtu,
@@ -121,20 +147,55 @@ def peer_from_model(peer: BGPPeer) -> PeerInfo:
         node_selector=spec.node_selector or None,
         peer_selector=spec.peer_selector or None,
         keep_original_next_hop=spec.keep_original_next_hop,
+        password_file=spec.password.file if spec.password is not None else None,
+        port=spec.peer_port,
     )
 
 
-def bgp_settings(config: BGPConfiguration | None, peers: Iterable[PeerInfo]) -> BGPSettings:
-    """BGP is on when the ``default`` BGPConfiguration exists."""
-    if config is None:
-        return BGPSettings(enabled=False, peers=tuple(sorted(peers, key=lambda p: p.name)))
+def _advertisements(config: BGPConfiguration) -> tuple[PrefixAdvertisementInfo, ...]:
     spec = config.spec
+    return tuple(
+        PrefixAdvertisementInfo(ip_network(ad.cidr), spec.community_values(ad.communities))
+        for ad in spec.prefix_advertisements
+    )
+
+
+def bgp_settings(config: BGPConfiguration | None, peers: Iterable[PeerInfo],
+                 nodes: Mapping[str, BGPConfiguration] | None = None,
+                 hostname: str | None = None) -> BGPSettings:
+    """BGP is on when the ``default`` BGPConfiguration exists. ``nodes``: the per-node
+    configurations by host name; ``hostname``'s own overrides the log severity and the
+    prefix advertisements (as in Calico, its list replaces the cluster's)."""
+    ordered = tuple(sorted(peers, key=lambda p: p.name))
+    if config is None:
+        return BGPSettings(enabled=False, peers=ordered)
+    spec = config.spec
+    nodes = nodes or {}
+    mine = nodes.get(hostname) if hostname is not None else None
+    severity, adverts = spec.log_severity_screen, config
+    if mine is not None:
+        if "log_severity_screen" in mine.spec.model_fields_set:
+            severity = mine.spec.log_severity_screen
+        if "prefix_advertisements" in mine.spec.model_fields_set:
+            adverts = mine
+    services = {ip_network(c.cidr) for c in (*spec.service_cluster_ips,
+                                              *spec.service_external_ips)}
+    mesh_password = spec.node_mesh_password
     return BGPSettings(
         enabled=True,
         as_number=spec.as_number,
         node_to_node_mesh=spec.node_to_node_mesh_enabled,
         listen_port=spec.listen_port,
-        peers=tuple(sorted(peers, key=lambda p: p.name)),
+        peers=ordered,
+        log_severity=severity,
+        prefix_advertisements=_advertisements(adverts),
+        service_cidrs=tuple(sorted(services, key=lambda n: (n.version, int(n.network_address),
+                                                            n.prefixlen))),
+        mesh_password_file=mesh_password.file if mesh_password is not None else None,
+        node_listen_ports=tuple(sorted(
+            (name, node.spec.listen_port) for name, node in nodes.items()
+            if "listen_port" in node.spec.model_fields_set
+        )),
     )
 
 
@@ -151,11 +212,15 @@ def bgp_config(settings: BGPSettings, me: HostInfo, hosts: Iterable[HostInfo],
     )
 
 
-def nat_outgoing(pools: Iterable[PoolInfo]) -> NatOutgoingUpdate:
+def nat_outgoing(pools: Iterable[PoolInfo], address: IPAddress | None = None) -> NatOutgoingUpdate:
+    """NAT outgoing for ``pools``; ``address`` (natOutgoingAddress) replaces masquerade in
+    its family."""
     ordered = sorted(set(pools), key=lambda p: (p.cidr.version, int(p.cidr.network_address)))
     return NatOutgoingUpdate(
         masquerade=tuple(p.cidr for p in ordered if p.nat_outgoing),
         pools=tuple(p.cidr for p in ordered),
+        snat_v4=address if address is not None and address.version == 4 else None,
+        snat_v6=address if address is not None and address.version == 6 else None,
     )
 
 
@@ -179,8 +244,11 @@ class RoutingCalculator:
         self._pools: dict[ResourceKey, PoolInfo] = {}
         self._blocks: dict[BlockKey, BlockView] = {}
         self._bgp: BGPConfiguration | None = None
+        self._bgp_nodes: dict[str, BGPConfiguration] = {}  # node.<host>, by host
         self._peers: dict[ResourceKey, PeerInfo] = {}
         self._underlay_mtu: int | None = None
+        self._settings = RoutingSettings()
+        self._support = HostSupport()
         self._in_sync = False  # nothing is planned from half a snapshot
         self._dirty = True  # the plan and everything derived from the cluster
         # Local workloads' routes, and which endpoints claim each destination.
@@ -212,11 +280,12 @@ class RoutingCalculator:
             self._dirty = True
 
     def on_bgp_configuration(self, key: ResourceKey, value: BGPConfiguration | None) -> None:
-        if key.name != "default":
-            return  # per-node BGP configuration: not read
-        if value != self._bgp:
-            self._bgp = value
-            self._dirty = True
+        if key.name == "default":
+            if value != self._bgp:
+                self._bgp = value
+                self._dirty = True
+        elif key.name.startswith("node."):  # every host's: peers need each other's port
+            self._put(self._bgp_nodes, key.name[len("node."):], value)
 
     def on_bgp_peer(self, key: ResourceKey, value: BGPPeer | None) -> None:
         self._put(self._peers, key, peer_from_model(value) if value is not None else None)
@@ -225,6 +294,32 @@ class RoutingCalculator:
         if mtu != self._underlay_mtu:
             self._underlay_mtu = mtu
             self._dirty = True
+
+    def set_settings(self, settings: RoutingSettings) -> None:
+        """FelixConfiguration's VXLAN and NAT settings for this host (``calc.felix``)."""
+        if settings != self._settings:
+            self._settings = settings
+            self._dirty = True
+
+    def set_support(self, support: HostSupport) -> None:
+        """What the host can do: no VXLAN without the module, no NAT rules without
+        nftables NAT, no BIRD without BIRD (the agent reports each as not in effect)."""
+        if support != self._support:
+            self._support = support
+            self._dirty = True
+
+    def wanted_capabilities(self) -> frozenset[str]:
+        """The host capabilities the cluster's routing asks of this host now (``vxlan``,
+        ``nat``, ``bird``), whether or not the host has them."""
+        pools = self._pools.values()
+        wanted = set()
+        if any(p.vxlan_mode != "Never" for p in pools):
+            wanted.add("vxlan")
+        if any(p.nat_outgoing for p in pools):
+            wanted.add("nat")
+        if self._bgp is not None:
+            wanted.add("bird")
+        return frozenset(wanted)
 
     def local_workload(self, ep: WorkloadEndpointID, interface: str | None,
                        nets: Iterable[str]) -> None:
@@ -285,14 +380,14 @@ class RoutingCalculator:
         me = self._hosts.get(self.hostname)
         pools = list(self._pools.values())
         encapsulating = any(p.vxlan_mode != "Never" for p in pools)
-        settings = bgp_settings(self._bgp, self._peers.values())
+        settings = self._bgp_settings()
         mtu = self._workload_mtu(encapsulating)
         if mtu is not None:
             self._seq.mtu(MtuUpdate(mtu))
         device = self._device(me, encapsulating, mtu)
         self._seq.tunnel_wanted(TunnelAddressWanted(4, bool(
             me is not None and me.address_v4 is not None and encapsulating
-            and me.vxlan_tunnel_v4 is None
+            and me.vxlan_tunnel_v4 is None and self._support.vxlan
         )))
         plan = plan_routes(self.hostname, self._hosts.values(), self._blocks.values(), pools,
                            bgp_enabled=settings.enabled)
@@ -311,14 +406,22 @@ class RoutingCalculator:
         for addr in self._peers_sent | wanted.keys():
             self._seq.vxlan_peer(addr, wanted.get(addr))
         self._peers_sent = set(wanted)
-        self._seq.nat(nat_outgoing(pools))
-        if not settings.enabled:
+        if self._support.nat:  # a NAT chain needs nftables NAT, even an empty one
+            self._seq.nat(nat_outgoing(pools, self._settings.nat_address))
+        self._seq.service_loop(ServiceLoopUpdate(settings.service_cidrs,
+                                                 self._settings.service_loop))
+        if not settings.enabled or not self._support.bird:
             self._seq.bgp(BgpUpdate(None))
         elif me is not None and me.address_v4 is not None:
             self._seq.bgp(BgpUpdate(bgp_config(
                 settings, me, self._hosts.values(), self._blocks.values(), pools)))
 
+    def _bgp_settings(self) -> BGPSettings:
+        return bgp_settings(self._bgp, self._peers.values(), self._bgp_nodes, self.hostname)
+
     def _workload_mtu(self, encapsulating: bool) -> int | None:
+        if encapsulating and self._settings.vxlan_mtu is not None:
+            return self._settings.vxlan_mtu  # vxlanMTU: the device's, and the workloads'
         if self._underlay_mtu is None:
             return None
         try:
@@ -331,13 +434,15 @@ class RoutingCalculator:
                 mtu: int | None) -> VxlanDeviceUpdate | None:
         if me is None or me.address_v4 is None or not encapsulating:
             return None
-        if me.vxlan_tunnel_v4 is None:
+        if me.vxlan_tunnel_v4 is None or not self._support.vxlan:
             return None
         return VxlanDeviceUpdate(
             local=me.address_v4,
             mac=me.mac,
             mtu=mtu or DEFAULT_DEVICE_MTU,
             tunnel_addrs=(me.vxlan_tunnel_v4,),
+            vni=self._settings.vxlan_vni,
+            port=self._settings.vxlan_port,
         )
 
     # --- introspection ---------------------------------------------------------------
@@ -347,7 +452,7 @@ class RoutingCalculator:
             MappingProxyType(dict(self._hosts)),
             MappingProxyType(dict(self._pools)),
             MappingProxyType({k: route_view(b) for k, b in self._blocks.items()}),
-            bgp_settings(self._bgp, self._peers.values()),
+            self._bgp_settings(),
         )
 
     def stats(self) -> Mapping[str, int]:

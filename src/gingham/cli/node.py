@@ -23,9 +23,17 @@ def node_group() -> None:
 
 @node_group.command("run")
 @click.option("--name", "hostname", required=True, help="This host's name in the datastore.")
-@click.option("--health-host", default="127.0.0.1", show_default=True)
-@click.option("--health-port", default=9099, show_default=True, type=int)
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--health-host", default=None,
+              help="Health server address; when given, wins over FelixConfiguration healthHost "
+                   "[default: 127.0.0.1, or healthHost].")
+@click.option("--health-port", default=None, type=int,
+              help="Health server port; when given, wins over FelixConfiguration healthPort "
+                   "[default: 9099, or healthPort].")
+@click.option("--log-level", default=None,
+              type=click.Choice(["debug", "info", "warning", "error", "critical"],
+                                case_sensitive=False),
+              help="When given, wins over FelixConfiguration logSeverityScreen "
+                   "[default: info, or logSeverityScreen].")
 @click.option(
     "--interface",
     default=None,
@@ -35,17 +43,17 @@ def node_group() -> None:
 def run_cmd(
     ctx: click.Context,
     hostname: str,
-    health_host: str,
-    health_port: int,
-    log_level: str,
+    health_host: str | None,
+    health_port: int | None,
+    log_level: str | None,
     interface: str | None,
 ) -> None:
     """Watch the datastore and program this host's dataplane until stopped."""
-    from gingham.agent.wiring import build_agent
+    from gingham.agent.wiring import LocalOverrides, build_agent
     from gingham.cli.common import resolve_datastore_url
 
     logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
+        level=getattr(logging, (log_level or "info").upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -60,7 +68,8 @@ def run_cmd(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     url = resolve_datastore_url(ctx.obj.get("datastore") if ctx.obj else None)
-    running = build_agent(hostname, url, health_host, health_port, interface)
+    overrides = LocalOverrides(log_level, health_host, health_port)
+    running = build_agent(hostname, url, overrides, interface)
     try:
         running.agent.run(lambda: stopping)
     finally:
@@ -76,8 +85,8 @@ def run_cmd(
     "--agent",
     "agent_only",
     is_flag=True,
-    help="Only the agent's status (ready, invalid resources, refused endpoints); -o json gives "
-    "its status document.",
+    help="Only the agent's status (ready, invalid resources, refused endpoints, host "
+    "capabilities); -o json gives its status document.",
 )
 @handle_errors
 def status_cmd(hostname: str | None, output: str, agent_only: bool) -> None:
@@ -131,6 +140,14 @@ def _print_agent(host: str, agent: dict[str, Any]) -> None:
         )
     for notice in agent.get("notices") or []:
         click.echo(f"  {notice}")
+    caps = agent.get("capabilities") or []
+    if caps:
+        click.echo("Host capabilities:")
+        print_table(
+            ["CAPABILITY", "PRESENT", "DETAIL"],
+            [[c.get("name", ""), "yes" if c.get("present") else "NO", c.get("detail", "")]
+             for c in caps],
+        )
 
 
 def _print_bgp(host: str, run_dir: Path, output: str) -> None:

@@ -17,7 +17,7 @@ needs two decisions has two base chains at increasing priority:
     output     prio 0    out-host     failsafes, oifname vmap @from-hep
     prerouting prio -150 pre-hep      failsafes, @pre-hep (preDNAT: before DNAT at -100)
     prerouting prio -300 raw-pre      failsafes, @raw-hep-in  (doNotTrack, before conntrack)
-    prerouting prio -300 raw-wl       anti-spoofing of workload interfaces (before conntrack)
+    prerouting prio -300 raw-wl       VXLAN/IPIP from workloads, anti-spoofing (before conntrack)
     output     prio -300 raw-out      failsafes, @raw-hep-out (doNotTrack)
 
 "Workload interface" means a name starting with one of the configured
@@ -61,6 +61,16 @@ such sysctl) ``fib saddr . iif oif missing drop`` for the interfaces in
 :data:`RPF_V6`. Both are relaxed for an endpoint with allowSpoofedSourcePrefixes
 of that family: its allowed sources are not routed back through its interface.
 
+Before the source checks, ``raw-wl`` drops VXLAN (UDP to FelixConfiguration's
+``vxlanPort``) and IPIP (IP protocol 4) packets a workload sends, unless
+``allowVXLANPacketsFromWorkloads`` / ``allowIPIPPacketsFromWorkloads`` say
+otherwise (Calico's defaults: drop both): a workload must not inject packets
+into the hosts' tunnels, whatever its policy allows.
+
+Failsafe ports (FelixConfiguration ``failsafeInbound/OutboundHostPorts``) are
+accepted ahead of host endpoint policy; one with a ``net`` only from sources
+(inbound) or to destinations (outbound) in that net.
+
 Workload chains are shared by content (see :func:`shared_chain_name`): they
 hold policy only, nothing endpoint-specific.
 
@@ -77,7 +87,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from gingham.calc.messages import PolicyID
+from gingham.calc.messages import FailsafePort, PolicyID
 from gingham.dataplane import nft
 
 FAMILY = "inet"
@@ -129,6 +139,8 @@ ALL_HEP_KINDS = ("th", "fh", "fi", "fo", "pd")
 SPOOF_V4 = "wl-src4"
 SPOOF_V6 = "wl-src6"
 RPF_V6 = "wl-rpf6"
+VXLAN_FROM_WORKLOAD = "vxlan-from-workload"  # markers of gingham's own drops in raw-wl
+IPIP_FROM_WORKLOAD = "ipip-from-workload"
 """Workload interfaces under strict IPv6 reverse-path filtering (nft ``fib``): all
 programmed ones except those whose endpoint may send from IPv6 prefixes not its own."""
 LINK_SCOPE_V6 = "ip6 saddr { ::, fe80::/10 } ip6 daddr { fe80::/10, ff02::/16 }"
@@ -321,14 +333,32 @@ def workload_match(prefixes: tuple[str, ...] | list[str]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
-def anti_spoof_rules(wl: str, log_drops: bool) -> tuple[list[RuleSpec], list[ChainSpec]]:
+def tunnel_drop_rules(vxlan_port: int | None, ipip: bool, log_drops: bool) -> list[RuleSpec]:
+    """Drops of VXLAN (UDP to ``vxlan_port``) and IPIP (IP protocol 4) packets that
+    workloads send, as Calico's allowVXLANPacketsFromWorkloads and
+    allowIPIPPacketsFromWorkloads (both false by default) ask: a workload must not
+    inject packets into the hosts' tunnels. ``vxlan_port`` None and ``ipip`` False:
+    none."""
+    rules: list[RuleSpec] = []
+    if vxlan_port is not None:
+        rules += drop_rules(f"udp dport {int(vxlan_port)}",
+                            VXLAN_FROM_WORKLOAD, log_drops)
+    if ipip:
+        rules += drop_rules("meta l4proto 4", IPIP_FROM_WORKLOAD, log_drops)
+    return rules
+
+
+def anti_spoof_rules(wl: str, log_drops: bool, tunnel_drops: list[RuleSpec] | None = None,
+                     ) -> tuple[list[RuleSpec], list[ChainSpec]]:
     """The body of ``raw-wl`` and the chains it jumps to; see the module doc.
 
     Every packet from a workload passes these rules, so each check is one
     lookup: a logged drop goes to a chain of its own (log, then count and
     drop) instead of repeating the lookup in a log rule before the drop rule.
+    ``tunnel_drops`` (:func:`tunnel_drop_rules`) come first: they hold whatever
+    the source address.
     """
-    rules = [RuleSpec(f"iifname != {wl} return"),
+    rules = [RuleSpec(f"iifname != {wl} return"), *(tunnel_drops or ()),
              RuleSpec(f"meta nfproto ipv6 {LINK_SCOPE_V6} return", comment="link-scope")]
     checks = [(f"meta nfproto ipv{fam} iifname . {ip} saddr != @{name}", "anti-spoof")
               for fam, ip, name in ((4, "ip", SPOOF_V4), (6, "ip6", SPOOF_V6))]
@@ -356,22 +386,28 @@ def dispatch_element(map_name: str, ifname: str, chain: str) -> nft.Element:
 
 def base_chains(
     endpoint_to_host: str = "Drop",
-    failsafe_in: tuple[tuple[str, int], ...] = (),
-    failsafe_out: tuple[tuple[str, int], ...] = (),
+    failsafe_in: tuple[FailsafePort, ...] = (),
+    failsafe_out: tuple[FailsafePort, ...] = (),
     log_drops: bool = False,
     prefixes: tuple[str, ...] = DEFAULT_PREFIXES,
+    workload_vxlan_port: int | None = None,
+    workload_ipip: bool = False,
 ) -> list[ChainSpec]:
     """The base chains (and the drop chains ``raw-wl`` jumps to); those for host
     endpoints depend on configuration.
 
     ``endpoint_to_host`` is FelixConfiguration's defaultEndpointToHostAction:
     ``Drop`` (default), ``Accept``, or ``Return`` (let host-endpoint policy decide).
-    ``failsafe_*`` are (protocol, port) pairs kept open on host endpoints.
+    ``failsafe_*`` are the ports kept open on host endpoints (inbound from their
+    ``net`` only, outbound to it, when they name one).
     ``log_drops``: gingham's own drops also log (rate-limited).
     ``prefixes``: workload interface prefixes (FelixConfiguration interfacePrefix).
+    ``workload_vxlan_port``/``workload_ipip``: drop VXLAN to that port / IPIP that
+    workloads send (:func:`tunnel_drop_rules`).
     """
     wl = workload_match(prefixes)
-    spoof_rules, spoof_chains = anti_spoof_rules(wl, log_drops)
+    spoof_rules, spoof_chains = anti_spoof_rules(
+        wl, log_drops, tunnel_drop_rules(workload_vxlan_port, workload_ipip, log_drops))
     head = [RuleSpec(ESTABLISHED), RuleSpec(INVALID)]
     untracked = RuleSpec(f"meta mark and {UNTRACKED_MARK:#x} != 0 accept")
 
@@ -388,18 +424,18 @@ def base_chains(
         to_host += drop_rules(f"iifname {wl}", "endpoint-to-host", log_drops)
     elif action == "Accept":
         to_host.append(RuleSpec(f"iifname {wl} counter accept", comment="endpoint-to-host"))
-    to_host += _failsafe_rules("dport", failsafe_in, f"iifname != {wl}", "failsafe-in")
+    to_host += _failsafe_rules(failsafe_in, f"iifname != {wl}", "failsafe-in")
     to_host.append(RuleSpec(f"iifname != {wl} iifname vmap @{MAP_TO_HEP}"))
     to_host.append(_all_ifaces("iifname", "th", wl))
 
     out_host = [untracked]
-    out_host += _failsafe_rules("dport", failsafe_out, f"oifname != {wl}", "failsafe-out")
+    out_host += _failsafe_rules(failsafe_out, f"oifname != {wl}", "failsafe-out")
     out_host.append(RuleSpec(f"oifname != {wl} oifname vmap @{MAP_FROM_HEP}"))
     out_host.append(_all_ifaces("oifname", "fh", wl))
 
-    def hep(guard: str, ports: tuple[tuple[str, int], ...], fs: str, dispatch: str,
+    def hep(guard: str, ports: tuple[FailsafePort, ...], fs: str, dispatch: str,
             ) -> list[RuleSpec]:
-        rules = _failsafe_rules("dport", ports, guard, fs) if ports else []
+        rules = _failsafe_rules(ports, guard, fs) if ports else []
         return [*rules, RuleSpec(f"{guard} {guard.split()[0]} vmap @{dispatch}")]
 
     return [
@@ -483,16 +519,20 @@ def all_interface_chains() -> list[ChainSpec]:
             for kind in ALL_HEP_KINDS]
 
 
-def _failsafe_rules(
-    direction: str, ports: tuple[tuple[str, int], ...], guard: str, comment: str
-) -> list[RuleSpec]:
-    by_proto: dict[str, list[int]] = {}
-    for proto, port in ports:
-        by_proto.setdefault(proto_name(proto), []).append(port)
+def _failsafe_rules(ports: tuple[FailsafePort, ...], guard: str, comment: str,
+                    ) -> list[RuleSpec]:
+    """One accept per protocol and net: an inbound port with a net admits sources in it
+    only (``saddr``), an outbound one destinations in it (``daddr``; ``guard`` says
+    which: it names ``oifname`` for outbound)."""
+    side = "daddr" if guard.startswith("oifname") else "saddr"
+    groups: dict[tuple[str, str], list[int]] = {}
+    for fs in ports:
+        groups.setdefault((proto_name(fs.protocol), fs.net or ""), []).append(int(fs.port))
     out = []
-    for proto, plist in sorted(by_proto.items()):
+    for (proto, net), plist in sorted(groups.items()):
         ps = sorted(set(plist))
         pset = str(ps[0]) if len(ps) == 1 else "{ " + ", ".join(map(str, ps)) + " }"
-        out.append(RuleSpec(f"{guard} meta l4proto {proto} th {direction} {pset} counter accept",
+        where = f"{'ip6' if ':' in net else 'ip'} {side} {net} " if net else ""
+        out.append(RuleSpec(f"{guard} {where}meta l4proto {proto} th dport {pset} counter accept",
                             comment=comment))
     return out

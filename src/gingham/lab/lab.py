@@ -92,9 +92,7 @@ def _start_supervisor(lab: LabState, host: HostState) -> int:
         "run",
         "--name",
         host.name,
-        "--health-port",
-        str(HEALTH_PORT),
-    ]
+    ]  # no --health-port: FelixConfiguration healthPort may move it (default HEALTH_PORT)
     argv = [sys.executable, "-m", "gingham.lab.supervisor", "--status", str(status_path),
             "--log", str(log_path), "--", *agent]  # fmt: skip
     with open(log_path, "ab") as log:

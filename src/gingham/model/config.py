@@ -99,9 +99,10 @@ class FelixConfigurationSpec(Model):
     bpf_enabled: Bool = False
     wireguard_enabled: Bool = False
     # What gingham does today (Calico's defaults are Drop, False, False, True).
-    service_loop_prevention: Literal["Drop", "Reject", "Disabled"] = "Disabled"
-    allow_vxlan_packets_from_workloads: Bool = True
-    allow_ipip_packets_from_workloads: Bool = True
+    service_loop_prevention: Literal["Drop", "Reject", "Disabled"] = "Drop"
+    # Calico's defaults: workloads may not send packets into the hosts' tunnels.
+    allow_vxlan_packets_from_workloads: Bool = False
+    allow_ipip_packets_from_workloads: Bool = False
     floating_ips: Literal["Enabled", "Disabled"] = "Disabled"
     remove_external_routes: Bool = False
     device_route_protocol: Int | None = None
@@ -109,7 +110,7 @@ class FelixConfigurationSpec(Model):
     route_refresh_interval: Duration | None = None
     interface_refresh_interval: Duration | None = None
     reporting_interval: Duration | None = None
-    health_enabled: Bool = True  # `gingham node run` always serves health (Calico: False)
+    health_enabled: Bool = True  # gingham serves health unless told not to (Calico: False)
     health_host: Str = "localhost"
     health_port: Int = 9099
     prometheus_metrics_enabled: Bool = False

@@ -6,7 +6,8 @@ a global policy) or ``profile:<name>``. The renderer adds its own markers for
 the drops it makes itself: ``tier-end:<tier>`` (a tier's default Deny),
 ``no-profile-allowed`` (fell through every profile), ``missing-policy:…``,
 ``missing-profile:…``, ``anti-spoof``, ``unknown-workload``,
-``endpoint-to-host``, ``failsafe-in``/``failsafe-out``. Chain markers
+``endpoint-to-host``, ``failsafe-in``/``failsafe-out``, ``vxlan-from-workload``,
+``ipip-from-workload``. Chain markers
 (``v:<hash>``) count packets entering a chain and are not rules.
 
 Comments longer than nft's 128 characters are shortened with a hash
@@ -26,11 +27,12 @@ from gingham.policy.world import World
 _RULE_RE: Final = re.compile(r"^(?P<owner>(policy|profile):.+):(?P<dir>[ie])(?P<index>\d+)$")
 MARKERS: Final = frozenset({
     "no-profile-allowed", "anti-spoof", "unknown-workload", "endpoint-to-host",
-    "failsafe-in", "failsafe-out",
+    "failsafe-in", "failsafe-out", "vxlan-from-workload", "ipip-from-workload",
 })  # fmt: skip
 LOG_ID_MAX: Final = 117  # nft's 127-character log prefix minus "gingham " and ": "
 DROP_MARKERS: Final = frozenset({"no-profile-allowed", "anti-spoof", "unknown-workload",
-                                 "endpoint-to-host"})
+                                 "endpoint-to-host", "vxlan-from-workload",
+                                 "ipip-from-workload"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -420,7 +420,7 @@ def test_endpoint_to_host_action(t: Topology) -> None:
     ap = program(t, [])
     assert not can(w1, HOST_ADDR, 80)  # default Drop
     assert counter(t, "endpoint-to-host") >= 1
-    ap.dataplane.on_message(m.ConfigUpdate({"default_endpoint_to_host_action": "Accept"}))
+    ap.dataplane.on_message(m.ConfigUpdate(endpoint_to_host_action="Accept"))
     ap.apply()
     assert can(w1, HOST_ADDR, 80)
     # the workload's egress policy still applies before the host action
@@ -585,7 +585,7 @@ def test_host_endpoint_policy_and_failsafe_ports(netns: Callable[[str], str]) ->
         ap.apply()
         assert probe(outside, [("192.0.2.10", 80, None), ("192.0.2.10", 8080, None)]) == [False, False]
         assert rule_counters(NFT(netns=host)).get("tier-end:security", (0, 0))[0] >= 1
-        dp.on_message(m.ConfigUpdate({"failsafe_inbound_host_ports": [{"protocol": "TCP", "port": 8080}]}))
+        dp.on_message(m.ConfigUpdate(failsafe_inbound=(m.FailsafePort("tcp", 8080),)))
         ap.apply()
         assert probe(outside, [("192.0.2.10", 80, None), ("192.0.2.10", 8080, None)]) == [False, True]
         dp.on_message(m.HostEndpointRemove("h-eth1"))

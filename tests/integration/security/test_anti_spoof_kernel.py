@@ -145,7 +145,7 @@ def program(t: Topo, *msgs: m.Message, to_host: str = "Accept") -> Applier:
     """Allow-all profile, w1..w3 known (unless ``msgs`` say otherwise), programmed."""
     ap = Applier(NFT(netns=t.host), PolicyDataplane())
     ap.dataplane.on_messages([
-        m.ConfigUpdate({"default_endpoint_to_host_action": to_host}), ALLOW_ALL,
+        m.ConfigUpdate(endpoint_to_host_action=to_host), ALLOW_ALL,
         *(endpoint(w) for w in t.wl), *msgs, InSync(),
     ])
     ap.apply()

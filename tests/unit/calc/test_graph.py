@@ -217,14 +217,14 @@ def test_in_sync_and_config(h: Harness) -> None:
     h.graph.on_in_sync()
     out = h.flush()
     assert isinstance(out[0], m.ConfigUpdate) and isinstance(out[-1], m.InSync)
-    assert out[0].get("default_endpoint_to_host_action") == "Return"
-    assert out[0].get("interface_prefix") == "ghx"
-    assert out[0].get("vxlan_vni") == 4096  # the model's default
+    assert out[0].endpoint_to_host_action == "Return"
+    assert out[0].interface_prefixes == ("ghx",)
+    assert out[0].failsafe_inbound == m.DEFAULT_FAILSAFE_INBOUND  # the model's default
     h.graph.on_in_sync()
     assert h.flush() == []
     out = h.delete(felix(f"node.{HOST}"))
     assert [type(x) for x in out] == [m.ConfigUpdate]
-    assert out[0].get("default_endpoint_to_host_action") == "Accept"
+    assert out[0].endpoint_to_host_action == "Accept"
 
 
 def test_namespace_and_kubernetes_policy(h: Harness) -> None:
@@ -262,7 +262,7 @@ def test_flush_order_of_message_kinds(h: Harness) -> None:
             m.PolicyRemove: 7, m.IPSetRemove: 8, m.MtuUpdate: 9, m.TunnelAddressWanted: 9,
             m.VxlanDeviceUpdate: 10, m.VxlanPeerUpdate: 11, m.RouteUpdate: 12,
             m.RouteRemove: 13, m.VxlanPeerRemove: 14, m.VxlanDeviceRemove: 15,
-            m.NatOutgoingUpdate: 16, m.BgpUpdate: 17, m.InSync: 20}
+            m.NatOutgoingUpdate: 16, m.ServiceLoopUpdate: 16, m.BgpUpdate: 17, m.InSync: 20}
     pol = policy("p", selector="app == 'a'",
                  ingress=[{"action": "Allow", "source": {"selector": "app == 'b'"}}])
     h.graph.on_update(*wep("a", "w1", ips=["198.18.0.1/32"], labels={"app": "a"},

@@ -223,22 +223,25 @@ def test_interface_rename_moves_chains() -> None:
 
 def test_config_update_rewrites_in_host_only() -> None:
     ap, fake = applier()
-    cmds = step(ap, m.ConfigUpdate({"default_endpoint_to_host_action": "Accept"}))
+    cmds = step(ap, m.ConfigUpdate(endpoint_to_host_action="Accept"))
     assert {c.split()[4] for c in cmds} == {layout.IN_HOST}
     assert any(r.rule.startswith('iifname "gh*" counter') and r.rule.endswith("accept")
                for r in fake.list_rules(layout.IN_HOST))
 
 
 def test_bad_failsafe_configuration_keeps_the_defaults() -> None:
-    from gingham.dataplane.managers import DEFAULT_FAILSAFE_IN, DataplaneConfig
-    cfg = DataplaneConfig.from_message(m.ConfigUpdate({
-        "failsafe_inbound_host_ports": [{"protocol": "TCP"}],  # no port
-        "failsafe_outbound_host_ports": [{"protocol": "UDP", "port": 53}],
-        "default_endpoint_to_host_action": "Sometimes",
-    }))
-    assert cfg.failsafe_in == DEFAULT_FAILSAFE_IN
-    assert cfg.failsafe_out == (("UDP", 53),)
+    from gingham.dataplane.managers import DataplaneConfig
+    cfg = DataplaneConfig.from_message(m.ConfigUpdate(
+        failsafe_inbound=(m.FailsafePort("tcp", 70000),),  # no such port
+        failsafe_outbound=(m.FailsafePort("udp", 53, "192.0.2.0/24"),),
+        endpoint_to_host_action="Sometimes",  # type: ignore[arg-type]
+    ))
+    assert cfg.failsafe_in == m.DEFAULT_FAILSAFE_INBOUND
+    assert cfg.failsafe_out == (m.FailsafePort("udp", 53, "192.0.2.0/24"),)
     assert cfg.endpoint_to_host == "Drop"
+    cfg = DataplaneConfig.from_message(m.ConfigUpdate(
+        failsafe_outbound=(m.FailsafePort("udp", 53, "192.0.2.0/33"),)))
+    assert cfg.failsafe_out == m.DEFAULT_FAILSAFE_OUTBOUND
 
 
 def test_restart_resync_changes_nothing_when_equal() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from gingham.calc.messages import (
     ConfigUpdate,
+    FailsafePort,
     HostEndpointUpdate,
     InSync,
     IPSetUpdate,
@@ -139,11 +140,14 @@ def host_config() -> list[Message]:
     """Endpoint-to-host Accept, custom failsafes, one host endpoint with normal,
     applyOnForward, preDNAT and doNotTrack policies."""
     return [
-        ConfigUpdate({
-            "default_endpoint_to_host_action": "Accept",
-            "failsafe_inbound_host_ports": [{"protocol": "TCP", "port": 22}, {"protocol": "UDP", "port": 68}],
-            "failsafe_outbound_host_ports": [{"protocol": "TCP", "port": 2379}],
-        }),
+        ConfigUpdate(
+            endpoint_to_host_action="Accept",
+            failsafe_inbound=(FailsafePort("tcp", 22, "192.0.2.0/24"), FailsafePort("udp", 68),
+                              FailsafePort("tcp", 2222, "192.0.2.0/24")),
+            failsafe_outbound=(FailsafePort("tcp", 2379), FailsafePort("tcp", 2380, "2001:db8::/32")),
+            allow_ipip_from_workloads=True,
+            vxlan_port=4790,
+        ),
         PolicyUpdate(
             P_SEC,
             (ParsedRule(f"policy:{P_SEC}:i0", "allow", protocol=6, dst_ports=((443, 443),)),),

@@ -26,6 +26,7 @@ from gingham.dataplane.apply import Applier
 from gingham.dataplane.managers import DataplaneConfig, PolicyDataplane
 from gingham.dataplane.nft_fake import FakeNFT
 from gingham.dataplane.sysctl import RPFilterSync, Sysctl
+from gingham.model.endpoints import parse_interface_prefixes
 
 PROF = "kns.ns1"
 
@@ -57,7 +58,8 @@ def ifaces_in_table(fake: FakeNFT) -> set[str]:
 
 
 def config(prefix: str | None) -> m.ConfigUpdate:
-    return m.ConfigUpdate({"interface_prefix": prefix})
+    """What the graph sends for FelixConfiguration interfacePrefix ``prefix``."""
+    return m.ConfigUpdate(interface_prefixes=parse_interface_prefixes(prefix))
 
 
 def rules(fake: FakeNFT, chain: str) -> list[str]:
@@ -143,7 +145,8 @@ def test_unknown_workload_rules_follow_the_prefixes() -> None:
 def test_bad_prefix_in_a_config_message_keeps_the_default(caplog: pytest.LogCaptureFixture,
                                                           ) -> None:
     with caplog.at_level(logging.ERROR):
-        cfg = DataplaneConfig.from_message(config('gh"; flush ruleset; "'))
+        cfg = DataplaneConfig.from_message(
+            m.ConfigUpdate(interface_prefixes=('gh"; flush ruleset; "',)))
     assert cfg.prefixes == ("gh",)
     assert "interfacePrefix" in caplog.text
     with pytest.raises(ValueError, match="prefix"):

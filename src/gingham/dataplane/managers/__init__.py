@@ -27,20 +27,19 @@ one holds the configuration and :class:`PolicyDataplane`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from gingham.calc import messages as m
 from gingham.calc.messages import PolicyID
+from gingham.calc.routing_types import VXLAN_PORT
 from gingham.dataplane import layout
 from gingham.dataplane.managers.endpoints import EndpointManager, HostEndpointManager
 from gingham.dataplane.managers.ipsets import IPSetManager
 from gingham.dataplane.managers.policies import PolicyManager
 from gingham.dataplane.managers.state import Key, TableState
-from gingham.errors import ValidationError
-from gingham.model.endpoints import parse_interface_prefixes
 
 __all__ = [
     "DataplaneConfig",
@@ -55,66 +54,71 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FAILSAFE_IN: tuple[tuple[str, int], ...] = (
-    ("tcp", 22), ("udp", 68), ("tcp", 179), ("tcp", 2379), ("tcp", 2380),
-    ("tcp", 5473), ("tcp", 6443), ("tcp", 6666), ("tcp", 6667),
-)
-DEFAULT_FAILSAFE_OUT: tuple[tuple[str, int], ...] = (
-    ("udp", 53), ("udp", 67), ("tcp", 179), ("tcp", 2379), ("tcp", 2380),
-    ("tcp", 5473), ("tcp", 6443), ("tcp", 6666), ("tcp", 6667),
-)
-
-
 # ------------------------------------------------------------------ configuration
-
-
-def _ports(value: Any, default: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
-    if value is None:
-        return default
-    out = []
-    for item in value:
-        if isinstance(item, dict):
-            proto, port = item.get("protocol", "tcp"), item.get("port")
-        else:
-            proto, port = getattr(item, "protocol", "tcp"), getattr(item, "port", None)
-        if port is None:
-            raise ValidationError("failsafe port without a port", "FelixConfiguration")
-        out.append((str(proto or "tcp"), int(port)))
-    return tuple(out)
 
 
 @dataclass(frozen=True)
 class DataplaneConfig:
+    """What the policy dataplane reads of :class:`~gingham.calc.messages.ConfigUpdate`."""
+
     endpoint_to_host: str = "Drop"
-    failsafe_in: tuple[tuple[str, int], ...] = DEFAULT_FAILSAFE_IN
-    failsafe_out: tuple[tuple[str, int], ...] = DEFAULT_FAILSAFE_OUT
+    failsafe_in: tuple[m.FailsafePort, ...] = m.DEFAULT_FAILSAFE_INBOUND
+    failsafe_out: tuple[m.FailsafePort, ...] = m.DEFAULT_FAILSAFE_OUTBOUND
     prefixes: tuple[str, ...] = layout.DEFAULT_PREFIXES
     """Workload interface prefixes (FelixConfiguration interfacePrefix)."""
+    workload_vxlan_port: int | None = VXLAN_PORT
+    """VXLAN packets workloads send to this port are dropped (None: allowed)."""
+    workload_ipip: bool = True
+    """IPIP packets workloads send are dropped."""
 
     @classmethod
     def from_message(cls, msg: m.ConfigUpdate) -> DataplaneConfig:
-        action = str(msg.get("default_endpoint_to_host_action") or "Drop").capitalize()
+        """The message comes from the graph, which only reads validated resources; what
+        could still reach an nft script unchecked (a message built elsewhere) falls
+        back to the defaults, never to something more open."""
+        action = msg.endpoint_to_host_action
         if action not in ("Drop", "Accept", "Return"):
             log.error("defaultEndpointToHostAction %r unknown: using Drop", action)
             action = "Drop"
         ports = []
-        for name, default in (("failsafe_inbound_host_ports", DEFAULT_FAILSAFE_IN),
-                              ("failsafe_outbound_host_ports", DEFAULT_FAILSAFE_OUT)):
-            try:
-                ports.append(_ports(msg.get(name), default))
-            except (ValidationError, ValueError, TypeError) as exc:
+        for name, given, default in (
+            ("failsafeInboundHostPorts", msg.failsafe_inbound, m.DEFAULT_FAILSAFE_INBOUND),
+            ("failsafeOutboundHostPorts", msg.failsafe_outbound, m.DEFAULT_FAILSAFE_OUTBOUND),
+        ):
+            problem = next((p for p in map(_failsafe_problem, given) if p), None)
+            if problem is not None:
                 # never lock the operator out over a typo: keep the defaults
-                log.error("FelixConfiguration %s unusable (%s): using the defaults", name, exc)
-                ports.append(default)
+                log.error("FelixConfiguration %s unusable (%s): using the defaults", name, problem)
+                given = default
+            ports.append(given)
+        prefixes = msg.interface_prefixes
         try:
-            prefixes = parse_interface_prefixes(msg.get("interface_prefix"))
+            layout.workload_match(prefixes)
         except ValueError as exc:
-            # The model refuses such a value; only a message built elsewhere gets
-            # here. The default is what an invalid FelixConfiguration gives too.
             log.error("FelixConfiguration interfacePrefix unusable (%s): using %s",
                       exc, ",".join(layout.DEFAULT_PREFIXES))
             prefixes = layout.DEFAULT_PREFIXES
-        return cls(action, ports[0], ports[1], prefixes)
+        vxlan_port: int | None = int(msg.vxlan_port)
+        if not 1 <= int(msg.vxlan_port) <= 65535:
+            log.error("vxlanPort %r unusable: dropping VXLAN from workloads on %d",
+                      msg.vxlan_port, VXLAN_PORT)
+            vxlan_port = VXLAN_PORT
+        return cls(action, ports[0], ports[1], prefixes,
+                   None if msg.allow_vxlan_from_workloads else vxlan_port,
+                   not msg.allow_ipip_from_workloads)
+
+
+def _failsafe_problem(port: m.FailsafePort) -> str | None:
+    if port.protocol not in ("tcp", "udp", "sctp"):
+        return f"protocol {port.protocol!r}"
+    if not isinstance(port.port, int) or not 0 <= port.port <= 65535:
+        return f"port {port.port!r}"
+    if port.net is not None:
+        try:
+            ipaddress.ip_network(port.net)
+        except ValueError:
+            return f"net {port.net!r}"
+    return None
 
 
 class PolicyDataplane:
@@ -162,7 +166,8 @@ class PolicyDataplane:
     def _set_base_chains(self) -> None:
         c = self.config
         for spec in layout.base_chains(c.endpoint_to_host, c.failsafe_in, c.failsafe_out,
-                                       self.log_drops, c.prefixes):
+                                       self.log_drops, c.prefixes, c.workload_vxlan_port,
+                                       c.workload_ipip):
             self.state.set_chain(spec)
 
     def on_message(self, msg: m.Message) -> None:
