@@ -1,6 +1,8 @@
 """Names that more than one part of gingham spells: defined here once, imported everywhere.
 
-Standard library only and importing nothing, so that every package may use it:
+Standard library only and importing nothing at run time (``typing`` is for mypy
+alone: it costs the CNI plugin's thin client milliseconds), so that every
+package may use it:
 the selector language (which imports no other part of gingham), the CNI
 plugin's fast path, calc and the policy tools alike. Files on the host that
 the agent keeps for other programs (its run directory, the MTU file) are
@@ -10,7 +12,9 @@ and :mod:`gingham.ipam.keys`; CNI error codes are :mod:`gingham.cni.protocol`.
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Final
 
 # --- labels gingham puts on things itself ----------------------------------------
 # calc adds them to every endpoint and namespaced set as it reads them; they are
@@ -42,6 +46,8 @@ NAMESPACE_PROFILE_PREFIX: Final = "kns."
 # The datastore URL for every gingham program that is not told one.
 DATASTORE_ENV: Final = "GINGHAM_DATASTORE"
 DEFAULT_DATASTORE_URL: Final = "sqlite:///var/lib/gingham/gingham.db"
+# The node name for the CNI plugin when its network configuration names none.
+NODENAME_ENV: Final = "GINGHAM_NODENAME"
 
 # --- ownership markers on the host (DESIGN.md section 2) -----------------------------
 # A host may run Calico too: gingham shares none of these with it.

@@ -1,21 +1,24 @@
 """CNI entry points for ``gingham-cni`` and ``gingham-ipam``.
 
-A runtime executes these once per container operation, so this module
-imports only the standard library; the code that does real work (IPAM,
-datastore, veth plumbing) is imported only after the command is known.
-Every failure is reported as CNI error JSON on stdout (the runtime reads
-stdout, not stderr) with a non-zero exit status.
+A runtime executes these once per container operation and waits for them,
+so the path most calls take imports next to nothing: VERSION is answered
+here, and every other command goes first to the node agent through the thin
+client (``client.py``: ``_socket``, ``_json`` and modules that import nothing
+at run time). Only when no agent takes it does the plugin do the work itself
+(``execute``, the direct path), importing what that needs (json, IPAM, the
+datastore, ``plumbing.py``) then. The agent runs ``execute`` too, so both
+paths answer alike.
 
-Every error goes through ``protocol.scrub`` before it leaves the process
-(see ``protocol.py`` for why).
+Every failure is reported as CNI error JSON on stdout (the runtime reads
+stdout, not stderr) with a non-zero exit status, and every error goes
+through ``protocol.scrub`` before it leaves the process (see
+``protocol.py`` for why).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Any
 
 from gingham.cni.protocol import (
     DEFAULT_VERSION,
@@ -28,19 +31,30 @@ from gingham.cni.protocol import (
     scrub,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    from gingham.cni.documents import ErrorDoc, JSONObject
+    from gingham.cni.host import Host
 
-
-def _version_of(conf: dict[str, Any] | None) -> str:
-    if conf and isinstance(conf.get("cniVersion"), str):
-        return str(conf["cniVersion"])
-    return DEFAULT_VERSION
+COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
 
 
-def read_config(stdin_text: str) -> dict[str, Any]:
+def version_text() -> str:
+    """VERSION's answer, as ``json.dumps`` would print it (json is not imported for it)."""
+    versions = ",".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
+    return f'{{"cniVersion":"{SUPPORTED_VERSIONS[-1]}","supportedVersions":[{versions}]}}\n'
+
+
+def _version_of(conf: Mapping[str, object] | None) -> str:
+    version = conf.get("cniVersion") if conf else None
+    return version if isinstance(version, str) else DEFAULT_VERSION
+
+
+def read_config(stdin_text: str) -> JSONObject:
+    import json
+
     if not stdin_text.strip():
         raise PluginError(ERR_DECODE, "no network configuration on stdin")
     try:
@@ -59,47 +73,61 @@ def read_config(stdin_text: str) -> dict[str, Any]:
     return conf
 
 
-def _run(ipam_only: bool) -> int:
-    command = os.environ.get("CNI_COMMAND", "")
-    conf: dict[str, Any] | None = None
+def execute(command: str, stdin: bytes, env: Mapping[str, str], *, ipam_only: bool,
+            host: Host | None = None) -> tuple[int, str]:
+    """Run one CNI command on ``host`` (None: here, the direct path); its exit status and
+    what to print on stdout."""
+    import json
+
+    conf: JSONObject | None = None
     try:
-        if command == "VERSION":
-            _emit(
-                {
-                    "cniVersion": SUPPORTED_VERSIONS[-1],
-                    "supportedVersions": list(SUPPORTED_VERSIONS),
-                }
-            )
-            return 0
-        if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
+        if command not in COMMANDS:
             raise PluginError(ERR_INVALID_ENV, f"unknown or missing CNI_COMMAND {command!r}")
-        conf = read_config(sys.stdin.read())
+        conf = read_config(stdin.decode("utf-8", "surrogateescape"))
         from gingham.cni import plugin  # deferred: the heavy part
 
-        result = plugin.dispatch(command, conf, dict(os.environ), ipam_only=ipam_only)
-        if result is not None:
-            _emit(result)
-        return 0
+        result = plugin.dispatch(command, conf, env, ipam_only=ipam_only, host=host)
+        out = "" if result is None else json.dumps(result, separators=(",", ":")) + "\n"
+        return 0, out
     except PluginError as exc:
-        err: dict[str, Any] = {
-            "cniVersion": _version_of(conf),
-            "code": exc.code,
-            "msg": scrub(exc.msg),
-        }
+        err: ErrorDoc = {"cniVersion": _version_of(conf), "code": exc.code, "msg": scrub(exc.msg)}
         if exc.details:
             err["details"] = scrub(exc.details)
-        _emit(err)
-        return 1
+        return 1, json.dumps(err, separators=(",", ":")) + "\n"
     except Exception as exc:
-        _emit(
-            {
-                "cniVersion": _version_of(conf),
-                "code": ERR_IO,
-                "msg": f"internal error: {type(exc).__name__}",
-                "details": scrub(str(exc)),
-            }
-        )
-        return 1
+        internal: ErrorDoc = {"cniVersion": _version_of(conf), "code": ERR_IO,
+                              "msg": f"internal error: {type(exc).__name__}",
+                              "details": scrub(str(exc))}  # fmt: skip
+        return 1, json.dumps(internal, separators=(",", ":")) + "\n"
+
+
+def _run(ipam_only: bool) -> int:
+    command = os.environ.get("CNI_COMMAND", "")
+    if command == "VERSION":
+        sys.stdout.write(version_text())
+        sys.stdout.flush()
+        return 0
+    stdin = b""
+    if command in COMMANDS:
+        stdin = sys.stdin.buffer.read()
+        from gingham.cni.client import hand_to_agent
+
+        answer = hand_to_agent(command, stdin, os.environ, ipam_only=ipam_only)
+        if answer is not None:
+            code, out, err = answer
+            sys.stderr.buffer.write(err)
+            sys.stderr.flush()
+            sys.stdout.buffer.write(out)
+            sys.stdout.flush()
+            return code
+    if sys.flags.no_site:
+        import site  # a launcher that skipped it for speed: the direct path needs site-packages
+
+        site.main()
+    code, text = execute(command, stdin, dict(os.environ), ipam_only=ipam_only)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return code
 
 
 def main() -> int:

@@ -1,6 +1,9 @@
 """The parts of a CNI invocation gingham uses, checked once and named.
 
-Standard library only (the CNI fast path).
+Standard library only (the direct path and the agent both parse with it, so
+they refuse the same configurations with the same codes). The thin client
+reads ``nodename``, ``runDir`` and ``agent`` on its own (``client.py``) to
+find its agent; they are checked here too.
 """
 
 from __future__ import annotations
@@ -8,16 +11,22 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from gingham.cni.client import AGENT_KEY, NODENAME_KEY, RUN_DIR_KEY
 from gingham.cni.protocol import (
     ERR_INVALID_CONFIG,
     ERR_INVALID_ENV,
     PluginError,
     keep_secret,
 )
-from gingham.names import DATASTORE_ENV
+from gingham.hostfiles import run_dir_text
+from gingham.names import DATASTORE_ENV, NODENAME_ENV
+
+if TYPE_CHECKING:
+    from gingham.datastore.url import DatastoreURL
 
 # Kubernetes-style names: what we accept for namespaces, workloads and hosts.
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?$")
@@ -62,7 +71,9 @@ class Invocation:
     labels: dict[str, str] = field(default_factory=dict)
     ports: tuple[Port, ...] = ()
     service_account: str = ""
-    raw: dict[str, Any] = field(default_factory=dict)
+    run_dir: str = ""  # the agent's run directory (its MTU file, its socket)
+    use_agent: bool = True
+    raw: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def handle(self) -> str:
@@ -150,7 +161,7 @@ def _ports(raw: object) -> tuple[Port, ...]:
 # backend reads URLs with the same parser.
 
 
-def _parsed(url: str) -> Any:
+def _parsed(url: str) -> DatastoreURL:
     from gingham.datastore.url import parse_url
     from gingham.errors import ValidationError
 
@@ -228,7 +239,7 @@ def join_credentials(url: str, creds: dict[str, str], where: str) -> str:
     return url + ("&" if "?" in url else "?") + query
 
 
-def _datastore_url(conf: dict[str, Any], env: dict[str, str]) -> str:
+def _datastore_url(conf: Mapping[str, object], env: Mapping[str, str]) -> str:
     datastore = conf.get("datastore") or env.get(DATASTORE_ENV, "")
     if not isinstance(datastore, str) or not datastore:
         raise PluginError(ERR_INVALID_CONFIG, "no 'datastore' in the network configuration")
@@ -243,7 +254,16 @@ def _datastore_url(conf: dict[str, Any], env: dict[str, str]) -> str:
     return join_credentials(datastore, read_credentials(path), f"{CREDENTIALS_KEY} {path!r}")
 
 
-def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation:
+def _run_dir(conf: Mapping[str, object], env: Mapping[str, str]) -> str:
+    value = conf.get(RUN_DIR_KEY)
+    if value is None:
+        return run_dir_text(dict(env))
+    if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
+        raise PluginError(ERR_INVALID_CONFIG, f"'{RUN_DIR_KEY}' must be an absolute path")
+    return value
+
+
+def parse(command: str, conf: Mapping[str, object], env: Mapping[str, str]) -> Invocation:
     network = conf.get("name")
     problem = network_name_problem(network)
     if problem or not isinstance(network, str):
@@ -283,7 +303,10 @@ def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation
     orchestrator = (
         "k8s" if "K8S_POD_NAMESPACE" in cni_args else str(ours.get("orchestrator", "cni"))
     )
-    node = conf.get("nodename") or env.get("GINGHAM_NODENAME") or socket.gethostname()
+    node = conf.get(NODENAME_KEY) or env.get(NODENAME_ENV) or socket.gethostname()
+    use_agent = conf.get(AGENT_KEY, True)
+    if not isinstance(use_agent, bool):
+        raise PluginError(ERR_INVALID_CONFIG, f"'{AGENT_KEY}' must be true or false")
     labels = check_labels(ours.get("labels", {}), f"args.{ORCHESTRATOR_ARGS_KEY}.labels")
     sa = str(ours.get("serviceAccount", "") or cni_args.get("K8S_POD_SERVICEACCOUNT", ""))
 
@@ -306,5 +329,7 @@ def parse(command: str, conf: dict[str, Any], env: dict[str, str]) -> Invocation
         labels=labels,
         ports=_ports(ours.get("ports")),
         service_account=check_name(sa, "service account") if sa else "",
+        run_dir=_run_dir(conf, env),
+        use_agent=use_agent,
         raw=conf,
     )

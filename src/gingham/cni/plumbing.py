@@ -30,6 +30,7 @@ import json
 import os
 import re
 import subprocess
+from typing import TypedDict
 
 from gingham.cni.protocol import ERR_INVALID_CONFIG, ERR_INVALID_ENV, ERR_IO
 from gingham.errors import CNIError
@@ -41,6 +42,11 @@ GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"  # EUI-64 link-local of HOST_MAC
 
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _NETNS_PATH_RE = re.compile(r"^/[A-Za-z0-9_./:-]+$")
+
+
+class Macs(TypedDict):
+    host_mac: str
+    container_mac: str
 
 
 def veth_name(namespace: str, name: str, ifname: str = "eth0") -> str:
@@ -142,7 +148,7 @@ def setup_workload_interface(
     ips: list[str],
     mtu: int = 1500,
     container_ifname: str = "eth0",
-) -> dict[str, str]:
+) -> Macs:
     """Create and configure the workload's veth; returns ``host_mac`` and ``container_mac``.
 
     On failure nothing is left behind (the pair is deleted) and a CNIError is

@@ -500,6 +500,13 @@ class IPAM(HostView):
         """
         return release.release_by_handle(self, handle)
 
+    def held_by(self, handle: str) -> list[IPAddress]:
+        """The addresses ``handle`` holds now (read from the datastore, not the cache).
+
+        UnreadableDocument if a block that may hold some cannot be read.
+        """
+        return release.held_by(self, handle)
+
     def forget_block(self, key: str) -> None:
         """Drop the cached copy of a block (it was written, or may have been)."""
         self._blocks.pop(key, None)

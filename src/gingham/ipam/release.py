@@ -206,6 +206,24 @@ def _release_by_handle_in_steps(ipam: IPAM, handle: str) -> list[IPAddress]:
     return out
 
 
+def held_by(ipam: IPAM, handle: str) -> list[IPAddress]:
+    """See ``IPAM.held_by``."""
+    hkv = ipam.ds.get(keys.handle_key(handle))
+    if hkv is None:
+        return []
+    try:
+        cidrs = sorted(handles.parse(hkv).blocks)
+    except UnreadableDocument:
+        cidrs = _blocks_holding(ipam, handle)
+    out: list[IPAddress] = []
+    for text in cidrs:
+        kv = ipam.ds.get(keys.block_key(ipaddress.ip_network(text)))
+        if kv is not None:
+            block = read_block(kv)
+            out += [block.ip_of(o) for o, held in block.allocated() if held.handle == handle]
+    return out
+
+
 def _blocks_holding(ipam: IPAM, handle: str) -> list[str]:
     """CIDRs of the readable blocks holding an address of ``handle``."""
     readable, _ = scan_blocks(ipam.ds.list(keys.BLOCKS)[0])

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 RUNNER = """
 import json, sys
 from gingham.cni import plugin
+from gingham.cni.host import DirectHost
 from gingham.cni.protocol import PluginError
 from gingham.datastore import open_datastore
 from gingham.errors import Unavailable
@@ -67,9 +68,13 @@ class Vanishing:
         return call
 
 
-plugin._open = lambda inv: Vanishing(open_datastore(inv.datastore))
+class VanishingHost(DirectHost):
+    def open_datastore(self, inv):
+        return Vanishing(open_datastore(inv.datastore))
+
+
 try:
-    plugin.dispatch(command, conf, env, ipam_only=False)
+    plugin.dispatch(command, conf, env, ipam_only=False, host=VanishingHost())
     print(json.dumps({"ok": True, "calls": calls}))
 except PluginError as exc:
     print(json.dumps({"ok": False, "code": exc.code, "msg": exc.msg, "calls": calls}))

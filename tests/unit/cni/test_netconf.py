@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from gingham.cni import netconf, plugin, protocol
+from gingham.cni import endpoints, netconf, plugin, protocol
+from gingham.cni.host import DirectHost
 from gingham.cni.protocol import PluginError
 from gingham.datastore.base import Undecodable
 from gingham.datastore.url import parse_url
@@ -89,13 +90,16 @@ def test_gc_reads_the_valid_attachments() -> None:
     assert plugin.valid_attachments(_conf(**{"cni.dev/valid-attachments": []})) == set()
 
 
-def test_gc_is_refused_before_the_datastore_is_opened(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(inv: object) -> None:
+class _NoDatastore(DirectHost):
+    """A host whose datastore must not be opened."""
+
+    def session(self, inv: object) -> Any:
         raise AssertionError("the datastore was opened")
 
-    monkeypatch.setattr(plugin, "_open", boom)
+
+def test_gc_is_refused_before_the_datastore_is_opened() -> None:
     with pytest.raises(PluginError) as info:
-        plugin.dispatch("GC", _conf(), {}, ipam_only=False)
+        plugin.dispatch("GC", _conf(), {}, ipam_only=False, host=_NoDatastore())
     assert info.value.code == 7
 
 
@@ -138,7 +142,7 @@ def test_malformed_endpoints_are_named_as_such(mutate: Any, reason: str) -> None
 
 def test_endpoints_record_their_network() -> None:
     inv = netconf.parse("ADD", _conf(), ENV)
-    doc = plugin._endpoint_doc(inv, "ghabc", "02:00:00:00:00:01", ["198.18.0.1/32"])
+    doc = endpoints.endpoint_doc(inv, "ghabc", "02:00:00:00:00:01", ["198.18.0.1/32"])
     assert doc["metadata"]["annotations"] == {plugin.NETWORK_ANNOTATION: "blue"}
     assert plugin.endpoint_problem(doc) is None
 
@@ -251,12 +255,8 @@ def test_a_trailing_newline_does_not_slip_past_a_name_check(where: str, value: s
         netconf.parse("ADD", _conf(), env)
 
 
-def test_gc_as_another_plugins_ipam_releases_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(inv: object) -> None:
-        raise AssertionError("the datastore was opened")
-
-    monkeypatch.setattr(plugin, "_open", boom)
+def test_gc_as_another_plugins_ipam_releases_nothing() -> None:
     conf = _conf(**{"cni.dev/valid-attachments": []})
-    assert plugin.dispatch("GC", conf, {}, ipam_only=True) is None
+    assert plugin.dispatch("GC", conf, {}, ipam_only=True, host=_NoDatastore()) is None
     with pytest.raises(PluginError):
-        plugin.dispatch("GC", _conf(), {}, ipam_only=True)
+        plugin.dispatch("GC", _conf(), {}, ipam_only=True, host=_NoDatastore())

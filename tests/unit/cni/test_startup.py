@@ -22,15 +22,17 @@ before = set(sys.modules)  # what the interpreter and site-packages' .pth files 
 conf, command = sys.argv[1], sys.argv[2]
 os.environ.update({"CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0",
                    "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=w"})
-sys.stdin = io.StringIO(conf)
-out = io.StringIO()
+sys.stdin = io.TextIOWrapper(io.BytesIO(conf.encode()))
+out = io.TextIOWrapper(io.BytesIO())
 real, sys.stdout = sys.stdout, out
 from gingham.cni import entry
 rc = entry.main()
 sys.stdout = real
+out.flush()
+out.seek(0)
 top = sorted({m.split(".")[0] for m in set(sys.modules) - before}
              - set(sys.stdlib_module_names))
-print(json.dumps({"rc": rc, "out": out.getvalue(), "modules": top,
+print(json.dumps({"rc": rc, "out": out.read(), "modules": top,
                   "gingham": sorted(m for m in sys.modules if m.startswith("gingham"))}))
 """
 
