@@ -26,8 +26,14 @@ what differs. It never flushes or deletes the table, so established traffic
 does not notice a restart. Nothing at all is written before the managers have
 seen :class:`~gingham.calc.messages.InSync`.
 
-A batch of set and map elements only goes to the kernel as one nfnetlink
-batch (:mod:`gingham.dataplane.nft_netlink`), not through ``nft``.
+With the real :class:`~gingham.dataplane.nft.NFT` driver a transaction goes
+to the kernel as one nfnetlink batch of gingham's own encoding
+(:mod:`gingham.dataplane.nft_netlink`: no ``nft`` process, no read of the
+ruleset, so the cost of a change does not grow with the table); one the
+encoder does not know goes through ``nft -f -`` instead
+(:attr:`ApplyResult.via` and :attr:`ApplyResult.fallback` say which and why).
+The first resync after a failed apply always uses ``nft -f -``, so an
+encoding fault cannot repeat itself forever.
 """
 
 from __future__ import annotations
@@ -41,7 +47,6 @@ from types import MappingProxyType
 from gingham.dataplane import layout, nft
 from gingham.dataplane.layout import ChainSpec
 from gingham.dataplane.managers import Key, PolicyDataplane, TableState
-from gingham.dataplane.nft_netlink import NetlinkElements
 from gingham.dataplane.sysctl import RPFilterSync, Sysctl
 from gingham.errors import DataplaneError
 
@@ -65,7 +70,8 @@ class ApplyResult:
     commands: int
     seconds: float
     resync: bool
-    via: str = "nft"  # "nft" (nft -f -) or "netlink" (element-only fast path)
+    via: str = "nft"  # "netlink" (one nfnetlink batch) or "nft" (nft -f -, or a fake driver)
+    fallback: str | None = None  # why a transaction that could use netlink needed nft
 
 
 def _rank_of(name: str, base: bool) -> int:
@@ -310,11 +316,6 @@ def resync(driver: nft.NFTInterface, state: TableState) -> tuple[nft.Transaction
     return plan(state, prog, full=True)
 
 
-def _element_only(state: TableState) -> bool:
-    """True when the pending change is set and map elements and nothing else."""
-    return not (state.dirty_chains or state.dirty_sets)
-
-
 class Applier:
     """Runs the managers' changes against a driver: one transaction per :meth:`apply`."""
 
@@ -325,31 +326,26 @@ class Applier:
         fast_elements: bool | None = None,
         rp_filter: RPFilterSync | bool | None = True,
     ) -> None:
-        """``fast_elements``: element-only batches over netlink (None: when ``driver``
-        is the real :class:`~gingham.dataplane.nft.NFT`). ``rp_filter``: who writes
-        the workload interfaces' rp_filter; True (default) means the namespace of a
-        real :class:`~gingham.dataplane.nft.NFT` driver and nobody for any other
-        driver; False or None: nobody."""
+        """``fast_elements``: False sends every transaction through ``nft -f -``
+        (None: the driver's own choice; the real driver's nfnetlink path).
+        ``rp_filter``: who writes the workload interfaces' rp_filter; True
+        (default) means the namespace of a real :class:`~gingham.dataplane.nft.NFT`
+        driver and nobody for any other driver; False or None: nobody."""
         self.driver = driver
         self.dataplane = dataplane
         self.programmed: Programmed | None = None  # None: must resync first
         self.last_tx: nft.Transaction | None = None
         self._rpf_full = True
+        self._netlink = fast_elements
+        self._nft_next = False  # after a failure: the resync goes through nft -f -
         if rp_filter is True:
             rp_filter = (RPFilterSync(Sysctl(netns=driver.netns))
                          if isinstance(driver, nft.NFT) else None)
         self.rp_filter: RPFilterSync | None = rp_filter or None
-        if fast_elements is None:
-            fast_elements = isinstance(driver, nft.NFT)
-        self._netlink = (
-            NetlinkElements(driver.family, driver.table, getattr(driver, "netns", None))
-            if fast_elements
-            else None
-        )
 
     def close(self) -> None:
-        if self._netlink is not None:
-            self._netlink.close()
+        if isinstance(self.driver, nft.NFT):
+            self.driver.close()
 
     def force_resync(self) -> ApplyResult | None:
         """Compare the whole kernel table (and the interfaces' rp_filter) with the
@@ -359,30 +355,15 @@ class Applier:
         self._rpf_full = True
         return self.apply()
 
-    def _apply_elements(self, tx: nft.Transaction) -> bool:
-        """Send an element-only transaction over netlink; False to fall back to nft."""
-        if self._netlink is None:
-            return False
-        sets = self.dataplane.state.sets
-        ops: list[tuple[str, nft.Set | nft.Map, Key, Key | None]] = []
-        for verb, obj in tx.ops:
-            if not isinstance(obj, nft.Element) or verb not in ("add", "delete"):
-                return False
-            target = sets.get(obj.set)
-            if target is None:
-                return False
-            ops.append((verb, target, obj.key, obj.value))
-        try:
-            self._netlink.write(ops)
-        except ValueError as exc:
-            log.debug("element batch not encodable over netlink (%s): using nft", exc)
-            return False
-        except OSError as exc:
-            log.warning("netlink element path unavailable (%s): using nft", exc)
-            self._netlink.close()
-            self._netlink = None
-            return False
-        return True
+    def _run(self, tx: nft.Transaction) -> tuple[str, str | None]:
+        """Run ``tx`` on the driver: (path taken, why nft was needed)."""
+        driver = self.driver
+        if not isinstance(driver, nft.NFT):
+            driver.run(tx)
+            return "nft", None
+        netlink = False if self._nft_next else self._netlink
+        driver.run(tx, netlink=netlink)
+        return driver.last_via, driver.last_fallback
 
     def apply(self) -> ApplyResult | None:
         """Program pending changes; None while the datastore is not in sync yet."""
@@ -399,20 +380,20 @@ class Applier:
                 return ApplyResult(0, 0.0, False)
             tx, new = plan(state, self.programmed)
         self.last_tx = tx
-        via = "nft"
         try:
-            if not is_resync and _element_only(state) and self._apply_elements(tx):
-                via = "netlink"
-            else:
-                self.driver.run(tx)
+            via, why = self._run(tx) if tx.ops else ("nft", None)
         except Exception:
             self.programmed = None  # kernel state unknown: next apply reads it back
             self._rpf_full = True
+            self._nft_next = True
             raise
+        self._nft_next = False
+        if why is not None:
+            log.info("nft transaction of %d commands needed nft -f -: %s", len(tx), why)
         self.programmed = new
         state.clear_dirty()
         self.sync_interfaces()
-        return ApplyResult(len(tx), time.perf_counter() - start, is_resync, via)
+        return ApplyResult(len(tx), time.perf_counter() - start, is_resync, via, why)
 
     def sync_interfaces(self) -> None:
         """Bring the workload interfaces' rp_filter to the desired modes (cheap when

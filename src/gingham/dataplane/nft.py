@@ -2,9 +2,17 @@
 
 Build a :class:`Transaction` of operations on typed objects (:class:`Table`,
 :class:`Chain`, :class:`Rule`, :class:`Set`, :class:`Map`, :class:`Element`),
-then hand it to :class:`NFT` (the real kernel, one atomic ``nft -f -`` per
-``run``) or to :class:`~gingham.dataplane.nft_fake.FakeNFT` (an in-memory model
-with the same interface and the same errors for the common mistakes).
+then hand it to :class:`NFT` (the real kernel, one atomic batch per ``run``)
+or to :class:`~gingham.dataplane.nft_fake.FakeNFT` (an in-memory model with
+the same interface and the same errors for the common mistakes).
+
+:class:`NFT` sends a transaction as one nfnetlink batch of its own encoding
+(:mod:`gingham.dataplane.nft_netlink`: no process, no read of the ruleset)
+when every operation and rule form in it is one the encoder knows, and
+through ``nft -f -`` otherwise; either way the kernel commits it all or
+nothing. ``last_via`` says which path the last run took and ``counts`` how
+often each was taken (``fallback`` counts transactions that wanted netlink
+but needed nft; ``last_fallback`` says why).
 
 Objects never name their table: a transaction is rendered for the family and
 table of the driver that runs it, so the same transaction can be replayed
@@ -19,9 +27,11 @@ both paths, so what you add is what you read back.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
+from collections import Counter
 from typing import Any
 
 from gingham.dataplane.nft_objects import (
@@ -70,6 +80,8 @@ __all__ = [
     "render_op",
 ]
 
+log = logging.getLogger(__name__)
+
 _ERR_LOC_RE = re.compile(r"^/dev/stdin:(\d+):[\d-]+: Error: (.*)$", re.MULTILINE)
 
 
@@ -96,6 +108,7 @@ class NFT:
         table: str = "gingham",
         netns: str | None = None,
         nft_path: str = "nft",
+        netlink: bool = True,
     ) -> None:
         if family not in FAMILIES:
             raise NFTError(f"unknown nft family {family!r}")
@@ -103,7 +116,21 @@ class NFT:
         self.family = family
         self.table = table
         self.netns = netns
+        self.netlink = netlink
         self._argv = [*netns_argv(netns), nft_path]
+        self._writer: nft_netlink.NetlinkWriter | None = None
+        # declarations of the table's sets (element encoding needs their types):
+        # from transactions run and from every listing of the sets
+        self._sets: dict[str, Set | Map] = {}
+        self.last_via = "nft"
+        self.last_fallback: str | None = None
+        self.counts: Counter[str] = Counter()
+
+    def close(self) -> None:
+        """Close the netlink socket (a later run opens another)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _nft(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         try:
@@ -144,9 +171,60 @@ class NFT:
         first = stderr.strip().splitlines()[0] if stderr.strip() else "nft failed"
         return NFTError(f"nft: {first}", kind=classify_error(stderr), stderr=stderr)
 
-    def run(self, tx: Transaction) -> None:
-        """Apply ``tx`` atomically: all of it or, on error, none of it."""
+    def run(self, tx: Transaction, *, netlink: bool | None = None) -> None:
+        """Apply ``tx`` atomically: all of it or, on error, none of it.
+
+        ``netlink`` (default: the driver's setting) allows the nfnetlink path;
+        False forces ``nft -f -``.
+        """
+        if not tx.ops:
+            return
+        self.last_fallback = None
+        if self.netlink if netlink is None else netlink:
+            why = self._run_netlink(tx)
+            if why is None:
+                self.last_via = "netlink"
+                self.counts["netlink"] += 1
+                self._learn(tx)
+                return
+            self.last_fallback = why
+            self.counts["fallback"] += 1
         self._apply(tx, check=False)
+        self.last_via = "nft"
+        self.counts["nft"] += 1
+        self._learn(tx)
+
+    def _run_netlink(self, tx: Transaction) -> str | None:
+        """None when the batch went through; else why ``nft -f -`` must do it.
+
+        Raises NFTError when the kernel refused the batch for what it holds
+        (no such chain, exists, busy): nft would fail the same way.
+        """
+        try:
+            if self._writer is None:
+                self._writer = nft_netlink.NetlinkWriter(self.family, self.table, self.netns)
+            self._writer.run(tx, self._sets)
+        except nft_netlink.KernelRefused as exc:
+            log.warning("nft netlink batch refused, retrying with nft -f -: %s", exc)
+            return str(exc)
+        except Unsupported as exc:
+            log.debug("transaction needs nft -f -: %s", exc)
+            return str(exc)
+        except OSError as exc:
+            log.warning("nfnetlink socket failed, using nft -f -: %s", exc)
+            self.close()
+            return f"socket: {exc}"
+        return None
+
+    def _learn(self, tx: Transaction) -> None:
+        for verb, obj in tx.ops:
+            if isinstance(obj, Table) and verb in ("delete", "flush"):
+                self._sets.clear()
+            elif isinstance(obj, Set | Map):
+                if verb in ("add", "create"):
+                    self._sets.setdefault(obj.name, obj)
+                elif verb == "delete":
+                    self._sets.pop(obj.name, None)
 
     def check(self, tx: Transaction) -> None:
         """Validate ``tx`` against the current kernel state without applying it."""
@@ -196,7 +274,9 @@ class NFT:
                 if kind in item and item[kind].get("table") == self.table:
                     obj = item[kind]
                     found.append((obj.get("handle", 0), nft_parse.set_from_json(kind, obj)))
-        return [obj for _, obj in sorted(found, key=lambda pair: pair[0])]
+        sets = [obj for _, obj in sorted(found, key=lambda pair: pair[0])]
+        self._sets = {s.name: s for s in sets}
+        return sets
 
     def list_elements(self, name: str) -> list[Element]:
         _check_name("set", name)
@@ -237,6 +317,7 @@ class NFT:
         """The whole table (None when absent); only the rule listing grows with rules."""
         text = self._rules_text()
         if text is None:
+            self._sets = {}
             return None
         items = []
         for what in ("chains", "sets", "maps"):
@@ -245,7 +326,9 @@ class NFT:
                 obj = next(iter(item.values()))
                 if isinstance(obj, dict) and obj.get("table") == self.table:
                     items.append(item)
-        return nft_parse.snapshot_from({"nftables": items}, text)
+        snap = nft_parse.snapshot_from({"nftables": items}, text)
+        self._sets = dict(snap.sets)
+        return snap
 
     def dump(self) -> str:
         """``nft list table`` text ('' when the table is absent)."""
@@ -255,6 +338,7 @@ class NFT:
     def delete_table(self) -> bool:
         """Remove the whole table; False if it was not there."""
         proc = self._nft(["delete", "table", self.family, self.table])
+        self._sets = {}
         if proc.returncode == 0:
             return True
         if classify_error(proc.stderr) == "not-found":
@@ -272,4 +356,5 @@ def __getattr__(name: str) -> Any:
 
 
 # nft_parse builds the objects defined above: import it once they exist
-from gingham.dataplane import nft_parse  # noqa: E402
+from gingham.dataplane import nft_netlink, nft_parse  # noqa: E402
+from gingham.dataplane.nft_types import Unsupported  # noqa: E402

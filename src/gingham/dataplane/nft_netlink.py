@@ -1,209 +1,274 @@
-"""Set-element deltas as ONE nfnetlink batch, without the ``nft`` program.
+"""A :class:`~gingham.dataplane.nft.Transaction` as ONE nfnetlink batch, no ``nft`` process.
 
-nft 1.0.6 reads the whole ruleset (rules included) into its cache before any
-command, even a lone ``add element``: with 1,000 policies that is tens of
-milliseconds per run. Set-element deltas (a remote endpoint's label change,
-an endpoint appearing elsewhere) are the commonest update by far, so
-:class:`~gingham.dataplane.apply.Applier` sends a batch holding nothing else
-through :class:`NetlinkElements` instead (the same atomicity: the kernel
-commits a batch all or nothing). Everything else still goes through
-``nft -f -``.
+nft 1.0.6 reads the whole ruleset (every chain, rule and set element) into
+its cache before any command, so one ``nft -f -`` costs tens of milliseconds
+and grows with the table. The transactions gingham makes in steady state are
+few kinds of operation: add a table, chains (base or not) and rules, flush
+and delete chains, add and delete sets, maps and their elements. Those are
+encoded here (rules by :mod:`gingham.dataplane.nft_rules`, sets by
+:mod:`gingham.dataplane.nft_sets`) and sent as one batch, which the kernel
+commits all or nothing, as it does nft's.
+
+:meth:`NetlinkWriter.run` raises :class:`~gingham.dataplane.nft_types.Unsupported`
+before sending anything when a transaction holds an operation or a rule form
+it does not know (the driver then runs ``nft -f -``), and :class:`KernelRefused`
+when the kernel rejects the batch with an error that may come from the
+encoding rather than from the state (EINVAL and friends: the driver retries
+through nft, which then reports the real problem); a refusal about the state
+(no such chain, exists, busy) is an :class:`~gingham.dataplane.nft.NFTError`
+naming the operation, like nft's.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ipaddress
-import os
-import socket
-import struct
-import time
+import errno
+from collections.abc import Iterator, Mapping
 
-from gingham.dataplane import nft
-from gingham.dataplane.managers import Key
+from gingham.dataplane import nft_sets, nft_wire
+from gingham.dataplane import nft_wire as w
+from gingham.dataplane.nft_objects import (
+    Chain,
+    Element,
+    Map,
+    NFTError,
+    Object,
+    Rule,
+    Set,
+    Table,
+    Transaction,
+    Verb,
+    classify_error,
+    render_op,
+)
+from gingham.dataplane.nft_rules import RuleCompiler
+from gingham.dataplane.nft_types import Unsupported
 
-_NETLINK_NETFILTER = 12
-_NFNL_SUBSYS_NFTABLES = 10
-_NFNL_MSG_BATCH_BEGIN, _NFNL_MSG_BATCH_END = 0x10, 0x11
-_NFT_MSG_NEWSETELEM, _NFT_MSG_DELSETELEM = 12, 14
-_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_CREATE = 0x1, 0x4, 0x400
-_NLMSG_ERROR = 2
-_NLA_F_NESTED = 0x8000
-_NFPROTO = {"inet": 1, "ip": 2, "ip6": 10}
-_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "udplite": 136, "icmp": 1, "ipv6-icmp": 58}
-_CLONE_NEWNET = 0x40000000
-
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    head = struct.pack("=HH", 4 + len(payload), kind)
-    return head + payload + b"\0" * (-len(payload) % 4)
-
-
-_IFNAMSIZ = 16
-_NFT_JUMP = -3
-_NFTA_SET_ELEM_KEY, _NFTA_SET_ELEM_DATA, _NFTA_SET_ELEM_FLAGS, _NFTA_SET_ELEM_KEY_END = 1, 2, 3, 10
-_NFT_SET_ELEM_INTERVAL_END = 1
-
-
-def _encode_part(typ: str, text: str) -> bytes:
-    """One field of a key as the kernel stores it (fields padded to 4 bytes)."""
-    if typ == "ipv4_addr":
-        return ipaddress.IPv4Address(text).packed
-    if typ == "ipv6_addr":
-        return ipaddress.IPv6Address(text).packed
-    if typ == "inet_proto":
-        n = _PROTO_NUMBERS.get(text)
-        return bytes([n if n is not None else int(text)]) + b"\0\0\0"
-    if typ == "inet_service":
-        return struct.pack("!H", int(text)) + b"\0\0"
-    if typ == "ifname":
-        name = text.strip('"').encode()
-        if not name or len(name) >= _IFNAMSIZ:
-            raise ValueError(f"bad interface name {text!r}")
-        return name.ljust(_IFNAMSIZ, b"\0")
-    raise ValueError(f"no netlink encoding for {typ}")
+_HOOKS = {"prerouting": 0, "input": 1, "forward": 2, "output": 3, "postrouting": 4}
+_PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50,
+               "srcnat": 100}
+_POLICIES = {"drop": 0, "accept": 1}
+_CHAIN_TYPES = ("filter", "nat", "route")
+# errors that say "the batch is malformed" rather than "the table is not as you think"
+_ENCODING_ERRORS = {errno.EINVAL, errno.EOPNOTSUPP, errno.ERANGE, errno.E2BIG,
+                    errno.EPROTO, errno.EMSGSIZE, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT}
 
 
-def _range_part(typ: str, text: str) -> tuple[bytes, bytes]:
-    """(first, last) of one field: an address field may be a prefix."""
-    if typ in ("ipv4_addr", "ipv6_addr") and "/" in text:
-        net = ipaddress.ip_network(text, strict=False)
-        return net.network_address.packed, net.broadcast_address.packed
-    b = _encode_part(typ, text)
-    return b, b
+class KernelRefused(Unsupported):
+    """The kernel refused the batch with an errno that may mean a bad encoding."""
 
 
-def _set_types(obj: nft.Set | nft.Map) -> tuple[list[str], str | None]:
-    spec = obj.type or ""
-    value = None
-    if isinstance(obj, nft.Map):
-        spec, _, value = spec.partition(":")
-        value = value.strip()
-    return [t.strip() for t in spec.split(".")], value
+def _udata_comment(kind: int, comment: str | None) -> list[bytes]:
+    if comment is None:
+        return []
+    return [w.attr(kind, w.tlv(0, comment.encode() + b"\0"))]
 
 
-def _element_attrs(obj: nft.Set | nft.Map, key: Key, value: Key | None) -> list[bytes]:
-    """The NFTA_LIST_ELEM payload(s) for one element (two for a range in an rbtree set)."""
-    types, vtype = _set_types(obj)
-    if len(types) != len(key):
-        raise ValueError(f"element {key} does not fit {obj.name} ({obj.type})")
-    data = b""
-    if vtype is not None and value is not None:  # a delete needs the key only
-        if vtype != "verdict":
-            raise ValueError(f"map {obj.name}: only verdict maps")
-        verb, _, chain = value[0].partition(" ")
-        if verb != "jump" or not chain:
-            raise ValueError(f"map {obj.name}: only jump verdicts")
-        verdict = (_nla(1, struct.pack("!i", _NFT_JUMP))
-                   + _nla(2, chain.encode() + b"\0"))
-        data = _nla(_NFTA_SET_ELEM_DATA | _NLA_F_NESTED,
-                    _nla(2 | _NLA_F_NESTED, verdict))
-    if "interval" not in obj.flags:
-        k = b"".join(_encode_part(t, x) for t, x in zip(types, key, strict=True))
-        return [_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED, _nla(1, k)) + data]
-    if len(types) > 1:
-        # concatenated ranges (pipapo): inclusive start and end of every field
-        parts = [_range_part(t, x) for t, x in zip(types, key, strict=True)]
-        first = b"".join(p[0] for p in parts)
-        last = b"".join(p[1] for p in parts)
-        return [_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED, _nla(1, first))
-                + _nla(_NFTA_SET_ELEM_KEY_END | _NLA_F_NESTED, _nla(1, last)) + data]
-    # single-field interval set (rbtree): start element, and an end element
-    # one past the range unless the range reaches the top of the space
-    net = ipaddress.ip_network(key[0], strict=False)
-    out = [_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED, _nla(1, net.network_address.packed)) + data]
-    end = int(net.broadcast_address) + 1
-    if end < 2**net.max_prefixlen:
-        out.append(_nla(_NFTA_SET_ELEM_KEY | _NLA_F_NESTED,
-                        _nla(1, end.to_bytes(net.max_prefixlen // 8, "big")))
-                   + _nla(_NFTA_SET_ELEM_FLAGS, struct.pack("!I", _NFT_SET_ELEM_INTERVAL_END)))
-    return out
+def _priority(chain: Chain) -> int:
+    prio = chain.priority
+    if isinstance(prio, int):
+        return prio
+    text = str(prio).strip()
+    if text in _PRIORITIES:
+        return _PRIORITIES[text]
+    try:
+        return int(text)
+    except ValueError:
+        raise Unsupported(f"chain priority {prio!r}") from None
 
 
-def _setns_socket(netns: str | None) -> socket.socket:
-    if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
-    libc = ctypes.CDLL(None, use_errno=True)
-    path = netns if netns.startswith("/") else f"/run/netns/{netns}"
-    with open("/proc/thread-self/ns/net", "rb") as home, open(path, "rb") as target:
-        if libc.setns(target.fileno(), _CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {path}")
-        try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
-        finally:
-            if libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back")
+class _Batch:
+    """Translates one transaction; ``known`` are the sets the kernel already has."""
+
+    def __init__(self, table: str, known: Mapping[str, Set | Map]) -> None:
+        self.table = table
+        self.known = dict(known)
+        self.messages: list[w.Message] = []
+        self._next_id = 0
+        self._new_sets: dict[str, int] = {}
+        self._compiler = RuleCompiler(self._set_id, self._new_sets.get)
+
+    def _set_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def build(self, tx: Transaction) -> list[w.Message]:
+        ops = tx.ops
+        self._gaps = _new_interval_sets(ops)
+        i = 0
+        while i < len(ops):
+            verb, obj = ops[i]
+            if isinstance(obj, Element):
+                i = self._elements(ops, i)
+                continue
+            self._one(verb, obj, i)
+            i += 1
+        return self.messages
+
+    def _one(self, verb: Verb, obj: Object, op: int) -> None:
+        t = w.strz(1, self.table)
+        if isinstance(obj, Table) and verb == "add" and obj.comment is None:
+            self.messages.append(w.Message(w.NEWTABLE, w.F_CREATE, t + w.u32(2, 0), op))
+        elif isinstance(obj, Chain) and verb == "add":
+            self.messages.append(self._chain(obj, op))
+        elif isinstance(obj, Chain) and verb == "flush":
+            self.messages.append(w.Message(w.DELRULE, 0, t + w.strz(2, obj.name), op))
+        elif isinstance(obj, Chain) and verb == "delete":
+            self.messages.append(w.Message(w.DELCHAIN, 0, t + w.strz(3, obj.name), op))
+        elif isinstance(obj, Rule) and verb == "add" and obj.handle is None and obj.index is None:
+            self._rule(obj, op)
+        elif isinstance(obj, Set | Map) and verb == "add":
+            set_id = self._set_id()
+            self.messages.append(nft_sets.declare_named(self.table, obj, set_id, op))
+            self._new_sets[obj.name] = set_id
+            self.known[obj.name] = obj
+        elif isinstance(obj, Set | Map) and verb == "delete":
+            self.messages.append(w.Message(w.DELSET, 0, t + w.strz(2, obj.name), op))
+            self.known.pop(obj.name, None)
+            self._new_sets.pop(obj.name, None)
+        else:
+            raise Unsupported(f"{verb} {type(obj).__name__.lower()} over netlink")
+
+    def _chain(self, chain: Chain, op: int) -> w.Message:
+        parts = [w.strz(1, self.table), w.strz(3, chain.name)]
+        if chain.is_base:
+            if chain.type not in _CHAIN_TYPES or chain.hook not in _HOOKS:
+                raise Unsupported(f"base chain {chain.type} {chain.hook}")
+            parts.append(w.strz(7, str(chain.type)))
+            if chain.policy is not None:
+                if chain.policy not in _POLICIES:
+                    raise Unsupported(f"chain policy {chain.policy!r}")
+                parts.append(w.u32(5, _POLICIES[chain.policy]))
+            parts.append(w.nest(4, w.u32(1, _HOOKS[str(chain.hook)]),
+                                w.u32(2, _priority(chain))))
+        parts += _udata_comment(12, chain.comment)
+        return w.Message(w.NEWCHAIN, w.F_CREATE, b"".join(parts), op)
+
+    def _rule(self, rule: Rule, op: int) -> None:
+        compiled = self._compiler.compile(rule.rule)
+        for anon in compiled.sets:
+            self.messages += nft_sets.declare_anonymous(self.table, anon, op)
+        parts = [w.strz(1, self.table), w.strz(2, rule.chain),
+                 w.nest(4, *compiled.expressions), *_udata_comment(7, rule.comment)]
+        self.messages.append(w.Message(w.NEWRULE, w.F_CREATE | w.F_APPEND, b"".join(parts), op))
+
+    def _elements(self, ops: list[tuple[Verb, Object]], start: int) -> int:
+        """Consecutive add (or delete) of elements of one set: as few messages as fit."""
+        verb, first = ops[start]
+        assert isinstance(first, Element)
+        if verb not in ("add", "delete"):
+            raise Unsupported(f"{verb} element over netlink")
+        target = self.known.get(first.set)
+        if target is None:
+            raise Unsupported(f"elements of {first.set}, a set this driver has not seen")
+        shape = nft_sets.SetShape.of(target)
+        run: list[Element] = []
+        end = start
+        while end < len(ops):
+            v, obj = ops[end]
+            if v != verb or not isinstance(obj, Element) or obj.set != first.set:
+                break
+            run.append(obj)
+            end += 1
+        gap = verb == "add" and first.set in self._gaps and first.set in self._new_sets
+        if gap:
+            gap = self._gaps.pop(first.set)
+        self.messages += nft_sets.element_messages(
+            self.table, shape, verb, run, start, self._new_sets.get(first.set), gap)
+        return end
 
 
-class NetlinkElements:
-    """Writes set-element deltas of one table as a single nfnetlink batch."""
+def _new_interval_sets(ops: list[tuple[Verb, Object]]) -> dict[str, bool]:
+    """Interval sets the transaction creates -> whether none of the elements it
+    adds to them starts at zero (nft then writes an interval end at zero first)."""
+    shapes = {}
+    for verb, obj in ops:
+        if verb == "add" and isinstance(obj, Set) and "interval" in obj.flags:
+            try:
+                shape = nft_sets.SetShape.of(obj)
+            except Unsupported:
+                continue
+            if len(shape.types) == 1:
+                shapes[obj.name] = shape
+    gaps = {name: True for name in shapes}
+    for verb, obj in ops:
+        if verb == "add" and isinstance(obj, Element) and obj.set in shapes:
+            try:
+                if nft_sets.starts_at_zero(shapes[obj.set], obj):
+                    gaps[obj.set] = False
+            except Unsupported:
+                continue
+    return gaps
 
-    def __init__(self, family: str, table: str, netns: str | None) -> None:
-        self.family = _NFPROTO[family]
-        self.table = table.encode() + b"\0"
-        self.netns = netns
-        self._sock: socket.socket | None = None
-        self._seq = int(time.time())
 
-    def _socket(self) -> socket.socket:
-        if self._sock is None:
-            self._sock = _setns_socket(self.netns)
-            self._sock.bind((0, 0))
-            self._sock.settimeout(5.0)
-        return self._sock
+class NetlinkWriter:
+    """Runs transactions on one table as nfnetlink batches (see the module doc)."""
+
+    def __init__(self, family: str, table: str, netns: str | None = None) -> None:
+        if family != "inet":
+            raise Unsupported(f"family {family}: the rule compiler knows inet only")
+        self.family = w.FAMILY[family]
+        self.family_name = family
+        self.table = table
+        self._nl = nft_wire.NFNetlink(netns)
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._nl.close()
 
-    def _msg(self, mtype: int, flags: int, family: int, res_id: int, payload: bytes) -> bytes:
-        self._seq += 1
-        body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
-        return struct.pack("=IHHII", 16 + len(body), mtype, flags, self._seq, 0) + body
+    def encode(self, tx: Transaction, known: Mapping[str, Set | Map]) -> list[w.Message]:
+        """The batch for ``tx`` (Unsupported when it holds something unknown here)."""
+        try:
+            return _Batch(self.table, known).build(tx)
+        except OverflowError as exc:
+            raise Unsupported(str(exc)) from None
 
-    def write(self, ops: list[tuple[str, nft.Set | nft.Map, Key, Key | None]]) -> None:
-        """``ops`` = (``add``|``delete``, set or map, key, value) in order.
+    def run(self, tx: Transaction, known: Mapping[str, Set | Map]) -> None:
+        messages = self.encode(tx, known)
+        refusals = self._nl.send(self.family, messages)
+        if not refusals:
+            return
+        first = refusals[0]
+        if any(r.code in _ENCODING_ERRORS for r in refusals):
+            bad = next(r for r in refusals if r.code in _ENCODING_ERRORS)
+            raise KernelRefused(f"kernel refused the batch: {self._where(tx, messages, bad)}")
+        raise self._error(tx, messages, first, known)
 
-        Raises ValueError for an element it cannot encode (before sending
-        anything) and NFTError when the kernel refuses the batch.
-        """
-        groups: list[tuple[str, str, list[bytes]]] = []
-        for verb, obj, key, value in ops:
-            attrs = _element_attrs(obj, key, value if verb == "add" else None)
-            if not attrs[0]:
-                continue
-            if groups and groups[-1][0] == verb and groups[-1][1] == obj.name:
-                groups[-1][2].extend(attrs)
-            else:
-                groups.append((verb, obj.name, list(attrs)))
-        msgs = [self._msg(_NFNL_MSG_BATCH_BEGIN, _NLM_F_REQUEST, 0, _NFNL_SUBSYS_NFTABLES, b"")]
-        first_seq = self._seq + 1
-        for verb, name, elems in groups:
-            payload = (_nla(1, self.table) + _nla(2, name.encode() + b"\0")
-                       + _nla(3 | _NLA_F_NESTED,
-                              b"".join(_nla(1 | _NLA_F_NESTED, e) for e in elems)))
-            mtype = (_NFNL_SUBSYS_NFTABLES << 8) | (
-                _NFT_MSG_NEWSETELEM if verb == "add" else _NFT_MSG_DELSETELEM)
-            flags = _NLM_F_REQUEST | _NLM_F_ACK | (_NLM_F_CREATE if verb == "add" else 0)
-            msgs.append(self._msg(mtype, flags, self.family, 0, payload))
-        expect = set(range(first_seq, self._seq + 1))
-        msgs.append(self._msg(_NFNL_MSG_BATCH_END, _NLM_F_REQUEST, 0, _NFNL_SUBSYS_NFTABLES, b""))
-        sock = self._socket()
-        sock.sendall(b"".join(msgs))
-        errors: list[str] = []
-        while expect:
-            data = sock.recv(65536)
-            off = 0
-            while off + 16 <= len(data):
-                length, mtype, _, seq, _ = struct.unpack_from("=IHHII", data, off)
-                if mtype == _NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, off + 16)
-                    expect.discard(seq)
-                    if code != 0:
-                        errors.append(os.strerror(-code))
-                        expect.clear()  # the batch is aborted: no more answers come
-                off += max(length + (-length % 4), 16)
-        if errors:
-            kind = nft.classify_error(errors[0])
-            raise nft.NFTError(f"netlink set-element batch refused: {errors[0]}", kind=kind)
+    def _where(self, tx: Transaction, messages: list[w.Message], r: nft_wire.Refusal) -> str:
+        if r.index is None or r.index >= len(messages):
+            return r.text
+        verb, obj = tx.ops[messages[r.index].op]
+        return f"{r.text} at {render_op(verb, obj, self.family_name, self.table)}"
+
+    def _error(self, tx: Transaction, messages: list[w.Message], r: nft_wire.Refusal,
+               known: Mapping[str, Set | Map]) -> NFTError:
+        kind = classify_error(r.text)
+        if r.index is None or r.index >= len(messages):
+            return NFTError(f"nft: {r.text}", kind=kind, stderr=f"Error: {r.text}\n")
+        msg = messages[r.index]
+        verb, obj = tx.ops[msg.op]
+        what = type(obj).__name__.lower()
+        if what == "map":
+            what = "set"
+        text = r.text
+        if (msg.kind == w.NEWSETELEM and isinstance(obj, Element)
+                and r.code in (errno.EEXIST, errno.ENOTEMPTY)
+                and "interval" in getattr(_declared(tx, known, obj.set), "flags", ())):
+            # an identical element is accepted: what the kernel refuses in an
+            # interval set is an overlap, which nft reports in its own words
+            text, kind = "conflicting intervals specified", "overlap"
+        said = f"Error: Could not process {what}: {text}"
+        return NFTError(f"nft: Could not process {what}: {text}", kind=kind,
+                        stderr=said + "\n", line_number=msg.op + 1,
+                        script_line=render_op(verb, obj, self.family_name, self.table))
+
+
+def _declared(tx: Transaction, known: Mapping[str, Set | Map], name: str) -> Set | Map | None:
+    for verb, obj in tx.ops:
+        if verb == "add" and isinstance(obj, Set | Map) and obj.name == name:
+            return obj
+    return known.get(name)
+
+
+def iter_sets(tx: Transaction) -> Iterator[tuple[Verb, Set | Map]]:
+    for verb, obj in tx.ops:
+        if isinstance(obj, Set | Map):
+            yield verb, obj

@@ -1,0 +1,575 @@
+"""Compile the nft rule bodies gingham renders into nf_tables expressions.
+
+The grammar is the subset of nft's that :mod:`gingham.dataplane.layout`,
+:mod:`gingham.dataplane.policy`, NAT and the service-loop table write
+(tests/golden/nft shows every form). For that subset the result is what
+nft 1.0.6 itself sends for the same text, including its quirks:
+
+- protocol dependencies are added where nft adds them (``ip saddr`` without
+  ``meta nfproto ipv4`` first gets one; ``udp dport`` gets ``meta l4proto``;
+  bare ``icmp type`` gets both);
+- a prefix on a byte boundary loads only the prefix's bytes;
+- a one-element anonymous set is a plain comparison;
+- consecutive payload comparisons are ordered by header offset, and adjacent
+  equalities are merged into one load (nft's ``payload_try_merge``).
+
+One deliberate difference: nft 1.0.6 also merges two adjacent *inequalities*
+(``th sport != 53 th dport != 80`` becomes one 4-byte ``!=``, which matches
+when either port differs). That is a known nft bug; here they stay two
+comparisons, which is what the text means. :func:`gingham.dataplane.policy`
+never renders that pair.
+
+Anything else raises :class:`~gingham.dataplane.nft_types.Unsupported`: the
+caller then sends the transaction through ``nft -f -``, never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from gingham.dataplane import nft_exprs as x
+from gingham.dataplane.nft_types import (
+    CT_STATES,
+    NFPROTO,
+    PROTOCOLS,
+    TYPES,
+    DataType,
+    Unsupported,
+    padded,
+    wildcard,
+)
+
+_TOKEN = re.compile(r'"[^"]*"|[{},]|[^\s{},]+')
+
+
+# ------------------------------------------------------------------ selectors
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Something a rule loads into a register: ``kind`` meta / payload / ct."""
+
+    kind: str
+    key: int  # meta or ct key; payload base
+    offset: int
+    size: int
+    dtype: DataType
+    net: int | None = None  # nfproto this field needs (ip / ip6 fields)
+    l4: int | None = None  # l4proto this field needs (tcp, udp, icmp …)
+    desc: tuple[int, int] | None = None  # nft's (protocol, field) ids, for set userdata
+
+    def encode(self, dreg: int = x.REG_1, size: int | None = None) -> bytes:
+        if self.kind == "meta":
+            return x.meta_load(self.key, dreg)
+        if self.kind == "ct":
+            return x.ct_load(self.key, dreg)
+        return x.payload_load(self.key, self.offset, self.size if size is None else size, dreg)
+
+
+def _meta(key: int, dtype: str) -> Load:
+    t = TYPES[dtype]
+    return Load("meta", key, 0, t.size, t)
+
+
+def _field(base: int, offset: int, dtype: str, *, net: int | None = None,
+           l4: int | None = None, desc: tuple[int, int] | None = None) -> Load:
+    t = TYPES[dtype]
+    return Load("payload", base, offset, t.size, t, net, l4, desc)
+
+
+_NET, _TH = x.NETWORK_HEADER, x.TRANSPORT_HEADER
+_IP4, _IP6 = NFPROTO["ipv4"], NFPROTO["ipv6"]
+# nft's proto_desc ids and header template indexes (kept in anonymous sets' userdata)
+_D_ICMP, _D_UDP, _D_UDPLITE, _D_TCP, _D_SCTP, _D_TH, _D_IP, _D_IP6, _D_ICMP6 = (
+    4, 6, 7, 8, 10, 11, 12, 13, 14)
+
+SELECTORS: dict[tuple[str, ...], Load] = {
+    ("meta", "nfproto"): _meta(x.META_NFPROTO, "nf_proto"),
+    ("meta", "l4proto"): _meta(x.META_L4PROTO, "inet_proto"),
+    ("meta", "mark"): _meta(x.META_MARK, "mark"),
+    ("meta", "iifname"): _meta(x.META_IIFNAME, "ifname"),
+    ("meta", "oifname"): _meta(x.META_OIFNAME, "ifname"),
+    ("iifname",): _meta(x.META_IIFNAME, "ifname"),
+    ("oifname",): _meta(x.META_OIFNAME, "ifname"),
+    ("ip", "saddr"): _field(_NET, 12, "ipv4_addr", net=_IP4, desc=(_D_IP, 11)),
+    ("ip", "daddr"): _field(_NET, 16, "ipv4_addr", net=_IP4, desc=(_D_IP, 12)),
+    ("ip6", "saddr"): _field(_NET, 8, "ipv6_addr", net=_IP6, desc=(_D_IP6, 8)),
+    ("ip6", "daddr"): _field(_NET, 24, "ipv6_addr", net=_IP6, desc=(_D_IP6, 9)),
+    ("th", "sport"): _field(_TH, 0, "inet_service", desc=(_D_TH, 1)),
+    ("th", "dport"): _field(_TH, 2, "inet_service", desc=(_D_TH, 2)),
+    ("icmp", "type"): _field(_TH, 0, "icmp_type", net=_IP4, l4=1, desc=(_D_ICMP, 1)),
+    ("icmp", "code"): _field(_TH, 1, "icmp_code", net=_IP4, l4=1, desc=(_D_ICMP, 2)),
+    ("icmpv6", "type"): _field(_TH, 0, "icmpv6_type", net=_IP6, l4=58, desc=(_D_ICMP6, 1)),
+    ("icmpv6", "code"): _field(_TH, 1, "icmpv6_code", net=_IP6, l4=58, desc=(_D_ICMP6, 2)),
+    ("ct", "state"): Load("ct", x.CT_STATE, 0, 4, TYPES["ct_state"]),
+}
+for _proto, _desc in (("tcp", _D_TCP), ("udp", _D_UDP), ("sctp", _D_SCTP),
+                      ("udplite", _D_UDPLITE)):
+    SELECTORS[(_proto, "sport")] = _field(_TH, 0, "inet_service", l4=PROTOCOLS[_proto],
+                                          desc=(_desc, 1))
+    SELECTORS[(_proto, "dport")] = _field(_TH, 2, "inet_service", l4=PROTOCOLS[_proto],
+                                          desc=(_desc, 2))
+
+_VERDICTS = {"accept": x.NF_ACCEPT, "drop": x.NF_DROP, "return": x.NFT_RETURN,
+             "continue": x.NFT_CONTINUE}
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+
+
+# ------------------------------------------------------------------ output
+
+
+@dataclass
+class AnonSet:
+    """An anonymous set a rule declares: created in the same batch, before the rule."""
+
+    id: int
+    loads: tuple[Load, ...]
+    interval: bool
+    ranges: list[tuple[bytes, bytes]]  # inclusive; a plain element has first == last
+
+    @property
+    def name(self) -> str:
+        return "__set%d"
+
+
+@dataclass
+class Compiled:
+    expressions: list[bytes]
+    sets: list[AnonSet] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ statements
+
+
+@dataclass
+class _Cmp:
+    load: Load
+    op: int
+    data: bytes
+    value: bool = True  # a constant value (mergeable), not a wildcard or prefix load
+
+    def encode(self) -> list[bytes]:
+        return [self.load.encode(size=len(self.data) if self.load.kind == "payload" else None),
+                x.cmp(self.op, self.data)]
+
+
+@dataclass
+class _Raw:
+    parts: list[bytes]
+
+    def encode(self) -> list[bytes]:
+        return self.parts
+
+
+_Stmt = _Cmp | _Raw
+
+
+class _Tokens:
+    def __init__(self, text: str) -> None:
+        self.items: list[str] = _TOKEN.findall(text)
+        self.pos = 0
+
+    def peek(self, ahead: int = 0) -> str | None:
+        i = self.pos + ahead
+        return self.items[i] if i < len(self.items) else None
+
+    def take(self) -> str:
+        if self.pos >= len(self.items):
+            raise Unsupported("rule ends early")
+        self.pos += 1
+        return self.items[self.pos - 1]
+
+    def expect(self, word: str) -> None:
+        got = self.take()
+        if got != word:
+            raise Unsupported(f"expected {word!r}, got {got!r}")
+
+    def __bool__(self) -> bool:
+        return self.pos < len(self.items)
+
+
+class RuleCompiler:
+    """Compiles rule bodies; ``new_set_id`` numbers anonymous sets within a batch."""
+
+    def __init__(self, new_set_id: Callable[[], int],
+                 named_set_id: Callable[[str], int | None] = lambda _name: None) -> None:
+        self._new_set_id = new_set_id
+        self._named_set_id = named_set_id
+
+    def compile(self, body: str) -> Compiled:
+        toks = _Tokens(body)
+        out = Compiled([])
+        stmts: list[_Stmt] = []
+        self._net: int | None = None
+        self._l4: int | None = None
+        while toks:
+            stmts += self._statement(toks, out)
+        for stmt in _merge_payloads(stmts):
+            out.expressions += stmt.encode()
+        return out
+
+    # -- statements
+
+    def _statement(self, toks: _Tokens, out: Compiled) -> list[_Stmt]:
+        word = toks.peek()
+        if word == "counter":
+            toks.take()
+            if toks.peek() in ("packets", "bytes", "name"):
+                raise Unsupported("counter with values or a name")
+            return [_Raw([x.counter()])]
+        if word in _VERDICTS:
+            toks.take()
+            return [_Raw([x.verdict(_VERDICTS[word])])]
+        if word in ("jump", "goto"):
+            toks.take()
+            code = x.NFT_JUMP if word == "jump" else x.NFT_GOTO
+            return [_Raw([x.verdict(code, _chain_name(toks.take()))])]
+        if word == "notrack":
+            toks.take()
+            return [_Raw([x.notrack()])]
+        if word == "log":
+            return [self._log(toks)]
+        if word == "limit":
+            return [self._limit(toks)]
+        if word == "fib":
+            return self._fib(toks)
+        if word == "meta" and toks.peek(1) == "mark" and toks.peek(2) == "set":
+            return [self._mark_set(toks)]
+        return self._match(toks, out)
+
+    def _log(self, toks: _Tokens) -> _Stmt:
+        toks.take()
+        prefix = None
+        if toks.peek() == "prefix":
+            toks.take()
+            text = toks.take()
+            if not (len(text) >= 2 and text[0] == text[-1] == '"') or "%" in text:
+                raise Unsupported(f"log prefix {text!r}")
+            prefix = text[1:-1]
+        if toks.peek() in ("level", "group", "flags", "snaplen", "queue-threshold"):
+            raise Unsupported(f"log {toks.peek()}")
+        return _Raw([x.log(prefix)])
+
+    def _limit(self, toks: _Tokens) -> _Stmt:
+        toks.take()
+        toks.expect("rate")
+        if toks.peek() == "over":
+            raise Unsupported("limit rate over")
+        rate, _, unit = toks.take().partition("/")
+        if unit not in _UNITS or not rate.isdigit():
+            raise Unsupported(f"limit rate {rate}/{unit}")
+        if toks.peek() != "burst":
+            raise Unsupported("limit without an explicit burst")
+        toks.take()
+        burst = toks.take()
+        if not burst.isdigit() or toks.take() != "packets":
+            raise Unsupported("limit burst in bytes")
+        return _Raw([x.limit(int(rate), _UNITS[unit], int(burst))])
+
+    def _fib(self, toks: _Tokens) -> list[_Stmt]:
+        # only the reverse-path form: fib saddr . iif oif missing|exists
+        words = [toks.take() for _ in range(6)]
+        if words[:5] != ["fib", "saddr", ".", "iif", "oif"] or words[5] not in (
+                "missing", "exists"):
+            raise Unsupported(f"fib form {' '.join(words)!r}")
+        flags = x.FIB_F_SADDR | x.FIB_F_IIF | x.FIB_F_PRESENT
+        op = x.CMP_EQ if words[5] == "missing" else x.CMP_NEQ
+        return [_Raw([x.fib(flags, x.FIB_RESULT_OIF), x.cmp(op, bytes(4))])]
+
+    def _mark_set(self, toks: _Tokens) -> _Stmt:
+        for word in ("meta", "mark", "set", "meta", "mark"):
+            toks.expect(word)
+        how = toks.take()
+        value = int.from_bytes(TYPES["mark"].parse(toks.take()), "little")
+        if how == "and":
+            mask, xor = value, 0
+        elif how == "or":
+            mask, xor = ~value & 0xFFFFFFFF, value
+        elif how == "xor":
+            mask, xor = 0xFFFFFFFF, value
+        else:
+            raise Unsupported(f"meta mark set meta mark {how}")
+        le = TYPES["mark"].parse
+        return _Raw([x.meta_load(x.META_MARK), x.bitwise(le(str(mask)), le(str(xor))),
+                     x.meta_set(x.META_MARK)])
+
+    # -- matches
+
+    def _selector(self, toks: _Tokens) -> Load:
+        first = toks.take()
+        key: tuple[str, ...] = (first,)
+        if key not in SELECTORS:
+            key = (first, toks.take())
+        load = SELECTORS.get(key)
+        if load is None:
+            raise Unsupported(f"selector {' '.join(key)!r}")
+        return load
+
+    def _dependencies(self, load: Load) -> list[_Stmt]:
+        """The protocol matches nft inserts before ``load`` (and the context it sets)."""
+        deps: list[_Stmt] = []
+        if load.l4 is not None:
+            if self._l4 == load.l4:
+                return deps
+            if self._l4 is not None:
+                raise Unsupported("conflicting transport protocols")
+            if load.net is not None:  # icmp/icmpv6: the network protocol first
+                deps += self._net_dep(load.net)
+            deps.append(_Cmp(SELECTORS[("meta", "l4proto")], x.CMP_EQ, bytes([load.l4]), False))
+            self._l4 = load.l4
+            return deps
+        if load.net is not None:
+            deps += self._net_dep(load.net)
+        return deps
+
+    def _net_dep(self, net: int) -> list[_Stmt]:
+        if self._net == net:
+            return []
+        if self._net is not None:
+            raise Unsupported("conflicting network protocols")
+        self._net = net
+        return [_Cmp(SELECTORS[("meta", "nfproto")], x.CMP_EQ, bytes([net]), False)]
+
+    def _match(self, toks: _Tokens, out: Compiled) -> list[_Stmt]:
+        loads = [self._selector(toks)]
+        while toks.peek() == ".":
+            toks.take()
+            loads.append(self._selector(toks))
+        stmts: list[_Stmt] = []
+        for load in loads:
+            stmts += self._dependencies(load)
+        if len(loads) > 1:
+            return [*stmts, self._concat_match(toks, loads, out)]
+        load = loads[0]
+        if toks.peek() == "and":  # meta mark and MASK ==|!= VALUE
+            toks.take()
+            mask = load.dtype.parse(toks.take())
+            op = self._op(toks, explicit=True)
+            data = load.dtype.parse(toks.take())
+            return [*stmts, _Raw([load.encode(), x.bitwise(mask, bytes(len(mask))), x.cmp(op, data)])]
+        if toks.peek() == "vmap":
+            toks.take()
+            name = _set_ref(toks.take())
+            return [*stmts, _Raw([load.encode(), x.lookup(name, self._named_set_id(name), dreg=x.REG_VERDICT)])]
+        op = self._op(toks)
+        rhs = toks.peek()
+        if rhs is None:
+            raise Unsupported("match without a value")
+        if rhs.startswith("@"):
+            name = _set_ref(toks.take())
+            return [*stmts, _Raw([load.encode(), x.lookup(name, self._named_set_id(name), inverted=op == x.CMP_NEQ)])]
+        if load.dtype.name == "ct_state":
+            return [*stmts, self._flags(toks, load, op)]
+        if rhs == "{":
+            items = self._set_items(toks)
+            if len(items) == 1:
+                stmts.append(self._value(load, op, items[0]))
+            else:
+                stmts.append(self._anon_lookup(out, (load,), op, [[i] for i in items]))
+        else:
+            stmts.append(self._value(load, op, toks.take()))
+        self._learn(load, stmts[-1])
+        return stmts
+
+    def _op(self, toks: _Tokens, explicit: bool = False) -> int:
+        word = toks.peek()
+        if word == "!=":
+            toks.take()
+            return x.CMP_NEQ
+        if word == "==":
+            toks.take()
+            return x.CMP_EQ
+        if word in ("<", ">", "<=", ">=", "lt", "gt", "le", "ge", "eq", "ne"):
+            raise Unsupported(f"operator {word}")
+        if explicit:
+            raise Unsupported("bitwise match without == or !=")
+        return x.CMP_EQ
+
+    def _learn(self, load: Load, stmt: _Stmt) -> None:
+        """An equality with one protocol number sets nft's protocol context."""
+        if not isinstance(stmt, _Cmp) or stmt.op != x.CMP_EQ or not stmt.value:
+            return
+        if load is SELECTORS[("meta", "nfproto")]:
+            if self._net is not None and self._net != stmt.data[0]:
+                raise Unsupported("conflicting network protocols")
+            self._net = stmt.data[0]
+        elif load is SELECTORS[("meta", "l4proto")]:
+            if self._l4 is not None and self._l4 != stmt.data[0]:
+                raise Unsupported("conflicting transport protocols")
+            self._l4 = stmt.data[0]
+
+    def _flags(self, toks: _Tokens, load: Load, op: int) -> _Stmt:
+        if op != x.CMP_EQ or toks.peek() in ("==", "{"):
+            raise Unsupported("ct state other than a flag list")
+        value = 0
+        while True:
+            word = toks.take()
+            if word not in CT_STATES:
+                raise Unsupported(f"ct state {word!r}")
+            value |= CT_STATES[word]
+            if toks.peek() != ",":
+                break
+            toks.take()
+        mask = load.dtype.parse(str(value))
+        return _Raw([load.encode(), x.bitwise(mask, bytes(4), with_op=False),
+                     x.cmp(x.CMP_NEQ, bytes(4))])
+
+    def _value(self, load: Load, op: int, text: str) -> _Stmt:
+        """One value, prefix, range or wildcard compared with ``load``."""
+        t = load.dtype
+        if t.name == "ifname":
+            wild = wildcard(text)
+            if wild is not None:
+                return _Cmp(load, op, wild, value=False)
+            return _Cmp(load, op, t.parse(text))
+        if t.prefixes and "/" in text:
+            return self._prefix(load, op, text)
+        try:
+            return _Cmp(load, op, t.parse(text))
+        except Unsupported:
+            if "-" not in text:
+                raise
+        first, last = t.first_last(text)  # a range, even a-a (nft keeps it one)
+        if op == x.CMP_NEQ:
+            return _Raw([load.encode(), x.range_(x.RANGE_NEQ, first, last)])
+        return _Raw([load.encode(), x.cmp(x.CMP_GTE, first), x.cmp(x.CMP_LTE, last)])
+
+    def _prefix(self, load: Load, op: int, text: str) -> _Stmt:
+        addr, _, bits = text.partition("/")
+        if not bits.isdigit():
+            raise Unsupported(f"prefix {text!r}")
+        plen, size = int(bits), load.dtype.size
+        if plen > 8 * size:
+            raise Unsupported(f"prefix {text!r}")
+        first, _ = load.dtype.first_last(text)
+        if plen == 8 * size:
+            return _Cmp(load, op, load.dtype.parse(addr))
+        if plen and plen % 8 == 0 and load.kind == "payload":
+            return _Cmp(load, op, first[: plen // 8], value=False)
+        mask = ((1 << plen) - 1) << (8 * size - plen) if plen else 0
+        return _Raw([load.encode(), x.bitwise(mask.to_bytes(size, "big"), bytes(size),
+                                              with_op=False), x.cmp(op, first)])
+
+    # -- sets
+
+    def _set_items(self, toks: _Tokens) -> list[str]:
+        toks.expect("{")
+        items: list[str] = []
+        current: list[str] = []
+        while True:
+            word = toks.take()
+            if word in (",", "}"):
+                if not current:
+                    raise Unsupported("empty set element")
+                items.append(" ".join(current))
+                current = []
+                if word == "}":
+                    return items
+            else:
+                current.append(word)
+
+    def _concat_match(self, toks: _Tokens, loads: list[Load], out: Compiled) -> _Stmt:
+        op = self._op(toks)
+        rhs = toks.peek()
+        if rhs is not None and rhs.startswith("@"):
+            name = _set_ref(toks.take())
+            return _Raw([*_concat_loads(loads), x.lookup(name, self._named_set_id(name), inverted=op == x.CMP_NEQ)])
+        if rhs != "{":
+            raise Unsupported("concatenation compared with a single value")
+        rows = [item.split(" . ") for item in self._set_items(toks)]
+        return self._anon_lookup(out, tuple(loads), op, rows)
+
+    def _anon_lookup(self, out: Compiled, loads: tuple[Load, ...], op: int,
+                     rows: list[list[str]]) -> _Stmt:
+        ranges: list[tuple[bytes, bytes]] = []
+        interval = False
+        for row in rows:
+            if len(row) != len(loads):
+                raise Unsupported("set element does not fit the concatenation")
+            firsts, lasts = b"", b""
+            for load, text in zip(loads, row, strict=True):
+                if load.dtype.name == "ifname" and wildcard(text) is not None:
+                    raise Unsupported("interface wildcards in a set")
+                first, last = load.dtype.first_last(text.strip())
+                pad = b"" if len(loads) == 1 else bytes(padded(len(first)) - len(first))
+                firsts += first + pad
+                lasts += last + pad
+            interval = interval or firsts != lasts
+            ranges.append((firsts, lasts))
+        if interval and len(loads) > 1:
+            raise Unsupported("ranges in an anonymous concatenation")
+        if any(load.desc is None for load in loads):
+            raise Unsupported("anonymous set keyed by a meta or ct selector")
+        anon = AnonSet(self._new_set_id(), loads, interval, ranges)
+        out.sets.append(anon)
+        return _Raw([*_concat_loads(list(loads)), x.lookup(anon.name, anon.id, inverted=op == x.CMP_NEQ)])
+
+
+def _concat_loads(loads: list[Load]) -> list[bytes]:
+    out, word = [], 0
+    for load in loads:
+        out.append(load.encode(x.register(word)))
+        word += padded(load.size) // 4
+    return out
+
+
+def _set_ref(token: str) -> str:
+    if not token.startswith("@") or len(token) < 2:
+        raise Unsupported(f"set reference {token!r}")
+    return token[1:]
+
+
+def _chain_name(token: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", token):
+        raise Unsupported(f"chain name {token!r}")
+    return token
+
+
+# ------------------------------------------------------------------ payload merge
+
+
+def _mergeable(stmt: _Stmt) -> bool:
+    return (isinstance(stmt, _Cmp) and stmt.value and stmt.load.kind == "payload"
+            and stmt.op in (x.CMP_EQ, x.CMP_NEQ))
+
+
+def _can_merge(a: _Cmp, b: _Cmp) -> bool:
+    la, lb = len(a.data), len(b.data)
+    if a.load.key != b.load.key or a.load.offset + la != b.load.offset:
+        return False
+    total = la + lb
+    if total > 16:
+        return False
+    return total <= 4 or a.load.key == x.LL_HEADER or la > 4 or lb > 4
+
+
+def _merge_payloads(stmts: list[_Stmt]) -> Iterator[_Stmt]:
+    run: list[_Cmp] = []
+    for stmt in [*stmts, None]:
+        if stmt is not None and _mergeable(stmt):
+            assert isinstance(stmt, _Cmp)
+            run.append(stmt)
+            continue
+        if run:
+            yield from _merge_run(run)
+            run = []
+        if stmt is not None:
+            yield stmt
+
+
+def _merge_run(run: list[_Cmp]) -> list[_Stmt]:
+    ordered = sorted(run, key=lambda s: (s.load.key, s.load.offset))
+    out: list[_Stmt] = []
+    last: _Cmp | None = None
+    for stmt in ordered:
+        if (last is not None and last.op == stmt.op == x.CMP_EQ and _can_merge(last, stmt)):
+            size = len(last.data) + len(stmt.data)
+            load = Load("payload", last.load.key, last.load.offset, size, last.load.dtype)
+            last = _Cmp(load, x.CMP_EQ, last.data + stmt.data)
+            out[-1] = last
+            continue
+        last = _Cmp(stmt.load, stmt.op, stmt.data, stmt.value)
+        out.append(last)
+    return out
