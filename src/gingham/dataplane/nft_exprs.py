@@ -129,5 +129,29 @@ def log(prefix: str | None) -> bytes:
     return _expr("log", *([] if prefix is None else [strz(2, prefix)]))
 
 
+def immediate(data: bytes, dreg: int = REG_1) -> bytes:
+    return _expr("immediate", u32(1, dreg), _value(2, data))
+
+
+NAT_SNAT = 0
+
+
+def nat(kind: int, family: int, addr_reg: int = REG_1) -> bytes:
+    return _expr("nat", u32(1, kind), u32(2, family), u32(3, addr_reg))
+
+
+def masquerade() -> bytes:
+    return _expr("masq")
+
+
+# nft_reject_types, and the codes nft picks for a bare ``reject``
+REJECT_ICMP_UNREACH, REJECT_ICMPX_UNREACH = 0, 2
+ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH, ICMPX_PORT_UNREACH = 3, 4, 1
+
+
+def reject(kind: int, code: int) -> bytes:
+    return _expr("reject", u32(1, kind), attr(2, bytes([code])))
+
+
 def fib(flags: int, result: int, dreg: int = REG_1) -> bytes:
     return _expr("fib", u32(3, flags), u32(2, result), u32(1, dreg))

@@ -85,6 +85,7 @@ class _Batch:
         self.messages: list[w.Message] = []
         self._next_id = 0
         self._new_sets: dict[str, int] = {}
+        self._unfilled: dict[str, bool] = {}
         self._compiler = RuleCompiler(self._set_id, self._new_sets.get)
 
     def _set_id(self) -> int:
@@ -93,7 +94,6 @@ class _Batch:
 
     def build(self, tx: Transaction) -> list[w.Message]:
         ops = tx.ops
-        self._gaps = _new_interval_sets(ops)
         i = 0
         while i < len(ops):
             verb, obj = ops[i]
@@ -120,6 +120,7 @@ class _Batch:
             set_id = self._set_id()
             self.messages.append(nft_sets.declare_named(self.table, obj, set_id, op))
             self._new_sets[obj.name] = set_id
+            self._unfilled[obj.name] = True
             self.known[obj.name] = obj
         elif isinstance(obj, Set | Map) and verb == "delete":
             self.messages.append(w.Message(w.DELSET, 0, t + w.strz(2, obj.name), op))
@@ -169,35 +170,12 @@ class _Batch:
                 break
             run.append(obj)
             end += 1
-        gap = verb == "add" and first.set in self._gaps and first.set in self._new_sets
-        if gap:
-            gap = self._gaps.pop(first.set)
+        # nft fills a set it creates with an interval end at zero first (the
+        # gap before the first range): the first elements a new set gets here
+        fresh = verb == "add" and self._unfilled.pop(first.set, False)
         self.messages += nft_sets.element_messages(
-            self.table, shape, verb, run, start, self._new_sets.get(first.set), gap)
+            self.table, shape, verb, run, start, self._new_sets.get(first.set), fresh)
         return end
-
-
-def _new_interval_sets(ops: list[tuple[Verb, Object]]) -> dict[str, bool]:
-    """Interval sets the transaction creates -> whether none of the elements it
-    adds to them starts at zero (nft then writes an interval end at zero first)."""
-    shapes = {}
-    for verb, obj in ops:
-        if verb == "add" and isinstance(obj, Set) and "interval" in obj.flags:
-            try:
-                shape = nft_sets.SetShape.of(obj)
-            except Unsupported:
-                continue
-            if len(shape.types) == 1:
-                shapes[obj.name] = shape
-    gaps = {name: True for name in shapes}
-    for verb, obj in ops:
-        if verb == "add" and isinstance(obj, Element) and obj.set in shapes:
-            try:
-                if nft_sets.starts_at_zero(shapes[obj.set], obj):
-                    gaps[obj.set] = False
-            except Unsupported:
-                continue
-    return gaps
 
 
 class NetlinkWriter:

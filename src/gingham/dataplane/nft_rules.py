@@ -26,7 +26,7 @@ caller then sends the transaction through ``nft -f -``, never a guess.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gingham.dataplane import nft_exprs as x
@@ -157,13 +157,25 @@ class _Cmp:
 
 @dataclass
 class _Raw:
+    """A match nft does not merge (lookups, ranges, prefixes, masks, fib)."""
+
     parts: list[bytes]
 
     def encode(self) -> list[bytes]:
         return self.parts
 
 
-_Stmt = _Cmp | _Raw
+@dataclass
+class _Action:
+    """A statement that is not a match (counter, log, verdict, NAT, mark set)."""
+
+    parts: list[bytes]
+
+    def encode(self) -> list[bytes]:
+        return self.parts
+
+
+_Stmt = _Cmp | _Raw | _Action
 
 
 class _Tokens:
@@ -218,17 +230,17 @@ class RuleCompiler:
             toks.take()
             if toks.peek() in ("packets", "bytes", "name"):
                 raise Unsupported("counter with values or a name")
-            return [_Raw([x.counter()])]
+            return [_Action([x.counter()])]
         if word in _VERDICTS:
             toks.take()
-            return [_Raw([x.verdict(_VERDICTS[word])])]
+            return [_Action([x.verdict(_VERDICTS[word])])]
         if word in ("jump", "goto"):
             toks.take()
             code = x.NFT_JUMP if word == "jump" else x.NFT_GOTO
-            return [_Raw([x.verdict(code, _chain_name(toks.take()))])]
+            return [_Action([x.verdict(code, _chain_name(toks.take()))])]
         if word == "notrack":
             toks.take()
-            return [_Raw([x.notrack()])]
+            return [_Action([x.notrack()])]
         if word == "log":
             return [self._log(toks)]
         if word == "limit":
@@ -237,7 +249,31 @@ class RuleCompiler:
             return self._fib(toks)
         if word == "meta" and toks.peek(1) == "mark" and toks.peek(2) == "set":
             return [self._mark_set(toks)]
+        if word in ("masquerade", "snat", "reject"):
+            return [self._final(toks)]
         return self._match(toks, out)
+
+    def _final(self, toks: _Tokens) -> _Stmt:
+        """The NAT and reject statements of the NAT and service-loop tables, bare forms only."""
+        word = toks.take()
+        if toks.peek() not in (None, "comment") and word != "snat":
+            raise Unsupported(f"{word} with options")
+        if word == "masquerade":
+            return _Action([x.masquerade()])
+        if word == "reject":
+            if self._net == _IP4:
+                return _Action([x.reject(x.REJECT_ICMP_UNREACH, x.ICMP_PORT_UNREACH)])
+            if self._net == _IP6:
+                return _Action([x.reject(x.REJECT_ICMP_UNREACH, x.ICMPV6_PORT_UNREACH)])
+            return _Action([x.reject(x.REJECT_ICMPX_UNREACH, x.ICMPX_PORT_UNREACH)])
+        family = toks.take()
+        toks.expect("to")
+        addr = toks.take()
+        if family not in ("ip", "ip6") or toks:
+            raise Unsupported("snat other than 'snat ip|ip6 to ADDRESS'")
+        dtype = TYPES["ipv4_addr" if family == "ip" else "ipv6_addr"]
+        return _Action([x.immediate(dtype.parse(addr)),
+                     x.nat(x.NAT_SNAT, _IP4 if family == "ip" else _IP6)])
 
     def _log(self, toks: _Tokens) -> _Stmt:
         toks.take()
@@ -250,7 +286,7 @@ class RuleCompiler:
             prefix = text[1:-1]
         if toks.peek() in ("level", "group", "flags", "snaplen", "queue-threshold"):
             raise Unsupported(f"log {toks.peek()}")
-        return _Raw([x.log(prefix)])
+        return _Action([x.log(prefix)])
 
     def _limit(self, toks: _Tokens) -> _Stmt:
         toks.take()
@@ -266,7 +302,7 @@ class RuleCompiler:
         burst = toks.take()
         if not burst.isdigit() or toks.take() != "packets":
             raise Unsupported("limit burst in bytes")
-        return _Raw([x.limit(int(rate), _UNITS[unit], int(burst))])
+        return _Action([x.limit(int(rate), _UNITS[unit], int(burst))])
 
     def _fib(self, toks: _Tokens) -> list[_Stmt]:
         # only the reverse-path form: fib saddr . iif oif missing|exists
@@ -292,7 +328,7 @@ class RuleCompiler:
         else:
             raise Unsupported(f"meta mark set meta mark {how}")
         le = TYPES["mark"].parse
-        return _Raw([x.meta_load(x.META_MARK), x.bitwise(le(str(mask)), le(str(xor))),
+        return _Action([x.meta_load(x.META_MARK), x.bitwise(le(str(mask)), le(str(xor))),
                      x.meta_set(x.META_MARK)])
 
     # -- matches
@@ -545,31 +581,39 @@ def _can_merge(a: _Cmp, b: _Cmp) -> bool:
     return total <= 4 or a.load.key == x.LL_HEADER or la > 4 or lb > 4
 
 
-def _merge_payloads(stmts: list[_Stmt]) -> Iterator[_Stmt]:
-    run: list[_Cmp] = []
-    for stmt in [*stmts, None]:
-        if stmt is not None and _mergeable(stmt):
-            assert isinstance(stmt, _Cmp)
-            run.append(stmt)
-            continue
-        if run:
-            yield from _merge_run(run)
-            run = []
-        if stmt is not None:
-            yield stmt
+def _merge_payloads(stmts: list[_Stmt]) -> list[_Stmt]:
+    """nft 1.0.6's statement reduction: payload comparisons with a constant are
+    collected across other matches; a statement (counter, verdict …) ends the
+    collection only once it holds two or more (a quirk later nft fixed)."""
+    out: list[_Stmt | None] = list(stmts)
+    group: list[int] = []
+    for i, stmt in enumerate(stmts):
+        if isinstance(stmt, _Action):
+            if len(group) >= 2:
+                _merge_group(out, group)
+                group = []
+        elif _mergeable(stmt):
+            group.append(i)
+    if len(group) >= 2:
+        _merge_group(out, group)
+    return [stmt for stmt in out if stmt is not None]
 
 
-def _merge_run(run: list[_Cmp]) -> list[_Stmt]:
-    ordered = sorted(run, key=lambda s: (s.load.key, s.load.offset))
-    out: list[_Stmt] = []
-    last: _Cmp | None = None
-    for stmt in ordered:
-        if (last is not None and last.op == stmt.op == x.CMP_EQ and _can_merge(last, stmt)):
-            size = len(last.data) + len(stmt.data)
-            load = Load("payload", last.load.key, last.load.offset, size, last.load.dtype)
-            last = _Cmp(load, x.CMP_EQ, last.data + stmt.data)
-            out[-1] = last
-            continue
-        last = _Cmp(stmt.load, stmt.op, stmt.data, stmt.value)
-        out.append(last)
-    return out
+def _merge_group(out: list[_Stmt | None], group: list[int]) -> None:
+    """Adjacent equalities merge into the first of them (in header order)."""
+    order = sorted(group, key=lambda i: (_cmp(out[i]).load.key, _cmp(out[i]).load.offset))
+    last = order[0]
+    for i in order[1:]:
+        a, b = _cmp(out[last]), _cmp(out[i])
+        if a.op == b.op == x.CMP_EQ and _can_merge(a, b):
+            load = Load("payload", a.load.key, a.load.offset, len(a.data) + len(b.data),
+                        a.load.dtype)
+            out[last] = _Cmp(load, x.CMP_EQ, a.data + b.data)
+            out[i] = None
+        else:
+            last = i
+
+
+def _cmp(stmt: _Stmt | None) -> _Cmp:
+    assert isinstance(stmt, _Cmp)
+    return stmt

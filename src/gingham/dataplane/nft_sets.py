@@ -37,6 +37,10 @@ _UD_KEYBYTEORDER, _UD_DATABYTEORDER, _UD_MERGE, _UD_KEY_TYPEOF = 0, 1, 2, 3
 _UD_DATA_INTERVAL, _UD_COMMENT = 6, 7
 _EXPR_PAYLOAD, _EXPR_CONCAT = 7, 13
 
+# an interval that reaches the top of the key space has no end element; nft
+# marks its start "open" in the element's userdata (NFTNL_UDATA_SET_ELEM_FLAGS)
+_OPEN = w.attr(6, w.tlv(1, struct.pack("<I", 1)))
+
 _ELEMS_MAX = 60000  # bytes of elements per message (an attribute holds 64 KiB)
 
 
@@ -123,7 +127,8 @@ def declare_anonymous(table: str, anon: AnonSet, op: int) -> list[w.Message]:
         udata += w.tlv(_UD_KEY_TYPEOF, _typeof(loads[0]))
     decl = w.Message(w.NEWSET, w.F_CREATE, b"".join([
         w.strz(1, table), w.strz(2, anon.name), w.u32(3, flags), w.u32(4, concat_id(types)),
-        w.u32(5, key_len(types)), w.u32(10, anon.id), w.nest(9, w.u32(1, len(elems))),
+        w.u32(5, key_len(types)), w.u32(10, anon.id),
+        w.nest(9, w.u32(1, len(elems) + sum(e.endswith(_OPEN) for e in elems))),
         w.attr(13, udata)]), op)
     head = w.strz(1, table) + w.strz(2, anon.name) + w.u32(4, anon.id)
     return [decl, *(w.Message(w.NEWSETELEM, w.F_CREATE, head + body, op)
@@ -155,9 +160,11 @@ def _anon_elements(anon: AnonSet) -> Iterator[bytes]:
     if merged[0][0] > 0:  # nft opens an interval set with the gap before its first range
         yield _end(bytes(size))
     for lo, hi in merged:
-        yield _key(1, lo.to_bytes(size, "big"))
         if hi < top:
+            yield _key(1, lo.to_bytes(size, "big"))
             yield _end((hi + 1).to_bytes(size, "big"))
+        else:
+            yield _key(1, lo.to_bytes(size, "big")) + _OPEN
 
 
 def _element_lists(elems: Iterable[bytes]) -> Iterator[bytes]:
@@ -222,22 +229,17 @@ def element_attrs(shape: SetShape, elem: Element, with_value: bool) -> list[byte
         if first != last:
             raise Unsupported("a range in a set without intervals")
         return [_key(1, first) + data]
-    out = [_key(1, first) + data]
     end = int.from_bytes(last, "big") + 1
     if end < 1 << (8 * len(last)):
-        out.append(_end(end.to_bytes(len(last), "big")))
-    return out
-
-
-def starts_at_zero(shape: SetShape, elem: Element) -> bool:
-    return all(b == 0 for b in _field(shape.types[0], elem.key[0])[0])
+        return [_key(1, first) + data, _end(end.to_bytes(len(last), "big"))]
+    return [_key(1, first) + data + _OPEN]
 
 
 def element_messages(table: str, shape: SetShape, verb: str, elems: list[Element], op: int,
                      set_id: int | None = None, open_gap: bool = False) -> list[w.Message]:
-    """Messages adding or deleting ``elems``. ``open_gap``: the set is new and
-    nothing added starts at zero, so (as nft does) an interval end at zero
-    comes first. Interval elements go in key order, as nft sends them."""
+    """Messages adding or deleting ``elems``. ``open_gap``: the set is new, so
+    (as nft does) an interval end at zero comes first unless a range starts
+    there. Interval elements go in key order, as nft sends them."""
     pairs: list[tuple[bytes, bytes]] = []
     for elem in elems:
         for item in element_attrs(shape, elem, verb == "add"):
@@ -245,8 +247,10 @@ def element_messages(table: str, shape: SetShape, verb: str, elems: list[Element
     if shape.interval:
         pairs.sort(key=lambda p: p[0])
     attrs = [item for _, item in pairs]
-    if open_gap:
-        attrs.insert(0, _end(bytes(shape.types[0].size)))
+    if open_gap and shape.interval and len(shape.types) == 1 and attrs:
+        zero = bytes(shape.types[0].size)
+        if pairs[0][0] != zero:
+            attrs.insert(0, _end(zero))
     kind, flags = (w.NEWSETELEM, w.F_CREATE) if verb == "add" else (w.DELSETELEM, 0)
     head = w.strz(1, table) + w.strz(2, shape.name)
     if set_id is not None:

@@ -10,7 +10,7 @@ the ids except in set declarations, where nft reads them back to print.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,8 +73,14 @@ class DataType:
     def first_last(self, text: str) -> tuple[bytes, bytes]:
         """The inclusive range a value, prefix or ``a-b`` range covers."""
         if self.prefixes and "/" in text:
-            net = _net(text)
-            return net.network_address.packed, net.broadcast_address.packed
+            addr, _, bits = text.partition("/")
+            raw = self.parse(addr)
+            width = 8 * self.size
+            if not bits.isdigit() or int(bits) > width:
+                raise Unsupported(f"not a network: {text!r}")
+            host = (1 << (width - int(bits))) - 1
+            n = int.from_bytes(raw, "big") & ~host
+            return n.to_bytes(self.size, "big"), (n | host).to_bytes(self.size, "big")
         try:
             b = self.parse(text)
         except Unsupported:
@@ -91,22 +97,14 @@ class DataType:
         return first, last
 
 
-def _net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise Unsupported(f"not a network: {text!r}") from None
-
-
 def _addr(version: int) -> Callable[[str], bytes]:
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+
     def parse(text: str) -> bytes:
         try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            raise Unsupported(f"not an address: {text!r}") from None
-        if addr.version != version:
-            raise Unsupported(f"{text} is not IPv{version}")
-        return addr.packed
+            return socket.inet_pton(family, text)
+        except OSError:
+            raise Unsupported(f"not an IPv{version} address: {text!r}") from None
 
     return parse
 

@@ -225,9 +225,16 @@ def _render_family(
             refs.add(SetRef(sid, "net", fam))
             parts.append(f"{ip} {field_} {'!= ' if neg else ''}@{layout.net_set_name(sid, fam)}")
 
-    for field_, ranges in (("sport", rule.not_src_ports), ("dport", rule.not_dst_ports)):
-        if ranges:
-            parts.append(f"th {field_} != {_anon(_ports(ranges, where))}")
+    not_src = _ports(rule.not_src_ports, where) if rule.not_src_ports else []
+    not_dst = _ports(rule.not_dst_ports, where) if rule.not_dst_ports else []
+    if len(not_src) == len(not_dst) == 1 and "-" not in not_src[0] + not_dst[0]:
+        # nft 1.0.6 merges `th sport != A th dport != B` into ONE 4-byte
+        # inequality, true when either port differs (a known nft bug); a
+        # one-port range is not merged, so each port is tested on its own
+        not_dst = [f"{not_dst[0]}-{not_dst[0]}"]
+    for field_, items in (("sport", not_src), ("dport", not_dst)):
+        if items:
+            parts.append(f"th {field_} != {_anon(items)}")
     for addr, port, ids in (
         ("saddr", "sport", rule.not_src_named_port_set_ids),
         ("daddr", "dport", rule.not_dst_named_port_set_ids),
