@@ -53,6 +53,13 @@ _ENCODING_ERRORS = {errno.EINVAL, errno.EOPNOTSUPP, errno.ERANGE, errno.E2BIG,
                     errno.EPROTO, errno.EMSGSIZE, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT}
 
 
+# Rule bodies repeat (every endpoint chain clears the pass mark, jumps to
+# shared policy chains, ends in the same drops): their expressions are kept,
+# unless they name an anonymous set or a set made in the same batch.
+_COMPILED: dict[str, bytes] = {}
+_COMPILED_MAX = 8192
+
+
 class KernelRefused(Unsupported):
     """The kernel refused the batch with an errno that may mean a bad encoding."""
 
@@ -145,11 +152,18 @@ class _Batch:
         return w.Message(w.NEWCHAIN, w.F_CREATE, b"".join(parts), op)
 
     def _rule(self, rule: Rule, op: int) -> None:
-        compiled = self._compiler.compile(rule.rule)
-        for anon in compiled.sets:
-            self.messages += nft_sets.declare_anonymous(self.table, anon, op)
-        parts = [w.strz(1, self.table), w.strz(2, rule.chain),
-                 w.nest(4, *compiled.expressions), *_udata_comment(7, rule.comment)]
+        expressions = _COMPILED.get(rule.rule)
+        if expressions is None:
+            compiled = self._compiler.compile(rule.rule)
+            for anon in compiled.sets:
+                self.messages += nft_sets.declare_anonymous(self.table, anon, op)
+            expressions = w.nest(4, *compiled.expressions)
+            if compiled.reusable:
+                if len(_COMPILED) >= _COMPILED_MAX:
+                    _COMPILED.clear()
+                _COMPILED[rule.rule] = expressions
+        parts = [w.strz(1, self.table), w.strz(2, rule.chain), expressions,
+                 *_udata_comment(7, rule.comment)]
         self.messages.append(w.Message(w.NEWRULE, w.F_CREATE | w.F_APPEND, b"".join(parts), op))
 
     def _elements(self, ops: list[tuple[Verb, Object]], start: int) -> int:

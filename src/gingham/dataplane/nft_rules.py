@@ -58,7 +58,9 @@ class Load:
     dtype: DataType
     net: int | None = None  # nfproto this field needs (ip / ip6 fields)
     l4: int | None = None  # l4proto this field needs (tcp, udp, icmp …)
-    desc: tuple[int, int] | None = None  # nft's (protocol, field) ids, for set userdata
+    desc: tuple[int, ...] | None = None
+    """How nft describes the expression in an anonymous set's userdata: its
+    (protocol, field) ids for a payload field, (key,) for meta."""
 
     def encode(self, dreg: int = x.REG_1, size: int | None = None) -> bytes:
         if self.kind == "meta":
@@ -70,7 +72,7 @@ class Load:
 
 def _meta(key: int, dtype: str) -> Load:
     t = TYPES[dtype]
-    return Load("meta", key, 0, t.size, t)
+    return Load("meta", key, 0, t.size, t, desc=(key,))
 
 
 def _field(base: int, offset: int, dtype: str, *, net: int | None = None,
@@ -138,6 +140,12 @@ class AnonSet:
 class Compiled:
     expressions: list[bytes]
     sets: list[AnonSet] = field(default_factory=list)
+    batch_ids: bool = False  # names a set by its id in this batch: not reusable in another
+
+    @property
+    def reusable(self) -> bool:
+        """The expressions depend on the rule text alone (no set of this batch)."""
+        return not self.sets and not self.batch_ids
 
 
 # ------------------------------------------------------------------ statements
@@ -209,10 +217,17 @@ class RuleCompiler:
                  named_set_id: Callable[[str], int | None] = lambda _name: None) -> None:
         self._new_set_id = new_set_id
         self._named_set_id = named_set_id
+        self._out = Compiled([])
+
+    def _set_id_of(self, name: str) -> int | None:
+        set_id = self._named_set_id(name)
+        if set_id is not None:
+            self._out.batch_ids = True
+        return set_id
 
     def compile(self, body: str) -> Compiled:
         toks = _Tokens(body)
-        out = Compiled([])
+        out = self._out = Compiled([])
         stmts: list[_Stmt] = []
         self._net: int | None = None
         self._l4: int | None = None
@@ -388,14 +403,14 @@ class RuleCompiler:
         if toks.peek() == "vmap":
             toks.take()
             name = _set_ref(toks.take())
-            return [*stmts, _Raw([load.encode(), x.lookup(name, self._named_set_id(name), dreg=x.REG_VERDICT)])]
+            return [*stmts, _Raw([load.encode(), x.lookup(name, self._set_id_of(name), dreg=x.REG_VERDICT)])]
         op = self._op(toks)
         rhs = toks.peek()
         if rhs is None:
             raise Unsupported("match without a value")
         if rhs.startswith("@"):
             name = _set_ref(toks.take())
-            return [*stmts, _Raw([load.encode(), x.lookup(name, self._named_set_id(name), inverted=op == x.CMP_NEQ)])]
+            return [*stmts, _Raw([load.encode(), x.lookup(name, self._set_id_of(name), inverted=op == x.CMP_NEQ)])]
         if load.dtype.name == "ct_state":
             return [*stmts, self._flags(toks, load, op)]
         if rhs == "{":
@@ -511,7 +526,7 @@ class RuleCompiler:
         rhs = toks.peek()
         if rhs is not None and rhs.startswith("@"):
             name = _set_ref(toks.take())
-            return _Raw([*_concat_loads(loads), x.lookup(name, self._named_set_id(name), inverted=op == x.CMP_NEQ)])
+            return _Raw([*_concat_loads(loads), x.lookup(name, self._set_id_of(name), inverted=op == x.CMP_NEQ)])
         if rhs != "{":
             raise Unsupported("concatenation compared with a single value")
         rows = [item.split(" . ") for item in self._set_items(toks)]
@@ -526,9 +541,12 @@ class RuleCompiler:
                 raise Unsupported("set element does not fit the concatenation")
             firsts, lasts = b"", b""
             for load, text in zip(loads, row, strict=True):
-                if load.dtype.name == "ifname" and wildcard(text) is not None:
-                    raise Unsupported("interface wildcards in a set")
-                first, last = load.dtype.first_last(text.strip())
+                wild = wildcard(text) if load.dtype.name == "ifname" else None
+                if wild is not None:  # "gh*": every name that starts with gh
+                    size = load.dtype.size
+                    first, last = wild.ljust(size, b"\0"), wild.ljust(size, b"\xff")
+                else:
+                    first, last = load.dtype.first_last(text.strip())
                 pad = b"" if len(loads) == 1 else bytes(padded(len(first)) - len(first))
                 firsts += first + pad
                 lasts += last + pad

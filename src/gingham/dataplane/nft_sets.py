@@ -18,6 +18,8 @@ from gingham.dataplane import nft_wire as w
 from gingham.dataplane.nft_objects import Element, Map, Set
 from gingham.dataplane.nft_rules import AnonSet, Load
 from gingham.dataplane.nft_types import (
+    BIG,
+    HOST,
     DataType,
     Unsupported,
     concat_id,
@@ -35,7 +37,7 @@ _NF_ACCEPT, _NF_DROP, _NFT_JUMP, _NFT_GOTO = 1, 0, -3, -4
 # libnftnl set userdata items
 _UD_KEYBYTEORDER, _UD_DATABYTEORDER, _UD_MERGE, _UD_KEY_TYPEOF = 0, 1, 2, 3
 _UD_DATA_INTERVAL, _UD_COMMENT = 6, 7
-_EXPR_PAYLOAD, _EXPR_CONCAT = 7, 13
+_EXPR_PAYLOAD, _EXPR_META, _EXPR_CONCAT = 7, 9, 13
 
 # an interval that reaches the top of the key space has no end element; nft
 # marks its start "open" in the element's userdata (NFTNL_UDATA_SET_ELEM_FLAGS)
@@ -106,8 +108,9 @@ def declare_named(table: str, obj: Set | Map, set_id: int, op: int) -> w.Message
 
 def _typeof(load: Load) -> bytes:
     assert load.desc is not None
-    proto, field = load.desc
-    return w.tlv(0, _le32(_EXPR_PAYLOAD)) + w.tlv(1, w.tlv(0, _le32(proto)) + w.tlv(1, _le32(field)))
+    kind = _EXPR_META if load.kind == "meta" else _EXPR_PAYLOAD
+    fields = b"".join(w.tlv(i, _le32(v)) for i, v in enumerate(load.desc))
+    return w.tlv(0, _le32(kind)) + w.tlv(1, fields)
 
 
 def declare_anonymous(table: str, anon: AnonSet, op: int) -> list[w.Message]:
@@ -117,7 +120,10 @@ def declare_anonymous(table: str, anon: AnonSet, op: int) -> list[w.Message]:
     elems = list(_anon_elements(anon))
     flags = _ANONYMOUS | _CONSTANT | (_INTERVAL if anon.interval else 0)
     concat = len(types) > 1
-    udata = w.tlv(_UD_KEYBYTEORDER, _le32(0 if concat else types[0].order))
+    # an anonymous set's byte order is its key expression's: network order for
+    # packet fields, host order for meta keys
+    order = 0 if concat else HOST if loads[0].kind == "meta" else BIG
+    udata = w.tlv(_UD_KEYBYTEORDER, _le32(order))
     if anon.interval:
         udata += w.tlv(_UD_MERGE, _le32(1))
     if concat:

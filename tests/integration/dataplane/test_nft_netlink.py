@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from gingham.calc.messages import (
+    FailsafePort,
     InSync,
     IPSetDeltaUpdate,
     IPSetUpdate,
@@ -182,6 +183,45 @@ def test_nat_and_filter_forms_bytes_are_nfts(probe_ns: str) -> None:
 
 def test_nat_and_filter_forms_list_like_nft(netns: Callable[[str], str]) -> None:
     assert_same_kernel(_forms_tx(NAT_RULES, FILTER_RULES), netns)
+
+
+# ------------------------------------------------------------------ base chains
+
+FAILSAFE_IN = (FailsafePort("tcp", 22), FailsafePort("tcp", 2222, "192.0.2.0/24"),
+               FailsafePort("udp", 68))
+FAILSAFE_OUT = (FailsafePort("udp", 53), FailsafePort("tcp", 2380, "2001:db8::/32"))
+
+
+def _base_tx(**kw: object) -> Transaction:
+    tx = Transaction().add(Table())
+    for obj in (*layout.dispatch_maps(), layout.hep_ifaces_set(), *layout.anti_spoof_sets()):
+        tx.add(obj)
+    specs = [*layout.all_interface_chains(), *layout.base_chains(**kw)]  # type: ignore[arg-type]
+    for spec in sorted(specs, key=lambda c: (c.rank, c.name)):  # jump targets first
+        tx.add(spec.chain)
+        for rule in spec.nft_rules():
+            tx.add(rule)
+    return tx
+
+
+BASE_VARIANTS = [
+    {},
+    {"prefixes": ("gh", "tap"), "log_drops": True, "endpoint_to_host": "Accept"},
+    {"endpoint_to_host": "Return", "failsafe_in": FAILSAFE_IN, "failsafe_out": FAILSAFE_OUT,
+     "workload_vxlan_port": 4790, "workload_ipip": True},
+    {"prefixes": ("gh", "cali", "tap"), "log_drops": True, "workload_vxlan_port": 4789,
+     "failsafe_in": FAILSAFE_IN},
+]
+
+
+@pytest.mark.parametrize("kw", BASE_VARIANTS, ids=range(len(BASE_VARIANTS)))
+def test_base_chains_bytes_are_nfts(kw: dict[str, object], probe_ns: str) -> None:
+    assert_same_bytes(_base_tx(**kw), probe_ns)
+
+
+@pytest.mark.parametrize("kw", BASE_VARIANTS, ids=range(len(BASE_VARIANTS)))
+def test_base_chains_list_like_nft(kw: dict[str, object], netns: Callable[[str], str]) -> None:
+    assert_same_kernel(_base_tx(**kw), netns)
 
 
 # ------------------------------------------------------------------ random rules

@@ -73,7 +73,7 @@ def test_every_golden_rule_compiles(body: str) -> None:
     "ct mark set 1",
     "limit rate 10/second accept",  # nft's default burst is not assumed
     "log level warn prefix \"x\"",
-    'iifname { "gh*", "tap*" } accept',  # wildcards in a set
+    'iifname { "gh*", "tap*" } . ip saddr @s accept',  # a concatenation against a named set
     "meta l4proto 6 udp dport 53 accept",  # conflicting protocols: nft reports it
     "meta nfproto ipv6 ip saddr 198.18.0.1 accept",
     "counter packets 1 bytes 2",
