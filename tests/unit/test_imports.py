@@ -91,12 +91,19 @@ def _arrows(src: str) -> dict[str, set[str]]:
     ("gingham.dataplane", {"gingham.routing", "gingham.cni", "gingham.agent",
                            "gingham.datastore"}),
     ("gingham.routing", {"gingham.dataplane", "gingham.agent", "gingham.cni"}),
-    ("gingham.agent", {"gingham.cni"}),
+    ("gingham.cni", {"gingham.agent", "gingham.dataplane", "gingham.calc", "gingham.routing"}),
     ("gingham.fanout", {"gingham.agent"}),
 ])
 def test_forbidden_arrows(src: str, forbidden: set[str]) -> None:
     bad = {m: sorted(t & forbidden) for m, t in _arrows(src).items() if t & forbidden}
     assert not bad, f"{src} must not import {sorted(forbidden)}: {bad}"
+
+
+def test_only_the_agents_cni_server_imports_the_plugin() -> None:
+    """The agent serves the CNI plugin's commands with the plugin's own implementation;
+    its CNI server is the one module that reaches into gingham.cni."""
+    importers = {m for m, t in _arrows("gingham.agent").items() if "gingham.cni" in t}
+    assert importers == {"gingham.agent.cni_server"}
 
 
 def test_calc_reaches_no_datastore_even_through_others() -> None:

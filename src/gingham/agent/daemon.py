@@ -54,6 +54,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gingham.agent.capabilities import PROBE_INTERVAL, HostCapabilities, report_lines
 from gingham.agent.cluster_guard import ClusterGuard
+from gingham.agent.cni_handover import Handover
 from gingham.agent.decode import datastore_key
 from gingham.agent.housekeeping import Housekeeping
 from gingham.agent.metrics import AgentMetrics
@@ -164,6 +165,8 @@ class Agent:
     tickers: list[Callable[[float], None]] = field(default_factory=list)
     # Called with the state whenever what it reports changes (status file).
     on_status: Callable[[AgentState], None] | None = None
+    # Writes the agent's CNI server made, fed ahead of the watch (cni_handover.py).
+    handover: Handover | None = None
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
@@ -194,7 +197,10 @@ class Agent:
         if self._cluster_checked:
             self._refresh(now)
         was_in_sync = self.syncer.status.in_sync
-        updates = self.syncer.poll(self.poll_timeout)
+        timeout = self.poll_timeout
+        if self.handover is not None:
+            timeout = self.handover.poll_timeout(timeout)
+        updates = self.syncer.poll(timeout)
         received = self.clock()
         if not self.syncer.status.in_sync:
             if was_in_sync:
@@ -208,6 +214,12 @@ class Agent:
         for key, value in updates:
             self._feed(key, value)
         snapshot_done = not was_in_sync
+        changed = bool(updates)
+        if self.handover is not None:
+            for handed, doc in self.handover.take(updates, self.syncer.status.revision,
+                                                  snapshot_done):
+                self._feed(handed, doc)
+                changed = True
         if snapshot_done:
             self.calc.on_in_sync()
             if self.last_valid is not None:  # what went valid or away meanwhile
@@ -229,12 +241,12 @@ class Agent:
         # Updates that change no message still retry what a plane could not do yet
         # (an interface that was missing, say).
         rechecks = [p.due(now) for p in self.planes if isinstance(p, Rechecking)]
-        if messages or updates or snapshot_done or self._retry or any(rechecks):
+        if messages or changed or snapshot_done or self._retry or any(rechecks):
             self._retry = False
             if not self._apply(messages):
                 return
             self.metrics.applies.inc()
-            if updates:
+            if changed:
                 self.metrics.apply_latency.observe(self.clock() - received)
         for tick in self.tickers:
             tick(self.clock())

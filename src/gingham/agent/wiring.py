@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from gingham.agent.capabilities import probe_capabilities
 from gingham.agent.cluster_guard import ClusterGuard
+from gingham.agent.cni_handover import Handover
+from gingham.agent.cni_server import CniServer
 from gingham.agent.daemon import Agent
 from gingham.agent.decode import KeyedMemory, decode, decode_value
 from gingham.agent.detect import detect_addresses, underlay_mtu_probe
@@ -43,8 +45,11 @@ class RunningAgent:
     datastore: Datastore
     settings: AgentSettings  # the health and metrics servers
     netlink: Netlink
+    cni: CniServer | None = None  # None: it could not start (the plugin runs commands itself)
 
     def close(self) -> None:
+        if self.cni is not None:
+            self.cni.close()  # first: commands in flight finish on a live datastore
         self.settings.close()
         self.netlink.close()
         self.datastore.close()
@@ -88,6 +93,7 @@ def build_agent(
         )
 
     settings = AgentSettings(make_server, overrides or LocalOverrides())
+    handover = Handover()
     agent = Agent(
         hostname=hostname,
         datastore=ds,
@@ -103,8 +109,11 @@ def build_agent(
         tickers=[settings.tick],
         on_status=lambda state: write_status(host_dir / STATUS_FILE, hostname, state),
         metrics=metrics,
+        handover=handover,
     )
     settings.start()
+    cni: CniServer | None = _start_cni(
+        CniServer(hostname, datastore_url, base, handover, blocked=lambda: agent.state.blocked))
     log.info(
         "agent %s: datastore %s, addresses %s, health on %s",
         hostname,
@@ -112,4 +121,14 @@ def build_agent(
         addresses,
         settings.health_at,
     )
-    return RunningAgent(agent, ds, settings, netlink)
+    return RunningAgent(agent, ds, settings, netlink, cni)
+
+
+def _start_cni(server: CniServer) -> CniServer | None:
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("no CNI socket (the CNI plugin will do the work itself): %s", exc)
+        server.close()
+        return None
+    return server

@@ -1,5 +1,11 @@
 """``gingham cni``: a network configuration for any CNI runtime, and its installation.
 
+The configuration carries everything the plugin needs, so a runtime sets no
+environment variable: the datastore, the node name, and the agent's run
+directory (``runDir``), under which the plugin finds its node agent's socket
+(``<runDir>/<node>/cni.sock``) and hands it the command; the datastore is for
+the direct path, when no agent answers.
+
 Runtimes keep network configurations world-readable, so a datastore user and
 password never go into one: they are moved into a JSON file readable by root
 only, which the configuration names in ``datastoreCredentials`` (the plugin
@@ -21,12 +27,17 @@ from gingham.cli.common import context_datastore_url, handle_errors
 
 
 def conflist(
-    name: str, datastore: str, host: str, credentials: str | None = None
+    name: str, datastore: str, host: str, credentials: str | None = None,
+    run_dir: str | None = None,
 ) -> dict[str, object]:
+    from gingham.cni.client import NODENAME_KEY, RUN_DIR_KEY
+    from gingham.hostfiles import run_dir_text
+
     plugin: dict[str, object] = {
         "type": "gingham",
         "datastore": datastore,
-        "nodename": host,
+        NODENAME_KEY: host,
+        RUN_DIR_KEY: run_dir or run_dir_text(),
         "mtu": 0,
         "ipam": {"type": "gingham-ipam"},
     }
@@ -97,9 +108,19 @@ def cni_group() -> None:
     """CNI network configuration and plugin installation."""
 
 
+def _check_run_dir(run_dir: str | None) -> str | None:
+    if run_dir is not None and not os.path.isabs(run_dir):
+        raise click.BadParameter("must be an absolute path", param_hint="--run-dir")
+    return run_dir
+
+
+RUN_DIR_HELP = "The node agent's run directory [default: $GINGHAM_RUN_DIR or /run/gingham]."
+
+
 @cni_group.command("config")
 @click.option("--name", "net_name", required=True, help="Network name.")
 @click.option("--host", default=None, help="Node name (default: this host's name).")
+@click.option("--run-dir", default=None, help=RUN_DIR_HELP)
 @click.option(
     "--credentials-file",
     default=None,
@@ -108,7 +129,8 @@ def cni_group() -> None:
 @click.pass_context
 @handle_errors
 def config_cmd(
-    ctx: click.Context, net_name: str, host: str | None, credentials_file: str | None
+    ctx: click.Context, net_name: str, host: str | None, run_dir: str | None,
+    credentials_file: str | None,
 ) -> None:
     """Print a network configuration list for the current datastore and host.
 
@@ -119,6 +141,7 @@ def config_cmd(
     from gingham.datastore.url import split_credentials
 
     name, node = _check_name(net_name), _check_host(host)
+    run_dir = _check_run_dir(run_dir)
     public, creds = split_credentials(context_datastore_url(ctx))
     if creds and not credentials_file:
         raise click.UsageError(
@@ -127,12 +150,13 @@ def config_cmd(
         )
     if credentials_file and not os.path.isabs(credentials_file):
         raise click.BadParameter("must be an absolute path", param_hint="--credentials-file")
-    click.echo(json.dumps(conflist(name, public, node, credentials_file), indent=2))
+    click.echo(json.dumps(conflist(name, public, node, credentials_file, run_dir), indent=2))
 
 
 @cni_group.command("install")
 @click.option("--name", "net_name", default="gingham", show_default=True)
 @click.option("--host", default=None)
+@click.option("--run-dir", default=None, help=RUN_DIR_HELP)
 @click.option(
     "--bin-dir", default="/opt/cni/bin", show_default=True, type=click.Path(file_okay=False)
 )
@@ -142,7 +166,8 @@ def config_cmd(
 @click.pass_context
 @handle_errors
 def install_cmd(
-    ctx: click.Context, net_name: str, host: str | None, bin_dir: str, conf_dir: str
+    ctx: click.Context, net_name: str, host: str | None, run_dir: str | None, bin_dir: str,
+    conf_dir: str,
 ) -> None:
     """Link the plugins into BIN_DIR and write the configuration into CONF_DIR.
 
@@ -153,6 +178,7 @@ def install_cmd(
 
     # Everything is checked before the first file is touched.
     name, node = _check_name(net_name), _check_host(host)
+    run_dir = _check_run_dir(run_dir)
     public, creds = split_credentials(context_datastore_url(ctx))
     here = Path(sys.executable).parent
     bins = Path(bin_dir)
@@ -172,7 +198,7 @@ def install_cmd(
         # a credentials file from an earlier install must not outlive its use
         with contextlib.suppress(FileNotFoundError):
             secrets.unlink()
-    data = conflist(name, public, node, str(secrets) if creds else None)
+    data = conflist(name, public, node, str(secrets) if creds else None, run_dir)
     _write_public(path, json.dumps(data, indent=2) + "\n")
     extra = f" (credentials in {secrets}, mode 0600)" if creds else ""
     click.echo(f"installed gingham and gingham-ipam in {bins}; configuration {path}{extra}")

@@ -128,7 +128,7 @@ def _write_sysctl(path: str, value: str) -> None:
         raise CNIError(ERR_IO, f"cannot set {path.replace('/', '.')}", str(exc)) from None
 
 
-def _host_sysctls(host_ifname: str, ipv6: bool) -> None:
+def host_sysctls(host_ifname: str, ipv6: bool) -> None:
     conf = f"net/ipv4/conf/{host_ifname}"
     _write_sysctl(f"{conf}/proxy_arp", "1")
     _write_sysctl(f"{conf}/forwarding", "1")
@@ -187,7 +187,7 @@ def setup_workload_interface(
                    "".join(c + "\n" for c in inside))
         created = True
         container_mac = _mac_from_json(out, container_ifname)
-        _host_sysctls(host_ifname, bool(v6))
+        host_sysctls(host_ifname, bool(v6))
         host = [f"link set {host_ifname} up"]
         host += [
             f"route replace {a.ip}/32 dev {host_ifname} proto {RTPROT_GINGHAM} scope link"

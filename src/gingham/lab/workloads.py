@@ -2,7 +2,10 @@
 
 ``add`` runs ``gingham-cni`` exactly as a runtime would (environment plus
 network configuration on stdin, inside the host's network namespace), so
-the lab exercises the same code path as podman or a kubelet.
+the lab exercises the same code path as podman or a kubelet: the plugin
+hands the command to the host's agent (the configuration names the lab's
+run directory, where the agent's socket is), or does the work itself when
+``via_agent`` is False or no agent answers.
 """
 
 from __future__ import annotations
@@ -75,17 +78,24 @@ def cni_binary() -> str:
 
 
 def network_config(
-    datastore: str, host: str, extra_args: dict[str, Any] | None = None
+    datastore: str, host: str, extra_args: dict[str, Any] | None = None,
+    run_dir: str | None = None, via_agent: bool = True,
 ) -> dict[str, Any]:
+    from gingham.cni.client import AGENT_KEY, NODENAME_KEY, RUN_DIR_KEY
+
     conf: dict[str, Any] = {
         "cniVersion": "1.0.0",
         "name": NETWORK,
         "type": "gingham",
         "datastore": datastore,
-        "nodename": host,
+        NODENAME_KEY: host,
         "mtu": 0,
         "ipam": {"type": "gingham-ipam"},
     }
+    if run_dir:
+        conf[RUN_DIR_KEY] = run_dir
+    if not via_agent:
+        conf[AGENT_KEY] = False
     if extra_args:
         conf["args"] = {"org.gingham": extra_args}
     return conf
@@ -130,6 +140,7 @@ def add(
     host: str,
     labels: dict[str, str] | None = None,
     serve: list[tuple[int, str, str]] | None = None,
+    via_agent: bool = True,
 ) -> WorkloadState:
     namespace, name = parse_ref(ref)
     lab = labstate.load(lab_name)
@@ -152,7 +163,8 @@ def add(
         args["ports"] = named
     add_netns(wl.netns)
     try:
-        result = run_cni("ADD", lab, h.netns, wl, network_config(lab.datastore, host, args))
+        conf = network_config(lab.datastore, host, args, lab.run_dir, via_agent)
+        result = run_cni("ADD", lab, h.netns, wl, conf)
         assert result is not None
         wl.ips = [ip["address"].split("/")[0] for ip in result.get("ips", [])]
         wl.interface = result["interfaces"][0]["name"]
@@ -195,7 +207,8 @@ def _teardown(lab: LabState, wl: WorkloadState) -> None:
             lab,
             lab.host(wl.host).netns,
             wl,
-            network_config(lab.datastore, wl.host, {"namespace": wl.namespace, "name": wl.name}),
+            network_config(lab.datastore, wl.host, {"namespace": wl.namespace, "name": wl.name},
+                           lab.run_dir),
         )
     finally:
         delete_netns(wl.netns)
