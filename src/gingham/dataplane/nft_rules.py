@@ -30,89 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gingham.dataplane import nft_exprs as x
-from gingham.dataplane.nft_types import (
-    CT_STATES,
-    NFPROTO,
-    PROTOCOLS,
-    TYPES,
-    DataType,
-    Unsupported,
-    padded,
-    wildcard,
-)
+from gingham.dataplane.nft_selectors import IP4, IP6, SELECTORS, Load
+from gingham.dataplane.nft_types import CT_STATES, TYPES, Unsupported, padded, wildcard
 
 _TOKEN = re.compile(r'"[^"]*"|[{},]|[^\s{},]+')
 
-
-# ------------------------------------------------------------------ selectors
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    """Something a rule loads into a register: ``kind`` meta / payload / ct."""
-
-    kind: str
-    key: int  # meta or ct key; payload base
-    offset: int
-    size: int
-    dtype: DataType
-    net: int | None = None  # nfproto this field needs (ip / ip6 fields)
-    l4: int | None = None  # l4proto this field needs (tcp, udp, icmp …)
-    desc: tuple[int, ...] | None = None
-    """How nft describes the expression in an anonymous set's userdata: its
-    (protocol, field) ids for a payload field, (key,) for meta."""
-
-    def encode(self, dreg: int = x.REG_1, size: int | None = None) -> bytes:
-        if self.kind == "meta":
-            return x.meta_load(self.key, dreg)
-        if self.kind == "ct":
-            return x.ct_load(self.key, dreg)
-        return x.payload_load(self.key, self.offset, self.size if size is None else size, dreg)
-
-
-def _meta(key: int, dtype: str) -> Load:
-    t = TYPES[dtype]
-    return Load("meta", key, 0, t.size, t, desc=(key,))
-
-
-def _field(base: int, offset: int, dtype: str, *, net: int | None = None,
-           l4: int | None = None, desc: tuple[int, int] | None = None) -> Load:
-    t = TYPES[dtype]
-    return Load("payload", base, offset, t.size, t, net, l4, desc)
-
-
-_NET, _TH = x.NETWORK_HEADER, x.TRANSPORT_HEADER
-_IP4, _IP6 = NFPROTO["ipv4"], NFPROTO["ipv6"]
-# nft's proto_desc ids and header template indexes (kept in anonymous sets' userdata)
-_D_ICMP, _D_UDP, _D_UDPLITE, _D_TCP, _D_SCTP, _D_TH, _D_IP, _D_IP6, _D_ICMP6 = (
-    4, 6, 7, 8, 10, 11, 12, 13, 14)
-
-SELECTORS: dict[tuple[str, ...], Load] = {
-    ("meta", "nfproto"): _meta(x.META_NFPROTO, "nf_proto"),
-    ("meta", "l4proto"): _meta(x.META_L4PROTO, "inet_proto"),
-    ("meta", "mark"): _meta(x.META_MARK, "mark"),
-    ("meta", "iifname"): _meta(x.META_IIFNAME, "ifname"),
-    ("meta", "oifname"): _meta(x.META_OIFNAME, "ifname"),
-    ("iifname",): _meta(x.META_IIFNAME, "ifname"),
-    ("oifname",): _meta(x.META_OIFNAME, "ifname"),
-    ("ip", "saddr"): _field(_NET, 12, "ipv4_addr", net=_IP4, desc=(_D_IP, 11)),
-    ("ip", "daddr"): _field(_NET, 16, "ipv4_addr", net=_IP4, desc=(_D_IP, 12)),
-    ("ip6", "saddr"): _field(_NET, 8, "ipv6_addr", net=_IP6, desc=(_D_IP6, 8)),
-    ("ip6", "daddr"): _field(_NET, 24, "ipv6_addr", net=_IP6, desc=(_D_IP6, 9)),
-    ("th", "sport"): _field(_TH, 0, "inet_service", desc=(_D_TH, 1)),
-    ("th", "dport"): _field(_TH, 2, "inet_service", desc=(_D_TH, 2)),
-    ("icmp", "type"): _field(_TH, 0, "icmp_type", net=_IP4, l4=1, desc=(_D_ICMP, 1)),
-    ("icmp", "code"): _field(_TH, 1, "icmp_code", net=_IP4, l4=1, desc=(_D_ICMP, 2)),
-    ("icmpv6", "type"): _field(_TH, 0, "icmpv6_type", net=_IP6, l4=58, desc=(_D_ICMP6, 1)),
-    ("icmpv6", "code"): _field(_TH, 1, "icmpv6_code", net=_IP6, l4=58, desc=(_D_ICMP6, 2)),
-    ("ct", "state"): Load("ct", x.CT_STATE, 0, 4, TYPES["ct_state"]),
-}
-for _proto, _desc in (("tcp", _D_TCP), ("udp", _D_UDP), ("sctp", _D_SCTP),
-                      ("udplite", _D_UDPLITE)):
-    SELECTORS[(_proto, "sport")] = _field(_TH, 0, "inet_service", l4=PROTOCOLS[_proto],
-                                          desc=(_desc, 1))
-    SELECTORS[(_proto, "dport")] = _field(_TH, 2, "inet_service", l4=PROTOCOLS[_proto],
-                                          desc=(_desc, 2))
 
 _VERDICTS = {"accept": x.NF_ACCEPT, "drop": x.NF_DROP, "return": x.NFT_RETURN,
              "continue": x.NFT_CONTINUE}
@@ -276,9 +198,9 @@ class RuleCompiler:
         if word == "masquerade":
             return _Action([x.masquerade()])
         if word == "reject":
-            if self._net == _IP4:
+            if self._net == IP4:
                 return _Action([x.reject(x.REJECT_ICMP_UNREACH, x.ICMP_PORT_UNREACH)])
-            if self._net == _IP6:
+            if self._net == IP6:
                 return _Action([x.reject(x.REJECT_ICMP_UNREACH, x.ICMPV6_PORT_UNREACH)])
             return _Action([x.reject(x.REJECT_ICMPX_UNREACH, x.ICMPX_PORT_UNREACH)])
         family = toks.take()
@@ -288,7 +210,7 @@ class RuleCompiler:
             raise Unsupported("snat other than 'snat ip|ip6 to ADDRESS'")
         dtype = TYPES["ipv4_addr" if family == "ip" else "ipv6_addr"]
         return _Action([x.immediate(dtype.parse(addr)),
-                     x.nat(x.NAT_SNAT, _IP4 if family == "ip" else _IP6)])
+                     x.nat(x.NAT_SNAT, IP4 if family == "ip" else IP6)])
 
     def _log(self, toks: _Tokens) -> _Stmt:
         toks.take()

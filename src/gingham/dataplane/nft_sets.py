@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from gingham.dataplane import nft_wire as w
 from gingham.dataplane.nft_objects import Element, Map, Set
-from gingham.dataplane.nft_rules import AnonSet, Load
+from gingham.dataplane.nft_rules import AnonSet
+from gingham.dataplane.nft_selectors import Load
 from gingham.dataplane.nft_types import (
     BIG,
     HOST,
