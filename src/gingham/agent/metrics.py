@@ -22,6 +22,13 @@ class AgentMetrics:
             registry=r,
         )
         self.applies = Counter("gingham_dataplane_applies", "Dataplane transactions", registry=r)
+        self.nft_transactions = Counter(
+            "gingham_nft_transactions",
+            "Policy nft transactions by path: via=netlink (one nfnetlink batch) or nft "
+            "(nft -f -); fallback=yes when netlink was wanted but the transaction needed nft",
+            ["via", "fallback"],
+            registry=r,
+        )
         self.errors = Counter(
             "gingham_errors", "Errors by where they happened", ["where"], registry=r
         )

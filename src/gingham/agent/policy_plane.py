@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class PolicyPlane:
-    """Calculation messages -> managers -> one nft transaction per batch."""
+    """Calculation messages -> managers -> one nft transaction per batch (one nfnetlink
+batch, or ``nft -f -`` for what the encoder does not know: counted in
+``gingham_nft_transactions``)."""
 
     def __init__(self, metrics: AgentMetrics, applier: Applier | None = None) -> None:
         self.applier = applier if applier is not None else Applier(nft.NFT(), PolicyDataplane())
@@ -38,15 +40,18 @@ class PolicyPlane:
                 self._endpoints.discard(msg.endpoint_id)
         result = apply_messages(self.applier, messages)
         if result is not None and result.commands:
+            self.metrics.nft_transactions.labels(
+                via=result.via, fallback="yes" if result.fallback else "no").inc()
             state = self.applier.dataplane.state
             self.metrics.rules.set(sum(len(c.rules) for c in state.chains.values()))
             self.metrics.sets.set(len(state.sets))
             refused = self.applier.dataplane.refused_endpoints
             self.metrics.endpoints.set(len(self._endpoints - refused.keys()))
             log.info(
-                "nft: %d commands in %.1f ms%s: %s",
+                "nft: %d commands in %.1f ms via %s%s: %s",
                 result.commands,
                 result.seconds * 1e3,
+                result.via,
                 " (resync)" if result.resync else "",
                 describe(messages),
             )
