@@ -71,7 +71,9 @@ class Plumbing(Protocol):
 
     def setup(self, netns: str, host_if: str, cidrs: list[str], mtu: int,
               container_ifname: str) -> Macs: ...
-    def teardown(self, host_if: str) -> bool: ...
+    def teardown(self, host_if: str, *, wait: bool = True) -> bool:
+        """Remove the veth; False if it was not there. ``wait=False``: out of service at
+        once (down, no routes), the kernel's slow deletion may finish after the return."""
     def exists(self, host_if: str) -> bool: ...
 
 
@@ -105,7 +107,7 @@ class ProcessPlumbing:
         return plumbing.setup_workload_interface(netns, host_if, cidrs, mtu,
                                                  container_ifname=container_ifname)
 
-    def teardown(self, host_if: str) -> bool:
+    def teardown(self, host_if: str, *, wait: bool = True) -> bool:
         return plumbing.teardown_workload_interface(host_if)
 
     def exists(self, host_if: str) -> bool:

@@ -282,7 +282,7 @@ def _delete(host: Host, inv: Invocation) -> None:
         if ep is not None and ep.container_id not in (inv.container_id, None):
             s.addresses.release_by_handle(inv.handle)
             return
-        host.plumbing.teardown(_host_if(inv))
+        host.plumbing.teardown(_host_if(inv), wait=False)
         if current is not None and ep is not None:
             with contextlib.suppress(NotFound, RevisionConflict):
                 host.written(key, None, s.store.delete(key, revision=current.mod_revision))

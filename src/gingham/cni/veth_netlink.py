@@ -14,9 +14,9 @@ described there), without running ``ip`` or ``nsenter``:
   is in the host's namespace.
 
 Deleting a veth costs the kernel 10-20 ms (it waits for an RCU grace period
-before it lets the device go), most of a CNI DEL. So ``teardown`` takes the
-host's end down, which stops its traffic and drops its IPv4 routes at once,
-and hands the deletion to a ``Reaper`` thread, which deletes the link *by
+before it lets the device go), most of a CNI DEL. So DEL's ``teardown`` takes
+the host's end down, which stops its traffic and drops its IPv4 routes at
+once, and hands the deletion to a ``Reaper`` thread, which deletes the link *by
 index*: a new veth that has taken the name meanwhile (the same container
 added again) is never touched. An ADD that finds the name still there
 deletes it itself first, as it does any left-over.
@@ -138,14 +138,17 @@ class NetlinkPlumbing:
     def exists(self, host_if: str) -> bool:
         return interface_exists(host_if)
 
-    def teardown(self, host_if: str) -> bool:
-        """Delete the workload's veth (its routes go with it). Idempotent: False if absent."""
+    def teardown(self, host_if: str, *, wait: bool = True) -> bool:
+        """Delete the workload's veth (its routes go with it). Idempotent: False if absent.
+
+        ``wait=False`` (DEL, whose runtime is waiting): the link goes down here, which
+        stops its traffic, and the reaper deletes it."""
         if not host_if:
             return False  # an endpoint record without an interface: nothing to remove
         check_ifname(host_if, "host interface name")
         here = self._here()
         try:
-            if self._reaper is None:
+            if wait or self._reaper is None:
                 return here.delete_link(host_if)
             link = here.link(host_if)
             if link is None:

@@ -1,7 +1,10 @@
 """CNI GC and DEL, run as a runtime runs them, in a throwaway host namespace with real
 veths: GC removes only its own network's attachments on its own node, refuses to guess
 when the runtime's list of valid attachments is missing, and neither GC nor DEL is
-stopped by a malformed endpoint; the plugin's children never see its environment."""
+stopped by a malformed endpoint; the plugin's children never see its environment.
+
+Every test runs through both paths: handed to a real node agent in the host namespace,
+and run by the plugin itself."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from gingham.datastore import open_datastore
 from gingham.datastore.resources import ResourceStore
 from gingham.lab.netns import run_in_netns
 from gingham.model import parse_resource
+from tests.integration.cni.node_agent import PATHS, eventually, node_agent, path_conf
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +47,16 @@ class Node:
     url: str
     host: str  # the host's network namespace: the plugin runs in it
     make_netns: Make
+    path: str  # "agent" or "direct"
+    extra: dict[str, Any]  # what the network configuration says for the path
 
     def cni(self, command: str, network: str, cid: str = "", workload: str = "",
             ifname: str = "eth0", netns: str | None = None, env: dict[str, str] | None = None,
             conf: dict[str, Any] | None = None) -> tuple[int, dict[str, Any], str]:  # fmt: skip
         doc = {"cniVersion": "1.1.0", "name": network, "type": "gingham", "datastore": self.url,
                "nodename": "h1", "mtu": 1400, "ipam": {"type": "gingham-ipam"},
-               "args": {"org.gingham": {"namespace": "ns1", "name": workload or cid}}} | (conf or {})
+               "args": {"org.gingham": {"namespace": "ns1", "name": workload or cid}}
+               } | self.extra | (conf or {})
         full = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
                 "CNI_NETNS": f"/run/netns/{netns}" if netns else "", "CNI_IFNAME": ifname,
                 **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}, **(env or {})}
@@ -108,8 +115,8 @@ class Node:
         return key
 
 
-@pytest.fixture
-def node(netns: Make) -> Iterator[Node]:
+@pytest.fixture(params=PATHS)
+def node(netns: Make, request: pytest.FixtureRequest) -> Iterator[Node]:
     tmp = tempfile.mkdtemp(prefix="gingham-cni-gc-")
     try:
         url = f"sqlite://{tmp}/gingham.db"
@@ -122,7 +129,13 @@ def node(netns: Make) -> Iterator[Node]:
         host = netns("host")
         # the host's "uplink": what a GC that trusts any endpoint record would delete
         run_in_netns(host, ["ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p"])
-        yield Node(url, host, netns)
+        run_dir = Path(tmp) / "run"
+        if request.param == "direct":
+            yield Node(url, host, netns, "direct", path_conf("direct", run_dir))
+            return
+        with node_agent(host, url, run_dir) as agent:
+            yield Node(url, host, netns, "agent", path_conf("agent", run_dir))
+            assert agent.handled("ADD") + agent.handled("DEL") > 0  # it did take them
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -272,6 +285,7 @@ def test_del_with_its_endpoint_malformed_still_removes_interface_and_addresses(
 
     code, out, err = node.cni("DEL", "blue", "ctr1", netns=wl)
     assert code == 0, (out, err)
+    assert eventually(lambda: veth not in node.links())
     links, eps, handles = node.state()
     assert veth not in links and other in links
     assert handles == {"blue.ctr0"}
@@ -290,7 +304,8 @@ def test_del_of_a_gone_container_succeeds(node: Node) -> None:
 
 def test_the_plugins_children_never_see_its_environment(node: Node, tmp_path: Path) -> None:
     """Runtimes may hand the plugin GINGHAM_DATASTORE with a password in it; `ip` and
-    `nsenter`, visible to `ps e`, get a minimal environment."""
+    `nsenter`, visible to `ps e`, get a minimal environment. Through the agent, the
+    plugin starts no process at all."""
     secret = "TOPSECRET-hunter2"
     record = tmp_path / "children.log"
     wrappers = tmp_path / "bin"
@@ -309,6 +324,9 @@ def test_the_plugins_children_never_see_its_environment(node: Node, tmp_path: Pa
     assert code == 0, (out, err)
     code, out, err = node.cni("DEL", "blue", "ctr1", netns=wl, env=env)
     assert code == 0, (out, err)
-    log = record.read_text()
+    log = record.read_text() if record.exists() else ""
+    if node.path == "agent":
+        assert log == ""
+        return
     assert "ARGV" in log and "link del" in log  # both the setup and the teardown ran through
     assert secret not in log

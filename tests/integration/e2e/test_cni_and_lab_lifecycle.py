@@ -13,6 +13,7 @@ import pytest
 from gingham.lab import lab as labmod
 from gingham.lab import state as labstate
 from gingham.lab.netns import list_netns
+from tests.integration.cni.node_agent import PATHS, path_conf
 
 pytestmark = pytest.mark.integration
 CNI = str(Path(sys.executable).with_name("gingham-cni"))
@@ -31,10 +32,11 @@ def _cni(env: dict[str, str], stdin: str, netns: str | None = None) -> tuple[int
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
-def _conf(lab: str, host: str = "h1") -> str:
+def _conf(lab: str, path: str, host: str = "h1") -> str:
     st = labstate.load(lab)
     return json.dumps({"cniVersion": "1.0.0", "name": "gingham", "type": "gingham",
-                       "datastore": st.datastore, "nodename": host, "ipam": {"type": "gingham-ipam"}})  # fmt: skip
+                       "datastore": st.datastore, "nodename": host, "ipam": {"type": "gingham-ipam"},
+                       **path_conf(path, Path(st.run_dir))})  # fmt: skip
 
 
 def _leftovers(lab: str) -> tuple[list[str], list[str]]:
@@ -106,22 +108,27 @@ def test_version_lists_supported_versions() -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("path", PATHS)
 def test_bad_input_gives_spec_errors_and_leaves_nothing(
-    lab: str, env: dict[str, str], stdin: str | None, code: int
+    lab: str, env: dict[str, str], stdin: str | None, code: int, path: str
 ) -> None:
     before = _leftovers(lab)
-    rc, out = _cni(env, _conf(lab) if stdin is None else stdin, labstate.load(lab).host("h1").netns)
+    conf = _conf(lab, path) if stdin is None else stdin
+    rc, out = _cni(env, conf, labstate.load(lab).host("h1").netns)
     assert rc != 0
     assert out["code"] == code, out
     assert out["msg"]
     assert _leftovers(lab) == before
 
 
-def test_status_reports_a_reachable_datastore(lab: str) -> None:
-    code, _ = _cni({"CNI_COMMAND": "STATUS"}, _conf(lab).replace('"1.0.0"', '"1.1.0"'))
+@pytest.mark.parametrize("path", PATHS)
+def test_status_reports_a_reachable_datastore(lab: str, path: str) -> None:
+    netns = labstate.load(lab).host("h1").netns
+    code, _ = _cni({"CNI_COMMAND": "STATUS"}, _conf(lab, path).replace('"1.0.0"', '"1.1.0"'),
+                   netns)
     assert code == 0
-    bad = _conf(lab).replace(labstate.load(lab).datastore, "etcd://127.0.0.1:1")
-    code, out = _cni({"CNI_COMMAND": "STATUS"}, bad.replace('"1.0.0"', '"1.1.0"'))
+    bad = _conf(lab, path).replace(labstate.load(lab).datastore, "etcd://127.0.0.1:1")
+    code, out = _cni({"CNI_COMMAND": "STATUS"}, bad.replace('"1.0.0"', '"1.1.0"'), netns)
     assert code == 1 and out["code"] == 50
 
 

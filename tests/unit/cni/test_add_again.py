@@ -39,7 +39,7 @@ class Plumbing:
         self.links[host_if] = cidrs
         return {"host_mac": "ee:ee:ee:ee:ee:ee", "container_mac": "02:00:00:00:00:01"}
 
-    def teardown(self, host_if: str) -> bool:
+    def teardown(self, host_if: str, *, wait: bool = True) -> bool:
         return self.links.pop(host_if, None) is not None
 
     def exists(self, host_if: str) -> bool:
