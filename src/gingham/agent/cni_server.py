@@ -266,7 +266,7 @@ class CniServer:
             self.handover.end()
         conn.settimeout(SEND_TIMEOUT)
         conn.sendall(wire.encode_reply(code, out, err))
-        log.debug("CNI %s %s: exit %d in %.1f ms", header.get(wire.COMMAND),
+        log.info("CNI %s %s: exit %d in %.1f ms", header.get(wire.COMMAND),
                   header.get(wire.ENV_PREFIX + "CNI_CONTAINERID"), code,
                   (time.perf_counter() - started) * 1e3)
 

@@ -28,9 +28,9 @@ from gingham.cli.common import context_datastore_url, handle_errors
 
 def conflist(
     name: str, datastore: str, host: str, credentials: str | None = None,
-    run_dir: str | None = None,
+    run_dir: str | None = None, agent: bool = True,
 ) -> dict[str, object]:
-    from gingham.cni.client import NODENAME_KEY, RUN_DIR_KEY
+    from gingham.cni.client import AGENT_KEY, NODENAME_KEY, RUN_DIR_KEY
     from gingham.hostfiles import run_dir_text
 
     plugin: dict[str, object] = {
@@ -41,6 +41,8 @@ def conflist(
         "mtu": 0,
         "ipam": {"type": "gingham-ipam"},
     }
+    if not agent:
+        plugin[AGENT_KEY] = False
     if credentials:
         from gingham.cni.netconf import CREDENTIALS_KEY
 
@@ -115,12 +117,15 @@ def _check_run_dir(run_dir: str | None) -> str | None:
 
 
 RUN_DIR_HELP = "The node agent's run directory [default: $GINGHAM_RUN_DIR or /run/gingham]."
+AGENT_HELP = ("Hand commands to the node agent (the plugin does the work itself when none "
+              "answers); --no-agent: always do it in the plugin.")
 
 
 @cni_group.command("config")
 @click.option("--name", "net_name", required=True, help="Network name.")
 @click.option("--host", default=None, help="Node name (default: this host's name).")
 @click.option("--run-dir", default=None, help=RUN_DIR_HELP)
+@click.option("--agent/--no-agent", default=True, show_default=True, help=AGENT_HELP)
 @click.option(
     "--credentials-file",
     default=None,
@@ -129,7 +134,7 @@ RUN_DIR_HELP = "The node agent's run directory [default: $GINGHAM_RUN_DIR or /ru
 @click.pass_context
 @handle_errors
 def config_cmd(
-    ctx: click.Context, net_name: str, host: str | None, run_dir: str | None,
+    ctx: click.Context, net_name: str, host: str | None, run_dir: str | None, agent: bool,
     credentials_file: str | None,
 ) -> None:
     """Print a network configuration list for the current datastore and host.
@@ -150,13 +155,15 @@ def config_cmd(
         )
     if credentials_file and not os.path.isabs(credentials_file):
         raise click.BadParameter("must be an absolute path", param_hint="--credentials-file")
-    click.echo(json.dumps(conflist(name, public, node, credentials_file, run_dir), indent=2))
+    data = conflist(name, public, node, credentials_file, run_dir, agent)
+    click.echo(json.dumps(data, indent=2))
 
 
 @cni_group.command("install")
 @click.option("--name", "net_name", default="gingham", show_default=True)
 @click.option("--host", default=None)
 @click.option("--run-dir", default=None, help=RUN_DIR_HELP)
+@click.option("--agent/--no-agent", default=True, show_default=True, help=AGENT_HELP)
 @click.option(
     "--bin-dir", default="/opt/cni/bin", show_default=True, type=click.Path(file_okay=False)
 )
@@ -166,8 +173,8 @@ def config_cmd(
 @click.pass_context
 @handle_errors
 def install_cmd(
-    ctx: click.Context, net_name: str, host: str | None, run_dir: str | None, bin_dir: str,
-    conf_dir: str,
+    ctx: click.Context, net_name: str, host: str | None, run_dir: str | None, agent: bool,
+    bin_dir: str, conf_dir: str,
 ) -> None:
     """Link the plugins into BIN_DIR and write the configuration into CONF_DIR.
 
@@ -198,7 +205,7 @@ def install_cmd(
         # a credentials file from an earlier install must not outlive its use
         with contextlib.suppress(FileNotFoundError):
             secrets.unlink()
-    data = conflist(name, public, node, str(secrets) if creds else None, run_dir)
+    data = conflist(name, public, node, str(secrets) if creds else None, run_dir, agent)
     _write_public(path, json.dumps(data, indent=2) + "\n")
     extra = f" (credentials in {secrets}, mode 0600)" if creds else ""
     click.echo(f"installed gingham and gingham-ipam in {bins}; configuration {path}{extra}")

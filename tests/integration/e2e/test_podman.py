@@ -1,7 +1,10 @@
-"""A real runtime: podman 4.3 (CNI backend) attaches containers through gingham-cni."""
+"""A real runtime: podman 4.3 (CNI backend) attaches containers through gingham-cni, with the
+network configuration `gingham cni install` writes and no environment: through the agent
+of the lab host (the configuration names the lab's run directory), and with --no-agent."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +33,7 @@ class Podman:
     def __init__(self, work: Path, host_netns: str) -> None:
         self.work = work
         self.host_netns = host_netns
+        self.path = "agent"
         self.env = dict(os.environ, CONTAINERS_CONF=str(work / "containers.conf"))
         self.base = ["podman", "--root", str(work / "root"), "--runroot", str(work / "runroot"),
                      "--storage-driver", "vfs"]  # fmt: skip
@@ -42,8 +46,8 @@ class Podman:
         return proc.stdout.strip()
 
 
-@pytest.fixture
-def podman(lab: str) -> Iterator[Podman]:
+@pytest.fixture(params=["agent", "direct"])
+def podman(lab: str, request: pytest.FixtureRequest) -> Iterator[Podman]:
     import tempfile
 
     st = labstate.load(lab)
@@ -56,11 +60,18 @@ def podman(lab: str) -> Iterator[Podman]:
         ["tar", "-C", str(work / "rootfs"), "-cf", str(work / "rootfs.tar"), "."], check=True
     )
     gingham = str(Path(sys.executable).with_name("gingham"))
+    path = ["--run-dir", st.run_dir] if request.param == "agent" else ["--no-agent"]
     subprocess.run(
         [gingham, "--datastore", st.datastore, "cni", "install", "--bin-dir", str(work / "bin"),
-         "--conf-dir", str(work / "conf"), "--host", "h1"],
-        check=True, capture_output=True,
+         "--conf-dir", str(work / "conf"), "--host", "h1", *path],
+        check=True, capture_output=True, env={k: v for k, v in os.environ.items()
+                                               if not k.startswith("GINGHAM_")},
     )  # fmt: skip
+    conf = json.loads((work / "conf" / "10-gingham.conflist").read_text())["plugins"][0]
+    if request.param == "agent":
+        assert conf["runDir"] == st.run_dir and "agent" not in conf
+    else:
+        assert conf["agent"] is False
     (work / "containers.conf").write_text(
         "[network]\n"
         'network_backend = "cni"\n'
@@ -71,6 +82,7 @@ def podman(lab: str) -> Iterator[Podman]:
         'cgroup_manager = "cgroupfs"\n'
     )
     p = Podman(work, st.host("h1").netns)
+    p.path = request.param
     p("import", str(work / "rootfs.tar"), IMAGE)
     try:
         yield p
@@ -92,12 +104,19 @@ def _ip_of(lab: str, name: str) -> str:
     raise AssertionError(f"no workload endpoint for container {name}")
 
 
+def _answered(lab: str) -> int:
+    """CNI commands the agent of h1 has answered (its log)."""
+    return labstate.agent_log_path(lab, "h1").read_text(errors="replace").count("CNI ADD ")
+
+
 def test_podman_containers_reach_each_other_and_rm_frees_the_address(
     lab: str, podman: Podman
 ) -> None:
+    before = _answered(lab)
     for name in ("pa", "pb"):
         podman("run", "-d", "--name", name, "--network", "gingham", *ULIMITS, IMAGE,
                "/bin/busybox", "sleep", "600")  # fmt: skip
+    assert _answered(lab) - before == (2 if podman.path == "agent" else 0)
     ip_b = _ip_of(lab, "pb")
     out = podman("exec", "pa", "/bin/busybox", "ping", "-c", "1", "-W", "2", ip_b)
     assert "1 packets received" in out
