@@ -4,7 +4,11 @@ After (re)connecting, the first frames are a snapshot (possibly in parts,
 applied together once the last part is in); keys this client had seen that
 the snapshot lacks are reported as ``None`` (absent), exactly as the syncer
 does after a resync, so nothing downstream keeps state for a key that is
-gone. A lost connection drops it out of sync until the next snapshot.
+gone. A lost connection drops it out of sync until the next snapshot; so
+does a ``stale`` frame (the server lost the datastore: the connection stays
+and the server sends a whole new snapshot when it is back), and so does a
+server that says nothing, not even its pings, for ``read_timeout`` seconds
+(hung or stopped: the connection is dropped and made again).
 
 Like the syncer, :meth:`FanoutClient.poll` raises nothing for trouble on the
 wire: a frame that breaks the protocol (:class:`~gingham.errors.ProtocolError`,
@@ -28,6 +32,8 @@ from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Upda
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 20
+# Several of the server's ping intervals (server.PING_INTERVAL).
+READ_TIMEOUT = 20.0
 # Per poll, so that a server that never pauses cannot keep one poll (and the
 # list of updates it returns) growing; the rest waits in the socket.
 POLL_BYTES = 16 << 20
@@ -35,12 +41,19 @@ POLL_BYTES = 16 << 20
 
 class FanoutClient:
     def __init__(
-        self, path: str, *, retry_interval: float = 0.5, max_frame: int = DEFAULT_MAX_FRAME
+        self,
+        path: str,
+        *,
+        retry_interval: float = 0.5,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.path = path
         self.status = SyncStatus()
         self.retry_interval = retry_interval
         self.max_frame = max_frame
+        self.read_timeout = read_timeout
+        self._heard = 0.0  # monotonic time the server last sent anything
         self._sock: socket.socket | None = None
         self._decoder = FrameDecoder(max_frame)
         self._seen: set[str] = set()
@@ -62,6 +75,7 @@ class FanoutClient:
         if timeout > 0:
             ready, _, _ = select.select([self._sock], [], [], timeout)
             if not ready:
+                self._check_heard()
                 return []
         updates: list[Update] = []
         read = 0
@@ -77,6 +91,7 @@ class FanoutClient:
                 self._lose("fan-out server closed the connection")
                 break
             read += len(chunk)
+            self._heard = time.monotonic()
             # Decoded as it arrives: an oversized frame is refused from its
             # header, not after everything the server sent has been buffered.
             try:
@@ -94,17 +109,27 @@ class FanoutClient:
                 log.warning("fan-out server %s broke the protocol: %s", self.path, exc)
                 self._lose(f"fan-out protocol error: {exc}")
                 break
+        if read == 0 and self._sock is not None:
+            self._check_heard()
         return updates
+
+    def _check_heard(self) -> None:
+        silent = time.monotonic() - self._heard
+        if silent > self.read_timeout:
+            log.warning("fan-out server %s silent for %.0f s: reconnecting", self.path, silent)
+            self._lose(f"fan-out server {self.path} silent for {silent:.0f} s (hung?)")
 
     def _apply(self, frame: Frame) -> list[Update]:
         # Order matters as much as shape: deltas before the first snapshot,
-        # or in the middle of one, would be applied to the wrong state.
+        # in the middle of one or after a stale frame would be applied to
+        # the wrong state.
         if frame.kind == "deltas" and (not self._greeted or self._in_snapshot):
             raise ProtocolError(
-                "deltas before the snapshot was complete", f"fan-out frame {self._decoder.frames}"
+                "deltas without a complete snapshot before them",
+                f"fan-out frame {self._decoder.frames}",
             )
-        self.status.revision = max(self.status.revision, frame.revision)
         if frame.kind == "snapshot":
+            self.status.revision = frame.revision  # a new snapshot may follow a server restart
             self._snapshot.extend(frame.updates)
             self._in_snapshot = frame.more
             if frame.more:
@@ -119,13 +144,23 @@ class FanoutClient:
             self.status.last_error = ""
             return [*items, *gone]
         if frame.kind == "deltas":
+            self.status.revision = max(self.status.revision, frame.revision)
             for key, value in frame.updates:
                 if value is None:
                     self._seen.discard(key)
                 else:
                     self._seen.add(key)
             return list(frame.updates)
-        if frame.kind == "error":
+        if frame.kind == "stale":
+            if self.status.in_sync or self.status.last_error != frame.reason:
+                log.warning("fan-out server %s lost the datastore: %s", self.path, frame.reason)
+            if self.status.in_sync:
+                self.status.resyncs += 1
+            self._greeted = self._in_snapshot = False
+            self._snapshot = []
+            self.status.in_sync = False
+            self.status.last_error = f"fan-out server lost the datastore: {frame.reason}"
+        elif frame.kind == "error":
             log.warning("fan-out server %s refused us: %s", self.path, frame.reason)
             self._lose(f"fan-out server refused: {frame.reason}")
         return []
@@ -144,6 +179,7 @@ class FanoutClient:
             return False
         sock.setblocking(False)
         self._sock = sock
+        self._heard = now
         self._decoder = FrameDecoder(self.max_frame)
         self._snapshot = []
         self._in_snapshot = self._greeted = False

@@ -5,7 +5,9 @@ JSON object::
 
     {"t": "snapshot", "rev": R, "more": bool, "items": [item, ...]}
     {"t": "deltas", "rev": R, "updates": [item, ...]}
-    {"t": "ping", "rev": R}
+    {"t": "ping", "rev": R}                        the server is alive (every few seconds)
+    {"t": "stale", "rev": R, "reason": "..."}    the server lost the datastore: what the
+                                                   client has may be stale until the next snapshot
     {"t": "error", "rev": R, "reason": "..."}    the server's last word before it closes
 
     item: [key, {...}]                             the key's value now
@@ -44,7 +46,7 @@ from gingham.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("snapshot", "deltas", "ping", "error")
+KINDS = ("snapshot", "deltas", "ping", "stale", "error")
 HEADER = struct.Struct(">I")
 # A few MiB: room for a few thousand resources a frame. Values the datastore
 # holds are far smaller (etcd refuses requests above 1.5 MiB by default).
@@ -66,7 +68,7 @@ class Frame:
     revision: int
     updates: tuple[Update, ...] = ()
     more: bool = False  # snapshot: further parts follow
-    reason: str = ""  # error: why the server closes
+    reason: str = ""  # error: why the server closes; stale: why it lost the datastore
 
 
 # -- encoding ------------------------------------------------------------------
@@ -135,9 +137,9 @@ def encode_frames(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> list[byte
     independent frames in order. Each item is encoded once, however many
     frames result.
     """
-    if frame.kind in ("ping", "error"):
+    if frame.kind in ("ping", "stale", "error"):
         body: dict[str, Any] = {"t": frame.kind, "rev": frame.revision}
-        if frame.kind == "error":
+        if frame.kind != "ping":
             body["reason"] = frame.reason[:MAX_RAW]
         data = _dumps(body)
         return [HEADER.pack(len(data)) + data]
@@ -183,6 +185,7 @@ _FIELDS = {
     "snapshot": ({"t", "rev", "items"}, {"more"}),
     "deltas": ({"t", "rev", "updates"}, set()),
     "ping": ({"t", "rev"}, set()),
+    "stale": ({"t", "rev", "reason"}, set()),
     "error": ({"t", "rev", "reason"}, set()),
 }
 
@@ -237,7 +240,7 @@ def decode_body(body: bytes, position: int = 0) -> Frame:
         raise ProtocolError("'rev' must be a non-negative integer", where)
     if _too_deep(doc, MAX_DEPTH):
         raise ProtocolError(f"nested deeper than {MAX_DEPTH} levels", where)
-    if kind == "error":
+    if kind in ("error", "stale"):
         if not isinstance(doc["reason"], str):
             raise ProtocolError("'reason' must be a string", where)
         return Frame(kind, rev, reason=doc["reason"])

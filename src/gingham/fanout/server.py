@@ -1,16 +1,25 @@
 """The fan-out server: follows the datastore once and serves many agents.
 
-Single-threaded select loop. Each turn: one non-blocking poll of the
-datastore (through the same :class:`~gingham.datastore.syncer.Syncer` an agent
-uses), the changes folded into the cached state and sent to every client as
-``deltas`` frames (encoded once, the same bytes to all); new clients get
-the cached state as a ``snapshot`` first. Between polls the loop waits in
-``select`` (accepting and writing meanwhile), backing off from ``poll_min``
-to ``poll_max`` while nothing changes, as the sqlite watch does.
+One select loop over the listener, the clients and the follower's wake-up
+pipe (``follower.py``: the datastore watch runs on a thread of its own and
+wakes the loop the moment it has something; no poll interval). Changes are
+folded into the cached state and sent to every client as ``deltas`` frames
+(encoded once, the same bytes to all); new clients get the cached state as a
+``snapshot`` first.
 
-A datastore outage leaves the cache as it is (fail static): the syncer
-re-snapshots when it can and reports what changed meanwhile, which reaches
-the clients as ordinary deltas.
+The server tells its clients whether they may trust what they have, as an
+agent's own syncer would tell it:
+
+- when the follower loses the datastore (the watch fails, or the probe of a
+  hung datastore times out), every client gets a ``stale`` frame with the
+  reason and reports itself out of sync (its agent not ready, its dataplane
+  left as it is: fail static); clients that connect meanwhile get the same;
+- when the datastore answers again the follower takes a new snapshot, the
+  cache is brought up to it, and every client gets the whole state as a
+  new ``snapshot`` (the keys it had that are gone now come out as absent on
+  its side), never a partial view;
+- every ``ping_interval`` seconds each client gets a ``ping``, so a client
+  can tell a server that hangs from one with nothing to say.
 
 Bounds, so that no client can cost the server (or the other clients) more
 than its share:
@@ -43,14 +52,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gingham.datastore.base import Datastore
-from gingham.datastore.syncer import Syncer
 from gingham.errors import ValidationError
-from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, encode_frames
+from gingham.fanout.follower import PROBE_INTERVAL, Follower
+from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, Update, encode_frames
 
 log = logging.getLogger(__name__)
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 DEFAULT_MAX_CLIENTS = 4096
+# A client that hears nothing for a few of these takes the server for hung.
+PING_INTERVAL = 5.0
+_WAKE = object()  # selector data of the follower's pipe
 # A refused client retries every half second or so: say it once in a while, not each time.
 _REFUSAL_LOG_INTERVAL = 10.0
 
@@ -78,7 +90,10 @@ class ServerStats:
     refused_full: int = 0  # turned away: max_clients reached
     refused_uid: int = 0  # turned away: peer uid not allowed
     protocol_errors: int = 0  # clients dropped for sending anything
-    polls: int = 0
+    polls: int = 0  # the follower's polls of the datastore watch
+    batches: int = 0  # of changes from the follower
+    snapshots: int = 0  # encoded (each shared by the clients greeted at once)
+    stale: int = 0  # times the datastore was lost
     frames: int = 0
     bytes_sent: int = 0
 
@@ -98,12 +113,12 @@ class FanoutServer:
         path: str,
         *,
         ignore: Callable[[str], bool] = lambda key: False,
-        poll_min: float = 0.005,
-        poll_max: float = 0.02,
         max_buffer: int = 64 << 20,
         max_clients: int = DEFAULT_MAX_CLIENTS,
         max_frame: int = DEFAULT_MAX_FRAME,
         allowed_uids: Iterable[int] = (),
+        ping_interval: float = PING_INTERVAL,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         if max_clients < 1:
             raise ValidationError(f"must be at least 1, not {max_clients}", "fan-out max_clients")
@@ -112,25 +127,32 @@ class FanoutServer:
             raise ValidationError(f"must be non-negative integers: {uids}", "fan-out allowed_uids")
         if max_frame < 4096:
             raise ValidationError(f"must be at least 4096, not {max_frame}", "fan-out max_frame")
+        for name, value in (("ping_interval", ping_interval), ("probe_interval", probe_interval)):
+            if not value > 0:
+                raise ValidationError(f"must be more than 0 seconds, not {value}", f"fan-out {name}")
         self.path = path
-        self.poll_min, self.poll_max = poll_min, poll_max
         self.max_buffer = max_buffer
         self.max_clients = max_clients
         self.max_frame = max_frame
+        self.ping_interval = ping_interval
         self.uid = os.geteuid()
         self.allowed_uids = frozenset({self.uid, 0, *uids})
         self.state: dict[str, Any] = {}
         self.stats = ServerStats()
-        self._interval = poll_min
+        self.in_sync = False
+        self.revision = 0
+        self.stale_reason = "no snapshot of the datastore yet"
         self._clients: dict[int, _Client] = {}
         self._last_refusal_log = 0.0
         self._refusals_unlogged = 0
         self._accept_paused_until = 0.0
+        self._next_ping = time.monotonic() + ping_interval
         self._listener = self._listen(path)
         self._inode = os.stat(path).st_ino
-        self.syncer = Syncer(datastore, prefix, ignore=ignore)
+        self.follower = Follower(datastore, prefix, ignore=ignore, probe_interval=probe_interval)
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._listener, selectors.EVENT_READ, None)
+        self._sel.register(self.follower.fileno(), selectors.EVENT_READ, _WAKE)
 
     @staticmethod
     def _listen(path: str) -> socket.socket:
@@ -176,42 +198,82 @@ class FanoutServer:
 
     # -- the loop -----------------------------------------------------------
 
-    def serve(self, should_stop: Callable[[], bool]) -> None:
+    def serve(self, should_stop: Callable[[], bool], turn: float = 0.5) -> None:
+        """Serve until ``should_stop()`` (asked at least every ``turn`` seconds), then close."""
         try:
+            self.follower.start()
             while not should_stop():
-                self.step()
+                self.step(turn)
         finally:
             self.close()
 
-    def step(self) -> None:
-        """One poll of the datastore, then I/O until the next poll is due."""
-        updates = self.syncer.poll(0)
-        self.stats.polls += 1
-        if updates:
-            self._interval = self.poll_min
-            for key, value in updates:
+    def step(self, timeout: float = 0.0) -> None:
+        """One turn: what the follower brought, then I/O for at most ``timeout`` seconds.
+
+        Without :meth:`serve` (no follower thread) it polls the datastore
+        itself, without waiting: a single-threaded caller (a test that forks)
+        drives the server this way.
+        """
+        if not self.follower.threaded:
+            self.follower.run_once(0)
+        self._on_batches()
+        now = time.monotonic()
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._sel.register(self._listener, selectors.EVENT_READ, None)
+        if now >= self._next_ping:
+            self._next_ping = now + self.ping_interval
+            self._send_all(encode_frames(Frame("ping", self.revision)), greeted_only=False)
+        wait = max(0.0, min(timeout, self._next_ping - now))
+        for sk, events in self._sel.select(wait):
+            if sk.data is None:
+                self._accept()
+            elif sk.data is _WAKE:
+                self._on_batches()
+            else:
+                self._on_client(sk.data, events)
+
+    def _on_batches(self) -> None:
+        batches = self.follower.take()
+        self.stats.polls = self.follower.polls
+        deltas: list[Update] = []
+        for batch in batches:
+            self.stats.batches += 1
+            for key, value in batch.updates:
                 if value is None:
                     self.state.pop(key, None)
                 else:
                     self.state[key] = value
-            self._broadcast(Frame("deltas", self.syncer.status.revision, tuple(updates)))
-        else:
-            self._interval = min(self._interval * 1.5, self.poll_max)
-        if self.syncer.status.in_sync:
+            self.revision = max(self.revision, batch.revision)
+            if batch.in_sync and self.in_sync:
+                deltas.extend(batch.updates)
+                continue
+            self._send_deltas(deltas)
+            deltas = []
+            if batch.in_sync:
+                # Back. Every client was left ungreeted when the datastore was
+                # lost (or connected since): _greet_new sends each the state whole.
+                self.in_sync, self.stale_reason = True, ""
+                log.info("fan-out: in sync with the datastore at revision %d (%d keys)",
+                         self.revision, len(self.state))  # fmt: skip
+            elif self.in_sync or batch.reason != self.stale_reason:
+                self.in_sync, self.stale_reason = False, batch.reason or "datastore lost"
+                self.stats.stale += 1
+                self._send_all(
+                    encode_frames(Frame("stale", self.revision, reason=self.stale_reason)),
+                    greeted_only=False,
+                )
+                for c in self._clients.values():
+                    c.greeted = False  # until the next snapshot
+        self._send_deltas(deltas)
+        if self.in_sync:
             self._greet_new()
-        if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
-            self._accept_paused_until = 0.0
-            self._sel.register(self._listener, selectors.EVENT_READ, None)
-        deadline = time.monotonic() + self._interval
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for sk, events in self._sel.select(left):
-                if sk.data is None:
-                    self._accept()
-                else:
-                    self._on_client(sk.data, events)
+
+    def _send_deltas(self, updates: list[Update]) -> None:
+        if updates:
+            frames = encode_frames(Frame("deltas", self.revision, tuple(updates)), self.max_frame)
+            self.stats.frames += len(frames)
+            self._send_all(frames, greeted_only=True)
 
     # -- clients --------------------------------------------------------------
 
@@ -255,6 +317,9 @@ class FanoutServer:
             self._sel.register(sock, selectors.EVENT_READ, client)
             self.stats.accepted += 1
             self.stats.clients = len(self._clients)
+            if not self.in_sync:  # why it will wait for its snapshot
+                self._queue(client, encode_frames(
+                    Frame("stale", self.revision, reason=self.stale_reason)))  # fmt: skip
 
     def _log_full(self, pid: int, uid: int) -> None:
         now = time.monotonic()
@@ -269,7 +334,7 @@ class FanoutServer:
 
     def _refuse(self, sock: socket.socket, reason: str) -> None:
         """Say why, then close: the peer sees an error frame and EOF, never a hang."""
-        (data,) = encode_frames(Frame("error", self.syncer.status.revision, reason=reason))
+        (data,) = encode_frames(Frame("error", self.revision, reason=reason))
         with contextlib.suppress(OSError):
             sock.setblocking(False)
             sock.send(data)  # small, into an empty socket buffer: all of it or nothing
@@ -280,18 +345,16 @@ class FanoutServer:
         if not pending:
             return
         frames = encode_frames(
-            Frame("snapshot", self.syncer.status.revision, tuple(sorted(self.state.items()))),
-            self.max_frame,
+            Frame("snapshot", self.revision, tuple(sorted(self.state.items()))), self.max_frame
         )
+        self.stats.snapshots += 1
         for c in pending:
             c.greeted = True
             self._queue(c, frames)
 
-    def _broadcast(self, frame: Frame) -> None:
-        frames = encode_frames(frame, self.max_frame)
-        self.stats.frames += len(frames)
+    def _send_all(self, frames: list[bytes], *, greeted_only: bool) -> None:
         for c in list(self._clients.values()):
-            if c.greeted:  # the others get all of it in their snapshot
+            if c.greeted or not greeted_only:  # the others get all of it in their snapshot
                 self._queue(c, frames)
 
     def _queue(self, c: _Client, frames: list[bytes]) -> None:
@@ -370,7 +433,7 @@ class FanoutServer:
             self._sel.unregister(self._listener)
         self._listener.close()
         self._sel.close()
-        self.syncer.close()
+        self.follower.close()
         # Only our own file: a path taken over since is someone else's.
         with contextlib.suppress(FileNotFoundError):
             if os.stat(self.path).st_ino == self._inode:

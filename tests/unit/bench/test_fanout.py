@@ -45,7 +45,7 @@ def test_bad_frames_name_where(body: bytes, where: str) -> None:
 def served(tmp_path: Path) -> Iterator[tuple[Datastore, str]]:
     ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}", create=True)
     path = str(tmp_path / "fanout.sock")
-    server = FanoutServer(ds, PREFIX, path, poll_max=0.005)
+    server = FanoutServer(ds, PREFIX, path)
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stop.is_set,), daemon=True)
     thread.start()
@@ -97,7 +97,7 @@ def test_reconnect_reports_keys_gone_meanwhile(tmp_path: Path) -> None:
     client = FanoutClient(path, retry_interval=0.01)
     try:
         for round_ in range(2):
-            server = FanoutServer(ds, PREFIX, path, poll_max=0.005)
+            server = FanoutServer(ds, PREFIX, path)
             stop = threading.Event()
             thread = threading.Thread(target=server.serve, args=(stop.is_set,), daemon=True)
             thread.start()
@@ -128,7 +128,7 @@ def test_a_client_that_stops_reading_is_dropped(tmp_path: Path) -> None:
 
     ds = open_datastore(f"sqlite://{tmp_path / 'g.db'}", create=True)
     path = str(tmp_path / "f.sock")
-    server = FanoutServer(ds, PREFIX, path, poll_max=0.005, max_buffer=64 << 10)
+    server = FanoutServer(ds, PREFIX, path, max_buffer=64 << 10)
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stop.is_set,), daemon=True)
     thread.start()
