@@ -48,6 +48,8 @@ DATASTORE_ENV: Final = "GINGHAM_DATASTORE"
 DEFAULT_DATASTORE_URL: Final = "sqlite:///var/lib/gingham/gingham.db"
 # The node name for the CNI plugin when its network configuration names none.
 NODENAME_ENV: Final = "GINGHAM_NODENAME"
+# The unix socket of a fan-out server for ``gingham node run`` to read the datastore through.
+FANOUT_ENV: Final = "GINGHAM_FANOUT"
 
 # --- ownership markers on the host (DESIGN.md section 2) -----------------------------
 # A host may run Calico too: gingham shares none of these with it.

@@ -65,7 +65,7 @@ from gingham.calc.validity import InvalidReport
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore
 from gingham.datastore.cluster import cluster_id_of
-from gingham.datastore.syncer import Syncer
+from gingham.datastore.syncer import Syncer, SyncStatus
 from gingham.errors import GinghamError, Unavailable
 from gingham.model import Resource, to_dict
 
@@ -85,6 +85,17 @@ class Calc(Protocol):
     def flush(self) -> list[Any]: ...
     def invalid_resources(self) -> Mapping[InputKey, InvalidReport]: ...
     def last_valid(self, key: InputKey) -> Any: ...
+
+
+class UpdateSource(Protocol):
+    """Where the loop reads the datastore from: its own ``Syncer``, or a fan-out
+    server's ``FanoutClient``. Either delivers a whole snapshot (every key
+    present, and keys gone since as None) whenever it comes back in sync."""
+
+    status: SyncStatus
+
+    def poll(self, timeout: float) -> Sequence[tuple[str, Any]]: ...
+    def close(self) -> None: ...
 
 
 class Retaining(Protocol):
@@ -167,6 +178,8 @@ class Agent:
     on_status: Callable[[AgentState], None] | None = None
     # Writes the agent's CNI server made, fed ahead of the watch (cni_handover.py).
     handover: Handover | None = None
+    # None: the agent follows the datastore itself (a Syncer of its own).
+    source: UpdateSource | None = None
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
@@ -176,7 +189,10 @@ class Agent:
     state: AgentState = field(default_factory=AgentState)
 
     def __post_init__(self) -> None:
-        self.syncer = Syncer(self.datastore, keys.ROOT, ignore=_not_for_agents)
+        self.syncer: UpdateSource = (
+            self.source if self.source is not None
+            else Syncer(self.datastore, keys.ROOT, ignore=_not_for_agents)
+        )  # fmt: skip
         self.housekeeping = Housekeeping(
             self.datastore, self.hostname, self.addresses, self._known_node,
             liveness_ttl=self.liveness_ttl, sleep=self.sleep,

@@ -30,6 +30,7 @@ from gingham.dataplane.service_loop import SERVICE_TABLE, ServiceLoop
 from gingham.dataplane.vxlan import Vxlan, VxlanDriver
 from gingham.datastore import open_datastore
 from gingham.datastore.base import Datastore
+from gingham.fanout.client import FanoutClient
 from gingham.hostfiles import mtu_path, run_dir
 from gingham.routing.bgp import BgpManager
 from gingham.routing.bird import BirdProcess
@@ -60,9 +61,11 @@ def build_agent(
     datastore_url: str,
     overrides: LocalOverrides | None = None,
     interface: str | None = None,
+    fanout: str | None = None,
 ) -> RunningAgent:
     """The agent of ``hostname``; ``overrides``: what its command line gives, which wins
-    over FelixConfiguration (``agent/settings.py``)."""
+    over FelixConfiguration (``agent/settings.py``); ``fanout``: the unix socket of a
+    fan-out server to read the datastore through (it still writes to ``datastore_url``)."""
     base = run_dir()
     host_dir = base / hostname
     ds = open_datastore(datastore_url)
@@ -94,6 +97,7 @@ def build_agent(
 
     settings = AgentSettings(make_server, overrides or LocalOverrides())
     handover = Handover()
+    source = FanoutClient(fanout) if fanout else None
     agent = Agent(
         hostname=hostname,
         datastore=ds,
@@ -101,7 +105,8 @@ def build_agent(
         calc=CalcGraph(hostname, memory=KeyedMemory(memory), decode=decode_value),
         decode=decode,
         planes=[settings, policy, routing, bgp],
-        notice_sources=[settings.notices, policy.notices, bgp.notices],
+        notice_sources=[settings.notices, policy.notices, bgp.notices,
+                        *([source.notices] if source else [])],
         guard=ClusterGuard(host_dir / "cluster-id", getattr(ds, "url", "the datastore")),
         last_valid=memory,
         underlay_mtu=underlay_mtu_probe(addresses),
@@ -110,14 +115,16 @@ def build_agent(
         on_status=lambda state: write_status(host_dir / STATUS_FILE, hostname, state),
         metrics=metrics,
         handover=handover,
+        source=source,
     )
     settings.start()
     cni: CniServer | None = _start_cni(
         CniServer(hostname, datastore_url, base, handover, blocked=lambda: agent.state.blocked))
     log.info(
-        "agent %s: datastore %s, addresses %s, health on %s",
+        "agent %s: datastore %s%s, addresses %s, health on %s",
         hostname,
         getattr(ds, "url", "?"),
+        f" (read through fan-out server {fanout})" if fanout else "",
         addresses,
         settings.health_at,
     )

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "workload": "gingham.cli.workload:workload_group",
     "lab": "gingham.cli.lab:lab_group",
     "policy": "gingham.cli.policy:policy_group",
+    "fanout": "gingham.cli.fanout:fanout_group",
     "flows": "gingham.cli.policy:flows_cmd",
 }
 

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from gingham.cli.common import handle_errors
+from gingham.names import FANOUT_ENV
 
 
 @click.group("node")
@@ -39,6 +40,14 @@ def node_group() -> None:
     default=None,
     help="Underlay interface (default: the one with the default route).",
 )
+@click.option(
+    "--fanout",
+    envvar=FANOUT_ENV,
+    default=None,
+    metavar="PATH",
+    help="Read the datastore through the fan-out server on this unix socket (`gingham fanout "
+    f"serve`) instead of watching it directly; writes still go to the datastore [env {FANOUT_ENV}].",
+)
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
@@ -47,10 +56,19 @@ def run_cmd(
     health_port: int | None,
     log_level: str | None,
     interface: str | None,
+    fanout: str | None,
 ) -> None:
     """Watch the datastore and program this host's dataplane until stopped."""
     from gingham.agent.wiring import LocalOverrides, build_agent
     from gingham.cli.common import resolve_datastore_url
+    from gingham.errors import ValidationError
+    from gingham.fanout.address import socket_path
+
+    if fanout:
+        try:
+            fanout = socket_path(fanout, "")
+        except ValidationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--fanout") from None
 
     logging.basicConfig(
         level=getattr(logging, (log_level or "info").upper(), logging.INFO),
@@ -69,7 +87,7 @@ def run_cmd(
     signal.signal(signal.SIGINT, stop)
     url = resolve_datastore_url(ctx.obj.get("datastore") if ctx.obj else None)
     overrides = LocalOverrides(log_level, health_host, health_port)
-    running = build_agent(hostname, url, overrides, interface)
+    running = build_agent(hostname, url, overrides, interface, fanout=fanout or None)
     try:
         running.agent.run(lambda: stopping)
     finally:

@@ -62,6 +62,13 @@ class FanoutClient:
         self._greeted = False  # a whole snapshot came on this connection
         self._next_connect = 0.0
 
+    def notices(self) -> list[str]:
+        """What an operator should be told (the agent's /readyz and node status)."""
+        if self.status.in_sync or not self.status.last_error:
+            return []
+        return [f"reading the datastore through fan-out server {self.path}: "
+                f"{self.status.last_error}"]  # fmt: skip
+
     def fileno(self) -> int:
         """The socket to wait on in a select loop (-1 while disconnected)."""
         return self._sock.fileno() if self._sock is not None else -1

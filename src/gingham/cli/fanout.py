@@ -1,0 +1,79 @@
+"""``gingham fanout serve``: one datastore watch served to many agents, as Calico's Typha.
+
+Agents read through it with ``gingham node run --fanout PATH`` (or
+``GINGHAM_FANOUT``); see docs/OPERATIONS.md, "A fan-out server".
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from gingham.cli.common import handle_errors
+
+
+@click.group("fanout")
+def fanout_group() -> None:
+    """A fan-out server: follows the datastore once, serves its agents over a unix socket."""
+
+
+@fanout_group.command("serve")
+@click.option("--socket", "socket_path", required=True, metavar="PATH",
+              help="The unix socket to listen on (made 0600; agents: node run --fanout PATH).")
+@click.option("--max-clients", default=4096, show_default=True, type=click.IntRange(1, 1 << 20),
+              help="Clients served at once; the next is told the server is full.")
+@click.option("--max-buffer", default=64 << 20, show_default=True,
+              type=click.IntRange(64 << 10, 1 << 34), metavar="BYTES",
+              help="How far behind a client may fall before it is dropped (it reconnects "
+                   "for a snapshot).")  # fmt: skip
+@click.option("--allow-uid", "allow_uids", multiple=True, type=click.IntRange(0, (1 << 32) - 2),
+              help="Also serve peers with this uid (root and the server's own always are); "
+                   "the socket file stays 0600, so give them access to it too.")  # fmt: skip
+@click.option("--log-level", default="info",
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.pass_context
+@handle_errors
+def serve_cmd(ctx: click.Context, socket_path: str, max_clients: int, max_buffer: int,
+              allow_uids: tuple[int, ...], log_level: str) -> None:  # fmt: skip
+    """Serve until SIGTERM or SIGINT (the socket file is removed on the way out)."""
+    from gingham.agent.daemon import _not_for_agents
+    from gingham.cli.common import resolve_datastore_url
+    from gingham.datastore import keys, open_datastore
+    from gingham.fanout.address import socket_path as parse_socket_path
+    from gingham.fanout.server import FanoutServer
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    path = parse_socket_path(socket_path, "--socket")
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ds = open_datastore(resolve_datastore_url(ctx.obj.get("datastore") if ctx.obj else None))
+    try:
+        # The same keys an agent's own syncer follows (other agents' chatter left out).
+        server = FanoutServer(ds, keys.ROOT, path, ignore=_not_for_agents, max_clients=max_clients,
+                              max_buffer=max_buffer, allowed_uids=allow_uids)  # fmt: skip
+        logging.getLogger("gingham.fanout").info(
+            "fan-out server on %s for datastore %s", path, getattr(ds, "url", "?"))
+        server.serve(lambda: stopping)
+        s = server.stats
+        logging.getLogger("gingham.fanout").info(
+            "stopped: %d clients served, %d dropped as too slow, %d frames, %d bytes sent",
+            s.accepted, s.dropped, s.frames, s.bytes_sent,
+        )  # fmt: skip
+    finally:
+        ds.close()
