@@ -77,7 +77,7 @@ def make_updates(inputs: dict[str, Any], host: str, reps: int, seed: int) -> dic
     remote = [(k, v) for k, v in weps if v.spec.node != host]
     # Edits of policies that select a local endpoint: the others rightly touch nothing here.
     local_apps = {(v.metadata.namespace, v.metadata.labels.get("app")) for _k, v in local}
-    pols = [(k, v) for k, v in inputs["updates"] if "/NetworkPolicy/" in k
+    pols = [(k, v) for k, v in inputs["updates"] if k.kind == "NetworkPolicy"
             and (v.metadata.namespace, v.spec.selector.split("'")[1]) in local_apps]
 
     def relabel(key: str, wep: Any, **labels: str) -> tuple[str, Any]:

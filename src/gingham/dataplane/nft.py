@@ -122,6 +122,8 @@ class NFT:
         # declarations of the table's sets (element encoding needs their types):
         # from transactions run and from every listing of the sets
         self._sets: dict[str, Set | Map] = {}
+        self._listed = False  # _sets names every set of the table (listed, or table gone)
+        self._intervals = nft_intervals.Intervals()
         self.last_via = "nft"
         self.last_fallback: str | None = None
         self.counts: Counter[str] = Counter()
@@ -181,50 +183,81 @@ class NFT:
             return
         self.last_fallback = None
         if self.netlink if netlink is None else netlink:
-            why = self._run_netlink(tx)
+            why, after = self._run_netlink(tx)
             if why is None:
                 self.last_via = "netlink"
                 self.counts["netlink"] += 1
-                self._learn(tx)
+                self._learn(tx, after)
                 return
             self.last_fallback = why
             self.counts["fallback"] += 1
         self._apply(tx, check=False)
         self.last_via = "nft"
         self.counts["nft"] += 1
-        self._learn(tx)
+        self._learn(tx, None)
 
-    def _run_netlink(self, tx: Transaction) -> str | None:
-        """None when the batch went through; else why ``nft -f -`` must do it.
+    def _run_netlink(self, tx: Transaction) -> tuple[str | None, dict[str, Any] | None]:
+        """(None, interval sets after) when the batch went through; else (why
+        ``nft -f -`` must do it, None).
 
         Raises NFTError when the kernel refused the batch for what it holds
         (no such chain, exists, busy): nft would fail the same way.
         """
         try:
+            after = self._intervals.check(tx, self._declared(tx), self._fresh(tx))
             if self._writer is None:
                 self._writer = nft_netlink.NetlinkWriter(self.family, self.table, self.netns)
             self._writer.run(tx, self._sets)
         except nft_netlink.KernelRefused as exc:
             log.warning("nft netlink batch refused, retrying with nft -f -: %s", exc)
-            return str(exc)
+            return str(exc), None
         except Unsupported as exc:
             log.debug("transaction needs nft -f -: %s", exc)
-            return str(exc)
+            return str(exc), None
         except OSError as exc:
             log.warning("nfnetlink socket failed, using nft -f -: %s", exc)
             self.close()
-            return f"socket: {exc}"
-        return None
+            return f"socket: {exc}", None
+        return None, after
 
-    def _learn(self, tx: Transaction) -> None:
+    def _declared(self, tx: Transaction) -> dict[str, Set | Map]:
+        sets = dict(self._sets)
         for verb, obj in tx.ops:
-            if isinstance(obj, Table) and verb in ("delete", "flush"):
+            if isinstance(obj, Set | Map) and verb in ("add", "create"):
+                sets.setdefault(obj.name, obj)
+        return sets
+
+    def _fresh(self, tx: Transaction) -> set[str]:
+        """Sets ``tx`` creates that the table is known not to hold yet."""
+        if not self._listed:
+            return set()
+        return {obj.name for verb, obj in tx.ops
+                if isinstance(obj, Set | Map) and verb in ("add", "create")
+                and obj.name not in self._sets}
+
+    def _learn(self, tx: Transaction, after: dict[str, Any] | None) -> None:
+        """Bring what the driver knows of the table's sets up to date after ``tx``."""
+        if after is None:
+            try:
+                after = self._intervals.check(tx, self._declared(tx), self._fresh(tx))
+            except Unsupported:  # nft made a change this cannot follow: forget those sets
+                for _verb, obj in tx.ops:
+                    if isinstance(obj, Element | Set | Map):
+                        self._intervals.forget(obj.set if isinstance(obj, Element) else obj.name)
+                after = {}
+        for verb, obj in tx.ops:
+            if isinstance(obj, Table) and verb == "delete":
                 self._sets.clear()
+                self._intervals.forget()
+                self._listed = True
+                after = {}
             elif isinstance(obj, Set | Map):
                 if verb in ("add", "create"):
                     self._sets.setdefault(obj.name, obj)
                 elif verb == "delete":
                     self._sets.pop(obj.name, None)
+                    self._intervals.forget(obj.name)
+        self._intervals.commit(after)
 
     def check(self, tx: Transaction) -> None:
         """Validate ``tx`` against the current kernel state without applying it."""
@@ -276,6 +309,7 @@ class NFT:
                     found.append((obj.get("handle", 0), nft_parse.set_from_json(kind, obj)))
         sets = [obj for _, obj in sorted(found, key=lambda pair: pair[0])]
         self._sets = {s.name: s for s in sets}
+        self._listed = True
         return sets
 
     def list_elements(self, name: str) -> list[Element]:
@@ -286,7 +320,10 @@ class NFT:
                 continue
             for item in doc.get("nftables", []):
                 if kind in item:
-                    return nft_parse.elements_from_json(name, item[kind])
+                    elements = nft_parse.elements_from_json(name, item[kind])
+                    if name in self._sets:
+                        self._intervals.load(self._sets[name], elements)
+                    return elements
         raise NFTError(
             f"no set or map {name!r} in table {self.family} {self.table}", kind="not-found"
         )
@@ -318,6 +355,8 @@ class NFT:
         text = self._rules_text()
         if text is None:
             self._sets = {}
+            self._listed = True
+            self._intervals.forget()
             return None
         items = []
         for what in ("chains", "sets", "maps"):
@@ -328,6 +367,10 @@ class NFT:
                     items.append(item)
         snap = nft_parse.snapshot_from({"nftables": items}, text)
         self._sets = dict(snap.sets)
+        self._listed = True
+        self._intervals.forget()
+        for name, obj in snap.sets.items():
+            self._intervals.load(obj, snap.elements.get(name, ()))
         return snap
 
     def dump(self) -> str:
@@ -339,6 +382,8 @@ class NFT:
         """Remove the whole table; False if it was not there."""
         proc = self._nft(["delete", "table", self.family, self.table])
         self._sets = {}
+        self._intervals.forget()
+        self._listed = proc.returncode == 0 or classify_error(proc.stderr) == "not-found"
         if proc.returncode == 0:
             return True
         if classify_error(proc.stderr) == "not-found":
@@ -356,5 +401,5 @@ def __getattr__(name: str) -> Any:
 
 
 # nft_parse builds the objects defined above: import it once they exist
-from gingham.dataplane import nft_netlink, nft_parse  # noqa: E402
+from gingham.dataplane import nft_intervals, nft_netlink, nft_parse  # noqa: E402
 from gingham.dataplane.nft_types import Unsupported  # noqa: E402

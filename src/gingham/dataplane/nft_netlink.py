@@ -22,6 +22,7 @@ naming the operation, like nft's.
 from __future__ import annotations
 
 import errno
+import itertools
 from collections.abc import Iterator, Mapping
 
 from gingham.dataplane import nft_sets, nft_wire
@@ -40,6 +41,7 @@ from gingham.dataplane.nft_objects import (
     classify_error,
     render_op,
 )
+from gingham.dataplane.nft_intervals import rbtree_type
 from gingham.dataplane.nft_rules import RuleCompiler
 from gingham.dataplane.nft_types import Unsupported
 
@@ -54,9 +56,11 @@ _ENCODING_ERRORS = {errno.EINVAL, errno.EOPNOTSUPP, errno.ERANGE, errno.E2BIG,
 
 
 # Rule bodies repeat (every endpoint chain clears the pass mark, jumps to
-# shared policy chains, ends in the same drops): their expressions are kept,
-# unless they name an anonymous set or a set made in the same batch.
-_COMPILED: dict[str, bytes] = {}
+# shared policy chains, ends in the same drops): their expressions are kept
+# with the named sets they look up, and used again unless the rule declares
+# an anonymous set or looks up a set made in the same batch (nft then names
+# the set by its batch id too).
+_COMPILED: dict[str, tuple[bytes, tuple[str, ...]]] = {}
 _COMPILED_MAX = 8192
 
 
@@ -93,6 +97,7 @@ class _Batch:
         self._next_id = 0
         self._new_sets: dict[str, int] = {}
         self._unfilled: dict[str, bool] = {}
+        self._added: dict[str, list[tuple[bytes, bytes]]] = {}
         self._compiler = RuleCompiler(self._set_id, self._new_sets.get)
 
     def _set_id(self) -> int:
@@ -152,8 +157,10 @@ class _Batch:
         return w.Message(w.NEWCHAIN, w.F_CREATE, b"".join(parts), op)
 
     def _rule(self, rule: Rule, op: int) -> None:
-        expressions = _COMPILED.get(rule.rule)
-        if expressions is None:
+        cached = _COMPILED.get(rule.rule)
+        if cached is not None and not any(ref in self._new_sets for ref in cached[1]):
+            expressions = cached[0]
+        else:
             compiled = self._compiler.compile(rule.rule)
             for anon in compiled.sets:
                 self.messages += nft_sets.declare_anonymous(self.table, anon, op)
@@ -161,7 +168,7 @@ class _Batch:
             if compiled.reusable:
                 if len(_COMPILED) >= _COMPILED_MAX:
                     _COMPILED.clear()
-                _COMPILED[rule.rule] = expressions
+                _COMPILED[rule.rule] = (expressions, tuple(compiled.refs))
         parts = [w.strz(1, self.table), w.strz(2, rule.chain), expressions,
                  *_udata_comment(7, rule.comment)]
         self.messages.append(w.Message(w.NEWRULE, w.F_CREATE | w.F_APPEND, b"".join(parts), op))
@@ -184,12 +191,27 @@ class _Batch:
                 break
             run.append(obj)
             end += 1
+        if verb == "add" and shape.interval and len(shape.types) == 1:
+            self._no_overlap(shape, run)
         # nft fills a set it creates with an interval end at zero first (the
         # gap before the first range): the first elements a new set gets here
         fresh = verb == "add" and self._unfilled.pop(first.set, False)
         self.messages += nft_sets.element_messages(
             self.table, shape, verb, run, start, self._new_sets.get(first.set), fresh)
         return end
+
+    def _no_overlap(self, shape: nft_sets.SetShape, run: list[Element]) -> None:
+        """The kernel checks a new range against the set's committed ranges, but
+        not always against others of the same batch, where nft (which merges in
+        its cache first) reports the overlap: such a transaction goes to nft."""
+        ranges = self._added.setdefault(shape.name, [])
+        ranges += (shape.types[0].first_last(e.key[0].strip()) for e in run)
+        if len(ranges) < 2:
+            return
+        ranges.sort()
+        for (_, hi), (lo, _) in itertools.pairwise(ranges):
+            if lo <= hi:
+                raise Unsupported(f"overlapping elements of {shape.name} in one transaction")
 
 
 class NetlinkWriter:
@@ -241,11 +263,13 @@ class NetlinkWriter:
         if what == "map":
             what = "set"
         text = r.text
-        if (msg.kind == w.NEWSETELEM and isinstance(obj, Element)
+        declared = _declared(tx, known, obj.set) if isinstance(obj, Element) else None
+        if (msg.kind == w.NEWSETELEM and declared is not None
                 and r.code in (errno.EEXIST, errno.ENOTEMPTY)
-                and "interval" in getattr(_declared(tx, known, obj.set), "flags", ())):
+                and rbtree_type(declared) is not None):
             # an identical element is accepted: what the kernel refuses in an
-            # interval set is an overlap, which nft reports in its own words
+            # interval set of one field is an overlap, which nft reports in its
+            # own words (it passes the kernel's answer on for concatenations)
             text, kind = "conflicting intervals specified", "overlap"
         said = f"Error: Could not process {what}: {text}"
         return NFTError(f"nft: Could not process {what}: {text}", kind=kind,

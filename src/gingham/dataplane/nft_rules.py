@@ -63,6 +63,7 @@ class Compiled:
     expressions: list[bytes]
     sets: list[AnonSet] = field(default_factory=list)
     batch_ids: bool = False  # names a set by its id in this batch: not reusable in another
+    refs: list[str] = field(default_factory=list)  # the named sets it looks up
 
     @property
     def reusable(self) -> bool:
@@ -142,6 +143,7 @@ class RuleCompiler:
         self._out = Compiled([])
 
     def _set_id_of(self, name: str) -> int | None:
+        self._out.refs.append(name)
         set_id = self._named_set_id(name)
         if set_id is not None:
             self._out.batch_ids = True

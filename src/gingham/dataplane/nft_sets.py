@@ -246,17 +246,17 @@ def element_messages(table: str, shape: SetShape, verb: str, elems: list[Element
                      set_id: int | None = None, open_gap: bool = False) -> list[w.Message]:
     """Messages adding or deleting ``elems``. ``open_gap``: the set is new, so
     (as nft does) an interval end at zero comes first unless a range starts
-    there. Interval elements go in key order, as nft sends them."""
-    pairs: list[tuple[bytes, bytes]] = []
+    there. Interval elements of one field go in key order, as nft sends them."""
+    pairs: list[tuple[tuple[bytes, bool], bytes]] = []
     for elem in elems:
         for item in element_attrs(shape, elem, verb == "add"):
             pairs.append((_sort_key(item), item))
-    if shape.interval:
+    if shape.interval and len(shape.types) == 1:  # rbtree; nft keeps concatenations in order
         pairs.sort(key=lambda p: p[0])
     attrs = [item for _, item in pairs]
     if open_gap and shape.interval and len(shape.types) == 1 and attrs:
         zero = bytes(shape.types[0].size)
-        if pairs[0][0] != zero:
+        if pairs[0][0][0] != zero:
             attrs.insert(0, _end(zero))
     kind, flags = (w.NEWSETELEM, w.F_CREATE) if verb == "add" else (w.DELSETELEM, 0)
     head = w.strz(1, table) + w.strz(2, shape.name)
@@ -265,13 +265,19 @@ def element_messages(table: str, shape: SetShape, verb: str, elems: list[Element
     return [w.Message(kind, flags, head + body, op) for body in _element_lists(attrs)]
 
 
-def _sort_key(item: bytes) -> bytes:
-    """The key bytes of an encoded element (what nft orders interval elements by)."""
+def _sort_key(item: bytes) -> tuple[bytes, bool]:
+    """What nft orders interval elements by: the key, and at one key the end of
+    the range below before the start of the range above (198.18.0.1 and
+    198.18.0.2 make an end and a start at .2; the other way round the kernel
+    sees an empty range and refuses the batch)."""
     off = 0
+    is_start = True
     while off + 4 <= len(item):
         length, kind = struct.unpack_from("=HH", item, off)
+        if kind == 3:
+            is_start = False
         if kind & ~w.NLA_F_NESTED == 1:
-            return item[off + 8: off + length]
+            return item[off + 8: off + length], is_start
         off += (length + 3) & ~3
-    return b""
+    return b"", is_start
 

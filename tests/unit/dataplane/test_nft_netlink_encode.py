@@ -14,7 +14,7 @@ import pytest
 
 from gingham.calc.messages import ParsedRule
 from gingham.dataplane import nft_wire as w
-from gingham.dataplane.nft import NFT, Chain, Element, Rule, Set, Table, Transaction
+from gingham.dataplane.nft import NFT, Chain, Element, Map, Rule, Set, Table, Transaction
 from gingham.dataplane.nft_netlink import NetlinkWriter
 from gingham.dataplane.nft_rules import RuleCompiler
 from gingham.dataplane.nft_sets import SetShape, element_messages
@@ -210,3 +210,42 @@ def test_the_driver_falls_back_to_nft_and_counts_it(monkeypatch: pytest.MonkeyPa
     assert "s" in real._sets  # learned from what ran, whichever path
     real.run(Transaction().delete(Set("s")), netlink=False)
     assert "s" not in real._sets
+
+
+def test_interval_changes_nft_would_refuse_are_left_to_nft() -> None:
+    from gingham.dataplane.nft_intervals import Intervals
+
+    iv = Set("iv", type="ipv4_addr", flags=("interval",))
+    sets: dict[str, Set | Map] = {"iv": iv}
+    ranges = Intervals()
+    with pytest.raises(Unsupported, match="not known"):  # never listed, not made here
+        ranges.check(Transaction().add(Element("iv", "10.0.0.1")), sets, set())
+    made = Transaction().add(iv).add(Element("iv", "10.0.0.3")).add(Element("iv", "10.0.0.4"))
+    ranges.commit(ranges.check(made, sets, {"iv"}))
+    for refused in (Transaction().add(Element("iv", "10.0.0.2/31")),  # its end exists
+                    Transaction().delete(Element("iv", "10.0.0.3/31")),  # not a range held
+                    Transaction().add(Element("iv", "10.0.0.8")).add(Element("iv", "10.0.0.8/29"))):
+        with pytest.raises(Unsupported):
+            ranges.check(refused, sets, set())
+    # the Applier's way of growing a range: the old ranges go first, in the same batch
+    grow = (Transaction().delete(Element("iv", "10.0.0.3")).delete(Element("iv", "10.0.0.4"))
+            .add(Element("iv", "10.0.0.2-10.0.0.5")).add(Element("iv", "10.0.0.5")))
+    with pytest.raises(Unsupported):  # .5 is inside the new range
+        ranges.check(grow, sets, set())
+    grow.ops.pop()
+    after = ranges.check(grow, sets, set())
+    assert after == {"iv": [(bytes([10, 0, 0, 2]), bytes([10, 0, 0, 5]))]}
+    assert ranges.check(Transaction().add(Element("iv", "10.0.0.3")), sets, set())  # held: a no-op
+
+
+def test_a_kept_rule_is_compiled_again_when_its_set_is_new() -> None:
+    """nft names a set made in the same batch by its batch id as well."""
+    from gingham.dataplane.nft_netlink import _COMPILED
+
+    body = "meta nfproto ipv4 ip saddr @only-here-new accept"
+    known = {"only-here-new": Set("only-here-new", type="ipv4_addr")}
+    writer = NetlinkWriter("inet", "gingham")
+    old = writer.encode(Transaction().add(Rule("c", body)), known)[-1].payload
+    assert body in _COMPILED
+    new = writer.encode(Transaction().add(known["only-here-new"]).add(Rule("c", body)), {})
+    assert new[-1].payload != old and len(new[-1].payload) == len(old) + 8  # the set id
