@@ -1,6 +1,10 @@
 """One lab for the whole conformance suite: 3 hosts, sqlite, namespaces x, y, z,
 pods a, b, c in each, spread over the hosts, serving TCP and UDP on 80 and 81.
 
+The pods are attached through both CNI paths, so every case checks what each
+one made: every other pod through its host's agent, the rest by the plugin on
+its own (GINGHAM_CONFORMANCE_CNI=agent or =direct puts them all on one).
+
 Each case applies its resources, waits until the measured matrix equals the
 hand-written expectation (convergence takes milliseconds; the deadline is
 10 s), checks that ``policy explain`` agrees, deletes what it applied and
@@ -186,10 +190,15 @@ def cluster() -> Iterator[Cluster]:
         cl.restore_namespaces()
         serve = workloads.parse_serve(SERVE)
         hosts = [h.name for h in st.hosts]
+        paths = os.environ.get("GINGHAM_CONFORMANCE_CNI", "mixed")
         for i, ref in enumerate(REFS):
             pod = ref.split("/")[1]
+            via_agent = paths == "agent" or (paths == "mixed" and i % 2 == 0)
             workloads.add(name, ref, hosts[i % len(hosts)], {"pod": pod, **EXTRA_LABELS[pod]},
-                          serve)
+                          serve, via_agent=via_agent)
+        answered = sum(labstate.agent_log_path(name, h).read_text(errors="replace")
+                       .count("CNI ADD ") for h in hosts)  # fmt: skip
+        assert answered == {"agent": len(REFS), "direct": 0}.get(paths, (len(REFS) + 1) // 2)
         st = labstate.load(name)
         wls = [st.workload(ref) for ref in REFS]
         cl.targets = [Target(w.ref, w.netns, w.ips[0]) for w in wls]

@@ -19,12 +19,16 @@ command itself, when it is not this agent's to run:
   that path (another mount namespace);
 - another datastore than the agent's;
 - while the agent's cluster guard leaves the host alone, or the server is
-  stopping, or too many connections are open.
+  stopping.
 
-Each connection has a thread of its own for the exchange (a client that is
-slow to send holds no worker); commands run on ``workers`` long-lived
-threads (sqlite and etcd connections are per thread). Stopping: no new
-connections (the socket file goes first), then commands in flight finish.
+``workers`` long-lived threads each accept a connection and serve it whole,
+the exchange and the command, on their own datastore connection (sqlite and
+etcd connections are per thread) and IPAM: no thread is started and no
+command handed between threads per request (each of those costs a wake-up
+and the interpreter lock, milliseconds on a busy host). Connections beyond
+the workers wait in the listen queue; a client that waits longer than its
+ACCEPT timeout runs the command itself. Stopping: no new connections (the
+socket file goes first), then commands in flight finish.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gingham.agent.cni_handover import Handover
@@ -46,7 +49,7 @@ from gingham.cni.entry import execute
 from gingham.cni.host import Addresses, Plumbing, Session, Store
 from gingham.cni.netconf import Invocation
 from gingham.cni.protocol import scrub
-from gingham.cni.veth_netlink import NetlinkPlumbing, Reaper
+from gingham.cni.veth_netlink import NetlinkPlumbing, Reaper, StrandedThread
 from gingham.datastore import open_datastore
 from gingham.datastore.base import Datastore
 from gingham.datastore.url import parse_url
@@ -59,8 +62,8 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 5.0
 SEND_TIMEOUT = 10.0
-MAX_CONNECTIONS = 64
-DEFAULT_WORKERS = 3
+DEFAULT_WORKERS = 4
+LISTEN_BACKLOG = 256
 STOP_TIMEOUT = 30.0
 _NEEDS_SANDBOX = ("ADD", "CHECK")
 
@@ -141,16 +144,10 @@ class CniServer:
         self._netns = namespace_id("/proc/self/ns/net")
         self._ds = open_datastore(datastore_url)
         self._reaper = Reaper()
-        self._local = threading.local()
-        self._workers: list[_Worker] = []
-        self._workers_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cni-worker")
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._idle = threading.Condition()
-        self._active = 0
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
         self._stopping = False
         self._listener: socket.socket | None = None
-        self._acceptor: threading.Thread | None = None
 
     # -- life -------------------------------------------------------------------------
 
@@ -167,11 +164,17 @@ class CniServer:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
         self._listener = sock
-        self._acceptor = threading.Thread(target=self._accept, name="cni-accept", daemon=True)
-        self._acceptor.start()
+        for _ in range(self._workers):
+            self._spawn(sock)
         log.info("CNI socket %s", self.path)
+
+    def _spawn(self, listener: socket.socket) -> None:
+        thread = threading.Thread(target=self._work, args=(listener,), daemon=True,
+                                  name=f"cni-worker-{len(self._threads)}")  # fmt: skip
+        self._threads.append(thread)
+        thread.start()
 
     def _remove_stale(self) -> None:
         if not self.path.exists():
@@ -195,53 +198,46 @@ class CniServer:
                 self.path.unlink()
         if self._listener is not None:
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes every worker in accept()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._listener is not None:
             self._listener.close()
-        if self._acceptor is not None:
-            self._acceptor.join(5)
-        with self._idle:
-            self._idle.wait_for(lambda: self._active == 0, STOP_TIMEOUT)
-        self._pool.shutdown(wait=True)
-        with self._workers_lock:
-            for worker in self._workers:
-                worker.plumbing.close()
         self._reaper.close()
         self._ds.close()
 
     # -- connections ----------------------------------------------------------------------
 
-    def _accept(self) -> None:
-        assert self._listener is not None
-        while not self._stopping:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                if self._stopping:
-                    return
-                continue
-            if not self._slots.acquire(blocking=False):
-                self._decline(conn, "too many CNI commands at once")
-                conn.close()
-                continue
-            with self._idle:
-                self._active += 1
-            threading.Thread(target=self._serve, args=(conn,), name="cni-conn",
-                             daemon=True).start()  # fmt: skip
-
-    def _serve(self, conn: socket.socket) -> None:
+    def _work(self, listener: socket.socket) -> None:
+        worker = _Worker(self._ds, self.hostname, self._reaper)
         try:
-            conn.settimeout(HANDSHAKE_TIMEOUT)
-            self._exchange(conn)
-        except (OSError, wire.WireError) as exc:
-            log.debug("CNI connection: %s", exc)
+            while not self._stopping:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    if self._stopping:
+                        return
+                    time.sleep(0.01)  # e.g. out of file descriptors: do not spin
+                    continue
+                with conn:
+                    try:
+                        conn.settimeout(HANDSHAKE_TIMEOUT)
+                        self._exchange(conn, worker)
+                    except (OSError, wire.WireError) as exc:
+                        log.debug("CNI connection: %s", exc)
+                    except Exception:  # a bug: this connection only, never the worker
+                        log.exception("CNI connection failed")
+        except StrandedThread:
+            # In a workload's network namespace for good: this thread ends, another takes
+            # its place (the client sees the connection end and runs the command itself).
+            log.exception("a CNI worker is lost")
+            if not self._stopping:
+                self._spawn(listener)
         finally:
-            conn.close()
-            self._slots.release()
-            with self._idle:
-                self._active -= 1
-                self._idle.notify_all()
+            worker.plumbing.close()
 
-    def _exchange(self, conn: socket.socket) -> None:
+    def _exchange(self, conn: socket.socket, worker: _Worker) -> None:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         uid = int.from_bytes(creds[4:8], sys.byteorder)
         if uid not in (0, os.geteuid()):
@@ -258,7 +254,7 @@ class CniServer:
         self.handover.begin()
         started = time.perf_counter()
         try:
-            code, out, err = self._pool.submit(self._run, header, stdin).result()
+            code, out, err = self._run(header, stdin, worker)
         except Exception as exc:  # execute answers every failure: this is a bug
             log.exception("CNI command failed")
             code, out, err = 1, _internal_error(exc), b""
@@ -300,19 +296,11 @@ class CniServer:
 
     # -- commands -------------------------------------------------------------------------
 
-    def _worker(self) -> _Worker:
-        worker: _Worker | None = getattr(self._local, "worker", None)
-        if worker is None:
-            worker = _Worker(self._ds, self.hostname, self._reaper)
-            self._local.worker = worker
-            with self._workers_lock:
-                self._workers.append(worker)
-        return worker
-
-    def _run(self, header: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+    def _run(self, header: Mapping[str, str], stdin: bytes,
+             worker: _Worker) -> tuple[int, bytes, bytes]:
         env = {name[len(wire.ENV_PREFIX):]: value for name, value in header.items()
                if name.startswith(wire.ENV_PREFIX)}  # fmt: skip
-        host = AgentHost(self, self._worker())
+        host = AgentHost(self, worker)
         code, out = execute(header.get(wire.COMMAND, ""), stdin, env,
                             ipam_only=header.get(wire.IPAM_ONLY) == "1", host=host)
         return code, out.encode(), "".join(host.lines).encode()

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
 import click
@@ -176,25 +175,25 @@ def install_cmd(
     ctx: click.Context, net_name: str, host: str | None, run_dir: str | None, agent: bool,
     bin_dir: str, conf_dir: str,
 ) -> None:
-    """Link the plugins into BIN_DIR and write the configuration into CONF_DIR.
+    """Write the plugins into BIN_DIR and the configuration into CONF_DIR.
+
+    The plugins are small launchers of this installation's interpreter
+    (``cni/launcher.py``), not links to its console scripts: they start faster.
 
     Datastore credentials go into CONF_DIR/10-NAME.credentials (mode 0600),
     never into the configuration itself.
     """
+    from gingham.cni.launcher import ENTRIES, write_launcher
     from gingham.datastore.url import split_credentials
 
     # Everything is checked before the first file is touched.
     name, node = _check_name(net_name), _check_host(host)
     run_dir = _check_run_dir(run_dir)
     public, creds = split_credentials(context_datastore_url(ctx))
-    here = Path(sys.executable).parent
     bins = Path(bin_dir)
     bins.mkdir(parents=True, exist_ok=True)
-    for plugin, script in (("gingham", "gingham-cni"), ("gingham-ipam", "gingham-ipam")):
-        target = bins / plugin
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        os.symlink(here / script, target)
+    for plugin, entry in ENTRIES.items():
+        write_launcher(bins / plugin, entry)
     confs = Path(conf_dir).absolute()
     confs.mkdir(parents=True, exist_ok=True)
     path = confs / f"10-{name}.conflist"

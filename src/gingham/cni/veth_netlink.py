@@ -6,10 +6,10 @@ described there), without running ``ip`` or ``nsenter``:
 - one RTM_NEWLINK from the host's namespace makes the pair, the workload's
   end placed straight into its namespace (IFLA_NET_NS_FD) and the host's end
   here, so a crash can leave both ends or neither;
-- inside the workload's namespace, a netlink socket opened by a short-lived
-  thread that entered it with ``setns`` (a socket stays in the namespace it
-  was opened in; the thread ends without ever coming back, so no thread of
-  the agent is left in the wrong namespace);
+- inside the workload's namespace, a netlink socket opened by the calling
+  thread between two ``setns`` calls, into the workload's namespace and back
+  (a socket stays in the namespace it was opened in); a thread that cannot
+  come back raises ``StrandedThread`` and must end;
 - host-side sysctls through /proc/sys, written by the calling thread, which
   is in the host's namespace.
 
@@ -66,25 +66,24 @@ def _setns(fd: int) -> None:
         raise OSError(code, f"setns: {os.strerror(code)}")
 
 
-def socket_in(netns_fd: int) -> RouteSocket:
-    """A netlink socket in the network namespace of ``netns_fd``."""
-    got: list[RouteSocket | BaseException] = []
+class StrandedThread(BaseException):
+    """This thread could not return to its own network namespace: it must end now (not an
+    Exception, so that no handler meant for a failed command carries on with it)."""
 
-    def enter() -> None:
+
+def socket_in(netns_fd: int, home_fd: int) -> RouteSocket:
+    """A netlink socket in the network namespace of ``netns_fd``, opened by the calling
+    thread, which enters that namespace for the moment it takes and returns to
+    ``home_fd``'s (its own; StrandedThread if it cannot)."""
+    _setns(netns_fd)
+    try:
+        return RouteSocket.open()
+    finally:
         try:
-            _setns(netns_fd)
-            got.append(RouteSocket.open())
-        except BaseException as exc:
-            got.append(exc)
-        # The thread ends here, in the workload's namespace: nothing else ever runs in it.
-
-    thread = threading.Thread(target=enter, name="cni-netns", daemon=True)
-    thread.start()
-    thread.join()
-    result = got[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
+            _setns(home_fd)
+        except OSError as exc:
+            raise StrandedThread(f"cannot return to the host's network namespace: {exc}") \
+                from exc
 
 
 def _failed(what: str, exc: OSError) -> CNIError:
@@ -123,10 +122,12 @@ class NetlinkPlumbing:
 
     def __init__(self, reaper: Reaper | None = None) -> None:
         self._host: RouteSocket | None = None
+        self._home: int | None = None  # the thread's own network namespace
         self._reaper = reaper
 
     def _here(self) -> RouteSocket:
         if self._host is None:
+            self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             self._host = RouteSocket.open()
         return self._host
 
@@ -134,6 +135,9 @@ class NetlinkPlumbing:
         if self._host is not None:
             self._host.close()
             self._host = None
+        if self._home is not None:
+            os.close(self._home)
+            self._home = None
 
     def exists(self, host_if: str) -> bool:
         return interface_exists(host_if)
@@ -176,8 +180,9 @@ class NetlinkPlumbing:
         except OSError as exc:
             raise _failed(f"cannot prepare {host_if} in {netns}", exc) from None
         created = False
+        assert self._home is not None
         try:
-            with socket_in(fd) as inside:
+            with socket_in(fd, self._home) as inside:
                 here.add_veth(container_ifname, host_if, mtu, HOST_MAC, fd)
                 created = True
                 mac = self._inside(inside, container_ifname, addrs)

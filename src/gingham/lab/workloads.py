@@ -73,8 +73,18 @@ def workload_netns(lab: str, namespace: str, name: str) -> str:
     return f"gw-{lab}-{digest}"
 
 
-def cni_binary() -> str:
-    return str(Path(sys.executable).with_name("gingham-cni"))
+def cni_binary(lab: LabState | None = None) -> str:
+    """The plugin as a runtime would run it: the lab's own launcher (written on first use,
+    as `gingham cni install` writes one), or this installation's console script."""
+    if lab is None:
+        return str(Path(sys.executable).with_name("gingham-cni"))
+    from gingham.cni.launcher import write_launcher
+
+    path = labstate.lab_dir(lab.name) / "bin" / "gingham"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_launcher(path, "main")
+    return str(path)
 
 
 def network_config(
@@ -114,7 +124,7 @@ def run_cni(
         RUN_DIR_ENV: lab.run_dir,
     }
     proc = subprocess.run(
-        ["nsenter", f"--net={netns_path(host_netns)}", "--", cni_binary()],
+        ["nsenter", f"--net={netns_path(host_netns)}", "--", cni_binary(lab)],
         input=json.dumps(conf),
         capture_output=True,
         text=True,
