@@ -28,8 +28,11 @@ def lab_group() -> None:
     "--datastore", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True
 )
 @click.option("--subnets", default=1, show_default=True, type=click.IntRange(1, 3))
+@click.option("--fanout/--no-fanout", default=None,
+              help="Agents read the datastore through a fan-out server (gingham fanout serve) "
+                   "[default: with more than 20 hosts].")  # fmt: skip
 @handle_errors
-def up_cmd(lab_name: str, hosts: int, datastore: str, subnets: int) -> None:
+def up_cmd(lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool | None) -> None:
     """Create hosts, fabric, datastore and agents; wait until every agent is ready."""
     from rich.console import Console
 
@@ -37,9 +40,11 @@ def up_cmd(lab_name: str, hosts: int, datastore: str, subnets: int) -> None:
 
     console = Console(stderr=True)
     with console.status("starting lab…") as status:
-        state = lab.up(lab_name, hosts, datastore, subnets, progress=lambda m: status.update(m))
+        state = lab.up(lab_name, hosts, datastore, subnets, progress=lambda m: status.update(m),
+                       fanout=fanout)  # fmt: skip
     console.print(
         f"lab [bold]{state.name}[/] is up: {len(state.hosts)} hosts, datastore {state.datastore}"
+        + (f", agents read through the fan-out server on {state.fanout}" if state.fanout else "")
     )
     console.print(
         "try: gingham workload add default/web --host h1 --serve 80/tcp ; gingham lab status"
@@ -72,11 +77,13 @@ def down_cmd(lab_name: str | None, all_labs: bool) -> None:
 @handle_errors
 def status_cmd(lab_name: str | None, output: str) -> None:
     """Hosts (agent, supervision, readiness, restarts), datastore and workloads."""
+    from gingham.lab import fanout as labfanout
     from gingham.lab import lab
     from gingham.lab import state as labstate
 
     st = labstate.load(labstate.resolve(lab_name))
     hosts = [lab.host_report(st.name, h) for h in st.hosts]
+    fanout = labfanout.report(st)
     workloads: list[dict[str, Any]] = [
         {"namespace": w.namespace, "name": w.name, "host": w.host, "ips": w.ips,
          "labels": w.labels, "interface": w.interface}
@@ -88,6 +95,7 @@ def status_cmd(lab_name: str | None, output: str) -> None:
                 {
                     "name": st.name,
                     "datastore": st.datastore,
+                    "fanout": fanout,
                     "hosts": hosts,
                     "workloads": workloads,
                 },
@@ -98,6 +106,10 @@ def status_cmd(lab_name: str | None, output: str) -> None:
     from gingham.cli.common import print_table
 
     click.echo(f"lab {st.name}, datastore {st.datastore}")
+    if fanout is not None:
+        click.echo(f"fan-out server on {fanout['socket']}: {fanout['state']}, pid "
+                   f"{fanout['pid'] or '-'}, {fanout['restarts']} restart(s), last exit "
+                   f"{_last_exit(fanout)}")  # fmt: skip
     print_table(
         ["HOST", "NETNS", "ADDRESS", "AGENT", "STATE", "READY", "RESTARTS", "LAST EXIT"],
         [

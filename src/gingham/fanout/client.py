@@ -66,7 +66,7 @@ class FanoutClient:
         """What an operator should be told (the agent's /readyz and node status)."""
         if self.status.in_sync or not self.status.last_error:
             return []
-        return [f"reading the datastore through fan-out server {self.path}: "
+        return [f"not in sync with the datastore (read through a fan-out server): "
                 f"{self.status.last_error}"]  # fmt: skip
 
     def fileno(self) -> int:

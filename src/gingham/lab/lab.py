@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gingham.errors import LabError
+from gingham.lab import fanout as labfanout
 from gingham.lab import state as labstate
 from gingham.lab.fabric import build_fabric, check_lab_name, destroy_fabric
 from gingham.lab.netns import delete_netns_prefix, netns_path, spawn_in_netns
@@ -93,6 +94,8 @@ def _start_supervisor(lab: LabState, host: HostState) -> int:
         "--name",
         host.name,
     ]  # no --health-port: FelixConfiguration healthPort may move it (default HEALTH_PORT)
+    if lab.fanout:
+        agent += ["--fanout", lab.fanout]
     argv = [sys.executable, "-m", "gingham.lab.supervisor", "--status", str(status_path),
             "--log", str(log_path), "--", *agent]  # fmt: skip
     with open(log_path, "ab") as log:
@@ -169,8 +172,10 @@ def up(
     subnets: int = 1,
     progress: Progress | None = None,
     make_current: bool = True,
+    fanout: bool | None = None,
 ) -> LabState:
-    """Bring lab ``name`` up; with ``make_current`` plain gingham commands then act on it."""
+    """Bring lab ``name`` up; with ``make_current`` plain gingham commands then act on it;
+    ``fanout``: agents read through a fan-out server (None: above ``AUTO_HOSTS`` hosts)."""
     check_lab_name(name)
     if os.geteuid() != 0:
         raise LabError("a lab needs root (network namespaces)")
@@ -195,6 +200,11 @@ def up(
         lab.datastore, lab.etcd_pids = _start_datastore(name, datastore, directory)
         labstate.save(lab)
         _init_datastore(lab.datastore)
+        if labfanout.wanted(hosts, fanout):
+            say("starting the fan-out server")
+            lab.fanout = str(labfanout.socket_path(name))
+            lab.fanout_supervisor_pid = labfanout.start(lab, gingham_binary())
+            labstate.save(lab)
         for host in lab.hosts:
             say(f"starting agent on {host.name}")
             host.supervisor_pid = _start_supervisor(lab, host)
@@ -300,7 +310,10 @@ def down(name: str) -> list[str]:
         _stop_supervisors(lab.hosts)
         # An agent whose supervisor was killed (-9) runs on, unsupervised.
         _kill_groups([h.agent_pid for h in lab.hosts if _in_netns(h.agent_pid, h.netns)])
+        labfanout.stop(lab, _kill_groups, _wait_gone)
         _kill_groups(lab.etcd_pids)
+    # The fan-out server lives in no lab namespace: found by its marker, state or not.
+    _kill_groups(labfanout.leftovers(name))
     # Whatever is still in a lab namespace (an agent started in the instant its
     # supervisor was killed, before it could record the pid) dies with it.
     removed += delete_netns_prefix(f"gw-{name}-")
@@ -350,6 +363,39 @@ def start_agent(lab_name: str, host_name: str, wait: bool = True) -> None:
     if wait:
         lab = labstate.load(lab_name)
         wait_ready(LabState(**{**lab.__dict__, "hosts": [lab.host(host_name)]}))
+
+
+def stop_fanout(lab_name: str, sig: int = signal.SIGKILL) -> None:
+    """Stop the lab's fan-out server for good, abruptly (fault injection), until
+    :func:`start_fanout`: its supervisor first (SIGKILL), then the server gets ``sig``."""
+    with labstate.modify(lab_name) as lab:
+        if not lab.fanout:
+            raise LabError(f"lab {lab_name} has no fan-out server")
+        pid = labfanout.server_pid(lab)
+        if labfanout.supervised(lab):
+            os.kill(lab.fanout_supervisor_pid, signal.SIGKILL)
+            _wait_gone(lab.fanout_supervisor_pid)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+            _wait_gone(pid)
+        lab.fanout_supervisor_pid = 0
+
+
+def start_fanout(lab_name: str) -> None:
+    """(Re)start the lab's fan-out supervisor, which starts the server."""
+    with labstate.modify(lab_name) as lab:
+        if not lab.fanout:
+            raise LabError(f"lab {lab_name} has no fan-out server")
+        if labfanout.supervised(lab):
+            raise LabError(f"the fan-out server of lab {lab_name} is running under its supervisor")
+        _kill_groups(labfanout.leftovers(lab_name))  # a server whose supervisor was killed
+        lab.fanout_supervisor_pid = labfanout.start(lab, gingham_binary())
+
+
+def kill_fanout(lab_name: str, sig: int = signal.SIGKILL) -> int:
+    """Send ``sig`` to the fan-out server alone, as a crash would; its pid."""
+    return labfanout.kill_server(labstate.load(lab_name), sig)
 
 
 def kill_agent(lab_name: str, host_name: str, sig: int = signal.SIGKILL) -> int:

@@ -84,6 +84,10 @@ class LabState:
     workloads: dict[str, WorkloadState] = field(default_factory=dict)
     etcd_pids: list[int] = field(default_factory=list)
     run_dir: str = ""
+    # The lab's fan-out server (lab/fanout.py): its socket ("" when agents read the
+    # datastore themselves) and its supervisor.
+    fanout: str = ""
+    fanout_supervisor_pid: int = 0
 
     def host(self, name: str) -> HostState:
         for h in self.hosts:
