@@ -75,7 +75,9 @@ def test_many_hosts_tiny_both_modes() -> None:
 @LAB_BENCHES
 def test_cni_tiny() -> None:
     data = run_bench("cni", "--n", "3")
-    assert data["results"]["gingham"]["add"]["n"] == 3
+    rows = data["results"]
+    assert rows["gingham (agent)"]["add"]["n"] == 3 and rows["gingham (direct)"]["add"]["n"] == 3
+    assert rows["gingham (agent)"]["agent_side"]["add"]["n"] == 3  # the agent did them
 
 
 @pytest.mark.integration
@@ -84,6 +86,7 @@ def test_cni_tiny() -> None:
 def test_ttfr_tiny() -> None:
     data = run_bench("ttfr", "--workloads", "4", "--rate", "4", "--policies", "10")
     assert data["failed"] == 0 and data["ttfr"]["n"] == 4
+    assert data["cni_path"] == "agent" and data["ttfr_from_add_start"]["n"] == 4
 
 
 @pytest.mark.integration
