@@ -89,3 +89,57 @@ def test_no_datastore_at_the_configured_path_is_a_clear_error(tmp_path: Path) ->
     assert str(missing) in err["msg"] and "datastore" in err["msg"]
     assert not missing.parent.exists()
     assert os.listdir(tmp_path) == []
+
+
+CLIENT_PROBE = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+before = set(sys.modules)
+from gingham.cni import client, entry
+conf = b'{"cniVersion": "1.0.0", "name": "n", "nodename": "h1", "runDir": "/nonexistent"}'
+answer = client.hand_to_agent("DEL", conf, {"CNI_CONTAINERID": "c1"}, ipam_only=False)
+loaded = sorted(set(sys.modules) - before)
+import json
+print(json.dumps({"answer": answer, "loaded": loaded}))
+"""
+
+
+def test_the_path_to_the_agent_loads_nothing_slow() -> None:
+    """Each of json, re, typing, pathlib, enum, socket and site costs the plugin several
+    milliseconds of a start the runtime waits for; the path to the agent needs none."""
+    src = str(Path(entry_module_file()).resolve().parents[2])
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", CLIENT_PROBE, src],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["answer"] is None  # no agent there
+    slow = {"json", "re", "typing", "pathlib", "enum", "socket", "site", "selectors"}
+    assert not slow & {m.split(".")[0] for m in got["loaded"]}, got["loaded"]
+
+
+def entry_module_file() -> str:
+    import gingham.cni.entry
+
+    return str(gingham.cni.entry.__file__)
+
+
+def test_the_installed_plugin_is_a_launcher_without_site(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gingham.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["--datastore", "sqlite:///nonexistent/x.db", "cni",
+                                      "install", "--bin-dir", str(tmp_path / "bin"),
+                                      "--conf-dir", str(tmp_path / "conf"), "--host", "h1"])
+    assert result.exit_code == 0, result.output
+    plugin = tmp_path / "bin" / "gingham"
+    assert plugin.read_text().splitlines()[0] == f"#!{sys.executable} -IS"
+    assert os.stat(plugin).st_mode & 0o777 == 0o755
+    out = subprocess.run([str(plugin)], env={"CNI_COMMAND": "VERSION"}, capture_output=True,
+                         text=True, timeout=60, check=True).stdout  # fmt: skip
+    assert json.loads(out)["supportedVersions"] == ["0.4.0", "1.0.0", "1.1.0"]
+    # the direct path still finds what it needs (site-packages: here, for nothing missing)
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "n", "nodename": "h1", "agent": False,
+                       "datastore": "etcd://127.0.0.1:1"})
+    proc = subprocess.run([str(plugin)], input=conf, env={"CNI_COMMAND": "DEL",
+                          "CNI_CONTAINERID": "c1"}, capture_output=True, text=True, timeout=60)
+    assert json.loads(proc.stdout)["code"] == 11, proc.stdout + proc.stderr  # httpx was found
