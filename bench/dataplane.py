@@ -11,11 +11,12 @@ on error). Measures, through the real managers, apply step and ``nft``:
 - ``full_sync_local_endpoints``: one transaction programming N local
   workloads (2 chains + 2 verdict-map entries each);
 - ``label_change``, ``endpoint_add_same_policies`` (a workload whose
-  policies an existing workload has: set and map elements only, sent as one
-  nfnetlink batch) and ``endpoint_add_new_policies`` (two new chains: one
-  ``nft -f -``, which re-reads the whole table first): with P policies
-  programmed, from handing the message to the managers to the kernel having
-  applied it, p50/p99 over R repetitions. Target p50 <= 5 ms.
+  policies an existing workload has: set and map elements only) and
+  ``endpoint_add_new_policies`` (two new chains), each one nfnetlink batch of
+  gingham's own encoding (``bench/nft_change.py`` compares that with
+  ``nft -f -``): with P policies programmed, from handing the message to the
+  managers to the kernel having applied it, p50/p99 over R repetitions.
+  Target p50 <= 5 ms.
 
 Defaults: N=10,000, P=1,000, R=200; ``--quick``: N=1,000, P=100, R=50.
 Prints one JSON object.

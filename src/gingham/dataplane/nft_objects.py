@@ -6,6 +6,7 @@ adds the drivers; see that module for the model.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -408,7 +409,9 @@ def normalize_key(parts: Iterable[str]) -> tuple[str, ...]:
     return tuple(_normalize_part(p) for p in parts)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _normalize_part(part: str) -> str:
+    # a resync normalises every element it wants and every one it lists
     p = part.strip()
     if len(p) >= 2 and p[0] == p[-1] == '"':
         return p[1:-1]

@@ -10,6 +10,7 @@ the ids except in set declarations, where nft reads them back to print.
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ class DataType:
 
     def first_last(self, text: str) -> tuple[bytes, bytes]:
         """The inclusive range a value, prefix or ``a-b`` range covers."""
+        return _first_last(self, text)
+
+    def _first_last(self, text: str) -> tuple[bytes, bytes]:
         if self.prefixes and "/" in text:
             addr, _, bits = text.partition("/")
             raw = self.parse(addr)
@@ -95,6 +99,12 @@ class DataType:
         if first > last:
             raise Unsupported(f"empty range {text!r}")
         return first, last
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _first_last(dtype: DataType, text: str) -> tuple[bytes, bytes]:
+    # the same elements are checked and then encoded, and a resync lists them again
+    return dtype._first_last(text)
 
 
 def _addr(version: int) -> Callable[[str], bytes]:
