@@ -178,7 +178,7 @@ def hand_to_agent(
             _note(f"{path} is served by uid {uid}, not root: not used")
             return None
         header = {wire.COMMAND: command, wire.IPAM_ONLY: "1" if ipam_only else "0",
-                  wire.NODE: node, wire.CLIENT_NETNS: _namespace_id("/proc/self/ns/net"),
+                  wire.NODE: node, wire.CLIENT_NETNS: _namespace_id("/proc/thread-self/ns/net"),
                   wire.SANDBOX: _namespace_id(environ.get("CNI_NETNS", "") or "/nonexistent")}
         for name in wire.ENV_NAMES:
             if name in environ:

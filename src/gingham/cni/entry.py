@@ -101,7 +101,10 @@ def execute(command: str, stdin: bytes, env: Mapping[str, str], *, ipam_only: bo
         return 1, json.dumps(internal, separators=(",", ":")) + "\n"
 
 
-def _run(ipam_only: bool) -> int:
+def _run(ipam_only: bool, exit_at_once: bool = False) -> int:
+    """Run the command the environment names; its exit status. ``exit_at_once``: end the
+    process as soon as the agent's answer is out (the interpreter's orderly shutdown
+    costs a millisecond or two the runtime would wait for, and has nothing to do)."""
     command = os.environ.get("CNI_COMMAND", "")
     if command == "VERSION":
         sys.stdout.write(version_text())
@@ -119,6 +122,8 @@ def _run(ipam_only: bool) -> int:
             sys.stderr.flush()
             sys.stdout.buffer.write(out)
             sys.stdout.flush()
+            if exit_at_once:
+                os._exit(code)
             return code
     if sys.flags.no_site:
         import site  # a launcher that skipped it for speed: the direct path needs site-packages
@@ -131,11 +136,12 @@ def _run(ipam_only: bool) -> int:
 
 
 def main() -> int:
-    return _run(ipam_only=False)
+    """``gingham-cni``: for the plugin's own process only (it may end it at once)."""
+    return _run(ipam_only=False, exit_at_once=True)
 
 
 def ipam_main() -> int:
-    return _run(ipam_only=True)
+    return _run(ipam_only=True, exit_at_once=True)
 
 
 if __name__ == "__main__":

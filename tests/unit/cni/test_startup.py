@@ -72,7 +72,7 @@ def test_version_imports_only_the_standard_library() -> None:
 @pytest.mark.parametrize("command", ["DEL", "GC"])
 def test_del_and_gc_do_not_import_pydantic(store: str, command: str) -> None:
     conf = {"cniVersion": "1.1.0", "name": "blue", "type": "gingham", "datastore": store,
-            "nodename": "h1", "ipam": {"type": "gingham-ipam"},
+            "nodename": "h1", "ipam": {"type": "gingham-ipam"}, "agent": False,
             "cni.dev/valid-attachments": []}  # fmt: skip
     got = _probe(conf, command)
     assert got["rc"] == 0, got
@@ -82,7 +82,7 @@ def test_del_and_gc_do_not_import_pydantic(store: str, command: str) -> None:
 def test_no_datastore_at_the_configured_path_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "typo" / "gingham.db"
     conf = {"cniVersion": "1.0.0", "name": "blue", "type": "gingham",
-            "datastore": f"sqlite://{missing}", "nodename": "h1"}  # fmt: skip
+            "datastore": f"sqlite://{missing}", "nodename": "h1", "agent": False}  # fmt: skip
     got = _probe(conf, "DEL")
     err = json.loads(str(got["out"]))
     assert got["rc"] == 1 and err["code"] == 7, err
