@@ -48,7 +48,7 @@ from gingham.cni import wire
 from gingham.cni.entry import execute
 from gingham.cni.host import Addresses, Plumbing, Session, Store
 from gingham.cni.netconf import Invocation
-from gingham.cni.protocol import scrub
+from gingham.cni.protocol import ERR_IO, PluginError, scrub
 from gingham.cni.veth_netlink import NetlinkPlumbing, Reaper, StrandedThread
 from gingham.datastore import open_datastore
 from gingham.datastore.base import Datastore
@@ -117,6 +117,9 @@ class AgentHost:
 
     @contextlib.contextmanager
     def session(self, inv: Invocation) -> Iterator[Session]:
+        if inv.node != self._server.hostname:  # the exchange checked the client's view of it
+            raise PluginError(ERR_IO, f"the agent of {self._server.hostname} was asked to act"
+                              f" for node {inv.node!r}")
         yield self._worker
 
     def log(self, message: str) -> None:
@@ -309,7 +312,7 @@ class CniServer:
 def _internal_error(exc: Exception) -> bytes:
     import json
 
-    from gingham.cni.protocol import DEFAULT_VERSION, ERR_IO
+    from gingham.cni.protocol import DEFAULT_VERSION
 
     doc = {"cniVersion": DEFAULT_VERSION, "code": ERR_IO,
            "msg": f"internal error: {type(exc).__name__}", "details": scrub(str(exc))}
