@@ -248,6 +248,83 @@ def startup_breakdown(reps: int, installed: str) -> dict[str, Any]:
     return {k: round(statistics.median(v) * 1e3, 2) for k, v in times.items()} | {"reps": reps}
 
 
+STAGES = {  # what the agent does for an ADD, in order, and where it is timed
+    "netconf.parse": ("gingham.cni.netconf", "parse"),
+    "namespace check": ("gingham.cni.plugin", "_ensure_namespace"),
+    "IPAM (earlier attempt, allocation)": ("gingham.cni.plugin", "_addresses"),
+    "veth over netlink": ("gingham.cni.veth_netlink", "NetlinkPlumbing.setup"),
+    "endpoint write": ("gingham.cni.plugin", "_write_endpoint"),
+    "whole command": ("gingham.agent.cni_server", "execute"),
+}
+
+
+def agent_stages(n: int, prefix: str, work: Path) -> dict[str, Any]:
+    """The agent's share of an ADD, stage by stage (the same code its CNI socket runs, in
+    this process, timed around each stage: a profile without the client and the socket,
+    and without the agent's loop reacting to the writes)."""
+    import importlib
+    import threading
+
+    from gingham.agent.cni_handover import Handover
+    from gingham.agent.cni_server import CniServer
+
+    host = add_netns(f"{prefix}-st")
+    url = _datastore(work / "stages.db")
+    netns = [add_netns(f"{prefix}-cs{i}") for i in range(n)]
+    times: dict[str, list[float]] = {k: [] for k in STAGES}
+    undo: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
+    for label, (module, name) in STAGES.items():
+        owner: Any = importlib.import_module(module)
+        attr = name
+        if "." in name:
+            cls, attr = name.split(".")
+            owner = getattr(owner, cls)
+        original = getattr(owner, attr)
+
+        def timed(*a: Any, _f: Any = original, _label: str = label, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                times[_label].append(time.perf_counter() - t0)
+
+        setattr(owner, attr, timed)
+        undo.append((owner, attr, original))
+    failure: list[BaseException] = []
+
+    def work_in_host() -> None:  # a thread of its own: it enters the host namespace for good
+        try:
+            _enter(host)()
+            server = CniServer("benchstages", url, work / "run-stages", Handover())
+            try:
+                conf = json.dumps({"cniVersion": "1.0.0", "name": "benchst", "type": "gingham",
+                                   "datastore": url, "nodename": "benchstages", "mtu": 1500,
+                                   "ipam": {"type": "gingham-ipam"}}).encode()
+                for i, ns in enumerate(netns):
+                    header = {"command": "ADD", "ipam": "0", "env:CNI_CONTAINERID": f"st{i}",
+                              "env:CNI_NETNS": netns_path(ns), "env:CNI_IFNAME": "eth0"}
+                    code, out, _ = server.run_here(header, conf)
+                    if code != 0:
+                        raise RuntimeError(out.decode())
+            finally:
+                server.close()
+        except BaseException as exc:
+            failure.append(exc)
+
+    try:
+        thread = threading.Thread(target=work_in_host)
+        thread.start()
+        thread.join()
+    finally:
+        for owner, attr, original in undo:
+            setattr(owner, attr, original)
+        delete_netns_prefix(f"{prefix}-cs")
+        delete_netns(host)
+    if failure:
+        raise failure[0]
+    return {k: summary_ms(v[1:]) for k, v in times.items() if len(v) > 1}  # the first warms up
+
+
 def run(n: int, prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="gingham-bench-cni-") as tmp:
@@ -311,6 +388,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gingham-bench-cni-") as tmp:
         result["gingham_startup_p50_ms"] = startup_breakdown(max(5, n // 10),
                                                              _installed(Path(tmp)))
+    with tempfile.TemporaryDirectory(prefix="gingham-bench-cni-") as tmp:
+        result["agent_add_stages"] = agent_stages(max(10, n // 4), f"ghbst{os.getpid()}",
+                                                  Path(tmp))
     rows = result["results"]
     g = rows["gingham (agent)"]
     bridge = rows.get("bridge+host-local")

@@ -147,6 +147,8 @@ class CniServer:
         self._netns = namespace_id("/proc/self/ns/net")
         self._ds = open_datastore(datastore_url)
         self._reaper = Reaper()
+        self._here = threading.local()  # run_here's workers, by thread
+        self._here_workers: list[_Worker] = []
         self._workers = workers
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -207,6 +209,8 @@ class CniServer:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self._listener is not None:
             self._listener.close()
+        for worker in self._here_workers:
+            worker.plumbing.close()
         self._reaper.close()
         self._ds.close()
 
@@ -298,6 +302,15 @@ class CniServer:
         return ""
 
     # -- commands -------------------------------------------------------------------------
+
+    def run_here(self, header: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+        """Run one request in the calling thread as a worker runs it, past the exchange
+        (for benchmarks and tests: the thread must be in the agent's network namespace)."""
+        worker: _Worker | None = getattr(self._here, "worker", None)
+        if worker is None:
+            worker = self._here.worker = _Worker(self._ds, self.hostname, self._reaper)
+            self._here_workers.append(worker)
+        return self._run(header, stdin, worker)
 
     def _run(self, header: Mapping[str, str], stdin: bytes,
              worker: _Worker) -> tuple[int, bytes, bytes]:
