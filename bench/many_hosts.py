@@ -224,7 +224,8 @@ def make_decoder() -> Any:
     def decode(key: str, value: Any) -> Any:
         if value is None or _not_for_agents(key):
             return decode_one(key, value)
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        # Every agent of a process decoded the same bytes: same key order, same text.
+        text = json.dumps(value, separators=(",", ":"))
         hit = cache.get((key, text))
         if hit is None:
             if len(cache) > 100_000:
@@ -490,6 +491,8 @@ def _run_mode(mode: str, hosts: int, workers: int, per_host: int, policies: int,
             conv.append({
                 "converged": len(got),
                 "all_ms": round(max(lat) * 1e3, 1) if lat else None,
+                # The first host: the fan-out's own delay plus one agent's work.
+                "first_ms": round(min(lat) * 1e3, 1) if lat else None,
                 "p50_ms": round(statistics.median(lat) * 1e3, 1) if lat else None,
                 "p99_ms": round(pct(lat, 0.99) * 1e3, 1) if lat else None,
                 "nft_commands_total": sum(cmds for _, cmds in got.values()),

@@ -116,6 +116,11 @@ class FanoutClient:
                 log.warning("fan-out server %s broke the protocol: %s", self.path, exc)
                 self._lose(f"fan-out protocol error: {exc}")
                 break
+            if len(chunk) < READ_SIZE:
+                # Drained (one delta is one short read): asking again would only
+                # raise BlockingIOError; whatever comes later makes the socket
+                # readable again for the next poll.
+                break
         if read == 0 and self._sock is not None:
             self._check_heard()
         return updates
