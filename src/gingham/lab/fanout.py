@@ -71,7 +71,8 @@ def start(lab: LabState, binary: str) -> int:
     status_path(lab.name).unlink(missing_ok=True)
     env = dict(os.environ, GINGHAM_DATASTORE=lab.datastore, GINGHAM_LAB=lab.name)
     argv = [sys.executable, "-m", _SUPERVISOR, "--status", str(status_path(lab.name)),
-            "--log", str(log_path(lab.name)), "--", binary, "fanout", "serve", "--socket", path]  # fmt: skip
+            "--log", str(log_path(lab.name)), "--what", "fan-out server",
+            "--", binary, "fanout", "serve", "--socket", path]  # fmt: skip
     try:
         with open(log_path(lab.name), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,

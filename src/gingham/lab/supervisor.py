@@ -166,10 +166,12 @@ class Supervisor:
         log_path: str | Path,
         backoff: Backoff,
         stop_timeout: float = STOP_TIMEOUT,
+        what: str = "agent",
     ) -> None:
         if not argv:
             raise ValueError("no command to supervise")
         self.argv = list(argv)
+        self.what = what  # what the log calls the supervised process
         self.status_path = Path(status_path)
         self.log_path = Path(log_path)
         self.backoff = backoff
@@ -232,11 +234,11 @@ class Supervisor:
         while proc.poll() is None and time.monotonic() < deadline:
             self._sleep(min(0.1, deadline - time.monotonic()))
         if proc.poll() is None:
-            self._say(f"agent pid {proc.pid} ignored SIGTERM for {self.stop_timeout:g} s: SIGKILL")
+            self._say(f"{self.what} pid {proc.pid} ignored SIGTERM for {self.stop_timeout:g} s: SIGKILL")
         # Also reaches whatever the agent left in its group.
         self._signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
-        self._say(f"agent pid {proc.pid} stopped ({describe_exit(proc.returncode)})")
+        self._say(f"{self.what} pid {proc.pid} stopped ({describe_exit(proc.returncode)})")
 
     @staticmethod
     def _signal_group(pgid: int, sig: int) -> None:
@@ -253,7 +255,7 @@ class Supervisor:
                 self._save(state=RUNNING, agent_pid=proc.pid, starts=self.status.starts + 1,
                            started_at=time.time(), next_start_at=0.0)  # fmt: skip
                 which = "started" if self.status.starts == 1 else f"restart {self.status.restarts}"
-                self._say(f"agent {which}: pid {proc.pid}")
+                self._say(f"{self.what} {which}: pid {proc.pid}")
                 while proc.poll() is None and not self.stopping:
                     self._sleep(1.0)
                 if self.stopping:
@@ -267,7 +269,7 @@ class Supervisor:
             delay = self.backoff.after_exit(uptime)
             self._save(state=BACKOFF, agent_pid=0, last_exit=ended, last_exit_at=time.time(),
                        last_uptime=round(uptime, 3), next_start_at=time.time() + delay)  # fmt: skip
-            self._say(f"agent ended ({ended}) after {uptime:.1f} s; "
+            self._say(f"{self.what} ended ({ended}) after {uptime:.1f} s; "
                       f"restart {self.status.starts} in {delay:g} s")  # fmt: skip
             deadline = time.monotonic() + delay
             while not self.stopping and time.monotonic() < deadline:
@@ -298,13 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-delay", type=_positive, default=MAX_DELAY)
     parser.add_argument("--reset-after", type=_positive, default=RESET_AFTER)
     parser.add_argument("--stop-timeout", type=_positive, default=STOP_TIMEOUT)
+    parser.add_argument("--what", default="agent", help="what the log calls the process")
     parser.add_argument("command", nargs="+", help="the command, after --")
     args = parser.parse_args(argv)
     try:
         backoff = Backoff(args.initial_delay, args.max_delay, args.reset_after)
     except ValueError as exc:
         parser.error(str(exc))
-    return Supervisor(args.command, args.status, args.log, backoff, args.stop_timeout).run()
+    return Supervisor(args.command, args.status, args.log, backoff, args.stop_timeout,
+                      args.what).run()
 
 
 if __name__ == "__main__":
