@@ -33,6 +33,7 @@ import pytest
 
 from gingham.agent.status import STATUS_FILE
 from gingham.datastore.resources import ResourceStore
+from gingham.lab import fanout as labfanout
 from gingham.lab import lab as labmod
 from gingham.lab import matrix, workloads
 from gingham.lab import state as labstate
@@ -239,3 +240,18 @@ def test_an_etcd_outage_behind_the_server_leaves_agents_static() -> None:
         tools.wait_until(lambda: _other_reaches_server(st), 10, "change after the outage", 0.02)
         figures["change_enforced_after_s_incl_probe"] = round(time.monotonic() - start, 2)
         _report(figures)
+
+
+def test_down_stops_the_server_even_when_the_lab_state_is_lost() -> None:
+    name = tools.lab_name(87)
+    labmod.down(name)
+    try:
+        labmod.up(name, hosts=1, make_current=False, fanout=True)
+        st = labstate.load(name)
+        server = labfanout.server_pid(st)
+        assert server and labfanout.supervised(st)
+        (labstate.lab_dir(name) / "state.json").unlink()  # a crash left no state behind
+    finally:
+        labmod.down(name)
+    assert labfanout.leftovers(name) == []
+    assert not labfanout.is_lab_process(server, name, "fanout serve")
