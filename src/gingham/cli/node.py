@@ -44,9 +44,10 @@ def node_group() -> None:
     "--fanout",
     envvar=FANOUT_ENV,
     default=None,
-    metavar="PATH",
-    help="Read the datastore through the fan-out server on this unix socket (`gingham fanout "
-    f"serve`) instead of watching it directly; writes still go to the datastore [env {FANOUT_ENV}].",
+    metavar="PATH|tls://HOST:PORT?ca=..&cert=..&key=..",
+    help="Read the datastore through a fan-out server (`gingham fanout serve`): its unix socket, "
+    "or its TCP address with mutual TLS (plain TCP is refused); writes still go to the "
+    f"datastore [env {FANOUT_ENV}].",
 )
 @click.pass_context
 def run_cmd(
@@ -62,11 +63,11 @@ def run_cmd(
     from gingham.agent.wiring import LocalOverrides, build_agent
     from gingham.cli.common import resolve_datastore_url
     from gingham.errors import ValidationError
-    from gingham.fanout.address import socket_path
+    from gingham.fanout.address import parse
 
     if fanout:
         try:
-            fanout = socket_path(fanout, "")
+            parse(fanout, "")
         except ValidationError as exc:
             raise click.BadParameter(str(exc), param_hint="--fanout") from None
 

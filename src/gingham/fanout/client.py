@@ -23,11 +23,14 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import time
 
 from gingham.datastore.syncer import SyncStatus
 from gingham.errors import ProtocolError
+from gingham.fanout.address import parse
 from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, FrameDecoder, Update
+from gingham.fanout.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ READ_TIMEOUT = 20.0
 # Per poll, so that a server that never pauses cannot keep one poll (and the
 # list of updates it returns) growing; the rest waits in the socket.
 POLL_BYTES = 16 << 20
+# TCP connect and TLS handshake: the agent's loop waits meanwhile, so briefly.
+CONNECT_TIMEOUT = 2.0
+# Nothing to read now: a plain socket says BlockingIOError, a TLS one SSLWant*Error.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class FanoutClient:
@@ -48,7 +55,11 @@ class FanoutClient:
         max_frame: int = DEFAULT_MAX_FRAME,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
-        self.path = path
+        """``path``: a unix socket, or ``tls://HOST:PORT?ca=&cert=&key=`` (``address.py``);
+        a bad address or unreadable TLS files raise :class:`ValidationError` here."""
+        self.address = parse(path)
+        self.path = str(self.address)  # for messages: no file names of the TLS query
+        self._tls = client_context(self.address.tls) if self.address.tls else None
         self.status = SyncStatus()
         self.retry_interval = retry_interval
         self.max_frame = max_frame
@@ -79,7 +90,7 @@ class FanoutClient:
             time.sleep(min(timeout, self.retry_interval))
             return []
         assert self._sock is not None
-        if timeout > 0:
+        if timeout > 0 and not self._pending():
             ready, _, _ = select.select([self._sock], [], [], timeout)
             if not ready:
                 self._check_heard()
@@ -89,7 +100,7 @@ class FanoutClient:
         while self._sock is not None and read < POLL_BYTES:
             try:
                 chunk = self._sock.recv(READ_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except _WOULD_BLOCK:
                 break
             except OSError as exc:
                 self._lose(f"fan-out connection failed: {exc}")
@@ -116,7 +127,7 @@ class FanoutClient:
                 log.warning("fan-out server %s broke the protocol: %s", self.path, exc)
                 self._lose(f"fan-out protocol error: {exc}")
                 break
-            if len(chunk) < READ_SIZE:
+            if len(chunk) < READ_SIZE and not self._pending():
                 # Drained (one delta is one short read): asking again would only
                 # raise BlockingIOError; whatever comes later makes the socket
                 # readable again for the next poll.
@@ -182,11 +193,9 @@ class FanoutClient:
         if now < self._next_connect:
             return False
         self._next_connect = now + self.retry_interval
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(self.path)
-        except OSError as exc:
-            sock.close()
+            sock = self._open()
+        except OSError as exc:  # ssl.SSLError too: a certificate refused either way
             self.status.last_error = f"cannot reach fan-out server {self.path}: {exc}"
             return False
         sock.setblocking(False)
@@ -196,6 +205,28 @@ class FanoutClient:
         self._snapshot = []
         self._in_snapshot = self._greeted = False
         return True
+
+    def _open(self) -> socket.socket:
+        """A connected socket (TLS: handshake done, the server's certificate checked)."""
+        if self._tls is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.address.path)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        raw = socket.create_connection((self.address.host, self.address.port),
+                                       timeout=CONNECT_TIMEOUT)  # fmt: skip
+        try:
+            return self._tls.wrap_socket(raw, server_hostname=self.address.host)
+        except OSError:
+            raw.close()
+            raise
+
+    def _pending(self) -> bool:
+        """Decrypted bytes a TLS socket holds already (select cannot see them)."""
+        return isinstance(self._sock, ssl.SSLSocket) and self._sock.pending() > 0
 
     def _lose(self, reason: str) -> None:
         self.status.in_sync = False

@@ -43,8 +43,7 @@ import logging
 import os
 import selectors
 import socket
-import stat
-import struct
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -54,20 +53,24 @@ from typing import Any
 from gingham.datastore.base import Datastore
 from gingham.errors import ValidationError
 from gingham.fanout.follower import PROBE_INTERVAL, Follower
+from gingham.fanout.listeners import listen_tcp, listen_unix, peer_credentials
 from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, Update, encode_frames
+from gingham.fanout.tls import HANDSHAKE_TIMEOUT, TLSFiles, peer_name, server_context
 
 log = logging.getLogger(__name__)
 
-_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 DEFAULT_MAX_CLIENTS = 4096
 # A client that hears nothing for a few of these takes the server for hung.
 PING_INTERVAL = 5.0
 _WAKE = object()  # selector data of the follower's pipe
+_TCP = object()  # selector data of the TLS listener (the unix one has None)
+# Nothing to read or write now: a plain socket says BlockingIOError, a TLS one SSLWant*Error.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # A refused client retries every half second or so: say it once in a while, not each time.
 _REFUSAL_LOG_INTERVAL = 10.0
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: clients are kept in sets
 class _Client:
     sock: socket.socket
     pid: int
@@ -76,8 +79,12 @@ class _Client:
     offset: int = 0  # bytes of out[0] already sent
     pending: int = 0  # bytes queued and not yet sent
     greeted: bool = False
+    peer: str = ""  # TLS: address and certificate name ("" on the unix socket)
+    handshake_due: float = 0.0  # TLS: drop the client if still shaking hands then (0: done)
 
     def describe(self) -> str:
+        if self.peer:
+            return self.peer
         return f"pid {self.pid} uid {self.uid}"
 
 
@@ -89,6 +96,7 @@ class ServerStats:
     dropped: int = 0  # clients cut off for falling too far behind
     refused_full: int = 0  # turned away: max_clients reached
     refused_uid: int = 0  # turned away: peer uid not allowed
+    refused_tls: int = 0  # turned away: TLS handshake failed, timed out, or name not allowed
     protocol_errors: int = 0  # clients dropped for sending anything
     polls: int = 0  # the follower's polls of the datastore watch
     batches: int = 0  # of changes from the follower
@@ -98,20 +106,16 @@ class ServerStats:
     bytes_sent: int = 0
 
 
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process that connected ``sock``, as the kernel recorded them."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    pid, uid, gid = _PEERCRED.unpack(raw)
-    return pid, uid, gid
-
-
 class FanoutServer:
     def __init__(
         self,
         datastore: Datastore,
         prefix: str,
-        path: str,
+        path: str | None,
         *,
+        listen: tuple[str, int] | None = None,
+        tls: TLSFiles | None = None,
+        allowed_names: Iterable[str] = (),
         ignore: Callable[[str], bool] = lambda key: False,
         max_buffer: int = 64 << 20,
         max_clients: int = DEFAULT_MAX_CLIENTS,
@@ -130,7 +134,15 @@ class FanoutServer:
         for name, value in (("ping_interval", ping_interval), ("probe_interval", probe_interval)):
             if not value > 0:
                 raise ValidationError(f"must be more than 0 seconds, not {value}", f"fan-out {name}")
+        if path is None and listen is None:
+            raise ValidationError("a unix socket path, a TCP address to listen on, or both",
+                                  "fan-out server")  # fmt: skip
+        if (listen is None) != (tls is None):
+            raise ValidationError("TCP is served with mutual TLS only: give both the address "
+                                  "and the TLS files, or neither", "fan-out server")  # fmt: skip
         self.path = path
+        self.allowed_names = frozenset(allowed_names)
+        self._tls = server_context(tls) if tls is not None else None
         self.max_buffer = max_buffer
         self.max_clients = max_clients
         self.max_frame = max_frame
@@ -147,54 +159,26 @@ class FanoutServer:
         self._refusals_unlogged = 0
         self._accept_paused_until = 0.0
         self._next_ping = time.monotonic() + ping_interval
-        self._listener = self._listen(path)
-        self._inode = os.stat(path).st_ino
-        self.follower = Follower(datastore, prefix, ignore=ignore, probe_interval=probe_interval)
+        self._handshaking: set[_Client] = set()
         self._sel = selectors.DefaultSelector()
-        self._sel.register(self._listener, selectors.EVENT_READ, None)
-        self._sel.register(self.follower.fileno(), selectors.EVENT_READ, _WAKE)
-
-    @staticmethod
-    def _listen(path: str) -> socket.socket:
+        self._listener: socket.socket | None = None
+        self._inode = 0
+        self._tcp: socket.socket | None = None
+        self.tcp_address: tuple[str, int] | None = None  # as bound (port 0: the one chosen)
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise ValidationError("exists and is not a socket; not replacing it", path)
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            # A live server with a full backlog makes connect() wait: that is
-            # a live server too, not a stale file.
-            probe.settimeout(2.0)
-            try:
-                probe.connect(path)
-            except TimeoutError:
-                raise ValidationError("another fan-out server listens on it", path) from None
-            except OSError:
-                os.unlink(path)  # left behind by a server that is gone
-            else:
-                raise ValidationError("another fan-out server is serving on it", path)
-            finally:
-                probe.close()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            # Linux gives the socket file the mode of the socket's inode (less
-            # the umask) at bind(): set 0600 there, so the file never exists
-            # wider, whatever the process umask, and without changing the
-            # umask (process-wide, other threads would see it).
-            os.fchmod(sock.fileno(), 0o600)
-            sock.bind(path)
-            # Should a kernel ignore the fchmod: nobody can connect before
-            # listen(), so narrowing the file here still leaves no window.
-            if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
-                os.chmod(path, 0o600)
-            sock.listen(1024)
-            sock.setblocking(False)
+            if path is not None:
+                self._listener = listen_unix(path)
+                self._inode = os.stat(path).st_ino
+                self._sel.register(self._listener, selectors.EVENT_READ, None)
+            if listen is not None:
+                self._tcp = listen_tcp(*listen)
+                self.tcp_address = self._tcp.getsockname()[:2]
+                self._sel.register(self._tcp, selectors.EVENT_READ, _TCP)
         except BaseException:
-            sock.close()
+            self._close_listeners()
             raise
-        return sock
+        self.follower = Follower(datastore, prefix, ignore=ignore, probe_interval=probe_interval)
+        self._sel.register(self.follower.fileno(), selectors.EVENT_READ, _WAKE)
 
     # -- the loop -----------------------------------------------------------
 
@@ -220,7 +204,10 @@ class FanoutServer:
         now = time.monotonic()
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._accept_paused_until = 0.0
-            self._sel.register(self._listener, selectors.EVENT_READ, None)
+            for listener, data in self._listeners():
+                self._sel.register(listener, selectors.EVENT_READ, data)
+        for c in [c for c in self._handshaking if now >= c.handshake_due]:
+            self._refuse_tls(c, f"no TLS handshake within {HANDSHAKE_TIMEOUT:g} s")
         if now >= self._next_ping:
             self._next_ping = now + self.ping_interval
             self._send_all(encode_frames(Frame("ping", self.revision)), greeted_only=False)
@@ -228,6 +215,8 @@ class FanoutServer:
         for sk, events in self._sel.select(wait):
             if sk.data is None:
                 self._accept()
+            elif sk.data is _TCP:
+                self._accept_tcp()
             elif sk.data is _WAKE:
                 self._on_batches()
             else:
@@ -277,21 +266,102 @@ class FanoutServer:
 
     # -- clients --------------------------------------------------------------
 
-    def _accept(self) -> None:
-        while True:
+    def _listeners(self) -> list[tuple[socket.socket, object]]:
+        out: list[tuple[socket.socket, object]] = []
+        if self._listener is not None:
+            out.append((self._listener, None))
+        if self._tcp is not None:
+            out.append((self._tcp, _TCP))
+        return out
+
+    def _take(self, listener: socket.socket) -> socket.socket | None:
+        """The next connection waiting on ``listener``; None when there is none (or no
+        descriptor left for it: then both listeners rest a second instead of spinning)."""
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            log.warning("fan-out: cannot accept clients: %s; pausing for 1s", exc)
+            for other, _data in self._listeners():
+                with contextlib.suppress(KeyError, ValueError):
+                    self._sel.unregister(other)
+            self._accept_paused_until = time.monotonic() + 1.0
+            return None
+        return sock
+
+    def _accept_tcp(self) -> None:
+        assert self._tcp is not None and self._tls is not None
+        while (sock := self._take(self._tcp)) is not None:
             try:
-                sock, _ = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
-                # Out of descriptors: the listener stays readable, so stop
-                # watching it for a moment instead of spinning on it.
-                log.warning("fan-out: cannot accept clients: %s; pausing for 1s", exc)
-                self._sel.unregister(self._listener)
-                self._accept_paused_until = time.monotonic() + 1.0
-                return
+                host, port = sock.getpeername()[:2]
+                where = f"{host}:{port}"
+            except OSError:
+                sock.close()
+                continue
+            if len(self._clients) >= self.max_clients:
+                # Nothing can be said before the handshake: closed, and counted.
+                self.stats.refused_full += 1
+                self._log_full(0, -1)
+                sock.close()
+                continue
+            sock.setblocking(False)
+            try:
+                tls = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except OSError:
+                sock.close()
+                continue
+            client = _Client(tls, 0, -1, peer=where,
+                             handshake_due=time.monotonic() + HANDSHAKE_TIMEOUT)  # fmt: skip
+            self._clients[tls.fileno()] = client
+            self._handshaking.add(client)
+            self._sel.register(tls, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
+            self.stats.clients = len(self._clients)
+            self._handshake(client)
+
+    def _handshake(self, c: _Client) -> None:
+        sock = c.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._sel.modify(sock, selectors.EVENT_READ, c)
+            return
+        except ssl.SSLWantWriteError:
+            self._sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
+            return
+        except OSError as exc:  # ssl.SSLError: no certificate, another CA's, not TLS at all
+            self._refuse_tls(c, f"TLS handshake failed: {exc}")
+            return
+        self._handshaking.discard(c)
+        c.handshake_due = 0.0
+        name = peer_name(sock)
+        c.peer = f"{c.peer} ({name or 'no common name'})"
+        if self.allowed_names and name not in self.allowed_names:
+            self._refuse_tls(c, f"certificate name {name!r} is not allowed on this fan-out server")
+            return
+        self.stats.accepted += 1
+        log.info("fan-out: TLS client %s", c.peer)
+        if not self.in_sync:
+            self._queue(c, encode_frames(Frame("stale", self.revision, reason=self.stale_reason)))
+        self._flush(c)
+
+    def _refuse_tls(self, c: _Client, reason: str) -> None:
+        self.stats.refused_tls += 1
+        log.warning("fan-out: refused TLS client %s: %s", c.peer, reason)
+        if not c.handshake_due:  # the handshake is done: the client can be told why
+            (data,) = encode_frames(Frame("error", self.revision, reason=reason))
+            with contextlib.suppress(OSError):
+                c.sock.send(data)
+        self._handshaking.discard(c)
+        self._clients.pop(c.sock.fileno(), None)  # never served: not counted as disconnected
+        self._drop(c)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while (sock := self._take(self._listener)) is not None:
             try:
                 pid, uid, _gid = peer_credentials(sock)
             except OSError as exc:
@@ -374,11 +444,13 @@ class FanoutServer:
             self._flush(c)
 
     def _flush(self, c: _Client) -> None:
+        if c.handshake_due:
+            return  # queued until the TLS handshake is done (_handshake flushes)
         while c.out:
             view = memoryview(c.out[0])[c.offset :]
             try:
                 sent = c.sock.send(view)
-            except (BlockingIOError, InterruptedError):
+            except _WOULD_BLOCK:
                 break
             except OSError:
                 self._drop(c)
@@ -393,10 +465,13 @@ class FanoutServer:
         self._sel.modify(c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0), c)
 
     def _on_client(self, c: _Client, events: int) -> None:
+        if c.handshake_due:
+            self._handshake(c)
+            return
         if events & selectors.EVENT_READ:
             try:
                 data: bytes | None = c.sock.recv(4096)
-            except (BlockingIOError, InterruptedError):
+            except _WOULD_BLOCK:
                 data = None
             except OSError:
                 data = b""
@@ -415,6 +490,7 @@ class FanoutServer:
             self._flush(c)
 
     def _drop(self, c: _Client) -> None:
+        self._handshaking.discard(c)
         fd = c.sock.fileno()
         if fd in self._clients:
             del self._clients[fd]
@@ -426,15 +502,22 @@ class FanoutServer:
         c.pending = 0
         self.stats.clients = len(self._clients)
 
+    def _close_listeners(self) -> None:
+        for listener, _data in self._listeners():
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(listener)
+            listener.close()
+        self._tcp = None
+        if self._listener is not None:
+            self._listener = None
+            # Only our own file: a path taken over since is someone else's.
+            with contextlib.suppress(FileNotFoundError):
+                if self.path is not None and os.stat(self.path).st_ino == self._inode:
+                    os.unlink(self.path)
+
     def close(self) -> None:
         for c in list(self._clients.values()):
             self._drop(c)
-        with contextlib.suppress(KeyError, ValueError):
-            self._sel.unregister(self._listener)
-        self._listener.close()
+        self._close_listeners()
         self._sel.close()
         self.follower.close()
-        # Only our own file: a path taken over since is someone else's.
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(self.path).st_ino == self._inode:
-                os.unlink(self.path)

@@ -62,3 +62,11 @@ def test_node_run_refuses_a_tcp_fanout_before_doing_anything(tmp_path: Path) -> 
                           env=env)  # fmt: skip
     assert proc.returncode == 2
     assert "--fanout" in proc.stderr and "TCP is not supported" in proc.stderr
+
+
+def test_serve_refuses_tcp_without_tls(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'g.db'}"
+    proc = subprocess.run([_gingham(), "--datastore", url, "fanout", "serve", "--listen",
+                           "127.0.0.1:5473"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 1
+    assert "mutual TLS only" in proc.stderr
