@@ -17,7 +17,9 @@ command itself, when it is not this agent's to run:
   host's end of the veth is made in the agent's own);
 - ADD or CHECK whose CNI_NETNS is not the namespace the client sees under
   that path (another mount namespace);
-- another datastore than the agent's;
+- another datastore than the agent's, or, for sqlite, a file at the path that
+  is not (or no longer) the one the agent has open (moved, replaced, gone:
+  the plugin on its own then says what it finds there);
 - while the agent's cluster guard leaves the host alone, or the server is
   stopping.
 
@@ -75,6 +77,21 @@ def namespace_id(path: str) -> str:
     except OSError:
         return ""
     return f"{st.st_dev}:{st.st_ino}"
+
+
+def _file_identity(url: str) -> tuple[int, int] | None:
+    """(device, inode) of an sqlite datastore's file; None for other backends or no file."""
+    try:
+        parsed = parse_url(url)
+    except ValidationError:
+        return None
+    if parsed.scheme != "sqlite":
+        return None
+    try:
+        st = os.stat(parsed.path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def same_datastore(a: str, b: str) -> bool:
@@ -146,6 +163,7 @@ class CniServer:
         self._blocked = blocked
         self._netns = namespace_id("/proc/self/ns/net")
         self._ds = open_datastore(datastore_url)
+        self._file = _file_identity(datastore_url)  # None: not sqlite
         self._reaper = Reaper()
         self._here = threading.local()  # run_here's workers, by thread
         self._here_workers: list[_Worker] = []
@@ -299,6 +317,8 @@ class CniServer:
         url = _datastore_of(header, stdin)
         if url and not same_datastore(url, self.datastore_url):
             return "the network configuration names another datastore"
+        if self._file is not None and _file_identity(self.datastore_url) != self._file:
+            return "the datastore file is not the one the agent opened (moved, replaced or gone)"
         return ""
 
     # -- commands -------------------------------------------------------------------------

@@ -107,3 +107,16 @@ def test_the_socket_is_born_private(server: CniServer) -> None:
     finally:
         os.umask(old)
     assert os.stat(server.path).st_mode & 0o777 == 0o600
+
+
+def test_a_datastore_file_moved_away_is_left_to_the_plugin(server: CniServer,
+                                                          tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    db.rename(tmp_path / "away.db")
+    db.mkdir()  # what the plugin on its own calls "no datastore" (CNI 7)
+    try:
+        assert "not the one the agent opened" in server._not_mine(_header(), b"{}")
+    finally:
+        db.rmdir()
+        (tmp_path / "away.db").rename(db)
+    assert server._not_mine(_header(), b"{}") == ""
