@@ -41,6 +41,7 @@ BENCHES: dict[str, tuple[list[str], list[str], bool]] = {
     "many_hosts": (["--changes", "3", "--idle", "3"], ["--quick"], False),
     "many_hosts_etcd": (["--datastore", "etcd", "--changes", "3", "--idle", "3"],
                         ["--quick", "--datastore", "etcd"], False),
+    "fanout_latency": ([], ["--writes", "50"], False),
     "calc": ([], ["--quick"], False),
     "dataplane": ([], ["--quick"], True),
     "nft_change": ([], ["--quick"], True),
@@ -392,16 +393,33 @@ NOTES: dict[str, str] = {
         "endpoint for IP-set membership."
     ),
     "many_hosts": (
-        "Honest limits. The agents of a worker process take turns on one core, so "
-        "convergence across N agents is bounded below by N x (one agent's cost of the "
-        "change) / cores: it measures this machine's CPU as much as the design, and with "
-        "1,000 agents on 2 cores it is about the same with or without the fan-out. What the "
-        "fan-out changes is the idle cost: in `direct` mode every agent polls sqlite on the "
-        "SqliteWatch schedule (every 5-20 ms), which asks for 50,000-200,000 reads a second "
-        "from 1,000 agents; the workers deliver as many as one core allows (the reads/s and "
-        "worker CPU columns) and that polling competes with the agents for the same cores. "
-        "With the fan-out server the datastore has one follower, idle agents cost nothing, "
-        "and a change is encoded once and written to 1,000 sockets (`server` in the JSON)."
+        "What bounds it. The agents of a worker process take turns on one core, so "
+        "convergence across N agents is bounded below by N x (one agent's CPU for the "
+        "change) / cores: it measures this machine's CPU as much as the design. The fan-out's "
+        "own share is small: the server follows the datastore on a thread that the watch "
+        "wakes (no poll interval; `fanout_latency`: a write reaches a client in about 1 ms, "
+        "13 ms with the old 5-20 ms poll), encodes a change once and writes it to 1,000 "
+        "sockets in a few milliseconds (the first host has it processed within about 5 ms: "
+        "'first host'), and idle agents cost nothing but a ping every 5 s. The rest is the "
+        "agents' own work: about 0.3-0.45 ms of CPU per agent and change (the 'worker CPU' "
+        "column over 1,000 agents), so 1,000 agents need at least 150-220 ms of two whole "
+        "cores, and the driver, the server and other work on the machine share them. "
+        "py-spy over 250 simulated agents during policy changes (issue 14): 41 % in the "
+        "dataplane's planning of the change (`dataplane.apply.apply_messages`: managers, "
+        "rendering the chain, building nft objects), 39 % in the calculation graph "
+        "(`CalcGraph.on_update` re-parsing the policy's rules, `flush`), 8 % in the fan-out "
+        "client (reading and decoding the frame), 3 % in the simulation's decode cache; "
+        "py-spy on the server: under 2 ms of CPU per change for 250 clients, the rest of its "
+        "time asleep on the watch. What would move the figure: a cheaper per-agent update of "
+        "a changed policy (calc and dataplane), or more cores; each real host has its own. "
+        "In `direct` mode every agent follows the datastore itself (its own watch and reads)."
+    ),
+    "fanout_latency": (
+        "A datastore write (sqlite, committed) until a fan-out client has decoded the delta, "
+        "writes 50 ms apart so that a polling server would have backed off. Issue 14 "
+        "measured 13.4 ms p50 before (the server polled its syncer every 5 ms after a change, "
+        "backing off to 20 ms) and 1.2 ms after (the follower thread sleeps on the commit "
+        "doorbell and wakes the select loop through a pipe)."
     ),
     "many_hosts_etcd": (
         "The same simulation on a private single-member etcd 3.4 (loopback, JSON gateway). "
@@ -477,12 +495,12 @@ PROPOSALS = (
     "(gingham/datastore/sqlite.py `SqliteWatch.next_batch`: inotify on the `-wal` file, or "
     "a lower `_POLL_MAX`); expected: the 0-20 ms poll delay down to about 1 ms, at the "
     "price of a read per wake-up.",
-    "Many hosts: let agents follow the fan-out server (`gingham.fanout.FanoutClient` has "
-    "the Syncer's `poll`/`status` shape; `Agent.__post_init__` in gingham/agent/daemon.py "
-    "would take it when a fan-out socket is configured, and `gingham lab up` would start "
-    "one server per lab). Measured above with 1,000 agents: idle datastore reads from tens "
-    "of thousands a second (a whole core of polling) to none; convergence is bounded by "
-    "the agents' own CPU on this machine either way.",
+    "Many hosts: agents follow the fan-out server now (`node run --fanout`, the lab above "
+    "20 hosts); convergence over 1,000 simulated agents is bounded by each agent's own CPU "
+    "for a policy change (see the note there). Cheaper per-agent work would move it: "
+    "re-parse and re-render only the rules of a policy that changed (gingham/calc/rules.py "
+    "`parse_rules`, gingham/dataplane/policy.py `render_rules`), and build fewer nft "
+    "objects per planned chain (gingham/dataplane/apply.py `plan`).",
     "CNI: the plugin's imports cost more than the interpreter's start (`python -X "
     "importtime`: `gingham.cni.netconf` alone pulled in `dataclasses` with `inspect`, and "
     "`typing`, about 45 of the 60 ms of imports at the time of this report); plain classes "
@@ -625,19 +643,24 @@ def _figures(name: str, res: dict[str, Any]) -> list[str]:
         out = [f"Cluster: {cl.get('hosts')} hosts, {cl.get('endpoints_per_host')} endpoint(s) per "
                f"host, {cl.get('policies')} policies, datastore {cl.get('datastore')}.", "",
                "| mode | workers | first sync, all agents s | idle datastore reads/s | idle worker CPU % "
-               "| idle server CPU % | idle etcd CPU % | change -> all hosts p50 ms | max ms | per-host p50 ms |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
+               "| idle server CPU % | idle etcd CPU % | change -> all hosts p50 ms | max ms | per-host p50 ms "
+               "| first host p50 ms | worker CPU s per change |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in res.get("results", []):
             i, f = r.get("idle") or {}, r.get("first_sync") or {}
             ch = r.get("changes") or []
             p50h = [c["p50_ms"] for c in ch if c.get("p50_ms") is not None]
             conv = r.get("convergence_all_hosts_ms") or {}
+            first = sorted(c["first_ms"] for c in ch if c.get("first_ms") is not None)
+            cpu = sorted(c["worker_cpu_seconds"] for c in ch if c.get("worker_cpu_seconds") is not None)
             out.append(f"| {r['mode']} | {r['workers']} | {_fmt(f.get('all_seconds'))} | "
                        f"{_fmt(i.get('agent_datastore_polls_per_second'))} | "
                        f"{_fmt(i.get('worker_cpu_percent'))} | {_fmt(i.get('server_cpu_percent'))} | "
                        f"{_fmt(i.get('etcd_cpu_percent'))} | "
                        f"{_fmt(conv.get('p50'))} | {_fmt(conv.get('max'))} | "
-                       f"{_fmt(sorted(p50h)[len(p50h) // 2] if p50h else None)} |")
+                       f"{_fmt(sorted(p50h)[len(p50h) // 2] if p50h else None)} | "
+                       f"{_fmt(first[len(first) // 2] if first else None)} | "
+                       f"{_fmt(cpu[len(cpu) // 2] if cpu else None)} |")
         return out
     flat = _flatten(res)
     out = ["| figure | value |", "|---|---|"]
