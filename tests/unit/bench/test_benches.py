@@ -111,3 +111,10 @@ def test_agent_scale_quick() -> None:
 def test_dataplane_cost_tiny() -> None:
     data = run_bench("dataplane_cost", "--seconds", "1")
     assert set(data["results"]) == {"0", "100", "1000"}
+
+
+def test_fanout_latency_tiny() -> None:
+    data = run_bench("fanout_latency", "--writes", "5", "--gap", "0.01", "--clients", "2")
+    res = data["result"]
+    assert res["writes"] == 5 and res["clients"] == 2
+    assert 0 < res["min_ms"] <= res["p50_ms"] <= res["max_ms"]
