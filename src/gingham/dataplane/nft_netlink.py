@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import errno
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from gingham.dataplane import nft_sets, nft_wire
 from gingham.dataplane import nft_wire as w
+from gingham.dataplane.nft_intervals import rbtree_type
 from gingham.dataplane.nft_objects import (
     Chain,
     Element,
@@ -41,7 +42,6 @@ from gingham.dataplane.nft_objects import (
     classify_error,
     render_op,
 )
-from gingham.dataplane.nft_intervals import rbtree_type
 from gingham.dataplane.nft_rules import RuleCompiler
 from gingham.dataplane.nft_types import Unsupported
 
@@ -283,8 +283,3 @@ def _declared(tx: Transaction, known: Mapping[str, Set | Map], name: str) -> Set
             return obj
     return known.get(name)
 
-
-def iter_sets(tx: Transaction) -> Iterator[tuple[Verb, Set | Map]]:
-    for verb, obj in tx.ops:
-        if isinstance(obj, Set | Map):
-            yield verb, obj

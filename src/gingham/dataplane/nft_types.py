@@ -141,7 +141,6 @@ TYPES: dict[str, DataType] = {t.name: t for t in (
     DataType("ifname", 41, IFNAMSIZ, HOST, _ifname),
     DataType("nf_proto", 2, 1, HOST, lambda s: _uint(1, HOST, _number(s, NFPROTO))),
 )}
-VERDICT_TYPE_ID = 1
 _TYPE_BITS = 6
 
 
