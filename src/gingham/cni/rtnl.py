@@ -46,6 +46,7 @@ NETLINK_EXT_ACK = 11  # errors carry the kernel's message
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_MTU = 4
+IFLA_OPERSTATE = 16
 IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
 IFLA_EXT_MASK = 29
@@ -54,6 +55,7 @@ IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
+IF_OPER_UP = 6
 
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
@@ -111,6 +113,7 @@ def _family(ip: IPAddress) -> int:
 class Link:
     index: int
     mac: str  # "" for a link without a hardware address
+    operational: bool = False  # operstate UP: the kernel has finished bringing it up
 
 
 class RouteSocket:
@@ -187,9 +190,11 @@ class RouteSocket:
 
     # -- links -----------------------------------------------------------------------
 
-    def link(self, name: str) -> Link | None:
-        """The link called ``name``; None if there is none."""
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_IFNAME, _name(name))
+    def link(self, name: str = "", index: int = 0) -> Link | None:
+        """The link called ``name`` (or with ``index``); None if there is none."""
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        if name:
+            body += attr(IFLA_IFNAME, _name(name))
         body += attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
         try:
             replies = self.request(RTM_GETLINK, 0, body)
@@ -199,10 +204,12 @@ class RouteSocket:
             raise
         for mtype, payload in replies:
             if mtype == RTM_NEWLINK:
-                _fam, _type, index, _flags, _change = _IFINFO.unpack_from(payload)
-                address = parse_attrs(payload, _IFINFO.size).get(IFLA_ADDRESS, b"")
-                return Link(index, ":".join(f"{b:02x}" for b in address))
-        raise NetlinkError(errno.EPROTO, f"no link in the answer about {name}")
+                _fam, _type, found, _flags, _change = _IFINFO.unpack_from(payload)
+                attrs = parse_attrs(payload, _IFINFO.size)
+                address = attrs.get(IFLA_ADDRESS, b"")
+                oper = attrs.get(IFLA_OPERSTATE, b"\0")[0]
+                return Link(found, ":".join(f"{b:02x}" for b in address), oper == IF_OPER_UP)
+        raise NetlinkError(errno.EPROTO, f"no link in the answer about {name or index}")
 
     def delete_link(self, name: str) -> bool:
         """Delete ``name`` (a veth takes its peer along); False if there was none."""

@@ -11,7 +11,16 @@ described there), without running ``ip`` or ``nsenter``:
   (a socket stays in the namespace it was opened in); a thread that cannot
   come back raises ``StrandedThread`` and must end;
 - host-side sysctls through /proc/sys, written by the calling thread, which
-  is in the host's namespace.
+  is in the host's namespace;
+- setup returns once the kernel reports both ends operational. Bringing a
+  link up returns before the kernel's link watcher has attached its queueing
+  discipline (a work item, late on a busy host), and until then the link
+  drops what it is asked to send: the host's first ARP request for the new
+  workload, say, which is then retried only a second later. Through the
+  agent, traffic can reach a new workload within milliseconds of ADD (its
+  endpoint is programmed from the agent's own write), so the wait matters:
+  without it about 2 % of new workloads answered their first connection a
+  second late in bench/ttfr.py.
 
 Deleting a veth costs the kernel 10-20 ms (it waits for an RCU grace period
 before it lets the device go), most of a CNI DEL. So DEL's ``teardown`` takes
@@ -34,6 +43,7 @@ import logging
 import os
 import queue
 import threading
+import time
 
 from gingham.cni.plumbing import (
     GATEWAY_V4,
@@ -55,6 +65,9 @@ log = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000
 _libc: ctypes.CDLL | None = None
+# How long setup waits for the kernel to finish bringing the pair up (then it goes on:
+# the link works, a little later).
+OPERATIONAL_WAIT = 1.0
 
 
 def _setns(fd: int) -> None:
@@ -185,9 +198,10 @@ class NetlinkPlumbing:
             with socket_in(fd, self._home) as inside:
                 here.add_veth(container_ifname, host_if, mtu, HOST_MAC, fd)
                 created = True
-                mac = self._inside(inside, container_ifname, addrs)
-            host_sysctls(host_if, any(a.version == 6 for a in addrs))
-            self._host_side(here, host_if, addrs)
+                mac, index = self._inside(inside, container_ifname, addrs)
+                host_sysctls(host_if, any(a.version == 6 for a in addrs))
+                host_index = self._host_side(here, host_if, addrs)
+                _operational([(here, host_index), (inside, index)])
         except BaseException as exc:
             if created or interface_exists(host_if):
                 with contextlib.suppress(OSError):  # the first error wins
@@ -201,7 +215,7 @@ class NetlinkPlumbing:
 
     @staticmethod
     def _inside(inside: RouteSocket, ifname: str,
-                addrs: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> str:
+                addrs: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> tuple[str, int]:
         link = inside.link(ifname)
         if link is None:
             raise CNIError(ERR_IO, f"{ifname} vanished from the workload's namespace")
@@ -215,11 +229,11 @@ class NetlinkPlumbing:
         if any(a.version == 6 for a in addrs):
             inside.add_route(None, link.index, gateway=ipaddress.IPv6Address(GATEWAY_V6),
                              version=6)
-        return link.mac
+        return link.mac, link.index
 
     @staticmethod
     def _host_side(here: RouteSocket, host_if: str,
-                   addrs: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> None:
+                   addrs: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> int:
         link = here.link(host_if)
         if link is None:
             raise CNIError(ERR_IO, f"{host_if} vanished from the host's namespace")
@@ -227,3 +241,20 @@ class NetlinkPlumbing:
         for a in addrs:
             here.add_route(a.ip, link.index, protocol=RTPROT_GINGHAM, replace=True,
                            scope=RT_SCOPE_LINK if a.version == 4 else 0, version=a.version)
+        return link.index
+
+
+def _operational(links: list[tuple[RouteSocket, int]]) -> None:
+    """Wait (at most OPERATIONAL_WAIT) until the kernel reports every link operational."""
+    deadline = time.monotonic() + OPERATIONAL_WAIT
+    pending = list(links)
+    while pending:
+        pending = [(sock, index) for sock, index in pending
+                   if not ((link := sock.link(index=index)) and link.operational)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            log.warning("link(s) %s not operational after %.1f s: going on",
+                        [index for _, index in pending], OPERATIONAL_WAIT)
+            return
+        time.sleep(0.0002)
