@@ -266,3 +266,19 @@ def test_a_del_takes_the_veth_out_of_service_at_once_and_the_reaper_deletes_it(
     got = json.loads(_in_host(host, code))
     assert got == {"routes": [], "gone": True}
     assert json.loads(run_in_netns(wl, ["ip", "-j", "link", "show", "type", "veth"]).stdout) == []
+
+
+def test_the_agents_plumbing_returns_with_both_ends_operational(netns: Make) -> None:
+    """Its contract: nothing sent right after setup is dropped by a link the kernel is
+    still bringing up (on a busy host a lost first ARP request costs a second)."""
+    host, wl = _host(netns), netns("oper")
+    ifname = plumbing.veth_name("ns", "oper")
+    code = (
+        "import json; from gingham.cni.veth_netlink import NetlinkPlumbing; "
+        "from gingham.cni.rtnl import RouteSocket; n = NetlinkPlumbing(); "
+        f"n.setup('/run/netns/{wl}', '{ifname}', ['198.18.0.50/32'], 1400, 'eth0'); "
+        f"print(json.dumps(RouteSocket.open().link('{ifname}').operational))"
+    )
+    assert json.loads(_in_host(host, code)) is True
+    [inside] = json.loads(run_in_netns(wl, ["ip", "-j", "link", "show", "dev", "eth0"]).stdout)
+    assert inside["operstate"] == "UP"
