@@ -69,6 +69,9 @@ def listen_unix(path: str) -> socket.socket:
             os.chmod(path, 0o600)
         sock.listen(1024)
         sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ValidationError(f"cannot listen on it: {exc}", path) from None
     except BaseException:
         sock.close()
         raise

@@ -155,8 +155,8 @@ class FanoutServer:
         self.revision = 0
         self.stale_reason = "no snapshot of the datastore yet"
         self._clients: dict[int, _Client] = {}
-        self._last_refusal_log = 0.0
-        self._refusals_unlogged = 0
+        self._last_refusal_log = self._last_tls_refusal_log = -_REFUSAL_LOG_INTERVAL
+        self._refusals_unlogged = self._tls_refusals_unlogged = 0
         self._accept_paused_until = 0.0
         self._next_ping = time.monotonic() + ping_interval
         self._handshaking: set[_Client] = set()
@@ -350,7 +350,14 @@ class FanoutServer:
 
     def _refuse_tls(self, c: _Client, reason: str) -> None:
         self.stats.refused_tls += 1
-        log.warning("fan-out: refused TLS client %s: %s", c.peer, reason)
+        # A refused agent comes back every half second: said once, then at most every 10 s.
+        now = time.monotonic()
+        self._tls_refusals_unlogged += 1
+        if now - self._last_tls_refusal_log >= _REFUSAL_LOG_INTERVAL:
+            log.warning("fan-out: refused TLS client %s: %s (%d refusal(s) since the last "
+                        "such line)", c.peer, reason, self._tls_refusals_unlogged)  # fmt: skip
+            self._last_tls_refusal_log = now
+            self._tls_refusals_unlogged = 0
         if not c.handshake_due:  # the handshake is done: the client can be told why
             (data,) = encode_frames(Frame("error", self.revision, reason=reason))
             with contextlib.suppress(OSError):

@@ -70,3 +70,14 @@ def test_serve_refuses_tcp_without_tls(tmp_path: Path) -> None:
                            "127.0.0.1:5473"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 1
     assert "mutual TLS only" in proc.stderr
+
+
+def test_serve_says_why_it_cannot_listen(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'g.db'}"
+    with open_datastore(url, create=True):
+        pass
+    proc = subprocess.run([_gingham(), "--datastore", url, "fanout", "serve", "--socket",
+                           str(tmp_path / "no-such-dir" / "f.sock")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot listen on it" in proc.stderr and "Traceback" not in proc.stderr
