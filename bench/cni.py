@@ -339,7 +339,9 @@ def run(n: int, prefix: str) -> dict[str, Any]:
             for i in range(n):
                 for p in plugins:
                     ns = add_netns(f"{prefix}-c{len(containers)}")
-                    cid = f"bench{os.getpid()}-{p.name[:6]}-{i}"
+                    # gingham names the workload after the first 12 characters of the ID
+                    # (no K8S_POD_NAME): each container its own name, so its own veth
+                    cid = f"c{i:05d}-{p.name[:6]}-{os.getpid()}"
                     containers.append((p, ns, cid))
                     p.add.append(p.run("ADD", ns, cid))
             for p, ns, cid in containers:

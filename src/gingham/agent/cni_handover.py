@@ -18,9 +18,15 @@ never stale or lost:
   snapshot would not say "absent" for it. So the keys fed here stay
   "unconfirmed" until the syncer delivers them, and a snapshot that lacks
   one written at or before its revision makes it absent here.
-- While requests are in flight the loop waits on its watch in short slices
-  (``poll_timeout``), so a handed-over write does not sit behind a watch
-  that has nothing to say (etcd's watch is not woken by the write's reply).
+- Commands in flight go first: the loop lets them finish (``settle``, at most
+  ``SETTLE_LIMIT``) before a turn. A command's writes wake the loop's watch
+  while the command is still running, and the loop's turn (calculation, nft)
+  would take the interpreter lock from the command for milliseconds; in
+  turn, the command's writes are queued here by the time it ends, so the
+  loop programs them right after. While a command started since is in
+  flight, the loop waits on its watch in short slices (``poll_timeout``), so
+  a write handed over does not sit behind a watch with nothing to say
+  (etcd's watch is not woken by the write's reply).
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ from dataclasses import dataclass, field
 
 # How long the loop may wait on its watch while a CNI command is in flight.
 BUSY_POLL = 0.002
+# How long the loop lets commands in flight finish before it takes a turn anyway.
+SETTLE_LIMIT = 0.02
 
 Update = tuple[str, Mapping[str, object] | None]
 
 
 @dataclass
 class Handover:
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _idle: threading.Condition = field(default_factory=threading.Condition)
     _queue: list[tuple[str, Mapping[str, object] | None, int]] = field(default_factory=list)
     _in_flight: int = 0
     _unconfirmed: dict[str, int] = field(default_factory=dict)  # key -> revision fed
@@ -45,19 +53,27 @@ class Handover:
     # -- the CNI server's side (any thread) -------------------------------------------
 
     def begin(self) -> None:
-        with self._lock:
+        with self._idle:
             self._in_flight += 1
 
     def end(self) -> None:
-        with self._lock:
+        with self._idle:
             self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.notify_all()
 
     def put(self, key: str, value: Mapping[str, object] | None, revision: int) -> None:
         """``key`` holds ``value`` (None: deleted) since ``revision``."""
-        with self._lock:
+        with self._idle:
             self._queue.append((key, value, revision))
 
     # -- the loop's side (one thread) -----------------------------------------------------
+
+    def settle(self, limit: float = SETTLE_LIMIT) -> None:
+        """Wait until no command is in flight, at most ``limit`` seconds."""
+        with self._idle:
+            if self._in_flight:
+                self._idle.wait_for(lambda: not self._in_flight, limit)
 
     def poll_timeout(self, default: float) -> float:
         if self._queue:
@@ -77,7 +93,7 @@ class Handover:
                 elif snapshot and fed_at <= revision:
                     del self._unconfirmed[key]
                     out.append((key, None))  # gone by the time of the snapshot
-        with self._lock:
+        with self._idle:
             queued, self._queue = self._queue, []
         for key, value, at in queued:
             if at <= revision:

@@ -215,6 +215,7 @@ class Agent:
         was_in_sync = self.syncer.status.in_sync
         timeout = self.poll_timeout
         if self.handover is not None:
+            self.handover.settle()  # CNI commands in flight first (cni_handover.py)
             timeout = self.handover.poll_timeout(timeout)
         updates = self.syncer.poll(timeout)
         received = self.clock()

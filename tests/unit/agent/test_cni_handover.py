@@ -94,3 +94,27 @@ def test_an_old_write_never_undoes_a_newer_state(ds: Datastore, host: Host) -> N
     host.agent.handover.put(key, wep("w1", "198.18.1.5"), written)  # late, and stale
     host.steps(2)
     assert not _programmed(host, "198.18.1.5")
+
+
+def test_the_loop_lets_commands_in_flight_finish_first() -> None:
+    import threading
+    import time
+
+    h = Handover()
+    h.begin()
+    ended: list[float] = []
+
+    def command() -> None:
+        time.sleep(0.005)
+        h.put(KEY, DOC, 7)
+        ended.append(time.monotonic())
+        h.end()
+
+    threading.Thread(target=command).start()
+    h.settle(limit=5.0)
+    settled = time.monotonic()
+    assert ended and ended[0] <= settled  # it waited for the command, not for the limit
+    assert h.take([], 6, snapshot=False) == [(KEY, DOC)]
+    h.begin()
+    h.settle(limit=0.01)  # a command that never ends holds the loop back no longer
+    h.end()
