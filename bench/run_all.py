@@ -470,9 +470,13 @@ NOTES: dict[str, str] = {
         "ms; the exchange is a few hundred bytes over a unix socket, `cni/wire.py`), which "
         "would leave the agent's few milliseconds. DEL through the agent takes the veth down "
         "and leaves the kernel's 10-20 ms deletion of it to a reaper thread, so it is the "
-        "process start plus about a millisecond. The direct path (no agent) pays the "
-        "interpreter with site-packages, ~180 ms of imports (the datastore, IPAM and "
-        "plumbing modules; pydantic-free) and the `ip`/`nsenter` processes."
+        "process start plus a few milliseconds. The direct path (no agent) pays the "
+        "interpreter with site-packages, 90-180 ms of imports (the datastore, IPAM and "
+        "plumbing modules; pydantic-free) and the `ip`/`nsenter` processes. History: until "
+        "2026-12-02 this benchmark gave every container of a gingham row the same workload "
+        "name (the plugin names a workload after the first 12 characters of the container "
+        "ID), so each ADD first deleted the previous container's veth, a synchronous 10-20 "
+        "ms: the 108 ms of issue 14 included it."
     ),
     "propagation": (
         "`open` is exact to about a millisecond (every cell retried every millisecond); "
