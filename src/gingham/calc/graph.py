@@ -98,7 +98,14 @@ from gingham.calc.routing import RoutingCalculator, RoutingView
 from gingham.calc.rules import PROTOCOLS, protocol_number
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
-from gingham.calc.validity import Decode, InvalidReport, LastValidMemory, ValidityFilter, Value
+from gingham.calc.validity import (
+    Decode,
+    InputValue,
+    InvalidReport,
+    LastValidMemory,
+    ValidityFilter,
+    Value,
+)
 from gingham.errors import GinghamError
 from gingham.model import (
     InvalidResource,
@@ -164,7 +171,7 @@ class CalcGraph:
 
     # --- input -------------------------------------------------------------
 
-    def on_update(self, key: InputKey, value: Any) -> None:
+    def on_update(self, key: InputKey, value: InputValue | None) -> None:
         """Apply one update: a resource (or IPAM block), an ``InvalidResource``, or None
         (absent). Keys of kinds the graph does not read are ignored."""
         if key.kind not in _HANDLERS:
