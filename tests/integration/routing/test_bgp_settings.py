@@ -32,7 +32,7 @@ from gingham.lab import lab as labmod
 from gingham.lab import workloads
 from gingham.lab.fabric import Fabric
 from gingham.lab.lab import gingham_binary
-from gingham.lab.netns import run_in_netns, wait_for
+from gingham.lab.netns import add_netns, add_veth, ip_batch, run_in_netns, wait_for
 from gingham.lab.state import LabState
 from gingham.model import parse_resource, to_dict
 from gingham.routing.status import PeerStatus, bgp_status, birdc
@@ -179,6 +179,48 @@ def _communities(path: dict[str, Any]) -> set[str]:
 
 # --- communities, prefix advertisements, service CIDRs -----------------------------------
 
+UNUSED_SERVICE_IP = "198.19.0.77"
+_LOOP_COUNT = f"""\
+table bridge gh_test_loop {{
+  counter svc {{ }}
+  chain forward_count {{
+    type filter hook forward priority 0; policy accept;
+    ip daddr {UNUSED_SERVICE_IP} counter name svc
+  }}
+}}
+"""
+
+
+def _unused_service_ip(fabric: Fabric, source: str) -> tuple[int, str]:
+    """One TCP connection attempt from namespace ``source`` (behind the ToR) to an unused
+    service IP (its SYN and at most one retransmission): how often a packet for it
+    crossed the fabric, and what nc said. (Not from the ToR itself: it would drop the
+    packet coming back with its own source address.)"""
+    counter = ["nft", "-j", "list", "counter", "bridge", "gh_test_loop", "svc"]
+    run_in_netns(fabric.switch, ["nft", "reset", "counter", "bridge", "gh_test_loop", "svc"])
+    proc = run_in_netns(source, ["busybox", "nc", "-w", "2", UNUSED_SERVICE_IP, "80"],
+                        input="", check=False)
+    out = json.loads(run_in_netns(fabric.switch, counter).stdout)["nftables"]
+    crossed = next(int(i["counter"]["packets"]) for i in out if "counter" in i)
+    return crossed, proc.stdout + proc.stderr
+
+
+def _no_table(netns: str, table: str) -> bool:
+    argv = ["nft", "list", "table", "inet", table]
+    return run_in_netns(netns, argv, check=False).returncode != 0
+
+
+def _add_external(fabric: Fabric) -> str:
+    """A namespace behind the router on 203.0.113.0/24 (named under the lab's prefix, so
+    the lab's teardown removes it too)."""
+    ns = add_netns(f"gh-{fabric.lab}-x")
+    add_veth("x0", "eth0", netns=fabric.router, peer_netns=ns)
+    ip_batch(fabric.router, ["addr add 203.0.113.1/24 dev x0", "link set x0 up"])
+    ip_batch(ns, ["addr add 203.0.113.10/24 dev eth0", "link set eth0 up",
+                  "route add default via 203.0.113.1"])
+    return ns
+
+
 
 def test_agents_apply_bgp_settings_seen_by_an_frr_tor(lab_name: str, secrets: Path) -> None:
     """Three hosts, no mesh, one global BGPPeer (with a password) to an FRR ToR.
@@ -186,12 +228,15 @@ def test_agents_apply_bgp_settings_seen_by_an_frr_tor(lab_name: str, secrets: Pa
     The ToR must learn every host's block with the communities the prefix
     advertisements give it (h3's own list replaces the cluster's), and both service
     CIDRs from every host. The ToR also announces a prefix outside every service CIDR
-    (it reaches the hosts' kernels) and one inside the cluster IP range (it reaches
-    BIRD but no host's kernel).
+    (it reaches the hosts' kernels) and one inside each service CIDR (they reach BIRD
+    but no host's kernel). Traffic from behind the ToR to an unused service IP stops
+    at the first host (the agents' loop prevention), and loops once that is off.
+    Per-node logSeverityScreen chooses what each BIRD logs.
     """
     lab = labmod.up(lab_name, hosts=3, subnets=1, make_current=False)
     fabric = Fabric.from_dict(lab.fabric)
     hosts = {h.name: h for h in fabric.hosts}
+    outside = _add_external(fabric)  # OUTSIDE, which the ToR announces
     password = secrets / "tor.pass"
     _write_password(password, "tor-secret-1")
     _apply(lab.datastore, _pool())
@@ -275,6 +320,23 @@ def test_agents_apply_bgp_settings_seen_by_an_frr_tor(lab_name: str, secrets: Pa
             assert not kernel.keys() & set(inside_services), (h.name, kernel)
             # the host's own service CIDRs are BIRD's blackholes, never the kernel's
             assert CLUSTER_IPS not in kernel and EXTERNAL_IPS not in kernel, (h.name, kernel)
+
+        # An unused cluster IP: the ToR routes it to a host (it learnt the CIDR from all
+        # of them), the host has no route for it but its default, back to the ToR. The
+        # agents' loop prevention drops it at the first host; with serviceLoopPrevention
+        # Disabled it goes round until its TTL runs out.
+        router_route = ["ip", "route", "show", CLUSTER_IPS, "proto", "bgp"]
+        assert wait_for(lambda: run_in_netns(fabric.router, router_route).stdout.strip(), 15,
+                        0.3)
+        run_in_netns(fabric.switch, ["nft", "-f", "-"], input=_LOOP_COUNT)
+        crossed, said = _unused_service_ip(fabric, outside)
+        assert 1 <= crossed <= 2 and "timed out" in said, (crossed, said)
+        _apply(lab.datastore, _resource("FelixConfiguration", "default",
+                                        serviceLoopPrevention="Disabled"))
+        for h in fabric.hosts:
+            assert wait_for(partial(_no_table, h.netns, "gingham-svc"), 15, 0.3), h.name
+        crossed, _ = _unused_service_ip(fabric, outside)
+        assert crossed >= 20, crossed
 
         # logSeverityScreen per node: h3 Debug (protocol traces), h1 Warning (no info
         # messages), h2 the cluster's Info
