@@ -341,7 +341,7 @@ NETWORK: Final[dict[str, dict[str, Support]]] = {
             "that no DNAT rewrote is dropped, or rejected with an ICMP unreachable, in table "
             "inet gingham-svc; Disabled: no such rule",
             FELIX + "test_service_loop_prevention_reaches_the_service_loop_message",
-            LOOP + "test_unused_service_ip_does_not_loop"),
+            LOOP + "test_unused_service_ip_does_not_loop", TOR_SETTINGS),
         "allowVXLANPacketsFromWorkloads": effect(
             "false (the default, as in Calico): UDP packets a workload sends to the VXLAN port "
             "(vxlanPort) are dropped before policy and conntrack, whatever their destination; "
