@@ -37,7 +37,7 @@ from gingham.lab.state import LabState
 from gingham.model import parse_resource, to_dict
 from gingham.routing.status import PeerStatus, bgp_status, birdc
 
-from .frr import Neighbor, bgpd_config, frr_available, frr_router
+from .frr import FrrRouter, Neighbor, bgpd_config, frr_available, frr_router
 
 pytestmark = [
     pytest.mark.integration,
@@ -165,7 +165,7 @@ def _bird_log(lab: LabState, host: str) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _frr_paths(tor: Any, prefix: str, family: str = "ipv4") -> dict[str, dict[str, Any]]:
+def _frr_paths(tor: FrrRouter, prefix: str, family: str = "ipv4") -> dict[str, dict[str, Any]]:
     """FRR's paths to ``prefix`` by the peer they came from."""
     doc = tor.json(f"show bgp {family} unicast {prefix}")
     return {p["peer"]["peerId"]: p for p in doc.get("paths") or [] if "peer" in p}
@@ -219,7 +219,6 @@ def _add_external(fabric: Fabric) -> str:
     ip_batch(ns, ["addr add 203.0.113.10/24 dev eth0", "link set eth0 up",
                   "route add default via 203.0.113.1"])
     return ns
-
 
 
 def test_agents_apply_bgp_settings_seen_by_an_frr_tor(lab_name: str, secrets: Path) -> None:
@@ -382,9 +381,10 @@ def test_listen_ports_and_passwords_decide_which_sessions_come_up(
     whose file starts group-readable; the ToR (FRR, listening on 1179 only, passive,
     password ``right`` for h1 and h2, none for h3) is peered by h1 (port 1179, right
     password), h2 (port 1179, wrong password) and h3 (no port: 179); h1 also has a peer
-    whose password file is missing. Only h1's ToR session comes up; the rest stay down, and the agents say why
-    where they know it (a file they cannot use). Repairing the files and h3's port
-    brings every session up without restarting anything."""
+    whose password file is missing. Only h1's ToR session comes up; the rest stay down,
+    and the agents say why where they can know it (a file they cannot use), BIRD's
+    status where they cannot. Repairing h3's port and then the files brings every
+    session up without restarting anything."""
     lab = labmod.up(lab_name, hosts=3, subnets=1, make_current=False)
     fabric = Fabric.from_dict(lab.fabric)
     gateway = fabric.hosts[0].gateway
@@ -499,7 +499,6 @@ def test_listen_ports_and_passwords_decide_which_sessions_come_up(
 
 # --- IPv6 ---------------------------------------------------------------------------------
 
-UNDERLAY6 = "2001:db8:ffff::/64"
 POOL6 = "2001:db8:1::/64"
 OUTSIDE6 = "2001:db8:ff::/64"  # behind the router
 
