@@ -67,6 +67,7 @@ from gingham.datastore.base import Datastore
 from gingham.datastore.cluster import cluster_id_of
 from gingham.datastore.syncer import Syncer
 from gingham.errors import GinghamError, Unavailable
+from gingham.ipam import keys as ipam_keys
 from gingham.model import Resource, to_dict
 
 log = logging.getLogger(__name__)
@@ -371,5 +372,5 @@ class Agent:
 def _not_for_agents(key: str) -> bool:
     """Keys whose changes no agent acts on: other agents' chatter would wake everyone."""
     if key.startswith(keys.IPAM):
-        return not key.startswith(keys.IPAM + "blocks/")
+        return not key.startswith(ipam_keys.BLOCKS)
     return key.startswith((keys.STATUS, keys.LIVENESS))

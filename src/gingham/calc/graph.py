@@ -114,14 +114,15 @@ from gingham.model import (
     k8s_policy_to_calico,
     namespace_to_profile,
 )
+from gingham.names import (
+    NAMESPACE_LABEL,
+    NAMESPACE_PROFILE_PREFIX,
+    ORCHESTRATOR_LABEL,
+    SERVICE_ACCOUNT_LABEL,
+    SERVICE_ACCOUNT_NAME_LABEL,
+)
 
 log = logging.getLogger(__name__)
-
-NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
-ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
-SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
-SERVICE_ACCOUNT_NAME_LABEL: Final = "pcsa.projectcalico.org/name"
-NAMESPACE_PROFILE_PREFIX: Final = "kns."
 
 EndpointKey = Hashable  # WorkloadEndpointID for workloads, the name (str) for host endpoints
 
