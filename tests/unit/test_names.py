@@ -50,21 +50,8 @@ DERIVED = {"pcsa.projectcalico.org/name"}
 # The route protocol number: an int anywhere else is a second definition.
 ROUTE_PROTOCOL = 201
 
-# Spellings left in modules another part of issue 13 is still editing; remove an
-# entry when its module imports the name instead, and the test holds the line.
-KNOWN: set[tuple[str, str]] = {
-    ("gingham/agent/daemon.py", "blocks/"),  # ipam.keys.BLOCKS
-    ("gingham/calc/graph.py", "projectcalico.org/namespace"),
-    ("gingham/calc/graph.py", "projectcalico.org/orchestrator"),
-    ("gingham/calc/graph.py", "projectcalico.org/serviceaccount"),
-    ("gingham/calc/graph.py", "pcsa.projectcalico.org/name"),
-    ("gingham/calc/graph.py", "kns."),
-    ("gingham/calc/messages.py", "gh"),  # names.WORKLOAD_INTERFACE_PREFIX
-    ("gingham/dataplane/layout.py", "gh"),
-    ("gingham/cli/node.py", "GINGHAM_RUN_DIR"),  # hostfiles.RUN_DIR_ENV / run_dir()
-    ("gingham/cli/node.py", "/run/gingham"),  # hostfiles.DEFAULT_RUN_DIR
-    ("gingham/routing/bird.py", "/run/gingham"),
-}
+# Spellings allowed outside their owner, (module, value): none left.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _docstrings(tree: ast.Module) -> set[int]:

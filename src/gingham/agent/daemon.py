@@ -61,12 +61,14 @@ from gingham.agent.metrics import AgentMetrics
 from gingham.agent.node import HostAddresses
 from gingham.calc.felix import HostSupport
 from gingham.calc.inputs import InputKey, ResourceKey
-from gingham.calc.validity import InvalidReport
+from gingham.calc.messages import Message
+from gingham.calc.validity import InputValue, InvalidReport, Value
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore
 from gingham.datastore.cluster import cluster_id_of
 from gingham.datastore.syncer import Syncer, SyncStatus
 from gingham.errors import GinghamError, Unavailable
+from gingham.ipam import keys as ipam_keys
 from gingham.model import Resource, to_dict
 
 log = logging.getLogger(__name__)
@@ -77,14 +79,14 @@ MTU_PROBE_INTERVAL = 30.0
 
 
 class Calc(Protocol):
-    def on_update(self, key: InputKey, value: Any) -> None: ...
+    def on_update(self, key: InputKey, value: InputValue | None) -> None: ...
     def on_in_sync(self) -> None: ...
     def set_underlay_mtu(self, mtu: int | None) -> None: ...
     def set_host_support(self, support: HostSupport) -> None: ...
     def wanted_capabilities(self) -> frozenset[str]: ...
-    def flush(self) -> list[Any]: ...
+    def flush(self) -> list[Message]: ...
     def invalid_resources(self) -> Mapping[InputKey, InvalidReport]: ...
-    def last_valid(self, key: InputKey) -> Any: ...
+    def last_valid(self, key: InputKey) -> Value | None: ...
 
 
 class UpdateSource(Protocol):
@@ -105,7 +107,7 @@ class Retaining(Protocol):
 class Plane(Protocol):
     """Something that turns calculation messages into kernel state."""
 
-    def apply(self, messages: Sequence[Any]) -> None: ...
+    def apply(self, messages: Sequence[Message]) -> None: ...
 
 
 @runtime_checkable
@@ -161,7 +163,7 @@ class Agent:
     addresses: HostAddresses
     calc: Calc
     # (datastore key, stored value) -> (typed key, typed value), or None: not for the graph.
-    decode: Callable[[str, Any], tuple[InputKey, Any] | None]
+    decode: Callable[[str, object], tuple[InputKey, InputValue | None] | None]
     # Each gets every batch of messages, in this order (policy, routing, BGP).
     planes: list[Plane]
     notice_sources: list[Callable[[], Sequence[str]]] = field(default_factory=list)
@@ -205,7 +207,7 @@ class Agent:
         self._next_mtu_probe = 0.0
         self._next_capability_probe = 0.0
         # Batches a plane has not seen because one before it failed, by plane index.
-        self._backlog: dict[int, list[Any]] = {}
+        self._backlog: dict[int, list[Message]] = {}
 
     def step(self) -> None:
         """One turn of the loop: read what changed, compute, program."""
@@ -273,7 +275,7 @@ class Agent:
         self.metrics.in_sync.set(1)
         self._report()
 
-    def _apply(self, messages: list[Any]) -> bool:
+    def _apply(self, messages: list[Message]) -> bool:
         """Every plane in order; False when one failed (the later ones keep the batch)."""
         for i, plane in enumerate(self.planes):
             batch = self._backlog.pop(i, []) + messages
@@ -303,7 +305,7 @@ class Agent:
         self.state.capabilities = caps
         self.calc.set_host_support(caps.support())
 
-    def _feed(self, key: str, value: Any) -> None:
+    def _feed(self, key: str, value: object) -> None:
         """One update into the graph; a bad one costs that key only."""
         if key == keys.CLUSTER:
             self._cluster_id = cluster_id_of(value)
@@ -399,5 +401,5 @@ class Agent:
 def _not_for_agents(key: str) -> bool:
     """Keys whose changes no agent acts on: other agents' chatter would wake everyone."""
     if key.startswith(keys.IPAM):
-        return not key.startswith(keys.IPAM + "blocks/")
+        return not key.startswith(ipam_keys.BLOCKS)
     return key.startswith((keys.STATUS, keys.LIVENESS))

@@ -18,6 +18,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from gingham.calc.inputs import BlockKey, InputKey, IPAMBlock, ResourceKey
+from gingham.calc.validity import InputValue
 from gingham.datastore import keys
 from gingham.datastore.base import Undecodable
 from gingham.ipam import keys as ipam_keys
@@ -52,18 +53,20 @@ def datastore_key(key: InputKey) -> str:
     return keys.resource_key(key.kind, key.name, key.namespace)
 
 
-def decode_value(key: InputKey, value: Any) -> Any:
+def decode_value(key: InputKey, value: object) -> InputValue | None:
     """What is stored under ``key``, typed; never raises on bad data."""
     if value is None:
         return None
     if isinstance(value, Undecodable):
         return InvalidResource(f"not a JSON object: {value.reason}")
+    if not isinstance(value, Mapping):
+        return InvalidResource(f"not a JSON object: a {type(value).__name__}")
     if isinstance(key, BlockKey):
         return _block(key, value)
     return _resource(key, value)
 
 
-def decode(key: str, value: Any) -> tuple[InputKey, Any] | None:
+def decode(key: str, value: object) -> tuple[InputKey, InputValue | None] | None:
     """One datastore update for the graph, or None when the graph does not read ``key``."""
     typed = decode_key(key)
     if typed is None:
@@ -82,7 +85,7 @@ def decode_resource(key: str, value: Any) -> Any:
     return decode_value(typed, value)
 
 
-def _resource(key: InputKey, value: Any) -> Any:
+def _resource(key: InputKey, value: Mapping[str, Any]) -> InputValue:
     """A valid document stored under another kind's, name's or namespace's key is invalid
     too: the graph takes identities from keys. Whether an invalid document counts as
     its last valid version, a quarantine or absent is the graph's decision
@@ -100,7 +103,7 @@ def _resource(key: InputKey, value: Any) -> Any:
     return resource
 
 
-def _block(key: BlockKey, value: Any) -> Any:
+def _block(key: BlockKey, value: Mapping[str, Any]) -> InputValue:
     from gingham.ipam.info import block_info
 
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from gingham.agent.metrics import AgentMetrics
 from gingham.calc import messages as m
@@ -32,7 +31,7 @@ batch, or ``nft -f -`` for what the encoder does not know: counted in
         self.metrics = metrics
         self._endpoints: set[m.WorkloadEndpointID] = set()
 
-    def apply(self, messages: Sequence[Any]) -> None:
+    def apply(self, messages: Sequence[m.Message]) -> None:
         for msg in messages:
             if isinstance(msg, m.WorkloadEndpointUpdate):
                 self._endpoints.add(msg.endpoint_id)
@@ -69,7 +68,7 @@ batch, or ``nft -f -`` for what the encoder does not know: counted in
         return lines
 
 
-def describe(messages: Sequence[Any], limit: int = 8) -> str:
+def describe(messages: Sequence[m.Message], limit: int = 8) -> str:
     """What a batch changes, by workload and policy name, for the agent's log."""
     names: list[str] = []
     for msg in messages:

@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from gingham.calc.messages import ConfigUpdate, Listener, LogSeverity
+from gingham.calc.messages import ConfigUpdate, Listener, LogSeverity, Message
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class AgentSettings:
         self.health = self._bind(at, probes=True)
         self.health_at = at
 
-    def apply(self, messages: Sequence[Any]) -> None:
+    def apply(self, messages: Sequence[Message]) -> None:
         for msg in messages:
             if isinstance(msg, ConfigUpdate):
                 self._config = msg

@@ -98,7 +98,14 @@ from gingham.calc.routing import RoutingCalculator, RoutingView
 from gingham.calc.rules import PROTOCOLS, protocol_number
 from gingham.calc.scanner import RuleScanner
 from gingham.calc.sequencer import Sequencer
-from gingham.calc.validity import Decode, InvalidReport, LastValidMemory, ValidityFilter, Value
+from gingham.calc.validity import (
+    Decode,
+    InputValue,
+    InvalidReport,
+    LastValidMemory,
+    ValidityFilter,
+    Value,
+)
 from gingham.errors import GinghamError
 from gingham.model import (
     InvalidResource,
@@ -107,14 +114,15 @@ from gingham.model import (
     k8s_policy_to_calico,
     namespace_to_profile,
 )
+from gingham.names import (
+    NAMESPACE_LABEL,
+    NAMESPACE_PROFILE_PREFIX,
+    ORCHESTRATOR_LABEL,
+    SERVICE_ACCOUNT_LABEL,
+    SERVICE_ACCOUNT_NAME_LABEL,
+)
 
 log = logging.getLogger(__name__)
-
-NAMESPACE_LABEL: Final = "projectcalico.org/namespace"
-ORCHESTRATOR_LABEL: Final = "projectcalico.org/orchestrator"
-SERVICE_ACCOUNT_LABEL: Final = "projectcalico.org/serviceaccount"
-SERVICE_ACCOUNT_NAME_LABEL: Final = "pcsa.projectcalico.org/name"
-NAMESPACE_PROFILE_PREFIX: Final = "kns."
 
 EndpointKey = Hashable  # WorkloadEndpointID for workloads, the name (str) for host endpoints
 
@@ -164,7 +172,7 @@ class CalcGraph:
 
     # --- input -------------------------------------------------------------
 
-    def on_update(self, key: InputKey, value: Any) -> None:
+    def on_update(self, key: InputKey, value: InputValue | None) -> None:
         """Apply one update: a resource (or IPAM block), an ``InvalidResource``, or None
         (absent). Keys of kinds the graph does not read are ignored."""
         if key.kind not in _HANDLERS:

@@ -43,6 +43,7 @@ from gingham.calc.routing_types import (
     HostInfo,
     PoolInfo,
 )
+from gingham.names import WORKLOAD_INTERFACE_PREFIX
 
 IPSetKind = Literal["net", "net-port"]
 Action = Literal["allow", "deny", "pass", "log"]
@@ -353,7 +354,7 @@ class ConfigUpdate:
     endpoint_to_host_action: EndpointToHostAction = "Drop"
     failsafe_inbound: tuple[FailsafePort, ...] = DEFAULT_FAILSAFE_INBOUND
     failsafe_outbound: tuple[FailsafePort, ...] = DEFAULT_FAILSAFE_OUTBOUND
-    interface_prefixes: tuple[str, ...] = ("gh",)
+    interface_prefixes: tuple[str, ...] = (WORKLOAD_INTERFACE_PREFIX,)
     """Workload interfaces start with one of these (interfacePrefix)."""
     vxlan_port: int = VXLAN_PORT
     """The UDP port of VXLAN, which workloads may not send to unless allowed."""

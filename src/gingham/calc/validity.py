@@ -102,6 +102,8 @@ class InvalidReport:
 
 Change = tuple[InputKey, Any]  # (key, effective resource or None)
 Value = Resource | IPAMBlock
+# What the agent's decoder hands the graph for a key (None: absent).
+InputValue = Value | InvalidResource
 # How a remembered document is read back: the agent's decoder (model resources,
 # IPAM blocks); without one, resources through the model and no blocks.
 Decode = Callable[[InputKey, Mapping[str, Any]], Any]

@@ -195,10 +195,13 @@ def _print_bgp(host: str, run_dir: Path, output: str) -> None:
 
 
 def _run_dir_for(host: str) -> Path:
-    """Where the host's agent keeps BIRD: GINGHAM_RUN_DIR, else the current lab's, else /run/gingham."""
+    """Where the host's agent keeps BIRD: $GINGHAM_RUN_DIR, else the current lab's, else the
+    default run directory."""
 
-    if os.environ.get("GINGHAM_RUN_DIR"):
-        return Path(os.environ["GINGHAM_RUN_DIR"])
+    from gingham.hostfiles import DEFAULT_RUN_DIR, RUN_DIR_ENV
+
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
     from gingham.errors import LabError
     from gingham.lab import state as labstate
 
@@ -210,4 +213,4 @@ def _run_dir_for(host: str) -> Path:
             return Path(lab.run_dir)
         except LabError:
             pass
-    return Path("/run/gingham")
+    return DEFAULT_RUN_DIR

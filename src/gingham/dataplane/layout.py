@@ -89,10 +89,11 @@ from dataclasses import dataclass
 
 from gingham.calc.messages import FailsafePort, PolicyID
 from gingham.dataplane import nft
+from gingham.names import NFT_TABLE, WORKLOAD_INTERFACE_PREFIX
 
 FAMILY = "inet"
-TABLE = "gingham"
-DEFAULT_PREFIXES: tuple[str, ...] = ("gh",)
+TABLE = NFT_TABLE
+DEFAULT_PREFIXES: tuple[str, ...] = (WORKLOAD_INTERFACE_PREFIX,)
 """Workload interface prefixes when FelixConfiguration names none (as the model's default)."""
 
 PASS_MARK = 0x1000

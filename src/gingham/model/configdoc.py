@@ -173,7 +173,7 @@ def _describe(row: FieldRow) -> str:
         if s.instead:
             text += f". What to do: {s.instead}"
     if s.status == "reported":
-        text += f". Needs {s.needs} (not yet reported per host)"
+        text += f". Needs {s.needs}"
     if s.limit is not None:
         text += ". Other values are refused (see the message)"
     return text + ("" if text.endswith(".") else ".")
@@ -255,9 +255,10 @@ def render() -> str:
         "Status:",
         "",
         "- **effect**: gingham acts on the field; *tested in* names the tests that show it.",
-        "- **effect (host)**: the same, where the host can: the field needs a kernel",
-        "  module or program, named in the row (per-host reporting of a missing one is",
-        "  still to come).",
+        "- **effect (host)** (*reported* in the counts): the same, where the host can: the",
+        "  field needs a kernel module or program, named in the row. Each agent probes",
+        "  its host and reports a missing one, with the settings not in effect there,",
+        "  in `gingham node status --agent`, `/readyz` and `gingham_host_capability`.",
         "- **recorded**: information about the object (bookkeeping, identification),",
         "  kept and shown as written; not a setting.",
         "- **planned**: gingham has the feature but does not read this setting yet. Until",
@@ -279,8 +280,8 @@ def render() -> str:
         *[f"| {s} | {tally.get(s, 0)} |" for s in STATUSES],
         f"| total | {sum(tally.values())} |",
         "",
-        f"Planned (refused today, to be wired): {', '.join(planned)}.",
-        "",
+        *([f"Planned (refused today, to be wired): {', '.join(planned)}.", ""]
+          if planned else []),
     ]
     for part in parts:
         out += [f"## {part.title}", ""]

@@ -151,7 +151,7 @@ NETWORK: Final[dict[str, dict[str, Support]]] = {
                                      TOR_SETTINGS)},
     "Community": {
         "name": reported("the name prefixAdvertisements use", _BIRD,
-                         BIRD + "test_communities_on_advertised_prefixes"),
+                         BIRD + "test_communities_on_advertised_prefixes", TOR_SETTINGS),
         "value": reported("a standard (aa:nn) or large (aa:nn:mm) community", _BIRD,
                           BIRD + "test_communities_on_advertised_prefixes", TOR_SETTINGS),
     },
@@ -233,7 +233,8 @@ NETWORK: Final[dict[str, dict[str, Support]]] = {
                               "VXLAN underlay, BGP sessions",
                               STATIC + "test_one_subnet_direct_routes_no_encapsulation"),
         "ipv6Address": effect("the host's IPv6 underlay address and subnet",
-                              BGP + "test_ipv6_underlay_direct_routes_then_bgp"),
+                              BGP + "test_ipv6_underlay_direct_routes_then_bgp",
+                              BGPSET + "test_ipv6_peer_on_its_own_port"),
         "asNumber": reported("this host's AS number (overrides BGPConfiguration's)", _BIRD,
                              BIRD + "test_as_override_makes_ebgp_and_mesh_can_be_switched_off"),
         "routeReflectorClusterID": reported("makes the host a route reflector of this cluster",
@@ -340,7 +341,7 @@ NETWORK: Final[dict[str, dict[str, Support]]] = {
             "that no DNAT rewrote is dropped, or rejected with an ICMP unreachable, in table "
             "inet gingham-svc; Disabled: no such rule",
             FELIX + "test_service_loop_prevention_reaches_the_service_loop_message",
-            LOOP + "test_unused_service_ip_does_not_loop"),
+            LOOP + "test_unused_service_ip_does_not_loop", TOR_SETTINGS),
         "allowVXLANPacketsFromWorkloads": effect(
             "false (the default, as in Calico): UDP packets a workload sends to the VXLAN port "
             "(vxlanPort) are dropped before policy and conntrack, whatever their destination; "

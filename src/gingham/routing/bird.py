@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Literal
 
 from gingham.errors import RoutingError
+from gingham.hostfiles import DEFAULT_RUN_DIR
 from gingham.routing.status import PeerStatus, bgp_status, birdc
 
 ApplyResult = Literal["started", "reloaded", "unchanged"]
-DEFAULT_RUN_DIR = Path("/run/gingham")
 
 
 def _run(argv: list[str], timeout: float = 15.0) -> subprocess.CompletedProcess[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +107,12 @@ def test_destroy_after_crash_removes_everything() -> None:
     # a daemon left running in a host namespace, as after a crash of `gingham lab`
     proc = spawn_in_netns(fabric.hosts[0].netns, ["sleep", "300"])
     try:
+        # nsenter has entered the namespace once it is sleep (under load it may not
+        # have yet, and then no sweep of the namespace could find it)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline, "nsenter never ran sleep"
+            time.sleep(0.01)
         gone = destroy_fabric(lab)
         assert set(gone) == {h.netns for h in fabric.hosts} | {fabric.router, fabric.switch}
         assert not [n for n in list_netns() if n.startswith(lab_prefix(lab))]

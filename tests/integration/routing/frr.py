@@ -49,8 +49,19 @@ def frr_available() -> str | None:
 
 @dataclass(frozen=True)
 class Neighbor:
+    """One session. ``port``: where bgpd connects to the neighbour (its listen port);
+    ``passive``: bgpd never connects, so only the neighbour's connection can bring
+    the session up; ``password``: TCP MD5, as BIRD's ``password``."""
+
     address: str
     remote_as: int
+    port: int | None = None
+    passive: bool = False
+    password: str | None = None
+
+    @property
+    def family(self) -> str:
+        return "ipv6" if ":" in self.address else "ipv4"
 
 
 def bgpd_config(
@@ -62,12 +73,15 @@ def bgpd_config(
     keepalive: int = 2,
     connect_retry: int = 1,
     as_override: bool = False,
+    networks: Sequence[str] = (),
 ) -> str:
     """A bgpd configuration: one eBGP/iBGP session per neighbour, short timers.
 
     ``as_override`` makes the router replace its neighbours' AS in paths it
     sends them: the usual ToR answer when every host shares one private AS,
     whose BGP loop check would otherwise drop the other hosts' routes.
+    ``networks`` are originated by the router (no route for them is needed in
+    its RIB). An IPv6 neighbour is activated for IPv6 unicast only.
     """
     lines = [
         "frr defaults datacenter",
@@ -76,6 +90,7 @@ def bgpd_config(
         f"router bgp {asn}",
         f" bgp router-id {router_id}",
         " no bgp ebgp-requires-policy",
+        " no bgp network import-check",
         f" timers bgp {keepalive} {hold}",
     ]
     for n in neighbors:
@@ -83,21 +98,38 @@ def bgpd_config(
             f" neighbor {n.address} remote-as {n.remote_as}",
             f" neighbor {n.address} timers connect {connect_retry}",
         ]
-    lines.append(" address-family ipv4 unicast")
-    for n in neighbors:
-        if as_override:
-            lines.append(f"  neighbor {n.address} as-override")
-    lines += [" exit-address-family", "exit", "!", ""]
+        if n.port is not None:
+            lines.append(f" neighbor {n.address} port {n.port}")
+        if n.passive:
+            lines.append(f" neighbor {n.address} passive")
+        if n.password is not None:
+            lines.append(f" neighbor {n.address} password {n.password}")
+    for family in ("ipv4", "ipv6"):
+        nets = [net for net in networks if (":" in net) == (family == "ipv6")]
+        body = [f"  network {net}" for net in nets]
+        for n in neighbors:
+            if n.family != family:
+                if family == "ipv4":  # FRR activates every neighbour for IPv4 by default
+                    body.append(f"  no neighbor {n.address} activate")
+                continue
+            if family == "ipv6":
+                body.append(f"  neighbor {n.address} activate")
+            if as_override:
+                body.append(f"  neighbor {n.address} as-override")
+        if body:
+            lines += [f" address-family {family} unicast", *body, " exit-address-family"]
+    lines += ["exit", "!", ""]
     return "\n".join(lines)
 
 
 class FrrRouter:
     """zebra + bgpd in ``netns`` with all their files under ``directory``."""
 
-    def __init__(self, netns: str, directory: Path, bgpd_conf: str) -> None:
+    def __init__(self, netns: str, directory: Path, bgpd_conf: str, port: int = 179) -> None:
         self.netns = netns
         self.dir = directory
         self.bgpd_conf = bgpd_conf
+        self.port = port  # bgpd listens here (IPv4 and IPv6)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -113,7 +145,7 @@ class FrrRouter:
         self._spawn("zebra", [])
         if not wait_for(lambda: self.zserv.exists(), timeout, 0.05):
             raise RuntimeError(f"zebra did not come up: {self.log('zebra')}")
-        self._spawn("bgpd", ["-p", "179"])
+        self._spawn("bgpd", ["-p", str(self.port)])
         if not wait_for(lambda: (self.dir / "bgpd.vty").exists(), timeout, 0.05):
             raise RuntimeError(f"bgpd did not come up: {self.log('bgpd')}")
 
@@ -151,13 +183,16 @@ class FrrRouter:
             raise RuntimeError(f"vtysh {commands}: {proc.stdout.strip()} {proc.stderr.strip()}")
         return proc.stdout
 
-    def peers(self) -> dict[str, dict[str, Any]]:
-        """``show bgp ipv4 unicast summary``: neighbour address -> its JSON record."""
-        out = self.vtysh("show bgp ipv4 unicast summary json")
-        return dict((json.loads(out) if out.strip() else {}).get("peers") or {})
+    def json(self, command: str) -> Any:
+        out = self.vtysh(command + " json")
+        return json.loads(out) if out.strip() else {}
 
-    def established(self) -> set[str]:
-        return {ip for ip, p in self.peers().items() if p.get("state") == "Established"}
+    def peers(self, family: str = "ipv4") -> dict[str, dict[str, Any]]:
+        """``show bgp <family> unicast summary``: neighbour address -> its JSON record."""
+        return dict(self.json(f"show bgp {family} unicast summary").get("peers") or {})
+
+    def established(self, family: str = "ipv4") -> set[str]:
+        return {ip for ip, p in self.peers(family).items() if p.get("state") == "Established"}
 
     def stop(self) -> None:
         # bgpd before zebra, as FRR's own scripts do; each in its process group
@@ -168,14 +203,14 @@ class FrrRouter:
 
 
 @contextlib.contextmanager
-def frr_router(netns: str, bgpd_conf: str) -> Iterator[FrrRouter]:
+def frr_router(netns: str, bgpd_conf: str, port: int = 179) -> Iterator[FrrRouter]:
     """Run FRR in ``netns`` for the ``with`` block; daemons and files go at exit, also on error.
 
     The directory is a fresh one under the system temp dir: pytest's tmp_path
     is mode 0700 below root-owned parents, which the ``frr`` user cannot enter.
     """
     directory = Path(tempfile.mkdtemp(prefix="gingham-frr-"))
-    router = FrrRouter(netns, directory, bgpd_conf)
+    router = FrrRouter(netns, directory, bgpd_conf, port)
     try:
         router.start()
         yield router

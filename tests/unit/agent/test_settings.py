@@ -5,6 +5,7 @@ flags win; a plane after a failing one still gets every batch."""
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import urllib.error
 import urllib.request
@@ -27,9 +28,16 @@ from gingham.errors import DataplaneError
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, outside the ephemeral range: a port the kernel hands out for
+    bind(0) goes to the next test that asks, which may be another suite's."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def get(port: int, path: str) -> int:
