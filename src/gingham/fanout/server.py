@@ -32,7 +32,11 @@ than its share:
 - clients only listen: one that sends anything is dropped with a log line;
 - the socket file is mode 0600 and each peer's uid (``SO_PEERCRED``) must
   be the server's, root's or one of ``allowed_uids``; anyone else gets an
-  ``error`` frame, is closed and logged.
+  ``error`` frame, is closed and logged;
+- over TCP (``listen``) only mutual TLS (``tls.py``): a client needs a
+  certificate the CA signed (of a name in ``allowed_names``, when given) and
+  has ``HANDSHAKE_TIMEOUT`` seconds to show it; the handshake runs in this
+  loop, so a slow or silent peer holds nothing but its slot meanwhile.
 """
 
 from __future__ import annotations
