@@ -17,11 +17,14 @@ in 10 namespaces), ``--policies`` namespaced policies, and one global policy
 ``bench-change`` selecting every endpoint, whose port the driver changes.
 
 Modes:
-- ``direct``: every agent follows the datastore itself (a ``Syncer`` and an
-  sqlite watch each, polled on the same schedule as ``SqliteWatch``: every
-  5 ms after a change, backing off to 20 ms when idle);
+- ``direct``: every agent follows the datastore itself (a ``Syncer`` and a
+  watch each), polled every 5 ms after a change, backing off to 20 ms when
+  idle: the schedule ``SqliteWatch`` had before it slept on the commit
+  doorbell (with the doorbell, a poll of an idle sqlite watch is one read of
+  a shared word, so the 'reads/s' column counts polls, not database reads);
 - ``fanout``: one :class:`gingham.fanout.FanoutServer` process follows the
-  datastore once and every agent connects to it over a unix socket.
+  datastore once (its watch wakes it; no poll interval) and every agent
+  connects to it over a unix socket, woken by its socket.
 
 Measured per mode: time until every agent has its first full sync; while
 idle for ``--idle`` seconds, datastore reads (polls) per second and the CPU

@@ -1,9 +1,9 @@
 """Fan-out of one datastore watch to many agents, in the manner of Calico's Typha.
 
-Every agent that follows the datastore itself costs the datastore a watch
-(and, with sqlite, a poll every few milliseconds). The fan-out server
-follows the datastore once, keeps the current state of every key, and serves
-each connected agent a snapshot followed by the deltas, over a unix socket:
+Every agent that follows the datastore itself costs the datastore a watch.
+The fan-out server follows the datastore once, keeps the current state of
+every key, and serves each connected agent a snapshot followed by the
+deltas, over a unix socket or TCP with mutual TLS (``address.py``):
 
     datastore --watch--> FanoutServer --snapshot + deltas--> FanoutClient (x N)
 

@@ -32,7 +32,11 @@ than its share:
 - clients only listen: one that sends anything is dropped with a log line;
 - the socket file is mode 0600 and each peer's uid (``SO_PEERCRED``) must
   be the server's, root's or one of ``allowed_uids``; anyone else gets an
-  ``error`` frame, is closed and logged.
+  ``error`` frame, is closed and logged;
+- over TCP (``listen``) only mutual TLS (``tls.py``): a client needs a
+  certificate the CA signed (of a name in ``allowed_names``, when given) and
+  has ``HANDSHAKE_TIMEOUT`` seconds to show it; the handshake runs in this
+  loop, so a slow or silent peer holds nothing but its slot meanwhile.
 """
 
 from __future__ import annotations
@@ -349,7 +353,6 @@ class FanoutServer:
         self._flush(c)
 
     def _refuse_tls(self, c: _Client, reason: str) -> None:
-        self.stats.refused_tls += 1
         # A refused agent comes back every half second: said once, then at most every 10 s.
         now = time.monotonic()
         self._tls_refusals_unlogged += 1
@@ -365,6 +368,7 @@ class FanoutServer:
         self._handshaking.discard(c)
         self._clients.pop(c.sock.fileno(), None)  # never served: not counted as disconnected
         self._drop(c)
+        self.stats.refused_tls += 1
 
     def _accept(self) -> None:
         assert self._listener is not None
@@ -441,8 +445,8 @@ class FanoutServer:
                 "fan-out client %s fell behind (%d bytes queued, %d more, max_buffer %d): dropped",
                 c.describe(), c.pending, size, self.max_buffer,
             )  # fmt: skip
-            self.stats.dropped += 1
             self._drop(c)
+            self.stats.dropped += 1  # after: whoever reads the stats sees the client gone
             return
         was_empty = not c.out
         c.out.extend(frames)
@@ -502,12 +506,13 @@ class FanoutServer:
         if fd in self._clients:
             del self._clients[fd]
             self.stats.disconnected += 1
+        # Counted before the socket closes: a peer that sees EOF finds the stats agree.
+        self.stats.clients = len(self._clients)
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(c.sock)
         c.sock.close()
         c.out.clear()
         c.pending = 0
-        self.stats.clients = len(self._clients)
 
     def _close_listeners(self) -> None:
         for listener, _data in self._listeners():
