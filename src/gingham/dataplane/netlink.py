@@ -38,6 +38,7 @@ _RTNH_F_ONLINK = 4
 _RT_SCOPE_LINK = 253
 _RT_SCOPE_NOWHERE = 255
 _NUD_PERMANENT = 0x80
+_ESRCH = 3  # the kernel's answer to deleting a route it does not have
 
 IPNetwork = IPv4Network | IPv6Network
 IPAddress = IPv4Address | IPv6Address
@@ -209,7 +210,8 @@ class Netlink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any,
+              absent_ok: bool = False, **kw: Any) -> Any:
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
@@ -217,6 +219,8 @@ class Netlink:
             # 0.9 returns generators for dumps: consume inside the error boundary
             return list(result) if isinstance(result, Iterator) else result
         except NetlinkError as exc:
+            if absent_ok and exc.code == _ESRCH:
+                return None
             raise DataplaneError(f"{what}: {exc.args[1] if len(exc.args) > 1 else exc}"
                                  f" (errno {exc.code})") from exc
         except OSError as exc:
@@ -309,17 +313,20 @@ class Netlink:
     def replace_route(self, r: Route) -> None:
         self._call(f"replace route {r}", self._ipr.route, "replace", **self._route_args(r))
 
-    def delete_route(self, r: Route) -> None:
+    def delete_route(self, r: Route, absent_ok: bool = False) -> None:
+        """Delete ``r``; ``absent_ok``: a route already gone (ESRCH) is what was wanted."""
         # Scope "nowhere" matches any scope, as iproute2 asks: pyroute2's default
         # misses link-scope routes (a workload's /32), and the kernel says ESRCH.
         kw = {"dst": str(r.dst), "table": MAIN_TABLE, "proto": r.proto, "type": r.kind,
               "scope": _RT_SCOPE_NOWHERE}
-        self._call(f"delete route {r}", self._ipr.route, "del", **kw)
+        self._call(f"delete route {r}", self._ipr.route, "del", absent_ok=absent_ok, **kw)
 
     def apply_diff(self, diff: RouteDiff) -> None:
-        """Removals first (a stale route may hold a destination), then adds and replaces."""
+        """Removals first (a stale route may hold a destination), then adds and replaces.
+        A route to remove that the kernel removed meanwhile (with its interface) is gone
+        as wanted, not an error."""
         for r in diff.remove:
-            self.delete_route(r)
+            self.delete_route(r, absent_ok=True)
         for r in (*diff.add, *diff.replace):
             self.replace_route(r)
 

@@ -72,16 +72,18 @@ class FakeRouteTable:
         self._routes[r.dst] = self._resolve(r)
         self.writes += 1
 
-    def delete_route(self, r: Route) -> None:
+    def delete_route(self, r: Route, absent_ok: bool = False) -> None:
         have = self._routes.get(r.dst)
         if have is None or have.proto != r.proto or have.kind != r.kind:
+            if absent_ok:
+                return
             raise DataplaneError(f"delete route {r}: No such process (errno 3)")
         del self._routes[r.dst]
         self.writes += 1
 
     def apply_diff(self, diff: RouteDiff) -> None:
         for r in diff.remove:
-            self.delete_route(r)
+            self.delete_route(r, absent_ok=True)
         for r in (*diff.add, *diff.replace):
             self.replace_route(r)
 

@@ -11,6 +11,7 @@ import pytest
 from gingham.dataplane.netlink import (
     Netlink,
     Route,
+    RouteDiff,
     diff_routes,
     not_workload_route,
     sync_routes,
@@ -158,6 +159,22 @@ def test_route_errors_name_the_route(host: str) -> None:
             nl.add_route(R("198.18.1.0/26", "203.0.113.9", "eth0"))  # not on-link
         with pytest.raises(DataplaneError, match="delete route"):
             nl.delete_route(R("198.18.7.0/26", kind="blackhole"))
+
+
+@pytest.mark.integration
+def test_a_route_gone_with_its_interface_is_removed_without_error(host: str) -> None:
+    # A workload's /32 goes with its veth: a diff made before that still lists it.
+    run_in_netns(host, ["ip", "link", "add", "ghgone", "type", "veth", "peer", "name", "ghgone-p"])
+    run_in_netns(host, ["ip", "link", "set", "ghgone", "up"])
+    with Netlink(host) as nl:
+        route = R("198.18.9.7/32", dev="ghgone")
+        nl.add_route(route)
+        [listed] = [r for r in nl.list_routes() if r.dst == route.dst]
+        run_in_netns(host, ["ip", "link", "del", "ghgone"])
+        nl.apply_diff(RouteDiff(remove=(listed,)))
+        assert route.dst not in {r.dst for r in nl.list_routes()}
+        with pytest.raises(DataplaneError, match="delete route"):
+            nl.delete_route(listed)  # asked for directly, absent is still an error
 
 
 @pytest.mark.integration
