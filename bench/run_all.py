@@ -499,27 +499,18 @@ NOTES: dict[str, str] = {
 
 
 PROPOSALS = (
-    "TTFR p99: claim a host's next IPAM block before the current one is full (for example "
-    "at three quarters used, in gingham/ipam/allocator.py), so that every host already "
-    "routes to it when the first workload gets an address from it. Expected: the p99 falls "
-    "from the block-opening tail (about 100 ms here) to the p90 region (a few ms).",
-    "TTFR and propagation: wake watchers when the database changes instead of polling "
-    "(gingham/datastore/sqlite.py `SqliteWatch.next_batch`: inotify on the `-wal` file, or "
-    "a lower `_POLL_MAX`); expected: the 0-20 ms poll delay down to about 1 ms, at the "
-    "price of a read per wake-up.",
     "Many hosts: agents follow the fan-out server now (`node run --fanout`, the lab above "
     "20 hosts); convergence over 1,000 simulated agents is bounded by each agent's own CPU "
     "for a policy change (see the note there). Cheaper per-agent work would move it: "
     "re-parse and re-render only the rules of a policy that changed (gingham/calc/rules.py "
     "`parse_rules`, gingham/dataplane/policy.py `render_rules`), and build fewer nft "
     "objects per planned chain (gingham/dataplane/apply.py `plan`).",
-    "CNI: the plugin's imports cost more than the interpreter's start (`python -X "
-    "importtime`: `gingham.cni.netconf` alone pulled in `dataclasses` with `inspect`, and "
-    "`typing`, about 45 of the 60 ms of imports at the time of this report); plain classes "
-    "and annotations-only typing there and in `gingham.ipam.allocator` would save most of "
-    "it. Beyond that, hand the work to a warm process (the agent on the same host, over a "
-    "unix socket) so each ADD pays only the interpreter start and a round trip, with IPAM "
-    "and plumbing over netlink instead of `ip` subprocesses.",
+    "CNI: the plugin's process start is most of an ADD through the agent (8-12 ms for a bare "
+    "interpreter, more under load; the agent's own share is a few milliseconds): a compiled "
+    "thin client speaking the same few hundred bytes over the agent's socket "
+    "(gingham/cni/wire.py) would leave the agent's share, as Go plugins start in 2-4 ms.",
+    "Propagation across hosts: every host wakes at once and spends its own CPU on the change; "
+    "the per-agent work named under many hosts would shorten it on every host.",
     "Connection rate with many policies: new connections walk every policy chain in order; "
     "grouping single-port rules of many policies into one verdict map keyed by "
     "protocol and port (gingham/dataplane/layout.py rendering) would make that lookup "
