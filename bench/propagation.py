@@ -1,8 +1,8 @@
 """Policy propagation: from ``gingham apply`` of a policy to the matrix reflecting it on every host.
 
-    .venv/bin/python bench/propagation.py [--quick] [--hosts 3,10] [--trials 20]
+    .venv/bin/python bench/propagation.py [--quick] [--hosts 3,10] [--trials 20] [--datastore etcd]
 
-Needs root. For each host count, a private lab (sqlite datastore, real agents
+Needs root. For each host count, a private lab (sqlite or etcd datastore, real agents
 and nft; state under a private run directory; removed at the end, also on
 error) with one workload per host in namespace ``prop`` serving TCP 80, under
 a default-deny ingress policy. The matrix is every ordered pair of distinct
@@ -168,7 +168,7 @@ def run_trials(sources: list[Source], ips: dict[str, str], mode: str, t0: float,
     return out
 
 
-def run_lab(hosts: int, trials: int, timeout: float) -> dict[str, Any]:
+def run_lab(hosts: int, trials: int, timeout: float, datastore: str = "sqlite") -> dict[str, Any]:
     from gingham.datastore import open_datastore
     from gingham.datastore.resources import ResourceStore
     from gingham.lab import lab as labmod
@@ -189,11 +189,11 @@ def run_lab(hosts: int, trials: int, timeout: float) -> dict[str, Any]:
                  "ingress": [{"action": "Allow", "protocol": "TCP",
                               "source": {"selector": "role == 'member'"},
                               "destination": {"ports": [PORT]}}]}})  # fmt: skip
-    out: dict[str, Any] = {"hosts": hosts, "trials": trials}
+    out: dict[str, Any] = {"hosts": hosts, "trials": trials, "datastore": datastore}
     sources: list[Source] = []
     t_up = time.monotonic()
     labmod.down(name)
-    lab = labmod.up(name, hosts=hosts, datastore="sqlite")
+    lab = labmod.up(name, hosts=hosts, datastore=datastore)
     try:
         out["lab_up_seconds"] = round(time.monotonic() - t_up, 1)
         ds = open_datastore(lab.datastore)
@@ -259,6 +259,7 @@ def main() -> None:
     ap.add_argument("--hosts", default="3,10", help="comma-separated host counts")
     ap.add_argument("--trials", type=int, default=0, help="trials per host count (default 20)")
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--datastore", choices=("sqlite", "etcd"), default="sqlite")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/propagation.py needs root (network namespaces)")
@@ -272,7 +273,7 @@ def main() -> None:
     }  # fmt: skip
     try:
         for h in (int(x) for x in args.hosts.split(",")):
-            result["results"].append(run_lab(h, trials, args.timeout))
+            result["results"].append(run_lab(h, trials, args.timeout, args.datastore))
     finally:
         shutil.rmtree(os.environ["GINGHAM_LAB_RUN_DIR"], ignore_errors=True)
     result["machine"]["loadavg_after"] = list(os.getloadavg())
