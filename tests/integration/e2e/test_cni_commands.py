@@ -67,8 +67,10 @@ def sandboxes(lab: str, path: str) -> Iterator[list[str]]:
         yield names
     finally:
         for i, n in enumerate(names):
-            _run(lab, "DEL", f"ctr{i}", n, _conf(lab, path))
-            delete_netns(n)
+            try:
+                _run(lab, "DEL", f"ctr{i}", n, _conf(lab, path))
+            finally:  # a failing DEL must not leave the namespaces behind
+                delete_netns(n)
 
 
 def test_add_check_del_and_del_again(lab: str, sandboxes: list[str], path: str) -> None:
