@@ -6,9 +6,8 @@ postrouting, srcnat), the way Calico masquerades with its "masq pools" and
 "all pools" IP sets; the same nft driver as policy (:class:`~gingham.dataplane.nft.NFT`,
 or ``FakeNFT`` in tests) applies it, one transaction per change.
 
-Each rule carries a comment naming its content, so the chain is compared
-with what is wanted by reading its comments back: unchanged rules are never
-rewritten, also not after a restart. Traffic between pools keeps its
+Unchanged rules are never rewritten, also not after a restart
+(:mod:`~gingham.dataplane.chain_table`). Traffic between pools keeps its
 workload addresses; traffic leaving the pools from a NAT pool leaves with the
 host's address (or ``snat_v4``/``snat_v6``, FelixConfiguration
 ``natOutgoingAddress``).
@@ -16,12 +15,11 @@ host's address (or ``snat_v4``/``snat_v6``, FelixConfiguration
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 from gingham.calc.messages import NatOutgoingUpdate
 from gingham.dataplane import nft
-from gingham.dataplane.nft_objects import NFTError
+from gingham.dataplane.chain_table import ChainTable
 
 NAT_TABLE = "gingham-nat"
 NAT_CHAIN = "gingham-nat"
@@ -44,54 +42,18 @@ def nat_rules(msg: NatOutgoingUpdate) -> list[str]:
     return rules
 
 
-def _comment(rule: str) -> str:
-    return "nat:" + hashlib.sha256(rule.encode()).hexdigest()[:16]
-
-
 class NatOutgoing:
-    """Desired NAT rules and the transaction that programs them through ``driver``
-    (an nft driver for table ``inet gingham-nat``)."""
+    """NAT rules in table ``inet gingham-nat`` through ``driver`` (an nft driver for it);
+    the chain stays, empty, when no pool masquerades."""
 
     def __init__(self, driver: nft.NFTInterface) -> None:
         self.driver = driver
-        self._desired: tuple[str, ...] | None = None  # None: nothing asked for yet
-        self._programmed: tuple[str, ...] | None = None  # None: unknown, read the kernel
+        self._chain = ChainTable(driver, NAT_CHAIN, type="nat", hook="postrouting",
+                                 priority="srcnat", comment_prefix="nat")
 
     def on_update(self, msg: NatOutgoingUpdate) -> None:
-        self._desired = tuple(nat_rules(msg))
+        self._chain.want(nat_rules(msg))
 
     def apply(self) -> bool:
-        """Program what changed; True when a transaction ran. Raises on failure, after
-        which the next call reads the kernel again."""
-        if self._desired is None:
-            return False
-        if self._programmed is None:
-            self._programmed = self._read()
-        if self._programmed == self._desired:
-            return False
-        tx = nft.Transaction()
-        tx.add(nft.Table())
-        tx.add(nft.Chain(NAT_CHAIN, type="nat", hook="postrouting", priority="srcnat",
-                         policy="accept"))
-        tx.flush(nft.Chain(NAT_CHAIN))
-        for rule in self._desired:
-            tx.add(nft.Rule(NAT_CHAIN, rule, comment=_comment(rule)))
-        try:
-            self.driver.run(tx)
-        except Exception:
-            self._programmed = None
-            raise
-        self._programmed = self._desired
-        return True
-
-    def _read(self) -> tuple[str, ...] | None:
-        """The rules in the kernel, as far as their comments tell (None: no chain)."""
-        try:
-            rules = self.driver.list_rules(NAT_CHAIN)
-        except NFTError as exc:
-            if exc.kind == "not-found":
-                return None
-            raise
-        by_comment = {_comment(r): r for r in self._desired or ()}
-        found = tuple(by_comment.get(r.comment or "", f"?{r.handle}") for r in rules)
-        return found
+        """Program what changed; True when a transaction ran (see ``ChainTable``)."""
+        return self._chain.apply()

@@ -18,11 +18,9 @@ right. With no CIDRs (or ``Disabled``) the table is removed.
 
 from __future__ import annotations
 
-import hashlib
-
 from gingham.calc.messages import ServiceLoopUpdate
 from gingham.dataplane import nft
-from gingham.dataplane.nft_objects import NFTError
+from gingham.dataplane.chain_table import ChainTable
 
 SERVICE_TABLE = "gingham-svc"
 SERVICE_CHAIN = "service-loop"
@@ -42,58 +40,18 @@ def service_loop_rules(msg: ServiceLoopUpdate) -> list[str]:
     return rules
 
 
-def _comment(rule: str) -> str:
-    return "svc:" + hashlib.sha256(rule.encode()).hexdigest()[:16]
-
-
 class ServiceLoop:
-    """Desired rules and the transaction that programs them through ``driver`` (an nft
-    driver for table ``inet gingham-svc``)."""
+    """Service loop rules in table ``inet gingham-svc`` through ``driver`` (an nft driver
+    for it); no rules, no table."""
 
     def __init__(self, driver: nft.NFTInterface) -> None:
         self.driver = driver
-        self._desired: tuple[str, ...] | None = None  # None: nothing asked for yet
-        self._programmed: tuple[str, ...] | None = None  # None: unknown, read the kernel
+        self._chain = ChainTable(driver, SERVICE_CHAIN, type="filter", hook="forward",
+                                 priority="filter", comment_prefix="svc", drop_when_empty=True)
 
     def on_update(self, msg: ServiceLoopUpdate) -> None:
-        self._desired = tuple(service_loop_rules(msg))
+        self._chain.want(service_loop_rules(msg))
 
     def apply(self) -> bool:
-        """Program what changed; True when the kernel was changed. Raises on failure,
-        after which the next call reads the kernel again."""
-        if self._desired is None:
-            return False
-        if self._programmed is None:
-            self._programmed = self._read()
-        if self._programmed == self._desired:
-            return False
-        try:
-            if not self._desired:
-                self.driver.delete_table()
-            else:
-                tx = nft.Transaction()
-                tx.add(nft.Table())
-                tx.add(nft.Chain(SERVICE_CHAIN, type="filter", hook="forward", priority="filter",
-                                 policy="accept"))
-                tx.flush(nft.Chain(SERVICE_CHAIN))
-                for rule in self._desired:
-                    tx.add(nft.Rule(SERVICE_CHAIN, rule, comment=_comment(rule)))
-                self.driver.run(tx)
-        except Exception:
-            self._programmed = None
-            raise
-        self._programmed = self._desired
-        return True
-
-    def _read(self) -> tuple[str, ...]:
-        """The rules in the kernel, as far as their comments tell (no table: none)."""
-        try:
-            rules = self.driver.list_rules(SERVICE_CHAIN)
-        except NFTError as exc:
-            if exc.kind == "not-found":
-                return ()
-            raise
-        by_comment = {_comment(r): r for r in self._desired or ()}
-        found = tuple(by_comment.get(r.comment or "", f"?{r.handle}") for r in rules)
-        # A table without the chain (or an empty chain) is something to put right.
-        return found if found else ("?",)
+        """Program what changed; True when the kernel was changed (see ``ChainTable``)."""
+        return self._chain.apply()
