@@ -208,6 +208,8 @@ class Agent:
         self._next_capability_probe = 0.0
         # Batches a plane has not seen because one before it failed, by plane index.
         self._backlog: dict[int, list[Message]] = {}
+        # Checked once: isinstance against a runtime Protocol is slow for every turn.
+        self._rechecking = [p for p in self.planes if isinstance(p, Rechecking)]
 
     def step(self) -> None:
         """One turn of the loop: read what changed, compute, program."""
@@ -259,7 +261,7 @@ class Agent:
         self.housekeeping.note(messages)
         # Updates that change no message still retry what a plane could not do yet
         # (an interface that was missing, say).
-        rechecks = [p.due(now) for p in self.planes if isinstance(p, Rechecking)]
+        rechecks = [p.due(now) for p in self._rechecking]
         if messages or changed or snapshot_done or self._retry or any(rechecks):
             self._retry = False
             if not self._apply(messages):
