@@ -23,6 +23,7 @@ handing out a reserved one gives an address to two users.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import time
@@ -89,6 +90,13 @@ def _attrs(handle: str, attrs: Mapping[str, str] | None, host: str) -> Attribute
                       workload=str(a.get("workload", "")), host=str(a.get("host") or host))
 
 
+def _narrowed(pool: PoolSpec, within: IPNetwork) -> PoolSpec:
+    """``pool`` cut down to the blocks that overlap ``within`` (which lies in it)."""
+    if within.prefixlen <= pool.block_size:
+        return dataclasses.replace(pool, cidr=within)
+    return dataclasses.replace(pool, cidr=pool.block_for(within.network_address))
+
+
 class IPAM(HostView):
     """Address management for one host. Not thread-safe: one per thread or process."""
 
@@ -113,6 +121,9 @@ class IPAM(HostView):
         # absent); emptied by every allocate and assign, so it stays small
         self._handles: dict[str, KeyValue | None] = {}
         self._nets: dict[str, IPNetwork] = {}
+        # set for the length of one allocate(within=...): addresses outside it are
+        # skipped like reserved ones
+        self._within: IPNetwork | None = None
 
     def _network(self, text: str) -> IPNetwork:
         net = self._nets.get(text)
@@ -132,6 +143,35 @@ class IPAM(HostView):
                     use: str = "Workload") -> list[IPInterface]:
         return [a.interface
                 for a in self.allocate(handle, attrs, num_v4, num_v6, pool_cidrs, use)]
+
+    def allocate_within(self, handle: str, within: IPNetwork,
+                        attrs: Mapping[str, str] | None = None,
+                        use: str = "Workload") -> Allocation:
+        """One address inside ``within``, a range that lies in one enabled pool (a
+        Docker network's ``--subnet`` or ``--ip-range``): the same blocks, affinity
+        and borrowing as ``allocate``, with every address outside the range skipped
+        like a reserved one."""
+        pools = [p for p in self.pools()
+                 if p.version == within.version and within.subnet_of(p.cidr)]  # type: ignore[arg-type]
+        if not pools:
+            raise IPAMError(f"{within} lies in no IP pool")
+        self._within = within
+        try:  # naming the pool also serves a Manual one; a disabled one is refused
+            got = self.allocate(handle, attrs, int(within.version == 4),
+                                int(within.version == 6), [str(pools[0].cidr)], use)
+        finally:
+            self._within = None
+        return got[0]
+
+    def _skip(self, block: IPNetwork) -> Callable[[int], bool]:
+        """Ordinals of ``block`` this allocation must not hand out."""
+        reserved = self.reservations().skip_for(block)
+        within = self._within
+        if within is None:
+            return reserved
+        base = int(block.network_address)
+        lo, hi = int(within.network_address) - base, int(within.broadcast_address) - base
+        return lambda o: not lo <= o <= hi or reserved(o)
 
     def allocate(self, handle: str, attrs: Mapping[str, str] | None = None,
                  num_v4: int = 1, num_v6: int = 0,
@@ -237,7 +277,7 @@ class IPAM(HostView):
         for kv, block in readable:
             if block.affinity == host_affinity(self.host) or not in_pools(block.cidr):
                 continue
-            if block.free_count(res.skip_for(block.cidr)):
+            if block.free_count(self._skip(block.cidr)):
                 candidates.append(block.cidr)
                 self._blocks[kv.key] = (block, kv.mod_revision)
         self.rng.shuffle(candidates)
@@ -279,7 +319,7 @@ class IPAM(HostView):
         (the block as cached, the handle as absent unless this call wrote it):
         the common case is one round trip. A lost race hands back both documents
         as they are now, and the next attempt starts from them."""
-        skip = self.reservations().skip_for(cidr)
+        skip = self._skip(cidr)
         cached = self._blocks.get(key)
         if cached is not None and cached[0].free_count(skip) == 0:
             return []  # full when last seen (the caller re-reads before going elsewhere)
@@ -336,6 +376,8 @@ class IPAM(HostView):
         # range (its addresses may be in use), so no block is claimed over it.
         occupied = Occupied(cidr for cidr in map(block_cidr_of_key, (kv.key for kv in items))
                             if cidr is not None)
+        if self._within is not None:
+            pools = [_narrowed(p, self._within) for p in pools]
         for pool in self.rng.sample(list(pools), len(pools)):
             for tries, cidr in enumerate(free_blocks(pool, occupied, self.rng)):
                 if tries >= 16:

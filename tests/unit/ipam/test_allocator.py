@@ -357,3 +357,41 @@ def test_addresses_freed_by_others_are_reused_before_claiming(sqlite_store: Data
     other.release(got[:1])
     [again] = a.allocate("y")
     assert again.ip == got[0].ip and len(list_blocks(sqlite_store)) == 1
+
+
+# -- allocate_within: a Docker network's --subnet / --ip-range ------------------------
+
+
+def test_allocate_within_stays_in_a_range_smaller_than_a_block(sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/16", 26)
+    a = ipam(sqlite_store, "h1")
+    within = ipaddress.ip_network("198.18.7.16/29")
+    got = [a.allocate_within(f"d.{i}", within) for i in range(8)]
+    assert sorted(str(g.ip) for g in got) == [str(ip) for ip in within]
+    # one block claimed for it (the one holding the range), not a random one
+    assert [str(b.cidr) for b in list_blocks(sqlite_store)] == ["198.18.7.0/26"]
+    with pytest.raises(PoolExhausted):
+        a.allocate_within("d.full", within)
+    # the rest of the pool still serves ordinary requests
+    assert a.allocate("w", num_v4=1)[0].ip not in within
+
+
+def test_allocate_within_a_range_of_blocks_claims_only_those(sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/16", 28)
+    a = ipam(sqlite_store, "h1")
+    within = ipaddress.ip_network("198.18.200.0/26")
+    got = [a.allocate_within(f"d.{i}", within) for i in range(40)]
+    assert all(g.ip in within for g in got)
+    assert all(b.cidr.subnet_of(within) for b in list_blocks(sqlite_store))  # type: ignore[arg-type]
+
+
+def test_allocate_within_refuses_ranges_outside_pools_and_disabled_pools(
+        sqlite_store: Datastore) -> None:
+    put_pool(sqlite_store, "p", "198.18.0.0/24", 28)
+    put_pool(sqlite_store, "off", "198.19.0.0/24", 28, disabled=True)
+    a = ipam(sqlite_store, "h1")
+    with pytest.raises(IPAMError, match="no IP pool"):
+        a.allocate_within("d", ipaddress.ip_network("203.0.113.0/28"))
+    with pytest.raises(IPAMError, match="disabled"):
+        a.allocate_within("d", ipaddress.ip_network("198.19.0.0/28"))
+    assert all_allocated(sqlite_store) == []
