@@ -23,6 +23,7 @@ CLI and the agent only ever have to handle this tree.
     ├── DataplaneError         nft / netlink / sysctl failed
     ├── RoutingError           BIRD configuration or control failed
     ├── CNIError               carries the CNI error .code
+    ├── DockerError            a libnetwork driver call that cannot be served (Docker shows it)
     └── LabError
 """
 
@@ -119,6 +120,10 @@ class CNIError(GinghamError):
         self.code = code
         self.details = details
         super().__init__(message)
+
+
+class DockerError(GinghamError):
+    """A libnetwork driver request the ``gingham`` Docker driver refuses or cannot serve."""
 
 
 class LabError(GinghamError):

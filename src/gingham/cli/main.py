@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "lab": "gingham.cli.lab:lab_group",
     "policy": "gingham.cli.policy:policy_group",
     "fanout": "gingham.cli.fanout:fanout_group",
+    "docker": "gingham.cli.docker:docker_group",
     "flows": "gingham.cli.policy:flows_cmd",
 }
 
