@@ -81,7 +81,8 @@ class LabelFollower:
     def _container(self, network_id: str, endpoint_id: str) -> str | None:
         net = self.engine.network(network_id)
         for cid, ep in ((net or {}).get("Containers") or {}).items():
-            if ep.get("EndpointID") == endpoint_id:
+            # "ep-<endpoint id>": joined, not yet tied to its container
+            if ep.get("EndpointID") == endpoint_id and not cid.startswith("ep-"):
                 return str(cid)
         return None
 
@@ -92,7 +93,9 @@ class LabelFollower:
                 cid = self._container(network_id, endpoint_id)
                 if cid is not None:
                     labels = self.engine.container_labels(cid)
-                    if labels is not None:
+                    if labels is None:
+                        log.info("container %s is gone before its labels were read", cid[:12])
+                    else:
                         self._write(key, cid, labels)
                     return
                 with self.lock:
@@ -122,3 +125,5 @@ class LabelFollower:
                 log.warning("container %s: labels not used for policy: %s",
                             container_id[:12], skipped)
             return
+        log.warning("container %s: its endpoint %s kept changing; labels not written",
+                    container_id[:12], key)
