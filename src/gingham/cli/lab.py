@@ -31,8 +31,13 @@ def lab_group() -> None:
 @click.option("--fanout/--no-fanout", default=None,
               help="Agents read the datastore through a fan-out server (gingham fanout serve) "
                    "[default: with more than 20 hosts].")  # fmt: skip
+@click.option("--docker", is_flag=True,
+              help="Also a Docker daemon on every host, with the gingham network and IPAM "
+                   "plugin and the image busybox:gingham (see gingham lab docker).")  # fmt: skip
 @handle_errors
-def up_cmd(lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool | None) -> None:
+def up_cmd(
+    lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool | None, docker: bool
+) -> None:
     """Create hosts, fabric, datastore and agents; wait until every agent is ready."""
     from rich.console import Console
 
@@ -41,10 +46,11 @@ def up_cmd(lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool
     console = Console(stderr=True)
     with console.status("starting lab…") as status:
         state = lab.up(lab_name, hosts, datastore, subnets, progress=lambda m: status.update(m),
-                       fanout=fanout)  # fmt: skip
+                       fanout=fanout, docker=docker)  # fmt: skip
     console.print(
         f"lab [bold]{state.name}[/] is up: {len(state.hosts)} hosts, datastore {state.datastore}"
         + (f", agents read through the fan-out server on {state.fanout}" if state.fanout else "")
+        + (", a Docker daemon on every host (gingham lab docker HOST -- ...)" if docker else "")
     )
     console.print(
         "try: gingham workload add default/web --host h1 --serve 80/tcp ; gingham lab status"
@@ -82,7 +88,7 @@ def status_cmd(lab_name: str | None, output: str) -> None:
     from gingham.lab import state as labstate
 
     st = labstate.load(labstate.resolve(lab_name))
-    hosts = [lab.host_report(st.name, h) for h in st.hosts]
+    hosts = [lab.host_report(st.name, h, st) for h in st.hosts]
     fanout = labfanout.report(st)
     workloads: list[dict[str, Any]] = [
         {"namespace": w.namespace, "name": w.name, "host": w.host, "ips": w.ips,
@@ -110,12 +116,15 @@ def status_cmd(lab_name: str | None, output: str) -> None:
         click.echo(f"fan-out server on {fanout['socket']}: {fanout['state']}, pid "
                    f"{fanout['pid'] or '-'}, {fanout['restarts']} restart(s), last exit "
                    f"{_last_exit(fanout)}")  # fmt: skip
+    docker = [["DOCKER"], [_docker(h["docker"]) for h in hosts]] if st.docker else [[], []]
     print_table(
-        ["HOST", "NETNS", "ADDRESS", "AGENT", "STATE", "READY", "RESTARTS", "LAST EXIT"],
+        ["HOST", "NETNS", "ADDRESS", "AGENT", "STATE", "READY", "RESTARTS", "LAST EXIT",
+         *docker[0]],
         [
             [h["name"], h["netns"], h["address"], str(h["agent_pid"] or "-"), h["state"],
-             "yes" if h["ready"] else "NO", str(h["restarts"]), _last_exit(h)]
-            for h in hosts
+             "yes" if h["ready"] else "NO", str(h["restarts"]), _last_exit(h),
+             *docker[1][i:i + 1]]
+            for i, h in enumerate(hosts)
         ],
     )  # fmt: skip
     if workloads:
@@ -131,6 +140,18 @@ def status_cmd(lab_name: str | None, output: str) -> None:
                 for w in workloads
             ],
         )
+
+
+def _docker(report: dict[str, Any] | None) -> str:
+    """The DOCKER cell: the daemon, then the plugin (``dockerd 123 ready, plugin 456 running``)."""
+    if report is None:
+        return "-"
+    if report["pid"]:
+        daemon = f"dockerd {report['pid']} {'ready' if report['ready'] else 'NOT READY'}"
+    else:
+        daemon = "dockerd stopped"
+    plugin = f"plugin {report['plugin_pid'] or '-'} {report['plugin_state']}"
+    return f"{daemon}, {plugin}"
 
 
 def _last_exit(host: dict[str, Any]) -> str:
@@ -167,6 +188,22 @@ def exec_cmd(target: str, command: tuple[str, ...], lab_name: str | None) -> Non
     netns = st.workload(target).netns if "/" in target else st.host(target).netns
     sys.stdout.flush()
     os.execvp("nsenter", ["nsenter", f"--net={netns_path(netns)}", "--", *command])
+
+
+@lab_group.command("docker", context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+@LAB
+@handle_errors
+def docker_cmd(host: str, args: tuple[str, ...], lab_name: str | None) -> None:
+    """Run the Docker CLI against HOST's daemon (lab up --docker): gingham lab docker h1 -- ps."""
+    from gingham.lab import docker as labdocker
+    from gingham.lab import state as labstate
+
+    st = labstate.load(labstate.resolve(lab_name))
+    argv = labdocker.cli_argv(st, host, args)
+    sys.stdout.flush()
+    os.execve(argv[0], argv, labdocker.cli_env())
 
 
 @lab_group.command("probe")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gingham.errors import LabError
+from gingham.lab import docker as labdocker
 from gingham.lab import fanout as labfanout
 from gingham.lab import state as labstate
 from gingham.lab.fabric import build_fabric, check_lab_name, destroy_fabric
@@ -173,9 +174,13 @@ def up(
     progress: Progress | None = None,
     make_current: bool = True,
     fanout: bool | None = None,
+    docker: bool = False,
+    docker_plugin: bool = True,
 ) -> LabState:
     """Bring lab ``name`` up; with ``make_current`` plain gingham commands then act on it;
-    ``fanout``: agents read through a fan-out server (None: above ``AUTO_HOSTS`` hosts)."""
+    ``fanout``: agents read through a fan-out server (None: above ``AUTO_HOSTS`` hosts);
+    ``docker``: a Docker daemon on every host (lab/docker.py), with the gingham plugin
+    unless ``docker_plugin`` is False (the daemons alone)."""
     check_lab_name(name)
     if os.geteuid() != 0:
         raise LabError("a lab needs root (network namespaces)")
@@ -209,6 +214,8 @@ def up(
             say(f"starting agent on {host.name}")
             host.supervisor_pid = _start_supervisor(lab, host)
             labstate.save(lab)
+        if docker:  # while the agents start
+            labdocker.start(lab, say, plugin=docker_plugin)
         wait_ready(lab, progress=say)
         if make_current:
             labstate.set_current(name)
@@ -304,6 +311,8 @@ def down(name: str) -> list[str]:
         lab: LabState | None = labstate.load(name)
     except LabError:
         lab = None
+    # Daemons before agents and datastore: their plugins may still need both.
+    labdocker.stop(name, lab)
     if lab is not None:
         _kill_groups([wl.listener_pid for wl in lab.workloads.values()])
         # Supervisors before agents: a supervisor outliving its agent would start another.
@@ -409,8 +418,9 @@ def kill_agent(lab_name: str, host_name: str, sig: int = signal.SIGKILL) -> int:
     return host.agent_pid
 
 
-def host_report(lab_name: str, host: HostState) -> dict[str, Any]:
-    """One host for ``lab status``: agent, supervision, readiness, restarts, last exit."""
+def host_report(lab_name: str, host: HostState, lab: LabState | None = None) -> dict[str, Any]:
+    """One host for ``lab status``: agent, supervision, readiness, restarts, last exit;
+    given ``lab``, also its Docker daemon and plugin (None if the lab has none)."""
     status = agent_status(lab_name, host)
     supervised = _in_netns(host.supervisor_pid, host.netns)
     agent_alive = _in_netns(host.agent_pid, host.netns)
@@ -429,4 +439,5 @@ def host_report(lab_name: str, host: HostState) -> dict[str, Any]:
         "restarts": status.restarts if status is not None else 0,
         "last_exit": status.last_exit if status is not None else "",
         "last_exit_at": status.last_exit_at if status is not None else 0.0,
+        "docker": labdocker.report(lab, host) if lab is not None else None,
     }

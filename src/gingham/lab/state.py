@@ -54,6 +54,12 @@ class HostState:
     # The current agent as its supervisor last recorded it (``load`` refreshes it).
     agent_pid: int = 0
     supervisor_pid: int = 0
+    # With ``lab up --docker`` (lab/docker.py): the host's Docker daemon and its socket,
+    # the supervisor of its gingham plugin and the plugin's socket.
+    docker_pid: int = 0
+    docker_socket: str = ""
+    plugin_supervisor_pid: int = 0
+    plugin_socket: str = ""
 
 
 @dataclass
@@ -88,6 +94,10 @@ class LabState:
     # datastore themselves) and its supervisor.
     fanout: str = ""
     fanout_supervisor_pid: int = 0
+    # Docker daemons on every host (lab/docker.py), and the mount points ``up`` had to
+    # create on the machine for them (removed again by ``down``).
+    docker: bool = False
+    docker_mountpoints: list[str] = field(default_factory=list)
 
     def host(self, name: str) -> HostState:
         for h in self.hosts:
