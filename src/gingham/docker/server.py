@@ -101,16 +101,14 @@ class PluginServer:
         os.rename(tmp, socket_path)
         self._thread: threading.Thread | None = None
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
-
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="plugin-http",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.2,),
+                                        name="plugin-http", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        self._server.shutdown() if self._thread else None
+        if self._thread is not None:
+            self._server.shutdown()
         self._server.server_close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
