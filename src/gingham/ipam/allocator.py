@@ -271,7 +271,6 @@ class IPAM(HostView):
                 got: list[Allocation]) -> None:
         """Fill ``got`` up to ``count`` from other hosts' blocks (in place)."""
         items, _ = self.ds.list(keys.BLOCKS)
-        res = self.reservations()
         candidates = []
         readable, _unreadable = scan_blocks(items)  # the unreadable are skipped, logged
         for kv, block in readable:

@@ -57,7 +57,7 @@ def test_gateway_is_the_on_link_gateway_never_a_workload_address(
     assert address(driver, pool(driver), **gateway) == "169.254.1.1/32"
     assert address(driver, pool(driver, V6=True), **gateway) == "fe80::ecee:eeff:feee:eeee/128"
     assert address(driver, pool(driver, Pool="198.18.3.0/24"), **gateway) == "169.254.1.1/32"
-    with pytest.raises(DockerError, match="--gateway 198.18.3.1"):
+    with pytest.raises(DockerError, match=r"--gateway 198\.18\.3\.1"):
         address(driver, pool(driver, Pool="198.18.3.0/24"), Address="198.18.3.1", **gateway)
     driver.release_address({"PoolID": pool(driver), "Address": "169.254.1.1"})
     assert who_holds(sqlite_store, "198.18.3.1") is None
