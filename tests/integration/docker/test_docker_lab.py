@@ -19,8 +19,8 @@ import pytest
 
 from gingham.datastore import keys, open_datastore
 from gingham.datastore.resources import ResourceStore
-from gingham.ipam import who_holds
 from gingham.ipam import keys as ipam_keys
+from gingham.ipam import who_holds
 from gingham.ipam.unreadable import scan_blocks
 from gingham.lab import docker as labdocker
 from gingham.lab import lab as labmod
