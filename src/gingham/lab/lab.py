@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -311,14 +312,18 @@ def down(name: str) -> list[str]:
         lab: LabState | None = labstate.load(name)
     except LabError:
         lab = None
-    # Daemons before agents and datastore: their plugins may still need both.
-    labdocker.stop(name, lab)
+    # Docker daemons while the agents stop (each takes a second or two): a daemon's
+    # plugin may still write to the datastore, which stops after both.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        docker_stopped = pool.submit(labdocker.stop, name, lab)
+        if lab is not None:
+            _kill_groups([wl.listener_pid for wl in lab.workloads.values()])
+            # Supervisors before agents: a supervisor outliving its agent would start another.
+            _stop_supervisors(lab.hosts)
+            # An agent whose supervisor was killed (-9) runs on, unsupervised.
+            _kill_groups([h.agent_pid for h in lab.hosts if _in_netns(h.agent_pid, h.netns)])
+        docker_stopped.result()
     if lab is not None:
-        _kill_groups([wl.listener_pid for wl in lab.workloads.values()])
-        # Supervisors before agents: a supervisor outliving its agent would start another.
-        _stop_supervisors(lab.hosts)
-        # An agent whose supervisor was killed (-9) runs on, unsupervised.
-        _kill_groups([h.agent_pid for h in lab.hosts if _in_netns(h.agent_pid, h.netns)])
         labfanout.stop(lab, _kill_groups, _wait_gone)
         _kill_groups(lab.etcd_pids)
     # The fan-out server lives in no lab namespace: found by its marker, state or not.
