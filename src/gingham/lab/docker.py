@@ -40,7 +40,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +48,7 @@ from typing import Any
 
 from gingham.errors import LabError
 from gingham.lab import state as labstate
+from gingham.lab.busybox import build_image
 from gingham.lab.netns import spawn_in_netns
 from gingham.lab.state import HostState, LabState
 from gingham.lab.supervisor import STOP_TIMEOUT, read_status
@@ -118,7 +118,7 @@ def _gingham_binary() -> str:
 
 
 def _marked(pid: int, marker: str, prefix: str) -> bool:
-    """Whether live process ``pid`` has ``marker=<value>`` with ``value`` starting with ``prefix``."""
+    """Whether live process ``pid`` has ``marker=<value>``, ``value`` starting with ``prefix``."""
     if pid <= 0:
         return False
     try:
@@ -164,7 +164,9 @@ def _kill(pids: Iterable[int], sig: int) -> None:
 
 def daemon_pid(lab_name: str, host: HostState) -> int:
     """The host's dockerd if it still runs, else 0."""
-    ok = _marked(host.docker_pid, DOCKER_MARKER, f"{lab_name}/{host.name}") and _alive(host.docker_pid)
+    ok = _marked(host.docker_pid, DOCKER_MARKER, f"{lab_name}/{host.name}") and _alive(
+        host.docker_pid
+    )
     return host.docker_pid if ok else 0
 
 
@@ -235,9 +237,11 @@ def _wait_plugins(lab: LabState, hosts: Sequence[HostState], timeout: float) -> 
                 continue
             status = read_status(plugin_status_path(lab, host.name))
             if status is not None and status.last_exit:  # it ended before it listened
-                raise LabError(f"the docker plugin of {host.name} ended ({status.last_exit}) before "
-                               f"it listened on {plugin_socket(lab, host.name)}: "
-                               f"{_log_tail(plugin_log(lab, host.name))}")  # fmt: skip
+                raise LabError(
+                    f"the docker plugin of {host.name} ended ({status.last_exit}) before it "
+                    f"listened on {plugin_socket(lab, host.name)}: "
+                    f"{_log_tail(plugin_log(lab, host.name))}"
+                )
         if pending and time.monotonic() > deadline:
             names = ", ".join(h.name for h in pending)
             raise LabError(f"docker plugin not listening after {timeout:.0f}s on {names} "
@@ -318,39 +322,7 @@ def _wait_daemons(lab: LabState, procs: dict[str, subprocess.Popen[bytes]], time
             time.sleep(0.05)
 
 
-# -- the image ------------------------------------------------------------------------
-
-
-def build_image(directory: Path) -> Path:
-    """A tar of a busybox root filesystem, made once in ``directory``; its path.
-
-    ``busybox --install -s`` runs inside a chroot of the new root: from the
-    machine it would link to where busybox is on the machine.
-    """
-    tar = directory / "busybox-rootfs.tar"
-    if tar.exists():
-        return tar
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    root = directory / "busybox-rootfs"
-    shutil.rmtree(root, ignore_errors=True)
-    for sub in ("bin", "etc", "dev", "proc", "sys", "root"):
-        (root / sub).mkdir(parents=True)
-    (root / "tmp").mkdir(mode=0o1777)
-    os.chmod(root / "tmp", 0o1777)
-    shutil.copy2(busybox, root / "bin" / "busybox")
-    proc = subprocess.run(["chroot", str(root), "/bin/busybox", "--install", "-s", "/bin"],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
-    if proc.returncode != 0:
-        raise LabError(f"cannot install busybox in {root} ({busybox} must be static, Debian "
-                       f"busybox-static): {proc.stderr.strip()}")  # fmt: skip
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
-    tmp = tar.with_suffix(".tar.new")
-    with tarfile.open(tmp, "w") as t:
-        t.add(root, arcname=".")
-    tmp.replace(tar)
-    shutil.rmtree(root, ignore_errors=True)
-    return tar
+# -- the CLI and the image --------------------------------------------------------------
 
 
 def cli_env() -> dict[str, str]:
@@ -374,12 +346,16 @@ def docker_cli(lab: LabState, host: str, *args: str, input: str | None = None,
 
 
 def _import_image(lab: LabState, host: str, tar: Path) -> None:
-    argv = cli_argv(lab, host, ["import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin", "-", IMAGE])
+    argv = cli_argv(
+        lab, host, ["import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin", "-", IMAGE]
+    )
     with open(tar, "rb") as f:
         proc = subprocess.run(argv, stdin=f, capture_output=True, timeout=120, check=False,
                               env=cli_env())  # fmt: skip
     if proc.returncode != 0:
-        raise LabError(f"docker import on {host} failed: {proc.stderr.decode(errors='replace').strip()}")
+        raise LabError(
+            f"docker import on {host} failed: {proc.stderr.decode(errors='replace').strip()}"
+        )
 
 
 # -- up and down ----------------------------------------------------------------------
@@ -465,8 +441,11 @@ def _remove_cgroups(tops: list[Path], timeout: float = 3.0) -> None:
 
 
 def _stop_plugins(lab_name: str, hosts: Sequence[HostState]) -> None:
-    supervisors = [h.plugin_supervisor_pid for h in hosts
-                   if _marked(h.plugin_supervisor_pid, PLUGIN_MARKER, f"{lab_name}/{h.name}")]  # fmt: skip
+    supervisors = [
+        h.plugin_supervisor_pid
+        for h in hosts
+        if _marked(h.plugin_supervisor_pid, PLUGIN_MARKER, f"{lab_name}/{h.name}")
+    ]
     _kill(supervisors, signal.SIGTERM)  # each stops its plugin: SIGTERM, SIGKILL after STOP_TIMEOUT
     _kill(_wait_gone(supervisors, STOP_TIMEOUT + 2.0), signal.SIGKILL)
 
@@ -510,11 +489,15 @@ def stop(lab_name: str, lab: LabState | None) -> None:
 
 
 def _remove_mountpoints(lab_name: str, made: Sequence[str]) -> None:
-    """Remove the mount points this lab made, when no other lab's daemon may use them;
-    only empty ones (rmdir): what someone else put there stays."""
-    others = [p for p in _marked_pids(DOCKER_MARKER, "") if not _marked(p, DOCKER_MARKER, f"{lab_name}/")]
-    if others:
-        return
+    """Remove the mount points this lab made, unless another Docker may use them (another
+    lab's, or one of the machine's, which would look for plugins there); only empty
+    ones (rmdir): what someone else put there stays."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or _marked(int(entry.name), DOCKER_MARKER, f"{lab_name}/"):
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() in ("dockerd", "containerd"):
+                return
     for path in reversed(made):
         with contextlib.suppress(OSError):
             os.rmdir(path)
@@ -522,7 +505,9 @@ def _remove_mountpoints(lab_name: str, made: Sequence[str]) -> None:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 

@@ -61,13 +61,16 @@ def enter(binds: Sequence[tuple[str, str]]) -> None:
     for src, dst in binds:
         if not os.path.isdir(src) or not os.path.isdir(dst):
             raise OSError(f"cannot bind {src} over {dst}: both must be directories")
-        _check(libc.mount(src.encode(), dst.encode(), None, MS_BIND, None), f"bind {src} over {dst}")
+        _check(
+            libc.mount(src.encode(), dst.encode(), None, MS_BIND, None), f"bind {src} over {dst}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gingham.lab.mountns",
-        description="Run COMMAND in a private (slave) mount namespace with directories bound over others.",
+        description="Run COMMAND in a mount namespace of its own (a slave of the machine's), "
+        "with directories bound over others.",
     )
     parser.add_argument("--bind", type=parse_bind, action="append", default=[], metavar="SRC:DST")
     parser.add_argument("command", nargs="+", help="the command, after --")

@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 GINGHAM = str(Path(sys.executable).with_name("gingham"))
-MACHINE_PATHS = (labdocker.PLUGINS_PATH, labdocker.ETC_PATH)
+MACHINE_PATHS = ("/run/docker", labdocker.PLUGINS_PATH, labdocker.ETC_PATH, "/run/containerd")
 
 
 def _plugin_skip_reason() -> str | None:
@@ -62,11 +62,15 @@ def firewall(netns: str | None = None) -> dict[str, object]:
 
 def links(netns: str | None) -> list[str]:
     enter = ["nsenter", f"--net={netns_path(netns)}", "--"] if netns else []
-    return [ln.split(":")[1].strip().split("@")[0] for ln in _run([*enter, "ip", "-o", "link"]).splitlines()]
+    return [
+        ln.split(":")[1].strip().split("@")[0]
+        for ln in _run([*enter, "ip", "-o", "link"]).splitlines()
+    ]
 
 
-def machine_paths() -> dict[str, list[str]]:
-    return {p: sorted(os.listdir(p)) if os.path.isdir(p) else [] for p in MACHINE_PATHS}
+def machine_paths() -> dict[str, list[str] | None]:
+    """What is in each machine-wide Docker directory (None: it does not exist)."""
+    return {p: sorted(os.listdir(p)) if os.path.isdir(p) else None for p in MACHINE_PATHS}
 
 
 def lab_mounts(name: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
@@ -144,23 +148,32 @@ def test_every_daemon_answers_and_has_the_image(docker_lab: tuple[str, dict[str,
         assert host.docker_socket == str(labdocker.daemon_socket(st, host.name))
         assert labdocker.daemon_pid(name, host) == host.docker_pid > 0
         assert labdocker.ping(host.docker_socket)
-        images = labdocker.docker_cli(st, host.name, "images", "--format", "{{.Repository}}:{{.Tag}}")
+        images = labdocker.docker_cli(
+            st, host.name, "images", "--format", "{{.Repository}}:{{.Tag}}"
+        )
         assert images.returncode == 0 and labdocker.IMAGE in images.stdout.split()
         # The daemon runs in the host's network namespace.
-        assert os.stat(f"/proc/{host.docker_pid}/ns/net").st_ino == os.stat(netns_path(host.netns)).st_ino
+        assert (
+            os.stat(f"/proc/{host.docker_pid}/ns/net").st_ino
+            == os.stat(netns_path(host.netns)).st_ino
+        )
 
 
 def test_a_container_runs_on_each_host(docker_lab: tuple[str, dict[str, object]]) -> None:
     name, _ = docker_lab
     st = labstate.load(name)
     for host in st.hosts:
-        proc = labdocker.docker_cli(st, host.name, "run", "--rm", "--network", "none",
-                                    labdocker.IMAGE, "sh", "-c", "ls /bin/sh && echo ok")  # fmt: skip
+        proc = labdocker.docker_cli(
+            st, host.name, "run", "--rm", "--network", "none", labdocker.IMAGE,
+            "sh", "-c", "ls /bin/sh && echo ok",
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split() == ["/bin/sh", "ok"]
 
 
-def test_lab_docker_passes_the_exit_status_through(docker_lab: tuple[str, dict[str, object]]) -> None:
+def test_lab_docker_passes_the_exit_status_through(
+    docker_lab: tuple[str, dict[str, object]],
+) -> None:
     name, _ = docker_lab
     info = subprocess.run([GINGHAM, "lab", "docker", "--name", name, "h1", "--", "info",
                            "--format", "{{.DockerRootDir}}"],
@@ -176,7 +189,9 @@ def test_lab_docker_passes_the_exit_status_through(docker_lab: tuple[str, dict[s
     assert missing.returncode != 0 and "no host 'h9'" in missing.stderr
 
 
-def test_each_daemon_has_its_own_machine_wide_paths(docker_lab: tuple[str, dict[str, object]]) -> None:
+def test_each_daemon_has_its_own_machine_wide_paths(
+    docker_lab: tuple[str, dict[str, object]],
+) -> None:
     """/run/docker/plugins, /etc/docker and /run/containerd are the host's own directories
     for its daemon (seen through /proc/PID/root, which resolves in its mount namespace)."""
     name, before = docker_lab
@@ -188,7 +203,9 @@ def test_each_daemon_has_its_own_machine_wide_paths(docker_lab: tuple[str, dict[
         try:
             root = Path(f"/proc/{host.docker_pid}/root")
             seen[host.name] = sorted(os.listdir(root / labdocker.PLUGINS_PATH.lstrip("/")))
-            assert (root / labdocker.PLUGINS_PATH.lstrip("/") / marker.name).read_text() == host.name
+            assert (
+                root / labdocker.PLUGINS_PATH.lstrip("/") / marker.name
+            ).read_text() == host.name
             # key.json landed in the host's etc/, not in the machine's /etc/docker.
             assert (root / "etc/docker/key.json").exists()
             assert (labdocker.host_dir(st, host.name) / "etc" / "key.json").exists()
@@ -201,7 +218,9 @@ def test_each_daemon_has_its_own_machine_wide_paths(docker_lab: tuple[str, dict[
     assert machine_paths() == before["paths"]
 
 
-def test_shim_sockets_stay_in_the_hosts_directory(docker_lab: tuple[str, dict[str, object]]) -> None:
+def test_shim_sockets_stay_in_the_hosts_directory(
+    docker_lab: tuple[str, dict[str, object]],
+) -> None:
     name, _ = docker_lab
     st = labstate.load(name)
     run = labdocker.docker_cli(st, "h1", "run", "-d", "--network", "none", labdocker.IMAGE,
@@ -216,7 +235,9 @@ def test_shim_sockets_stay_in_the_hosts_directory(docker_lab: tuple[str, dict[st
         labdocker.docker_cli(st, "h1", "rm", "-f", cid)
 
 
-def test_no_docker_bridge_and_no_foreign_firewall(docker_lab: tuple[str, dict[str, object]]) -> None:
+def test_no_docker_bridge_and_no_foreign_firewall(
+    docker_lab: tuple[str, dict[str, object]],
+) -> None:
     name, before = docker_lab
     namespaces = [None, *[n for n in list_netns() if n.startswith(f"gh-{name}-")]]
     assert len(namespaces) == 5  # the machine, router, switch, h1, h2
@@ -238,8 +259,10 @@ def test_status_shows_the_daemons(docker_lab: tuple[str, dict[str, object]]) -> 
         docker = h["docker"]
         assert docker["pid"] == st.host(h["name"]).docker_pid and docker["ready"] is True
         assert docker["socket"] == st.host(h["name"]).docker_socket
-    table = subprocess.run([GINGHAM, "lab", "status", "--name", name],
-                           capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+    table = subprocess.run(
+        [GINGHAM, "lab", "status", "--name", name],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
     assert "DOCKER" in table and f"dockerd {st.host('h1').docker_pid} ready" in table
 
 
@@ -253,10 +276,32 @@ def test_each_host_runs_its_plugin(docker_lab: tuple[str, dict[str, object]]) ->
         pid = report["plugin_pid"]
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns_path(host.netns)).st_ino
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        assert [b"--node", host.name.encode()] == cmdline[cmdline.index(b"--node"):][:2]
+        assert [b"--node", host.name.encode()] == cmdline[cmdline.index(b"--node") :][:2]
         # The daemon finds this host's socket, and only it, where it looks for plugins.
         seen = Path(f"/proc/{host.docker_pid}/root/run/docker/plugins/gingham.sock")
         assert os.stat(seen).st_ino == os.stat(host.plugin_socket).st_ino
+
+
+@needs_plugin
+def test_stop_plugin_is_for_good_until_restart(docker_lab: tuple[str, dict[str, object]]) -> None:
+    name, _ = docker_lab
+    old = labdocker.report(labstate.load(name), labstate.load(name).host("h1"))
+    assert old is not None
+    labdocker.stop_plugin(name, "h1")
+    st = labstate.load(name)
+    stopped = labdocker.report(st, st.host("h1"))
+    assert stopped is not None
+    assert (stopped["plugin_pid"], stopped["plugin_state"]) == (0, "stopped")
+    assert not Path(f"/proc/{old['plugin_pid']}").exists() or "zombie" in Path(
+        f"/proc/{old['plugin_pid']}/status").read_text()  # fmt: skip
+    assert labdocker.report(st, st.host("h2"))["plugin_state"] == "running"  # type: ignore[index]
+    labdocker.restart_plugin(name, "h1")
+    st = labstate.load(name)
+    again = labdocker.report(st, st.host("h1"))
+    assert again is not None and again["plugin_state"] == "running"
+    assert again["plugin_pid"] not in (0, old["plugin_pid"])
+    with pytest.raises(LabError, match="running under its supervisor"):
+        labdocker.restart_plugin(name, "h1")
 
 
 # -- down and failed ups ------------------------------------------------------------------
@@ -306,8 +351,8 @@ def test_a_plugin_that_dies_fails_up_and_up_cleans_up(
     fresh_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = snapshot()
-    monkeypatch.setattr(labdocker, "plugin_command",
-                        lambda lab, host: [sys.executable, "-c", "raise SystemExit(3)"])  # fmt: skip
+    dies = [sys.executable, "-c", "raise SystemExit(3)"]
+    monkeypatch.setattr(labdocker, "plugin_command", lambda lab, host: dies)
     with pytest.raises(LabError, match=r"docker plugin of h1 ended \(exit 3\)"):
         labmod.up(fresh_name, hosts=1, make_current=False, docker=True)
     assert_nothing_left(fresh_name, before)
