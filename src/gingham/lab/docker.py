@@ -264,13 +264,17 @@ def _ensure_mountpoints() -> list[str]:
     return made
 
 
+def daemon_binds(lab: LabState, host: str) -> list[tuple[Path, str]]:
+    """(the host's directory, the machine-wide path it stands in for) in the daemon's view."""
+    d = host_dir(lab, host)
+    return [(plugins_dir(lab, host), PLUGINS_PATH), (d / "etc", ETC_PATH),
+            (d / "containerd", CONTAINERD_PATH)]  # fmt: skip
+
+
 def daemon_command(lab: LabState, host: HostState) -> list[str]:
     d = host_dir(lab, host.name)
-    binds = [(plugins_dir(lab, host.name), PLUGINS_PATH), (d / "etc", ETC_PATH),
-             (d / "containerd", CONTAINERD_PATH)]  # fmt: skip
     argv = [sys.executable, "-m", "gingham.lab.mountns"]
-    for src, dst in binds:
-        src.mkdir(parents=True, exist_ok=True)
+    for src, dst in daemon_binds(lab, host.name):
         argv += ["--bind", f"{src}:{dst}"]
     return [*argv, "--", _binary("dockerd"), *SAFE_FLAGS,
             f"--data-root={d / 'data'}", f"--exec-root={d / 'exec'}",
@@ -281,7 +285,8 @@ def daemon_command(lab: LabState, host: HostState) -> list[str]:
 def start_daemon(lab: LabState, host: HostState) -> subprocess.Popen[bytes]:
     """Start the host's dockerd in its network namespace and a mount namespace of its own."""
     directory = host_dir(lab, host.name)
-    directory.mkdir(parents=True, exist_ok=True)
+    for src, _ in daemon_binds(lab, host.name):
+        src.mkdir(parents=True, exist_ok=True)
     daemon_socket(lab, host.name).unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env.update(GINGHAM_LAB=lab.name, **{DOCKER_MARKER: f"{lab.name}/{host.name}"})
