@@ -404,4 +404,4 @@ def _not_for_agents(key: str) -> bool:
     """Keys whose changes no agent acts on: other agents' chatter would wake everyone."""
     if key.startswith(keys.IPAM):
         return not key.startswith(ipam_keys.BLOCKS)
-    return key.startswith((keys.STATUS, keys.LIVENESS))
+    return key.startswith((keys.STATUS, keys.LIVENESS, keys.DOCKER_PENDING))

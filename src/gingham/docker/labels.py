@@ -2,12 +2,11 @@
 
 Docker sends a driver no labels, and asking the daemon about a container while
 it is being started would wait on the start that is waiting on the driver. So
-after Join a worker asks the daemon which container holds the endpoint and
-reads its labels, then writes them (compare-and-swap; a deleted endpoint is
-never written again). Labels that cannot be label keys or values are left off
-by name in the log and listed in an annotation, never silently.
-Until they land, the endpoint has only its namespace's profile: policies that
-select by Docker labels apply from that moment (≈ tens of milliseconds).
+after Join a worker asks the daemon which container holds the endpoint, reads
+its labels and turns the endpoint's pending record into its WorkloadEndpoint
+(see ``network_driver``: until then agents drop the container's traffic).
+Labels that cannot be label keys or values are left off by name in the log
+and listed in an annotation, never silently.
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from gingham.datastore.base import Datastore
+from gingham.datastore import keys
+from gingham.datastore.base import Datastore, landed
 from gingham.docker.engine import Engine
-from gingham.errors import GinghamError, NotFound, RevisionConflict
+from gingham.errors import GinghamError
 from gingham.model.meta import label_key_problem, label_value_problem
 
 log = logging.getLogger(__name__)
@@ -59,20 +59,22 @@ def labelled(doc: dict[str, Any], container_id: str, labels: dict[str, str]) -> 
 
 
 class LabelFollower:
-    """Starts one short-lived worker per joined endpoint."""
+    """Starts one short-lived worker per joined endpoint of ``node``."""
 
-    def __init__(self, ds: Datastore, engine: Engine, lock: AbstractContextManager[Any],
+    def __init__(self, ds: Datastore, node: str, engine: Engine,
+                 lock: AbstractContextManager[Any],
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.ds = ds
+        self.node = node
         self.engine = engine
         self.lock = lock  # the plugin's: the datastore is used by one call at a time
         self.clock = clock
         self.sleep = sleep
         self._stopping = threading.Event()
 
-    def follow(self, network_id: str, endpoint_id: str, key: str) -> None:
-        threading.Thread(target=self._run, args=(network_id, endpoint_id, key),
+    def follow(self, network_id: str, endpoint_id: str) -> None:
+        threading.Thread(target=self.run, args=(network_id, endpoint_id),
                          name=f"labels-{endpoint_id[:12]}", daemon=True).start()
 
     def stop(self) -> None:
@@ -86,7 +88,9 @@ class LabelFollower:
                 return str(cid)
         return None
 
-    def _run(self, network_id: str, endpoint_id: str, key: str) -> None:
+    def run(self, network_id: str, endpoint_id: str) -> None:
+        """Wait for the container that holds the endpoint, then write its endpoint."""
+        pending = keys.docker_pending_key(self.node, endpoint_id)
         deadline = self.clock() + GIVE_UP_AFTER
         try:
             while not self._stopping.is_set() and self.clock() < deadline:
@@ -96,34 +100,36 @@ class LabelFollower:
                     if labels is None:
                         log.info("container %s is gone before its labels were read", cid[:12])
                     else:
-                        self._write(key, cid, labels)
+                        self._write(pending, cid, labels)
                     return
                 with self.lock:
-                    if self.ds.get(key) is None:
-                        return  # left before it ever ran
+                    if self.ds.get(pending) is None:
+                        return  # left before it ever ran, or written already
                 self.sleep(POLL)
-            log.warning("endpoint %s: no container took it within %.0f s; its labels are "
-                        "not known", endpoint_id[:12], GIVE_UP_AFTER)
+            log.error("endpoint %s: no container took it within %.0f s; it stays without "
+                      "traffic", endpoint_id[:12], GIVE_UP_AFTER)
         except GinghamError as exc:
-            log.warning("endpoint %s: container labels not applied: %s", endpoint_id[:12], exc)
+            log.error("endpoint %s: container labels not read, it stays without traffic: %s",
+                      endpoint_id[:12], exc)
 
-    def _write(self, key: str, container_id: str, labels: dict[str, str]) -> None:
+    def _write(self, pending: str, container_id: str, labels: dict[str, str]) -> None:
+        """The pending record becomes the WorkloadEndpoint, in one transaction: never
+        after DeleteEndpoint removed the record, never over one written already."""
         for _ in range(20):
             with self.lock:
-                kv = self.ds.get(key)
+                kv = self.ds.get(pending)
                 if kv is None or not isinstance(kv.value, dict):
                     return
                 doc = labelled(kv.value, container_id, labels)
-                skipped = doc["metadata"]["annotations"].get(SKIPPED_ANNOTATION)
-                try:
-                    self.ds.update(key, doc, revision=kv.mod_revision)
-                except NotFound:
-                    return
-                except RevisionConflict:
+                meta = doc["metadata"]
+                key = keys.resource_key("WorkloadEndpoint", meta["name"], meta["namespace"])
+                puts = {key: doc}
+                if not landed(self.ds.txn({pending: kv.mod_revision, key: 0}, puts, [pending]),
+                              puts):
                     continue
-            if skipped:
+            if SKIPPED_ANNOTATION in meta["annotations"]:
                 log.warning("container %s: labels not used for policy: %s",
-                            container_id[:12], skipped)
+                            container_id[:12], meta["annotations"][SKIPPED_ANNOTATION])
             return
-        log.warning("container %s: its endpoint %s kept changing; labels not written",
-                    container_id[:12], key)
+        log.error("container %s: its endpoint record %s kept changing; not written",
+                  container_id[:12], pending)

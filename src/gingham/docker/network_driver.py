@@ -4,9 +4,15 @@ The Docker network's name is the endpoint's namespace (its profile
 ``kns.<name>`` applies, as for a Kubernetes namespace), so a network of the
 same name on every host is one network. Docker sends neither that name nor
 the container's labels: the name is read from the daemon at CreateEndpoint,
-the labels once the container has started (``labels``). The node agent picks
-the endpoint up from the datastore and programs policy and routes as for any
-CNI workload.
+the labels once the container has started (``labels``).
+
+Fail closed until the labels are known: CreateEndpoint keeps the endpoint as
+a *pending* record (``keys.docker_pending_key``), which agents ignore, and
+the WorkloadEndpoint is written only with the container's labels on it. Until
+then the container's veth is a workload interface no agent knows, and agents
+drop its traffic both ways; from then on the node agent programs policy and
+routes as for any CNI workload, with the policies that select the labels
+from the first packet.
 """
 
 from __future__ import annotations
@@ -72,13 +78,13 @@ class NetworkDriver:
     """The ``NetworkDriver.*`` calls. Not thread-safe: the plugin serialises calls."""
 
     def __init__(self, ds: Datastore, node: str, engine: Engine, run_dir: Path,
-                 on_join: Callable[[str, str, str], None] = lambda _n, _e, _k: None,
+                 on_join: Callable[[str, str], None] = lambda _n, _e: None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.ds = ds
         self.node = node
         self.engine = engine
         self.run_dir = run_dir
-        self.on_join = on_join  # (network id, endpoint id, endpoint key): labels to follow
+        self.on_join = on_join  # (network id, endpoint id): whose labels to follow
         self.backoff = Backoff(sleep=sleep)
         self._names: dict[str, str] = {}  # network id -> name (fixed for the id's life)
 
@@ -159,7 +165,8 @@ class NetworkDriver:
         if self.ds.get(ns_key) is None:
             with contextlib.suppress(AlreadyExists):
                 self.ds.create(ns_key, dict(namespace_doc(namespace)))
-        self._put(key, doc)
+        if self.ds.get(key) is None:  # else Docker asks again for one that has its labels
+            self._put(keys.docker_pending_key(self.node, endpoint_id), doc)
         # a MAC only when Docker sent none, never the address Docker set
         return {"Interface": {} if iface.get("MacAddress") else {"MacAddress": mac}}
 
@@ -176,33 +183,35 @@ class NetworkDriver:
 
         self.backoff.run(key, step)
 
-    def _stored(self, network_id: str, endpoint_id: str) -> tuple[str, dict[str, Any]]:
-        key = endpoint_key(self.node, self._namespace(network_id), endpoint_id)
-        kv = self.ds.get(key)
-        if kv is None or not isinstance(kv.value, dict):
-            raise DockerError(f"no endpoint {endpoint_id} on node {self.node}")
-        return key, kv.value
+    def _stored(self, network_id: str, endpoint_id: str) -> dict[str, Any]:
+        """The endpoint as a WorkloadEndpoint document, pending or written."""
+        for key in (keys.docker_pending_key(self.node, endpoint_id),
+                    endpoint_key(self.node, self._namespace(network_id), endpoint_id)):
+            kv = self.ds.get(key)
+            if kv is not None and isinstance(kv.value, dict):
+                return kv.value
+        raise DockerError(f"no endpoint {endpoint_id} on node {self.node}")
 
     def oper_info(self, body: dict[str, Any]) -> dict[str, Any]:
         network_id, endpoint_id = _ids(body, "NetworkID", "EndpointID")
-        _key, doc = self._stored(network_id, endpoint_id)
-        spec = doc.get("spec") or {}
+        spec = self._stored(network_id, endpoint_id).get("spec") or {}
         return {"Value": {"hostInterface": spec.get("interfaceName", ""),
                           "addresses": spec.get("ipNetworks", [])}}
 
     def delete_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
         network_id, endpoint_id = _ids(body, "NetworkID", "EndpointID")
         veth.delete(endpoint_id)
-        key = endpoint_key(self.node, self._namespace(network_id), endpoint_id)
-        with contextlib.suppress(NotFound):
-            self.ds.delete(key)
+        for key in (endpoint_key(self.node, self._namespace(network_id), endpoint_id),
+                    keys.docker_pending_key(self.node, endpoint_id)):
+            with contextlib.suppress(NotFound):
+                self.ds.delete(key)
         return {}
 
     # -- sandboxes -----------------------------------------------------------------------
 
     def join(self, body: dict[str, Any]) -> dict[str, Any]:
         network_id, endpoint_id = _ids(body, "NetworkID", "EndpointID")
-        key, doc = self._stored(network_id, endpoint_id)
+        doc = self._stored(network_id, endpoint_id)
         addresses = [ipaddress.ip_interface(n).ip for n in doc["spec"]["ipNetworks"]]
         mtu = read_mtu(mtu_path(self.node, self.run_dir)) or DEFAULT_MTU
         src = veth.create(endpoint_id, addresses, mtu)
@@ -213,7 +222,7 @@ class NetworkDriver:
             reply["StaticRoutes"].append({"Destination": f"{GATEWAY_V4}/32", "RouteType": 1})
         if any(a.version == 6 for a in addresses):
             reply["GatewayIPv6"] = GATEWAY_V6
-        self.on_join(network_id, endpoint_id, key)
+        self.on_join(network_id, endpoint_id)
         return reply
 
     def leave(self, body: dict[str, Any]) -> dict[str, Any]:

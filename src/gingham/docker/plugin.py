@@ -4,6 +4,7 @@
                                         └──▶ NetworkDriver ──▶ WorkloadEndpoints, veths
                                                   └─ on_join ──▶ LabelFollower ──▶ Engine
     start: snapshot (before serving) ──▶ once the daemon answers: reconcile
+                                          (and follow the labels of pending endpoints)
 
 Calls are served one at a time (IPAM and the datastore connection are not
 thread-safe, and Docker makes one call at a time per container anyway).
@@ -40,7 +41,7 @@ class Plugin:
         self.engine = engine
         self.lock = threading.RLock()
         self.ipam = IpamDriver(ds, node)
-        self.labels = LabelFollower(ds, engine, self.lock)
+        self.labels = LabelFollower(ds, node, engine, self.lock)
         self.network = NetworkDriver(ds, node, engine, run_dir, on_join=self.labels.follow)
         self._held = reconcile.snapshot(ds, node)
         self._stop = threading.Event()
@@ -87,7 +88,10 @@ class Plugin:
                     try:
                         attached = self.engine.attached(DRIVER_NAME)
                         with self.lock:
-                            reconcile.reconcile(self.ds, self.ipam.ipam, self._held, attached)
+                            done = reconcile.reconcile(self.ds, self.ipam.ipam, self._held,
+                                                       attached)
+                        for network_id, endpoint_id in done.follow:
+                            self.labels.follow(network_id, endpoint_id)
                         return
                     except GinghamError as exc:
                         log.warning("reconcile with the Docker daemon failed, retrying: %s",

@@ -75,7 +75,9 @@ def test_create_endpoint_writes_the_workload_endpoint_and_a_mac_only_if_docker_s
                                  "Interface": {"Address": addr}})
     mac = reply["Interface"]["MacAddress"]
     assert set(reply["Interface"]) == {"MacAddress"}  # never the Address Docker set
-    kv = sqlite_store.get(endpoint_key("h1", "web", EP))
+    # fail closed: no WorkloadEndpoint (agents drop the veth's traffic) until the labels
+    assert sqlite_store.get(endpoint_key("h1", "web", EP)) is None
+    kv = sqlite_store.get(keys.docker_pending_key("h1", EP))
     assert kv is not None
     spec = kv.value["spec"]
     assert (spec["orchestrator"], spec["node"], spec["endpoint"], spec["mac"]) == \
@@ -88,7 +90,7 @@ def test_create_endpoint_writes_the_workload_endpoint_and_a_mac_only_if_docker_s
     assert again == {"Interface": {}}
     assert net.oper_info({"NetworkID": NET, "EndpointID": EP})["Value"]["addresses"] == [addr]
     net.delete_endpoint({"NetworkID": NET, "EndpointID": EP})
-    assert sqlite_store.get(endpoint_key("h1", "web", EP)) is None
+    assert sqlite_store.get(keys.docker_pending_key("h1", EP)) is None
     net.delete_endpoint({"NetworkID": NET, "EndpointID": EP})  # idempotent
 
 
@@ -150,9 +152,10 @@ def test_labels_land_once_the_container_holds_the_endpoint(
             daemon.containers[NET] = {f"ep-{EP}": {"EndpointID": EP}}
 
     daemon.labels[CID] = {"app": "web", "note": "hello world"}
-    follower = LabelFollower(sqlite_store, daemon, threading.Lock(),  # type: ignore[arg-type]
+    follower = LabelFollower(sqlite_store, "h1", daemon, threading.Lock(),  # type: ignore[arg-type]
                              sleep=sleep)
-    follower._run(NET, EP, key)
+    follower.run(NET, EP)
+    assert sqlite_store.get(keys.docker_pending_key("h1", EP)) is None
     doc = sqlite_store.get(key).value  # type: ignore[union-attr]
     assert doc["metadata"]["labels"] == {"app": "web"}
     assert "hello world" in doc["metadata"]["annotations"][SKIPPED_ANNOTATION]
@@ -167,30 +170,40 @@ def test_labels_never_bring_back_a_deleted_endpoint(
     net.delete_endpoint({"NetworkID": NET, "EndpointID": EP})
     daemon.containers[NET] = {CID: {"EndpointID": EP}}
     daemon.labels[CID] = {"app": "web"}
-    LabelFollower(sqlite_store, daemon, threading.Lock())._run(  # type: ignore[arg-type]
-        NET, EP, endpoint_key("h1", "web", EP))
+    LabelFollower(sqlite_store, "h1", daemon, threading.Lock()).run(  # type: ignore[arg-type]
+        NET, EP)
     assert sqlite_store.get(endpoint_key("h1", "web", EP)) is None
     assert labelled({"metadata": {}}, CID, {"x": "1"})["metadata"]["labels"] == {"x": "1"}
 
 
 def test_reconcile_removes_only_what_the_daemon_let_go_before_the_start(
         world: tuple[IpamDriver, NetworkDriver, Daemon], sqlite_store: Datastore) -> None:
-    ipam, net, _ = world
+    ipam, net, daemon = world
     gone_addr = endpoint(ipam, net).split("/")[0]  # endpoint EP: docker rm -f while away
+    daemon.containers[NET] = {CID: {"EndpointID": EP}}
+    daemon.labels[CID] = {}
+    LabelFollower(sqlite_store, "h1", daemon, threading.Lock()).run(  # type: ignore[arg-type]
+        NET, EP)
     pid = ipam.request_pool({"AddressSpace": LOCAL_SPACE})["PoolID"]
     orphan = ipam.request_address({"PoolID": pid})["Address"].split("/")[0]  # never used
     kept = ipam.request_address({"PoolID": pid})["Address"].split("/")[0]
-    net.create_endpoint({"NetworkID": NET, "EndpointID": "d" * 64,
+    net.create_endpoint({"NetworkID": NET, "EndpointID": "d" * 64,  # labels not read yet
                          "Interface": {"Address": kept + "/32"}})
+    gone_pending = ipam.request_address({"PoolID": pid})["Address"].split("/")[0]
+    net.create_endpoint({"NetworkID": NET, "EndpointID": "f" * 64,
+                         "Interface": {"Address": gone_pending + "/32"}})
     held = reconcile.snapshot(sqlite_store, "h1")
     # made after the snapshot: a call Docker is making now, never touched
     fresh = ipam.request_address({"PoolID": pid})["Address"].split("/")[0]
-    live = [Attached(NET, "d" * 64, CID, (kept,))]
+    live = [Attached(NET, "d" * 64, "9" * 64, (kept,))]
     done = reconcile.reconcile(sqlite_store, ipam.ipam, held, live)
-    assert done.endpoints == [EP] and len(done.handles) == 2
+    assert done.endpoints == [EP, "f" * 64] and len(done.handles) == 3
+    assert done.follow == [(NET, "d" * 64)]  # still attached, labels still to read
     assert sqlite_store.get(endpoint_key("h1", "web", EP)) is None
-    assert sqlite_store.get(endpoint_key("h1", "web", "d" * 64)) is not None
-    assert who_holds(sqlite_store, gone_addr) is None and who_holds(sqlite_store, orphan) is None
+    assert sqlite_store.get(keys.docker_pending_key("h1", "f" * 64)) is None
+    assert sqlite_store.get(keys.docker_pending_key("h1", "d" * 64)) is not None
+    for ip in (gone_addr, orphan, gone_pending):
+        assert who_holds(sqlite_store, ip) is None
     assert who_holds(sqlite_store, kept) is not None and who_holds(sqlite_store, fresh) is not None
 
 
