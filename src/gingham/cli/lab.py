@@ -34,9 +34,13 @@ def lab_group() -> None:
 @click.option("--docker", is_flag=True,
               help="Also a Docker daemon on every host, with the gingham network and IPAM "
                    "plugin and the image busybox:gingham (see gingham lab docker).")  # fmt: skip
+@click.option("--openstack", is_flag=True,
+              help="Also PostgreSQL and a Neutron server on 127.0.0.1 with the gingham "
+                   "mechanism driver (see gingham lab vm).")  # fmt: skip
 @handle_errors
 def up_cmd(
-    lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool | None, docker: bool
+    lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool | None, docker: bool,
+    openstack: bool,
 ) -> None:
     """Create hosts, fabric, datastore and agents; wait until every agent is ready."""
     from rich.console import Console
@@ -46,11 +50,13 @@ def up_cmd(
     console = Console(stderr=True)
     with console.status("starting lab…") as status:
         state = lab.up(lab_name, hosts, datastore, subnets, progress=lambda m: status.update(m),
-                       fanout=fanout, docker=docker)  # fmt: skip
+                       fanout=fanout, docker=docker, openstack=openstack)  # fmt: skip
     console.print(
         f"lab [bold]{state.name}[/] is up: {len(state.hosts)} hosts, datastore {state.datastore}"
         + (f", agents read through the fan-out server on {state.fanout}" if state.fanout else "")
         + (", a Docker daemon on every host (gingham lab docker HOST -- ...)" if docker else "")
+        + (f", Neutron on {state.openstack_url} (gingham lab vm add NAME --port PORT_ID)"
+           if openstack else "")
     )
     console.print(
         "try: gingham workload add default/web --host h1 --serve 80/tcp ; gingham lab status"
@@ -85,11 +91,13 @@ def status_cmd(lab_name: str | None, output: str) -> None:
     """Hosts (agent, supervision, readiness, restarts), datastore and workloads."""
     from gingham.lab import fanout as labfanout
     from gingham.lab import lab
+    from gingham.lab import openstack as labopenstack
     from gingham.lab import state as labstate
 
     st = labstate.load(labstate.resolve(lab_name))
     hosts = [lab.host_report(st.name, h, st) for h in st.hosts]
     fanout = labfanout.report(st)
+    openstack = labopenstack.report(st)
     workloads: list[dict[str, Any]] = [
         {"namespace": w.namespace, "name": w.name, "host": w.host, "ips": w.ips,
          "labels": w.labels, "interface": w.interface}
@@ -102,6 +110,7 @@ def status_cmd(lab_name: str | None, output: str) -> None:
                     "name": st.name,
                     "datastore": st.datastore,
                     "fanout": fanout,
+                    "openstack": openstack,
                     "hosts": hosts,
                     "workloads": workloads,
                 },
@@ -116,6 +125,11 @@ def status_cmd(lab_name: str | None, output: str) -> None:
         click.echo(f"fan-out server on {fanout['socket']}: {fanout['state']}, pid "
                    f"{fanout['pid'] or '-'}, {fanout['restarts']} restart(s), last exit "
                    f"{_last_exit(fanout)}")  # fmt: skip
+    if openstack is not None:
+        click.echo(f"Neutron on {openstack['url']}: "
+                   f"{'ready' if openstack['ready'] else 'NOT READY'}, pid "
+                   f"{openstack['neutron_pid'] or '-'}; PostgreSQL pid "
+                   f"{openstack['postgres_pid'] or '-'}")  # fmt: skip
     docker = [["DOCKER"], [_docker(h["docker"]) for h in hosts]] if st.docker else [[], []]
     print_table(
         ["HOST", "NETNS", "ADDRESS", "AGENT", "STATE", "READY", "RESTARTS", "LAST EXIT",
@@ -204,6 +218,40 @@ def docker_cmd(host: str, args: tuple[str, ...], lab_name: str | None) -> None:
     argv = labdocker.cli_argv(st, host, args)
     sys.stdout.flush()
     os.execve(argv[0], argv, labdocker.cli_env())
+
+
+@lab_group.group("vm")
+def vm_group() -> None:
+    """VMs on Neutron ports (lab up --openstack): what Nova would do."""
+
+
+@vm_group.command("add")
+@click.argument("name")
+@click.option("--port", "port_id", required=True, help="The Neutron port's ID (bound to a host).")
+@click.option("--serve", default="", help="PORT/PROTO[:NAME],… listeners (TCP accepts, UDP echoes)")
+@LAB
+@handle_errors
+def vm_add_cmd(name: str, port_id: str, serve: str, lab_name: str | None) -> None:
+    """Plug VM NAME into port PORT_ID on the port's host (binding:host_id): the lab
+    workload vm/NAME; prints its addresses."""
+    from gingham.lab import state as labstate
+    from gingham.lab import vms, workloads
+
+    wl = vms.add(labstate.resolve(lab_name), name, port_id, workloads.parse_serve(serve))
+    click.echo(f"vm/{wl.name} on {wl.host} ({wl.interface}): {' '.join(wl.ips)}")
+
+
+@vm_group.command("del")
+@click.argument("name")
+@LAB
+@handle_errors
+def vm_del_cmd(name: str, lab_name: str | None) -> None:
+    """Unplug and remove VM NAME (its Neutron port stays)."""
+    from gingham.lab import state as labstate
+    from gingham.lab import vms
+
+    vms.delete(labstate.resolve(lab_name), name)
+    click.echo(f"vm/{name} deleted")
 
 
 @lab_group.command("probe")

@@ -22,6 +22,7 @@ from typing import Any
 from gingham.errors import LabError
 from gingham.lab import docker as labdocker
 from gingham.lab import fanout as labfanout
+from gingham.lab import openstack as labopenstack
 from gingham.lab import state as labstate
 from gingham.lab.fabric import build_fabric, check_lab_name, destroy_fabric
 from gingham.lab.netns import delete_netns_prefix, netns_path, spawn_in_netns
@@ -61,8 +62,9 @@ def _start_datastore(lab: str, kind: str, directory: Path) -> tuple[str, list[in
     return url, [m.proc.pid for m in members if m.proc]
 
 
-def _init_datastore(url: str) -> None:
-    """Make the lab's datastore (and its cluster ID) and give it the default pool.
+def _init_datastore(url: str, openstack: bool = False) -> None:
+    """Make the lab's datastore (and its cluster ID) and give it the default pool
+    (with ``openstack``, also the FelixConfiguration VMs' tap interfaces need).
 
     The only place in the lab that may create a datastore: everything after
     this, agents included, opens it without ``create`` and so fails loudly if
@@ -75,6 +77,8 @@ def _init_datastore(url: str) -> None:
     ds = open_datastore(url, create=True)
     try:
         ResourceStore(ds).apply(parse_resource(DEFAULT_POOL))
+        if openstack:
+            ResourceStore(ds).apply(parse_resource(labopenstack.FELIX_CONFIGURATION))
     finally:
         ds.close()
 
@@ -177,11 +181,15 @@ def up(
     fanout: bool | None = None,
     docker: bool = False,
     docker_plugin: bool = True,
+    openstack: bool = False,
+    openstack_driver: bool | None = None,
 ) -> LabState:
     """Bring lab ``name`` up; with ``make_current`` plain gingham commands then act on it;
     ``fanout``: agents read through a fan-out server (None: above ``AUTO_HOSTS`` hosts);
     ``docker``: a Docker daemon on every host (lab/docker.py), with the gingham plugin
-    unless ``docker_plugin`` is False (the daemons alone)."""
+    unless ``docker_plugin`` is False (the daemons alone); ``openstack``: PostgreSQL and a
+    Neutron server (lab/openstack.py), with the gingham mechanism driver unless
+    ``openstack_driver`` is False (None: when installed)."""
     check_lab_name(name)
     if os.geteuid() != 0:
         raise LabError("a lab needs root (network namespaces)")
@@ -204,20 +212,29 @@ def up(
         labstate.save(lab)
         say(f"starting datastore ({datastore})")
         lab.datastore, lab.etcd_pids = _start_datastore(name, datastore, directory)
+        lab.openstack = openstack
         labstate.save(lab)
-        _init_datastore(lab.datastore)
-        if labfanout.wanted(hosts, fanout):
-            say("starting the fan-out server")
-            lab.fanout = str(labfanout.socket_path(name))
-            lab.fanout_supervisor_pid = labfanout.start(lab, gingham_binary())
-            labstate.save(lab)
-        for host in lab.hosts:
-            say(f"starting agent on {host.name}")
-            host.supervisor_pid = _start_supervisor(lab, host)
-            labstate.save(lab)
-        if docker:  # while the agents start
-            labdocker.start(lab, say, plugin=docker_plugin)
-        wait_ready(lab, progress=say)
+        _init_datastore(lab.datastore, openstack)
+        # Neutron (seconds) starts while the agents do; an exception in this block waits
+        # for it before ``down`` runs (leaving the pool's block joins its thread).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            neutron = pool.submit(labopenstack.start, lab, lambda m: say(f"openstack: {m}"),
+                                  openstack_driver) if openstack else None  # fmt: skip
+            if labfanout.wanted(hosts, fanout):
+                say("starting the fan-out server")
+                lab.fanout = str(labfanout.socket_path(name))
+                lab.fanout_supervisor_pid = labfanout.start(lab, gingham_binary())
+                labstate.save(lab)
+            for host in lab.hosts:
+                say(f"starting agent on {host.name}")
+                host.supervisor_pid = _start_supervisor(lab, host)
+                labstate.save(lab)
+            if docker:  # while the agents start
+                labdocker.start(lab, say, plugin=docker_plugin)
+            wait_ready(lab, progress=say)
+            if neutron is not None:
+                neutron.result()
+                labstate.save(lab)
         if make_current:
             labstate.set_current(name)
         return labstate.load(name)  # with the agents' pids, as their supervisors recorded them
@@ -314,8 +331,11 @@ def down(name: str) -> list[str]:
         lab = None
     # Docker daemons while the agents stop (each takes a second or two): a daemon's
     # plugin may still write to the datastore, which stops after both.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    run_dir = lab.run_dir if lab is not None and lab.run_dir else str(directory / "run")
+    with ThreadPoolExecutor(max_workers=2) as pool:
         docker_stopped = pool.submit(labdocker.stop, name, lab)
+        # Neutron too: its driver writes to the datastore, which stops after it.
+        openstack_stopped = pool.submit(labopenstack.stop, run_dir)
         if lab is not None:
             _kill_groups([wl.listener_pid for wl in lab.workloads.values()])
             # Supervisors before agents: a supervisor outliving its agent would start another.
@@ -323,6 +343,7 @@ def down(name: str) -> list[str]:
             # An agent whose supervisor was killed (-9) runs on, unsupervised.
             _kill_groups([h.agent_pid for h in lab.hosts if _in_netns(h.agent_pid, h.netns)])
         docker_stopped.result()
+        openstack_stopped.result()
     if lab is not None:
         labfanout.stop(lab, _kill_groups, _wait_gone)
         _kill_groups(lab.etcd_pids)

@@ -74,6 +74,8 @@ class WorkloadState:
     labels: dict[str, str] = field(default_factory=dict)
     serve: list[str] = field(default_factory=list)
     listener_pid: int = 0
+    # A VM of ``lab vm add`` (lab/vms.py): the Neutron port it is plugged into.
+    port_id: str = ""
 
     @property
     def ref(self) -> str:
@@ -98,6 +100,12 @@ class LabState:
     # create on the machine for them (removed again by ``down``).
     docker: bool = False
     docker_mountpoints: list[str] = field(default_factory=list)
+    # ``lab up --openstack`` (lab/openstack.py): the Neutron API's URL, the Neutron server
+    # and the PostgreSQL postmaster (their pid files under the run directory are the truth).
+    openstack: bool = False
+    openstack_url: str = ""
+    neutron_pid: int = 0
+    postgres_pid: int = 0
 
     def host(self, name: str) -> HostState:
         for h in self.hosts:
