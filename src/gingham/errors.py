@@ -24,6 +24,7 @@ CLI and the agent only ever have to handle this tree.
     ├── RoutingError           BIRD configuration or control failed
     ├── CNIError               carries the CNI error .code
     ├── DockerError            a libnetwork driver call that cannot be served (Docker shows it)
+    ├── OpenStackError         a Neutron port, group, rule or subnet the ML2 driver refuses
     └── LabError
 """
 
@@ -124,6 +125,10 @@ class CNIError(GinghamError):
 
 class DockerError(GinghamError):
     """A libnetwork driver request the ``gingham`` Docker driver refuses or cannot serve."""
+
+
+class OpenStackError(GinghamError):
+    """A Neutron object the ``gingham`` ML2 mechanism driver cannot express (Neutron shows it)."""
 
 
 class LabError(GinghamError):
