@@ -76,7 +76,8 @@ def _init_datastore(url: str, openstack: bool = False) -> None:
 
     ds = open_datastore(url, create=True)
     try:
-        ResourceStore(ds).apply(parse_resource(DEFAULT_POOL))
+        pool = labopenstack.default_pool(DEFAULT_POOL) if openstack else DEFAULT_POOL
+        ResourceStore(ds).apply(parse_resource(pool))
         if openstack:
             ResourceStore(ds).apply(parse_resource(labopenstack.FELIX_CONFIGURATION))
     finally:

@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gingham.errors import LabError
 from gingham.lab.neutron_api import NeutronAPI
@@ -53,6 +54,7 @@ CACHE_ROOT = Path(os.environ.get("GINGHAM_OPENSTACK_CACHE", "/var/cache/gingham/
 PG_USER = "postgres"
 DATABASE = "neutron"
 RESYNC_INTERVAL = 30
+TEMPLATE_FORMAT = "3"  # changes with the way the template is made
 READY_TIMEOUT = 60.0
 STOP_GRACE = 5.0
 STALE_AFTER = 3 * 86400.0  # cached venvs and templates unused this long are removed
@@ -70,9 +72,9 @@ print(json.dumps({"dir": list(spec.submodule_search_locations)[0],
                   "version": importlib.metadata.version("neutron")}))
 """
 DRIVER_CODE = """
-import importlib.metadata, sys
+import importlib.metadata
 eps = importlib.metadata.entry_points(group="neutron.ml2.mechanism_drivers", name="gingham")
-sys.exit(0 if eps else 1)
+print(next(iter(eps)).value if eps else "")
 """
 # Nova names a VM's tap "tap" + the port ID's first 11 characters; the agents program
 # only interfaces under the configured prefixes, so an OpenStack lab adds Nova's.
@@ -82,6 +84,11 @@ FELIX_CONFIGURATION = {
     "metadata": {"name": "default"},
     "spec": {"interfacePrefix": "gh,tap"},
 }
+# Neutron's subnets must overlap no other pool (the driver refuses them: gingham would
+# hand their addresses out): an OpenStack lab's own pool keeps the lower half of
+# 198.18.0.0/16 and leaves this half to Neutron.
+CNI_POOL = "198.18.0.0/17"
+NEUTRON_RANGE = "198.18.128.0/17"
 Progress = Callable[[str], None]
 
 
@@ -96,6 +103,11 @@ class Neutron:
     @property
     def api_paste(self) -> str:
         return str(Path(self.package_dir) / "tests" / "etc" / "api-paste.ini")
+
+
+def default_pool(pool: dict[str, Any]) -> dict[str, Any]:
+    """The lab's default IPPool, narrowed to ``CNI_POOL``."""
+    return {**pool, "spec": {**pool["spec"], "cidr": CNI_POOL}}
 
 
 # -- where things are -----------------------------------------------------------------
@@ -285,22 +297,28 @@ def venv(neutron: Neutron, say: Progress) -> tuple[Path, bool]:
             _run([str(entry / "bin" / "python"), "-m", "pip", "install", "-q",
                   "--disable-pip-version-check", "-e", f"{tree}[openstack]"],
                  f"installing {tree} into Neutron's virtualenv")
-            driver = subprocess.run([str(entry / "bin" / "python"), "-c", DRIVER_CODE],
-                                    capture_output=True, timeout=60, check=False).returncode == 0
-            (entry / "ready").write_text(json.dumps({"tree": str(tree), "driver": driver}))
+            found = subprocess.run([str(entry / "bin" / "python"), "-c", DRIVER_CODE],
+                                   capture_output=True, text=True, timeout=60, check=False)
+            (entry / "ready").write_text(json.dumps({"tree": str(tree),
+                                                     "driver": found.stdout.strip()}))
             _prune("venv-", entry)
         else:
             os.utime(entry / "ready")
-        driver = bool(json.loads((entry / "ready").read_text()).get("driver"))
-    return entry / "bin" / "python", driver
+        driver = str(json.loads((entry / "ready").read_text()).get("driver") or "")
+    # The entry point's module is this tree's (an editable install): the driver is there
+    # once its file is, whenever that came after the venv was made.
+    module = driver.partition(":")[0]
+    path = tree / "src" / Path(*module.split("."))
+    return entry / "bin" / "python", bool(module) and (
+        path.with_suffix(".py").is_file() or (path / "__init__.py").is_file())
 
 
 def _start_postgres(data: Path, sockdir: Path, port: int, log: Path,
-                    env: dict[str, str]) -> subprocess.Popen[bytes]:
+                    env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
     """The postmaster itself as user postgres, in its own session (its pid is the one
     to stop; no pg_ctl or runuser process in between)."""
     argv = [_pg_bin("postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
-            "-p", str(port), "-k", str(sockdir), *PG_FAST]  # fmt: skip
+            "-p", str(port), "-k", str(sockdir), *PG_FAST, *options]  # fmt: skip
     with open(log, "ab") as out:
         try:
             return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
@@ -342,7 +360,7 @@ def _stop_postmaster(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) ->
 def template(neutron: Neutron, say: Progress) -> Path:
     """A cluster with Neutron's database migrated to its heads, stopped cleanly; made once
     per Neutron and PostgreSQL version."""
-    key = _key(neutron.version, neutron.package_dir, _pg_bin("postgres"))
+    key = _key(TEMPLATE_FORMAT, neutron.version, neutron.package_dir, _pg_bin("postgres"))
     entry = CACHE_ROOT / f"pg-{key}"
     with _cache_lock():
         if (entry / "ready").is_file():
@@ -360,11 +378,14 @@ def template(neutron: Neutron, say: Progress) -> Path:
             os.chown(d, pg.pw_uid, pg.pw_gid)
         data.chmod(0o700)
         _run([_pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", PG_USER, "-E", "UTF8",
-              "--locale=C", "--no-sync", "--no-instructions"], "initdb", user=PG_USER,
+              # 1 MB WAL segments, not 16: every lab copies the template
+              "--locale=C", "--no-sync", "--no-instructions", "--wal-segsize=1"], "initdb",
+             user=PG_USER,
              group=PG_USER, extra_groups=[], cwd=str(work))  # fmt: skip
         port = _free_port()
         log = work / "postgres.log"
-        proc = _start_postgres(data, sockdir, port, log, _env(""))
+        # The shutdown checkpoint then keeps 2 MB of WAL, not 80.
+        proc = _start_postgres(data, sockdir, port, log, _env(""), "-c", "min_wal_size=2MB")
         try:
             _wait_postgres(proc, data, log)
             _run([_pg_bin("createdb"), "-h", str(sockdir), "-p", str(port), "-U", PG_USER,
@@ -578,6 +599,15 @@ def restart_server(lab_name: str) -> None:
         lab.neutron_pid = start_server(lab)
 
 
+def driver_enabled(lab: LabState) -> bool:
+    """Whether the lab's Neutron loads the gingham mechanism driver."""
+    try:
+        conf = neutron_conf(lab).read_text()
+    except OSError:
+        return False
+    return "\nmechanism_drivers = gingham\n" in conf
+
+
 def report(lab: LabState) -> dict[str, object] | None:
     """``lab status``'s "openstack": the API's URL, the processes and whether it answers."""
     if not lab.openstack:
@@ -589,6 +619,7 @@ def report(lab: LabState) -> dict[str, object] | None:
         "url": lab.openstack_url,
         "neutron_pid": neutron_pid if neutron_alive else 0,
         "postgres_pid": pg_pid if _owned(pg_pid, str(pgdata(lab))) else 0,
+        "driver": driver_enabled(lab),
         "ready": neutron_alive and bool(lab.openstack_url)
         and NeutronAPI(lab.openstack_url, timeout=2.0).ready(),
     }
