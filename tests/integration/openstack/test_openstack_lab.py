@@ -70,8 +70,10 @@ def lab() -> Iterator[str]:
         labmod.up(name, hosts=2, make_current=False, openstack=True)
         yield name
     finally:
+        memory = labopenstack.pgdata_memory(run_dir)
         labmod.down(name)
     assert control_plane(run_dir) == [], "lab down left PostgreSQL or Neutron running"
+    assert memory is None or not memory.exists(), "lab down left the cluster in /dev/shm"
     assert not (labstate.lab_dir(name)).exists()
     assert not [n for n in list_netns() if n.startswith((f"gw-{name}-", f"gh-{name}-"))]
 
