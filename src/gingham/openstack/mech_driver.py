@@ -66,6 +66,7 @@ SEGMENT_TYPES = ("local", "flat")
 VIF_DETAILS = {portbindings.CAP_PORT_FILTER: True}
 # Until a resync succeeds, how long to wait before the next try.
 RETRY_SECONDS = 5.0
+PLUGIN_WAIT = 0.5
 
 
 class GinghamRefused(n_exc.BadRequest):
@@ -157,6 +158,9 @@ class GinghamMechanismDriver(api.MechanismDriver):
     def _resync_loop(self, pid: int) -> None:
         done_once = False
         while os.getpid() == pid:
+            if directory.get_plugin() is None:  # initialize() runs while ML2 is being built
+                _sleep(PLUGIN_WAIT)
+                continue
             try:
                 report = self.resync_now()
                 done_once = True
