@@ -51,6 +51,7 @@ from typing import Any
 from gingham.errors import LabError
 from gingham.lab.neutron_api import NeutronAPI
 from gingham.lab.state import LabState
+from gingham.names import DATASTORE_ENV
 
 SHM = "/dev/shm"
 NEUTRON_PYTHON = os.environ.get("GINGHAM_NEUTRON_PYTHON", "/usr/bin/python3")
@@ -240,7 +241,7 @@ def _read_pid(path: Path) -> int:
 
 def _env(lab_name: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "GINGHAM_DATASTORE")}
+           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", DATASTORE_ENV)}
     env["GINGHAM_LAB"] = lab_name
     return env
 

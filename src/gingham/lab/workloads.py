@@ -227,10 +227,8 @@ def _teardown(lab: LabState, wl: WorkloadState) -> None:
 def delete(lab_name: str, ref: str) -> WorkloadState:
     lab = labstate.load(lab_name)
     wl = lab.workload(ref)
-    if wl.port_id:  # a VM plugged into a Neutron port: no CNI DEL for it
-        from gingham.lab import vms
-
-        return vms.delete(lab_name, wl.name)
+    if wl.port_id:  # plugged into a Neutron port by lab/vms.py: no CNI DEL for it
+        raise LabError(f"{ref} is a VM on a Neutron port: gingham lab vm del {wl.name}")
     _teardown(lab, wl)
     with labstate.modify(lab.name) as st:
         st.workloads.pop(ref, None)
