@@ -118,3 +118,16 @@ def test_fanout_latency_tiny() -> None:
     res = data["result"]
     assert res["writes"] == 5 and res["clients"] == 2
     assert 0 < res["min_ms"] <= res["p50_ms"] <= res["max_ms"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@LAB_BENCHES
+def test_openstack_port_tiny() -> None:
+    from gingham.lab import openstack as labopenstack
+
+    if labopenstack.missing() is not None:
+        pytest.skip(f"no OpenStack here: {labopenstack.missing()}")
+    data = run_bench("openstack_port", "--ports", "2")
+    assert data["failed"] == 0 and data["port_create_to_first_response"]["n"] == 2
+    assert data["nova_plug"]["n"] == 2 and data["lab_up_seconds"] > 0
