@@ -515,7 +515,12 @@ NOTES: dict[str, str] = {
         "address): reported apart, since a real VM's boot is seconds. "
         "`first_response_after_plug` is the host's agent noticing the tap (the endpoint it "
         "already had names it) and programming the endpoint and its groups, then the "
-        "packet. No target yet: the issue asks for the figure."
+        "packet. Neutron's own share, measured apart on 2026-12-02 (load 2-3, 12 ports "
+        "each): an unbound port 157 ms p50 with no mechanism driver; a port bound to a host "
+        "258 ms with no mechanism driver (the binding fails), 439 ms with the gingham "
+        "driver; so about 180 ms of a bound create are the driver's binding and writes "
+        "(IPAM, endpoint) and the rest is Neutron. No target yet: the issue asks for the "
+        "figure."
     ),
 }
 
