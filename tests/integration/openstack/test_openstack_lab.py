@@ -27,14 +27,14 @@ import pytest
 from gingham.datastore import keys, open_datastore
 from gingham.errors import LabError
 from gingham.lab import lab as labmod
-from gingham.lab import matrix, vms
+from gingham.lab import matrix, openstack_cache, vms
 from gingham.lab import openstack as labopenstack
 from gingham.lab import state as labstate
 from gingham.lab.netns import list_netns, run_in_netns
 from gingham.lab.neutron_api import NeutronAPI, NeutronAPIError
 from gingham.lab.workloads import workload_netns
 
-WHY_NOT = labopenstack.missing()
+WHY_NOT = openstack_cache.missing()
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(WHY_NOT is not None, reason=f"no OpenStack here: {WHY_NOT}"),

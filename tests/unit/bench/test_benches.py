@@ -124,10 +124,10 @@ def test_fanout_latency_tiny() -> None:
 @pytest.mark.slow
 @LAB_BENCHES
 def test_openstack_port_tiny() -> None:
-    from gingham.lab import openstack as labopenstack
+    from gingham.lab.openstack_cache import missing
 
-    if labopenstack.missing() is not None:
-        pytest.skip(f"no OpenStack here: {labopenstack.missing()}")
+    if missing() is not None:
+        pytest.skip(f"no OpenStack here: {missing()}")
     data = run_bench("openstack_port", "--ports", "2")
     assert data["failed"] == 0 and data["port_create_to_first_response"]["n"] == 2
     assert data["nova_plug"]["n"] == 2 and data["lab_up_seconds"] > 0

@@ -16,7 +16,7 @@ import pytest
 from gingham.errors import LabError
 from gingham.lab import lab as labmod
 from gingham.lab import openstack as labopenstack
-from gingham.lab import vms
+from gingham.lab import openstack_cache, vms
 from gingham.lab.neutron_api import NeutronAPI, _id, _message
 from gingham.lab.state import HostState, LabState, WorkloadState
 
@@ -29,8 +29,8 @@ def lab_state(tmp_path: Path) -> LabState:
                     run_dir=str(tmp_path / "run"))
 
 
-def neutron() -> labopenstack.Neutron:
-    return labopenstack.Neutron("/usr/bin/python3", "/usr/lib/python3/dist-packages/neutron",
+def neutron() -> openstack_cache.Neutron:
+    return openstack_cache.Neutron("/usr/bin/python3", "/usr/lib/python3/dist-packages/neutron",
                                 "21.0.0")
 
 
