@@ -16,9 +16,9 @@ nothing is deleted while referenced):
 entries). Set elements are trusted to match the desired state after each
 successful run; after a failed run the next :meth:`Applier.apply` does a full
 :func:`resync` against the kernel. After the nft transaction it brings the
-IPv4 ``rp_filter`` of the programmed workload interfaces to what the
-managers want (:class:`~gingham.dataplane.sysctl.RPFilterSync`; read back in
-full whenever the table is).
+IPv4 settings of the programmed workload interfaces (forwarding, proxy ARP,
+the ``rp_filter`` the managers want: :class:`~gingham.dataplane.sysctl.WorkloadSysctlSync`;
+read back in full whenever the table is).
 
 :func:`resync` (restart path): read the existing table (chains with their
 ``v:`` markers from one ``nft -j list table``, sets, elements) and change only
@@ -47,7 +47,7 @@ from types import MappingProxyType
 from gingham.dataplane import layout, nft
 from gingham.dataplane.layout import ChainSpec
 from gingham.dataplane.managers import Key, PolicyDataplane, TableState
-from gingham.dataplane.sysctl import RPFilterSync, Sysctl
+from gingham.dataplane.sysctl import Sysctl, WorkloadSysctlSync
 from gingham.errors import DataplaneError
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class Applier:
         driver: nft.NFTInterface,
         dataplane: PolicyDataplane,
         fast_elements: bool | None = None,
-        rp_filter: RPFilterSync | bool | None = True,
+        rp_filter: WorkloadSysctlSync | bool | None = True,
     ) -> None:
         """``fast_elements``: False sends every transaction through ``nft -f -``
         (None: the driver's own choice; the real driver's nfnetlink path).
@@ -339,9 +339,9 @@ class Applier:
         self._netlink = fast_elements
         self._nft_next = False  # after a failure: the resync goes through nft -f -
         if rp_filter is True:
-            rp_filter = (RPFilterSync(Sysctl(netns=driver.netns))
+            rp_filter = (WorkloadSysctlSync(Sysctl(netns=driver.netns))
                          if isinstance(driver, nft.NFT) else None)
-        self.rp_filter: RPFilterSync | None = rp_filter or None
+        self.rp_filter: WorkloadSysctlSync | None = rp_filter or None
 
     def close(self) -> None:
         if isinstance(self.driver, nft.NFT):

@@ -56,7 +56,7 @@ or refreshes a conntrack entry. IPv6 link-local (and unspecified) sources
 pass only towards link-scope destinations (NDP, MLD, the host's own
 link-local address): the kernel never forwards them. Second wall: strict
 reverse-path filtering, for IPv4 the interface's ``rp_filter`` sysctl
-(written by :class:`gingham.dataplane.sysctl.RPFilterSync`), for IPv6 (no
+(written by :class:`gingham.dataplane.sysctl.WorkloadSysctlSync`), for IPv6 (no
 such sysctl) ``fib saddr . iif oif missing drop`` for the interfaces in
 :data:`RPF_V6`. Both are relaxed for an endpoint with allowSpoofedSourcePrefixes
 of that family: its allowed sources are not routed back through its interface.

@@ -8,7 +8,9 @@ values; ``Sysctl(netns=...)`` enters another namespace around each access
 
 Settings are computed as data (``{path: value}``) by the ``*_settings``
 functions and applied by :meth:`Sysctl.apply`, which writes only what differs.
-:class:`RPFilterSync` keeps reverse-path filtering on workload interfaces.
+:class:`WorkloadSysctlSync` keeps the host side of every programmed workload
+interface routing for it: forwarding, proxy ARP for the on-link gateway and the
+reverse-path filter the managers want.
 """
 
 from __future__ import annotations
@@ -171,8 +173,13 @@ LOOSE_ALL = ("net.ipv4.conf.all.rp_filter is 2 (loose): the kernel uses the larg
              "interfaces has no effect (the nft anti-spoofing still holds); set it to 0 or 1")
 
 
-class RPFilterSync:
-    """Keeps the IPv4 reverse-path filter of workload interfaces as the managers want it.
+class WorkloadSysctlSync:
+    """Keeps the IPv4 settings of workload interfaces: forwarding, proxy ARP with no
+    delay (``workload_interface_settings``: the workload's on-link gateway
+    169.254.1.1 is answered by the host), and the reverse-path filter as the
+    managers want it. The CNI path and the Docker driver set the first ones when
+    they make the veth; a tap made by someone else (Nova's, for a Neutron port)
+    has none of them until the agent programs its endpoint.
 
     ``sync(desired)`` takes interface -> mode (``strict``/``off``, see
     :attr:`gingham.dataplane.managers.PolicyDataplane.rp_filter`) and writes
@@ -248,7 +255,8 @@ class RPFilterSync:
                     self._report(ifn, "no interface of that name (yet)")
                     continue
                 try:
-                    written |= self.sysctl.apply(rp_filter_settings(ifn, mode))
+                    written |= self.sysctl.apply(workload_interface_settings(ifn)
+                                                 | rp_filter_settings(ifn, mode))
                 except DataplaneError as exc:
                     self._report(ifn, str(exc))
                     continue

@@ -25,7 +25,7 @@ from gingham.dataplane import layout
 from gingham.dataplane.apply import Applier
 from gingham.dataplane.managers import DataplaneConfig, PolicyDataplane
 from gingham.dataplane.nft_fake import FakeNFT
-from gingham.dataplane.sysctl import RPFilterSync, Sysctl
+from gingham.dataplane.sysctl import Sysctl, WorkloadSysctlSync
 from gingham.model.endpoints import parse_interface_prefixes
 
 PROF = "kns.ns1"
@@ -214,11 +214,24 @@ class Clock:
 
 
 def fake_proc(tmp_path: Path, *ifaces: str, all_value: str = "0") -> Path:
+    """/proc/sys as a new interface has it: no forwarding, no proxy ARP, rp_filter 0."""
     for name in ("all", "default", *ifaces):
         d = tmp_path / "net/ipv4/conf" / name
         d.mkdir(parents=True, exist_ok=True)
         (d / "rp_filter").write_text(all_value + "\n" if name == "all" else "0\n")
+        (d / "forwarding").write_text("0\n")
+        (d / "proxy_arp").write_text("0\n")
+        n = tmp_path / "net/ipv4/neigh" / name
+        n.mkdir(parents=True, exist_ok=True)
+        (n / "proxy_delay").write_text("80\n")
     return tmp_path
+
+
+def routing(ifname: str) -> dict[str, str]:
+    """What the sync writes first on a new interface besides rp_filter."""
+    return {f"net/ipv4/conf/{ifname}/forwarding": "1",
+            f"net/ipv4/conf/{ifname}/proxy_arp": "1",
+            f"net/ipv4/neigh/{ifname}/proxy_delay": "0"}
 
 
 def value(root: Path, ifname: str) -> str:
@@ -228,15 +241,18 @@ def value(root: Path, ifname: str) -> str:
 def test_rp_filter_sync_writes_retries_and_restores(tmp_path: Path) -> None:
     root = fake_proc(tmp_path, "gha", "ghb")
     clock = Clock()
-    sync = RPFilterSync(Sysctl(root), retry_after=1.0, clock=clock)
+    sync = WorkloadSysctlSync(Sysctl(root), retry_after=1.0, clock=clock)
     desired = {"gha": "strict", "ghb": "off", "ghc": "strict"}
-    assert sync.sync(desired, full=True) == {"net/ipv4/conf/gha/rp_filter": "1"}
+    assert sync.sync(desired, full=True) == {"net/ipv4/conf/gha/rp_filter": "1",
+                                             **routing("gha"), **routing("ghb")}
     assert value(root, "gha") == "1" and value(root, "ghb") == "0"
+    assert (root / "net/ipv4/conf/ghb/proxy_arp").read_text().strip() == "1"
     assert "ghc" in sync.problems  # its veth does not exist (yet)
     fake_proc(tmp_path, "ghc")
     assert sync.sync(desired, changed=set()) == {}  # too soon to retry
     clock.now += 1.5
-    assert sync.sync(desired, changed=set()) == {"net/ipv4/conf/ghc/rp_filter": "1"}
+    assert sync.sync(desired, changed=set()) == {"net/ipv4/conf/ghc/rp_filter": "1",
+                                                 **routing("ghc")}
     assert dict(sync.problems) == {}
     # incremental: an unchanged interface is not even read
     (root / "net/ipv4/conf/gha/rp_filter").write_text("0\n")
@@ -250,7 +266,7 @@ def test_rp_filter_sync_writes_retries_and_restores(tmp_path: Path) -> None:
 
 def test_rp_filter_sync_reports_loose_all(tmp_path: Path) -> None:
     root = fake_proc(tmp_path, "gha", all_value="2")
-    sync = RPFilterSync(Sysctl(root))
+    sync = WorkloadSysctlSync(Sysctl(root))
     sync.sync({"gha": "strict"}, full=True)
     assert "loose" in sync.problems["all"]
     (root / "net/ipv4/conf/all/rp_filter").write_text("1\n")
@@ -261,7 +277,7 @@ def test_rp_filter_sync_reports_loose_all(tmp_path: Path) -> None:
 def test_applier_syncs_rp_filter_after_each_apply(tmp_path: Path) -> None:
     root = fake_proc(tmp_path, "gh0000000000a", "gh0000000000b")
     fake = FakeNFT(strict=True)
-    ap = Applier(fake, PolicyDataplane(), rp_filter=RPFilterSync(Sysctl(root)))
+    ap = Applier(fake, PolicyDataplane(), rp_filter=WorkloadSysctlSync(Sysctl(root)))
     ap.dataplane.on_messages([ep("a", "gh0000000000a"), InSync()])
     assert value(root, "gh0000000000a") == "0"  # nothing before the first apply
     ap.apply()
