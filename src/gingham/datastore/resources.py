@@ -380,3 +380,18 @@ def _parse_version(version: str) -> int:
             location="metadata.resourceVersion",
         )
     return value
+
+
+def apply_manifests(url: str, text: str) -> None:
+    """``gingham apply`` of YAML ``text`` to the datastore at ``url`` (the lab's tools and
+    tests apply policy this way)."""
+    from gingham.datastore import open_datastore
+    from gingham.model import load_manifests
+
+    ds = open_datastore(url)
+    try:
+        store = ResourceStore(ds)
+        for res in load_manifests(text):
+            store.apply(res)
+    finally:
+        ds.close()

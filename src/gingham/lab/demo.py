@@ -55,9 +55,7 @@ def _wait_for(
 
 
 def run_demo() -> None:
-    from gingham.datastore import open_datastore
-    from gingham.datastore.resources import ResourceStore
-    from gingham.model import load_manifests
+    from gingham.datastore.resources import apply_manifests
 
     console = Console()
     if (labstate.lab_dir(DEMO_LAB) / "state.json").exists():
@@ -75,13 +73,7 @@ def run_demo() -> None:
     console.print("\n[bold]1. No policy[/]: every workload reaches every other on tcp/80")
     console.print(matrix.measure(lab).render())
     console.print("\n[bold]2. Applying policy[/]:\n" + POLICY)
-    ds = open_datastore(lab.datastore)
-    try:
-        store = ResourceStore(ds)
-        for res in load_manifests(POLICY):
-            store.apply(res)
-    finally:
-        ds.close()
+    apply_manifests(lab.datastore, POLICY)
     m = _wait_for(
         lab, {("shop/frontend", "shop/backend"): True, ("shop/db", "shop/backend"): False}
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from gingham.datastore import keys, open_datastore
-from gingham.datastore.resources import ResourceStore
+from gingham.datastore.resources import apply_manifests
 from gingham.ipam import keys as ipam_keys
 from gingham.ipam import who_holds
 from gingham.ipam.leaks import check
@@ -26,7 +26,6 @@ from gingham.ipam.unreadable import scan_blocks
 from gingham.lab import docker as labdocker
 from gingham.lab import lab as labmod
 from gingham.lab import state as labstate
-from gingham.model import load_manifests
 from tests.integration.lab.test_lab_docker import firewall, links
 
 pytestmark = [
@@ -72,13 +71,7 @@ def docker(lab: str, host: str, *args: str) -> str:
 
 
 def apply(lab: str, text: str) -> None:
-    ds = open_datastore(labstate.load(lab).datastore)
-    try:
-        store = ResourceStore(ds)
-        for res in load_manifests(text):
-            store.apply(res)
-    finally:
-        ds.close()
+    apply_manifests(labstate.load(lab).datastore, text)
 
 
 def libnetwork_handles(lab: str) -> dict[str, set[str]]:

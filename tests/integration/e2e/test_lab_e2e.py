@@ -13,10 +13,9 @@ from click.testing import CliRunner
 
 from gingham.cli.main import cli
 from gingham.datastore import open_datastore
-from gingham.datastore.resources import ResourceStore
+from gingham.datastore.resources import apply_manifests
 from gingham.lab import matrix, workloads
 from gingham.lab import state as labstate
-from gingham.model import load_manifests
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +53,7 @@ def wls(lab: str) -> Iterator[str]:
 
 
 def _apply(lab: str, text: str) -> None:
-    ds = open_datastore(labstate.load(lab).datastore)
-    try:
-        store = ResourceStore(ds)
-        for res in load_manifests(text):
-            store.apply(res)
-    finally:
-        ds.close()
+    apply_manifests(labstate.load(lab).datastore, text)
 
 
 def _delete_policies(lab: str) -> None:
