@@ -55,6 +55,12 @@ batch, or ``nft -f -`` for what the encoder does not know: counted in
                 describe(messages),
             )
 
+    def due(self, now: float) -> bool:
+        """``daemon.Rechecking``: apply although nothing changed, to set up a workload
+        interface that appeared after its endpoint was programmed (the interface sync
+        keeps its own once-a-second schedule)."""
+        return self.applier.waiting()
+
     def notices(self) -> list[str]:
         """Endpoints not programmed and interfaces not as wanted, for status and /readyz."""
         lines = [

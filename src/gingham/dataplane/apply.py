@@ -411,6 +411,11 @@ class Applier:
             log.warning("rp_filter of workload interfaces not set: %s", exc)
             self._rpf_full = True
 
+    def waiting(self) -> bool:
+        """A workload interface that was missing is due to be looked for again (a tap
+        plugged after its endpoint was programmed: Nova's order)."""
+        return self.rp_filter is not None and self.rp_filter.waiting()
+
     @property
     def interface_problems(self) -> Mapping[str, str]:
         """Workload interface (or ``all``) -> why its rp_filter is not as wanted."""

@@ -64,6 +64,11 @@ class KernelRoutes:
     def desired(self) -> dict[IPNetwork, RouteUpdate]:
         return self._desired
 
+    @property
+    def waiting(self) -> bool:
+        """Workload routes wait for their interface (a tap plugged after its endpoint)."""
+        return bool(self._missing)
+
     def resync(self) -> None:
         """Compare the whole table on the next apply (after a failure elsewhere, say)."""
         self._programmed = None

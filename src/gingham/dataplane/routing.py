@@ -40,6 +40,7 @@ from gingham.dataplane.vxlan import Vxlan
 log = logging.getLogger(__name__)
 
 _VXLAN = (VxlanDeviceUpdate, VxlanDeviceRemove, VxlanPeerUpdate, VxlanPeerRemove)
+LOOK_AGAIN_AFTER = 1.0  # seconds between looks for a missing workload interface
 
 
 class RoutingDataplane:
@@ -51,6 +52,7 @@ class RoutingDataplane:
         self.mtu = mtu
         self.service_loop = service_loop
         self.in_sync = False
+        self._next_look = 0.0
 
     def on_messages(self, messages: Iterable[object]) -> None:
         for msg in messages:
@@ -69,6 +71,14 @@ class RoutingDataplane:
                 self.mtu.on_update(msg)
             elif isinstance(msg, InSync):
                 self.in_sync = True
+
+    def due(self, now: float) -> bool:
+        """``daemon.Rechecking``: look again, once a second, for the interfaces that
+        workload routes wait for."""
+        if not self.routes.waiting or now < self._next_look:
+            return False
+        self._next_look = now + LOOK_AGAIN_AFTER
+        return True
 
     def apply(self, messages: Iterable[object] = ()) -> None:
         """Take ``messages`` and bring the kernel to everything wanted so far."""

@@ -219,6 +219,10 @@ class WorkloadSysctlSync:
     def _missing(self, ifn: str) -> bool:
         return self._problems.get(ifn, "").startswith("no interface")
 
+    def waiting(self) -> bool:
+        """An interface that was missing is due to be looked for again."""
+        return self.clock() >= self._next_retry and any(map(self._missing, self._problems))
+
     def sync(self, desired: Mapping[str, str], changed: Iterable[str] | None = None, *,
              full: bool = False) -> dict[str, str]:
         """Write what differs; returns the interfaces written (interface -> value).

@@ -10,10 +10,11 @@ with what DHCP would have given it:
 - inside: ``eth0`` with the port's MAC, each fixed IP as a /32 (/128), the
   on-link gateway 169.254.1.1 (IPv6: fe80::ecee:eeff:feee:eeee) and a default
   route through it, exactly as the CNI path does (``cni/plumbing.py``);
-- on the host: the tap with MAC ee:ee:ee:ee:ee:ee, proxy ARP and forwarding,
-  and a route per address over the tap with protocol 201, as the CNI path's
-  host side (the agent programs the same routes for the endpoint; its own
-  sweep removes them if no endpoint claims the address).
+- on the host: only the tap, up, with MAC ee:ee:ee:ee:ee:ee (the IPv6
+  gateway is that MAC's link-local address), as libvirt leaves it. Forwarding,
+  proxy ARP for 169.254.1.1 and the route to each address over the tap are the
+  agent's to set once it programs the port's endpoint, as on a real compute
+  host; only the IPv6 settings the agent does not make are set here.
 
 The VM is then the lab workload ``vm/NAME``: ``lab exec``, ``lab probe`` and
 ``lab matrix`` use it like any other. Its namespace has the lab's workload
@@ -43,7 +44,6 @@ from gingham.lab.netns import (
 from gingham.lab.neutron_api import NeutronAPI
 from gingham.lab.state import LabState, WorkloadState
 from gingham.lab.workloads import SERVE_SCRIPT, parse_ref, workload_netns
-from gingham.names import RTPROT_GINGHAM
 
 NAMESPACE = "vm"  # VMs are the lab workloads vm/NAME
 
@@ -75,31 +75,17 @@ def inside_commands(mac: str, ips: list[str]) -> list[str]:
     return cmds
 
 
-def host_commands(tap: str, ips: list[str]) -> list[str]:
-    """``ip -batch`` lines for the host's side (the tap exists, in the host's namespace)."""
-    cmds = [f"link set {tap} up"]
-    for ip in ips:
-        if ipaddress.ip_address(ip).version == 4:
-            cmds.append(f"route replace {ip}/32 dev {tap} proto {RTPROT_GINGHAM} scope link")
-        else:
-            cmds.append(f"route replace {ip}/128 dev {tap} proto {RTPROT_GINGHAM}")
-    return cmds
-
-
 def host_sysctls(tap: str, ipv6: bool) -> dict[str, str]:
-    out = {
-        f"net.ipv4.conf.{tap}.proxy_arp": "1",
-        f"net.ipv4.conf.{tap}.forwarding": "1",
-        f"net.ipv4.neigh.{tap}.proxy_delay": "0",
+    """The tap's IPv6 settings (the agent keeps only IPv4 ones on interfaces it did not
+    make)."""
+    if not ipv6:
+        return {}
+    return {
+        f"net.ipv6.conf.{tap}.disable_ipv6": "0",
+        f"net.ipv6.conf.{tap}.accept_ra": "0",
+        f"net.ipv6.conf.{tap}.accept_dad": "0",  # the gateway answers at once
+        f"net.ipv6.conf.{tap}.forwarding": "1",
     }
-    if ipv6:
-        out |= {
-            f"net.ipv6.conf.{tap}.disable_ipv6": "0",
-            f"net.ipv6.conf.{tap}.accept_ra": "0",
-            f"net.ipv6.conf.{tap}.accept_dad": "0",  # the gateway answers at once
-            f"net.ipv6.conf.{tap}.forwarding": "1",
-        }
-    return out
 
 
 def _checked_port(lab: LabState, port: dict[str, Any]) -> tuple[str, str, list[str]]:
@@ -126,7 +112,7 @@ def _plug(lab: LabState, wl: WorkloadState, mac: str) -> None:
          "peer", "name", "eth0", "netns", wl.netns])  # fmt: skip
     ip_batch(wl.netns, inside_commands(mac, wl.ips))
     write_sysctls(host_ns, host_sysctls(tap, any(":" in ip for ip in wl.ips)))
-    ip_batch(host_ns, host_commands(tap, wl.ips))
+    run(["ip", "-n", host_ns, "link", "set", tap, "up"])
 
 
 def add(lab_name: str, name: str, port_id: str,

@@ -299,3 +299,17 @@ def test_a_failing_manager_is_retried_with_no_new_messages(tmp_path: Path) -> No
     dp.apply([])  # the agent's retry: same desired state, the kernel read again
     assert {str(r.dst) for r in t.list_routes()} == {"198.18.3.0/26"}
     assert len(nft.list_rules(NAT_CHAIN)) == 1
+
+
+def test_the_dataplane_asks_to_look_again_for_a_missing_workload_interface(
+        tmp_path: Path) -> None:
+    dp, _journal, t, _nft = routing(tmp_path)
+    dp.apply([m.InSync()])
+    assert not dp.due(0.0)  # nothing waits
+    dp.apply([wl_route(dev="tap0123456789")])  # the endpoint before Nova's tap
+    assert dp.due(10.0) and not dp.due(10.5)  # once a second while it waits
+    t.add_link("tap0123456789")
+    assert dp.due(11.0)
+    dp.apply([])  # what the agent does when a plane is due
+    assert [r.dev for r in t.list_routes() if r.dev == "tap0123456789"] == ["tap0123456789"]
+    assert not dp.due(20.0)

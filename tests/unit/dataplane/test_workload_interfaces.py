@@ -248,12 +248,15 @@ def test_rp_filter_sync_writes_retries_and_restores(tmp_path: Path) -> None:
     assert value(root, "gha") == "1" and value(root, "ghb") == "0"
     assert (root / "net/ipv4/conf/ghb/proxy_arp").read_text().strip() == "1"
     assert "ghc" in sync.problems  # its veth does not exist (yet)
+    assert not sync.waiting()  # looked a moment ago
     fake_proc(tmp_path, "ghc")
     assert sync.sync(desired, changed=set()) == {}  # too soon to retry
     clock.now += 1.5
+    assert sync.waiting()  # the agent applies although nothing changed
     assert sync.sync(desired, changed=set()) == {"net/ipv4/conf/ghc/rp_filter": "1",
                                                  **routing("ghc")}
     assert dict(sync.problems) == {}
+    assert not sync.waiting()
     # incremental: an unchanged interface is not even read
     (root / "net/ipv4/conf/gha/rp_filter").write_text("0\n")
     assert sync.sync(desired, changed={"ghb"}) == {}
