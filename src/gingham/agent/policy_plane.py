@@ -58,7 +58,7 @@ batch, or ``nft -f -`` for what the encoder does not know: counted in
     def due(self, now: float) -> bool:
         """``daemon.Rechecking``: apply although nothing changed, to set up a workload
         interface that appeared after its endpoint was programmed (the interface sync
-        keeps its own once-a-second schedule)."""
+        keeps its own schedule: every 0.1 s while one is missing)."""
         return self.applier.waiting()
 
     def notices(self) -> list[str]:

@@ -397,8 +397,8 @@ class Applier:
 
     def sync_interfaces(self) -> None:
         """Bring the workload interfaces' rp_filter to the desired modes (cheap when
-        nothing changed; interfaces missing earlier are tried again, at most once a
-        second). Problems are in :attr:`interface_problems`, never raised: the
+        nothing changed; interfaces missing earlier are tried again, at most every 0.1
+        s). Problems are in :attr:`interface_problems`, never raised: the
         nft anti-spoofing is in place whatever happens here."""
         if self.rp_filter is None or not self.dataplane.in_sync:
             return

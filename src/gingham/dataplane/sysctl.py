@@ -191,7 +191,7 @@ class WorkloadSysctlSync:
     next full sync). Interfaces no longer wanted are left as they are.
     """
 
-    def __init__(self, sysctl: Sysctl | None = None, retry_after: float = 1.0,
+    def __init__(self, sysctl: Sysctl | None = None, retry_after: float = 0.1,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sysctl = sysctl or Sysctl()
         self.retry_after = retry_after
