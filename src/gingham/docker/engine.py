@@ -121,14 +121,3 @@ class Engine:
                                                         ep.get("IPv6Address")) if a)
                 out.append(Attached(net["Id"], str(ep.get("EndpointID", "")), cid, addrs))
         return out
-
-    def gateways(self, driver: str) -> set[str]:
-        """The IPAM gateways of ``driver``'s networks (without prefix)."""
-        query = urllib.parse.quote(json.dumps({"driver": [driver]}))
-        nets = self._get(f"/networks?filters={query}")
-        out: set[str] = set()
-        for net in nets if isinstance(nets, list) else []:
-            for conf in (net.get("IPAM") or {}).get("Config") or []:
-                if conf.get("Gateway"):
-                    out.add(str(conf["Gateway"]).split("/")[0])
-        return out

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from gingham.errors import GinghamError
+from gingham.errors import DockerError, GinghamError
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,6 @@ class _Request(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> dict[str, Any]:
-        from gingham.errors import DockerError
-
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             raise DockerError(f"request body of {length} bytes is larger than {MAX_BODY}")
