@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from gingham import __version__
 from gingham.errors import GinghamError
 from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL
 
@@ -35,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "fanout": "gingham.cli.fanout:fanout_group",
     "docker": "gingham.cli.docker:docker_group",
     "flows": "gingham.cli.policy:flows_cmd",
+    "version": "gingham.cli.version:version_cmd",
 }
 
 
@@ -57,7 +59,9 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="gingham",
+                      message="%(prog)s %(version)s")
 @click.option(
     "--datastore",
     envvar=DATASTORE_ENV,
