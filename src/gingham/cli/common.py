@@ -111,11 +111,13 @@ def stdout_console() -> Any:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A plain rich table: header row, no borders, like kubectl and calicoctl."""
+    """A plain rich table: header row, no borders, like kubectl and calicoctl. Into a pipe
+    no rule under the header, so ``| tail -n +2 | awk`` sees the rows only."""
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    rule = box.SIMPLE_HEAD if sys.stdout.isatty() else None
+    table = Table(box=rule, show_edge=False, pad_edge=False)
     for header in headers:
         table.add_column(header, overflow="fold")
     for row in rows:
