@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -26,6 +25,7 @@ from gingham.ipam.unreadable import scan_blocks
 from gingham.lab import docker as labdocker
 from gingham.lab import lab as labmod
 from gingham.lab import state as labstate
+from tests.integration.faults.tools import wait_until
 from tests.integration.lab.test_lab_docker import firewall, links
 
 pytestmark = [
@@ -107,11 +107,7 @@ def endpoints(lab: str) -> list[dict[str, object]]:
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.2)
+    wait_until(check, timeout, what, interval=0.2)
 
 
 def no_gateway_bridge(lab: str) -> None:

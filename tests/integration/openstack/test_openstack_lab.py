@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from gingham.lab import state as labstate
 from gingham.lab.netns import list_netns, run_in_netns
 from gingham.lab.neutron_api import NeutronAPI, NeutronAPIError
 from gingham.lab.workloads import workload_netns
+from tests.integration.faults.tools import wait_until
 
 WHY_NOT = openstack_cache.missing()
 pytestmark = [
@@ -49,11 +49,7 @@ def needs_driver(lab: str) -> None:
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.2)
+    wait_until(check, timeout, what, interval=0.2)
 
 
 def control_plane(run_dir: str) -> list[int]:
