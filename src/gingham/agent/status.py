@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 from gingham.agent.daemon import AgentState
+from gingham.timestamps import rfc3339
 
 STATUS_FILE = "status.json"
 
@@ -34,7 +34,7 @@ def write_status(path: Path, hostname: str, state: AgentState) -> None:
             {"name": c.name, "present": c.present, "detail": c.detail}
             for c in (state.capabilities.items if state.capabilities is not None else ())
         ],
-        "updated": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "updated": rfc3339(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -12,11 +12,11 @@ otherwise look like "delete everything").
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from gingham.datastore import keys
 from gingham.datastore.base import Datastore, Undecodable
 from gingham.errors import AlreadyExists
+from gingham.timestamps import rfc3339
 
 FIELD = "clusterID"
 
@@ -41,7 +41,7 @@ def ensure_cluster_id(ds: Datastore) -> str:
         return existing
     doc = {
         FIELD: str(uuid.uuid4()),
-        "createdAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "createdAt": rfc3339(precision="seconds"),
     }
     try:
         ds.create(keys.CLUSTER, doc)

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from gingham.datastore import keys
@@ -26,6 +25,7 @@ from gingham.datastore.base import JSON, Datastore, KeyValue, Undecodable
 from gingham.datastore.retry import Backoff
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict, ValidationError
 from gingham.model import InvalidResource, KindInfo, Resource, decode_document, kind_info, to_dict
+from gingham.timestamps import rfc3339
 
 _Resources = list[Resource]  # spelled here: inside the class, ``list`` is a method
 
@@ -57,7 +57,7 @@ _Stored = list[Stored]
 
 
 def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(precision="seconds")
 
 
 class ResourceStore:

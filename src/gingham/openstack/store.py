@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from gingham.datastore import keys
@@ -39,6 +38,7 @@ from gingham.model import FelixConfiguration, decode_document, parse_resource, t
 from gingham.model.endpoints import parse_interface_prefixes
 from gingham.openstack import names, ports, secgroups, subnets
 from gingham.openstack.names import Refused
+from gingham.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ _SERVER_SET = ("uid", "creationTimestamp", "resourceVersion")
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(precision="seconds")
 
 
 def _comparable(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,10 +15,12 @@ from typing import Any
 
 
 def run(url: str, host: str, worker: int, ops: int, max_held: int, out: str,
-        tolerate_unreadable: bool = False) -> None:
-    """``tolerate_unreadable``: a release failing on an unreadable block (another
-    process corrupts one for a while) is expected; what it could not release stays
-    held and is released again later."""
+        met_unreadable: Any = None, stop: Any = None) -> None:
+    """With ``met_unreadable`` (a shared counter) a release failing on an unreadable
+    block (another process corrupts one for a while) is expected and counted there;
+    what it could not release stays held and is released again later. With
+    ``stop`` (an event) the worker goes on past ``ops`` until it is set, so the
+    corrupting side decides how long the run lasts, not the machine's speed."""
     from gingham.datastore import open_datastore
     from gingham.errors import PoolExhausted
     from gingham.ipam import IPAM, Allocation, who_holds
@@ -32,8 +34,10 @@ def run(url: str, host: str, worker: int, ops: int, max_held: int, out: str,
     ds = open_datastore(url)
     ipam = IPAM(ds, host, rng=rng, cache_ttl=5.0)
     n = 0
+    done = 0
     try:
-        for _ in range(ops):
+        while done < ops or (stop is not None and not stop.is_set()):
+            done += 1
             if held and (len(held) >= max_held or rng.random() < 0.45):
                 handle = rng.choice(sorted(held))
                 allocs = held.pop(handle)
@@ -43,9 +47,11 @@ def run(url: str, host: str, worker: int, ops: int, max_held: int, out: str,
                     else:
                         freed = ipam.release(allocs)
                 except UnreadableDocument:
-                    if not tolerate_unreadable:
+                    if met_unreadable is None:
                         raise
                     log["unreadable"] += 1
+                    with met_unreadable.get_lock():
+                        met_unreadable.value += 1
                     log["loose"].append(handle)  # its counts may now be too high
                     still = []
                     for a in allocs:

@@ -47,23 +47,27 @@ def _setup(url: str, pool: str = "198.18.0.0/27") -> None:
         ds.close()
 
 
-def _nothing() -> None:
-    pass
-
-
 def _run_workers(url: str, tmp: Path, ops: int,
-                 meanwhile: Callable[[], None] = _nothing) -> list[dict[str, Any]]:
+                 meanwhile: Callable[[Any], None] | None = None) -> list[dict[str, Any]]:
+    """Run the workers; ``meanwhile(met_unreadable)``, if given, runs beside them
+    and they go on (past ``ops``) until it returns."""
     ctx = multiprocessing.get_context("spawn")
     procs = []
-    tolerate = meanwhile is not _nothing
+    met = ctx.Value("i", 0) if meanwhile else None
+    stop = ctx.Event() if meanwhile else None
     for w in range(WORKERS):
         out = tmp / f"worker{w}.json"
         p = ctx.Process(target=stress_worker.run,
-                        args=(url, f"host{w % HOSTS}", w, ops, MAX_HELD, str(out), tolerate))
+                        args=(url, f"host{w % HOSTS}", w, ops, MAX_HELD, str(out), met, stop))
         p.start()
         procs.append(p)
     try:
-        meanwhile()
+        if meanwhile is not None:
+            try:
+                meanwhile(met)
+            finally:
+                assert stop is not None
+                stop.set()
         for p in procs:
             p.join(timeout=150)
     finally:
@@ -89,8 +93,9 @@ def test_no_address_is_ever_held_twice(store_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(240)
 def test_a_block_corrupted_mid_run_costs_its_range_only(store_url: str, tmp_path: Path) -> None:
-    """While the workers run, blocks in use are made unreadable (wrong shape, written
-    with compare-and-swap so no worker's write is lost) and restored a moment later.
+    """While the workers run, blocks holding addresses are made unreadable (wrong
+    shape, written with compare-and-swap so no worker's write is lost), each until a
+    worker has met it, then restored.
 
     Nobody writes a corrupted block meanwhile (restoring it by compare-and-swap
     at the revision of the garbage succeeds), the workers only see releases that
@@ -101,13 +106,14 @@ def test_a_block_corrupted_mid_run_costs_its_range_only(store_url: str, tmp_path
                                     {"unallocated": "broken"}]
     corrupted: list[str] = []
 
-    def corrupt_some() -> None:
+    def corrupt_some(met_unreadable: Any) -> None:
         ds = open_datastore(store_url)
         try:
             for shape in shapes:
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
-                    items = [kv for kv in ds.list(ikeys.BLOCKS)[0] if kv.value.get("cidr")]
+                    items = [kv for kv in ds.list(ikeys.BLOCKS)[0]
+                             if kv.value.get("cidr") and Block.from_json(kv.value).allocated()]
                     if len(items) >= 3:
                         kv = items[len(corrupted) % len(items)]
                         try:
@@ -120,7 +126,12 @@ def test_a_block_corrupted_mid_run_costs_its_range_only(store_url: str, tmp_path
                 else:
                     raise AssertionError("no blocks to corrupt")
                 corrupted.append(kv.key)
-                time.sleep(1.0)
+                # a holder of one of its addresses releases it soon (a worker
+                # holds at most MAX_HELD handles); wait until someone has met it
+                met_before = met_unreadable.value
+                until = time.monotonic() + 30
+                while met_unreadable.value == met_before and time.monotonic() < until:
+                    time.sleep(0.02)
                 # nobody wrote it while it was unreadable
                 ds.update(kv.key, kv.value, revision=garbage_at)
         finally:

@@ -1,0 +1,17 @@
+"""One way to write a point in time: RFC 3339 in UTC with a ``Z``.
+
+Everything gingham prints or stores for people and scripts (CLI columns, JSON
+output, logs, status files) uses it, so times from different hosts and commands
+sort and compare as text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def rfc3339(epoch: float | None = None, *, precision: str = "milliseconds") -> str:
+    """``2026-12-02T14:03:05.123Z`` for a Unix time (now if None); ``precision``
+    as ``datetime.isoformat``'s ``timespec`` (``seconds`` for stored metadata)."""
+    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec=precision).replace("+00:00", "Z")
