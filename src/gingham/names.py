@@ -50,6 +50,8 @@ DEFAULT_DATASTORE_URL: Final = "sqlite:///var/lib/gingham/gingham.db"
 NODENAME_ENV: Final = "GINGHAM_NODENAME"
 # The unix socket of a fan-out server for ``gingham node run`` to read the datastore through.
 FANOUT_ENV: Final = "GINGHAM_FANOUT"
+# The log format of every gingham program (text or json) when no --log-format says.
+LOG_FORMAT_ENV: Final = "GINGHAM_LOG_FORMAT"
 
 # --- ownership markers on the host (DESIGN.md section 2) -----------------------------
 # A host may run Calico too: gingham shares none of these with it.

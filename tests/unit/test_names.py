@@ -33,6 +33,7 @@ OWNERS: dict[str, str] = {
     "gh": NAMES,
     "GINGHAM_DATASTORE": NAMES,
     "GINGHAM_NODENAME": NAMES,
+    "GINGHAM_LOG_FORMAT": NAMES,
     "sqlite:///var/lib/gingham/gingham.db": NAMES,
     "/run/gingham": HOSTFILES,
     "GINGHAM_RUN_DIR": HOSTFILES,

@@ -55,6 +55,7 @@ from typing import Any, Protocol, runtime_checkable
 from gingham.agent.capabilities import PROBE_INTERVAL, HostCapabilities, report_lines
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.cni_handover import Handover
+from gingham.agent.datastore_metrics import InstrumentedDatastore
 from gingham.agent.decode import datastore_key
 from gingham.agent.housekeeping import Housekeeping
 from gingham.agent.metrics import AgentMetrics
@@ -146,6 +147,10 @@ class AgentState:
     invalid: tuple[Invalid, ...] = ()
     notices: tuple[str, ...] = ()  # e.g. endpoints the dataplane refused
     capabilities: HostCapabilities | None = None  # None: not probed
+    # Why not ready, for /readyz (agent/readiness.py); readiness itself is ``ready``.
+    started: float = 0.0  # the loop's clock when the agent was made
+    sync_lost_at: float | None = None  # wall clock: out of sync since; None: in sync
+    apply_error: str = ""  # the last plane that failed and why; "" once a batch applied
 
     def reasons(self) -> list[str]:
         """One line per thing an operator should know, for /readyz and node status."""
@@ -191,6 +196,11 @@ class Agent:
     state: AgentState = field(default_factory=AgentState)
 
     def __post_init__(self) -> None:
+        # Every datastore call the agent makes (its syncer's too) is counted.
+        if not isinstance(self.datastore, InstrumentedDatastore):
+            self.datastore = InstrumentedDatastore(self.datastore, self.metrics.datastore)
+        self.metrics.watch.direct = self.source is None
+        self.state.started = self.clock()
         self.syncer: UpdateSource = (
             self.source if self.source is not None
             else Syncer(self.datastore, keys.ROOT, ignore=_not_for_agents)
@@ -223,15 +233,21 @@ class Agent:
             timeout = self.handover.poll_timeout(timeout)
         updates = self.syncer.poll(timeout)
         received = self.clock()
+        self.metrics.watch.observe(self.syncer.status)
         if not self.syncer.status.in_sync:
             if was_in_sync:
                 self.metrics.resyncs.inc()
+            if self.state.sync_lost_at is None:
+                self.state.sync_lost_at = self.wall_clock()
             self.state.ready = False
             self.metrics.in_sync.set(0)
             self._report()
             if not updates:
                 self.sleep(min(1.0, self.poll_timeout * 5))
             return
+        self.state.sync_lost_at = None
+        if self.metrics.watch.probe_due():
+            self._probe_revision()
         for key, value in updates:
             self._feed(key, value)
         snapshot_done = not was_in_sync
@@ -266,6 +282,7 @@ class Agent:
             self._retry = False
             if not self._apply(messages):
                 return
+            self.state.apply_error = ""
             self.metrics.applies.inc()
             if changed:
                 self.metrics.apply_latency.observe(self.clock() - received)
@@ -363,12 +380,24 @@ class Agent:
             except OSError as exc:
                 log.warning("cannot write the agent's status: %s", exc)
 
+    def _probe_revision(self) -> None:
+        """Read the store revision (the lag gauges' measure) when no answer told it lately.
+
+        Only counted (gingham_datastore_request_errors) when it fails: the
+        liveness refresh is what decides that the datastore is gone.
+        """
+        try:
+            self.datastore.revision()
+        except GinghamError as exc:
+            log.debug("cannot read the store revision: %s", exc)
+
     def _all_invalid(self) -> dict[str, Invalid]:
         return {datastore_key(k): Invalid.of(r) for k, r in self.calc.invalid_resources().items()}
 
     def _plane_failed(self, plane: Plane, exc: Exception) -> None:
         self.metrics.errors.labels(where=type(plane).__name__).inc()
         log.error("dataplane %s failed: %s", type(plane).__name__, exc)
+        self.state.apply_error = f"{type(plane).__name__}: {exc}"
         self.state.ready = False
         self._report()
         # Planes keep their desired state and re-read the kernel after a failure,
@@ -395,6 +424,7 @@ class Agent:
             self.state.ready = False
             self.syncer.close()
             self.syncer.status.in_sync = False
+            self.syncer.status.last_error = f"datastore unavailable: {exc}"  # for /readyz
         except GinghamError as exc:
             self.metrics.errors.labels(where="liveness").inc()
             log.warning("cannot refresh liveness: %s", exc)

@@ -1,10 +1,29 @@
-"""Prometheus metrics of one agent, on a registry of its own (no globals)."""
+"""Prometheus metrics of one agent, on a registry of its own (no globals).
+
+The registry also carries what every Prometheus target is expected to have:
+``process_*`` (CPU, memory, file descriptors, start time), ``python_*``
+(interpreter, garbage collector) and ``gingham_build_info``. Every metric is
+listed in docs/OPERATIONS.md, "Metrics, logs and /readyz".
+"""
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from gingham import __version__
+from gingham.agent.datastore_metrics import DatastoreMetrics, WatchProgress
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -15,6 +34,18 @@ class AgentMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Gauge(
+            "gingham_build_info",
+            "Always 1; the labels say which gingham and which Python run here",
+            ["version", "python"],
+            registry=r,
+        ).labels(version=__version__, python=platform.python_version()).set(1)
+        self.datastore = DatastoreMetrics(r)
+        self.watch = WatchProgress(self.datastore)
+        r.register(self.watch)
         self.apply_latency = Histogram(
             "gingham_apply_latency_seconds",
             "From a datastore event reaching the agent to the dataplane change applied",
@@ -49,3 +80,11 @@ class AgentMetrics:
             ["name"],
             registry=r,
         )
+
+
+def serving_process() -> None:
+    """Once, in a process that serves metrics: no ``*_created`` series. Counters and
+    histograms would each carry a second series holding their creation time, which
+    no dashboard reads and every scrape pays for (``process_start_time_seconds``
+    says when the agent started)."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream

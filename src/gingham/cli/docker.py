@@ -5,7 +5,6 @@ See docs/OPERATIONS.md, "Docker on several hosts".
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ from types import FrameType
 import click
 
 from gingham.cli.common import context_datastore_url, handle_errors
+from gingham.cli.logopts import log_format_option, start_logging
 
 
 @click.group("docker")
@@ -32,10 +32,11 @@ def docker_group() -> None:
                    "start-up reconcile [default: $DOCKER_HOST, else unix:///run/docker.sock].")
 @click.option("--log-level", default="info",
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@log_format_option
 @click.pass_context
 @handle_errors
 def serve_cmd(ctx: click.Context, node: str, socket_path: str | None,
-              docker_host: str | None, log_level: str) -> None:
+              docker_host: str | None, log_level: str, log_format: str | None) -> None:
     """Serve Docker until SIGTERM or SIGINT (the socket is removed on the way out)."""
     from gingham.datastore import open_datastore
     from gingham.docker.engine import DEFAULT_HOST, Engine
@@ -43,8 +44,7 @@ def serve_cmd(ctx: click.Context, node: str, socket_path: str | None,
     from gingham.hostfiles import run_dir
     from gingham.model.meta import check_resource_name
 
-    logging.basicConfig(level=getattr(logging, log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging(ctx, log_level, log_format)
     try:
         check_resource_name(node)
     except ValueError as exc:

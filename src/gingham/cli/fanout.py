@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from types import FrameType
 
 import click
 
 from gingham.cli.common import handle_errors
+from gingham.cli.logopts import log_format_option, start_logging
 
 
 @click.group("fanout")
@@ -45,12 +45,14 @@ def fanout_group() -> None:
                    "always are); the socket file stays 0600, so give them access to it too.")  # fmt: skip
 @click.option("--log-level", default="info",
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@log_format_option
 @click.pass_context
 @handle_errors
 def serve_cmd(ctx: click.Context, socket_path: str | None, listen: str | None,
               tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
               allow_names: tuple[str, ...], max_clients: int, max_buffer: int,
-              allow_uids: tuple[int, ...], log_level: str) -> None:  # fmt: skip
+              allow_uids: tuple[int, ...], log_level: str,
+              log_format: str | None) -> None:  # fmt: skip
     """Serve until SIGTERM or SIGINT (the socket file is removed on the way out)."""
     from gingham.agent.daemon import _not_for_agents
     from gingham.cli.common import resolve_datastore_url
@@ -61,13 +63,7 @@ def serve_cmd(ctx: click.Context, socket_path: str | None, listen: str | None,
     from gingham.fanout.server import FanoutServer
     from gingham.fanout.tls import TLSFiles
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    start_logging(ctx, log_level, log_format, quiet=("httpx", "httpcore"))
     path = parse_socket_path(socket_path, "--socket") if socket_path else None
     address = host_port(listen, "--listen") if listen else None
     given = [f for f in (tls_ca, tls_cert, tls_key) if f]

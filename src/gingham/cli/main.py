@@ -15,7 +15,7 @@ import click
 
 from gingham import __version__
 from gingham.errors import GinghamError
-from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL
+from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL, LOG_FORMAT_ENV
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -69,11 +69,22 @@ class LazyGroup(click.Group):
     help="sqlite:///path or etcd://host:port[,host:port]; default: the current lab's, "
     f"else {DEFAULT_DATASTORE_URL}",
 )
+@click.option(
+    "--log-format",
+    envvar=LOG_FORMAT_ENV,
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help=f"Log lines as text or one JSON object each [default: text; env {LOG_FORMAT_ENV}].",
+)
 @click.pass_context
-def cli(ctx: click.Context, datastore: str | None) -> None:
+def cli(ctx: click.Context, datastore: str | None, log_format: str | None) -> None:
     """gingham: L3 container networking with a micro-firewall per workload."""
+    from gingham.logs import setup_cli_logging
+
     ctx.ensure_object(dict)
     ctx.obj["datastore"] = datastore
+    ctx.obj["log_format"] = log_format
+    setup_cli_logging(log_format)
 
 
 def main(argv: list[str] | None = None) -> Any:

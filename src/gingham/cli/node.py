@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 import click
 
 from gingham.cli.common import handle_errors
+from gingham.cli.logopts import log_format_option, start_logging
 from gingham.names import FANOUT_ENV
 
 
@@ -35,6 +35,7 @@ def node_group() -> None:
                                 case_sensitive=False),
               help="When given, wins over FelixConfiguration logSeverityScreen "
                    "[default: info, or logSeverityScreen].")
+@log_format_option
 @click.option(
     "--interface",
     default=None,
@@ -56,6 +57,7 @@ def run_cmd(
     health_host: str | None,
     health_port: int | None,
     log_level: str | None,
+    log_format: str | None,
     interface: str | None,
     fanout: str | None,
 ) -> None:
@@ -71,13 +73,8 @@ def run_cmd(
         except ValidationError as exc:
             raise click.BadParameter(str(exc), param_hint="--fanout") from None
 
-    logging.basicConfig(
-        level=getattr(logging, (log_level or "info").upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("pyroute2", "asyncio", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    start_logging(ctx, log_level or "info", log_format,
+                  quiet=("pyroute2", "asyncio", "httpx", "httpcore"))
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
