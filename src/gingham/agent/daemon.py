@@ -424,7 +424,7 @@ class Agent:
             self.state.ready = False
             self.syncer.close()
             self.syncer.status.in_sync = False
-            self.syncer.status.last_error = f"datastore unavailable: {exc}"  # for /readyz
+            self.syncer.status.last_error = str(exc)  # for /readyz
         except GinghamError as exc:
             self.metrics.errors.labels(where="liveness").inc()
             log.warning("cannot refresh liveness: %s", exc)

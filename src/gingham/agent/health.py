@@ -1,8 +1,10 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` on a local port.
+"""``/healthz`` (also ``/livez``), ``/readyz`` and ``/metrics`` on a local port.
 
-Served from daemon threads that only *read* two booleans, an optional
-detail text and the metrics registry, so they never touch the agent's state
-while the loop changes it.
+Served from daemon threads that only *read* two booleans, the readiness
+checks and detail text (``readiness.py``) and the metrics registry, so they
+never touch the agent's state while the loop changes it. ``/readyz`` says
+why it is 503 (``not ready: waiting for the first datastore sync (3.2 s)``),
+and lists every check with ``?verbose``, as Kubernetes' does.
 
 The same server serves metrics alone (:func:`metrics_server`): with
 FelixConfiguration ``prometheusMetricsEnabled`` the agent moves ``/metrics``
@@ -29,14 +31,16 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from gingham.agent.readiness import Check, body
 from gingham.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -140,6 +144,7 @@ class HealthServer:
         registry: CollectorRegistry,
         *,
         detail: Callable[[], str] | None = None,
+        readiness: Callable[[], Sequence[Check]] | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         max_handlers: int = DEFAULT_MAX_HANDLERS,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -156,21 +161,27 @@ class HealthServer:
             raise ValidationError(
                 f"must be at least 256, not {max_request_bytes}", "health max_request_bytes"
             )
-        probes = {"/healthz": live, "/readyz": ready} if serve_probes else {}
+        probes = {"/healthz": live, "/livez": live, "/readyz": ready} if serve_probes else {}
         stats = self.stats = HealthStats()
         # Read by the handler threads at each request: the agent may switch it.
         self.serve_metrics = serve_metrics
         server = self
 
-        def readyz_body(ok: bool) -> bytes:
-            text = "ok\n" if ok else "not ready\n"
+        def readyz_body(ok: bool, verbose: bool) -> bytes:
+            # The reasons are extra: when they cannot be had, the verdict still stands.
+            found: Sequence[Check] = ()
+            extra: list[str] = []
+            if readiness is not None:
+                try:
+                    found = readiness()
+                except Exception as exc:
+                    extra.append(f"(reasons unavailable: {exc})")
             if detail is not None:
                 try:
-                    extra = detail()
-                except Exception as exc:  # the reasons are extra; the verdict still stands
-                    extra = f"(reasons unavailable: {exc})"
-                text += "".join(f"{line}\n" for line in extra.splitlines() if line.strip())
-            return text.encode()
+                    extra += detail().splitlines()
+                except Exception as exc:
+                    extra.append(f"(reasons unavailable: {exc})")
+            return body(ok, found, extra, verbose).encode()
 
         class Handler(BaseHTTPRequestHandler):
             # Applied to the socket in setup(): bounds every write (and read).
@@ -232,7 +243,19 @@ class HealthServer:
                 if self.path == "/metrics" and server.serve_metrics:
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
                     return
-                probe = probes.get(self.path)
+                path = self.path
+                verbose = False
+                if path.startswith("/readyz?") and "/readyz" in probes:
+                    query = parse_qs(urlsplit(path).query, keep_blank_values=True)
+                    unknown = sorted(set(query) - {"verbose"})
+                    if unknown:
+                        self._send(400, f"unknown query parameter {unknown[0]!r} "
+                                        "(/readyz takes verbose)\n".encode(), "text/plain")
+                        return
+                    said = query.get("verbose")  # "?verbose" alone says yes, as in Kubernetes
+                    verbose = said is not None and said[-1].lower() not in ("0", "false")
+                    path = "/readyz"
+                probe = probes.get(path)
                 if probe is None:
                     self._send(404, b"not found\n", "text/plain")
                     return
@@ -242,8 +265,8 @@ class HealthServer:
                     log.warning("health probe %s failed: %s", self.path, exc)
                     self._send(503, f"probe failed: {exc}\n".encode(), "text/plain")
                     return
-                if self.path == "/readyz":
-                    self._send(200 if ok else 503, readyz_body(ok), "text/plain")
+                if path == "/readyz":
+                    self._send(200 if ok else 503, readyz_body(ok, verbose), "text/plain")
                 elif ok:
                     self._send(200, b"ok\n", "text/plain")
                 else:

@@ -14,8 +14,9 @@ from gingham.agent.decode import KeyedMemory, decode, decode_value
 from gingham.agent.detect import detect_addresses, underlay_mtu_probe
 from gingham.agent.health import HealthServer, metrics_server
 from gingham.agent.last_valid import FileMemory
-from gingham.agent.metrics import AgentMetrics
+from gingham.agent.metrics import AgentMetrics, serving_process
 from gingham.agent.policy_plane import PolicyPlane
+from gingham.agent.readiness import checks
 from gingham.agent.settings import AgentSettings, LocalOverrides, Server
 from gingham.agent.status import STATUS_FILE, write_status
 from gingham.calc.graph import CalcGraph
@@ -71,6 +72,7 @@ def build_agent(
     ds = open_datastore(datastore_url)
     addresses, _dev = detect_addresses(interface)
     memory = FileMemory(host_dir / "last-valid")
+    serving_process()
     metrics = AgentMetrics()
     policy = PolicyPlane(metrics)
     netlink = Netlink()
@@ -93,6 +95,8 @@ def build_agent(
             ready=lambda: agent.state.ready,
             registry=metrics.registry,
             detail=lambda: "\n".join(agent.state.reasons()),
+            readiness=lambda: checks(agent.state, agent.syncer.status, agent.clock(),
+                                     source.path if source is not None else None),
         )
 
     settings = AgentSettings(make_server, overrides or LocalOverrides())
