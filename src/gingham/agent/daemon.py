@@ -246,8 +246,6 @@ class Agent:
                 self.sleep(min(1.0, self.poll_timeout * 5))
             return
         self.state.sync_lost_at = None
-        if self.metrics.watch.probe_due():
-            self._probe_revision()
         for key, value in updates:
             self._feed(key, value)
         snapshot_done = not was_in_sync
@@ -383,8 +381,9 @@ class Agent:
     def _probe_revision(self) -> None:
         """Read the store revision (the lag gauges' measure) when no answer told it lately.
 
-        Only counted (gingham_datastore_request_errors) when it fails: the
-        liveness refresh is what decides that the datastore is gone.
+        Right after a liveness refresh that worked, so that a hung datastore
+        stalls the loop on the refresh (which decides readiness), not on this
+        read first. A failure is only counted (gingham_datastore_request_errors).
         """
         try:
             self.datastore.revision()
@@ -428,6 +427,9 @@ class Agent:
         except GinghamError as exc:
             self.metrics.errors.labels(where="liveness").inc()
             log.warning("cannot refresh liveness: %s", exc)
+        else:
+            if self.metrics.watch.probe_due():
+                self._probe_revision()
 
 
 def _not_for_agents(key: str) -> bool:

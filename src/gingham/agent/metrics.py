@@ -9,6 +9,8 @@ listed in docs/OPERATIONS.md, "Metrics, logs and /readyz".
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -31,6 +33,8 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 @dataclass
 class AgentMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # What the datastore gauges measure ages with (monotonic).
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -43,7 +47,7 @@ class AgentMetrics:
             ["version", "python"],
             registry=r,
         ).labels(version=__version__, python=platform.python_version()).set(1)
-        self.datastore = DatastoreMetrics(r)
+        self.datastore = DatastoreMetrics(r, self.clock)
         self.watch = WatchProgress(self.datastore)
         r.register(self.watch)
         self.apply_latency = Histogram(

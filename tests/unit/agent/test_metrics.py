@@ -198,3 +198,29 @@ def test_a_loop_counts_its_calls_and_catches_up(name: str) -> None:
         other.close()
         agent.syncer.close()
         ds.close()
+
+
+def test_the_loop_reads_the_store_revision_when_nothing_told_it(name: str) -> None:
+    clock = Clock()
+    ds: Datastore = open_datastore(f"memory://{name}")
+    agent = Agent(hostname="h1", datastore=ds, addresses=HostAddresses("192.0.2.11/24"),
+                  calc=CalcGraph("h1", decode=decode_value), decode=decode, planes=[Idle()],
+                  metrics=AgentMetrics(clock=clock), clock=clock, poll_timeout=0.01,
+                  sleep=lambda _s: None)  # fmt: skip
+    reg = agent.metrics.registry
+
+    def reads() -> float | None:
+        return reg.get_sample_value("gingham_datastore_requests_total", {"operation": "revision"})
+
+    try:
+        for _ in range(3):
+            agent.step()
+        assert reads() is None  # its snapshot told it the revision
+        clock.now += REVISION_PROBE_INTERVAL  # and the liveness refresh falls due
+        agent.step()
+        assert reads() == 1
+        agent.step()
+        assert reads() == 1
+    finally:
+        agent.syncer.close()
+        ds.close()
