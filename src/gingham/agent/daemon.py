@@ -31,7 +31,8 @@ Invariants:
 - No input from the datastore ends the loop: a value that cannot be processed
   costs its key only (``_feed``); what does not validate is reported
   (``gingham_invalid_resources``, /readyz, node status), never dropped silently.
-- The loop is single-threaded; the health server only reads two flags.
+- The loop is single-threaded; the health server only reads what it recorded
+  (``AgentState``, the sync status, metrics).
 - Every plane sees every batch, in order: when one fails, the planes after it
   get the batch with the next (its retry), never lose it.
 - What the host cannot do is reported, never skipped silently: the agent
