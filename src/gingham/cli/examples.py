@@ -82,9 +82,6 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
         ("URL (no password), cluster ID and revision", "gingham datastore info"),
         ("As JSON", "gingham datastore info -o json"),
     ),
-    "datastore status": (
-        ("The same as datastore info", "gingham datastore status --datastore etcd://10.0.0.5:2379"),
-    ),
     # --- IPAM -------------------------------------------------------------------------
     "ipam": (
         ("Usage per pool and per block", "gingham ipam show --show-blocks"),
@@ -309,12 +306,20 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
 }
 
 
+# Another name of the same command object: it shows the examples of the first name.
+ALIASES: Final[dict[str, str]] = {"datastore status": "datastore info"}
+
+
+def examples_for(path: str) -> tuple[Example, ...]:
+    return EXAMPLES.get(ALIASES.get(path, path), ())
+
+
 def epilog(path: str) -> str | None:
     """The help's Examples section for ``path`` ("get", "lab up"); None if it has none.
 
     The ``\\b`` line keeps click from rewrapping the paragraph.
     """
-    examples = EXAMPLES.get(path)
+    examples = examples_for(path)
     if not examples:
         return None
     lines = ["\b", "Examples:"]
