@@ -13,6 +13,7 @@ becomes current meanwhile the test says so instead of touching it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_the_tour_is_the_readme(tour_lab: str) -> None:
     shown = [s for s in steps if s.expected is not None]
     # The tour's promise: a verdict changes at every step it shows a matrix for.
     assert len(shown) >= 4
-    for before, after in zip(shown, shown[1:], strict=False):
+    for before, after in itertools.pairwise(shown):
         assert not _same(before.expected or "", after.expected or ""), (
             f"README.md:{after.line}: the matrix after `{after.command.strip()}` shows no "
             f"change from the one at line {before.line}"

@@ -75,7 +75,9 @@ def walk(root: click.Command | None = None) -> Iterator[tuple[str, click.Command
     """Every command path ("" for gingham itself, "get", "lab vm add") in the order of
     ``gingham -h``, with its command and a context to format it in."""
     if root is None:
-        from gingham.cli.main import cli as root
+        from gingham.cli.main import cli
+
+        root = cli
     yield from _walk(root, "", click.Context(root, info_name="gingham", **root.context_settings))
 
 
@@ -137,11 +139,16 @@ def _value(param: click.Parameter, ctx: click.Context) -> str:
     return text
 
 
+def _unset(value: object) -> bool:
+    """click's own marker for "no default" (a private enum member named UNSET)."""
+    return type(value).__module__.startswith("click") and getattr(value, "name", "") == "UNSET"
+
+
 def _default(param: click.Option, ctx: click.Context) -> str:
     if isinstance(param.show_default, str):
         return param.show_default
     value = param.get_default(ctx, call=False)
-    if value is None or value == () or callable(value) or type(value).__name__ == "Sentinel":
+    if value is None or value == () or callable(value) or _unset(value):
         return ""
     if param.is_bool_flag:
         if param.secondary_opts:
