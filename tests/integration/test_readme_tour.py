@@ -61,7 +61,11 @@ def _argv(step: TourStep, lab: str) -> list[str]:
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    env.pop("GINGHAM_DATASTORE", None)  # the tour uses the lab it starts
+    # The tour uses the lab it starts, as a newcomer's shell would: no datastore, no
+    # context, no config file of whoever runs the tests.
+    env.pop("GINGHAM_DATASTORE", None)
+    env.pop("GINGHAM_CONTEXT", None)
+    env["GINGHAM_CONFIG"] = str(ROOT / ".no-such-dir" / "config.yaml")
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 

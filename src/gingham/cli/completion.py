@@ -96,11 +96,12 @@ def _names(ctx: click.Context, kind: str) -> list[str]:
     from gingham.datastore.resources import InvalidStoredResource, ResourceStore
 
     root = ctx.find_root()
-    # While completing, click parses but runs no callback: give the root's --datastore
-    # to the shared resolution the way the root command would have.
-    explicit = root.params.get("datastore")
-    if explicit:
-        root.ensure_object(dict)["datastore"] = explicit
+    # While completing, click parses but runs no callback: hand the root's options
+    # (--datastore, ...) to the shared resolution the way the root command would have,
+    # and keep its notes off stderr, which is the user's command line now.
+    obj = root.ensure_object(dict)
+    obj.update({k: v for k, v in root.params.items() if v is not None})
+    obj["quiet"] = True
     info = ResourceStore.info(kind)
     namespace = ctx.params.get("namespace")
     ns = None if ctx.params.get("all_namespaces") else (namespace or "default")

@@ -268,7 +268,8 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
     # --- commands other parts of issue 17 add (see PENDING in the test) ---------------
     "patch": (
         ("Change one field (a JSON merge patch)", "gingham patch gnp default-deny -p '{\"spec\":{\"order\":50}}'"),
-        ("A namespaced policy", "gingham patch networkpolicy api-ingress -n shop -p '{\"spec\":{\"order\":10}}'"),
+        ("A namespaced policy, as a JSON patch",
+         "gingham patch networkpolicy api-ingress -n shop --type json -p '[{\"op\":\"replace\",\"path\":\"/spec/order\",\"value\":10}]'"),
     ),
     "label": (
         ("Add a label", "gingham label namespace monitoring team=monitoring"),
@@ -284,6 +285,7 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
     ),
     "config view": (
         ("The datastore in use and its source (flag, environment, context, lab)", "gingham config view"),
+        ("As JSON", "gingham config view -o json"),
     ),
     "config set-context": (
         ("A context for a production etcd", "gingham config set-context prod --datastore etcd://10.0.0.5:2379"),
@@ -300,8 +302,18 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
     "config delete-context": (
         ("Forget one", "gingham config delete-context prod"),
     ),
+    "config unset": (
+        ("No current context: back to GINGHAM_DATASTORE, the lab's or the default",
+         "gingham config unset current-context"),
+    ),
     "node install": (
-        ("Install and start the systemd unit of this host's agent", "gingham node install"),
+        ("This host's systemd units, environment file and CNI plugin",
+         "gingham node install --datastore etcd://10.0.0.5:2379"),
+        ("What it would write into an image being built",
+         "gingham node install --prefix /tmp/img --datastore etcd://10.0.0.5:2379 --dry-run"),
+    ),
+    "node uninstall": (
+        ("Remove what node install wrote", "gingham node uninstall"),
     ),
 }
 
