@@ -57,7 +57,10 @@ def kind_words() -> list[str]:
 def complete_kind(ctx: click.Context, param: click.Parameter,
                   incomplete: str) -> list[CompletionItem]:  # fmt: skip
     """Kinds starting with what was typed (case as typed: ``glob`` gives the lower-case forms,
-    ``Glob`` the kind names)."""
+    ``Glob`` the kind names); after ``KIND/`` the names of that kind (``gnp/alpha``)."""
+    if "/" in incomplete:
+        kind, _, partial = incomplete.partition("/")
+        return [CompletionItem(f"{kind}/{n}") for n in names_of(ctx, kind) if n.startswith(partial)]
     try:
         words = kind_words()
     except Exception:  # never a traceback in the middle of a command line
@@ -70,24 +73,41 @@ def complete_name(ctx: click.Context, param: click.Parameter,
     """Names of the KIND given earlier on the line, read from the command's datastore
     (``-n NS`` or ``default`` for namespaced kinds; every namespace with ``-A``)."""
     kind = ctx.params.get("kind")
-    if not isinstance(kind, str) or not kind:
+    if not isinstance(kind, str) or not kind or "/" in kind:
         return []
     given = ctx.params.get(param.name or "")
     taken = set(given) if isinstance(given, tuple | list) else set()
+    return [CompletionItem(n) for n in names_of(ctx, kind)
+            if n.startswith(incomplete) and n not in taken]  # fmt: skip
+
+
+def complete_kind_then_name(ctx: click.Context, param: click.Parameter,
+                            incomplete: str) -> list[CompletionItem]:  # fmt: skip
+    """For a verb that takes its operands as one list (``label KIND NAME k=v...``): a kind
+    first, then a name of it; the rest (labels) is the operator's to type."""
+    given = ctx.params.get(param.name or "") or ()
+    if not given:
+        return complete_kind(ctx, param, incomplete)
+    if len(given) == 1 and "/" not in given[0]:
+        return [CompletionItem(n) for n in names_of(ctx, given[0]) if n.startswith(incomplete)]
+    return []
+
+
+def names_of(ctx: click.Context, kind: str) -> list[str]:
+    """Names of ``kind`` in the command's datastore; none if it cannot be read in time."""
     found: list[list[str]] = []
 
     def read() -> None:
         try:
             found.append(_names(ctx, kind))
-        except Exception:  # unreachable, missing, unreadable: no names
+        except Exception:  # unreachable, missing, unreadable, unknown kind: no names
             found.append([])
 
     # A daemon thread: a datastore that does not answer must not hold the shell up.
     worker = threading.Thread(target=read, daemon=True)
     worker.start()
     worker.join(NAME_TIMEOUT)
-    names = found[0] if found else []
-    return [CompletionItem(n) for n in names if n.startswith(incomplete) and n not in taken]
+    return found[0] if found else []
 
 
 def _names(ctx: click.Context, kind: str) -> list[str]:
@@ -119,7 +139,7 @@ def attach(command: click.Command, path: str) -> None:
     if path not in RESOURCE_VERBS:
         return
     hooks: dict[str, Any] = {"kind": complete_kind, "name": complete_name,
-                             "names": complete_name}  # fmt: skip
+                             "names": complete_name, "args": complete_kind_then_name}  # fmt: skip
     for param in command.params:
         hook = hooks.get(param.name or "")
         if isinstance(param, click.Argument) and hook is not None:

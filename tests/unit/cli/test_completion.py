@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
+from click.shell_completion import ShellComplete
 
-from gingham.cli.completion import COMPLETE_ENV, kind_words
+from gingham.cli.completion import COMPLETE_ENV, attach, kind_words
 from gingham.model.registry import all_kinds
 
 GINGHAM = str(Path(sys.executable).parent / "gingham")
@@ -98,6 +100,33 @@ def test_names_come_from_the_datastore(store: str) -> None:
     assert complete("gingham get knp -A ", store) == ["api-ingress", "web-ingress"]
     # --datastore on the line wins over the environment, as for the command itself
     assert complete(f"gingham --datastore {store} get gnp b") == ["beta"]
+    # TYPE/NAME, as get -o name prints them
+    assert complete("gingham get gnp/alp", store) == ["gnp/alpha", "gnp/alpine"]
+
+
+def test_a_verb_with_one_operand_list_completes_kind_then_name(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `label KIND NAME k=v...` takes its operands as one nargs=-1 argument, `args`.
+    @click.group()
+    @click.option("--datastore")
+    def root(datastore: str | None) -> None: ...
+
+    @root.command("label")
+    @click.argument("args", nargs=-1)
+    def label(args: tuple[str, ...]) -> None: ...
+
+    attach(label, "label")
+    monkeypatch.setenv("GINGHAM_DATASTORE", store)
+    monkeypatch.setenv("GINGHAM_CONFIG", "/nonexistent/gingham-completion/config.yaml")
+
+    def offered(args: list[str], incomplete: str) -> list[str]:
+        shell = ShellComplete(root, {}, "gingham", COMPLETE_ENV)
+        return [c.value for c in shell.get_completions(args, incomplete)]
+
+    assert offered(["label"], "globalnetworkp") == ["globalnetworkpolicies", "globalnetworkpolicy"]
+    assert offered(["label", "gnp"], "al") == ["alpha", "alpine"]
+    assert offered(["label", "gnp", "alpha"], "") == []  # labels are the operator's
 
 
 def test_no_names_and_no_traceback_without_a_datastore(tmp_path: Path) -> None:
