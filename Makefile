@@ -35,6 +35,11 @@ bench: deps venv
 bench-quick: deps venv
 	$(PY) bench/run_all.py --quick
 
+# docs/CLI.md from the click definitions (tests/unit/cli/test_docgen.py fails when it is stale)
+.PHONY: docs
+docs: venv
+	$(PY) -m gingham.cli.docgen > docs/CLI.md.new && mv docs/CLI.md.new docs/CLI.md
+
 clean:
 	-$(VENV)/bin/gingham lab down --all
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from gingham import __version__
+from gingham.cli.examples import epilog as examples_epilog
 from gingham.errors import GinghamError
 from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL, LOG_FORMAT_ENV
 
@@ -37,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "docker": "gingham.cli.docker:docker_group",
     "flows": "gingham.cli.policy:flows_cmd",
     "version": "gingham.cli.version:version_cmd",
+    "completion": "gingham.cli.completion:completion_cmd",
 }
 
 
@@ -56,10 +58,30 @@ class LazyGroup(click.Group):
                 return None  # that part is not built yet
             raise
         command: click.Command = getattr(module, attr)
+        _decorate(command, cmd_name)
         return command
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _decorate(command: click.Command, path: str) -> None:
+    """Examples in the help of ``command`` and of every command under it, and shell
+    completion of KIND and NAME for the resource verbs: done here, centrally, so the
+    modules that define the commands need not know about either."""
+    from gingham.cli import completion, examples
+
+    if getattr(command, "_gingham_decorated", False):
+        return
+    command._gingham_decorated = True  # type: ignore[attr-defined]
+    text = examples.epilog(path)
+    if text is not None:
+        command.epilog = f"{command.epilog}\n\n{text}" if command.epilog else text
+    completion.attach(command, path)
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            _decorate(sub, f"{path} {name}")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples_epilog(""))
 @click.version_option(__version__, "--version", prog_name="gingham",
                       message="%(prog)s %(version)s")
 @click.option(
