@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -105,24 +105,58 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def stdout_console() -> Any:
     from rich.console import Console
 
-    # Not a terminal (pipes, tests): wide enough that tables are not wrapped.
+    # Not a terminal (pipes, tests): print_table sizes each table to its own width.
     width = None if sys.stdout.isatty() else 200
     return Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A plain rich table: header row, no borders, like kubectl and calicoctl. Into a pipe
-    no rule under the header, so ``| tail -n +2 | awk`` sees the rows only."""
+# Columns whose cells a script or a reader copies whole: never wrapped, never cut.
+IDENTIFIER_HEADERS: frozenset[str] = frozenset({
+    "NAME", "NAMESPACE", "WORKLOAD", "HOST", "NODE", "ENDPOINT", "POOL", "BLOCK", "IP",
+    "IPS", "HANDLE", "INTERFACE", "NETNS", "ADDRESS", "PEER ADDRESS", "SOURCE", "DESTINATION",
+    "CONTEXT", "DATASTORE", "TIME", "CURRENT",
+})  # fmt: skip
+# Between two columns: rich's padding, plus the divider of a table with a header rule.
+_GAP = {True: 3, False: 2}
+# Narrowest a wrapped column gets when identifiers push the line past the terminal.
+_WRAPPED_MIN = 16
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                console: Any = None, identifiers: Collection[str] | None = None) -> None:
+    """A plain table: header row, no borders, like kubectl and calicoctl.
+
+    Into a pipe: no rule under the header (``| tail -n +2 | awk`` sees rows
+    only) and no wrapping at all, one row per line. On a terminal, identifier
+    columns (NAME, NAMESPACE, …: ``identifiers``) are never wrapped or cut: when
+    the terminal is too narrow the line runs long, as kubectl's do; other long
+    cells wrap at word boundaries (a word wider than its column is folded).
+    """
     from rich import box
+    from rich.measure import Measurement
     from rich.table import Table
 
-    rule = box.SIMPLE_HEAD if sys.stdout.isatty() else None
-    table = Table(box=rule, show_edge=False, pad_edge=False)
-    for header in headers:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
-    stdout_console().print(table)
+    console = console or stdout_console()
+    keep = IDENTIFIER_HEADERS if identifiers is None else frozenset(identifiers)
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    terminal = bool(console.is_terminal)
+    table = Table(box=box.SIMPLE_HEAD if terminal else None, show_edge=False, pad_edge=False)
+    least = 0
+    for i, header in enumerate(headers):
+        column = [header, *(row[i] for row in cells if i < len(row))]
+        natural = max(len(line) for text in column for line in text.splitlines() or [""])
+        if header in keep:
+            table.add_column(header, no_wrap=True, min_width=natural)
+            least += natural
+        else:
+            table.add_column(header, overflow="fold")
+            least += min(natural, max(_WRAPPED_MIN, *(len(word) for word in header.split())))
+    least += _GAP[terminal] * (len(headers) - 1)
+    for row in cells:
+        table.add_row(*row)
+    widest = Measurement.get(console, console.options.update_width(1 << 20), table).maximum
+    console.width = max(console.width, least) if terminal else widest
+    console.print(table, crop=False)
 
 
 def dump_json(data: Any) -> str:
