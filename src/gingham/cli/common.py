@@ -83,23 +83,38 @@ def open_store(ctx: click.Context | None = None, *, create: bool = False) -> Ite
         ds.close()
 
 
-def fail(message: str) -> click.exceptions.Exit:
+# Exit status of a failed command; verdict commands (explain, probe) use VERDICT_ERROR
+# because their 1 means "denied".
+ERROR = 1
+VERDICT_ERROR = 2
+
+
+def fail(message: str, code: int = ERROR) -> click.exceptions.Exit:
     """Print ``error: message`` to stderr; raise the returned Exit."""
     click.echo(f"error: {message}", err=True)
-    return click.exceptions.Exit(1)
+    return click.exceptions.Exit(code)
 
 
-def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a GinghamError into ``error: …`` on stderr and exit status 1, no traceback."""
-
+def _errors_exit(fn: Callable[P, R], code: int) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except GinghamError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), code) from None
 
     return wrapper
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a GinghamError into ``error: …`` on stderr and exit status 1, no traceback."""
+    return _errors_exit(fn, ERROR)
+
+
+def handle_verdict_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """For commands whose exit status is a verdict (0 allowed, 1 denied): a GinghamError
+    is ``error: …`` and exit status 2, as click's usage errors already are."""
+    return _errors_exit(fn, VERDICT_ERROR)
 
 
 def stdout_console() -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gingham.cli.common import handle_errors
+from gingham.cli.common import handle_errors, handle_verdict_errors
 from gingham.names import DATASTORE_ENV
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
@@ -261,16 +261,31 @@ def vm_del_cmd(name: str, lab_name: str | None) -> None:
 @click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp")
 @click.option("--timeout", default=1.0, type=click.FloatRange(0.05, 2.0), show_default=True)
 @LAB
-@handle_errors
+@handle_verdict_errors
 def probe_cmd(
     source: str, destination: str, port: int, protocol: str, timeout: float, lab_name: str | None
 ) -> None:
-    """Exit 0 if SOURCE reaches DESTINATION on PORT, 1 if not."""
+    """Does SOURCE reach DESTINATION (workloads NS/NAME) on PORT? One real connection.
+
+    \b
+    Exit status:
+      0  reachable
+      1  blocked
+      2  error: bad input, no such lab or workload, a workload without address, ...
+    """
+    from gingham.errors import LabError
     from gingham.lab import matrix
     from gingham.lab import state as labstate
 
     st = labstate.load(labstate.resolve(lab_name))
-    ok = matrix.probe(st.workload(source), st.workload(destination), port, protocol, timeout)
+    src, dst = st.workload(source), st.workload(destination)
+    for wl in (src, dst):
+        if not wl.ips:
+            raise LabError(f"workload {wl.ref} has no address to probe")
+    try:
+        ok = matrix.probe(src, dst, port, protocol, timeout)
+    except OSError as exc:  # a workload's namespace gone under us, say
+        raise LabError(f"cannot probe {source} -> {destination}: {exc}") from None
     click.echo(f"{source} -> {destination} {protocol}/{port}: {'reachable' if ok else 'blocked'}")
     sys.exit(0 if ok else 1)
 

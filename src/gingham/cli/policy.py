@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from gingham.cli.common import context_datastore_url, dump_json, handle_errors, print_table
+from gingham.cli.common import (
+    context_datastore_url,
+    dump_json,
+    handle_errors,
+    handle_verdict_errors,
+    print_table,
+)
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 LAB = click.option("--lab", "lab_name", default=None,
@@ -39,7 +45,7 @@ def _world() -> Any:
 @click.option("--icmp-code", type=click.IntRange(0, 255), default=None)
 @click.option("--trace", is_flag=True, help="Show every tier, policy and rule that matched.")
 @OUTPUT
-@handle_errors
+@handle_verdict_errors
 def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
                 icmp_type: int | None, icmp_code: int | None, trace: bool, output: str) -> None:
     """Would SOURCE reach DESTINATION? The verdict from the model, and why.
@@ -47,7 +53,11 @@ def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
     Each is a workload NS/NAME or an IP address (outside gingham, only the
     workload side's policy applies).
 
-    Exit status 0 when the connection is allowed, 1 when it is denied.
+    \b
+    Exit status:
+      0  the connection is allowed
+      1  it is denied
+      2  error: bad input, unknown workload, unreachable datastore, ...
     """
     from gingham.policy.explain import explain
 
