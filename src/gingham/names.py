@@ -50,6 +50,12 @@ DEFAULT_DATASTORE_URL: Final = "sqlite:///var/lib/gingham/gingham.db"
 NODENAME_ENV: Final = "GINGHAM_NODENAME"
 # The unix socket of a fan-out server for ``gingham node run`` to read the datastore through.
 FANOUT_ENV: Final = "GINGHAM_FANOUT"
+# The CLI's configuration file (kubectl-style contexts, ``gingham config``): this variable
+# names it, else ``$XDG_CONFIG_HOME/<CONFIG_FILE>``, else ``~/.config/<CONFIG_FILE>``.
+CONFIG_ENV: Final = "GINGHAM_CONFIG"
+CONFIG_FILE: Final = "gingham/config.yaml"
+# A context of that file to use instead of its current-context (as ``gingham --context``).
+CONTEXT_ENV: Final = "GINGHAM_CONTEXT"
 
 # --- ownership markers on the host (DESIGN.md section 2) -----------------------------
 # A host may run Calico too: gingham shares none of these with it.
@@ -60,3 +66,6 @@ RTPROT_GINGHAM: Final = 201
 WORKLOAD_INTERFACE_PREFIX: Final = "gh"
 # The nftables table (family inet) that holds every policy rule.
 NFT_TABLE: Final = "gingham"
+# Every kernel log line gingham's rules write starts with this, then ``<rule id>: ``
+# (``gingham flows`` shows only such lines).
+PACKET_LOG_PREFIX: Final = "gingham "

@@ -1,10 +1,9 @@
 """Helpers every ``gingham`` sub-command shares: which datastore, errors, tables.
 
-Datastore resolution, first match wins:
-``--datastore`` (or ``GINGHAM_DATASTORE``, which click maps onto it), the
-current lab's (``/run/gingham/current-lab`` names a lab whose
-``/run/gingham/lab/<name>/state.json`` holds a ``"datastore"`` URL), then
-``sqlite:///var/lib/gingham/gingham.db``.
+Which datastore: :mod:`gingham.cli.contexts` (``--datastore``,
+``GINGHAM_DATASTORE``, ``--context``, ``GINGHAM_CONTEXT``, the config file's
+current context, the current lab, the built-in default). A command that falls
+back to the lab's or the default says so once on stderr (``-q`` silences it).
 """
 
 from __future__ import annotations
@@ -20,50 +19,57 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from gingham.cli.contexts import Resolved, resolve
 from gingham.errors import GinghamError
-from gingham.hostfiles import DEFAULT_RUN_DIR
-from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def lab_datastore(run_dir: Path = DEFAULT_RUN_DIR) -> str | None:
-    """The datastore URL of the current lab, if a lab is up."""
-    try:
-        name = (run_dir / "current-lab").read_text().strip()
-    except OSError:
-        return None
-    if not name or "/" in name:
-        return None
-    try:
-        state = json.loads((run_dir / "lab" / name / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-    url = state.get("datastore") if isinstance(state, dict) else None
-    return url if isinstance(url, str) and url else None
 
 
 def resolve_datastore_url(
     explicit: str | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    run_dir: Path = DEFAULT_RUN_DIR,
+    run_dir: Path | None = None,
+    context: str | None = None,
 ) -> str:
-    if explicit:
-        return explicit
-    environ = os.environ if env is None else env
-    if environ.get(DATASTORE_ENV):
-        return environ[DATASTORE_ENV]
-    return lab_datastore(run_dir) or DEFAULT_DATASTORE_URL
+    """The URL alone (agents, servers); ``context`` defaults to the running command's
+    ``--context``, so that every command honours it."""
+    if context is None and click.get_current_context(silent=True) is not None:
+        context = root_options().get("context")
+    return resolve(explicit, context, env=os.environ if env is None else env,
+                   run_dir=run_dir).url
+
+
+def root_options(ctx: click.Context | None = None) -> dict[str, Any]:
+    """What the root group was told (``--datastore``, ``--context``, ``--quiet``)."""
+    ctx = ctx or click.get_current_context()
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, dict) else {}
+
+
+def context_resolution(ctx: click.Context | None = None) -> Resolved:
+    """The running command's datastore and where it came from (no note printed)."""
+    opts = root_options(ctx)
+    return resolve(opts.get("datastore"), opts.get("context"))
+
+
+def note(message: str, ctx: click.Context | None = None) -> None:
+    """A ``note: …`` line on stderr, unless ``gingham -q``; stdout stays the command's."""
+    if not root_options(ctx).get("quiet"):
+        click.echo(message, err=True)
 
 
 def context_datastore_url(ctx: click.Context | None = None) -> str:
-    """The URL for the running command: the root group's ``--datastore`` or the fallbacks."""
+    """The URL for the running command; when it is the current lab's or the built-in
+    default (nobody chose it), one note on stderr says which and why."""
     ctx = ctx or click.get_current_context()
-    obj = ctx.find_root().obj
-    explicit = obj.get("datastore") if isinstance(obj, dict) else None
-    return resolve_datastore_url(explicit)
+    resolved = context_resolution(ctx)
+    opts = root_options(ctx)
+    if resolved.fallback and not opts.get("noted"):
+        opts["noted"] = True  # once per command, however often it asks
+        note(resolved.note(), ctx)
+    return resolved.url
 
 
 @contextmanager

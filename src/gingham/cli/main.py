@@ -15,7 +15,7 @@ import click
 
 from gingham import __version__
 from gingham.errors import GinghamError
-from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL
+from gingham.names import CONTEXT_ENV, DATASTORE_ENV, DEFAULT_DATASTORE_URL
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "docker": "gingham.cli.docker:docker_group",
     "flows": "gingham.cli.policy:flows_cmd",
     "version": "gingham.cli.version:version_cmd",
+    "config": "gingham.cli.config:config_group",
 }
 
 
@@ -64,16 +65,33 @@ class LazyGroup(click.Group):
                       message="%(prog)s %(version)s")
 @click.option(
     "--datastore",
-    envvar=DATASTORE_ENV,
     default=None,
-    help="sqlite:///path or etcd://host:port[,host:port]; default: the current lab's, "
-    f"else {DEFAULT_DATASTORE_URL}",
+    metavar="URL",
+    help=f"sqlite:///path or etcd://host:port[,host:port]. Default: ${DATASTORE_ENV}, else "
+    f"--context's, else ${CONTEXT_ENV}'s, else the config file's current context, else the "
+    f"current lab's, else {DEFAULT_DATASTORE_URL} (gingham config view says which).",
+)
+@click.option(
+    "--context",
+    default=None,
+    metavar="NAME",
+    help="Use this context of the config file (gingham config get-contexts) for this "
+    "command.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No notes on stderr (such as which datastore a command fell back to); warnings and "
+    "errors still.",
 )
 @click.pass_context
-def cli(ctx: click.Context, datastore: str | None) -> None:
+def cli(ctx: click.Context, datastore: str | None, context: str | None, quiet: bool) -> None:
     """gingham: L3 container networking with a micro-firewall per workload."""
     ctx.ensure_object(dict)
     ctx.obj["datastore"] = datastore
+    ctx.obj["context"] = context
+    ctx.obj["quiet"] = quiet
 
 
 def main(argv: list[str] | None = None) -> Any:
