@@ -89,6 +89,24 @@ def open_store(ctx: click.Context | None = None, *, create: bool = False) -> Ite
         ds.close()
 
 
+class ShownWithShort(click.Option):
+    """A long option whose help line also names a short one that is declared apart (hidden),
+    because the command reads that short one differently for a while (a deprecated meaning)."""
+
+    def __init__(self, *args: Any, short: str, **kwargs: Any) -> None:
+        self.short = short
+        super().__init__(*args, **kwargs)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        return None if record is None else (f"{self.short}, {record[0]}", record[1])
+
+
+def deprecated(message: str, ctx: click.Context | None = None) -> None:
+    """A ``note:`` that an old spelling still works but will not for ever."""
+    note(f"note: {message}", ctx)
+
+
 # Exit status of a failed command; verdict commands (explain, probe) use VERDICT_ERROR
 # because their 1 means "denied".
 ERROR = 1

@@ -24,9 +24,12 @@ def lab_group() -> None:
 @lab_group.command("up")
 @click.option("--name", "lab_name", default="default", show_default=True)
 @click.option("--hosts", default=3, show_default=True, type=click.IntRange(1, 200))
-@click.option(
-    "--datastore", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True
-)
+@click.option("--backend", type=click.Choice(["sqlite", "etcd"]), default=None,
+              help="The lab's datastore: one sqlite file, or a 3-member etcd cluster.  "
+                   "[default: sqlite]")
+# Was the backend's flag, but clashes with the global --datastore URL: still read, noted.
+@click.option("--datastore", "old_backend", type=click.Choice(["sqlite", "etcd"]), default=None,
+              hidden=True)
 @click.option("--subnets", default=1, show_default=True, type=click.IntRange(1, 3))
 @click.option("--fanout/--no-fanout", default=None,
               help="Agents read the datastore through a fan-out server (gingham fanout serve) "
@@ -37,15 +40,35 @@ def lab_group() -> None:
 @click.option("--openstack", is_flag=True,
               help="Also PostgreSQL and a Neutron server on 127.0.0.1 with the gingham "
                    "mechanism driver (see gingham lab vm).")  # fmt: skip
+@click.pass_context
 @handle_errors
 def up_cmd(
-    lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool | None, docker: bool,
-    openstack: bool,
+    ctx: click.Context, lab_name: str, hosts: int, backend: str | None, old_backend: str | None,
+    subnets: int, fanout: bool | None, docker: bool, openstack: bool,
 ) -> None:
-    """Create hosts, fabric, datastore and agents; wait until every agent is ready."""
+    """Create hosts, fabric, datastore and agents; wait until every agent is ready.
+
+    \b
+    Examples:
+      gingham lab up --hosts 3
+      gingham lab up --name big --hosts 30 --backend etcd
+    """
     from rich.console import Console
 
+    from gingham.cli.common import deprecated
     from gingham.lab import lab
+
+    if old_backend is not None:
+        deprecated(f"lab up --datastore {old_backend} is deprecated (--datastore is the global "
+                   f"datastore URL); use --backend {old_backend}", ctx)
+        if backend is not None and backend != old_backend:
+            raise click.UsageError(f"--backend {backend} and --datastore {old_backend} disagree")
+    datastore = backend or old_backend or "sqlite"
+    from gingham.cli.common import root_options
+
+    if root_options(ctx).get("datastore"):
+        raise click.UsageError("a lab makes its own datastore: the global --datastore URL does "
+                               "not apply to lab up (--backend sqlite|etcd picks its kind)")
 
     console = Console(stderr=True)
     with console.status("starting lab…") as status:

@@ -209,6 +209,7 @@ def up(
             fabric=fabric.to_dict(),
             hosts=[HostState(h.name, h.netns, h.address, h.subnet) for h in fabric.hosts],
             run_dir=str(directory / "run"),
+            started_at=time.time(),
         )
         labstate.save(lab)
         say(f"starting datastore ({datastore})")

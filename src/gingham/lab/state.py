@@ -105,6 +105,9 @@ class LabState:
     openstack_url: str = ""
     neutron_pid: int = 0
     postgres_pid: int = 0
+    # When ``up`` began (Unix time; 0: a lab from before this field): the kernel log
+    # outlives labs, and ``gingham flows`` shows none of the lines written before.
+    started_at: float = 0.0
 
     def host(self, name: str) -> HostState:
         for h in self.hosts:
