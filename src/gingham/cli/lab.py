@@ -192,12 +192,11 @@ def _docker(report: dict[str, Any] | None) -> str:
 
 
 def _last_exit(host: dict[str, Any]) -> str:
+    """``exit 1 at 2026-12-02T14:03:05Z``: how the supervised process last ended, and when."""
     if not host["last_exit"]:
         return "-"
-    import time
-
-    ago = max(time.time() - float(host["last_exit_at"]), 0.0)
-    return f"{host['last_exit']}, {ago:.0f}s ago"
+    when = host["last_exit_at"]
+    return f"{host['last_exit']} at {when[:19]}Z" if when else str(host["last_exit"])
 
 
 @lab_group.command("env")

@@ -40,7 +40,6 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,7 +47,7 @@ from gingham.errors import DataplaneError, GinghamError
 from gingham.names import KNP_PREFIX, PACKET_LOG_PREFIX
 from gingham.policy.ruleids import RuleRef, parse_rule_id
 from gingham.policy.world import World
-from gingham.timestamps import rfc3339
+from gingham.timestamps import epoch, rfc3339
 
 KMSG: Final = Path("/dev/kmsg")
 NF_LOG_ALL_NETNS: Final = Path("/proc/sys/net/netfilter/nf_log_all_netns")
@@ -88,7 +87,7 @@ class Flow:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Flow:
         return cls(
-            seq=int(d.get("seq") or 0), time=_epoch(d.get("time")), rule_id=d["ruleId"],
+            seq=int(d.get("seq") or 0), time=epoch(d.get("time")), rule_id=d["ruleId"],
             kind=d.get("kind") or "other", owner=d.get("policy"), direction=d.get("direction"),
             index=d.get("rule"), action=d.get("action"), src=d["source"], dst=d["destination"],
             protocol=d.get("protocol") or "", src_port=d.get("sourcePort"),
@@ -109,18 +108,6 @@ class Flow:
             "destinationPort": self.dst_port, "in": self.in_iface, "out": self.out_iface,
             "verdict": self.verdict, "reason": self.reason,
         }  # fmt: skip
-
-
-def _epoch(value: Any) -> float | None:
-    """A flow's time as recorded: RFC 3339 text (or, from older records, a Unix time)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
 
 
 # ----------------------------------------------------------------- parsing (pure)
