@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 RUN_DIR_ENV = "GINGHAM_RUN_DIR"  # what the agent and the CNI plugin of one host share
+# Where labs keep their state and the current lab's name (default: DEFAULT_RUN_DIR).
+LAB_RUN_DIR_ENV = "GINGHAM_LAB_RUN_DIR"
 DEFAULT_RUN_DIR_TEXT = "/run/gingham"  # also where the lab keeps its state
 DEFAULT_RUN_DIR: Path  # Path(DEFAULT_RUN_DIR_TEXT), made on first use (module __getattr__)
 MTU_FILE = "mtu"
@@ -45,6 +47,14 @@ def run_dir_text(environ: dict[str, str] | None = None) -> str:
     """The run directory as a string: ``GINGHAM_RUN_DIR`` or the default."""
     env = os.environ if environ is None else environ
     return env.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR_TEXT
+
+
+def lab_run_dir(environ: dict[str, str] | None = None) -> Path:
+    """The labs' directory: ``GINGHAM_LAB_RUN_DIR`` or the default run directory."""
+    from pathlib import Path
+
+    env = os.environ if environ is None else environ
+    return Path(env.get(LAB_RUN_DIR_ENV) or DEFAULT_RUN_DIR_TEXT)
 
 
 def run_dir() -> Path:

@@ -52,6 +52,12 @@ NODENAME_ENV: Final = "GINGHAM_NODENAME"
 FANOUT_ENV: Final = "GINGHAM_FANOUT"
 # The log format of every gingham program (text or json) when no --log-format says.
 LOG_FORMAT_ENV: Final = "GINGHAM_LOG_FORMAT"
+# The CLI's configuration file (kubectl-style contexts, ``gingham config``): this variable
+# names it, else ``$XDG_CONFIG_HOME/<CONFIG_FILE>``, else ``~/.config/<CONFIG_FILE>``.
+CONFIG_ENV: Final = "GINGHAM_CONFIG"
+CONFIG_FILE: Final = "gingham/config.yaml"
+# A context of that file to use instead of its current-context (as ``gingham --context``).
+CONTEXT_ENV: Final = "GINGHAM_CONTEXT"
 
 # --- ownership markers on the host (DESIGN.md section 2) -----------------------------
 # A host may run Calico too: gingham shares none of these with it.
@@ -62,3 +68,6 @@ RTPROT_GINGHAM: Final = 201
 WORKLOAD_INTERFACE_PREFIX: Final = "gh"
 # The nftables table (family inet) that holds every policy rule.
 NFT_TABLE: Final = "gingham"
+# Every kernel log line gingham's rules write starts with this, then ``<rule id>: ``
+# (``gingham flows`` shows only such lines).
+PACKET_LOG_PREFIX: Final = "gingham "

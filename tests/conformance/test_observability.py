@@ -139,7 +139,7 @@ def test_flow_log_names_workloads_and_rule(log_deny: Cluster, netns_logging: Non
     assert (f.owner, f.direction, f.index, f.action) == ("default/x/log-deny", "ingress", 0, "Log")
     assert f.verdict == "denied" and "rule 1 of policy default/x/log-deny" in (f.reason or "")
     assert allowed and allowed[-1].verdict == "allowed", recent[-5:]
-    code, out = _cli(log_deny, "flows", "--lab", log_deny.lab, "-n", "50", "--workload", "x/b",
+    code, out = _cli(log_deny, "flows", "--lab", log_deny.lab, "--tail", "50", "--workload", "x/b",
                      "--policy", "log-deny", "-o", "json")
     assert code == 0, out
     rows = json.loads(out)
@@ -213,7 +213,7 @@ def test_follow_command_records_drops_for_plain_flows(k8s: Cluster) -> None:
     live = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert live and all(f["destinationName"] == "x/b" for f in live)
     assert {f["ruleId"] for f in live} == {"tier-end:default"}
-    code, out = _cli(k8s, "flows", "--lab", k8s.lab, "-n", "100", "--workload", "x/b",
+    code, out = _cli(k8s, "flows", "--lab", k8s.lab, "--tail", "100", "--workload", "x/b",
                      "-o", "json")
     assert code == 0, out
     assert any(f["ruleId"] == "tier-end:default" and f["sourceName"] == "y/a"

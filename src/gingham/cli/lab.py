@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gingham.cli.common import handle_errors
+from gingham.cli.common import handle_errors, handle_verdict_errors
 from gingham.names import DATASTORE_ENV
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
@@ -24,9 +24,12 @@ def lab_group() -> None:
 @lab_group.command("up")
 @click.option("--name", "lab_name", default="default", show_default=True)
 @click.option("--hosts", default=3, show_default=True, type=click.IntRange(1, 200))
-@click.option(
-    "--datastore", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True
-)
+@click.option("--backend", type=click.Choice(["sqlite", "etcd"]), default=None,
+              help="The lab's datastore: one sqlite file, or a 3-member etcd cluster.  "
+                   "[default: sqlite]")
+# Was the backend's flag, but clashes with the global --datastore URL: still read, noted.
+@click.option("--datastore", "old_backend", type=click.Choice(["sqlite", "etcd"]), default=None,
+              hidden=True)
 @click.option("--subnets", default=1, show_default=True, type=click.IntRange(1, 3))
 @click.option("--fanout/--no-fanout", default=None,
               help="Agents read the datastore through a fan-out server (gingham fanout serve) "
@@ -37,15 +40,35 @@ def lab_group() -> None:
 @click.option("--openstack", is_flag=True,
               help="Also PostgreSQL and a Neutron server on 127.0.0.1 with the gingham "
                    "mechanism driver (see gingham lab vm).")  # fmt: skip
+@click.pass_context
 @handle_errors
 def up_cmd(
-    lab_name: str, hosts: int, datastore: str, subnets: int, fanout: bool | None, docker: bool,
-    openstack: bool,
+    ctx: click.Context, lab_name: str, hosts: int, backend: str | None, old_backend: str | None,
+    subnets: int, fanout: bool | None, docker: bool, openstack: bool,
 ) -> None:
-    """Create hosts, fabric, datastore and agents; wait until every agent is ready."""
+    """Create hosts, fabric, datastore and agents; wait until every agent is ready.
+
+    \b
+    Examples:
+      gingham lab up --hosts 3
+      gingham lab up --name big --hosts 30 --backend etcd
+    """
     from rich.console import Console
 
+    from gingham.cli.common import deprecated
     from gingham.lab import lab
+
+    if old_backend is not None:
+        deprecated(f"lab up --datastore {old_backend} is deprecated (--datastore is the global "
+                   f"datastore URL); use --backend {old_backend}", ctx)
+        if backend is not None and backend != old_backend:
+            raise click.UsageError(f"--backend {backend} and --datastore {old_backend} disagree")
+    datastore = backend or old_backend or "sqlite"
+    from gingham.cli.common import root_options
+
+    if root_options(ctx).get("datastore"):
+        raise click.UsageError("a lab makes its own datastore: the global --datastore URL does "
+                               "not apply to lab up (--backend sqlite|etcd picks its kind)")
 
     console = Console(stderr=True)
     with console.status("starting lab…") as status:
@@ -169,12 +192,11 @@ def _docker(report: dict[str, Any] | None) -> str:
 
 
 def _last_exit(host: dict[str, Any]) -> str:
+    """``exit 1 at 2026-12-02T14:03:05Z``: how the supervised process last ended, and when."""
     if not host["last_exit"]:
         return "-"
-    import time
-
-    ago = max(time.time() - float(host["last_exit_at"]), 0.0)
-    return f"{host['last_exit']}, {ago:.0f}s ago"
+    when = host["last_exit_at"]
+    return f"{host['last_exit']} at {when[:19]}Z" if when else str(host["last_exit"])
 
 
 @lab_group.command("env")
@@ -261,16 +283,31 @@ def vm_del_cmd(name: str, lab_name: str | None) -> None:
 @click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp")
 @click.option("--timeout", default=1.0, type=click.FloatRange(0.05, 2.0), show_default=True)
 @LAB
-@handle_errors
+@handle_verdict_errors
 def probe_cmd(
     source: str, destination: str, port: int, protocol: str, timeout: float, lab_name: str | None
 ) -> None:
-    """Exit 0 if SOURCE reaches DESTINATION on PORT, 1 if not."""
+    """Does SOURCE reach DESTINATION (workloads NS/NAME) on PORT? One real connection.
+
+    \b
+    Exit status:
+      0  reachable
+      1  blocked
+      2  error: bad input, no such lab or workload, a workload without address, ...
+    """
+    from gingham.errors import LabError
     from gingham.lab import matrix
     from gingham.lab import state as labstate
 
     st = labstate.load(labstate.resolve(lab_name))
-    ok = matrix.probe(st.workload(source), st.workload(destination), port, protocol, timeout)
+    src, dst = st.workload(source), st.workload(destination)
+    for wl in (src, dst):
+        if not wl.ips:
+            raise LabError(f"workload {wl.ref} has no address to probe")
+    try:
+        ok = matrix.probe(src, dst, port, protocol, timeout)
+    except OSError as exc:  # a workload's namespace gone under us, say
+        raise LabError(f"cannot probe {source} -> {destination}: {exc}") from None
     click.echo(f"{source} -> {destination} {protocol}/{port}: {'reachable' if ok else 'blocked'}")
     sys.exit(0 if ok else 1)
 

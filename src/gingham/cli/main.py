@@ -16,7 +16,7 @@ import click
 from gingham import __version__
 from gingham.cli.examples import epilog as examples_epilog
 from gingham.errors import GinghamError
-from gingham.names import DATASTORE_ENV, DEFAULT_DATASTORE_URL, LOG_FORMAT_ENV
+from gingham.names import CONTEXT_ENV, DATASTORE_ENV, DEFAULT_DATASTORE_URL, LOG_FORMAT_ENV
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "flows": "gingham.cli.policy:flows_cmd",
     "version": "gingham.cli.version:version_cmd",
     "completion": "gingham.cli.completion:completion_cmd",
+    "config": "gingham.cli.config:config_group",
 }
 
 
@@ -86,10 +87,25 @@ def _decorate(command: click.Command, path: str) -> None:
                       message="%(prog)s %(version)s")
 @click.option(
     "--datastore",
-    envvar=DATASTORE_ENV,
     default=None,
-    help="sqlite:///path or etcd://host:port[,host:port]; default: the current lab's, "
-    f"else {DEFAULT_DATASTORE_URL}",
+    metavar="URL",
+    help=f"sqlite:///path or etcd://host:port[,host:port]. Default: ${DATASTORE_ENV}, else "
+    f"--context's, else ${CONTEXT_ENV}'s, else the config file's current context, else the "
+    f"current lab's, else {DEFAULT_DATASTORE_URL} (gingham config view says which).",
+)
+@click.option(
+    "--context",
+    default=None,
+    metavar="NAME",
+    help="Use this context of the config file (gingham config get-contexts) for this "
+    "command.",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No notes on stderr (such as which datastore a command fell back to); warnings and "
+    "errors still.",
 )
 @click.option(
     "--log-format",
@@ -99,12 +115,15 @@ def _decorate(command: click.Command, path: str) -> None:
     help=f"Log lines as text or one JSON object each [default: text; env {LOG_FORMAT_ENV}].",
 )
 @click.pass_context
-def cli(ctx: click.Context, datastore: str | None, log_format: str | None) -> None:
+def cli(ctx: click.Context, datastore: str | None, context: str | None, quiet: bool,
+        log_format: str | None) -> None:
     """gingham: L3 container networking with a micro-firewall per workload."""
     from gingham.logs import setup_cli_logging
 
     ctx.ensure_object(dict)
     ctx.obj["datastore"] = datastore
+    ctx.obj["context"] = context
+    ctx.obj["quiet"] = quiet
     ctx.obj["log_format"] = log_format
     setup_cli_logging(log_format)
 

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from gingham.cli.common import context_datastore_url, dump_json, handle_errors, print_table
+from gingham.cli.common import (
+    ShownWithShort,
+    context_datastore_url,
+    dump_json,
+    handle_errors,
+    handle_verdict_errors,
+    print_table,
+)
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 LAB = click.option("--lab", "lab_name", default=None,
@@ -39,7 +46,7 @@ def _world() -> Any:
 @click.option("--icmp-code", type=click.IntRange(0, 255), default=None)
 @click.option("--trace", is_flag=True, help="Show every tier, policy and rule that matched.")
 @OUTPUT
-@handle_errors
+@handle_verdict_errors
 def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
                 icmp_type: int | None, icmp_code: int | None, trace: bool, output: str) -> None:
     """Would SOURCE reach DESTINATION? The verdict from the model, and why.
@@ -47,7 +54,11 @@ def explain_cmd(source: str, destination: str, port: int | None, protocol: str,
     Each is a workload NS/NAME or an IP address (outside gingham, only the
     workload side's policy applies).
 
-    Exit status 0 when the connection is allowed, 1 when it is denied.
+    \b
+    Exit status:
+      0  the connection is allowed
+      1  it is denied
+      2  error: bad input, unknown workload, unreachable datastore, ...
     """
     from gingham.policy.explain import explain
 
@@ -144,15 +155,20 @@ def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
 
 
 @click.command("flows")
-@click.option("-n", "last", type=click.IntRange(1), default=20, show_default=True,
-              help="Show the last N packets.")
+@click.option("--namespace", "namespaces", multiple=True, metavar="NS", cls=ShownWithShort,
+              short="-n", help="Only packets from or to a workload of namespace NS (repeatable).")
+@click.option("-n", "short_n", multiple=True, hidden=True)  # see _namespaces_and_tail
+@click.option("--tail", "last", type=click.IntRange(1), default=None, metavar="N",
+              help="Show the last N packets (default 20).")
 @click.option("--workload", default=None, help="Only packets from or to NS/NAME.")
 @click.option("--policy", "policy_name", default=None,
               help="Only packets logged or dropped by this policy (name or tier/ns/name).")
 @click.option("--denied", is_flag=True, help="Hide packets the model says are allowed.")
-@click.option("--since", type=click.FloatRange(0), default=None,
+@click.option("--host", "host_names", multiple=True, metavar="HOST",
+              help="Only packets logged on HOST (repeatable; in a lab, one of its hosts).")
+@click.option("--since", type=click.FloatRange(0), default=None, metavar="SECONDS",
               help="Only packets of the last SECONDS (the kernel log outlives labs).")
-@click.option("--follow", "-f", is_flag=True,
+@click.option("--follow", "-f", "--watch", "-w", "follow", is_flag=True,
               help="Trace new connections on every host and print each drop as it happens "
                    "(also the default deny at the end of a tier); Ctrl-C stops.")
 @click.option("--duration", type=click.FloatRange(0.1), default=None,
@@ -162,19 +178,35 @@ def stats_cmd(lab_name: str | None, show_all: bool, output: str) -> None:
               help="Set net.netfilter.nf_log_all_netns=1 (machine-wide) so that log lines "
                    "from lab hosts and other namespaces reach the kernel log.")
 @OUTPUT
+@click.pass_context
 @handle_errors
-def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: bool,
-              since: float | None, follow: bool, duration: float | None, lab_name: str | None,
-              enable_netns_logging: bool, output: str) -> None:
-    """Logged and denied packets, with workload names.
+def flows_cmd(ctx: click.Context, namespaces: tuple[str, ...], short_n: tuple[str, ...],
+              last: int | None, workload: str | None, policy_name: str | None, denied: bool,
+              host_names: tuple[str, ...], since: float | None, follow: bool,
+              duration: float | None, lab_name: str | None, enable_netns_logging: bool,
+              output: str) -> None:
+    """Logged and denied packets, with workload names and the host that saw them.
 
-    From the kernel log (Log rules) and from what earlier --follow runs
-    recorded in the lab (every drop, including a tier's default deny).
+    Only gingham's own kernel log lines (its log prefix, written by the
+    kernel, through a workload interface of the lab's hosts, or of this
+    machine outside a lab), and what earlier --follow runs recorded in the lab
+    (every drop, including a tier's default deny). Times are RFC 3339, UTC.
+
+    \b
+    Examples:
+      gingham flows -n shop --denied
+      gingham flows --host h2 --tail 100 -o json | jq -r '.[].reason'
+      gingham flows -f --workload shop/db
     """
     from gingham.policy import flows
 
+    namespaces, last = _namespaces_and_tail(ctx, namespaces, short_n, last)
     if follow:
-        _follow(_hosts(lab_name), workload, policy_name, duration, output, lab_name)
+        hosts = _hosts(lab_name)
+        chosen = _chosen_hosts(lab_name, host_names)
+        if chosen:
+            hosts = [h for h in hosts if h[0] in chosen]
+        _follow(hosts, workload, policy_name, duration, output, lab_name, namespaces)
         return
 
     if enable_netns_logging:
@@ -183,31 +215,84 @@ def flows_cmd(last: int, workload: str | None, policy_name: str | None, denied: 
         click.echo("warning: net.netfilter.nf_log_all_netns is 0: packets logged inside network "
                    "namespaces (lab hosts) are not in the kernel log; use "
                    "--enable-netns-logging", err=True)
+    world = _world()
+    scope = _scope(world, lab_name, host_names)
     recorded = flows.read_recorded(_recorded_path(lab_name)) if _recorded_path(lab_name) else []
-    every = flows.merge(flows.read_flows(_world()), recorded)
+    every = flows.merge(flows.read_flows(world, scope=scope), recorded)
     if since is not None:
         import time
 
         cutoff = time.time() - since
         every = [f for f in every if f.time is not None and f.time >= cutoff]
-    selected = flows.select(every, workload, policy_name, last, denied)
+    selected = flows.select(every, workload, policy_name, last, denied, namespaces=namespaces,
+                            hosts=_chosen_hosts(lab_name, host_names))
     if output == "json":
         click.echo(dump_json([f.to_json() for f in selected]))
         return
-    import datetime
-
-    def when(t: float | None) -> str:
-        return "" if t is None else datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+    from gingham.timestamps import rfc3339
 
     def end(name: str | None, addr: str, port: int | None) -> str:
         where = f"{name} ({addr})" if name else addr
         return f"{where}:{port}" if port is not None else where
 
     print_table(
-        ["TIME", "SOURCE", "DESTINATION", "PROTO", "LOGGED BY", "VERDICT", "WHY"],
-        [[when(f.time), end(f.src_name, f.src, f.src_port), end(f.dst_name, f.dst, f.dst_port),
+        ["TIME", "HOST", "SOURCE", "DESTINATION", "PROTO", "LOGGED BY", "VERDICT", "WHY"],
+        [["" if f.time is None else rfc3339(f.time), f.host or "",
+          end(f.src_name, f.src, f.src_port), end(f.dst_name, f.dst, f.dst_port),
           f.protocol, f.rule_id, f.verdict or "?", f.reason or ""] for f in selected],
     )  # fmt: skip
+
+
+DEFAULT_TAIL = 20
+
+
+def _namespaces_and_tail(ctx: click.Context, namespaces: tuple[str, ...],
+                         short_n: tuple[str, ...], last: int | None
+                         ) -> tuple[tuple[str, ...], int]:
+    """``-n`` is the namespace, as in every other command. It used to be the packet count
+    (now --tail): a number after ``-n`` is still taken as the count, with a note, so an old
+    script does not silently filter on a namespace called "50" (--namespace=50 means that)."""
+    names = list(namespaces)
+    for value in short_n:
+        if value.isdigit():
+            from gingham.cli.common import deprecated
+
+            deprecated(f"flows -n {value} as a packet count is deprecated: -n is the "
+                       f"namespace, as in every other command; use --tail {value}", ctx)
+            if last is None:
+                last = int(value) if int(value) >= 1 else DEFAULT_TAIL
+        else:
+            names.append(value)
+    return tuple(names), DEFAULT_TAIL if last is None else last
+
+
+def _lab_of(lab_name: str | None) -> Any:
+    """The lab flows reads (the one named, else the current one), None outside a lab."""
+    from gingham.lab import state as labstate
+
+    name = lab_name or labstate.current_name()
+    return None if name is None else labstate.load(name)
+
+
+def _chosen_hosts(lab_name: str | None, host_names: tuple[str, ...]) -> set[str]:
+    """--host values; in a lab each must be one of its hosts (the error lists them)."""
+    st = _lab_of(lab_name) if host_names else None
+    if st is not None:
+        for name in host_names:
+            st.host(name)
+    return set(host_names)
+
+
+def _scope(world: Any, lab_name: str | None, host_names: tuple[str, ...]) -> Any:
+    """Which kernel log lines are ours: those of the lab's hosts since it started, or of the
+    workload interfaces that exist on this machine."""
+    from gingham.policy import flows
+
+    st = _lab_of(lab_name)
+    if st is None:
+        return flows.Scope.of_machine(world, flows.local_interfaces())
+    hosts = _chosen_hosts(lab_name, host_names) or {h.name for h in st.hosts}
+    return flows.Scope.of_hosts(world, hosts, since=st.started_at or None)
 
 
 def _flow_text(f: Any) -> str:
@@ -230,9 +315,13 @@ def _recorded_path(lab_name: str | None) -> Any:
 
 
 def _follow(hosts: list[tuple[str, str | None]], workload: str | None, policy_name: str | None,
-            duration: float | None, output: str, lab_name: str | None = None) -> None:
+            duration: float | None, output: str, lab_name: str | None = None,
+            namespaces: tuple[str, ...] = ()) -> None:
+    from dataclasses import replace
+
     from gingham.policy import flows
     from gingham.policy.trace import TraceSession
+    from gingham.timestamps import rfc3339
 
     world = _world()
     keep = _recorded_path(lab_name)
@@ -241,16 +330,17 @@ def _follow(hosts: list[tuple[str, str | None]], workload: str | None, policy_na
                    " (Ctrl-C stops)", err=True)
         try:
             for host, flow in session.flows(duration):
-                f = flows.annotate(flow, world)
+                f = replace(flows.annotate(flow, world), host=host)
                 if keep is not None:
-                    flows.record(keep, f, host)
-                if not flows.select([f], workload, policy_name):
+                    flows.record(keep, f)
+                if not flows.select([f], workload, policy_name, namespaces=namespaces):
                     continue
                 if output == "json":
                     import json
 
-                    click.echo(json.dumps({"host": host, **f.to_json()}))
+                    click.echo(json.dumps(f.to_json()))
                 else:
-                    click.echo(f"{host}: {_flow_text(f)}")
+                    stamp = "" if f.time is None else rfc3339(f.time) + " "
+                    click.echo(f"{stamp}{host}: {_flow_text(f)}")
         except KeyboardInterrupt:
             pass

@@ -39,22 +39,39 @@ def caret_lines(expression: str, position: int) -> str:
 @click.argument("expression")
 @click.option(
     "--labels",
-    "-l",
+    "-L",
     "label_specs",
     multiple=True,
     metavar="K=V[,K=V…]",
     help="Labels to evaluate against (repeatable). Without it only the syntax is checked.",
 )
+# -l was --labels here, but means a selector in get/delete (kubectl's -l): still read, noted.
+@click.option("-l", "old_label_specs", multiple=True, hidden=True)
 @click.option("--show-id", is_flag=True, help="Also print the selector's stable id.")
 @click.pass_context
 def selector_cmd(
-    ctx: click.Context, expression: str, label_specs: tuple[str, ...], show_id: bool
+    ctx: click.Context, expression: str, label_specs: tuple[str, ...],
+    old_label_specs: tuple[str, ...], show_id: bool,
 ) -> None:
     """Parse EXPRESSION (Calico selector syntax), print its canonical form and,
     with --labels, whether it matches.
 
-    Exit status: 0 valid/matches, 1 does not match, 2 invalid.
+    \b
+    Exit status:
+      0  valid (and, with --labels, matching)
+      1  valid, not matching
+      2  invalid expression or labels
+
+    \b
+    Examples:
+      gingham selector "app == 'web' && has(tier)" -L app=web,tier=front
     """
+    if old_label_specs:
+        from gingham.cli.common import deprecated
+
+        deprecated("selector -l is deprecated: -l means a label selector in get and delete; "
+                   "use -L or --labels", ctx)
+        label_specs = old_label_specs + label_specs
     labels = parse_labels(label_specs) if label_specs else None
     try:
         sel = parse(expression)

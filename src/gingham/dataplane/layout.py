@@ -89,7 +89,7 @@ from dataclasses import dataclass
 
 from gingham.calc.messages import FailsafePort, PolicyID
 from gingham.dataplane import nft
-from gingham.names import NFT_TABLE, WORKLOAD_INTERFACE_PREFIX
+from gingham.names import NFT_TABLE, PACKET_LOG_PREFIX, WORKLOAD_INTERFACE_PREFIX
 
 FAMILY = "inet"
 TABLE = NFT_TABLE
@@ -502,7 +502,7 @@ def drop_rules(match: str, comment: str, log: bool) -> list[RuleSpec]:
     head = f"{match} " if match else ""
     out = []
     if log:
-        prefix = f"gingham {comment}: "[:127]
+        prefix = f"{PACKET_LOG_PREFIX}{comment}: "[:127]
         out.append(RuleSpec(f'{head}{LOG_DROP_RATE} log prefix "{prefix}"'))
     out.append(RuleSpec(f"{head}counter drop", comment=comment))
     return out

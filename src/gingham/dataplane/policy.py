@@ -30,6 +30,7 @@ from gingham.calc.messages import ParsedRule, PolicyID, TierInfo
 from gingham.dataplane import layout
 from gingham.dataplane.layout import PASS_MARK, RuleSpec
 from gingham.errors import ValidationError
+from gingham.names import PACKET_LOG_PREFIX
 
 PORT_PROTOCOLS = frozenset({6, 17, 132, 136})
 _LOG_PREFIX_MAX = 127
@@ -95,10 +96,10 @@ def _ports(ranges: Iterable[tuple[int, int]], where: str) -> list[str]:
 
 
 def log_prefix(rule_id: str) -> str:
-    text = f"gingham {rule_id}: "
+    text = f"{PACKET_LOG_PREFIX}{rule_id}: "
     if len(text) <= _LOG_PREFIX_MAX and '"' not in text:
         return text
-    return "gingham " + layout.short_comment(rule_id)[: _LOG_PREFIX_MAX - 10] + ": "
+    return PACKET_LOG_PREFIX + layout.short_comment(rule_id)[: _LOG_PREFIX_MAX - 10] + ": "
 
 
 def _verdict(rule: ParsedRule, in_profile: bool, untracked: bool = False) -> str:

@@ -56,9 +56,18 @@ from gingham.ipam.unreadable import (
     scan_blocks,
     skipped,
 )
+from gingham.timestamps import epoch, rfc3339
 
 DEFAULT_GRACE = 60.0
 KINDS = ("address", "affinity", "block", "handle")
+
+
+def _time(value: Any, where: str) -> float:
+    """A report's time: RFC 3339 as ``to_json`` writes it (a number from older reports)."""
+    moment = epoch(value)
+    if moment is None:
+        raise ValidationError(f"not a time: {value!r}", where)
+    return moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +100,7 @@ class Leak:
         return f"block:{self.cidr}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "reason": self.reason, "firstSeen": self.first_seen,
+        return {"kind": self.kind, "reason": self.reason, "firstSeen": rfc3339(self.first_seen),
                 "cidr": self.cidr, "ip": self.ip, "handle": self.handle,
                 "sequence": self.sequence, "namespace": self.namespace,
                 "workload": self.workload, "host": self.host}
@@ -102,7 +111,8 @@ class Leak:
             raise ValidationError("expected a finding with kind " + "|".join(KINDS), where)
         try:
             return Leak(kind=doc["kind"], reason=str(doc.get("reason", "")),
-                        first_seen=float(doc.get("firstSeen", 0)), cidr=str(doc["cidr"]),
+                        first_seen=_time(doc.get("firstSeen", 0), f"{where}.firstSeen"),
+                        cidr=str(doc["cidr"]),
                         ip=str(doc.get("ip", "")), handle=str(doc.get("handle", "")),
                         sequence=int(doc.get("sequence", 0)),
                         namespace=str(doc.get("namespace", "")),
@@ -120,7 +130,7 @@ class LeakReport:
     problems: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"checkedAt": self.checked_at, "grace": self.grace,
+        return {"checkedAt": rfc3339(self.checked_at), "grace": self.grace,
                 "leaks": [x.to_json() for x in self.leaks], "pending": self.pending,
                 "problems": list(self.problems)}
 
@@ -129,7 +139,8 @@ class LeakReport:
         if not isinstance(doc, dict) or not isinstance(doc.get("leaks"), list):
             raise ValidationError("not a leak report (no leaks list)", "report")
         return LeakReport(
-            checked_at=float(doc.get("checkedAt", 0)), grace=float(doc.get("grace", 0)),
+            checked_at=_time(doc.get("checkedAt", 0), "report.checkedAt"),
+            grace=float(doc.get("grace", 0)),
             leaks=tuple(Leak.from_json(x, f"report.leaks[{i}]")
                         for i, x in enumerate(doc["leaks"])),
             pending=int(doc.get("pending", 0)),

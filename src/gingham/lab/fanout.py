@@ -27,6 +27,7 @@ from gingham.errors import LabError
 from gingham.lab import state as labstate
 from gingham.lab.state import LabState
 from gingham.lab.supervisor import RUNNING, Status, read_status
+from gingham.timestamps import rfc3339
 
 # Labs with more hosts than this read through a fan-out server unless told otherwise.
 AUTO_HOSTS = 20
@@ -141,7 +142,8 @@ def report(lab: LabState) -> dict[str, Any] | None:
         "state": (status.state if status is not None else "starting") if up else "stopped",
         "restarts": status.restarts if status is not None else 0,
         "last_exit": status.last_exit if status is not None else "",
-        "last_exit_at": status.last_exit_at if status is not None else 0.0,
+        "last_exit_at": rfc3339(status.last_exit_at)
+        if status is not None and status.last_exit_at else None,
     }
 
 

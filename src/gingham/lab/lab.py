@@ -28,6 +28,7 @@ from gingham.lab.fabric import build_fabric, check_lab_name, destroy_fabric
 from gingham.lab.netns import delete_netns_prefix, netns_path, spawn_in_netns
 from gingham.lab.state import HostState, LabState
 from gingham.lab.supervisor import RUNNING, STOP_TIMEOUT, Status, read_status
+from gingham.timestamps import rfc3339
 
 DEFAULT_POOL = {
     "apiVersion": "projectcalico.org/v3",
@@ -209,6 +210,7 @@ def up(
             fabric=fabric.to_dict(),
             hosts=[HostState(h.name, h.netns, h.address, h.subnet) for h in fabric.hosts],
             run_dir=str(directory / "run"),
+            started_at=time.time(),
         )
         labstate.save(lab)
         say(f"starting datastore ({datastore})")
@@ -465,6 +467,7 @@ def host_report(lab_name: str, host: HostState, lab: LabState | None = None) -> 
         "ready": agent_alive and host_ready(host),
         "restarts": status.restarts if status is not None else 0,
         "last_exit": status.last_exit if status is not None else "",
-        "last_exit_at": status.last_exit_at if status is not None else 0.0,
+        "last_exit_at": rfc3339(status.last_exit_at)
+        if status is not None and status.last_exit_at else None,
         "docker": labdocker.report(lab, host) if lab is not None else None,
     }

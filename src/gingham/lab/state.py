@@ -10,17 +10,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gingham.errors import LabError
-from gingham.hostfiles import DEFAULT_RUN_DIR
+from gingham.hostfiles import lab_run_dir
 from gingham.lab.supervisor import read_status
 
-RUN_DIR = Path(os.environ.get("GINGHAM_LAB_RUN_DIR", DEFAULT_RUN_DIR))
+RUN_DIR = lab_run_dir()
 
 
 def labs_dir(run_dir: Path = RUN_DIR) -> Path:
@@ -106,6 +105,9 @@ class LabState:
     openstack_url: str = ""
     neutron_pid: int = 0
     postgres_pid: int = 0
+    # When ``up`` began (Unix time; 0: a lab from before this field): the kernel log
+    # outlives labs, and ``gingham flows`` shows none of the lines written before.
+    started_at: float = 0.0
 
     def host(self, name: str) -> HostState:
         for h in self.hosts:

@@ -24,8 +24,8 @@ period), record ``stopped`` and exit 0. If the supervisor itself is killed
 with SIGKILL the agent keeps running, unsupervised; ``lab down`` still finds
 it by the pid in the status file.
 
-Standard library only: it is one small process per host and must not pay for
-importing the agent.
+Standard library only (and :mod:`gingham.timestamps`, which is too): it is one
+small process per host and must not pay for importing the agent.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from gingham.timestamps import rfc3339
 
 # States written to the status file.
 STARTING, RUNNING, BACKOFF, STOPPING, STOPPED = (
@@ -182,7 +184,7 @@ class Supervisor:
 
     # -- plumbing ---------------------------------------------------------------
     def _say(self, message: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        stamp = rfc3339()
         with contextlib.suppress(OSError), open(self.log_path, "a") as log:
             log.write(f"{stamp} supervisor[{os.getpid()}]: {message}\n")
 

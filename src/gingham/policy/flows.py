@@ -15,6 +15,16 @@ marker does not say which end's chain dropped the packet, so the direction
 comes from the model. Their counts are in ``gingham policy stats``, and
 ``gingham flows --follow`` (:mod:`gingham.policy.trace`) sees every drop.
 
+Only gingham's lines, of the hosts asked about (:class:`Scope`): a record
+must come from the kernel itself (facility 0: ``/dev/kmsg`` also takes lines
+any root process writes), start with :data:`~gingham.names.PACKET_LOG_PREFIX`
+and one rule id, and continue in the packet logger's layout (``IN=… OUT=…``);
+and one of its interfaces must be a workload interface of one of the hosts
+(a lab's hosts, or those whose interfaces exist on this machine), which also
+gives the line its HOST. The kernel log does not say which network namespace
+wrote a line: two labs up at once with the same workloads on the same
+addresses cannot be told apart; a lab shows no line from before it was started.
+
 Network namespaces: the kernel suppresses ``log`` from every namespace but
 the initial one unless ``net.netfilter.nf_log_all_netns`` is 1 (a lab's hosts
 are namespaces). :func:`netns_logging_enabled` tells, and
@@ -28,19 +38,23 @@ import ipaddress
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 from gingham.errors import DataplaneError, GinghamError
-from gingham.names import KNP_PREFIX
+from gingham.names import KNP_PREFIX, PACKET_LOG_PREFIX
 from gingham.policy.ruleids import RuleRef, parse_rule_id
 from gingham.policy.world import World
+from gingham.timestamps import epoch, rfc3339
 
 KMSG: Final = Path("/dev/kmsg")
 NF_LOG_ALL_NETNS: Final = Path("/proc/sys/net/netfilter/nf_log_all_netns")
-_PREFIX_RE: Final = re.compile(r"^gingham (?P<id>\S+): ?(?P<rest>.*)$")
+# The prefix, one rule id, then what nf_log writes for an inet packet: IN= and OUT= first.
+_PREFIX_RE: Final = re.compile(
+    "^" + re.escape(PACKET_LOG_PREFIX) + r"(?P<id>\S+): (?P<rest>IN=\S* OUT=\S* .*)$")
+KERNEL_FACILITY: Final = 0  # syslog facility of the kernel's own records
 _DIRECTED_RE: Final = re.compile(r"^(?P<base>(tier-end:[^:]+|no-profile-allowed)):(?P<dir>[ie])$")
 _PROTOCOLS: Final = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132}
 
@@ -68,22 +82,25 @@ class Flow:
     dst_name: str | None = None
     verdict: str | None = None  # "allowed" | "denied" | None (not known)
     reason: str | None = None
+    host: str | None = None  # where it was logged or traced
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Flow:
         return cls(
-            seq=int(d.get("seq") or 0), time=d.get("time"), rule_id=d["ruleId"],
+            seq=int(d.get("seq") or 0), time=epoch(d.get("time")), rule_id=d["ruleId"],
             kind=d.get("kind") or "other", owner=d.get("policy"), direction=d.get("direction"),
             index=d.get("rule"), action=d.get("action"), src=d["source"], dst=d["destination"],
             protocol=d.get("protocol") or "", src_port=d.get("sourcePort"),
             dst_port=d.get("destinationPort"), in_iface=d.get("in") or "",
             out_iface=d.get("out") or "", src_name=d.get("sourceName"),
             dst_name=d.get("destinationName"), verdict=d.get("verdict"), reason=d.get("reason"),
+            host=d.get("host"),
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "time": self.time, "ruleId": self.rule_id, "kind": self.kind,
+            "seq": self.seq, "time": None if self.time is None else rfc3339(self.time),
+            "host": self.host, "ruleId": self.rule_id, "kind": self.kind,
             "policy": self.owner, "direction": self.direction, "rule": self.index,
             "action": self.action, "source": self.src, "destination": self.dst,
             "sourceName": self.src_name, "destinationName": self.dst_name,
@@ -105,6 +122,19 @@ def parse_kmsg_record(record: str) -> tuple[int, int, str] | None:
     if len(fields) < 3 or not fields[1].isdigit() or not fields[2].isdigit():
         return None
     return int(fields[1]), int(fields[2]), body.split("\n", 1)[0]
+
+
+def kmsg_facility(record: str) -> int | None:
+    """The syslog facility of a /dev/kmsg record (0: the kernel; what root writes there: 1)."""
+    prio = record.partition(",")[0]
+    return int(prio) >> 3 if prio.isdigit() else None
+
+
+def parse_kernel_record(record: str) -> tuple[int, int, str] | None:
+    """As :func:`parse_kmsg_record`, None for a record the kernel did not write itself."""
+    if kmsg_facility(record) != KERNEL_FACILITY:
+        return None
+    return parse_kmsg_record(record)
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -197,11 +227,17 @@ def annotate(flow: Flow, world: World) -> Flow:
 
 
 def select(flows: Iterable[Flow], workload: str | None = None, policy: str | None = None,
-           last: int | None = None, denied_only: bool = False) -> list[Flow]:
-    """Filter: a workload at either end, a policy by name or ``tier/ns/name``; the last N."""
+           last: int | None = None, denied_only: bool = False,
+           namespaces: Collection[str] = (), hosts: Collection[str] = ()) -> list[Flow]:
+    """Filter: a workload at either end, a policy by name or ``tier/ns/name``, a namespace
+    at either end, the hosts it was seen on; the last N."""
     out = []
     for f in flows:
         if workload and workload not in (f.src_name, f.dst_name):
+            continue
+        if namespaces and not {_namespace(f.src_name), _namespace(f.dst_name)} & set(namespaces):
+            continue
+        if hosts and f.host not in hosts:
             continue
         if policy and not _policy_matches(policy, f.owner):
             continue
@@ -209,6 +245,10 @@ def select(flows: Iterable[Flow], workload: str | None = None, policy: str | Non
             continue
         out.append(f)
     return out[-last:] if last else out
+
+
+def _namespace(ref: str | None) -> str | None:
+    return ref.split("/", 1)[0] if ref and "/" in ref else None
 
 
 def _policy_matches(wanted: str, owner: str | None) -> bool:
@@ -224,7 +264,8 @@ def _policy_matches(wanted: str, owner: str | None) -> bool:
 
 
 def read_kmsg(path: Path = KMSG) -> Iterator[tuple[int, int, str]]:
-    """Every record still in the kernel's ring buffer, oldest first (root)."""
+    """Every record the kernel itself wrote still in its ring buffer, oldest first (root);
+    lines that processes wrote into /dev/kmsg are left out."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -241,7 +282,7 @@ def read_kmsg(path: Path = KMSG) -> Iterator[tuple[int, int, str]]:
                 raise DataplaneError(f"reading {path}: {exc.strerror}") from None
             if not data:
                 return
-            parsed = parse_kmsg_record(data.decode("utf-8", "replace"))
+            parsed = parse_kernel_record(data.decode("utf-8", "replace"))
             if parsed is not None:
                 yield parsed
     finally:
@@ -253,9 +294,47 @@ def boot_time() -> float:
     return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Which kernel log lines are ours: logged through a workload interface of one of these
+    hosts (interface -> host), not before ``since`` (a Unix time)."""
+
+    interfaces: Mapping[str, str] = field(default_factory=dict)
+    since: float | None = None
+
+    @classmethod
+    def of_hosts(cls, world: World, hosts: Collection[str], since: float | None = None) -> Scope:
+        """The workload interfaces the model puts on ``hosts`` (a lab's)."""
+        return cls({i.interface: i.host for i in world.workloads()
+                    if i.interface and i.host is not None and i.host in hosts},
+                   since)  # fmt: skip
+
+    @classmethod
+    def of_machine(cls, world: World, present: Collection[str]) -> Scope:
+        """The workload interfaces of the model that exist here (``present``), whatever host
+        the model says they are on."""
+        return cls({i.interface: i.host or "" for i in world.workloads()
+                    if i.interface and i.interface in present})  # fmt: skip
+
+    def host_of(self, flow: Flow) -> str | None:
+        """The host that logged ``flow``; None when it is not one of ours."""
+        if self.since is not None and (flow.time is None or flow.time < self.since):
+            return None
+        return self.interfaces.get(flow.in_iface) or self.interfaces.get(flow.out_iface)
+
+
+def local_interfaces() -> set[str]:
+    """Interface names of this network namespace."""
+    import socket
+
+    return {name for _index, name in socket.if_nameindex()}
+
+
 def read_flows(world: World | None = None,
-               records: Iterable[tuple[int, int, str]] | None = None) -> list[Flow]:
-    """Flows from the kernel log (or from ``records``), annotated with ``world``."""
+               records: Iterable[tuple[int, int, str]] | None = None,
+               scope: Scope | None = None) -> list[Flow]:
+    """Flows from the kernel log (or from ``records``), annotated with ``world``; given a
+    ``scope``, only its lines, each with its host."""
     from gingham.policy.ruleids import known_rule_ids, resolver
 
     resolve = resolver(known_rule_ids(world)) if world is not None else (lambda c: c)
@@ -263,8 +342,14 @@ def read_flows(world: World | None = None,
     out = []
     for seq, usec, message in (read_kmsg() if records is None else records):
         flow = parse_log_line(message, seq, base + usec / 1e6, resolve)
-        if flow is not None:
-            out.append(annotate(flow, world) if world is not None else flow)
+        if flow is None:
+            continue
+        if scope is not None:
+            host = scope.host_of(flow)
+            if host is None:
+                continue
+            flow = replace(flow, host=host)
+        out.append(annotate(flow, world) if world is not None else flow)
     return out
 
 
@@ -272,9 +357,11 @@ def record(path: Path, flow: Flow, host: str | None = None) -> None:
     """Append a flow (say, a traced drop) to a JSON-lines file that ``read_recorded`` reads."""
     import json
 
+    if host is not None:
+        flow = replace(flow, host=host)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps({**flow.to_json(), "host": host}) + "\n")
+        f.write(json.dumps(flow.to_json()) + "\n")
 
 
 def read_recorded(path: Path) -> list[Flow]:

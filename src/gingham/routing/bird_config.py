@@ -66,6 +66,7 @@ from gingham.calc.routing_types import (
     PrefixAdvertisementInfo,
 )
 from gingham.errors import ValidationError
+from gingham.routing.status import PROTOCOL_TIME_FORMAT
 
 SessionKind = Literal["mesh", "rr", "rr-client", "global", "node"]
 _PREFIX: dict[SessionKind, str] = {
@@ -285,7 +286,10 @@ def render_bird_config(
 
     out: list[str] = [f"# BIRD configuration for {me.name}, rendered by gingham. Do not edit."]
     out += _log_lines(settings.log_severity, log_file)
-    out += [f"router id {me.address_v4};", "", "protocol device {", "  scan time 10;", "}", ""]
+    out += [f"router id {me.address_v4};",
+            # One word with its zone: status.parse_protocols makes RFC 3339 UTC of it.
+            f'timeformat protocol "{PROTOCOL_TIME_FORMAT}";',
+            "", "protocol device {", "  scan time 10;", "}", ""]  # fmt: skip
     out += [
         "# Only BGP-learned routes reach the kernel; the agent owns everything else.",
         "filter gingham_kernel_export {",

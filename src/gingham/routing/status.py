@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from ipaddress import ip_address
 from pathlib import Path
 
 from gingham.errors import RoutingError
+from gingham.timestamps import rfc3339
+
+# How the rendered BIRD configuration has BIRD print a protocol's "since" (its local time
+# with the zone, no space): strftime's, as BIRD hands it to strftime.
+PROTOCOL_TIME_FORMAT = "%FT%T%z"
+_PARSE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 PEER_TYPES = {
     "Mesh": "node-to-node mesh",
@@ -27,7 +34,7 @@ class PeerStatus:
     peer: str  # the peer's address
     type: str  # one of PEER_TYPES' values
     state: str  # BIRD's protocol state: up, start, down, ...
-    since: str
+    since: str  # RFC 3339 UTC (BIRD's own text from a configuration rendered before)
     info: str  # BGP state (Established, Active, Connect, ...) and last error
     name: str  # BIRD protocol name
 
@@ -63,8 +70,17 @@ def parse_protocols(text: str) -> list[PeerStatus]:
             continue
         peer_type, peer = known
         info = fields[5].strip() if len(fields) > 5 else ""
-        out.append(PeerStatus(peer, peer_type, fields[3], fields[4], info, fields[0]))
+        out.append(PeerStatus(peer, peer_type, fields[3], since_text(fields[4]), info, fields[0]))
     return out
+
+
+def since_text(bird: str) -> str:
+    """BIRD's ``since`` as RFC 3339 UTC; text in another format is returned as it is."""
+    try:
+        moment = datetime.strptime(bird, _PARSE_FORMAT)
+    except ValueError:
+        return bird
+    return rfc3339(moment.timestamp(), precision="seconds")
 
 
 def birdc(sock: str | Path, *command: str, timeout: float = 10.0) -> str:

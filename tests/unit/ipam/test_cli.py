@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -52,6 +53,9 @@ def test_show_check_release(sqlite_url: str, tmp_path: Path) -> None:
     code, out = run(sqlite_url, "check", "--report", str(report))
     assert code == 0, out
     assert "4 leak(s) reported" in out  # no WorkloadEndpoints exist
+    saved = json.loads(report.read_text())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", saved["checkedAt"])
+    assert {leak["firstSeen"] for leak in saved["leaks"]} == {"1970-01-01T00:00:00.000Z"}
     code, out = run(sqlite_url, "release", "--handle", "net.c2")
     assert code == 0 and "released" in out
     code, out = run(sqlite_url, "release", "--from-report", str(report), "-o", "json")
@@ -174,3 +178,20 @@ def test_configure_replaces_an_unreadable_configuration_saying_so(sqlite_url: st
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"maxBlocksPerHost": 2}
     assert "replacing unreadable" in result.stderr
+
+
+def test_a_report_with_unix_times_still_reads(sqlite_url: str, tmp_path: Path) -> None:
+    """Reports written before times were RFC 3339 text: --from-report takes them."""
+    from gingham.ipam.leaks import LeakReport
+
+    old = {"checkedAt": 5.5, "grace": 60, "pending": 0, "problems": [],
+           "leaks": [{"kind": "block", "reason": "r", "firstSeen": 1.25, "cidr": "198.18.0.0/26"}]}
+    back = LeakReport.from_json(old)
+    assert (back.checked_at, back.leaks[0].first_seen) == (5.5, 1.25)
+    assert LeakReport.from_json(back.to_json()) == back
+    bad = {**old, "checkedAt": "yesterday"}
+    report = tmp_path / "bad.json"
+    report.write_text(json.dumps(bad))
+    open_datastore(sqlite_url, create=True).close()
+    code, out = run(sqlite_url, "release", "--from-report", str(report))
+    assert code == 1 and "report.checkedAt: not a time: 'yesterday'" in out

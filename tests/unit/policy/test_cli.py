@@ -52,9 +52,25 @@ def test_explain_allowed_and_denied(url: str) -> None:
 
 def test_explain_errors_are_one_line(url: str) -> None:
     code, out = run(url, "policy", "explain", "y/a", "x/nope", "--port", "80")
-    assert code == 1 and "no workload endpoint 'x/nope'" in out
+    assert code == 2 and "no workload endpoint 'x/nope'" in out
+    assert out.count("\n") == 1
     code, out = run(url, "policy", "explain", "y/a", "x/a")
     assert code == 2 and "--port is required for tcp" in out
+
+
+@pytest.mark.parametrize("datastore", ["sqlite:///nonexistent/gingham.db", "etcd://127.0.0.1:1",
+                                       "bogus://x"])
+def test_explain_exit_status_2_is_an_error_never_a_verdict(datastore: str) -> None:
+    """0 allowed, 1 denied, 2 error: a script tells "denied" from "could not tell"."""
+    code, out = run(datastore, "policy", "explain", "y/a", "x/a", "--port", "80")
+    assert code == 2, out
+    assert out.startswith("error: ") and out.count("\n") == 1 and "Traceback" not in out
+
+
+def test_explain_help_documents_the_exit_status() -> None:
+    out = CliRunner().invoke(cli, ["policy", "explain", "--help"]).output
+    assert "0  the connection is allowed" in out and "1  it is denied" in out
+    assert "2  error" in out
 
 
 def test_matrix_from_the_model(url: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from gingham.dataplane.layout import short_comment
 from gingham.dataplane.policy import log_prefix
@@ -177,7 +180,8 @@ def test_recorded_flows_round_trip_and_merge(tmp_path: Any) -> None:
     with path.open("a") as out:
         out.write("{broken\n")
     back = flows.read_recorded(path)
-    assert back == [f]
+    assert back == [replace(f, host="h1")]
+    assert path.read_text().startswith('{"seq": 1, "time": "1970-01-01T00:00:20.000Z", "host": "h1"')
     early = flows.parse_log_line(LINE, 2, 10.0) or _never()
     assert [x.seq for x in flows.merge(back, [early])] == [2, 1]
     assert flows.read_recorded(tmp_path / "absent.jsonl") == []
@@ -193,3 +197,74 @@ def test_a_drop_marker_gets_its_direction_from_the_model() -> None:
     assert f is not None and f.direction is None and f.verdict == "denied"
     a = flows.annotate(f, WORLD)
     assert (a.direction, a.verdict) == ("ingress", "denied")
+
+
+# ----------------------------------------------------------------- only gingham's lines, of our hosts
+
+
+def test_only_the_kernels_records_count() -> None:
+    """/dev/kmsg takes lines from any root process (facility user): never a flow."""
+    kernel = f"4,10,5000000,-;{LINE}"
+    forged = f"12,11,5000001,-;{LINE}"
+    assert flows.kmsg_facility(kernel) == 0 and flows.kmsg_facility(forged) == 1
+    assert flows.parse_kernel_record(kernel) == (10, 5000000, LINE)
+    assert flows.parse_kernel_record(forged) is None
+
+
+@pytest.mark.parametrize("line", [
+    LINE.replace("gingham ", "[UFW BLOCK] ", 1),  # another firewall's prefix
+    LINE.replace("gingham ", "ginghamx ", 1),
+    LINE.replace("gingham ", "", 1),
+    LINE.replace(": IN=", ":IN=", 1),  # not the prefix the renderer writes
+    LINE.replace(": IN=", ": hello IN=", 1),  # not the packet logger's layout
+    "gingham policy:default/x/log-deny:i0: started",
+    "gingham: IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8",
+])  # fmt: skip
+def test_lines_not_in_the_renderers_form_are_not_flows(line: str) -> None:
+    assert flows.parse_log_line(line) is None
+
+
+def test_the_renderers_own_prefix_parses() -> None:
+    line = log_prefix("policy:default/x/log-deny:i0") + LINE.split(": ", 1)[1]
+    assert flows.parse_log_line(line) is not None
+
+
+def test_a_scope_keeps_lines_through_its_hosts_interfaces_and_names_the_host() -> None:
+    foreign = LINE.replace("IN=gh00000000bb OUT=gh00000000aa", "IN=eth0 OUT=ghforeign0001")
+    records = [(1, 1_000_000, LINE), (2, 2_000_000, foreign)]
+    everywhere = flows.read_flows(WORLD, records)
+    assert [f.seq for f in everywhere] == [1, 2] and everywhere[0].host is None
+    # h1 holds x/a (gh00000000aa, the OUT side), h2 x/b (the IN side): the first wins
+    got = flows.read_flows(WORLD, records, flows.Scope.of_hosts(WORLD, {"h1", "h2"}))
+    assert [(f.seq, f.host) for f in got] == [(1, "h2")]
+    got = flows.read_flows(WORLD, records, flows.Scope.of_hosts(WORLD, {"h1"}))
+    assert [(f.seq, f.host) for f in got] == [(1, "h1")]
+    assert flows.read_flows(WORLD, records, flows.Scope.of_hosts(WORLD, {"h3"})) == []
+    # the machine's scope: the model's interfaces that exist here
+    here = flows.Scope.of_machine(WORLD, {"gh00000000aa", "eth0", "lo"})
+    assert [(f.seq, f.host) for f in flows.read_flows(WORLD, records, here)] == [(1, "h1")]
+    assert flows.read_flows(WORLD, records, flows.Scope.of_machine(WORLD, {"eth0"})) == []
+
+
+def test_a_scope_since_drops_older_lines() -> None:
+    records = [(1, 1_000_000, LINE), (2, 9_000_000, LINE)]
+    first = flows.read_flows(WORLD, records[:1])[0].time or 0.0
+    scope = flows.Scope.of_hosts(WORLD, {"h1", "h2"}, since=first + 4)
+    assert [f.seq for f in flows.read_flows(WORLD, records, scope)] == [2]
+
+
+def test_select_by_namespace_and_host() -> None:
+    other = LINE.replace("SRC=198.18.0.2", "SRC=203.0.113.9")
+    got = flows.read_flows(WORLD, [(1, 1, LINE), (2, 2, other)])
+    got = [replace(got[0], host="h2"), replace(got[1], host="h1")]
+    assert [f.seq for f in flows.select(got, namespaces=["x"])] == [1, 2]
+    assert flows.select(got, namespaces=["y"]) == []
+    assert [f.seq for f in flows.select(got, hosts=["h1"])] == [2]
+    assert [f.seq for f in flows.select(got, namespaces=["x"], hosts=["h2", "h3"])] == [1]
+
+
+def test_times_are_rfc3339_in_json_and_old_records_still_read() -> None:
+    f = flows.parse_log_line(LINE, 1, 1764684185.25) or _never()
+    assert f.to_json()["time"] == "2025-12-02T14:03:05.250Z"
+    assert flows.Flow.from_json(f.to_json()).time == 1764684185.25
+    assert flows.Flow.from_json({**f.to_json(), "time": 1764684185.25}).time == 1764684185.25

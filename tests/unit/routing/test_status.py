@@ -34,3 +34,13 @@ def test_peer_from_name() -> None:
     assert peer_from_name("Mesh_") is None
     assert peer_from_name("gingham_kernel4") is None
     assert peer_from_name("Node_not_an_ip") is None
+
+
+def test_since_in_the_rendered_format_becomes_rfc3339_utc() -> None:
+    """The form BIRD 2.0.12 prints under `timeformat protocol "%FT%T%z"`, on a host one hour
+    east of UTC: `node status` shows UTC with its date, like every gingham time."""
+    text = ("BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\n"
+            "Mesh_192_0_2_2 BGP        ---        up     2026-12-02T15:32:07+0100  "
+            "Established\n")
+    (row,) = parse_protocols(text)
+    assert (row.since, row.info) == ("2026-12-02T14:32:07Z", "Established")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -31,10 +33,22 @@ def test_match_and_no_match() -> None:
 
 
 def test_labels_repeatable_empty_and_with_equals_in_value() -> None:
-    assert run("has(a) && b == 'x=y'", "-l", "a=", "-l", "b=x=y")[0] == 0
+    assert run("has(a) && b == 'x=y'", "-L", "a=", "-L", "b=x=y")[0] == 0
     assert run("!has(a)", "--labels", "")[0] == 0  # the empty label set
     assert run("all()", "--labels", "")[0] == 0
-    assert run("global()", "-l", "projectcalico.org/namespace=default")[0] == 1
+    assert run("global()", "-L", "projectcalico.org/namespace=default")[0] == 1
+
+
+def test_old_dash_l_still_means_labels_with_a_note() -> None:
+    """-l is a label selector in get/delete (kubectl); here it was --labels: still read."""
+    code, out, err = run("has(a) && b == 'x'", "-l", "a=", "-L", "b=x")
+    assert (code, out.splitlines()[-1]) == (0, "matches")
+    assert err == ("note: selector -l is deprecated: -l means a label selector in get and "
+                   "delete; use -L or --labels\n")
+    code, _, err = run("has(a)", "-L", "a=")
+    assert (code, err) == (0, "")
+    help_text = CliRunner().invoke(cli, ["selector", "--help"]).output
+    assert "-L, --labels" in help_text and not re.search(r"(^|\s)-l\b", help_text)
 
 
 def test_show_id() -> None:
@@ -65,7 +79,7 @@ def test_bad_labels_are_a_usage_error() -> None:
 
 
 def test_command_directly() -> None:
-    result = CliRunner().invoke(selector_cmd, ["a == 'b'", "-l", "a=b"])
+    result = CliRunner().invoke(selector_cmd, ["a == 'b'", "-L", "a=b"])
     assert result.exit_code == 0
 
 
