@@ -207,7 +207,7 @@ def as_yaml(found: Sequence[Any], kinds: Sequence[Any], revision: int | None) ->
             click.echo("\n".join(f"#   {line}" for line in lines))
 
 
-def dump_document(doc: Any) -> str:
+def dump_document(doc: Any, *, sort_keys: bool = False, explicit_start: bool = True) -> str:
     """One YAML document, in the dialect ``gingham.model`` reads back equal."""
     import yaml
 
@@ -216,9 +216,9 @@ def dump_document(doc: Any) -> str:
     text: str = yaml.dump(
         doc,
         Dumper=Dumper,
-        sort_keys=False,
+        sort_keys=sort_keys,
         default_flow_style=False,
         allow_unicode=True,
-        explicit_start=True,
+        explicit_start=explicit_start,
     )
     return text

@@ -37,6 +37,9 @@ COMMANDS: dict[str, str] = {
     "docker": "gingham.cli.docker:docker_group",
     "flows": "gingham.cli.policy:flows_cmd",
     "version": "gingham.cli.version:version_cmd",
+    "patch": "gingham.cli.patch:patch_cmd",
+    "label": "gingham.cli.label:label_cmd",
+    "diff": "gingham.cli.diff:diff_cmd",
 }
 
 

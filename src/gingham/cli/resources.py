@@ -188,6 +188,17 @@ def _interface_problems(store: Any, resources: Sequence[Any]) -> list[str]:
     return problems
 
 
+def interface_check(store: Any) -> Any:
+    """For ``ResourceStore.modify``: refuse the result as apply would (``_interface_problems``)."""
+
+    def check(resource: Any) -> None:
+        problems = _interface_problems(store, [resource])
+        if problems:
+            raise ValidationError("; ".join(problems))
+
+    return check
+
+
 def _undo(ds: Any, written: dict[str, tuple[Any, int]]) -> list[str]:
     """Put every key back as it was before this command; what could not be, as messages."""
     from gingham.datastore.base import Undecodable
