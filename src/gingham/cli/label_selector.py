@@ -7,8 +7,9 @@ Kubernetes, ``!=`` and ``notin`` also match a resource without the label.
 Keys and values follow the model's label rules.
 
 What does not parse that way is tried as a Calico selector
-(``app == 'web' && has(tier)``); if neither parses, the error is the one of
-the parser that got further, with its position.
+(``app == 'web' && has(tier)``); if neither parses, the error is the Calico
+parser's when the text has something only Calico's syntax has (quotes,
+``&&``, ``||``, ``has(``, ``{``...), else kubectl's, with its position.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gingham.errors import SelectorError
 Match = Callable[[Mapping[str, str]], bool]
 
 _WORD = re.compile(r"[A-Za-z0-9_./-]+")
+_CALICO_ONLY = re.compile(r"&&|\|\||['\"{}]|\b(?:has|all|global)\s*\(")
 _OPERATORS = ("==", "!=", "=", "!", "(", ")", ",")
 
 
@@ -166,7 +168,7 @@ def parse_selector(expr: str) -> Match:
         try:
             return parse(expr).evaluate
         except SelectorError as calico_error:
-            if calico_error.position > kubectl_error.position:
+            if _CALICO_ONLY.search(expr):
                 raise SelectorError(
                     f"not a selector: {_reason(calico_error)} (as a Calico selector)",
                     expr, calico_error.position,

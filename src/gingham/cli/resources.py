@@ -339,8 +339,13 @@ def delete_cmd(
 
     if files and kind:
         raise fail("give either -f FILE or KIND NAME..., not both")
-    if selector is not None and (files or names or not kind or "/" in kind):
-        raise fail("-l selects within one kind: give KIND -l SELECTOR, without names or -f")
+    if selector is not None:
+        if files:
+            raise fail("give -f FILE or KIND -l SELECTOR, not both")
+        if not kind:
+            raise fail("-l selects within one kind: give KIND -l SELECTOR")
+        if names or "/" in kind:
+            raise fail("give names or -l SELECTOR, not both")
     if not files and not kind:
         raise fail("give -f FILE, KIND NAME..., TYPE/NAME... or KIND -l SELECTOR")
     if selector is not None:
