@@ -17,7 +17,7 @@ import click
 
 from gingham.cli.common import open_store
 from gingham.cli.get_output import dump_document
-from gingham.cli.manifest_io import load_files
+from gingham.cli.manifest_io import load_files, manifest_options
 from gingham.cli.refs import name_of
 from gingham.cli.resources import NAMESPACE_OPTION, interface_check
 from gingham.errors import GinghamError
@@ -43,15 +43,7 @@ def _yaml(doc: Any) -> str:
 
 
 @click.command("diff")
-@click.option(
-    "-f",
-    "--filename",
-    "files",
-    multiple=True,
-    type=click.Path(allow_dash=True),
-    help="YAML or JSON manifest file, or a directory of them; '-' reads standard input.",
-)
-@click.option("-R", "--recursive", is_flag=True, help="With -f DIR: sub-directories too.")
+@manifest_options
 @NAMESPACE_OPTION
 @click.pass_context
 def diff_cmd(

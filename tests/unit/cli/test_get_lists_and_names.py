@@ -233,15 +233,17 @@ def test_f_dir_reads_its_manifests_and_r_descends(empty: StoreCli, tmp_path: Pat
     assert _names(empty, "gnp") == [] and len(_names(empty, "np", "-A")) == 2
 
 
-def test_f_dir_stops_at_the_first_bad_file_writing_nothing(
+def test_f_dir_with_a_bad_file_writes_nothing(
     empty: StoreCli, tmp_path: Path
 ) -> None:
     top = _tree(tmp_path)
     (top / "sub" / "zz.yaml").write_text("kind: [unclosed\n")
+    keys, revision = empty.keys(), empty.revision()
     result = empty("apply", "-f", str(top), "-R")
     assert result.exit_code == 1
     assert f"{top / 'sub' / 'zz.yaml'}: doc 1" in result.stderr
-    assert empty.keys() == [k for k in empty.keys() if "policies" not in k]
+    assert "nothing was written" in result.stderr
+    assert empty.keys() == keys and empty.revision() == revision
     nothing = tmp_path / "nothing"
     nothing.mkdir()
     result = empty("apply", "-f", str(nothing))

@@ -89,4 +89,4 @@ def test_json_patch_errors_name_the_operation(ops: Any, message: str) -> None:
     before = copy.deepcopy(DOC)
     with pytest.raises(ValidationError, match=message):
         json_patch(DOC, ops)
-    assert DOC == before  # nothing applied, not even the operations before the bad one
+    assert before == DOC  # nothing applied, not even the operations before the bad one

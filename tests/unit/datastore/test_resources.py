@@ -227,7 +227,7 @@ def test_modify_edits_validates_and_compares_and_swaps(
         doc["metadata"]["name"] = "other"
         return doc
 
-    with pytest.raises(ValidationError, match="metadata.name: cannot be changed"):
+    with pytest.raises(ValidationError, match=r"metadata\.name: cannot be changed"):
         rs.modify("gnp", "allow-dns", None, rename)
 
     def pinned(doc: dict) -> dict:  # type: ignore[type-arg]
@@ -244,6 +244,7 @@ def test_modify_edits_validates_and_compares_and_swaps(
 
 def test_modify_re_reads_and_re_edits_after_a_lost_race(sqlite_store: Datastore) -> None:
     from gingham.datastore.retry import Backoff
+
     from .racing import Racing
 
     ResourceStore(sqlite_store).create(load_manifests(MANIFESTS)[0])
