@@ -235,7 +235,14 @@ def apply_cmd(
     dry_run: bool,
 ) -> None:
     """Create resources, or overwrite them if they exist (honouring metadata.resourceVersion
-    if given). Resources equal to what is stored are not written (counted as unchanged)."""
+    if given). Resources equal to what is stored are not written (counted as unchanged).
+
+    \b
+    Examples:
+      gingham apply -f policy.yaml
+      gingham apply -f manifests/ -R --dry-run
+      gingham get gnp allow-dns -o yaml | gingham apply -f -
+    """
     _write_all(ctx, files, recursive, namespace, "applied", dry_run)
 
 
@@ -252,7 +259,12 @@ def create_cmd(
     namespace: str | None,
     dry_run: bool,
 ) -> None:
-    """Create resources; fails (writing nothing) if any already exists or is named twice."""
+    """Create resources; fails (writing nothing) if any already exists or is named twice.
+
+    \b
+    Example:
+      gingham create -f pools.yaml
+    """
     _write_all(ctx, files, recursive, namespace, "created", dry_run)
 
 
@@ -269,7 +281,12 @@ def replace_cmd(
     namespace: str | None,
     dry_run: bool,
 ) -> None:
-    """Overwrite existing resources (honouring metadata.resourceVersion if given)."""
+    """Overwrite existing resources (honouring metadata.resourceVersion if given).
+
+    \b
+    Example:
+      gingham get gnp allow-dns -o yaml > p.yaml; $EDITOR p.yaml; gingham replace -f p.yaml
+    """
     _write_all(ctx, files, recursive, namespace, "replaced", dry_run)
 
 
@@ -334,7 +351,15 @@ def delete_cmd(
     dry_run: bool,
 ) -> None:
     """Delete resources named in files (-f), on the command line (KIND NAME..., or
-    TYPE/NAME... as 'get -o name' prints them), or matching a label selector (KIND -l SEL)."""
+    TYPE/NAME... as 'get -o name' prints them), or matching a label selector (KIND -l SEL).
+
+    \b
+    Examples:
+      gingham delete gnp allow-dns
+      gingham delete -f policy.yaml
+      gingham get np -n shop -o name | xargs gingham delete -n shop
+      gingham delete np -A -l 'app in (web,api)' --dry-run
+    """
     from gingham.datastore.resources import ResourceStore
 
     if files and kind:
@@ -463,7 +488,15 @@ def get_cmd(
     output: str,
 ) -> None:
     """Show resources of KIND (any case; plural and short names work: gnp, np, ippools), or
-    those named TYPE/NAME... as 'get -o name' prints them. Lists come as a <Kind>List."""
+    those named TYPE/NAME... as 'get -o name' prints them. Lists come as a <Kind>List.
+
+    \b
+    Examples:
+      gingham get gnp
+      gingham get np -A -l app=web -o wide
+      gingham get gnp -o json | jq -r '.items[].metadata.name'
+      gingham get networkpolicies/shop/web -o yaml
+    """
     from gingham.datastore.resources import InvalidStoredResource, ResourceStore
 
     refs = parse_targets(kind, names, namespace)
@@ -537,6 +570,11 @@ def get_cmd(
 @click.pass_context
 @handle_errors
 def validate_cmd(ctx: click.Context, files: tuple[str, ...], recursive: bool) -> None:
-    """Check manifests offline (no datastore): exit 0 if every document is valid."""
+    """Check manifests offline (no datastore): exit 0 if every document is valid.
+
+    \b
+    Example:
+      gingham validate -f manifests/ -R
+    """
     resources = load_files(files, None, recursive)
     click.echo(f"{len(resources)} resource(s) valid")
