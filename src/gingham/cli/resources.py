@@ -533,10 +533,10 @@ def get_cmd(
     invalid = [r for r in found if isinstance(r, InvalidStoredResource)]
     output = output.lower()
     if output == "yaml":
-        if found or revision is not None:
+        if found or not named:
             get_output.as_yaml(found, kinds, revision)
     elif output == "json":
-        if found or revision is not None:
+        if found or not named:
             get_output.as_json(found, kinds, revision)
     elif output == "name":
         get_output.names(found)
