@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from gingham.names import DATASTORE_ENV
+
 MANIFESTS = """
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -57,7 +59,7 @@ class Shell:
         assert gingham.exists(), f"no gingham executable next to {sys.executable}"
         self.env = dict(os.environ)
         self.env["PATH"] = f"{gingham.parent}{os.pathsep}{self.env.get('PATH', '')}"
-        self.env["GINGHAM_DATASTORE"] = f"sqlite://{directory / 'gingham.db'}"
+        self.env[DATASTORE_ENV] = f"sqlite://{directory / 'gingham.db'}"
 
     def __call__(self, script: str) -> str:
         done = subprocess.run(
