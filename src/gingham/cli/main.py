@@ -40,6 +40,9 @@ COMMANDS: dict[str, str] = {
     "version": "gingham.cli.version:version_cmd",
     "completion": "gingham.cli.completion:completion_cmd",
     "config": "gingham.cli.config:config_group",
+    "patch": "gingham.cli.patch:patch_cmd",
+    "label": "gingham.cli.label:label_cmd",
+    "diff": "gingham.cli.diff:diff_cmd",
 }
 
 

@@ -2,10 +2,12 @@
 
 Every file is read and validated in full before anything is written: a file
 with one bad document (or, for create, one resource that already exists or
-is named twice; for replace, one that does not exist) writes nothing. Writes
-then go one resource at a time, each a compare-and-swap; if one fails half-way
-the writes already made are undone (each put back as it was, compare-and-swap
-on the revision written, so nobody else's later write is overwritten).
+is named twice; for replace, one that does not exist; for apply or replace,
+one whose metadata.resourceVersion is stale) writes nothing. Writes then go
+one resource at a time, each a compare-and-swap; if one fails half-way the
+writes already made are undone (each put back as it was, compare-and-swap on
+the revision written, so nobody else's later write is overwritten). A
+resource equal to what is stored is not written at all (counted as unchanged).
 
 A stored value that does not decode or validate never fails a whole ``get``:
 it is shown as stored, with a warning naming its key and the reason, and
@@ -14,7 +16,6 @@ it is shown as stored, with a warning naming its key and the reason, and
 
 from __future__ import annotations
 
-import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -22,94 +23,63 @@ from typing import Any
 
 import click
 
-from gingham.cli.common import dump_json, fail, handle_errors, open_store, print_table
-from gingham.errors import GinghamError, NotFound
-
-FILE_OPTION = click.option(
-    "-f",
-    "--filename",
-    "files",
-    multiple=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="YAML or JSON manifest file; '-' reads standard input. May be repeated.",
+from gingham.cli import get_output
+from gingham.cli.common import fail, handle_errors, open_store
+from gingham.cli.dry_run import DRY_RUN_OPTION, DryRunCommand
+from gingham.cli.manifest_io import (
+    FILE_OPTION,
+    load_files,
+    load_files_with_origins,
+    manifest_options,
+    read_text,
 )
+from gingham.cli.refs import Ref, parse_targets, resolve_kind
+from gingham.errors import GinghamError, NotFound, ValidationError
+
+__all__ = ["FILE_OPTION", "load_files", "load_files_with_origins", "read_text"]
+
 NAMESPACE_OPTION = click.option(
     "-n",
     "--namespace",
     default=None,
     help="Namespace for namespaced resources that name none (default: 'default').",
 )
+ALL_NAMESPACES_OPTION = click.option(
+    "-A", "--all-namespaces", is_flag=True, help="Namespaced kinds: every namespace."
+)
+SELECTOR_OPTION = click.option(
+    "-l",
+    "--selector",
+    default=None,
+    help="Only resources whose labels match: kubectl's syntax (a=b,c!=d,e in (f,g),h,!i)"
+    " or a Calico selector (a == 'b' && has(c)).",
+)
 
 
-# --- reading manifests ---------------------------------------------------------------
+def _summary(verb: str, outcomes: Sequence[tuple[Any, bool]], dry_run: bool = False) -> None:
+    """calicoctl's ``Successfully <verb> N 'Kind' resource(s)``, unchanged ones counted apart.
 
-
-def read_text(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as exc:
-        raise fail(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise fail(
-            f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
-
-
-def load_files(files: Sequence[str], namespace: str | None) -> list[Any]:
-    """Every resource of every file, or exit 1 listing every problem (file: doc N: path: …)."""
-    return [resource for _, resource in load_files_with_origins(files, namespace)]
-
-
-def load_files_with_origins(files: Sequence[str], namespace: str | None) -> list[tuple[str, Any]]:
-    """As ``load_files``, each resource with where it came from (``FILE: resource N``)."""
-    from gingham.model import ManifestError, load_manifests
-
-    if not files:
-        raise fail("no input: give -f FILE (or -f - for standard input)")
-    resources: list[tuple[str, Any]] = []
-    problems: list[str] = []
-    for path in files:
-        name = "<stdin>" if path == "-" else path
-        try:
-            loaded = load_manifests(read_text(path))
-        except ManifestError as exc:
-            problems.extend(f"{name}: {p}" for p in exc.problems)
-            continue
-        if not loaded:
-            problems.append(f"{name}: no resources found")
-        for index, resource in enumerate(loaded):
-            ns = resource.metadata.namespace
-            if namespace and ns and ns != namespace and _namespaced(resource):
-                problems.append(
-                    f"{name}: resource {index + 1} ({resource.kind} {resource.metadata.name}):"
-                    f" metadata.namespace: {ns!r} differs from --namespace {namespace!r}"
-                )
-            resources.append((f"{name}: resource {index + 1}", resource))
-    if problems:
-        for line in problems:
-            click.echo(f"error: {line}", err=True)
-        click.echo("error: nothing was written", err=True)
-        raise click.exceptions.Exit(1)
-    return resources
-
-
-def _namespaced(resource: Any) -> bool:
-    from gingham.model import kind_info
-
-    return bool(kind_info(resource.kind, resource.api_version).namespaced)
-
-
-def _summary(verb: str, resources: Sequence[Any]) -> None:
-    counts = Counter(r.kind for r in resources)
+    ``outcomes``: (resource, changed) in order.
+    """
+    counts: Counter[str] = Counter()
+    unchanged: Counter[str] = Counter()
+    for resource, changed in outcomes:
+        counts[resource.kind] += 1
+        if not changed:
+            unchanged[resource.kind] += 1
     for kind, n in counts.items():
-        click.echo(f"Successfully {verb} {n} '{kind}' resource(s)")
+        extra = f" ({unchanged[kind]} unchanged)" if unchanged[kind] else ""
+        extra += " (dry run)" if dry_run else ""
+        click.echo(f"Successfully {verb} {n} '{kind}' resource(s){extra}")
 
 
 def _write_all(
-    ctx: click.Context, files: Sequence[str], namespace: str | None, verb: str
+    ctx: click.Context,
+    files: Sequence[str],
+    recursive: bool,
+    namespace: str | None,
+    verb: str,
+    dry_run: bool,
 ) -> None:
     """Write every resource or none: check all first, and undo what was written if a write fails.
 
@@ -118,10 +88,20 @@ def _write_all(
     """
     from gingham.datastore.resources import ResourceStore
 
-    loaded = load_files_with_origins(files, namespace)
+    loaded = load_files_with_origins(files, namespace, recursive)
     resources = [r for _, r in loaded]
-    with open_store(ctx, create=True) as ds:
+    with open_store(ctx, create=not dry_run) as ds:
         store = ResourceStore(ds, default_namespace=namespace or "default")
+
+        def write(resource: Any, dry: bool) -> tuple[Any, Any, bool]:
+            """(as stored, the key before or None, changed)"""
+            if verb == "created":
+                return store.create(resource, dry_run=dry), None, True
+            outcome = (store.replace_tracked if verb == "replaced" else store.apply_tracked)(
+                resource, dry_run=dry
+            )
+            return outcome.resource, outcome.before, outcome.changed
+
         problems: list[str] = []
         if verb == "created":
             first: dict[str, str] = {}
@@ -133,27 +113,28 @@ def _write_all(
                     )
                 else:
                     first[key] = origin
-            problems += [
-                f"{store.name_of(r)} already exists" for r in resources if store.exists(r)
-            ]
-        elif verb == "replaced":
-            problems += [f"{store.name_of(r)} not found" for r in resources if not store.exists(r)]
+        planned: list[tuple[Any, bool]] = []
+        for resource in resources:
+            # Existence, resourceVersion and namespace, checked as the write will be.
+            try:
+                planned.append((resource, write(resource, True)[2]))
+            except GinghamError as exc:
+                problems.append(str(exc))
         problems += _interface_problems(store, resources)
         if problems:
             for p in problems:
                 click.echo(f"error: {p}", err=True)
             raise fail("nothing was written")
+        if dry_run:
+            _summary(verb, planned, dry_run=True)
+            return
         # key -> (the key before our first write, the revision of our last write)
         written: dict[str, tuple[Any, int]] = {}
+        done: list[tuple[Any, bool]] = []
         for resource in resources:
             key = store.key_of(resource)
             try:
-                if verb == "created":
-                    new, before = store.create(resource), None
-                elif verb == "replaced":
-                    new, before = store.replace_tracked(resource)
-                else:
-                    new, before = store.apply_tracked(resource)
+                new, before, changed = write(resource, False)
             except GinghamError as exc:
                 click.echo(f"error: {exc}", err=True)
                 left = _undo(ds, written)
@@ -167,9 +148,11 @@ def _write_all(
                 raise fail(
                     f"{len(left)} of the {len(written)} written could not be undone (see above)"
                 ) from None
-            revision = int(new.metadata.resource_version or 0)
-            written[key] = (written[key][0] if key in written else before, revision)
-        _summary(verb, resources)
+            done.append((resource, changed))
+            if changed:
+                revision = int(new.metadata.resource_version or 0)
+                written[key] = (written[key][0] if key in written else before, revision)
+        _summary(verb, done)
 
 
 def _interface_problems(store: Any, resources: Sequence[Any]) -> list[str]:
@@ -205,6 +188,17 @@ def _interface_problems(store: Any, resources: Sequence[Any]) -> list[str]:
     return problems
 
 
+def interface_check(store: Any) -> Any:
+    """For ``ResourceStore.modify``: refuse the result as apply would (``_interface_problems``)."""
+
+    def check(resource: Any) -> None:
+        problems = _interface_problems(store, [resource])
+        if problems:
+            raise ValidationError("; ".join(problems))
+
+    return check
+
+
 def _undo(ds: Any, written: dict[str, tuple[Any, int]]) -> list[str]:
     """Put every key back as it was before this command; what could not be, as messages."""
     from gingham.datastore.base import Undecodable
@@ -227,42 +221,121 @@ def _undo(ds: Any, written: dict[str, tuple[Any, int]]) -> list[str]:
     return left
 
 
-@click.command("apply")
-@FILE_OPTION
+@click.command("apply", cls=DryRunCommand)
+@manifest_options
 @NAMESPACE_OPTION
+@DRY_RUN_OPTION
 @click.pass_context
 @handle_errors
-def apply_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None) -> None:
-    """Create resources, or overwrite them if they exist."""
-    _write_all(ctx, files, namespace, "applied")
+def apply_cmd(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    recursive: bool,
+    namespace: str | None,
+    dry_run: bool,
+) -> None:
+    """Create resources, or overwrite them if they exist (honouring metadata.resourceVersion
+    if given). Resources equal to what is stored are not written (counted as unchanged).
+
+    \b
+    Examples:
+      gingham apply -f policy.yaml
+      gingham apply -f manifests/ -R --dry-run
+      gingham get gnp allow-dns -o yaml | gingham apply -f -
+    """
+    _write_all(ctx, files, recursive, namespace, "applied", dry_run)
 
 
-@click.command("create")
-@FILE_OPTION
+@click.command("create", cls=DryRunCommand)
+@manifest_options
 @NAMESPACE_OPTION
+@DRY_RUN_OPTION
 @click.pass_context
 @handle_errors
-def create_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None) -> None:
-    """Create resources; fails (writing nothing) if any already exists or is named twice."""
-    _write_all(ctx, files, namespace, "created")
+def create_cmd(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    recursive: bool,
+    namespace: str | None,
+    dry_run: bool,
+) -> None:
+    """Create resources; fails (writing nothing) if any already exists or is named twice.
+
+    \b
+    Example:
+      gingham create -f pools.yaml
+    """
+    _write_all(ctx, files, recursive, namespace, "created", dry_run)
 
 
-@click.command("replace")
-@FILE_OPTION
+@click.command("replace", cls=DryRunCommand)
+@manifest_options
 @NAMESPACE_OPTION
+@DRY_RUN_OPTION
 @click.pass_context
 @handle_errors
-def replace_cmd(ctx: click.Context, files: tuple[str, ...], namespace: str | None) -> None:
-    """Overwrite existing resources (honouring metadata.resourceVersion if given)."""
-    _write_all(ctx, files, namespace, "replaced")
+def replace_cmd(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    recursive: bool,
+    namespace: str | None,
+    dry_run: bool,
+) -> None:
+    """Overwrite existing resources (honouring metadata.resourceVersion if given).
+
+    \b
+    Example:
+      gingham get gnp allow-dns -o yaml > p.yaml; $EDITOR p.yaml; gingham replace -f p.yaml
+    """
+    _write_all(ctx, files, recursive, namespace, "replaced", dry_run)
 
 
-@click.command("delete")
+def _namespaces(namespace: str | None, all_namespaces: bool) -> str | None:
+    """The namespace a listing reads (None: every one)."""
+    if all_namespaces and namespace:
+        raise fail("give -n NAMESPACE or -A, not both")
+    return None if all_namespaces else (namespace or "default")
+
+
+def _matcher(selector: str) -> Any:
+    from gingham.cli.label_selector import parse_selector
+
+    try:
+        return parse_selector(selector)
+    except ValidationError as exc:
+        raise ValidationError(str(exc), location=f"-l {selector!r}") from None
+
+
+def _selected(found: Sequence[Any], selector: str | None, verb: str) -> list[Any]:
+    """``found`` narrowed to what ``selector`` matches; invalid stored values (their labels
+    unknown) are left out with a warning."""
+    from gingham.datastore.resources import InvalidStoredResource
+
+    if selector is None:
+        return list(found)
+    match = _matcher(selector)
+    kept = []
+    for r in found:
+        if isinstance(r, InvalidStoredResource):
+            click.echo(
+                f"warning: {get_output.printable(r.key)}: stored value is invalid; its labels"
+                f" are unknown, so -l does not {verb} it",
+                err=True,
+            )
+        elif match(r.metadata.labels):
+            kept.append(r)
+    return kept
+
+
+@click.command("delete", cls=DryRunCommand)
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
-@FILE_OPTION
+@manifest_options
 @NAMESPACE_OPTION
+@ALL_NAMESPACES_OPTION
+@SELECTOR_OPTION
 @click.option("--ignore-not-found", is_flag=True, help="A resource that does not exist is fine.")
+@DRY_RUN_OPTION
 @click.pass_context
 @handle_errors
 def delete_cmd(
@@ -270,163 +343,132 @@ def delete_cmd(
     kind: str | None,
     names: tuple[str, ...],
     files: tuple[str, ...],
+    recursive: bool,
     namespace: str | None,
+    all_namespaces: bool,
+    selector: str | None,
     ignore_not_found: bool,
+    dry_run: bool,
 ) -> None:
-    """Delete resources named in files (-f) or on the command line (KIND NAME...)."""
-    from gingham.datastore.resources import InvalidStoredResource, ResourceStore, describe
+    """Delete resources named in files (-f), on the command line (KIND NAME..., or
+    TYPE/NAME... as 'get -o name' prints them), or matching a label selector (KIND -l SEL).
+
+    \b
+    Examples:
+      gingham delete gnp allow-dns
+      gingham delete -f policy.yaml
+      gingham get np -n shop -o name | xargs gingham delete -n shop
+      gingham delete np -A -l 'app in (web,api)' --dry-run
+    """
+    from gingham.datastore.resources import ResourceStore
 
     if files and kind:
         raise fail("give either -f FILE or KIND NAME..., not both")
-    if not files and not (kind and names):
-        raise fail("give -f FILE, or KIND and at least one NAME")
-    targets: list[tuple[Any, str, str | None]] = []
+    if selector is not None:
+        if files:
+            raise fail("give -f FILE or KIND -l SELECTOR, not both")
+        if not kind:
+            raise fail("-l selects within one kind: give KIND -l SELECTOR")
+        if names or "/" in kind:
+            raise fail("give names or -l SELECTOR, not both")
+    if not files and not kind:
+        raise fail("give -f FILE, KIND NAME..., TYPE/NAME... or KIND -l SELECTOR")
+    if selector is not None:
+        listing_ns = _namespaces(namespace, all_namespaces)
+        _delete_selected(ctx, resolve_kind(kind or ""), listing_ns, selector, dry_run)
+        return
+    targets: list[Ref] = []
     if files:
         from gingham.model import kind_info
 
-        for r in load_files(files, namespace):
-            targets.append((kind_info(r.kind, r.api_version), r.metadata.name, r.namespace))
+        for r in load_files(files, namespace, recursive):
+            targets.append(Ref(kind_info(r.kind, r.api_version), r.metadata.name, r.namespace))
     else:
-        info = ResourceStore.info(kind or "")
-        targets.extend((info, name, namespace) for name in names)
+        targets = parse_targets(kind, names, namespace)
+        if not targets:
+            raise fail(f"give at least one NAME after {kind}, or -l SELECTOR")
+        if all_namespaces:
+            _need_namespaces(targets)
     with open_store(ctx) as ds:
         store = ResourceStore(ds, default_namespace=namespace or "default")
-        missing = [t for t in targets if ds.get(store.key(*t)) is None]
+        missing = [t for t in targets if ds.get(store.key(t.info, t.name, t.namespace)) is None]
         if missing and not ignore_not_found:
-            for info, name, ns in missing:
-                click.echo(
-                    f"error: {describe(info, name, store.namespace_for(info, ns))} not found",
-                    err=True,
-                )
+            from gingham.datastore.resources import describe
+
+            for t in missing:
+                ns = store.namespace_for(t.info, t.namespace)
+                click.echo(f"error: {describe(t.info, t.name, ns)} not found", err=True)
             raise fail("nothing was deleted")
-        deleted: list[Any] = []
-        for info, name, ns in targets:
+        deleted: list[tuple[Any, bool]] = []
+        for t in targets:
             try:
-                gone = store.delete(info, name, ns)
+                gone = store.delete(t.info, t.name, t.namespace, dry_run=dry_run)
             except NotFound:
                 if not ignore_not_found:
-                    _summary("deleted", deleted)
+                    _summary("deleted", deleted, dry_run)
                     raise
                 continue
-            if isinstance(gone, InvalidStoredResource):
-                click.echo(f"note: {gone.key} held an invalid value ({gone.reason})", err=True)
-            deleted.append(gone)
-        _summary("deleted", deleted)
+            _note_invalid(gone)
+            deleted.append((gone, True))
+        _summary("deleted", deleted, dry_run)
+
+
+def _need_namespaces(targets: Sequence[Ref]) -> None:
+    """With -A, every namespaced resource must say its namespace (TYPE/NAMESPACE/NAME)."""
+    for t in targets:
+        if t.info.namespaced and t.namespace is None:
+            raise fail(
+                f"-A with names: give {t.info.plural}/NAMESPACE/{t.name}, or -n NAMESPACE"
+            )
+
+
+def _note_invalid(gone: Any) -> None:
+    from gingham.datastore.resources import InvalidStoredResource
+
+    if isinstance(gone, InvalidStoredResource):
+        click.echo(f"note: {gone.key} held an invalid value ({gone.reason})", err=True)
+
+
+def _delete_selected(
+    ctx: click.Context, info: Any, namespace: str | None, selector: str, dry_run: bool
+) -> None:
+    """Delete what ``selector`` matches; each delete re-checks the match on the value it
+    removes (compare-and-swap), so a resource relabelled meanwhile stays."""
+    from gingham.datastore.resources import InvalidStoredResource, ResourceStore
+
+    match = _matcher(selector)
+    with open_store(ctx) as ds:
+        store = ResourceStore(ds, default_namespace=namespace or "default")
+        chosen = _selected(store.list_any(info, namespace), selector, "delete")
+
+        def still(found: Any) -> bool:
+            return not isinstance(found, InvalidStoredResource) and bool(
+                match(found.metadata.labels)
+            )
+
+        deleted: list[tuple[Any, bool]] = []
+        for r in chosen:
+            try:
+                gone = store.delete(
+                    info, r.metadata.name, r.namespace, dry_run=dry_run, only_if=still
+                )
+            except NotFound:
+                continue  # deleted or relabelled since the listing: not ours to delete
+            deleted.append((gone, True))
+    if not deleted:
+        click.echo("No resources found", err=True)
+    _summary("deleted", deleted, dry_run)
 
 
 # --- get -----------------------------------------------------------------------------
-
-# Extra columns per kind: (header, dotted path in the manifest dict). The first
-# list is always shown, the second only with -o wide.
-_COLUMNS: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
-    "GlobalNetworkPolicy": (
-        [("TIER", "spec.tier"), ("ORDER", "spec.order")],
-        [("SELECTOR", "spec.selector"), ("TYPES", "spec.types")],
-    ),
-    "NetworkPolicy": (
-        [("TIER", "spec.tier"), ("ORDER", "spec.order")],
-        [("SELECTOR", "spec.selector"), ("TYPES", "spec.types")],
-    ),
-    "KubernetesNetworkPolicy": (
-        [("POD-SELECTOR", "spec.podSelector")],
-        [("TYPES", "spec.policyTypes")],
-    ),
-    "Tier": ([("ORDER", "spec.order")], [("DEFAULT-ACTION", "spec.defaultAction")]),
-    "IPPool": (
-        [("CIDR", "spec.cidr"), ("SELECTOR", "spec.nodeSelector")],
-        [
-            ("BLOCK", "spec.blockSize"),
-            ("VXLAN", "spec.vxlanMode"),
-            ("NAT", "spec.natOutgoing"),
-            ("DISABLED", "spec.disabled"),
-        ],
-    ),
-    "IPReservation": ([("CIDRS", "spec.reservedCIDRs")], []),
-    "WorkloadEndpoint": (
-        [("NODE", "spec.node"), ("NETWORKS", "spec.ipNetworks")],
-        [("INTERFACE", "spec.interfaceName"), ("PROFILES", "spec.profiles")],
-    ),
-    "HostEndpoint": (
-        [("NODE", "spec.node"), ("INTERFACE", "spec.interfaceName")],
-        [("IPS", "spec.expectedIPs"), ("PROFILES", "spec.profiles")],
-    ),
-    "BGPPeer": (
-        [("PEERIP", "spec.peerIP"), ("NODE", "spec.node"), ("ASN", "spec.asNumber")],
-        [("SELECTOR", "spec.peerSelector")],
-    ),
-    "BGPConfiguration": (
-        [("LOGSEVERITY", "spec.logSeverityScreen"), ("MESHENABLED", "spec.nodeToNodeMeshEnabled")],
-        [("ASNUMBER", "spec.asNumber")],
-    ),
-    "GlobalNetworkSet": ([], [("NETS", "spec.nets")]),
-    "NetworkSet": ([], [("NETS", "spec.nets")]),
-    "Node": ([], [("ADDRESSES", "spec.addresses")]),
-}
-
-
-def _lookup(resource: Any, path: str) -> Any:
-    """The value at a camelCase path, read from the typed resource so defaults show."""
-    from pydantic import BaseModel
-
-    value: Any = resource
-    for part in path.split("."):
-        value = getattr(value, _snake(part), None)
-        if value is None:
-            return None
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
-    return value
-
-
-def _snake(name: str) -> str:
-    """``nodeSelector`` -> ``node_selector``, ``peerIP`` -> ``peer_ip``, ``reservedCIDRs`` ->
-    ``reserved_cidrs``: the model's attribute for a manifest field."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, list | tuple):
-        return ",".join(_cell(v) for v in value)
-    if isinstance(value, dict):
-        return ",".join(f"{k}={_cell(v)}" for k, v in value.items()) or "{}"
-    return str(value)
-
-
-def _table(info: Any, resources: Sequence[Any], wide: bool, with_namespace: bool) -> None:
-    basic, more = _COLUMNS.get(info.name, ([], []))
-    columns = basic + (more if wide else [])
-    headers = (["NAMESPACE"] if with_namespace else []) + ["NAME"] + [h for h, _ in columns]
-    if wide:
-        headers.append("LABELS")
-    rows = []
-    for r in resources:
-        row = ([r.namespace or ""] if with_namespace else []) + [r.metadata.name]
-        row += [_cell(_lookup(r, path)) for _, path in columns]
-        if wide:
-            row.append(_cell(r.metadata.labels) if r.metadata.labels else "")
-        rows.append(row)
-    print_table(headers, rows)
-
-
-def _printable(text: str) -> str:
-    """Stored text fit for a terminal: control characters (escape sequences!) as escapes."""
-    return "".join(
-        c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
 
 
 @click.command("get")
 @click.argument("kind")
 @click.argument("names", nargs=-1)
 @NAMESPACE_OPTION
-@click.option("-A", "--all-namespaces", is_flag=True, help="Namespaced kinds: every namespace.")
+@ALL_NAMESPACES_OPTION
+@SELECTOR_OPTION
 @click.option(
     "-o",
     "--output",
@@ -442,72 +484,78 @@ def get_cmd(
     names: tuple[str, ...],
     namespace: str | None,
     all_namespaces: bool,
+    selector: str | None,
     output: str,
 ) -> None:
-    """Show resources of KIND (any case; plural and short names work: gnp, np, ippools)."""
-    from gingham.datastore.resources import InvalidStoredResource, ResourceStore
-    from gingham.model import dump_yaml, to_dict
+    """Show resources of KIND (any case; plural and short names work: gnp, np, ippools), or
+    those named TYPE/NAME... as 'get -o name' prints them. Lists come as a <Kind>List.
 
-    info = ResourceStore.info(kind)
+    \b
+    Examples:
+      gingham get gnp
+      gingham get np -A -l app=web -o wide
+      gingham get gnp -o json | jq -r '.items[].metadata.name'
+      gingham get networkpolicies/shop/web -o yaml
+    """
+    from gingham.datastore.resources import InvalidStoredResource, ResourceStore
+
+    refs = parse_targets(kind, names, namespace)
+    named = bool(names) or "/" in kind
+    if selector is not None and named:
+        raise fail("give names or -l SELECTOR, not both")
     if all_namespaces and namespace:
         raise fail("give -n NAMESPACE or -A, not both")
-    if all_namespaces and names:
-        raise fail("-A lists a kind; give -n NAMESPACE to get resources by name")
+    if all_namespaces and named:
+        if "/" not in kind:
+            raise fail("-A lists a kind; give -n NAMESPACE to get resources by name")
+        _need_namespaces(refs)
+    missing: list[str] = []
+    found: list[Any] = []
+    revision: int | None = None
     with open_store(ctx) as ds:
         store = ResourceStore(ds, default_namespace=namespace or "default")
-        missing: list[str] = []
-        found: list[Any] = []
-        if names:
-            for name in names:
+        if named:
+            for ref in refs:
                 try:
-                    found.append(store.get_any(info, name, namespace))
+                    found.append(store.get_any(ref.info, ref.name, ref.namespace))
                 except NotFound as exc:
                     missing.append(str(exc))
+            if len(refs) > 1:
+                revision = ds.revision()
+            kinds = list(dict.fromkeys(ref.info for ref in refs))
         else:
-            ns = None if all_namespaces else (namespace or "default")
-            found = store.list_any(info, ns)
-    resources = [r for r in found if not isinstance(r, InvalidStoredResource)]
+            info = resolve_kind(kind)
+            listed, revision = store.list_any_with_revision(
+                info, _namespaces(namespace, all_namespaces)
+            )
+            found = _selected(listed, selector, "show")
+            kinds = [info]
     invalid = [r for r in found if isinstance(r, InvalidStoredResource)]
     output = output.lower()
     if output == "yaml":
-        if resources:
-            click.echo(dump_yaml(resources), nl=False)
-        for bad in invalid:
-            # As comments: the output still loads (and applies) as YAML.
-            click.echo(f"# {bad.key}: invalid, shown as stored ({bad.reason}):")
-            lines = _printable(bad.raw).splitlines() or [""]
-            click.echo("\n".join(f"#   {line}" for line in lines))
+        if found or not named:
+            get_output.as_yaml(found, kinds, revision)
     elif output == "json":
-        if len(names) == 1 and len(found) == 1:
-            if resources:
-                click.echo(dump_json(to_dict(resources[0])))
-            else:
-                bad = invalid[0]
-                click.echo(dump_json({"key": bad.key, "reason": bad.reason, "raw": bad.raw}))
-        elif found or not names:
-            doc: dict[str, Any] = {"kind": "List", "items": [to_dict(r) for r in resources]}
-            if invalid:
-                doc["invalid"] = [
-                    {"key": b.key, "reason": b.reason, "raw": b.raw} for b in invalid
-                ]
-            click.echo(dump_json(doc))
+        if found or not named:
+            get_output.as_json(found, kinds, revision)
     elif output == "name":
-        for r in found:
-            prefix = f"{r.namespace}/" if r.namespace else ""
-            name = r.name if isinstance(r, InvalidStoredResource) else r.metadata.name
-            click.echo(f"{info.plural}/{prefix}{name}")
-    elif found or not names:
-        with_ns = info.namespaced and all_namespaces
-        _table(info, resources, wide=output == "wide", with_namespace=with_ns)
-        for bad in invalid:
-            click.echo(f"\n{bad.key} (invalid, shown as stored):")
-            click.echo(_printable(bad.raw))
+        get_output.names(found)
+    elif found or not named:
+        for index, info in enumerate(kinds):
+            group = [r for r in found if get_output.info_of(r) == info]
+            if named and not group:
+                continue
+            spaces = {r.namespace for r in group}
+            with_ns = info.namespaced and (all_namespaces or len(spaces) > 1)
+            if index:
+                click.echo("")
+            get_output.table(info, group, wide=output == "wide", with_namespace=with_ns)
     sys.stdout.flush()
     for bad in invalid:
         click.echo(
-            f"warning: {_printable(bad.key)}: stored value is invalid ({_printable(bad.reason)});"
-            f" shown as stored. Fix it with apply/replace, or remove it with"
-            f" gingham delete {info.plural} {bad.name}"
+            f"warning: {get_output.printable(bad.key)}: stored value is invalid"
+            f" ({get_output.printable(bad.reason)}); shown as stored. Fix it with apply/replace,"
+            f" or remove it with gingham delete {bad.info.plural} {bad.name}"
             + (f" -n {bad.namespace}" if bad.namespace else ""),
             err=True,
         )
@@ -518,10 +566,15 @@ def get_cmd(
 
 
 @click.command("validate")
-@FILE_OPTION
+@manifest_options
 @click.pass_context
 @handle_errors
-def validate_cmd(ctx: click.Context, files: tuple[str, ...]) -> None:
-    """Check manifests offline (no datastore): exit 0 if every document is valid."""
-    resources = load_files(files, None)
+def validate_cmd(ctx: click.Context, files: tuple[str, ...], recursive: bool) -> None:
+    """Check manifests offline (no datastore): exit 0 if every document is valid.
+
+    \b
+    Example:
+      gingham validate -f manifests/ -R
+    """
+    resources = load_files(files, None, recursive)
     click.echo(f"{len(resources)} resource(s) valid")

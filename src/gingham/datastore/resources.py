@@ -9,10 +9,17 @@ resource read, edited and replaced is compare-and-swapped against what was read.
 Kubernetes NetworkPolicy and Namespace are stored as themselves: converting
 them is the calculation graph's job. A namespaced resource without a namespace
 goes to ``default_namespace``; the namespace need not exist.
+
+A write whose result equals what is stored is not made: an unchanged re-apply
+bumps no revision, so no agent gets an event for nothing. Every write takes
+``dry_run``: then everything is read and checked as for the write, and nothing
+is written.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import time
 import uuid
@@ -24,7 +31,15 @@ from gingham.datastore import keys
 from gingham.datastore.base import JSON, Datastore, KeyValue, Undecodable
 from gingham.datastore.retry import Backoff
 from gingham.errors import AlreadyExists, NotFound, RevisionConflict, ValidationError
-from gingham.model import InvalidResource, KindInfo, Resource, decode_document, kind_info, to_dict
+from gingham.model import (
+    InvalidResource,
+    KindInfo,
+    Resource,
+    decode_document,
+    kind_info,
+    parse_resource,
+    to_dict,
+)
 from gingham.timestamps import rfc3339
 
 _Resources = list[Resource]  # spelled here: inside the class, ``list`` is a method
@@ -54,6 +69,50 @@ class InvalidStoredResource:
 
 Stored = Resource | InvalidStoredResource
 _Stored = list[Stored]
+
+# A read-edit-write (patch, label) that keeps losing its compare-and-swap is
+# re-read and re-edited this many times before giving up: an operator's edit
+# racing that often with other writers should be looked at, not hammered in.
+MODIFY_ATTEMPTS = 5
+
+# Identity a patch or label may not change; the path as messages name it.
+_IDENTITY = (
+    (("apiVersion",), "apiVersion"),
+    (("kind",), "kind"),
+    (("metadata", "name"), "metadata.name"),
+    (("metadata", "namespace"), "metadata.namespace"),
+    (("metadata", "uid"), "metadata.uid"),
+    (("metadata", "creationTimestamp"), "metadata.creationTimestamp"),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a write did, or with ``dry_run`` would do.
+
+    ``resource``: as stored afterwards (dry run: as it would be stored);
+    ``before``: the key as read before (None: absent, so created);
+    ``changed``: False when the result equalled what was stored, and nothing
+    was (or would be) written.
+    """
+
+    resource: Resource
+    before: KeyValue | None
+    changed: bool
+
+    @property
+    def created(self) -> bool:
+        return self.before is None
+
+
+class _Final(Exception):
+    """Inside a compare-and-swap loop: a conflict that re-reading cannot cure (the caller
+    named the revision). Carried out of the loop, then raised as RevisionConflict."""
+
+
+def _same(kv: KeyValue | None, body: JSON) -> bool:
+    """Whether ``body`` is exactly what ``kv`` holds (then writing it would change nothing)."""
+    return kv is not None and not isinstance(kv.value, Undecodable) and kv.value == body
 
 
 def _utc_now() -> str:
@@ -212,20 +271,35 @@ class ResourceStore:
 
     def list_any(self, kind: str | KindInfo, namespace: str | None = None) -> _Stored:
         """As ``list``, with invalid stored values as InvalidStoredResource in their place."""
+        return self.list_any_with_revision(kind, namespace)[0]
+
+    def list_any_with_revision(
+        self, kind: str | KindInfo, namespace: str | None = None
+    ) -> tuple[_Stored, int]:
+        """As ``list_any``, plus the store revision it was read at."""
         info = self.info(kind)
         if info.namespaced and namespace:
             prefix = keys.resource_prefix(info.name, namespace)
         else:
             prefix = keys.resource_prefix(info.name)
-        items, _ = self.ds.list(prefix)
-        return [self.read(kv, info) for kv in items]
+        items, revision = self.ds.list(prefix)
+        return [self.read(kv, info) for kv in items], revision
+
+    def planned(self, resource: Resource) -> tuple[KeyValue | None, JSON]:
+        """The key as stored now, and the value an apply of ``resource`` would store there."""
+        kv = self.ds.get(self.key_of(resource))
+        return kv, self._encode(resource, kv)
 
     # -- writes -----------------------------------------------------------------------
 
-    def create(self, resource: Resource) -> Resource:
+    def create(self, resource: Resource, *, dry_run: bool = False) -> Resource:
         """Write a new resource; AlreadyExists if one of that kind and name is there."""
         key = self.key_of(resource)
         body = self._encode(resource, None)
+        if dry_run:
+            if self.ds.get(key) is not None:
+                raise AlreadyExists(f"{self.name_of(resource)} already exists")
+            return self._stored(body, key, 0)
         try:
             revision = self.ds.create(key, body)
         except AlreadyExists:
@@ -238,59 +312,135 @@ class ResourceStore:
         With ``metadata.resourceVersion`` set, only if the stored resource is at
         that version (RevisionConflict otherwise); without, the latest wins.
         """
-        return self.replace_tracked(resource)[0]
+        return self.replace_tracked(resource).resource
 
-    def replace_tracked(self, resource: Resource) -> tuple[Resource, KeyValue]:
-        """As ``replace``, plus the key as it was before (to undo the write)."""
+    def replace_tracked(self, resource: Resource, *, dry_run: bool = False) -> Outcome:
+        """As ``replace``, saying what was there before (to undo the write) and whether
+        anything changed."""
         key = self.key_of(resource)
         wanted = resource.metadata.resource_version
         name = self.name_of(resource)
 
-        def step() -> tuple[Resource, KeyValue]:
+        def step() -> Outcome:
             kv = self.ds.get(key)
             if kv is None:
                 raise NotFound(f"{name} not found")
-            revision = kv.mod_revision
             if wanted:
-                revision = _parse_version(wanted)
-                if revision != kv.mod_revision:
-                    raise RevisionConflict(
-                        f"{name} is at resourceVersion {kv.mod_revision}, not {wanted}:"
-                        " re-read and retry"
-                    )
-            body = self._encode(resource, kv)
-            try:
-                new = self.ds.update(key, body, revision=revision)
-            except NotFound:
-                if wanted:  # the version asked for is gone
-                    raise NotFound(f"{name} not found") from None
-                raise RevisionConflict(key) from None  # deleted since the read
-            return self._stored(body, key, new), kv
+                _check_version(name, kv, wanted)
+            return self._write(key, self._encode(resource, kv), kv, dry_run)
 
-        # With a resourceVersion, the caller's read was the read: one attempt.
-        return step() if wanted else self.backoff.run(name, step)
+        return self._run(name, step, retry=not wanted)
 
     def apply(self, resource: Resource) -> Resource:
-        """Create or overwrite (``resourceVersion``, if given, is ignored)."""
-        return self.apply_tracked(resource)[0]
+        """Create or overwrite; with ``metadata.resourceVersion`` set, an existing resource
+        only if it is at that version (RevisionConflict otherwise, nothing written)."""
+        return self.apply_tracked(resource).resource
 
-    def apply_tracked(self, resource: Resource) -> tuple[Resource, KeyValue | None]:
-        """As ``apply``, plus the key as it was before (None: it was created)."""
+    def apply_tracked(self, resource: Resource, *, dry_run: bool = False) -> Outcome:
+        """As ``apply``, saying what was there before (None: created) and whether anything
+        changed.
+
+        A resourceVersion guards the overwrite of what the caller read; an absent
+        resource is created whatever version the manifest carries (as calicoctl
+        does: an export applies to another datastore).
+        """
         key = self.key_of(resource)
+        wanted = resource.metadata.resource_version
+        name = self.name_of(resource)
 
-        def step() -> tuple[Resource, KeyValue | None]:
+        def step() -> Outcome:
             kv = self.ds.get(key)
-            body = self._encode(resource, kv)
-            try:
-                if kv is None:
-                    new = self.ds.create(key, body)
-                else:
-                    new = self.ds.update(key, body, revision=kv.mod_revision)
-            except (AlreadyExists, NotFound):
-                raise RevisionConflict(key) from None  # someone else wrote in between
-            return self._stored(body, key, new), kv
+            if kv is not None and wanted:
+                _check_version(name, kv, wanted)
+            return self._write(key, self._encode(resource, kv), kv, dry_run)
 
-        return self.backoff.run(self.name_of(resource), step)
+        # With a resourceVersion, the caller's read was the read: one attempt.
+        return self._run(name, step, retry=not wanted)
+
+    def modify(
+        self,
+        kind: str | KindInfo,
+        name: str,
+        namespace: str | None,
+        edit: Callable[[dict[str, Any]], Any],
+        *,
+        check: Callable[[Resource], None] | None = None,
+        dry_run: bool = False,
+    ) -> Outcome:
+        """Read, edit, validate and compare-and-swap one resource (patch, label).
+
+        ``edit`` gets the stored manifest (with ``metadata.resourceVersion``, so
+        that an edit setting it pins the version) and returns the new one; it
+        may raise ValidationError. The result is validated as a manifest
+        (ManifestError naming the field) and by ``check``; it may not change
+        identity (kind, name, namespace, uid, creationTimestamp). A lost race
+        re-reads and edits again, up to MODIFY_ATTEMPTS times.
+        """
+        info = self.info(kind)
+        ns = self.namespace_for(info, namespace)
+        key = keys.resource_key(info.name, name, ns)
+        what = describe(info, name, ns)
+
+        def step() -> Outcome:
+            kv = self.ds.get(key)
+            if kv is None:
+                raise NotFound(f"{what} not found")
+            if isinstance(kv.value, Undecodable):
+                raise ValidationError(
+                    f"stored value does not decode ({kv.value.reason}): replace it with"
+                    " apply, or remove it with delete",
+                    location=what,
+                )
+            doc = copy.deepcopy(dict(kv.value))
+            current = str(kv.mod_revision)
+            if isinstance(doc.get("metadata"), dict):
+                doc["metadata"]["resourceVersion"] = current
+            new = edit(copy.deepcopy(doc))
+            if not isinstance(new, dict):
+                raise ValidationError(
+                    f"the result must be a mapping, got {type(new).__name__}", location=what
+                )
+            _check_identity(what, doc, new)
+            meta = new.get("metadata")
+            pinned = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            if pinned is not None and str(pinned) != current:
+                raise _Final(_modified(what, kv.mod_revision, str(pinned)))
+            resource = parse_resource(new)
+            if check is not None:
+                check(resource)
+            return self._write(key, self._encode(resource, kv), kv, dry_run)
+
+        attempts = min(self.backoff.attempts, MODIFY_ATTEMPTS)
+        backoff = dataclasses.replace(self.backoff, attempts=attempts)
+        try:
+            return backoff.run(what, step)
+        except _Final as exc:
+            raise RevisionConflict(str(exc)) from None
+
+    def _write(self, key: str, body: JSON, kv: KeyValue | None, dry_run: bool) -> Outcome:
+        """Store ``body`` at ``key`` over ``kv`` (as read; None: absent) by compare-and-swap,
+        unless it is what ``kv`` holds already or this is a dry run."""
+        if _same(kv, body):
+            assert kv is not None
+            return Outcome(self._stored(body, key, kv.mod_revision), kv, changed=False)
+        if dry_run:
+            return Outcome(self._stored(body, key, kv.mod_revision if kv else 0), kv, True)
+        try:
+            if kv is None:
+                revision = self.ds.create(key, body)
+            else:
+                revision = self.ds.update(key, body, revision=kv.mod_revision)
+        except (AlreadyExists, NotFound):
+            raise RevisionConflict(key) from None  # someone else wrote in between
+        return Outcome(self._stored(body, key, revision), kv, changed=True)
+
+    def _run(self, what: str, step: Callable[[], Outcome], *, retry: bool) -> Outcome:
+        if retry:
+            return self.backoff.run(what, step)
+        try:
+            return step()
+        except _Final as exc:
+            raise RevisionConflict(str(exc)) from None
 
     def delete(
         self,
@@ -299,11 +449,16 @@ class ResourceStore:
         namespace: str | None = None,
         *,
         resource_version: str | None = None,
+        dry_run: bool = False,
+        only_if: Callable[[Stored], bool] | None = None,
     ) -> Stored:
         """Delete and return the resource as it was; NotFound if absent.
 
         A stored value that is invalid is deleted like any other and comes back
         as an InvalidStoredResource (deleting it is how an operator recovers).
+        ``only_if``: delete only if the value read passes it (NotFound saying
+        so otherwise); the delete is a compare-and-swap on that read, so what
+        was checked is what goes.
         """
         info = self.info(kind)
         ns = self.namespace_for(info, namespace)
@@ -314,16 +469,30 @@ class ResourceStore:
             kv = self.ds.get(key)
             if kv is None:
                 raise NotFound(f"{what} not found")
-            revision = _parse_version(resource_version) if resource_version else kv.mod_revision
+            if resource_version:
+                _check_version(what, kv, resource_version)
+            found = self.read(kv, info)
+            if only_if is not None and not only_if(found):
+                raise NotFound(f"{what} no longer matches")
+            if dry_run:
+                return found
             try:
-                self.ds.delete(key, revision=revision)
+                self.ds.delete(key, revision=kv.mod_revision)
             except NotFound:
-                if resource_version:
-                    raise NotFound(f"{what} not found") from None
-                raise RevisionConflict(key) from None  # deleted since the read
-            return self.read(kv, info)
+                raise RevisionConflict(key) from None  # changed or deleted since the read
+            return found
 
-        return step() if resource_version else self.backoff.run(what, step)
+        if not resource_version:
+            return self.backoff.run(what, step)
+        try:
+            return step()
+        except RevisionConflict:
+            # The named version was read and then lost: gone, or changed since.
+            if self.ds.get(key) is None:
+                raise NotFound(f"{what} not found") from None
+            raise
+        except _Final as exc:
+            raise RevisionConflict(str(exc)) from None
 
     def delete_resource(self, resource: Resource) -> Stored:
         """Delete the resource a manifest names (honouring its resourceVersion)."""
@@ -364,6 +533,37 @@ def _split_key(key: str, info: KindInfo | None) -> tuple[KindInfo, str, str | No
         namespace, _, name = tail.partition("/")
         return info, name, namespace
     return info, tail, None
+
+
+def _modified(what: str, stored: int, wanted: str) -> str:
+    return (
+        f"{what}: the object has been modified (stored at resourceVersion {stored}, not"
+        f" {wanted}); read it again and retry"
+    )
+
+
+def _check_version(what: str, kv: KeyValue, wanted: str) -> None:
+    """Raise (out of any retry loop) unless ``kv`` is at the version the caller read."""
+    if _parse_version(wanted) != kv.mod_revision:
+        raise _Final(_modified(what, kv.mod_revision, wanted))
+
+
+def _at(doc: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(part)
+    return doc
+
+
+def _check_identity(what: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Refuse an edit that would make the resource another one (or forge server-set identity)."""
+    for path, name in _IDENTITY:
+        old, new = _at(before, path), _at(after, path)
+        if old != new:
+            shown = "absent" if new is None else repr(new)
+            raise ValidationError(f"cannot be changed (stored: {old!r}, edit: {shown})",
+                                  location=f"{what}: {name}")
 
 
 def _parse_version(version: str) -> int:

@@ -117,9 +117,8 @@ def test_get_json(run) -> None:  # type: ignore[no-untyped-def]
     one = json.loads(run("get", "gnp", "allow-dns", "-o", "json").output)
     assert one["kind"] == "GlobalNetworkPolicy" and one["spec"]["order"] == 100
     many = json.loads(run("get", "gnp", "-o", "json").output)
-    assert many["kind"] == "List" and [i["metadata"]["name"] for i in many["items"]] == [
-        "allow-dns"
-    ]
+    assert many["kind"] == "GlobalNetworkPolicyList"
+    assert [i["metadata"]["name"] for i in many["items"]] == ["allow-dns"]
 
 
 def test_get_missing_and_unknown_kind(run) -> None:  # type: ignore[no-untyped-def]
@@ -193,8 +192,8 @@ def test_create_replace_semantics(run, tmp_path: Path) -> None:  # type: ignore[
     assert "other" not in run("get", "gnp").output
     # replace with a stale resourceVersion loses the compare-and-swap
     current = run("get", "gnp", "allow-dns", "-o", "yaml").output
-    assert run("apply", "-f", str(path)).exit_code == 0
-    stale = run("replace", "-f", "-", input=current)
+    assert run("apply", "-f", "-", input=GOOD.replace("order: 100", "order: 101")).exit_code == 0
+    stale = run("replace", "-f", "-", input=current.replace("order: 100", "order: 102"))
     assert stale.exit_code == 1
     assert "resourceVersion" in stale.output
 

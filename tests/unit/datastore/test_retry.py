@@ -127,10 +127,12 @@ def test_replace_and_delete_without_a_version_retry(sqlite_store: Datastore) -> 
 
 def test_a_named_resource_version_is_one_attempt(sqlite_store: Datastore) -> None:
     [gnp] = load_manifests(GNP)
-    first = ResourceStore(sqlite_store).create(gnp)
+    first = to_dict(ResourceStore(sqlite_store).create(gnp))
+    first["spec"]["order"] = 7  # a change (an unchanged replace writes nothing, so races nobody)
+    [edited] = load_manifests(json.dumps(first))
     rs, racing, slept = _store(sqlite_store, races=1)
     with pytest.raises(RevisionConflict):
-        rs.replace(first)  # carries its resourceVersion: a lost race is the caller's to see
+        rs.replace(edited)  # carries its resourceVersion: a lost race is the caller's to see
     assert racing.lost == 1 and slept == []
     racing.races = 1
     current = rs.get("gnp", "allow-dns")
