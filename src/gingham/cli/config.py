@@ -34,13 +34,6 @@ def config_group() -> None:
     $GINGHAM_CONTEXT, the config file's current context, the current lab, the
     built-in default. The config file is $GINGHAM_CONFIG, else
     $XDG_CONFIG_HOME/gingham/config.yaml, else ~/.config/gingham/config.yaml.
-
-    \b
-    Examples:
-      gingham config set-context prod --datastore etcd://10.0.0.5:2379
-      gingham config use-context prod
-      gingham config view
-      gingham --context lab get workloadendpoints
     """
 
 
@@ -49,11 +42,6 @@ def config_group() -> None:
 @handle_errors
 def view_cmd(output: str) -> None:
     """The datastore this command line would use, where that came from, and the contexts.
-
-    \b
-    Examples:
-      gingham config view
-      GINGHAM_DATASTORE=sqlite:///tmp/x.db gingham config view -o json | jq -r .source
     """
     resolved = context_resolution()
     config = _config()
@@ -89,10 +77,6 @@ def view_cmd(output: str) -> None:
 @handle_errors
 def set_context_cmd(name: str, url: str) -> None:
     """Create context NAME, or point it at another datastore.
-
-    \b
-    Examples:
-      gingham config set-context prod --datastore 'etcds://10.0.0.5:2379?cacert=/etc/ca.pem'
     """
     from gingham.cli.contexts import save_config
     from gingham.datastore.url import parse_url

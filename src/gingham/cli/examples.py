@@ -22,6 +22,8 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
     ),
     # --- resources --------------------------------------------------------------------
     "apply": (
+        ("Every manifest under a directory, checked but not written",
+         "gingham apply -f manifests/ -R --dry-run"),
         ("Create or overwrite every resource of a file", "gingham apply -f examples/tiered-policy.yaml"),
         ("Several files at once; nothing is written if any document is invalid",
          "gingham apply -f examples/ippool-vxlan.yaml -f examples/bgp-tor.yaml"),
@@ -37,6 +39,8 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
          "gingham get gnp default-deny -o yaml > gnp.yaml && gingham replace -f gnp.yaml"),
     ),
     "delete": (
+        ("By label selector (kubectl or Calico syntax), checked first",
+         "gingham delete np -A -l 'app in (web,api)' --dry-run"),
         ("Delete by kind and name", "gingham delete gnp default-deny"),
         ("A namespaced policy", "gingham delete networkpolicy api-ingress -n shop"),
         ("Everything a file names; a missing one is fine",
@@ -44,6 +48,9 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
         ("Delete what get lists", "gingham get knp -n shop -o name | xargs gingham delete -n shop"),
     ),
     "get": (
+        ("By label, every namespace", "gingham get np -A -l app=web -o wide"),
+        ("What -o name prints is a name get and delete accept",
+         "gingham get networkpolicies/shop/web -o yaml"),
         ("Global policies as a table", "gingham get gnp"),
         ("One resource as YAML, ready to edit and replace", "gingham get ippool default-ipv4-ippool -o yaml"),
         ("Kubernetes NetworkPolicies of every namespace", "gingham get knp -A"),
@@ -179,6 +186,7 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
         ("Also rules that matched nothing, as JSON", "gingham policy stats --all -o json"),
     ),
     "flows": (
+        ("Denied packets of one namespace", "gingham flows -n shop --denied"),
         ("The last denied packets, with workload names", "gingham flows --denied"),
         ("Packets to or from one workload in the last 5 minutes", "gingham flows --workload shop/api --since 300"),
         ("Watch drops for 30 seconds", "gingham flows --follow --duration 30"),
@@ -192,7 +200,7 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
     "lab up": (
         ("Three hosts and a sqlite datastore; the lab becomes the current one", "gingham lab up --hosts 3"),
         ("etcd (3 members) and hosts on two subnets (VXLAN between them)",
-         "gingham lab up --name wide --datastore etcd --subnets 2"),
+         "gingham lab up --name wide --backend etcd --subnets 2"),
         ("With a Docker daemon on every host", "gingham lab up --docker"),
     ),
     "lab down": (

@@ -47,11 +47,6 @@ def up_cmd(
     subnets: int, fanout: bool | None, docker: bool, openstack: bool,
 ) -> None:
     """Create hosts, fabric, datastore and agents; wait until every agent is ready.
-
-    \b
-    Examples:
-      gingham lab up --hosts 3
-      gingham lab up --name big --hosts 30 --backend etcd
     """
     from rich.console import Console
 

@@ -98,12 +98,6 @@ def label_cmd(
     dry_run: bool,
 ) -> None:
     """Set (key=value) or remove (key-) labels of resources: KIND NAME... or TYPE/NAME...
-
-    \b
-    Examples:
-      gingham label gnp allow-dns team=net
-      gingham label np web -n shop tier=db --overwrite
-      gingham label networkpolicies/shop/web tier-
     """
     from gingham.datastore.resources import ResourceStore, describe
 

@@ -81,12 +81,6 @@ def patch_cmd(
     dry_run: bool,
 ) -> None:
     """Patch one resource: KIND NAME, or TYPE/NAME as 'get -o name' prints it.
-
-    \b
-    Examples:
-      gingham patch gnp allow-dns -p '{"spec": {"order": 50}}'
-      gingham patch np web -n shop --type json \\
-          -p '[{"op": "add", "path": "/metadata/labels/tier", "value": "db"}]'
     """
     from gingham.cli.patching import json_patch, merge_patch
     from gingham.datastore.resources import ResourceStore

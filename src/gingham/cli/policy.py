@@ -191,12 +191,6 @@ def flows_cmd(ctx: click.Context, namespaces: tuple[str, ...], short_n: tuple[st
     kernel, through a workload interface of the lab's hosts, or of this
     machine outside a lab), and what earlier --follow runs recorded in the lab
     (every drop, including a tier's default deny). Times are RFC 3339, UTC.
-
-    \b
-    Examples:
-      gingham flows -n shop --denied
-      gingham flows --host h2 --tail 100 -o json | jq -r '.[].reason'
-      gingham flows -f --workload shop/db
     """
     from gingham.policy import flows
 

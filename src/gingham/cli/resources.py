@@ -236,12 +236,6 @@ def apply_cmd(
 ) -> None:
     """Create resources, or overwrite them if they exist (honouring metadata.resourceVersion
     if given). Resources equal to what is stored are not written (counted as unchanged).
-
-    \b
-    Examples:
-      gingham apply -f policy.yaml
-      gingham apply -f manifests/ -R --dry-run
-      gingham get gnp allow-dns -o yaml | gingham apply -f -
     """
     _write_all(ctx, files, recursive, namespace, "applied", dry_run)
 
@@ -352,13 +346,6 @@ def delete_cmd(
 ) -> None:
     """Delete resources named in files (-f), on the command line (KIND NAME..., or
     TYPE/NAME... as 'get -o name' prints them), or matching a label selector (KIND -l SEL).
-
-    \b
-    Examples:
-      gingham delete gnp allow-dns
-      gingham delete -f policy.yaml
-      gingham get np -n shop -o name | xargs gingham delete -n shop
-      gingham delete np -A -l 'app in (web,api)' --dry-run
     """
     from gingham.datastore.resources import ResourceStore
 
@@ -489,13 +476,6 @@ def get_cmd(
 ) -> None:
     """Show resources of KIND (any case; plural and short names work: gnp, np, ippools), or
     those named TYPE/NAME... as 'get -o name' prints them. Lists come as a <Kind>List.
-
-    \b
-    Examples:
-      gingham get gnp
-      gingham get np -A -l app=web -o wide
-      gingham get gnp -o json | jq -r '.items[].metadata.name'
-      gingham get networkpolicies/shop/web -o yaml
     """
     from gingham.datastore.resources import InvalidStoredResource, ResourceStore
 

@@ -61,10 +61,6 @@ def selector_cmd(
       0  valid (and, with --labels, matching)
       1  valid, not matching
       2  invalid expression or labels
-
-    \b
-    Examples:
-      gingham selector "app == 'web' && has(tier)" -L app=web,tier=front
     """
     if old_label_specs:
         from gingham.cli.common import deprecated

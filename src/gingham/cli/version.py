@@ -15,11 +15,6 @@ from gingham import __version__
               help="text (one line) or json.")
 def version_cmd(output: str) -> None:
     """Print gingham's version (also: gingham --version).
-
-    \b
-    Examples:
-      gingham version
-      gingham version -o json | jq -r .version
     """
     if output == "json":
         click.echo(json.dumps({"version": __version__, "python": platform.python_version()}))
