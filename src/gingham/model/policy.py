@@ -7,6 +7,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gingham.model.meta import (
+    AppliedLabels,
     Bool,
     Float,
     Model,
@@ -196,7 +197,7 @@ class Tier(Resource):
 class ProfileSpec(Model):
     ingress: tuple[Rule, ...] = ()
     egress: tuple[Rule, ...] = ()
-    labels_to_apply: dict[Str, Str] = Field(default_factory=dict)
+    labels_to_apply: AppliedLabels = Field(default_factory=dict)
 
 
 class Profile(Resource):
