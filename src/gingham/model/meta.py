@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Self
 
@@ -35,7 +36,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from gingham.errors import ValidationError
-from gingham.model.partial import with_cross_field_problems
+from gingham.model.partial import independent_check, with_cross_field_problems
 from gingham.selector.labels import SUBDOMAIN_RE, selector_key_problem
 
 # Re-exported: the rule for labels is the selector package's, one for both.
@@ -117,6 +118,11 @@ class ProblemList:
 
     def add(self, path: str, message: str) -> None:
         self.items.append((path, message))
+
+    def part(self) -> AbstractContextManager[None]:
+        """``with problems.part():`` around one check of several that reads fields of its
+        own: when other fields failed to parse, it still runs (gingham.model.partial)."""
+        return independent_check()
 
     def raise_if_any(self) -> None:
         if self.items:

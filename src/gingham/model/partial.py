@@ -19,7 +19,9 @@ that can be found.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final
 
 import pydantic
@@ -28,6 +30,21 @@ from pydantic import BaseModel
 
 # A sentinel: no stand-in is known for a required field of this type.
 _NO_STAND_IN: Final = object()
+
+# True while the checks run on a partial instance, where reading a failed field is
+# expected; anywhere else an AttributeError is a bug and must surface.
+_PARTIAL: ContextVar[bool] = ContextVar("gingham_partial_validation", default=False)
+
+
+@contextmanager
+def independent_check() -> Iterator[None]:
+    """Marks one check among several in a validator as standing alone: on a partial
+    instance, if it reads a field that failed, it is skipped and the next one runs."""
+    try:
+        yield
+    except AttributeError:
+        if not _PARTIAL.get():
+            raise
 
 
 def _after_validators(cls: type[BaseModel]) -> list[Callable[[Any], Any]]:
@@ -89,14 +106,19 @@ def cross_field_problems(cls: type[BaseModel], data: Any,
         return []
     for name in failed:
         partial.__dict__.pop(name, None)
+        partial.__pydantic_fields_set__.discard(name)
     found: list[Exception] = []
-    for check in checks:
-        try:
-            check(partial)
-        except AttributeError:
-            continue  # it read a field that failed
-        except (ValueError, AssertionError) as problem:
-            found.append(problem)
+    token = _PARTIAL.set(True)
+    try:
+        for check in checks:
+            try:
+                check(partial)
+            except AttributeError:
+                continue  # it read a field that failed
+            except (ValueError, AssertionError) as problem:
+                found.append(problem)
+    finally:
+        _PARTIAL.reset(token)
     return found
 
 
