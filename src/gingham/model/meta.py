@@ -196,30 +196,30 @@ def check_namespace_name(name: str) -> str:
     return name
 
 
-def _check_labels(labels: dict[str, str],
-                  key_problem: Callable[[str], str | None] = label_key_problem
-                  ) -> dict[str, str]:
-    problems = ProblemList()
-    for key, value in labels.items():
-        for problem in (key_problem(key), label_value_problem(value)):
-            if problem:
-                problems.add(_dict_key_path(key), problem)
-    problems.raise_if_any()
-    return labels
+def _labels_checked_by(key_problem: Callable[[str], str | None]
+                       ) -> Callable[[dict[str, str]], dict[str, str]]:
+    def check(labels: dict[str, str]) -> dict[str, str]:
+        problems = ProblemList()
+        for key, value in labels.items():
+            for problem in (key_problem(key), label_value_problem(value)):
+                if problem:
+                    problems.add(_dict_key_path(key), problem)
+        problems.raise_if_any()
+        return labels
 
-
-def _check_applied_labels(labels: dict[str, str]) -> dict[str, str]:
-    return _check_labels(labels, selector_key_problem)
+    return check
 
 
 def _dict_key_path(key: str) -> str:
     return f"[{key!r}]"
 
 
-Labels = Annotated[dict[StrictStr, StrictStr], AfterValidator(_check_labels)]
+Labels = Annotated[dict[StrictStr, StrictStr],
+                   AfterValidator(_labels_checked_by(label_key_problem))]
 # Labels a profile applies to endpoints: a namespace's profile carries its labels as
 # pcns. copies, valid wherever the originals are (gingham.selector.labels).
-AppliedLabels = Annotated[dict[StrictStr, StrictStr], AfterValidator(_check_applied_labels)]
+AppliedLabels = Annotated[dict[StrictStr, StrictStr],
+                          AfterValidator(_labels_checked_by(selector_key_problem))]
 
 
 class ObjectMeta(Model):
