@@ -129,23 +129,28 @@ class FelixConfigurationSpec(Model):
     def _ranges(self) -> FelixConfigurationSpec:
         problems = ProblemList()
         refuse_unsupported(self, problems)
-        if not 0 <= self.vxlan_vni <= 16777215:
-            problems.add("vxlanVNI", f"{self.vxlan_vni} out of range 0-16777215")
+        with problems.part():
+            if not 0 <= self.vxlan_vni <= 16777215:
+                problems.add("vxlanVNI", f"{self.vxlan_vni} out of range 0-16777215")
         for name, alias in (("vxlan_port", "vxlanPort"), ("health_port", "healthPort"),
                             ("prometheus_metrics_port", "prometheusMetricsPort")):
-            value = getattr(self, name)
-            if not 1 <= value <= 65535:
-                problems.add(alias, f"port {value} out of range 1-65535")
+            with problems.part():
+                value = getattr(self, name)
+                if not 1 <= value <= 65535:
+                    problems.add(alias, f"port {value} out of range 1-65535")
         for name, alias in (("vxlan_mtu", "vxlanMTU"), ("vxlan_mtu_v6", "vxlanMTUV6"),
                             ("ipip_mtu", "ipipMTU")):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 65535:
-                problems.add(alias, f"MTU {value} out of range")
-        if self.device_route_protocol is not None and not 0 <= self.device_route_protocol <= 255:
-            problems.add("deviceRouteProtocol", f"{self.device_route_protocol} out of range 0-255")
-        if self.route_table_range is not None:
+            with problems.part():
+                value = getattr(self, name)
+                if value is not None and not 0 <= value <= 65535:
+                    problems.add(alias, f"MTU {value} out of range")
+        with problems.part():
+            protocol = self.device_route_protocol
+            if protocol is not None and not 0 <= protocol <= 255:
+                problems.add("deviceRouteProtocol", f"{protocol} out of range 0-255")
+        with problems.part():
             rng = self.route_table_range
-            if not 1 <= rng.min <= rng.max <= 0xFFFFFFFF:
+            if rng is not None and not 1 <= rng.min <= rng.max <= 0xFFFFFFFF:
                 problems.add("routeTableRange", f"invalid range {rng.min}-{rng.max}")
         problems.raise_if_any()
         return self

@@ -181,8 +181,9 @@ class HostEndpointSpec(Model):
     @model_validator(mode="after")
     def _where(self) -> HostEndpointSpec:
         problems = ProblemList()
-        if not self.interface_name and not self.expected_ips:
-            problems.add("", "needs interfaceName or expectedIPs (or both)")
+        with problems.part():
+            if not self.interface_name and not self.expected_ips:
+                problems.add("", "needs interfaceName or expectedIPs (or both)")
         if self.interface_name not in (None, "*"):
             from gingham.model.values import check_interface_name
 

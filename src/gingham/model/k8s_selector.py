@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gingham.model.meta import Model, ProblemList, Str
+from gingham.model.meta import Labels, Model, ProblemList, Str
+from gingham.selector.labels import label_key_problem, label_value_problem
 
 
 class LabelSelectorRequirement(Model):
@@ -18,9 +19,21 @@ class LabelSelectorRequirement(Model):
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: tuple[Str, ...] = ()
 
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        problem = label_key_problem(key)
+        if problem:
+            raise ValueError(problem)
+        return key
+
     @model_validator(mode="after")
     def _values(self) -> LabelSelectorRequirement:
         problems = ProblemList()
+        for i, value in enumerate(self.values):
+            problem = label_value_problem(value)
+            if problem:
+                problems.add(f"values[{i}]", problem)
         if self.operator in ("In", "NotIn") and not self.values:
             problems.add("values", f"operator {self.operator} needs at least one value")
         if self.operator in ("Exists", "DoesNotExist") and self.values:
@@ -32,5 +45,5 @@ class LabelSelectorRequirement(Model):
 class LabelSelector(Model):
     """Kubernetes' label selector; the empty selector matches everything."""
 
-    match_labels: dict[Str, Str] = Field(default_factory=dict)
+    match_labels: Labels = Field(default_factory=dict)
     match_expressions: tuple[LabelSelectorRequirement, ...] = ()

@@ -13,8 +13,10 @@ errors (in ``registry``) joins them to the model's own path.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     AfterValidator,
@@ -22,15 +24,24 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PlainSerializer,
     Strict,
     StrictBool,
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
+from pydantic import ValidationError as PydanticValidationError
 
 from gingham.errors import ValidationError
+from gingham.model.partial import independent_check, with_cross_field_problems
+from gingham.selector.labels import SUBDOMAIN_RE, selector_key_problem
+
+# Re-exported: the rule for labels is the selector package's, one for both.
+from gingham.selector.labels import label_key_problem as label_key_problem
+from gingham.selector.labels import label_value_problem as label_value_problem
 
 # Word -> spelling inside a camelCase name (never applied to the first word).
 _ACRONYMS: dict[str, str] = {
@@ -77,6 +88,16 @@ class Model(BaseModel):
         defer_build=True,
     )
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_phase(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # Runs inside the after-validators of every subclass: when a field fails, they
+        # would not run at all; see gingham.model.partial.
+        try:
+            return handler(data)
+        except PydanticValidationError as exc:
+            raise with_cross_field_problems(cls, data, handler, exc) from None
+
 
 class Problems(ValueError):
     """Several field problems found by one cross-field check.
@@ -97,6 +118,11 @@ class ProblemList:
 
     def add(self, path: str, message: str) -> None:
         self.items.append((path, message))
+
+    def part(self) -> AbstractContextManager[None]:
+        """``with problems.part():`` around one check of several that reads fields of its
+        own: when other fields failed to parse, it still runs (gingham.model.partial)."""
+        return independent_check()
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -149,14 +175,12 @@ Float = Annotated[
 ]
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN_RE = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 def check_resource_name(name: str) -> str:
     if not name:
         raise ValueError("name must not be empty")
-    if len(name) > 253 or not _SUBDOMAIN_RE.match(name):
+    if len(name) > 253 or not SUBDOMAIN_RE.match(name):
         raise ValueError(
             f"invalid name {name!r}: lower-case letters, digits, '-' and '.', "
             "starting and ending with a letter or digit, at most 253 characters"
@@ -172,43 +196,30 @@ def check_namespace_name(name: str) -> str:
     return name
 
 
-def label_key_problem(key: str) -> str | None:
-    """Kubernetes' rule for label keys: optional ``dns-subdomain/`` prefix, name <= 63."""
-    prefix, _, name = key.rpartition("/")
-    if "/" in key and (not prefix or len(prefix) > 253 or not _SUBDOMAIN_RE.match(prefix)):
-        return f"invalid label key {key!r}: prefix must be a DNS subdomain"
-    if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name):
-        return (
-            f"invalid label key {key!r}: name part must be 1-63 letters, digits, "
-            "'-', '_' or '.', starting and ending with a letter or digit"
-        )
-    return None
+def _labels_checked_by(key_problem: Callable[[str], str | None]
+                       ) -> Callable[[dict[str, str]], dict[str, str]]:
+    def check(labels: dict[str, str]) -> dict[str, str]:
+        problems = ProblemList()
+        for key, value in labels.items():
+            for problem in (key_problem(key), label_value_problem(value)):
+                if problem:
+                    problems.add(_dict_key_path(key), problem)
+        problems.raise_if_any()
+        return labels
 
-
-def label_value_problem(value: str) -> str | None:
-    if value and (len(value) > 63 or not _LABEL_NAME_RE.match(value)):
-        return (
-            f"invalid label value {value!r}: at most 63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-    return None
-
-
-def _check_labels(labels: dict[str, str]) -> dict[str, str]:
-    problems = ProblemList()
-    for key, value in labels.items():
-        for problem in (label_key_problem(key), label_value_problem(value)):
-            if problem:
-                problems.add(_dict_key_path(key), problem)
-    problems.raise_if_any()
-    return labels
+    return check
 
 
 def _dict_key_path(key: str) -> str:
     return f"[{key!r}]"
 
 
-Labels = Annotated[dict[StrictStr, StrictStr], AfterValidator(_check_labels)]
+Labels = Annotated[dict[StrictStr, StrictStr],
+                   AfterValidator(_labels_checked_by(label_key_problem))]
+# Labels a profile applies to endpoints: a namespace's profile carries its labels as
+# pcns. copies, valid wherever the originals are (gingham.selector.labels).
+AppliedLabels = Annotated[dict[StrictStr, StrictStr],
+                          AfterValidator(_labels_checked_by(selector_key_problem))]
 
 
 class ObjectMeta(Model):
@@ -225,6 +236,7 @@ class ObjectMeta(Model):
     # Written by Kubernetes API servers; accepted so `kubectl get -o yaml` output loads.
     generate_name: Str | None = None
     deletion_timestamp: Str | None = None
+    deletion_grace_period_seconds: Int | None = None
     finalizers: tuple[Str, ...] = ()
     owner_references: tuple[dict[Str, Any], ...] = ()
     managed_fields: tuple[dict[Str, Any], ...] = ()

@@ -56,22 +56,24 @@ class IPPoolSpec(Model):
         refuse_unsupported(self, problems)  # ipipMode other than Never, ...
         net = ipaddress.ip_network(self.cidr)
         version = net.version
-        if self.block_size is None:
-            object.__setattr__(self, "block_size", DEFAULT_BLOCK_SIZE[version])
-        lo, hi = BLOCK_SIZE_RANGE[version]
-        if not lo <= self.block_size <= hi:
-            problems.add("blockSize", f"{self.block_size} out of range {lo}-{hi} for an "
-                                      f"IPv{version} pool")
-        elif net.prefixlen > self.block_size:
-            problems.add("cidr", f"/{net.prefixlen} is smaller than one block "
-                                 f"(blockSize {self.block_size})")
+        with problems.part():
+            if self.block_size is None:
+                object.__setattr__(self, "block_size", DEFAULT_BLOCK_SIZE[version])
+            lo, hi = BLOCK_SIZE_RANGE[version]
+            if not lo <= self.block_size <= hi:
+                problems.add("blockSize", f"{self.block_size} out of range {lo}-{hi} for an "
+                                          f"IPv{version} pool")
+            elif net.prefixlen > self.block_size:
+                problems.add("cidr", f"/{net.prefixlen} is smaller than one block "
+                                     f"(blockSize {self.block_size})")
         for bad in _FORBIDDEN_POOL_NETS:
             if bad.version == version and net.overlaps(bad):
                 problems.add("cidr", f"{self.cidr} overlaps reserved range {bad}")
-        if "LoadBalancer" in self.allowed_uses and len(set(self.allowed_uses)) > 1:
-            problems.add("allowedUses", "LoadBalancer cannot be combined with other uses")
-        if len(set(self.allowed_uses)) != len(self.allowed_uses):
-            problems.add("allowedUses", "a use is listed more than once")
+        with problems.part():
+            if "LoadBalancer" in self.allowed_uses and len(set(self.allowed_uses)) > 1:
+                problems.add("allowedUses", "LoadBalancer cannot be combined with other uses")
+            if len(set(self.allowed_uses)) != len(self.allowed_uses):
+                problems.add("allowedUses", "a use is listed more than once")
         problems.raise_if_any()
         return self
 
@@ -288,16 +290,21 @@ class BGPPeerSpec(Model):
     def _consistent(self) -> BGPPeerSpec:
         problems = ProblemList()
         refuse_unsupported(self, problems)
-        if self.node and self.node_selector:
-            problems.add("nodeSelector", "node and nodeSelector cannot both be set")
-        if self.peer_ip and self.peer_selector:
-            problems.add("peerSelector", "peerIP and peerSelector cannot both be set")
-        if not self.peer_ip and not self.peer_selector:
-            problems.add("", "needs peerIP or peerSelector")
-        if self.peer_ip and self.as_number is None:
-            problems.add("asNumber", "required with peerIP")
-        if self.ttl_security is not None and not 0 <= self.ttl_security <= 255:
-            problems.add("ttlSecurity", f"{self.ttl_security} out of range 0-255")
+        with problems.part():
+            if self.node and self.node_selector:
+                problems.add("nodeSelector", "node and nodeSelector cannot both be set")
+        with problems.part():
+            if self.peer_ip and self.peer_selector:
+                problems.add("peerSelector", "peerIP and peerSelector cannot both be set")
+        with problems.part():
+            if not self.peer_ip and not self.peer_selector:
+                problems.add("", "needs peerIP or peerSelector")
+        with problems.part():
+            if self.peer_ip and self.as_number is None:
+                problems.add("asNumber", "required with peerIP")
+        with problems.part():
+            if self.ttl_security is not None and not 0 <= self.ttl_security <= 255:
+                problems.add("ttlSecurity", f"{self.ttl_security} out of range 0-255")
         problems.raise_if_any()
         return self
 

@@ -7,6 +7,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gingham.model.meta import (
+    AppliedLabels,
     Bool,
     Float,
     Model,
@@ -80,18 +81,20 @@ class PolicySpec(Model):
     @model_validator(mode="after")
     def _types_and_limits(self) -> PolicySpec:
         problems = ProblemList()
-        if self.types is None:
-            object.__setattr__(self, "types", default_types(self.ingress, self.egress))
-        else:
-            seen: set[str] = set()
-            for i, kind in enumerate(self.types):
-                if kind in seen:
-                    problems.add(f"types[{i}]", f"{kind!r} listed more than once")
-                seen.add(kind)
+        with problems.part():
+            if self.types is None:
+                object.__setattr__(self, "types", default_types(self.ingress, self.egress))
+            else:
+                seen: set[str] = set()
+                for i, kind in enumerate(self.types):
+                    if kind in seen:
+                        problems.add(f"types[{i}]", f"{kind!r} listed more than once")
+                    seen.add(kind)
         for direction in ("ingress", "egress"):
-            count = len(getattr(self, direction))
-            if count > MAX_RULES:
-                problems.add(direction, f"{count} rules: at most {MAX_RULES} per direction")
+            with problems.part():
+                count = len(getattr(self, direction))
+                if count > MAX_RULES:
+                    problems.add(direction, f"{count} rules: at most {MAX_RULES} per direction")
         problems.raise_if_any()
         return self
 
@@ -112,14 +115,17 @@ class GlobalNetworkPolicySpec(PolicySpec):
     @model_validator(mode="after")
     def _host_policy_flags(self) -> GlobalNetworkPolicySpec:
         problems = ProblemList()
-        if self.do_not_track and self.pre_dnat:
-            problems.add("preDNAT", "doNotTrack and preDNAT cannot both be true")
-        if (self.do_not_track or self.pre_dnat) and not self.apply_on_forward:
-            problems.add("applyOnForward", "must be true when doNotTrack or preDNAT is true")
-        if self.pre_dnat:
-            if self.egress:
+        with problems.part():
+            if self.do_not_track and self.pre_dnat:
+                problems.add("preDNAT", "doNotTrack and preDNAT cannot both be true")
+        with problems.part():
+            if (self.do_not_track or self.pre_dnat) and not self.apply_on_forward:
+                problems.add("applyOnForward", "must be true when doNotTrack or preDNAT is true")
+        with problems.part():
+            if self.pre_dnat and self.egress:
                 problems.add("egress", "a preDNAT policy cannot have egress rules")
-            if "Egress" in (self.types or ()):
+        with problems.part():
+            if self.pre_dnat and "Egress" in (self.types or ()):
                 problems.add("types", "a preDNAT policy cannot have type Egress")
         problems.raise_if_any()
         return self
@@ -196,7 +202,7 @@ class Tier(Resource):
 class ProfileSpec(Model):
     ingress: tuple[Rule, ...] = ()
     egress: tuple[Rule, ...] = ()
-    labels_to_apply: dict[Str, Str] = Field(default_factory=dict)
+    labels_to_apply: AppliedLabels = Field(default_factory=dict)
 
 
 class Profile(Resource):

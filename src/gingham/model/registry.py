@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import pydantic
 
@@ -125,10 +125,33 @@ def check_resource(doc: Any, location: str, base: str = "") -> tuple[Resource | 
     except ManifestError as exc:
         return None, [Problem(location, join_path(base, p.path), p.message)
                       for p in exc.problems]
+    body, problems = _without_status(info, doc, location, base)
     try:
-        return info.model.model_validate(dict(doc)), []
+        resource = info.model.model_validate(body)
     except pydantic.ValidationError as exc:
-        return None, translate(exc, location, base)
+        return None, problems + translate(exc, location, base, info.model)
+    return (None, problems) if problems else (resource, [])
+
+
+STATUS_MESSAGE: Final = "status is written by the system, not by manifests; remove it"
+
+
+def _without_status(info: KindInfo, doc: Mapping[str, Any], location: str,
+                    base: str) -> tuple[dict[str, Any], list[Problem]]:
+    """``doc`` without the ``status`` a kind does not have.
+
+    kubectl exports carry ``status: {}`` for kinds whose status is empty, which
+    says nothing and is dropped; a status with content describes what a system
+    observed, which a manifest cannot set, and is refused. Kinds with a status
+    field of their own (Namespace) keep theirs.
+    """
+    body = dict(doc)
+    if "status" not in body or "status" in info.model.model_fields:
+        return body, []
+    status = body.pop("status")
+    if status is None or status == {}:
+        return body, []
+    return body, [Problem(location, join_path(base, "status"), STATUS_MESSAGE)]
 
 
 def parse_resource(doc: Mapping[str, Any], index: int | None = None) -> Resource:

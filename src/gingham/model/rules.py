@@ -132,31 +132,38 @@ class Rule(Model):
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
         problems = ProblemList()
-        number = None if self.protocol is None else protocol_number(self.protocol)
         for side in ("source", "destination"):
-            entity: EntityRule = getattr(self, side)
-            for field, alias in (("ports", "ports"), ("not_ports", "notPorts")):
-                if getattr(entity, field) and number not in PORT_PROTOCOLS:
-                    problems.add(
-                        f"{side}.{alias}",
-                        "ports need protocol TCP, UDP or SCTP",
-                    )
-            if self.ip_version is not None:
-                for field, alias in (("nets", "nets"), ("not_nets", "notNets")):
-                    for i, net in enumerate(getattr(entity, field)):
-                        if ipaddress.ip_network(net).version != self.ip_version:
-                            problems.add(
-                                f"{side}.{alias}[{i}]",
-                                f"{net} is not an IPv{self.ip_version} network "
-                                f"(ipVersion is {self.ip_version})",
-                            )
+            with problems.part():
+                entity: EntityRule = getattr(self, side)
+                number = self._protocol_number()
+                for field, alias in (("ports", "ports"), ("not_ports", "notPorts")):
+                    if getattr(entity, field) and number not in PORT_PROTOCOLS:
+                        problems.add(f"{side}.{alias}", "ports need protocol TCP, UDP or SCTP")
+            with problems.part():
+                entity = getattr(self, side)
+                if self.ip_version is not None:
+                    for field, alias in (("nets", "nets"), ("not_nets", "notNets")):
+                        for i, net in enumerate(getattr(entity, field)):
+                            if ipaddress.ip_network(net).version != self.ip_version:
+                                problems.add(
+                                    f"{side}.{alias}[{i}]",
+                                    f"{net} is not an IPv{self.ip_version} network "
+                                    f"(ipVersion is {self.ip_version})",
+                                )
         for field, alias in (("icmp", "icmp"), ("not_icmp", "notICMP")):
-            if getattr(self, field) is not None and number not in _ICMP_PROTOCOLS:
-                problems.add(alias, "ICMP matches need protocol ICMP or ICMPv6")
-        if number in _ICMP_PROTOCOLS and self.ip_version is not None:
-            wanted = _ICMP_PROTOCOLS[number]
-            if wanted != self.ip_version:
-                problems.add("protocol", f"{self.protocol} does not go with ipVersion "
-                                         f"{self.ip_version}")
+            with problems.part():
+                if getattr(self, field) is not None and \
+                        self._protocol_number() not in _ICMP_PROTOCOLS:
+                    problems.add(alias, "ICMP matches need protocol ICMP or ICMPv6")
+        with problems.part():
+            number = self._protocol_number()
+            if number in _ICMP_PROTOCOLS and self.ip_version is not None:
+                wanted = _ICMP_PROTOCOLS[number]
+                if wanted != self.ip_version:
+                    problems.add("protocol", f"{self.protocol} does not go with ipVersion "
+                                             f"{self.ip_version}")
         problems.raise_if_any()
         return self
+
+    def _protocol_number(self) -> int | None:
+        return None if self.protocol is None else protocol_number(self.protocol)

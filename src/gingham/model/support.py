@@ -29,7 +29,7 @@ path, message) names them like any other validation error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from pydantic import BaseModel
@@ -50,6 +50,7 @@ from gingham.model.support_types import (
     refused,
     reported,
 )
+from gingham.suggest import did_you_mean
 
 # --- the tables -------------------------------------------------------------
 
@@ -147,13 +148,14 @@ UNMODELLED: Final[tuple[tuple[str, str], ...]] = (
 )
 
 
-def unknown_field_message(name: str) -> str:
-    """The message for a field no model has: ``unknown field``, and why if Calico has it."""
+def unknown_field_message(name: str, allowed: Iterable[str] = ()) -> str:
+    """The message for a field no model has: ``unknown field``, and why if Calico has
+    it, else the closest of the ``allowed`` names (``unknown field; did you mean 'selector'?``)."""
     lowered = name.lower()
     for family, why in UNMODELLED:
         if family in lowered:
             return f"unknown field: {why}"
-    return "unknown field"
+    return "unknown field" + did_you_mean(name, allowed)
 
 
 __all__ = [

@@ -53,6 +53,7 @@ POLICY: Final[dict[str, dict[str, Support]]] = {
         "generation": recorded("set by API servers; " + _META_KEPT),
         "generateName": recorded("used by Kubernetes API servers only; " + _META_KEPT),
         "deletionTimestamp": recorded("set by API servers; " + _META_KEPT),
+        "deletionGracePeriodSeconds": recorded("set by API servers; " + _META_KEPT),
         "finalizers": recorded("honoured by Kubernetes API servers only; " + _META_KEPT),
         "ownerReferences": recorded("honoured by Kubernetes garbage collection only; "
                                     + _META_KEPT),

@@ -11,13 +11,14 @@ A key repeated in one mapping is an error naming both lines.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
+from gingham.model.lists import expand
 from gingham.model.meta import ManifestError, Problem, Resource
-from gingham.model.registry import check_resource, describe
+from gingham.model.registry import check_resource
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
@@ -182,36 +183,26 @@ def load_yaml_documents(text: str, loader_class: type[PyLoader] | None = None) -
 def load_manifests(text: str) -> list[Resource]:
     """Every resource in a multi-document YAML (or JSON) text, in order.
 
-    A ``kind: List`` document contributes its ``items``. If any document is
-    bad, nothing is returned: one ManifestError lists the problems of all of
-    them, each located as ``doc N (Kind name)`` (N counts from 1).
+    A list document (kubectl's ``kind: List``, calicoctl's ``kind: <Kind>List``)
+    contributes its ``items`` (see :mod:`gingham.model.lists`). If any document
+    is bad, nothing is returned: one ManifestError lists the problems of all of
+    them, each located as ``doc N (Kind name)`` or ``doc N item M (Kind name)``
+    (N and M count from 1).
     """
     resources: list[Resource] = []
     problems: list[Problem] = []
     for i, doc in enumerate(load_yaml_documents(text)):
-        for location, base, item in _expand(doc, i):
-            resource, found = check_resource(item, location, base)
+        for entry in expand(doc, i):
+            problems.extend(entry.problems)
+            if entry.problems:
+                continue
+            resource, found = check_resource(entry.document, entry.location)
             problems.extend(found)
             if resource is not None:
                 resources.append(resource)
     if problems:
         raise ManifestError(problems)
     return resources
-
-
-def _expand(doc: Any, index: int) -> Iterable[tuple[str, str, Any]]:
-    if isinstance(doc, Mapping) and doc.get("kind") == "List" and "items" in doc:
-        items = doc["items"]
-        if not isinstance(items, list):
-            yield f"doc {index + 1} (List)", "items", items
-            return
-        for j, item in enumerate(items):
-            label = describe(item, None) if isinstance(item, Mapping) else ""
-            location = f"doc {index + 1} item {j + 1}" + (f" ({label})" if label else "")
-            yield location, "", item
-        return
-    location = describe(doc, index) if isinstance(doc, Mapping) else f"doc {index + 1}"
-    yield location, "", doc
 
 
 def to_dict(resource: Resource) -> dict[str, Any]:

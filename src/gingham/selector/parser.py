@@ -10,12 +10,19 @@ tokens)::
     term     := "(" or ")" | "all" "(" ")" | "global" "(" ")"
               | "has" "(" KEY ")" | KEY op
     op       := ( "==" | "!=" | "contains" | "starts" "with" | "ends" "with" ) STRING
-              | ( "in" | "not" "in" ) "{" [ STRING ( "," STRING )* ] "}"
+              | ( "in" | "not" "in" ) "{" [ STRING ( "," STRING )* [ "," ] ] "}"
 
 KEY is a run of ``[A-Za-z0-9_./-]`` (so ``projectcalico.org/name`` and
 ``app.kubernetes.io/part-of`` are single keys); the words ``in``, ``has``,
 ``all`` … are keywords only where the grammar expects them, so they remain
 usable as label keys. STRING is single- or double-quoted with no escapes.
+
+As in Calico's tokenizer, the two words of ``starts with``, ``ends with`` and
+``not in`` may be written together (``startswith``, ``notin``), an operator
+may touch the literal after it (``a startswith'x'``, ``a in{'x'}``), and a
+set may end with a comma (``{'x',}``; ``{,}`` is still an error). A KEY must
+be a valid label key (Kubernetes' qualified name: ``gingham.selector.labels``):
+a key no label can have is refused rather than left never to match.
 
 Errors raise :class:`gingham.errors.SelectorError` with the 0-based column
 of the offending token (or of the end of input when something is missing).
@@ -40,6 +47,8 @@ from gingham.selector.ast import (
     make_not,
     make_or,
 )
+from gingham.selector.labels import selector_key_problem
+from gingham.suggest import closest
 
 TokKind = Literal["key", "str", "op", "end"]
 
@@ -50,6 +59,10 @@ _PUNCT: Final = ("==", "!=", "&&", "||", "!", "(", ")", "{", "}", ",")
 MAX_LENGTH: Final = 64 * 1024
 # Each level costs a few Python frames while parsing, printing and compiling.
 MAX_DEPTH: Final = 64
+# The operators after a label key, as the error for a missing one lists them.
+_OPERATORS: Final = ("==", "!=", "in", "not in", "contains", "starts with", "ends with")
+# Operators written as one word; the two-word spellings are parsed word by word.
+_ONE_WORD: Final[dict[str, CmpOp]] = {"startswith": "starts with", "endswith": "ends with"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +200,22 @@ class _Parser:
                 key = self.peek()
                 if key.kind != "key":
                     raise self.fail("expected a label key inside has()")
+                self.check_key(key)
                 self.next()
                 self.expect_op(")", "after the label key of has(")
                 return make_has(key.text)
             self.expect_op(")", f"after {tok.text}(")
             return ALL if tok.text == "all" else GLOBAL
         self.next()
-        return self.parse_operator(tok.text)
+        node = self.parse_operator(tok.text)
+        # Checked once the operator is known: "a b" is a missing operator, not a bad key.
+        self.check_key(tok)
+        return node
+
+    def check_key(self, tok: Token) -> None:
+        problem = selector_key_problem(tok.text)
+        if problem is not None:
+            raise SelectorError(problem, self.expr, tok.pos)
 
     def parse_operator(self, key: str) -> Node:
         tok = self.peek()
@@ -204,6 +226,9 @@ class _Parser:
         elif self.is_word("contains"):
             op = "contains"
             self.next()
+        elif tok.kind == "key" and tok.text in _ONE_WORD:
+            op = _ONE_WORD[tok.text]
+            self.next()
         elif self.is_word("starts") or self.is_word("ends"):
             self.next()
             if not self.is_word("with"):
@@ -213,6 +238,9 @@ class _Parser:
         elif self.is_word("in"):
             self.next()
             return make_in(key, self.parse_set(), negated=False)
+        elif self.is_word("notin"):
+            self.next()
+            return make_in(key, self.parse_set(), negated=True)
         elif self.is_word("not"):
             self.next()
             if not self.is_word("in"):
@@ -220,10 +248,13 @@ class _Parser:
             self.next()
             return make_in(key, self.parse_set(), negated=True)
         else:
-            raise self.fail(
-                f"expected an operator after label key {key!r} "
-                "('==', '!=', 'in', 'not in', 'contains', 'starts with', 'ends with')"
-            )
+            listed = ", ".join(repr(o) for o in _OPERATORS)
+            message = (f"expected an operator after label key {key!r} ({listed}), "
+                       f"found {_describe(tok)}")
+            guess = closest(tok.text, [*_OPERATORS, *_ONE_WORD]) if tok.kind == "key" else None
+            if guess is not None:
+                message += f"; did you mean {_ONE_WORD.get(guess, guess)!r}?"
+            raise SelectorError(message, self.expr, tok.pos)
         return make_cmp(key, op, self.parse_string())
 
     def parse_string(self) -> str:
@@ -243,6 +274,9 @@ class _Parser:
             values.append(self.parse_string())
             if self.is_op(","):
                 self.next()
+                if self.is_op("}"):  # a trailing comma, as Calico allows
+                    self.next()
+                    return values
                 continue
             self.expect_op("}", "or ',' in the set of values")
             return values

@@ -185,7 +185,8 @@ ERRORS: list[tuple[str, int, str]] = [
     ("a ends wth 'x'", 7, "expected 'with'"),
     ("a not 'x'", 6, "expected 'in'"),
     ("a in 'x'", 5, "expected '{'"),
-    ("a in {'x',}", 10, "expected a quoted string"),
+    ("a in {,}", 6, "expected a quoted string"),
+    ("a in {'x',,}", 10, "expected a quoted string"),
     ("a in {'x' 'y'}", 10, "expected '}'"),
     ("a in {'x'", 9, "expected '}'"),
     ("a in {x}", 6, "expected a quoted string"),
@@ -197,6 +198,15 @@ ERRORS: list[tuple[str, int, str]] = [
     ("a === 'x'", 4, "'=='"),
     ("a == 'x' ; b == 'y'", 9, "unexpected character ';'"),
     ("café == 'x'", 3, "unexpected character 'é'"),
+    ("a startwith 'x'", 2, "found 'startwith'; did you mean 'starts with'?"),
+    ("a endwith 'x'", 2, "did you mean 'ends with'?"),
+    ("a contain 'x'", 2, "did you mean 'contains'?"),
+    ("a notn {'x'}", 2, "did you mean 'not in'?"),
+    ("a startswithx 'y'", 2, "expected an operator"),
+    ("a inx {'y'}", 2, "expected an operator"),
+    ("a startswith x", 13, "expected a quoted string"),
+    ("x" * 64 + " == 'a'", 0, "invalid label key"),
+    ("has(a/b/c)", 4, "at most one '/'"),
 ]
 
 

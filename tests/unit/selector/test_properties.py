@@ -100,11 +100,14 @@ def render(t: Tree, pick: Pick) -> str:
     if op in ("==", "!="):
         return f"{t[1]}{sp()}{op}{sp()}{q(t[2])}"
     if op in ("contains", "starts with", "ends with"):
-        word = op.replace(" ", pick([" ", "  ", "\t"]))
-        return f"{t[1]} {sp()}{word} {sp()}{q(t[2])}"
+        # Calico's spellings: "startswith" in one word, the literal touching the operator.
+        word = op.replace(" ", pick([" ", "  ", "\t", ""]))
+        return f"{t[1]} {sp()}{word}{sp()}{q(t[2])}"
     if op in ("in", "not in"):
         items = f"{sp()},{sp()}".join(q(v) for v in t[2])
-        word = op.replace(" ", pick([" ", "   "]))
+        if t[2]:
+            items += pick(["", f"{sp()},"])  # a trailing comma
+        word = op.replace(" ", pick([" ", "   ", ""]))
         return f"{t[1]} {sp()}{word}{sp()}{{{sp()}{items}{sp()}}}"
     if op in ("has", "!has"):
         bang = "!" + sp() if op == "!has" else ""
@@ -153,7 +156,8 @@ def test_only_label_keys_matter(tree: Tree, labels: dict[str, str], extra: dict[
     assert sel.evaluate({**labels, **extra}) is sel.evaluate(labels)
 
 
-FRAGMENTS = [*"ab(){},'\"!=&| \tinotl.-/_", "in", "has(", "==", "&&", "||", "not in", "all()"]
+FRAGMENTS = [*"ab(){},'\"!=&| \tinotl.-/_", "in", "has(", "==", "&&", "||", "not in", "all()",
+             "notin", "startswith", "ends with", ",}"]
 
 
 @settings(max_examples=500, deadline=None)
