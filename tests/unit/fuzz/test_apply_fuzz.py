@@ -114,6 +114,12 @@ def test_apply_writes_everything_or_nothing(
             assert "nothing was written" in result.output
             assert _dump(url) == before
             return
+        if result.exit_code == 1 and "spec.interfaceName" in result.output:
+            # apply's one check beyond the model: an endpoint whose interface its
+            # node's agent would not program. Refused whole, like a model error.
+            assert "nothing was written" in result.output
+            assert _dump(url) == before
+            return
         # Documents naming the same resource twice: the last one wins.
         last = {_identity(d): d for d in map(_with_namespace, expected)}
         assert result.exit_code == 0, result.output
