@@ -5,7 +5,10 @@ PYTEST_ARGS ?=
 # Every package the venv gets, runtime + dev + bench + the build backend, pinned with
 # hashes for CPython 3.11 on Linux. `make lock` regenerates it keeping the pinned
 # versions; `make lock LOCK_ARGS=--upgrade` moves to the newest the ranges allow.
+# RUNTIME_LOCK: the runtime dependencies alone, at the same versions, for hosts
+# (docs/INSTALL.md).
 LOCK := requirements/lock.txt
+RUNTIME_LOCK := requirements/runtime.txt
 LOCK_ARGS ?=
 UV_VERSION := 0.13.9
 
@@ -30,7 +33,10 @@ lock:
 	python3 -m venv "$$tool" && "$$tool/bin/pip" install -q "uv==$(UV_VERSION)" && \
 	"$$tool/bin/uv" pip compile pyproject.toml requirements/build.in --extra dev --extra bench \
 	    --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
-	    --custom-compile-command "make lock" --quiet -o $(LOCK) $(LOCK_ARGS)
+	    --custom-compile-command "make lock" --quiet -o $(LOCK) $(LOCK_ARGS) && \
+	"$$tool/bin/uv" pip compile pyproject.toml -c $(LOCK) \
+	    --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	    --custom-compile-command "make lock" --quiet -o $(RUNTIME_LOCK)
 
 test: deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)

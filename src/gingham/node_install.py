@@ -175,11 +175,18 @@ def _remove(prefix: Path, path: str, was: str, dry_run: bool) -> Change:
 
 
 def _prune_wants(prefix: Path, path: str) -> None:
-    """Links ``systemctl enable`` left to a unit file just removed (a prefix: no systemctl)."""
+    """Links ``systemctl enable`` left to a unit file just removed (a prefix: no systemctl).
+    Their targets are absolute paths of the installed root, so they are looked at under
+    ``prefix``."""
     if not path.startswith(UNIT_DIR + "/"):
         return
-    for link in _under(prefix, UNIT_DIR).glob(f"*.wants/{Path(path).name}"):
-        if link.is_symlink() and not link.exists():
+    for wants in _under(prefix, UNIT_DIR).glob("*.wants"):
+        link = wants / Path(path).name  # not glob()'s: it skips a link whose target is gone
+        if not link.is_symlink():
+            continue
+        target = os.readlink(link)
+        resolved = _under(prefix, target) if target.startswith("/") else link.parent / target
+        if not resolved.exists():
             link.unlink()
 
 
