@@ -9,7 +9,7 @@ from gingham.agent.capabilities import probe_capabilities
 from gingham.agent.cluster_guard import ClusterGuard
 from gingham.agent.cni_handover import Handover
 from gingham.agent.cni_server import CniServer
-from gingham.agent.daemon import Agent
+from gingham.agent.daemon import Agent, AgentState
 from gingham.agent.decode import KeyedMemory, decode, decode_value
 from gingham.agent.detect import detect_addresses, underlay_mtu_probe
 from gingham.agent.health import HealthServer, metrics_server
@@ -35,6 +35,7 @@ from gingham.fanout.client import FanoutClient
 from gingham.hostfiles import mtu_path, run_dir
 from gingham.routing.bgp import BgpManager
 from gingham.routing.bird import BirdProcess
+from gingham.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,11 @@ class RunningAgent:
     settings: AgentSettings  # the health and metrics servers
     netlink: Netlink
     cni: CniServer | None = None  # None: it could not start (the plugin runs commands itself)
+    notifier: Notifier | None = None  # systemd's (Type=notify): READY=1 as /readyz turns ready
 
     def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stopping()
         if self.cni is not None:
             self.cni.close()  # first: commands in flight finish on a live datastore
         self.settings.close()
@@ -100,6 +104,12 @@ def build_agent(
         )
 
     settings = AgentSettings(make_server, overrides or LocalOverrides())
+    notifier = Notifier()
+
+    def on_status(state: AgentState) -> None:
+        # systemd first: a status file that cannot be written must not hold back READY=1.
+        notifier.update(state.ready, service_status(state))
+        write_status(host_dir / STATUS_FILE, hostname, state)
     handover = Handover()
     source = FanoutClient(fanout) if fanout else None
     agent = Agent(
@@ -116,7 +126,7 @@ def build_agent(
         underlay_mtu=underlay_mtu_probe(addresses),
         capabilities=probe_capabilities,
         tickers=[settings.tick],
-        on_status=lambda state: write_status(host_dir / STATUS_FILE, hostname, state),
+        on_status=on_status,
         metrics=metrics,
         handover=handover,
         source=source,
@@ -132,7 +142,18 @@ def build_agent(
         addresses,
         settings.health_at,
     )
-    return RunningAgent(agent, ds, settings, netlink, cni)
+    return RunningAgent(agent, ds, settings, netlink, cni, notifier)
+
+
+def service_status(state: AgentState) -> str:
+    """The one line ``systemctl status`` shows for the agent."""
+    if state.ready:
+        return "ready: the dataplane is programmed from the datastore"
+    if state.blocked:
+        return f"not ready: {state.blocked}"
+    if not state.programmed_once:
+        return "starting: waiting for the first full sync from the datastore"
+    return "not ready: datastore lost or a dataplane failure (see /readyz and the log)"
 
 
 def _start_cni(server: CniServer) -> CniServer | None:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -88,15 +89,22 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def _write_public(path: Path, text: str) -> None:
+def _write_executable(path: Path, text: str) -> None:
+    """A plugin: 0755, replacing a link an older install made (never writing through it)."""
+    if path.is_symlink():
+        path.unlink()
+    _write_public(path, text, 0o755)
+
+
+def _write_public(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # whatever the umask: the runtime must read it
+        os.chmod(tmp, mode)  # whatever the umask: the runtime must read it
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -178,33 +186,67 @@ def install_cmd(
     """Write the plugins into BIN_DIR and the configuration into CONF_DIR.
 
     The plugins are small launchers of this installation's interpreter
-    (``cni/launcher.py``), not links to its console scripts: they start faster.
+    (``cni/launcher.py``), not links to its console scripts: they start faster,
+    and name no path of a source checkout. They need that interpreter: run this
+    again after recreating or moving its virtual environment.
 
     Datastore credentials go into CONF_DIR/10-NAME.credentials (mode 0600),
     never into the configuration itself.
     """
-    from gingham.cni.launcher import ENTRIES, write_launcher
-    from gingham.datastore.url import split_credentials
-
     # Everything is checked before the first file is touched.
     name, node = _check_name(net_name), _check_host(host)
     run_dir = _check_run_dir(run_dir)
-    public, creds = split_credentials(context_datastore_url(ctx))
-    bins = Path(bin_dir)
+    bins, confs = Path(bin_dir), Path(conf_dir).absolute()
+    files = cni_files(name, node, run_dir, agent, bins, confs, context_datastore_url(ctx))
     bins.mkdir(parents=True, exist_ok=True)
-    for plugin, entry in ENTRIES.items():
-        write_launcher(bins / plugin, entry)
-    confs = Path(conf_dir).absolute()
     confs.mkdir(parents=True, exist_ok=True)
-    path = confs / f"10-{name}.conflist"
-    secrets = confs / f"10-{name}.credentials"
-    if creds:
-        _write_private(secrets, json.dumps(creds, indent=2) + "\n")
-    else:
+    for f in files:
+        if f.mode == 0o755:
+            _write_executable(f.path, f.text)
+        elif f.mode == 0o600:
+            _write_private(f.path, f.text)
+        else:
+            _write_public(f.path, f.text)
+    secrets = credentials_path(confs, name)
+    written = {f.path for f in files}
+    if secrets not in written:
         # a credentials file from an earlier install must not outlive its use
         with contextlib.suppress(FileNotFoundError):
             secrets.unlink()
+    conf = confs / f"10-{name}.conflist"
+    extra = f" (credentials in {secrets}, mode 0600)" if secrets in written else ""
+    click.echo(f"installed gingham and gingham-ipam in {bins}; configuration {conf}{extra}")
+
+
+@dataclass(frozen=True)
+class CniFile:
+    path: Path
+    text: str
+    mode: int  # 0o755 a plugin, 0o600 the credentials, 0o644 the configuration
+
+
+def credentials_path(conf_dir: Path, name: str) -> Path:
+    return conf_dir / f"10-{name}.credentials"
+
+
+def cni_files(name: str, node: str, run_dir: str | None, agent: bool, bin_dir: Path,
+              conf_dir: Path, datastore_url: str) -> list[CniFile]:
+    """What ``cni install`` writes: the two plugins, the configuration and, when the URL
+    carries them, the datastore credentials. Nothing is written here.
+
+    The plugins are launchers of this installation's interpreter
+    (``cni/launcher.py``): not links into a virtual environment or a checkout."""
+    from gingham.cni.launcher import ENTRIES, launcher, site_dir
+    from gingham.datastore.url import split_credentials
+
+    public, creds = split_credentials(datastore_url)
+    site = site_dir()
+    out = [CniFile(bin_dir / plugin, launcher(entry, site), 0o755)
+           for plugin, entry in ENTRIES.items()]
+    secrets = credentials_path(conf_dir, name)
+    if creds:
+        out.append(CniFile(secrets, json.dumps(creds, indent=2) + "\n", 0o600))
     data = conflist(name, public, node, str(secrets) if creds else None, run_dir, agent)
-    _write_public(path, json.dumps(data, indent=2) + "\n")
-    extra = f" (credentials in {secrets}, mode 0600)" if creds else ""
-    click.echo(f"installed gingham and gingham-ipam in {bins}; configuration {path}{extra}")
+    out.append(CniFile(conf_dir / f"10-{name}.conflist", json.dumps(data, indent=2) + "\n",
+                       0o644))  # last: it names the credentials file
+    return out

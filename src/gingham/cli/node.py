@@ -211,3 +211,126 @@ def _run_dir_for(host: str) -> Path:
         except LabError:
             pass
     return DEFAULT_RUN_DIR
+
+
+@node_group.command("install")
+@click.option("--datastore", "datastore", default=None, metavar="URL",
+              help="The cluster's datastore, written to /etc/gingham/gingham.env [default: "
+                   "gingham's --datastore or $GINGHAM_DATASTORE; one of them is required].")
+@click.option("--node", "node", default=None, metavar="NAME",
+              help="This host's Node name, for the agent, the Docker plugin and the CNI "
+                   "configuration [default: the host name].")
+@click.option("--prefix", default="/", show_default=True, metavar="DIR",
+              help="Write under DIR instead of / (an image being built); systemd is not told.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@click.pass_context
+@handle_errors
+def install_cmd(ctx: click.Context, datastore: str | None, node: str | None, prefix: str,
+                dry_run: bool) -> None:
+    """Install this host's systemd units, their environment file and the CNI plugin.
+
+    Writes gingham-node.service (the agent), gingham-fanout.service and
+    gingham-docker.service into /etc/systemd/system, running this installation's
+    `gingham` by its absolute path; /etc/gingham/gingham.env (0600) with the datastore
+    URL; the CNI plugins and configuration as `gingham cni install` does. Running it
+    again changes only what differs. Enables and starts nothing: see docs/INSTALL.md.
+
+    \b
+    Examples:
+      gingham node install --datastore etcd://10.0.0.1:2379
+      systemctl enable --now gingham-node
+      gingham node install --prefix /tmp/img --datastore sqlite:///var/lib/gingham/gingham.db --dry-run
+    """
+    import socket
+
+    from gingham import node_install as ni
+    from gingham.cni.netconf import check_name
+    from gingham.cni.protocol import PluginError
+    from gingham.datastore.url import parse_url
+    from gingham.model.meta import check_resource_name
+
+    root = check_prefix_or_fail(prefix)
+    obj = ctx.find_root().obj
+    url = datastore or (obj.get("datastore") if isinstance(obj, dict) else None)
+    if not url:
+        raise click.UsageError(
+            "give the cluster's datastore: --datastore URL (or gingham --datastore URL, or "
+            "GINGHAM_DATASTORE); the current lab's or the default one is never assumed here")
+    parse_url(url)  # a malformed URL is refused by name, before anything is written
+    name = node or socket.gethostname()
+    try:
+        check_resource_name(name)  # the Node's, and the CNI configuration's, rules
+        check_name(name, "node name")
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (the host name, unless --node is given)",
+                                 param_hint="--node") from None
+    except PluginError as exc:
+        raise click.BadParameter(exc.msg, param_hint="--node") from None
+    changes = ni.install(root, ni.plan(url, name), dry_run)
+    _print_changes(changes, dry_run)
+    units_changed = any(c.action != "unchanged" for c in changes if c.path in ni.unit_paths(changes))
+    if dry_run:
+        return
+    if root != Path("/"):
+        click.echo(f"systemd not told (--prefix {root}): on that root, run "
+                   "`systemctl daemon-reload` before enabling the units")
+    elif not ni.systemd_running():
+        click.echo("systemd is not running here: no daemon-reload")
+    elif units_changed:
+        problem = ni.systemctl("daemon-reload")
+        if problem:
+            raise click.ClickException(f"systemctl daemon-reload failed: {problem}")
+        click.echo("systemctl daemon-reload: done")
+    click.echo("next: systemctl enable --now gingham-node "
+               "(and gingham-docker for Docker, gingham-fanout for a fan-out server)")
+
+
+@node_group.command("uninstall")
+@click.option("--prefix", default="/", show_default=True, metavar="DIR",
+              help="Remove what `node install --prefix DIR` wrote.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@handle_errors
+def uninstall_cmd(prefix: str, dry_run: bool) -> None:
+    """Remove what `gingham node install` wrote (units stopped and disabled first).
+
+    A file changed since the install wrote it is kept, and named. Running
+    processes other than the units' (BIRD, left running by the agent on purpose)
+    are not touched.
+    """
+    from gingham import node_install as ni
+
+    root = check_prefix_or_fail(prefix)
+    if not ni.read_manifest(root):
+        click.echo(f"nothing to remove: no {ni.MANIFEST} under {root}")
+        return
+    live = root == Path("/") and ni.systemd_running() and not dry_run
+    if live:
+        for unit in ni.UNIT_NAMES:
+            problem = ni.systemctl("disable", "--now", unit)
+            if problem and "not loaded" not in problem and "does not exist" not in problem:
+                click.echo(f"systemctl disable --now {unit}: {problem}", err=True)
+    changes = ni.uninstall(root, dry_run)
+    _print_changes(changes, dry_run)
+    if live:
+        problem = ni.systemctl("daemon-reload")
+        if problem:
+            raise click.ClickException(f"systemctl daemon-reload failed: {problem}")
+
+
+def check_prefix_or_fail(prefix: str) -> Path:
+    path = Path(prefix)
+    if not path.is_absolute():
+        raise click.BadParameter("must be an absolute path", param_hint="--prefix")
+    return path.resolve()
+
+
+_VERBS = {"create": ("created", "would create"), "update": ("updated", "would update"),
+          "unchanged": ("unchanged", "unchanged"), "remove": ("removed", "would remove"),
+          "absent": ("already gone", "already gone"),
+          "keep": ("kept (changed since it was installed; remove it yourself)",
+                   "would keep (changed since it was installed)")}  # fmt: skip
+
+
+def _print_changes(changes: list[Any], dry_run: bool) -> None:
+    for change in changes:
+        click.echo(f"{_VERBS[change.action][1 if dry_run else 0]}: {change.path}")

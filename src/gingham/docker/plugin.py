@@ -27,6 +27,7 @@ from gingham.docker.labels import LabelFollower
 from gingham.docker.network_driver import NetworkDriver
 from gingham.docker.server import Handler, PluginServer
 from gingham.errors import GinghamError
+from gingham.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,13 @@ def serve(ds: Datastore, node: str, socket_path: Path, engine: Engine, run_dir: 
     server.start()
     plugin.reconcile_when_ready()
     log.info("gingham Docker driver for node %s on %s", node, socket_path)
+    # Ready for systemd (Type=notify) once the socket answers: Docker finds the plugin
+    # by that file, and the start-up reconcile waits for the daemon on its own thread.
+    notifier = Notifier()
+    notifier.update(True, f"ready: serving Docker on {socket_path}")
     try:
         stop.wait()
     finally:
+        notifier.stopping()
         plugin.stop()
         server.close()

@@ -60,6 +60,7 @@ from gingham.fanout.follower import PROBE_INTERVAL, Follower
 from gingham.fanout.listeners import listen_tcp, listen_unix, peer_credentials
 from gingham.fanout.protocol import DEFAULT_MAX_FRAME, Frame, Update, encode_frames
 from gingham.fanout.tls import HANDSHAKE_TIMEOUT, TLSFiles, peer_name, server_context
+from gingham.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +188,25 @@ class FanoutServer:
     # -- the loop -----------------------------------------------------------
 
     def serve(self, should_stop: Callable[[], bool], turn: float = 0.5) -> None:
-        """Serve until ``should_stop()`` (asked at least every ``turn`` seconds), then close."""
+        """Serve until ``should_stop()`` (asked at least every ``turn`` seconds), then close.
+
+        Under systemd (``Type=notify``) the server is ready when it listens and holds a
+        whole snapshot of the datastore: agents that connect from then on are served.
+        """
+        notifier = Notifier()
         try:
             self.follower.start()
             while not should_stop():
                 self.step(turn)
+                notifier.update(self.in_sync, self._service_status())
         finally:
+            notifier.stopping()
             self.close()
+
+    def _service_status(self) -> str:
+        if self.in_sync:
+            return "ready: listening, in sync with the datastore"
+        return f"not ready: {self.stale_reason}"
 
     def step(self, timeout: float = 0.0) -> None:
         """One turn: what the follower brought, then I/O for at most ``timeout`` seconds.
