@@ -196,6 +196,7 @@ TOOLS = {
     "iptables": "iptables", "iptables-save": "iptables", "ip6tables-save": "iptables",
     "ps": "procps", "sysctl": "procps", "kill": "procps", "killall": "psmisc",
     "ping": "iputils-ping", "systemd-analyze": "systemd", "systemctl": "systemd",
+    "jq": "jq", "python3": "python3-venv",  # python3-venv pulls in python3
 }
 # Debian's Essential packages (coreutils, util-linux, mount, tar, bash...): always there.
 ESSENTIAL = {"nsenter", "umount", "mount", "chroot", "cat", "cp", "sh", "bash", "sleep", "tar",
