@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gingham.errors import GinghamError
+from gingham.files import write_atomic
 from gingham.systemd_units import ENV_FILE, UNIT_NAMES, render, render_env
 
 __all__ = ["MANIFEST", "UNIT_NAMES", "Change", "File", "install", "plan", "read_manifest",
@@ -197,26 +198,6 @@ def _make_parent(target: Path, prefix: Path) -> None:
     parent.mkdir(parents=True, exist_ok=True)
     private = "/" + parent.relative_to(prefix).as_posix() in _PRIVATE_DIRS
     os.chmod(parent, 0o700 if private else 0o755)  # whatever the umask
-
-
-def write_atomic(path: Path, text: str, mode: int) -> None:
-    """``path`` holds ``text`` with ``mode`` from the first byte on, whole or not at all; a
-    link at ``path`` is replaced, never written through."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)  # whatever the umask
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def systemd_running() -> bool:

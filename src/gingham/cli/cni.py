@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from gingham.cli.common import context_datastore_url, handle_errors
+from gingham.files import write_atomic
 
 
 def conflist(
@@ -69,47 +70,6 @@ def _check_host(host: str | None) -> str:
         return check_name(host, "node name")
     except PluginError as exc:
         raise click.BadParameter(exc.msg, param_hint="--host") from None
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by the owner only, from the first byte on."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # left by an interrupted run; O_EXCL below refuses to reuse it
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _write_executable(path: Path, text: str) -> None:
-    """A plugin: 0755, replacing a link an older install made (never writing through it)."""
-    if path.is_symlink():
-        path.unlink()
-    _write_public(path, text, 0o755)
-
-
-def _write_public(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)  # whatever the umask: the runtime must read it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 @click.group("cni")
@@ -201,12 +161,8 @@ def install_cmd(
     bins.mkdir(parents=True, exist_ok=True)
     confs.mkdir(parents=True, exist_ok=True)
     for f in files:
-        if f.mode == 0o755:
-            _write_executable(f.path, f.text)
-        elif f.mode == 0o600:
-            _write_private(f.path, f.text)
-        else:
-            _write_public(f.path, f.text)
+        # replaces a link an older install made, never writing through it
+        write_atomic(f.path, f.text, f.mode)
     secrets = credentials_path(confs, name)
     written = {f.path for f in files}
     if secrets not in written:

@@ -51,10 +51,6 @@ def diff_cmd(
 ) -> None:
     """Show how applying the files would change what is stored (exit 0 same, 1 differs,
     2 error).
-
-    \b
-    Example:
-      gingham diff -f policy/ -R && echo "nothing to apply"
     """
     # 1 means "differences", so no failure may exit 1.
     try:

@@ -234,12 +234,6 @@ def install_cmd(ctx: click.Context, datastore: str | None, node: str | None, pre
     `gingham` by its absolute path; /etc/gingham/gingham.env (0600) with the datastore
     URL; the CNI plugins and configuration as `gingham cni install` does. Running it
     again changes only what differs. Enables and starts nothing: see docs/INSTALL.md.
-
-    \b
-    Examples:
-      gingham node install --datastore etcd://10.0.0.1:2379
-      systemctl enable --now gingham-node
-      gingham node install --prefix /tmp/img --datastore sqlite:///var/lib/gingham/gingham.db --dry-run
     """
     import socket
 

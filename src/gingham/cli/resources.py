@@ -254,10 +254,6 @@ def create_cmd(
     dry_run: bool,
 ) -> None:
     """Create resources; fails (writing nothing) if any already exists or is named twice.
-
-    \b
-    Example:
-      gingham create -f pools.yaml
     """
     _write_all(ctx, files, recursive, namespace, "created", dry_run)
 
@@ -276,10 +272,6 @@ def replace_cmd(
     dry_run: bool,
 ) -> None:
     """Overwrite existing resources (honouring metadata.resourceVersion if given).
-
-    \b
-    Example:
-      gingham get gnp allow-dns -o yaml > p.yaml; $EDITOR p.yaml; gingham replace -f p.yaml
     """
     _write_all(ctx, files, recursive, namespace, "replaced", dry_run)
 
@@ -551,10 +543,6 @@ def get_cmd(
 @handle_errors
 def validate_cmd(ctx: click.Context, files: tuple[str, ...], recursive: bool) -> None:
     """Check manifests offline (no datastore): exit 0 if every document is valid.
-
-    \b
-    Example:
-      gingham validate -f manifests/ -R
     """
     resources = load_files(files, None, recursive)
     click.echo(f"{len(resources)} resource(s) valid")

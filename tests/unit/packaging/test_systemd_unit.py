@@ -127,7 +127,7 @@ def test_every_command_line_is_one_the_cli_accepts(name: str) -> None:
     argv = shlex.split(one(shipped(name), "Service", "ExecStart").replace("%H", "h1"))
     assert argv[0] == "gingham"
     command: click.Command = cli
-    ctx = click.Context(cli, info_name="gingham")
+    ctx = click.Context(cli, info_name="gingham", **cli.context_settings)  # -h as gingham has it
     args = argv[1:]
     while isinstance(command, click.Group):  # units give no option before the command
         sub = command.get_command(ctx, args[0])
