@@ -501,7 +501,9 @@ def _remove_mountpoints(lab_name: str, made: Sequence[str]) -> None:
         if not entry.name.isdigit() or _marked(int(entry.name), DOCKER_MARKER, f"{lab_name}/"):
             continue
         with contextlib.suppress(OSError):
-            if (entry / "comm").read_text().strip() in ("dockerd", "containerd"):
+            # A zombie (ours, killed, not yet reaped by init) reads unmarked: not a Docker.
+            if (entry / "comm").read_text().strip() in ("dockerd", "containerd") \
+                    and _alive(int(entry.name)):
                 return
     for path in reversed(made):
         with contextlib.suppress(OSError):
