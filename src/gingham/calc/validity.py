@@ -17,7 +17,9 @@ Rules (docs/RELIABILITY.md, "bad data and hostile input"):
 - An endpoint, network set, namespace, FelixConfiguration, Node, IPPool or BGP
   resource written by a newer version is read without the fields this version
   does not know (reported): a newer agent's Node must still give its
-  addresses, or every route to that host would go.
+  addresses, or every route to that host would go. Not when a field its last
+  valid version had is gone beside them (the unknown ones may now say what it
+  said: a network set's nets): that is invalid like any other document.
 - A key whose document stops validating keeps its last valid version in force,
   whatever its kind (IPAM blocks too): no change reaches the graph.
 - A policy never seen valid becomes a *quarantine policy*: Deny, for every
@@ -233,15 +235,24 @@ class ValidityFilter:
                 log.warning("invalid %s (%s): %s", key, outcome, value.reason)
             self._invalid[key] = new
 
+        kept = self._valid.get(key)
         salvaged = self._salvage(key, value)
         if salvaged is not None:  # a newer writer's document: what this version knows of it
             resource, dropped = salvaged
-            self._unsave(key)
-            self._keep(key, resource)
-            value = InvalidResource(f"fields this version does not know: {', '.join(dropped)}")
-            report("unknown fields ignored")
-            return self._emit(key, resource)
-        kept = self._valid.get(key)
+            before = kept if kept is not None else self._recall(key)
+            gone = [] if before is None else _fields_gone(before, resource)
+            unknown = f"fields this version does not know: {', '.join(dropped)}"
+            if not gone:
+                self._unsave(key)
+                self._keep(key, resource)
+                value = InvalidResource(unknown)
+                report("unknown fields ignored")
+                return self._emit(key, resource)
+            # Known fields gone beside unknown ones: what they said may now be said by
+            # fields this version cannot read (a network set's nets: a Deny's set would
+            # empty). The last valid version stays, as for any other invalid document.
+            value = InvalidResource(f"{unknown}; without fields the last valid version had: "
+                                    f"{', '.join(gone)}", value.document)
         if kept is not None:
             report("last valid kept")
             if key not in self._saved:
@@ -469,6 +480,24 @@ def _k8s_selector(value: Any) -> str:
     except Exception:  # any malformed shape: select the whole namespace
         return "all()"
     return expr if _readable(expr) else "all()"
+
+
+def _fields_gone(before: Value, after: Resource) -> list[str]:
+    """The paths (through mappings) set in ``before`` and absent from ``after``."""
+    if not isinstance(before, Resource):
+        return []
+    gone: list[str] = []
+
+    def walk(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str) -> None:
+        for name, value in old.items():
+            path = f"{prefix}{name}"
+            if name not in new:
+                gone.append(path)
+            elif isinstance(value, Mapping) and isinstance(new[name], Mapping):
+                walk(value, new[name], path + ".")
+
+    walk(to_dict(before), to_dict(after), "")
+    return gone
 
 
 def _belongs(resource: Resource, key: InputKey) -> bool:

@@ -59,7 +59,8 @@ def expand(doc: Any, index: int) -> Iterator[Entry]:
     element = _typed_list(doc)
     list_kind = str(doc["kind"])
     where = f"doc {index + 1} ({list_kind})"
-    shape = [Problem(where, key, "unknown field" + did_you_mean(str(key), _LIST_FIELDS))
+    # str(): YAML keys need not be strings (``!!binary kind:`` is bytes)
+    shape = [Problem(where, str(key), "unknown field" + did_you_mean(str(key), _LIST_FIELDS))
              for key in doc if key not in _LIST_FIELDS]
     if not isinstance(doc.get("metadata") or {}, Mapping):
         shape.append(Problem(where, "metadata", "must be a mapping"))

@@ -269,3 +269,28 @@ def test_an_endpoint_from_a_newer_writer_is_read_without_what_this_version_does_
                                                               "onlyOnTuesdays": True}]}}
     h.put((pkey, decode_document(pdoc)))
     assert h.graph.invalid_resources()[pkey].outcome == "quarantined"
+
+
+def test_unknown_fields_in_place_of_known_ones_keep_the_last_valid_version() -> None:
+    # Found by the chaos test (seed 427297726): a network set whose spec was replaced by an
+    # unknown field was read as a set without nets, and the Deny that names it opened.
+    h = Harness()
+    skey, nset = netset("admin-nets", ["198.18.90.129/32"], ns="client", labels={"set": "admin"})
+    pkey, pol = policy("deny-admin", ns="client", types=["Egress"], egress=[
+        {"action": "Deny", "destination": {"selector": "set == 'admin'"}}, {"action": "Allow"}])
+    h.put(profile("kns.client"),
+          wep("client", "c1", ips=["198.18.0.1/32"], profiles=["kns.client"]), (skey, nset),
+          (pkey, pol))
+    (pid,) = h.tiers("client", "c1")[0].egress_policies
+    (set_id,) = h.state.policies[pid].outbound[0].dst_set_ids
+    before = h.state.snapshot()
+    doc = to_dict(nset)
+    h.put((skey, decode_document({**doc, "spec": {"a": {"a": 0}}})))
+    assert h.state.snapshot() == before
+    assert h.set_members(set_id) == {"198.18.90.129/32"}
+    report = h.graph.invalid_resources()[skey]
+    assert report.outcome == "last valid kept" and "spec.nets" in report.reason
+    # Beside the known fields, an unknown one is still ignored.
+    h.put((skey, decode_document({**doc, "spec": {**doc["spec"], "a": 1}})))
+    assert h.graph.invalid_resources()[skey].outcome == "unknown fields ignored"
+    assert h.set_members(set_id) == {"198.18.90.129/32"}

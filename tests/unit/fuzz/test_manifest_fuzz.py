@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gingham.errors import ValidationError
@@ -155,6 +155,7 @@ YAML_PIECES = [
 
 @FUZZ
 @given(st.lists(st.sampled_from(YAML_PIECES), max_size=30).map("".join))
+@example("kind: List\n!!binary kind: IPPool\n")  # a bytes key in a list document
 def test_yaml_token_soup(text: str) -> None:
     try:
         _load_or_refuse(text)
