@@ -77,17 +77,24 @@ class ApplyResult:
 def _rank_of(name: str, base: bool) -> int:
     if base:
         return layout.RANK_BASE
-    if name.startswith(("pol-", "pro-")):
+    if name.startswith(("pol-", "pro-", *layout.COMPILED_CHAIN_PREFIXES)):
         return layout.RANK_POLICY
     if name.startswith(("tw-", "fw-", "th-", "fh-", "drop-")):
         return layout.RANK_ENDPOINT
     return layout.RANK_BASE
 
 
-def _elem(name: str, key: Key) -> nft.Element:
+def _elem(name: str, key: Key, sets: Mapping[str, nft.Set | nft.Map]) -> nft.Element:
     if name in layout.DISPATCH_MAPS:
         raise AssertionError("map entries go through _entry")
+    if isinstance(sets.get(name), nft.Map):  # a compiled tier's map: the value is last
+        return nft.Element(name, key[:-1], key[-1])
     return nft.Element(name, key)
+
+
+def _is_verdict_map(name: str, sets: Mapping[str, nft.Set | nft.Map]) -> bool:
+    """A map whose elements name chains: added after the chains (step 3)."""
+    return isinstance(sets.get(name), nft.Map) and name not in layout.DISPATCH_MAPS
 
 
 def _entry(map_name: str, ifname: str, chain: str | None = None) -> nft.Element:
@@ -174,27 +181,40 @@ def plan(
             tx.add(state.sets[name])
             new.sets.add(name)
 
-    # 2. elements
+    # 2. elements (of verdict maps: added after the chains they name, in 3b)
+    sets = state.sets
+    later: list[nft.Element] = []
     if full:
         actual = prog.elements or {}
+        for name in sorted(prog.sets - set(state.sets)):
+            if layout.is_compiled_map(name):
+                for k in sorted(actual.get(name, ())):
+                    tx.delete(nft.Element(name, k[:-1]))
         for name in sorted(state.sets):
             if name in layout.DISPATCH_MAPS:
                 continue
             want = {nft.normalize_key(k) for k in state.elements.get(name, ())}
             have = actual.get(name, set()) if name in prog.sets else set()
             for k in sorted(have - want):
-                tx.delete(_elem(name, k))
+                tx.delete(_elem(name, k, sets))
             for k in sorted(want - have):
-                tx.add(_elem(name, k))
+                if _is_verdict_map(name, sets):
+                    later.append(_elem(name, k, sets))
+                else:
+                    tx.add(_elem(name, k, sets))
     else:
         for name, keys in sorted(state.elem_del.items()):
-            if name in state.sets and name in prog.sets:
+            if name in prog.sets and (name in state.sets or layout.is_compiled_map(name)):
                 for k in sorted(keys):
-                    tx.delete(_elem(name, k))
+                    tx.delete(nft.Element(name, k[:-1]) if layout.is_compiled_map(name)
+                              else _elem(name, k, sets))
         for name, keys in sorted(state.elem_add.items()):
             if name in state.sets:
                 for k in sorted(keys):
-                    tx.add(_elem(name, k))
+                    if _is_verdict_map(name, sets):
+                        later.append(_elem(name, k, sets))
+                    else:
+                        tx.add(_elem(name, k, sets))
 
     # 3. chains, ascending rank
     chain_names = set(state.chains) | set(prog.chains) if full else state.dirty_chains
@@ -214,6 +234,10 @@ def plan(
             tx.add(rule)
         new.chains[spec.name] = spec.marker
         new.chain_ranks[spec.name] = spec.rank
+
+    # 3b. elements of verdict maps, now that the chains they name exist
+    for e in later:
+        tx.add(e)
 
     # 4. dispatch entries
     if full:
@@ -249,12 +273,19 @@ def plan(
     )
     for n in doomed:
         tx.flush(nft.Chain(n))
-    for n in doomed:
-        tx.delete(nft.Chain(n))
-        new.chains.pop(n, None)
-        new.chain_ranks.pop(n, None)
-    for name in sorted(set_names):
-        if name not in state.sets and name in prog.sets:
+    doomed_sets = sorted(n for n in set_names if n not in state.sets and n in prog.sets)
+    # A compiled tier's map names chains (goto): its elements went in step 2 (a
+    # kernel before 6.4 keeps a deleted map's chains busy until the commit), the
+    # map goes once the rules that look it up are flushed; other sets after the chains.
+    for names in ([n for n in doomed_sets if layout.is_compiled_map(n)], None,
+                  [n for n in doomed_sets if not layout.is_compiled_map(n)]):
+        if names is None:
+            for n in doomed:
+                tx.delete(nft.Chain(n))
+                new.chains.pop(n, None)
+                new.chain_ranks.pop(n, None)
+            continue
+        for name in names:
             tx.delete(nft.Set(name))
             new.sets.discard(name)
     return tx, new
@@ -282,7 +313,9 @@ def read_programmed(driver: nft.NFTInterface) -> Programmed:
     for s in snap.sets.values():
         elems = snap.elements.get(s.name, [])
         prog.sets.add(s.name)
-        if isinstance(s, nft.Map):
+        if isinstance(s, nft.Map) and s.name not in layout.DISPATCH_MAPS:  # compiled tiers
+            prog.elements[s.name] = {e.key + (e.value or ()) for e in elems}
+        elif isinstance(s, nft.Map):
             entries = prog.map_entries.setdefault(s.name, {})
             for e in elems:
                 if e.value and e.value[0].startswith(("jump ", "goto ")):

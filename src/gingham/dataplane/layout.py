@@ -165,6 +165,15 @@ INVALID = "ct state invalid drop"
 NDP = "meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"
 
 
+# compiled tiers (gingham.dataplane.compiled): chains ``ct<i|o>-``/``cs<i|o>-``, maps ``cm<i|o>-``
+COMPILED_CHAIN_PREFIXES = ("cti-", "cto-", "csi-", "cso-")
+COMPILED_MAP_PREFIXES = ("cmi-", "cmo-")
+
+
+def is_compiled_map(name: str) -> bool:
+    return name.startswith(COMPILED_MAP_PREFIXES)
+
+
 def _h(text: str, n: int = 12) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:n]
 

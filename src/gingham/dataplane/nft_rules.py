@@ -446,6 +446,11 @@ class RuleCompiler:
                 current.append(word)
 
     def _concat_match(self, toks: _Tokens, loads: list[Load], out: Compiled) -> _Stmt:
+        if toks.peek() == "vmap":  # a compiled tier's dispatch (gingham.dataplane.compiled)
+            toks.take()
+            name = _set_ref(toks.take())
+            return _Raw([*_concat_loads(loads),
+                         x.lookup(name, self._set_id_of(name), dreg=x.REG_VERDICT)])
         op = self._op(toks)
         rhs = toks.peek()
         if rhs is not None and rhs.startswith("@"):

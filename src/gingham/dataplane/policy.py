@@ -320,6 +320,7 @@ def endpoint_rules(
     normal: bool = True,
     tier_end_drop: bool | None = None,
     log_drops: bool = False,
+    compiled: Callable[[Sequence[PolicyID], bool], str | None] | None = None,
 ) -> list[RuleSpec]:
     """The rules of one endpoint's chain for one direction.
 
@@ -333,7 +334,8 @@ def endpoint_rules(
     chain. ``tier_end_drop`` (default: ``normal``) keeps the tiers' default
     action (applyOnForward chains keep it). ``log_drops``: the chain's own
     drops (tier end, no profile) also log, rate-limited, with the prefix
-    ``gingham <marker>: ``.
+    ``gingham <marker>: ``. ``compiled``: the chain that evaluates a tier's policies
+    as one lookup (:mod:`gingham.dataplane.compiled`), or None to jump to each in turn.
     """
     if tier_end_drop is None:
         tier_end_drop = normal
@@ -343,7 +345,10 @@ def endpoint_rules(
         if not pols:
             continue
         out.append(RuleSpec(_CLEAR_PASS))
-        for pid in pols:
+        entry = compiled(pols, inbound) if compiled is not None else None
+        if entry is not None:
+            out.append(RuleSpec(f"jump {entry}"))
+        for pid in pols if entry is None else ():
             if has_policy(pid):
                 chain = layout.policy_chain(pid, inbound)
                 out.append(RuleSpec(f"{_PASS_CLEAR} jump {chain}"))

@@ -99,6 +99,8 @@ class Topology:
     host: str
     wl: list[Workload]
     servers: list[subprocess.Popen[bytes]]
+    compile_min: int | None = None
+    """Tiers compiled from this many policies (gingham.dataplane.compiled); None: never."""
 
     def nft(self) -> NFT:
         return NFT(netns=self.host)
@@ -162,8 +164,11 @@ def topo() -> Iterator[Topology]:
             delete_netns(ns)
 
 
-@pytest.fixture
-def t(topo: Topology) -> Iterator[Topology]:
+@pytest.fixture(params=["chains", "compiled"])
+def t(topo: Topology, request: pytest.FixtureRequest) -> Iterator[Topology]:
+    """Each packet test twice: policies as chains, and every tier compiled into lookups
+    (the same verdicts and counters either way)."""
+    topo.compile_min = 1 if request.param == "compiled" else None
     NFT(netns=topo.host).delete_table()
     run(["ip", "-n", topo.host, "route", "del", "198.18.0.50/32"], check=False)
     try:
@@ -203,6 +208,7 @@ def program(t: Topology, msgs: list[m.Message], eps: dict[int, WorkloadEndpointU
             ) -> Applier:
     """Workloads 1-3 known (profile allow-all unless overridden in ``eps``); 4 unknown."""
     ap = Applier(t.nft(), PolicyDataplane())
+    ap.dataplane.endpoints.compile_min_policies = t.compile_min
     eps = eps or {}
     ap.dataplane.on_messages([ALLOW_ALL_PROFILE, *msgs])
     ap.dataplane.on_messages([eps.get(i, endpoint(t.wl[i])) for i in range(3)])

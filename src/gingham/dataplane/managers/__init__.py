@@ -133,7 +133,8 @@ class PolicyDataplane:
         self.endpoints = EndpointManager(self.state)
         self.host_endpoints = HostEndpointManager(self.state)
         self.endpoints.log_drops = self.host_endpoints.log_drops = log_drops
-        self.policies = PolicyManager(self.state, self.ipsets, self._presence_changed)
+        self.policies = PolicyManager(self.state, self.ipsets, self._presence_changed,
+                                      self.endpoints.rules_changed)
         self.endpoints.policies = self.policies
         self.host_endpoints.policies = self.policies
         self.in_sync = False

@@ -5,13 +5,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from gingham.calc import messages as m
 from gingham.calc.messages import PolicyID
 from gingham.dataplane import layout
+from gingham.dataplane.compiled import COMPILE_MIN_POLICIES, CompiledTier, Piece, compile_tier
 from gingham.dataplane.layout import ChainSpec, RuleSpec
 from gingham.dataplane.managers.policies import PolicyManager
 from gingham.dataplane.managers.state import Key, TableState
@@ -106,8 +107,13 @@ class EndpointManager:
         self._refused: dict[m.WorkloadEndpointID, str] = {}
         self._index = _EndpointIndex()
         self._owner: dict[str, m.WorkloadEndpointID] = {}  # ifname -> endpoint
-        self._chains_of: dict[m.WorkloadEndpointID, tuple[str, str]] = {}
+        self._chains_of: dict[m.WorkloadEndpointID, tuple[str, ...]] = {}
         self._users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
+        self._maps_of: dict[m.WorkloadEndpointID, tuple[str, ...]] = {}
+        self._map_users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
+        self.compile_min_policies: int | None = COMPILE_MIN_POLICIES
+        """Tiers with at least this many policies for a direction are compiled
+        (:mod:`gingham.dataplane.compiled`); None: never."""
         self._spoof: dict[m.WorkloadEndpointID, set[tuple[str, Key]]] = {}
         self._spoof_refs: dict[tuple[str, Key], int] = defaultdict(int)
         self._rp_filter: dict[str, str] = {}
@@ -143,6 +149,49 @@ class EndpointManager:
         if not users:
             del self._users[name]
             self._state.remove_chain(name)
+
+    def _use_map(self, eid: m.WorkloadEndpointID, tier: CompiledTier) -> None:
+        assert tier.map is not None
+        name = tier.map.name
+        if not self._map_users[name]:
+            self._state.ensure_set(tier.map)
+            self._state.add_elements(name, tier.elements)
+        self._map_users[name].add(eid)
+
+    def _release_map(self, eid: m.WorkloadEndpointID, name: str) -> None:
+        users = self._map_users.get(name)
+        if users is None:
+            return
+        users.discard(eid)
+        if not users:
+            del self._map_users[name]
+            self._state.remove_set(name)
+
+    def _compiler(self, used: list[CompiledTier]
+                  ) -> Callable[[Sequence[PolicyID], bool], str | None] | None:
+        """What compiles a tier with many policies for :func:`endpoint_rules`; the
+        tiers it compiled are appended to ``used``."""
+        least, pm = self.compile_min_policies, self.policies
+        if least is None or pm is None:
+            return None
+
+        def compiled(pols: Sequence[PolicyID], inbound: bool) -> str | None:
+            if len(pols) < least:
+                return None
+            pieces: list[Piece] = []
+            for pid in pols:
+                got = pm.pieces.get((pid, inbound)) if self._has_policy(pid) else None
+                if got is None:  # not programmed: fail closed at its place in the order
+                    drop = RuleSpec("counter drop",
+                                    comment=layout.short_comment(f"missing-policy:{pid}"))
+                    pieces.append((None, (drop,)))
+                else:
+                    pieces += got
+            tier = compile_tier(pieces, "i" if inbound else "o")
+            used.append(tier)
+            return tier.entry
+
+        return compiled
 
     def _set_spoof(self, eid: m.WorkloadEndpointID, keys: set[tuple[str, Key]]) -> None:
         old = self._spoof.get(eid, set())
@@ -185,6 +234,7 @@ class EndpointManager:
             self._state.add_elements(layout.RPF_V6, [key])
 
     def _render(self, ep: m.WorkloadEndpointUpdate) -> None:
+        used: list[CompiledTier] = []
         common: dict[str, Any] = dict(
             tiers=ep.tiers,
             profile_ids=ep.profile_ids,
@@ -192,6 +242,7 @@ class EndpointManager:
             has_policy=self._has_policy,
             has_profile=self._has_profile,
             log_drops=self.log_drops,
+            compiled=self._compiler(used),
         )
         eid = ep.endpoint_id
         try:
@@ -202,14 +253,27 @@ class EndpointManager:
             log.error("endpoint %s: %s; dropping its traffic", eid, exc)
             to_rules = from_rules = [RuleSpec("counter drop", comment="render-error")]
             spoof = set()
+            used.clear()
         tw = layout.make_chain(layout.shared_chain_name("tw", to_rules), to_rules,
                                layout.RANK_ENDPOINT, "workload ingress")
         fw = layout.make_chain(layout.shared_chain_name("fw", from_rules), from_rules,
                                layout.RANK_ENDPOINT, "workload egress")
-        old = self._chains_of.get(eid)
-        self._use(eid, tw)
-        self._use(eid, fw)
-        self._chains_of[eid] = (tw.name, fw.name)
+        old = self._chains_of.get(eid, ())
+        old_maps = self._maps_of.get(eid, ())
+        # Maps before chains: a kept chain's rules go on naming a kept map.
+        maps = tuple(dict.fromkeys(t.map.name for t in used if t.map is not None))
+        for tier in used:
+            if tier.map is not None:
+                self._use_map(eid, tier)
+        names = [tw.name, fw.name]
+        for spec in (tw, fw, *(c for tier in used for c in tier.chains)):
+            self._use(eid, spec)
+            names.append(spec.name)
+        self._chains_of[eid] = tuple(dict.fromkeys(names))
+        if maps:
+            self._maps_of[eid] = maps
+        else:
+            self._maps_of.pop(eid, None)
         ifn = ep.interface_name
         # Two endpoints claiming one interface (never from a sane datastore):
         # the latest owns its dispatch entries and addresses; the other keeps
@@ -220,10 +284,12 @@ class EndpointManager:
             self._state.set_entry(layout.MAP_TO_WL, ifn, tw.name)
             self._state.set_entry(layout.MAP_FROM_WL, ifn, fw.name)
             self._set_rpf(ifn, ep)
-        if old is not None:
-            for name in old:
-                if name not in (tw.name, fw.name):
-                    self._release(eid, name)
+        for name in old:
+            if name not in self._chains_of[eid]:
+                self._release(eid, name)
+        for name in old_maps:
+            if name not in maps:
+                self._release_map(eid, name)
 
     def _unprogram(self, ep: m.WorkloadEndpointUpdate) -> None:
         eid = ep.endpoint_id
@@ -238,6 +304,8 @@ class EndpointManager:
         self._set_spoof(eid, set())
         for name in self._chains_of.pop(eid, ()):
             self._release(eid, name)
+        for name in self._maps_of.pop(eid, ()):
+            self._release_map(eid, name)
 
     def _withdraw(self, eid: m.WorkloadEndpointID) -> None:
         """Take a programmed endpoint out of the kernel state entirely."""
@@ -294,6 +362,13 @@ class EndpointManager:
     def refresh(self, pols: set[PolicyID], profs: set[str]) -> None:
         for eid in self._index.affected(pols, profs):
             self._render(self._programmed[eid])
+
+    def rules_changed(self, pid: PolicyID) -> None:
+        """A policy's rules changed: compiled tiers hold copies of them."""
+        for eid in self._index.affected({pid}, set()):
+            if eid in self._maps_of or any(n.startswith(layout.COMPILED_CHAIN_PREFIXES)
+                                           for n in self._chains_of[eid]):
+                self._render(self._programmed[eid])
 
 
 def _is_net(text: str) -> bool:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from gingham.calc import messages as m
 from gingham.calc.messages import PolicyID
 from gingham.dataplane import layout
+from gingham.dataplane.compiled import Piece
 from gingham.dataplane.layout import RuleSpec
 from gingham.dataplane.managers.ipsets import IPSetManager
 from gingham.dataplane.managers.state import TableState
-from gingham.dataplane.policy import SetRef, render_rules
+from gingham.dataplane.policy import SetRef, render_rule
 from gingham.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -25,23 +26,36 @@ class PolicyManager:
         state: TableState,
         ipsets: IPSetManager,
         on_presence: Callable[[set[PolicyID], set[str]], None],
+        on_rules: Callable[[PolicyID], None] = lambda _pid: None,
     ) -> None:
+        """``on_presence``: a policy or profile appeared or went; ``on_rules``: the
+        rules of a policy that was there changed (compiled tiers hold copies)."""
         self._state = state
         self._ipsets = ipsets
         self._on_presence = on_presence
+        self._on_rules = on_rules
         self.policies: dict[PolicyID, set[SetRef]] = {}
         self.profiles: dict[str, set[SetRef]] = {}
+        self.pieces: dict[tuple[PolicyID, bool], tuple[Piece, ...]] = {}
+        """Each policy's rules per direction (inbound True), as parsed and rendered."""
 
     def _render(
         self, owner: str, chain: str, rules: tuple[m.ParsedRule, ...], in_profile: bool,
         untracked: bool = False,
-    ) -> tuple[list[RuleSpec], set[SetRef]]:
+    ) -> tuple[tuple[Piece, ...], set[SetRef]]:
+        pieces: list[Piece] = []
+        refs: set[SetRef] = set()
         try:
-            return render_rules(rules, in_profile, untracked)
+            for rule in rules:
+                specs, rule_refs = render_rule(rule, in_profile, untracked)
+                pieces.append((rule, tuple(specs)))
+                refs |= rule_refs
         except ValidationError as exc:
             # Fail closed: a policy we cannot express drops what reaches it.
             log.error("cannot render %s (%s): %s; dropping its traffic", owner, chain, exc)
-            return [RuleSpec("counter drop", comment=layout.short_comment(f"render-error:{owner}"))], set()
+            drop = RuleSpec("counter drop", comment=layout.short_comment(f"render-error:{owner}"))
+            return ((None, (drop,)),), set()
+        return tuple(pieces), refs
 
     def _install(
         self,
@@ -52,12 +66,16 @@ class PolicyManager:
         old_refs: set[SetRef] | None,
         in_profile: bool,
         untracked: bool = False,
+        pid: PolicyID | None = None,
     ) -> set[SetRef]:
         refs: set[SetRef] = set()
         specs = []
-        for name, rules in zip(names, (inbound, outbound), strict=True):
-            body, r = self._render(owner, name, rules, in_profile, untracked)
+        for name, rules, inbound_ in zip(names, (inbound, outbound), (True, False), strict=True):
+            pieces, r = self._render(owner, name, rules, in_profile, untracked)
             refs |= r
+            if pid is not None:
+                self.pieces[(pid, inbound_)] = pieces
+            body = [spec for _, rule_specs in pieces for spec in rule_specs]
             specs.append(layout.make_chain(name, body, layout.RANK_POLICY, comment=owner))
         # reference new sets before dropping old references: a set kept by both
         # must not be deleted and recreated in between
@@ -72,12 +90,15 @@ class PolicyManager:
         pid = msg.policy_id
         names = (layout.policy_chain(pid, True), layout.policy_chain(pid, False))
         old = self.policies.get(pid)
+        before = (self.pieces.get((pid, True)), self.pieces.get((pid, False)))
         self.policies[pid] = self._install(
             f"policy:{pid}", names, msg.inbound, msg.outbound, old, in_profile=False,
-            untracked=msg.untracked,
+            untracked=msg.untracked, pid=pid,
         )
         if old is None:
             self._on_presence({pid}, set())
+        elif before != (self.pieces[(pid, True)], self.pieces[(pid, False)]):
+            self._on_rules(pid)
 
     def remove_policy(self, msg: m.PolicyRemove) -> None:
         refs = self.policies.pop(msg.policy_id, None)
@@ -85,6 +106,7 @@ class PolicyManager:
             return
         self._on_presence({msg.policy_id}, set())
         for inbound in (True, False):
+            self.pieces.pop((msg.policy_id, inbound), None)
             self._state.remove_chain(layout.policy_chain(msg.policy_id, inbound))
         self._ipsets.unref(refs)
 

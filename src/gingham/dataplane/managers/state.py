@@ -45,7 +45,7 @@ class TableState:
             self.dirty_chains.add(name)
 
     # sets
-    def ensure_set(self, s: nft.Set) -> None:
+    def ensure_set(self, s: nft.Set | nft.Map) -> None:
         if s.name not in self.sets:
             self.sets[s.name] = s
             self.elements[s.name] = set()

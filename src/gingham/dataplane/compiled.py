@@ -1,0 +1,143 @@
+"""Compiled tiers: the policies of one tier as one lookup per new flow (pure).
+
+An endpoint chain normally jumps to each of a tier's policy chains in turn, so
+a new connection to an endpoint with N policies walks N chains even when only
+the last one can match it. With many policies in a tier (at least
+:data:`COMPILE_MIN_POLICIES` for one direction), the tier's rules, in their
+order, are instead arranged by what every packet has and a lookup can key on:
+its IP protocol and destination port.
+
+    endpoint chain:  clear pass mark; jump ct-<hash>; tier-end drop if no pass
+    ct-<hash>:       meta l4proto . th dport vmap @cm-<hash>     (first)
+                     the tier's rules that do not name destination ports, in order
+    @cm-<hash>:      { tcp . 80 : goto cs-<a>, tcp . 1000-1999 : goto cs-<b>, … }
+    cs-<a>:          the tier's rules that can match tcp port 80, in order
+
+Invariant (why verdicts do not change): a segment chain holds, in the tier's
+order, every rule that can match a packet of its protocol and port range:
+rules with those ports, rules of that protocol without ports, rules of no
+protocol. Every rule keeps its whole match, so leaving out a rule that cannot
+match changes nothing; first match in order decides, as before. A packet whose
+protocol and port no segment covers goes on in ``ct-`` with every rule except
+those naming destination ports (none of which can match it). ``goto`` makes a
+segment chain that decides nothing return to the endpoint chain, past the
+rest of ``ct-``; Pass sets the mark and returns there too, as from a policy
+chain. A policy not programmed (or that cannot be rendered) is a drop in every
+segment, at its place in the order: fail closed, as uncompiled.
+
+Rules keep their comments, so per-rule counters are the sum over the copies
+(each packet crosses one copy). Everything is named by content: endpoints
+with the same tier share the chains and the map, and a policy edit makes new
+names for what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gingham.calc.messages import ParsedRule
+from gingham.dataplane import layout, nft
+from gingham.dataplane.layout import ChainSpec, RuleSpec
+from gingham.dataplane.policy import PORT_PROTOCOLS
+
+COMPILE_MIN_POLICIES = 16
+"""A tier with at least this many policies for one direction of an endpoint is compiled."""
+
+Piece = tuple[ParsedRule | None, tuple[RuleSpec, ...]]
+"""One rule of the tier, as parsed (None: a fail-closed drop) and as rendered."""
+
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTier:
+    """What one compiled tier needs in the table; :attr:`entry` is the chain to jump to."""
+
+    entry: str
+    chains: tuple[ChainSpec, ...]
+    map: nft.Map | None
+    elements: frozenset[Key]
+
+
+def _ports_of(rule: ParsedRule | None) -> tuple[int, tuple[tuple[int, int], ...]] | None:
+    """(protocol, destination port ranges) when the rule matches only those ports."""
+    if rule is None or rule.protocol not in PORT_PROTOCOLS:
+        return None
+    if not rule.dst_ports or rule.dst_named_port_set_ids:
+        return None  # named ports are per address: decided inside the rule
+    return rule.protocol, rule.dst_ports
+
+
+def _can_match(rule: ParsedRule | None, proto: int) -> bool:
+    """Whether a rule without destination ports can match a packet of ``proto``."""
+    return rule is None or rule.protocol is None or rule.protocol == proto
+
+
+def _segments(pieces: Sequence[Piece], proto: int) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(first port, last port, indexes of the pieces that can match) for ``proto``,
+    adjacent ranges with the same pieces merged; ranges no ported rule covers left out.
+
+    A sweep over the range ends: thousands of single-port policies cost a sort."""
+    starts: dict[int, list[int]] = defaultdict(list)
+    ends: dict[int, list[int]] = defaultdict(list)  # first port past the range
+    for i, (rule, _) in enumerate(pieces):
+        ports = _ports_of(rule)
+        if ports is not None and ports[0] == proto:
+            for lo, hi in ports[1]:
+                starts[lo].append(i)
+                ends[hi + 1].append(i)
+    wide = [i for i, (rule, _) in enumerate(pieces)
+            if _ports_of(rule) is None and _can_match(rule, proto)]  # fmt: skip
+    active: Counter[int] = Counter()  # a rule's own ranges may overlap
+    out: list[tuple[int, int, tuple[int, ...]]] = []
+    edges = sorted(set(starts) | set(ends))
+    for lo, nxt in itertools.pairwise(edges):
+        for i in ends.get(lo, ()):
+            active[i] -= 1
+            if not active[i]:
+                del active[i]
+        for i in starts.get(lo, ()):
+            active[i] += 1
+        if not active:
+            continue
+        members = tuple(sorted([*active, *wide]))
+        if out and out[-1][2] == members and out[-1][1] + 1 == lo:
+            out[-1] = (out[-1][0], nxt - 1, members)
+        else:
+            out.append((lo, nxt - 1, members))
+    return out
+
+
+def _specs(pieces: Sequence[Piece], indexes: Iterable[int]) -> tuple[RuleSpec, ...]:
+    return tuple(spec for i in indexes for spec in pieces[i][1])
+
+
+def compile_tier(pieces: Sequence[Piece], direction: str) -> CompiledTier:
+    """The chains and the map for one tier's rules (``direction`` names them: ``i``/``o``)."""
+    protos = sorted({p[0] for rule, _ in pieces if (p := _ports_of(rule)) is not None})
+    chains: dict[str, ChainSpec] = {}
+    elements: set[Key] = set()
+    for proto in protos:
+        for lo, hi, members in _segments(pieces, proto):
+            body = _specs(pieces, members)
+            name = layout.shared_chain_name(f"cs{direction}", body)
+            chains.setdefault(name, layout.make_chain(name, body, layout.RANK_POLICY,
+                                                      "compiled tier segment"))
+            port = str(lo) if lo == hi else f"{lo}-{hi}"
+            elements.add((layout.proto_name(proto), port, f"goto {name}"))
+    rest = _specs(pieces, (i for i, (rule, _) in enumerate(pieces) if _ports_of(rule) is None))
+    vmap: nft.Map | None = None
+    head: tuple[RuleSpec, ...] = ()
+    if elements:
+        digest = hashlib.sha1("\n".join(sorted(" ".join(e) for e in elements)).encode())
+        vmap = nft.Map(f"cm{direction}-{digest.hexdigest()[:16]}",
+                       type="inet_proto . inet_service : verdict", flags=("interval",))
+        head = (RuleSpec(f"meta l4proto . th dport vmap @{vmap.name}"),)
+    body = head + rest
+    entry = layout.shared_chain_name(f"ct{direction}", body)
+    chains[entry] = layout.make_chain(entry, body, layout.RANK_POLICY, "compiled tier")
+    return CompiledTier(entry, tuple(chains.values()), vmap, frozenset(elements))
