@@ -27,15 +27,20 @@ feature decides some verdict in the generated scenarios.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, seed, settings
+from hypothesis import strategies as st
 
+from gingham.dataplane import layout
+from gingham.dataplane.nft import NFT
 from gingham.datastore import open_datastore
 from gingham.lab import lab as labmod
+from gingham.lab.fabric import host_netns
 from gingham.policy.explain import explain
 from gingham.policy.world import World
 from tests.integration.oracle.harness import (
@@ -137,10 +142,13 @@ def _check(rig: Rig, scenario: Scenario, phase: str, before: Scenario | None = N
         pytest.fail(f"{head}: {text}", pytrace=False)
 
 
-def run_case(rig: Rig, first: Scenario, then: Scenario | None) -> None:
+def run_case(rig: Rig, first: Scenario, then: Scenario | None,
+             during: Callable[[Rig], None] | None = None) -> None:
     try:
         apply_scenario(rig, first)
         _check(rig, first, "first")
+        if during is not None:
+            during(rig)
         if then is not None:
             apply_scenario(rig, then)
             _check(rig, then, "second", before=first)
@@ -210,6 +218,73 @@ def oracle_is_all(m: Matrices, want: Callable[[str, str], bool]) -> bool:
 @given(case=cases())
 def test_kernel_agrees_with_oracle(rig: Rig, case: tuple[Scenario, Scenario | None]) -> None:
     run_case(rig, *case)
+
+
+def filler(i: int) -> dict[str, Any]:
+    """A policy that selects every workload and never decides a probe: its peers are in
+    203.0.113.0/24, which nothing in the lab sends from. Its shape varies (a probe's port,
+    port ranges, UDP, no protocol, ICMP, Pass), so a compiled tier holds every kind of rule
+    next to the scenario's."""
+    peer = {"nets": [f"203.0.113.{i % 250 + 1}/32"]}
+    ingress: list[dict[str, Any]] = []
+    egress: list[dict[str, Any]] = []
+    match i % 6:
+        case 0:
+            ingress.append({"action": "Deny", "protocol": "TCP", "source": peer,
+                            "destination": {"ports": [80]}})
+        case 1:
+            ingress.append({"action": "Allow", "protocol": "TCP", "source": peer,
+                            "destination": {"ports": [1000 + i, "79:81"]}})
+        case 2:
+            ingress.append({"action": "Allow", "protocol": "UDP", "source": peer,
+                            "destination": {"ports": ["2000:2100"]}})
+        case 3:
+            ingress.append({"action": "Pass", "source": peer})
+        case 4:
+            egress.append({"action": "Deny", "protocol": "TCP", "destination": {**peer,
+                                                                               "ports": [81]}})
+        case _:
+            egress.append({"action": "Allow", "protocol": "ICMP", "destination": peer})
+    return {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": f"filler-{i:03d}"},
+            "spec": {"selector": "!has(sentinel)", "order": (i * 7) % 1000 + 0.5,
+                     "types": ["Ingress", "Egress"], "ingress": ingress, "egress": egress}}
+
+
+ALLOW_AFTER = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+               "metadata": {"name": "filler-allow-after"},
+               "spec": {"selector": "!has(sentinel)", "order": 5000,
+                        "types": ["Ingress", "Egress"], "ingress": [{"action": "Allow"}],
+                        "egress": [{"action": "Allow"}]}}  # fmt: skip
+
+
+def with_fillers(s: Scenario, n: int, allow_after: bool) -> Scenario:
+    extra = tuple(filler(i) for i in range(n)) + ((ALLOW_AFTER,) if allow_after else ())
+    return dataclasses.replace(s, policies=s.policies + extra)
+
+
+FILLERS = int(os.environ.get("GINGHAM_ORACLE_FILLERS", "120"))
+
+
+@settings(max_examples=int(os.environ.get("GINGHAM_ORACLE_FILLED_EXAMPLES", "3")),
+          deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=cases(), allow_after=st.booleans())
+def test_kernel_agrees_with_oracle_with_many_policies_per_endpoint(
+    rig: Rig, case: tuple[Scenario, Scenario | None], allow_after: bool
+) -> None:
+    """Every workload has over a hundred policies in the default tier, so every host
+    compiles it (gingham.dataplane.compiled) with the random scenario's rules inside."""
+    first, then = case
+    run_case(rig, with_fillers(first, FILLERS, allow_after),
+             None if then is None else with_fillers(then, FILLERS, allow_after),
+             during=_compiled_on_every_host)
+
+
+def _compiled_on_every_host(rig: Rig) -> None:
+    for host in ("h1", "h2", "h3"):
+        sets = NFT(netns=host_netns(rig.lab, host)).list_sets()
+        assert any(layout.is_compiled_map(s.name) for s in sets), f"{host}: no compiled tier"
 
 
 def test_oracle_of_empty_world_is_all_open(rig: Rig) -> None:
