@@ -27,15 +27,17 @@ segment, at its place in the order: fail closed, as uncompiled.
 
 Rules keep their comments, so per-rule counters are the sum over the copies
 (each packet crosses one copy). Everything is named by content: endpoints
-with the same tier share the chains and the map, and a policy edit makes new
-names for what changed.
+with the same tier share the chains and the map (named by the tier's policies),
+and a policy edit changes the map's elements that changed and adds the segment
+chains they name.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -77,31 +79,37 @@ def _can_match(rule: ParsedRule | None, proto: int) -> bool:
     return rule is None or rule.protocol is None or rule.protocol == proto
 
 
-def _segments(pieces: Sequence[Piece], proto: int) -> list[tuple[int, int, tuple[int, ...]]]:
+Ports = tuple[int, tuple[tuple[int, int], ...]] | None
+
+
+def _segments(pieces: Sequence[Piece], ported: Sequence[Ports], proto: int
+              ) -> list[tuple[int, int, tuple[int, ...]]]:
     """(first port, last port, indexes of the pieces that can match) for ``proto``,
     adjacent ranges with the same pieces merged; ranges no ported rule covers left out.
+    ``ported[i]`` is :func:`_ports_of` of piece ``i``.
 
     A sweep over the range ends: thousands of single-port policies cost a sort."""
     starts: dict[int, list[int]] = defaultdict(list)
     ends: dict[int, list[int]] = defaultdict(list)  # first port past the range
-    for i, (rule, _) in enumerate(pieces):
-        ports = _ports_of(rule)
-        if ports is not None and ports[0] == proto:
+    wide: list[int] = []
+    for i, ports in enumerate(ported):
+        if ports is None:
+            if _can_match(pieces[i][0], proto):
+                wide.append(i)
+        elif ports[0] == proto:
             for lo, hi in ports[1]:
                 starts[lo].append(i)
                 ends[hi + 1].append(i)
-    wide = [i for i, (rule, _) in enumerate(pieces)
-            if _ports_of(rule) is None and _can_match(rule, proto)]  # fmt: skip
-    active: Counter[int] = Counter()  # a rule's own ranges may overlap
+    active: dict[int, int] = {}  # piece -> how many of its ranges hold the port
     out: list[tuple[int, int, tuple[int, ...]]] = []
-    edges = sorted(set(starts) | set(ends))
+    edges = sorted(starts.keys() | ends.keys())
     for lo, nxt in itertools.pairwise(edges):
         for i in ends.get(lo, ()):
             active[i] -= 1
             if not active[i]:
                 del active[i]
         for i in starts.get(lo, ()):
-            active[i] += 1
+            active[i] = active.get(i, 0) + 1
         if not active:
             continue
         members = tuple(sorted([*active, *wide]))
@@ -116,24 +124,33 @@ def _specs(pieces: Sequence[Piece], indexes: Iterable[int]) -> tuple[RuleSpec, .
     return tuple(spec for i in indexes for spec in pieces[i][1])
 
 
-def compile_tier(pieces: Sequence[Piece], direction: str) -> CompiledTier:
-    """The chains and the map for one tier's rules (``direction`` names them: ``i``/``o``)."""
-    protos = sorted({p[0] for rule, _ in pieces if (p := _ports_of(rule)) is not None})
+@functools.lru_cache(maxsize=1 << 16)
+def _segment_chain(direction: str, body: tuple[RuleSpec, ...]) -> ChainSpec:
+    # an edit of one policy among thousands changes one or two segments: keep the rest
+    name = layout.shared_chain_name(f"cs{direction}", body)
+    return layout.make_chain(name, body, layout.RANK_POLICY, "compiled tier segment")
+
+
+def compile_tier(pieces: Sequence[Piece], direction: str, identity: str) -> CompiledTier:
+    """The chains and the map for one tier's rules (``direction`` names them: ``i``/``o``).
+
+    The map is named by ``identity`` (the tier's policies, in order), not by content: an
+    edit of one policy changes a few of its elements, not the map and every chain that
+    looks it up."""
+    ported = [_ports_of(rule) for rule, _ in pieces]
     chains: dict[str, ChainSpec] = {}
     elements: set[Key] = set()
-    for proto in protos:
-        for lo, hi, members in _segments(pieces, proto):
-            body = _specs(pieces, members)
-            name = layout.shared_chain_name(f"cs{direction}", body)
-            chains.setdefault(name, layout.make_chain(name, body, layout.RANK_POLICY,
-                                                      "compiled tier segment"))
-            port = str(lo) if lo == hi else f"{lo}-{hi}"
-            elements.add((layout.proto_name(proto), port, f"goto {name}"))
-    rest = _specs(pieces, (i for i, (rule, _) in enumerate(pieces) if _ports_of(rule) is None))
+    for proto in sorted({p[0] for p in ported if p is not None}):
+        name = layout.proto_name(proto)
+        for lo, hi, members in _segments(pieces, ported, proto):
+            chain = _segment_chain(direction, _specs(pieces, members))
+            chains[chain.name] = chain
+            elements.add((name, str(lo) if lo == hi else f"{lo}-{hi}", f"goto {chain.name}"))
+    rest = _specs(pieces, (i for i, p in enumerate(ported) if p is None))
     vmap: nft.Map | None = None
     head: tuple[RuleSpec, ...] = ()
     if elements:
-        digest = hashlib.sha1("\n".join(sorted(" ".join(e) for e in elements)).encode())
+        digest = hashlib.sha1(identity.encode())
         vmap = nft.Map(f"cm{direction}-{digest.hexdigest()[:16]}",
                        type="inet_proto . inet_service : verdict", flags=("interval",))
         head = (RuleSpec(f"meta l4proto . th dport vmap @{vmap.name}"),)

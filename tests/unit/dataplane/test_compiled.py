@@ -70,7 +70,7 @@ def _could_match(rule: ParsedRule, proto: int, port: int) -> bool:
 def test_a_packet_meets_every_rule_that_could_match_it_in_order(
     rs: list[ParsedRule], proto: int, port: int
 ) -> None:
-    tier = compile_tier(_pieces(rs), "i")
+    tier = compile_tier(_pieces(rs), "i", "t")
     path = _path(tier, proto, port)
     order = [r.rule_id for r in rs]
     assert path == sorted(path, key=order.index)  # never reordered
@@ -81,7 +81,7 @@ def test_thousands_of_single_port_policies_make_one_segment_each() -> None:
     rs = [ParsedRule(f"policy:p{i}:i0", "allow", protocol=6, src_nets=("203.0.113.1/32",),
                      dst_ports=((1000 + i, 1000 + i),)) for i in range(5000)]
     rs.append(ParsedRule("policy:last:i0", "allow", protocol=6, dst_ports=((80, 80),)))
-    tier = compile_tier(_pieces(rs), "i")
+    tier = compile_tier(_pieces(rs), "i", "t")
     assert len(tier.elements) == 5001
     assert _path(tier, 6, 80) == ["policy:last:i0"]
     assert _path(tier, 6, 1234) == ["policy:p234:i0"]
@@ -109,13 +109,14 @@ def test_managers_program_a_compiled_tier_and_remove_all_of_it() -> None:
     (tw,) = [c for c in snap.chains if c.startswith("tw-")]
     assert any(r.rule.startswith("jump cti-") for r in fake.list_rules(tw))
     assert not any("pol-" in r.rule for r in fake.list_rules(tw))
-    # a policy edit: the tier's map and chains follow, the old ones go
+    # a policy edit: the map's elements follow, the segment chains they named go
     ap.dataplane.on_message(_policies(1, port=8080)[0])
     ap.apply()
     snap = fake.snapshot()
     assert snap is not None
     (vmap2,) = [n for n in snap.sets if layout.is_compiled_map(n)]
-    assert vmap2 != vmap and ("tcp", "8080") in {e.key for e in snap.elements[vmap2]}
+    assert vmap2 == vmap and ("tcp", "8080") in {e.key for e in snap.elements[vmap2]}
+    assert ("tcp", "80") not in {e.key for e in snap.elements[vmap2]}
     # the endpoint goes: nothing of the compiled tier is left
     ap.dataplane.on_messages([WorkloadEndpointRemove(endpoint.endpoint_id),
                               *(PolicyRemove(p) for p in ids)])

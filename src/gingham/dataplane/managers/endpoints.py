@@ -111,6 +111,7 @@ class EndpointManager:
         self._users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
         self._maps_of: dict[m.WorkloadEndpointID, tuple[str, ...]] = {}
         self._map_users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
+        self._map_elements: dict[str, frozenset[Key]] = {}
         self.compile_min_policies: int | None = COMPILE_MIN_POLICIES
         """Tiers with at least this many policies for a direction are compiled
         (:mod:`gingham.dataplane.compiled`); None: never."""
@@ -155,7 +156,11 @@ class EndpointManager:
         name = tier.map.name
         if not self._map_users[name]:
             self._state.ensure_set(tier.map)
-            self._state.add_elements(name, tier.elements)
+        old = self._map_elements.get(name, frozenset())
+        if old != tier.elements:  # the tier's rules changed: its users all follow
+            self._state.del_elements(name, old - tier.elements)
+            self._state.add_elements(name, tier.elements - old)
+            self._map_elements[name] = tier.elements
         self._map_users[name].add(eid)
 
     def _release_map(self, eid: m.WorkloadEndpointID, name: str) -> None:
@@ -165,6 +170,7 @@ class EndpointManager:
         users.discard(eid)
         if not users:
             del self._map_users[name]
+            del self._map_elements[name]
             self._state.remove_set(name)
 
     def _compiler(self, used: list[CompiledTier]
@@ -187,7 +193,8 @@ class EndpointManager:
                     pieces.append((None, (drop,)))
                 else:
                     pieces += got
-            tier = compile_tier(pieces, "i" if inbound else "o")
+            identity = "\n".join(layout.policy_key(pid) for pid in pols)
+            tier = compile_tier(pieces, "i" if inbound else "o", identity)
             used.append(tier)
             return tier.entry
 
@@ -284,8 +291,9 @@ class EndpointManager:
             self._state.set_entry(layout.MAP_TO_WL, ifn, tw.name)
             self._state.set_entry(layout.MAP_FROM_WL, ifn, fw.name)
             self._set_rpf(ifn, ep)
+        kept = set(self._chains_of[eid])
         for name in old:
-            if name not in self._chains_of[eid]:
+            if name not in kept:
                 self._release(eid, name)
         for name in old_maps:
             if name not in maps:
