@@ -45,6 +45,7 @@ BENCHES: dict[str, tuple[list[str], list[str], bool]] = {
     "calc": ([], ["--quick"], False),
     "dataplane": ([], ["--quick"], True),
     "nft_change": ([], ["--quick"], True),
+    "policy_programming": ([], ["--quick"], True),
     "selector": ([], ["--selectors", "500", "--items", "20000"], False),
     "ipam": ([], ["--backends", "sqlite", "--allocs", "100"], False),
     "datastore": ([], ["--seconds", "1", "--backends", "sqlite"], False),

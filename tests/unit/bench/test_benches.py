@@ -109,8 +109,41 @@ def test_agent_scale_quick() -> None:
 @pytest.mark.slow
 @LAB_BENCHES
 def test_dataplane_cost_tiny() -> None:
-    data = run_bench("dataplane_cost", "--seconds", "1")
+    data = run_bench("dataplane_cost", "--seconds", "1", "--sizes", "0,100,1000")
     assert set(data["results"]) == {"0", "100", "1000"}
+    assert data["order"] == [0, 100, 1000, 1000, 100, 0]
+    for row in data["results"].values():
+        assert row["connections"] > 0 and row["connect_p99_ms"] >= row["connect_p50_ms"] > 0
+        assert len(row["runs"]) == 2
+    assert data["results"]["0"]["connect_p99_ratio"] == 1.0
+    checks = {(c["key"], c["policies"]): c for c in data["target"]["checks"]}
+    assert checks[("connection_rate_ratio", 1000)]["measured"] is not None
+    assert checks[("connection_rate_ratio", 5000)]["measured"] is None  # not run
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@LAB_BENCHES
+def test_policy_programming_tiny() -> None:
+    data = run_bench("policy_programming", "--policies", "30", "--reps", "2", "--edits", "3")
+    res = data["result"]
+    assert len(res["cold_apply"]["reps"]) == 2 and res["cold_agent_start"]["ms"] > 0
+    assert res["edit"]["n"] == 3 and len({e["policy"] for e in res["edit"]["edits"]}) == 3
+    assert res["edit"]["agent_apply_latency"]["applies"] >= 3
+
+
+def test_ports_in_finds_ports_whatever_the_rendering() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import dataplane_cost
+    finally:
+        sys.path.remove(str(BENCH))
+    text = dataplane_cost._COUNTERS.sub("", "\n".join([
+        'ip saddr 203.0.113.4 tcp dport 10004 counter packets 10006 bytes 10007 accept',
+        'elements = { 10001-10003, 10009 : jump pol-10010abc-i }',
+        'comment "policy:default/cost/filler-1234:i0" comment "v:10011" meta mark 0x00010012',
+    ]))  # fmt: skip
+    assert dataplane_cost.ports_in(text, 10000, 20000) == {10001, 10003, 10004, 10009}
 
 
 def test_fanout_latency_tiny() -> None:
