@@ -1,7 +1,7 @@
 """VXLAN: the ``vxlan.gingham`` device, its tunnel addresses, and static peers.
 
-One device carries both inner families (VNI 4096, UDP 4789, learning off): the
-kernel never floods or learns, every remote endpoint is a permanent neighbour
+One device carries both inner families (VNI 4096, UDP 4789, learning off, outer
+UDP checksums as :data:`CHECKSUM_FLAGS` says): the kernel never floods or learns, every remote endpoint is a permanent neighbour
 entry (remote tunnel address -> remote MAC) plus an FDB entry (remote MAC ->
 remote underlay address), as :class:`~gingham.calc.messages.VxlanPeerUpdate`
 says. Routes ``via <tunnel address> dev vxlan.gingham onlink`` are the route
@@ -39,6 +39,24 @@ from gingham.calc.routing_types import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from gingham.errors import DataplaneError
 
 Runner = Callable[[Sequence[str], str | None], str]
+
+# Outer UDP checksums, said explicitly rather than left to the kernel's default (which
+# is ``udpcsum``, on, for a device made without the flag on the 6.18 kernel gingham is
+# developed on). IPv4: zero, as RFC 7348 section 5 says and Calico's vxlan.calico has;
+# the inner packet carries its own checksum. With the checksum on, every encapsulated
+# TCP super-packet is GSO type UDP_TUNNEL_CSUM, which a NIC that segments UDP tunnels
+# but not with outer checksums (``ethtool -k``: tx-udp_tnl-segmentation on,
+# tx-udp_tnl-csum-segmentation off) sends back to software segmentation. IPv6: the
+# checksum stays (a zero one is only accepted by receivers that opted in, RFC 6935),
+# and zero-checksum packets are not accepted. These cannot be changed on a live device
+# (the kernel refuses), so a device with other values is made again.
+CHECKSUM_FLAGS: tuple[str, ...] = ("noudpcsum", "noudp6zerocsumtx", "noudp6zerocsumrx")
+# what ``ip -j -d link`` then shows in linkinfo.info_data
+CHECKSUM_INFO: dict[str, bool] = {
+    "udp_csum": False,
+    "udp_zero_csum6_tx": False,
+    "udp_zero_csum6_rx": False,
+}
 
 
 def run_command(argv: Sequence[str], stdin: str | None = None) -> str:
@@ -106,7 +124,7 @@ class VxlanDriver:
         if recreate:
             self._ip(
                 "link", "add", self.device, "type", "vxlan", "id", str(vni),
-                "dstport", str(port), "local", str(local), "nolearning",
+                "dstport", str(port), "local", str(local), "nolearning", *CHECKSUM_FLAGS,
             )  # fmt: skip
         if recreate or not self._settled(link, mac, mtu):
             self._ip("link", "set", self.device, "address", mac, "mtu", str(mtu), "up")
@@ -125,6 +143,8 @@ class VxlanDriver:
             and found_local is not None
             and ip_address(found_local) == local
             and not data.get("learning", False)
+            # a key iproute2 does not print counts as matching (no endless re-creation)
+            and all(data.get(k, v) == v for k, v in CHECKSUM_INFO.items())
         )
 
     @staticmethod

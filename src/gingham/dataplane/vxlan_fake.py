@@ -3,7 +3,9 @@
 
 Checked against the kernel (tests/integration/routing/test_drivers.py runs the
 same calls on both): a device whose VNI, port or local address changes is
-deleted and created again, and a new device starts without neighbours, FDB
+deleted and created again, so is one with other outer UDP checksum settings
+(``udp_csum``: a device made by an older gingham, or by hand, with checksums on;
+tests set it on the device they plant), and a new device starts without neighbours, FDB
 entries or addresses; peers need the device; neighbours are keyed by tunnel
 address, FDB entries by (MAC, underlay address).
 """
@@ -18,7 +20,7 @@ from gingham.calc.inputs import IPAddress
 from gingham.calc.messages import VxlanPeerUpdate
 from gingham.calc.routing_types import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from gingham.dataplane.netlink_fake import FakeRouteTable
-from gingham.dataplane.vxlan import PeerDiff
+from gingham.dataplane.vxlan import CHECKSUM_INFO, PeerDiff
 from gingham.errors import DataplaneError
 
 
@@ -30,6 +32,7 @@ class _Device:
     mac: str = ""
     mtu: int = 1500
     up: bool = False
+    udp_csum: bool = False  # what the real driver makes: CHECKSUM_INFO
     addresses: set[IPAddress] = field(default_factory=set)
     neighbours: dict[str, str] = field(default_factory=dict)
     fdb: set[tuple[str, str]] = field(default_factory=set)
@@ -57,7 +60,8 @@ class FakeVxlanDriver:
             "flags": ["UP"] if d.up else [],
             "linkinfo": {"info_kind": "vxlan",
                          "info_data": {"id": d.vni, "port": d.port, local: str(d.local),
-                                       "learning": False}},
+                                       "learning": False, **CHECKSUM_INFO,
+                                       "udp_csum": d.udp_csum}},
         }
 
     def addresses(self) -> set[IPAddress]:
@@ -67,7 +71,8 @@ class FakeVxlanDriver:
                       tunnel_addrs: Iterable[IPAddress] = (), vni: int = VXLAN_VNI,
                       port: int = VXLAN_PORT) -> bool:
         d = self._dev
-        recreate = d is None or (d.local, d.vni, d.port) != (local, vni, port)
+        recreate = d is None or (d.local, d.vni, d.port, d.udp_csum) != (
+            local, vni, port, CHECKSUM_INFO["udp_csum"])
         if recreate:
             if d is not None:
                 self.remove_device()

@@ -31,6 +31,7 @@ def test_creates_device_in_namespace_with_calico_parameters() -> None:
     assert [
         "ip", "-n", "hostns", "link", "add", "vxlan.gingham", "type", "vxlan", "id", "4096",
         "dstport", "4789", "local", "192.0.2.11", "nolearning",
+        "noudpcsum", "noudp6zerocsumtx", "noudp6zerocsumrx",
     ] in argvs  # fmt: skip
     assert [
         "ip", "-n", "hostns", "link", "set", "vxlan.gingham", "address", "02:00:00:00:00:01",
