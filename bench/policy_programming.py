@@ -90,12 +90,18 @@ class Monitor:
     def __init__(self, netns: str) -> None:
         from gingham.lab.netns import in_netns
 
-        argv = ["nft", "monitor"]
+        # Rule events only: nft 1.0.6's monitor crashes (SIGSEGV) printing the elements of
+        # concatenated ranges (a compiled tier's map), and the ports are in the rules of
+        # the policy and segment chains anyway. Events come at the commit, so the last
+        # wanted port seen is the transaction that brought it (filtered, the monitor
+        # prints no generation lines).
+        argv = ["nft", "monitor", "rules"]
         if shutil.which("stdbuf"):
             argv = ["stdbuf", "-oL", *argv]
         self.proc = subprocess.Popen(
             in_netns(netns, argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)  # fmt: skip
+            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
+            errors="replace")  # fmt: skip
         self.lines: list[tuple[float, str]] = []
         self.lost = 0
         self.cond = threading.Condition()
@@ -137,14 +143,20 @@ class Monitor:
                             return {"t": t, "last_port_t": last_port_t, "first_gen_t": first_gen_t,
                                     "transactions": generations, "lines": i - start}
                         continue
+                    first_gen_t = first_gen_t or t
                     found = ports_in(_COUNTERS.sub("", line), low, high) & left
                     if found:
                         left -= found
                         last_port_t = t
+                        if not left:
+                            return {"t": t, "last_port_t": t, "first_gen_t": first_gen_t,
+                                    "transactions": None, "lines": i - start}
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.proc.poll() is not None:
+                    tail = [line[:200] for _, line in self.lines[-3:]]
                     raise RuntimeError(f"nft monitor did not show {len(left)} of "
-                                       f"{len(wanted)} ports (e.g. {sorted(left)[:5]})")
+                                       f"{len(wanted)} ports (e.g. {sorted(left)[:5]}); "
+                                       f"exit {self.proc.poll()}, last lines {tail}")
                 self.cond.wait(min(remaining, 0.5))
 
     def close(self) -> None:

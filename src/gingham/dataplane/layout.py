@@ -166,7 +166,8 @@ NDP = "meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solic
 
 
 # compiled tiers (gingham.dataplane.compiled): chains ``ct<i|o>-``/``cs<i|o>-``, maps ``cm<i|o>-``
-COMPILED_CHAIN_PREFIXES = ("cti-", "cto-", "csi-", "cso-")
+COMPILED_TIER_PREFIXES = ("cti-", "cto-")  # the chain an endpoint chain jumps to
+COMPILED_CHAIN_PREFIXES = (*COMPILED_TIER_PREFIXES, "csi-", "cso-")
 COMPILED_MAP_PREFIXES = ("cmi-", "cmo-")
 
 

@@ -7,6 +7,8 @@ tier compiled."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,3 +141,23 @@ def test_a_tier_below_the_threshold_jumps_to_each_policy() -> None:
     snap = fake.snapshot()
     assert snap is not None
     assert not [n for n in snap.sets if layout.is_compiled_map(n)]
+
+
+def test_endpoints_sharing_a_tier_compile_it_once_per_change(monkeypatch: Any) -> None:
+    import gingham.dataplane.managers.endpoints as endpoints
+
+    calls: list[str] = []
+
+    def counted(pieces: Any, direction: str, identity: str) -> CompiledTier:
+        calls.append(identity)
+        return compile_tier(pieces, direction, identity)
+
+    monkeypatch.setattr(endpoints, "compile_tier", counted)
+    ap = Applier(FakeNFT(), PolicyDataplane())
+    pols = _policies(20)
+    ids = tuple(p.policy_id for p in pols)
+    ap.dataplane.on_messages([*pols, profile(), *(wl(f"w{i}", f"198.18.0.{i}", ids)
+                                                  for i in range(1, 6)), InSync()])
+    assert len(calls) == 1
+    ap.dataplane.on_message(_policies(1, port=8080)[0])
+    assert len(calls) == 2

@@ -112,6 +112,9 @@ class EndpointManager:
         self._maps_of: dict[m.WorkloadEndpointID, tuple[str, ...]] = {}
         self._map_users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
         self._map_elements: dict[str, frozenset[Key]] = {}
+        # (direction, tier identity) -> the pieces last compiled and the result: the
+        # endpoints sharing a tier (re-rendered one by one after an edit) compile it once
+        self._compiled: dict[tuple[str, str], tuple[tuple[Piece, ...], CompiledTier]] = {}
         self.compile_min_policies: int | None = COMPILE_MIN_POLICIES
         """Tiers with at least this many policies for a direction are compiled
         (:mod:`gingham.dataplane.compiled`); None: never."""
@@ -150,6 +153,9 @@ class EndpointManager:
         if not users:
             del self._users[name]
             self._state.remove_chain(name)
+            if name.startswith(layout.COMPILED_TIER_PREFIXES):
+                for key in [k for k, (_, t) in self._compiled.items() if t.entry == name]:
+                    del self._compiled[key]
 
     def _use_map(self, eid: m.WorkloadEndpointID, tier: CompiledTier) -> None:
         assert tier.map is not None
@@ -193,8 +199,13 @@ class EndpointManager:
                     pieces.append((None, (drop,)))
                 else:
                     pieces += got
-            identity = "\n".join(layout.policy_key(pid) for pid in pols)
-            tier = compile_tier(pieces, "i" if inbound else "o", identity)
+            key = ("i" if inbound else "o", "\n".join(layout.policy_key(pid) for pid in pols))
+            done = self._compiled.get(key)
+            if done is not None and done[0] == tuple(pieces):
+                tier = done[1]
+            else:
+                tier = compile_tier(pieces, *key)
+                self._compiled[key] = (tuple(pieces), tier)
             used.append(tier)
             return tier.entry
 
