@@ -70,6 +70,7 @@ import ipaddress
 import logging
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -129,7 +130,8 @@ EndpointKey = Hashable  # WorkloadEndpointID for workloads, the name (str) for h
 
 @dataclass(slots=True)
 class _Record:
-    """What the graph keeps of one item (endpoint or network set) besides its labels."""
+    """One item (endpoint or network set) as its handler reads it; kept for local
+    endpoints only (``profiles`` and ``resource`` are only set for those)."""
 
     item: Item
     local: bool = False
@@ -160,7 +162,6 @@ class CalcGraph:
         self._profile_sources: dict[str, dict[ResourceKey, ProfileDef]] = {}
         self._profile_key_name: dict[ResourceKey, str] = {}
         self._profiles: dict[str, ProfileDef] = {}
-        self._items: dict[Hashable, _Record] = {}
         self._local: dict[EndpointKey, _Record] = {}
         self._dirty: set[EndpointKey] = set()
         self._felix = FelixSettings(hostname)
@@ -244,11 +245,14 @@ class CalcGraph:
         profiles = tuple(spec.profiles or ())
         # Every workload inherits its namespace's labels, listed or not.
         parents = tuple(dict.fromkeys((*profiles, NAMESPACE_PROFILE_PREFIX + ns)))
+        ports = _named_ports(spec.ports)
+        local = spec.node == self.hostname
+        # Addresses only serve named-port members (a workload's message has its nets).
         rec = _Record(
-            Item(nets, _addrs(nets), _named_ports(spec.ports)),
-            local=spec.node == self.hostname,
-            profiles=profiles,
-            resource=value,
+            Item(nets, _addrs(nets) if ports else (), ports),
+            local=local,
+            profiles=profiles if local else (),
+            resource=value if local else None,
         )
         self._set_item(ep, rec, value.metadata.labels, parents, implicit)
 
@@ -287,26 +291,26 @@ class CalcGraph:
         parents: tuple[str, ...] = (),
         implicit: Mapping[str, str] | None = None,
     ) -> None:
-        old = self._items.get(item_id)
+        # Remote items live only in the label and member indexes (their labels
+        # and contributions); local endpoints also keep their record.
+        was_local = item_id in self._local
         if rec is None:
-            if old is None:
+            if not self._members.has_item(item_id):
                 return
-            del self._items[item_id]
             self._labels.remove_item(item_id)
             self._members.remove_item(item_id)
-            if old.local:
+            if was_local:
                 self._set_local(item_id, None)
             return
-        labels = self._labels.update_item(item_id, dict(own or {}), parents, implicit or {})
-        self._items[item_id] = rec
+        labels = self._labels.update_item(item_id, own or _NO_LABELS, parents, implicit or _NO_LABELS)
         self._members.update_item(item_id, labels, rec.item)
-        if rec.local or (old is not None and old.local):
+        if rec.local or was_local:
             self._set_local(item_id, rec if rec.local else None)
 
     def _relabel(self, item_id: Hashable, labels: Mapping[str, str]) -> None:
-        rec = self._items[item_id]
-        self._members.update_item(item_id, labels, rec.item)
-        if rec.local:
+        self._members.update_item(item_id, labels, self._members.item(item_id))
+        rec = self._local.get(item_id)
+        if rec is not None:
             self._set_local(item_id, rec)
 
     def _set_local(self, ep: EndpointKey, rec: _Record | None) -> None:
@@ -471,7 +475,7 @@ class CalcGraph:
     def stats(self) -> dict[str, int]:
         """Sizes of every index (all zero again once every input is deleted)."""
         return {
-            "items": len(self._items),
+            "items": self._members.item_count(),
             "local_endpoints": len(self._local),
             "profiles": len(self._profiles),
             "profile_sources": len(self._profile_key_name),
@@ -493,7 +497,10 @@ def _source_rank(key: ResourceKey) -> tuple[bool, ResourceKey]:
 
 def _nets(values: Iterable[Any] | None) -> tuple[str, ...]:
     """Canonical CIDRs. The model already normalises CIDRs (``check_cidr``), so
-    those are taken as they are; bare addresses (expectedIPs) get /32 or /128."""
+    those are taken as they are (the model's own tuple, when it is one: no copy
+    per endpoint); bare addresses (expectedIPs) get /32 or /128."""
+    if type(values) is tuple and all(type(v) is str and "/" in v for v in values):
+        return values
     return tuple(_net(str(v)) for v in values or ())
 
 
@@ -516,9 +523,16 @@ def _named_ports(ports: Iterable[Any] | None) -> tuple[tuple[str, str, int], ...
         proto = _PROTOCOL_NAMES.get(protocol_number(p.protocol, "ports") or 0)
         if proto is not None:
             out.append((str(p.name), proto, int(p.port)))
-    return tuple(out)
+    return _shared_ports(tuple(out))
 
 
+@lru_cache(maxsize=4096)
+def _shared_ports(ports: tuple[tuple[str, str, int], ...]) -> tuple[tuple[str, str, int], ...]:
+    """One tuple for equal named-port lists (many endpoints declare the same)."""
+    return ports
+
+
+_NO_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 _PROTOCOL_NAMES: Final = {number: name for name, number in PROTOCOLS.items()}
 
 _HANDLERS: Final[dict[str, Any]] = {

@@ -13,23 +13,47 @@ port ``name`` with that protocol.
 Members are reference-counted per set (two items may contribute the same
 CIDR): a member is reported added on 0 -> 1 and removed on 1 -> 0, exactly
 once each, to the :class:`MemberSink`.
+
+Scale (100k items, almost all remote endpoints, a few hundred sets): per item
+the index keeps only its labels (the graph's mapping, not a copy) and its
+:class:`Item`; which selectors an item matches is not stored but evaluated
+again from its stored labels when it changes (selectors are pure, and every
+settled selector's matches are kept equal to its evaluation on the stored
+labels). Selectors are indexed by the label postings every match must hit
+(``gingham.selector.index.postings``), so an item update evaluates only the
+selectors that could match it. Items are not indexed by posting (that cost
+more than everything else together); instead a new selector is *pending*
+until someone needs members (:meth:`members`, or :meth:`settle` at flush):
+then all pending selectors are evaluated in one pass over the items. A full
+sync thereby fills every set in a single batch at the first flush, whatever
+order policies and endpoints arrived in. Pending sets are exactly those the
+sequencer is about to send whole (``set_added`` comes first), so members
+found while settling are part of their initial contents, as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from gingham.calc.rules import IPSetSpec
-from gingham.selector import SelectorIndex
+from gingham.selector import Selector
+from gingham.selector.index import postings
 
 ItemID = Hashable
+Labels = Mapping[str, str]
+
+# Pending selectors up to this many are settled by evaluating each on every
+# item; more, by looking each item's labels up in an index of the pending
+# selectors' postings.
+_SCAN_EACH: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """What one item contributes. ``named_ports`` are (name, protocol, port)."""
+    """What one item contributes. ``named_ports`` are (name, protocol, port);
+    ``addrs`` are the addresses named-port members are made of."""
 
     nets: tuple[str, ...]
     addrs: tuple[str, ...]
@@ -44,6 +68,8 @@ class MemberSink(Protocol):
 def contributions(spec: IPSetSpec, item: Item) -> Iterable[str]:
     if spec.named_port is None:
         return item.nets
+    if not item.named_ports:
+        return ()
     proto, name = spec.named_port
     return [
         f"{addr},{proto}:{port}"
@@ -53,18 +79,76 @@ def contributions(spec: IPSetSpec, item: Item) -> Iterable[str]:
     ]
 
 
+class _PostingIndex:
+    """Selectors (by canonical text) filed under their postings: which could match a label set."""
+
+    __slots__ = ("_by_key", "_postings", "always")
+
+    def __init__(self) -> None:
+        # key -> value (None: any value) -> selectors
+        self._by_key: dict[str, dict[str | None, set[str]]] = {}
+        self._postings: dict[str, frozenset[tuple[str, str | None]] | None] = {}
+        self.always: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._postings)
+
+    def add(self, sid: str, selector: Selector) -> None:
+        p = postings(selector.node)
+        self._postings[sid] = p
+        if p is None:
+            self.always.add(sid)
+            return
+        for key, value in p:
+            self._by_key.setdefault(key, {}).setdefault(value, set()).add(sid)
+
+    def remove(self, sid: str) -> None:
+        p = self._postings.pop(sid)
+        if p is None:
+            self.always.discard(sid)
+            return
+        for key, value in p:
+            values = self._by_key[key]
+            sids = values[value]
+            sids.discard(sid)
+            if not sids:
+                del values[value]
+                if not values:
+                    del self._by_key[key]
+
+    def candidates(self, labels: Labels) -> set[str]:
+        found = set(self.always)
+        by_key = self._by_key
+        for key, value in labels.items():
+            values = by_key.get(key)
+            if values is not None:
+                sids = values.get(value)
+                if sids:
+                    found |= sids
+                sids = values.get(None)
+                if sids:
+                    found |= sids
+        return found
+
+
 class IPSetMembers:
     def __init__(self, sink: MemberSink) -> None:
         self._sink = sink
-        self._index: SelectorIndex[str, ItemID] = SelectorIndex()
-        self._items: dict[ItemID, Item] = {}
+        self._items: dict[ItemID, tuple[Labels, Item]] = {}
         self._specs: dict[str, IPSetSpec] = {}
         self._sets_by_selector: dict[str, set[str]] = {}
         self._members: dict[str, dict[str, int]] = {}
+        # Settled selectors: indexed by posting, with the items they match.
+        self._selectors: dict[str, Selector] = {}
+        self._index = _PostingIndex()
+        self._matching: dict[str, set[ItemID]] = {}
+        # Selectors of new sets whose members are not computed yet.
+        self._pending: dict[str, Selector] = {}
 
     # --- queries -----------------------------------------------------------
 
     def members(self, set_id: str) -> frozenset[str]:
+        self.settle()
         return frozenset(self._members.get(set_id, ()))
 
     def set_ids(self) -> frozenset[str]:
@@ -73,11 +157,17 @@ class IPSetMembers:
     def item_count(self) -> int:
         return len(self._items)
 
+    def has_item(self, item_id: ItemID) -> bool:
+        return item_id in self._items
+
+    def item(self, item_id: ItemID) -> Item:
+        return self._items[item_id][1]
+
     def stats(self) -> dict[str, int]:
         return {
             "member_items": len(self._items),
-            "member_index_items": self._index.item_count,
-            "member_index_selectors": self._index.selector_count,
+            "member_index_items": len(self._items),
+            "member_index_selectors": len(self._selectors) + len(self._pending),
             "member_sets": len(self._specs),
             "member_entries": sum(len(c) for c in self._members.values()),
         }
@@ -94,9 +184,12 @@ class IPSetMembers:
         users = self._sets_by_selector.setdefault(canonical, set())
         users.add(spec.set_id)
         if len(users) == 1:
-            self._index.update_selector(canonical, spec.selector)
-        for item_id in self._index.items_matching(canonical):
-            self._add(spec, self._items[item_id])
+            self._pending[canonical] = spec.selector
+        elif canonical in self._selectors:
+            items = self._items
+            for item_id in self._matching[canonical]:
+                self._add(spec, items[item_id][1])
+        # else: pending, settled with its other users
 
     def remove_set(self, set_id: str) -> None:
         """Stop computing a set (the scanner's last reference went away)."""
@@ -109,37 +202,89 @@ class IPSetMembers:
         users.discard(set_id)
         if not users:
             del self._sets_by_selector[canonical]
-            self._index.remove_selector(canonical)
+            if self._pending.pop(canonical, None) is None:
+                del self._selectors[canonical]
+                del self._matching[canonical]
+                self._index.remove(canonical)
+
+    def settle(self) -> None:
+        """Compute the members of every set added since the last call (one pass)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        items = self._items
+        found: dict[str, set[ItemID]]
+        if len(pending) <= _SCAN_EACH:
+            found = {}
+            for sid, selector in pending.items():
+                evaluate = selector.evaluate
+                found[sid] = {i for i, (labels, _) in items.items() if evaluate(labels)}
+        else:
+            index = _PostingIndex()
+            found = {}
+            for sid, selector in pending.items():
+                index.add(sid, selector)
+                found[sid] = set()
+            for item_id, (labels, _) in items.items():
+                for sid in index.candidates(labels):
+                    if pending[sid].evaluate(labels):
+                        found[sid].add(item_id)
+        for sid, selector in pending.items():
+            self._selectors[sid] = selector
+            self._index.add(sid, selector)
+            matched = found[sid]
+            self._matching[sid] = matched
+            for set_id in self._sets_by_selector[sid]:
+                spec = self._specs[set_id]
+                for item_id in matched:
+                    self._add(spec, items[item_id][1])
 
     # --- items -------------------------------------------------------------
 
-    def update_item(self, item_id: ItemID, labels: Mapping[str, str], item: Item) -> None:
+    def _matches(self, labels: Labels) -> set[str]:
+        """The settled selectors that match ``labels``."""
+        selectors = self._selectors
+        return {s for s in self._index.candidates(labels) if selectors[s].evaluate(labels)}
+
+    def update_item(self, item_id: ItemID, labels: Labels, item: Item) -> None:
+        """Set an item's labels (kept, not copied: never change them) and contributions."""
         old = self._items.get(item_id)
-        started: list[str] = []
-        stopped: list[str] = []
-        for change in self._index.update_labels(item_id, labels):
-            (started if change.matched else stopped).append(change.selector_id)
-        self._items[item_id] = item
-        if old is not None and old != item:
+        self._items[item_id] = (labels, item)
+        if old is None:
+            before: set[str] = set()
+            now = self._matches(labels)
+            old_item = item
+        else:
+            old_labels, old_item = old
+            before = self._matches(old_labels)
+            now = before if old_labels is labels else self._matches(labels)
+        matching = self._matching
+        if old is not None and old_item != item:
             # Contributions changed: swap old for new in every set it stays in.
-            for sel in self._index.selectors_matching(item_id).difference(started):
-                for set_id in self._sets_by_selector.get(sel, ()):
-                    self._remove(self._specs[set_id], old)
+            for sel in before & now:
+                for set_id in self._sets_by_selector[sel]:
+                    self._remove(self._specs[set_id], old_item)
                     self._add(self._specs[set_id], item)
-        for sel in stopped:
-            for set_id in self._sets_by_selector.get(sel, ()):
-                self._remove(self._specs[set_id], old if old is not None else item)
-        for sel in started:
-            for set_id in self._sets_by_selector.get(sel, ()):
+        if now is before:
+            return
+        for sel in before - now:
+            matching[sel].discard(item_id)
+            for set_id in self._sets_by_selector[sel]:
+                self._remove(self._specs[set_id], old_item)
+        for sel in now - before:
+            matching[sel].add(item_id)
+            for set_id in self._sets_by_selector[sel]:
                 self._add(self._specs[set_id], item)
 
     def remove_item(self, item_id: ItemID) -> None:
         old = self._items.pop(item_id, None)
         if old is None:
             return
-        for change in self._index.remove_labels(item_id):
-            for set_id in self._sets_by_selector.get(change.selector_id, ()):
-                self._remove(self._specs[set_id], old)
+        labels, item = old
+        for sel in self._matches(labels):
+            self._matching[sel].discard(item_id)
+            for set_id in self._sets_by_selector[sel]:
+                self._remove(self._specs[set_id], item)
 
     # --- member refcounts --------------------------------------------------
 
