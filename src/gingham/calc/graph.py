@@ -135,6 +135,7 @@ class _Record:
 
     item: Item
     local: bool = False
+    item_id: Hashable = None  # its id in the label and member indexes
     profiles: tuple[str, ...] = ()  # profiles whose rules apply (local endpoints)
     resource: Any = None
 
@@ -154,15 +155,16 @@ class CalcGraph:
     ) -> None:
         self.hostname = hostname
         self._seq = Sequencer(self._members_of)
-        self._members = IPSetMembers(self._seq)
-        self._scanner = RuleScanner(self._members, self._seq)
         self._labels = LabelInheritance()
+        self._members = IPSetMembers(self._seq, self._labels.candidates)
+        self._scanner = RuleScanner(self._members, self._seq)
         self._active = ActiveRulesCalculator(self)
         self._tiers: dict[str, TierDef] = {}
         self._profile_sources: dict[str, dict[ResourceKey, ProfileDef]] = {}
         self._profile_key_name: dict[ResourceKey, str] = {}
         self._profiles: dict[str, ProfileDef] = {}
         self._local: dict[EndpointKey, _Record] = {}
+        self._local_ids: dict[Hashable, EndpointKey] = {}  # item id -> endpoint, local ones
         self._dirty: set[EndpointKey] = set()
         self._felix = FelixSettings(hostname)
         self._validity = ValidityFilter(memory, decode)
@@ -227,10 +229,11 @@ class CalcGraph:
     # --- items: endpoints and network sets ----------------------------------
 
     def _on_workload(self, key: ResourceKey, value: Any) -> None:
+        # Indexed by its key (which the validity filter keeps anyway): no object
+        # of the graph's own per remote endpoint, and none the collector tracks.
         ns = key.namespace or ""
-        ep = WorkloadEndpointID(ns, key.name)
         if value is None:
-            self._set_item(ep, None)
+            self._set_item(key, None)
             return
         spec = value.spec
         nets = _nets(spec.ip_networks)
@@ -253,8 +256,10 @@ class CalcGraph:
             local=local,
             profiles=profiles if local else (),
             resource=value if local else None,
+            item_id=key,
         )
-        self._set_item(ep, rec, value.metadata.labels, parents, implicit)
+        ep = WorkloadEndpointID(ns, key.name) if local or key in self._local_ids else None
+        self._set_item(key, rec, value.metadata.labels, parents, implicit, ep)
 
     def _on_host_endpoint(self, key: ResourceKey, value: Any) -> None:
         name = key.name
@@ -269,8 +274,9 @@ class CalcGraph:
             local=spec.node == self.hostname,
             profiles=profiles,
             resource=value,
+            item_id=name,
         )
-        self._set_item(name, rec, value.metadata.labels, profiles, {})
+        self._set_item(name, rec, value.metadata.labels, profiles, {}, name)
 
     def _on_network_set(self, key: ResourceKey, value: Any) -> None:
         ns, name = key.namespace, key.name
@@ -290,36 +296,39 @@ class CalcGraph:
         own: Mapping[str, str] | None = None,
         parents: tuple[str, ...] = (),
         implicit: Mapping[str, str] | None = None,
+        ep: EndpointKey = None,
     ) -> None:
+        """``ep``: the endpoint's key for local endpoints (needed when ``rec`` is local
+        or the item was local)."""
         # Remote items live only in the label and member indexes (their labels
         # and contributions); local endpoints also keep their record.
-        was_local = item_id in self._local
+        was_local = self._local_ids.get(item_id)
         if rec is None:
             if not self._members.has_item(item_id):
                 return
             self._labels.remove_item(item_id)
             self._members.remove_item(item_id)
-            if was_local:
-                self._set_local(item_id, None)
+            if was_local is not None:
+                self._set_local(was_local, None)
             return
-        labels = self._labels.update_item(item_id, own or _NO_LABELS, parents, implicit or _NO_LABELS)
+        labels = self._labels.update_item(
+            item_id, own or _NO_LABELS, parents, implicit or _NO_LABELS
+        )
         self._members.update_item(item_id, labels, rec.item)
-        if rec.local or was_local:
-            self._set_local(item_id, rec if rec.local else None)
-
-    def _relabel(self, item_id: Hashable, labels: Mapping[str, str]) -> None:
-        self._members.update_item(item_id, labels, self._members.item(item_id))
-        rec = self._local.get(item_id)
-        if rec is not None:
-            self._set_local(item_id, rec)
+        if rec.local or was_local is not None:
+            assert ep is not None
+            self._set_local(ep, rec if rec.local else None)
 
     def _set_local(self, ep: EndpointKey, rec: _Record | None) -> None:
         if rec is None:
-            self._local.pop(ep, None)
+            old = self._local.pop(ep, None)
+            if old is not None:
+                del self._local_ids[old.item_id]
             self._active.update_endpoint(ep, None)
         else:
             self._local[ep] = rec
-            self._active.update_endpoint(ep, self._labels.labels(ep), rec.profiles)
+            self._local_ids[rec.item_id] = ep
+            self._active.update_endpoint(ep, self._labels.labels(rec.item_id), rec.profiles)
         if isinstance(ep, WorkloadEndpointID):
             if rec is None:
                 self._routing.local_workload(ep, None, ())
@@ -400,8 +409,15 @@ class CalcGraph:
                 self.profile_active(name)
             if (old is None) != (new is None):
                 self._dirty.update(ep for ep, rec in self._local.items() if name in rec.profiles)
-        for item_id, labels in self._labels.update_parent(name, new.labels if new else None):
-            self._relabel(item_id, labels)
+        changed = self._labels.update_parent(name, new.labels if new else None)
+        # Members first, all of them, then local endpoints (whose policies may
+        # start sets): the member index never lags the label index it reads.
+        for item_id, labels in changed:
+            self._members.update_item(item_id, labels, self._members.item(item_id))
+        for item_id, _ in changed:
+            ep = self._local_ids.get(item_id)
+            if ep is not None:
+                self._set_local(ep, self._local[ep])
 
     # --- configuration --------------------------------------------------------
 
@@ -433,7 +449,7 @@ class CalcGraph:
         pdefs = self._active.policies_for(ep)
         missing = tuple(p for p in dict.fromkeys(rec.profiles) if p not in self._profiles)
         profile_ids = () if missing else tuple(dict.fromkeys(rec.profiles))
-        labels = MappingProxyType(dict(self._labels.labels(ep)))
+        labels = MappingProxyType(dict(self._labels.labels(rec.item_id)))
         spec = rec.resource.spec
         if isinstance(ep, WorkloadEndpointID):
             normal = [p for p in pdefs if not (p.untracked or p.pre_dnat)]

@@ -33,7 +33,7 @@ found while settling are part of their initial contents, as before.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -43,6 +43,10 @@ from gingham.selector.index import postings
 
 ItemID = Hashable
 Labels = Mapping[str, str]
+Posting = tuple[str, str | None]
+# Items whose labels (as last given to update_item) hold one of the postings;
+# more is allowed.
+CandidateFinder = Callable[[frozenset[Posting]], Iterable[ItemID]]
 
 # Pending selectors up to this many are settled by evaluating each on every
 # item; more, by looking each item's labels up in an index of the pending
@@ -66,16 +70,27 @@ class MemberSink(Protocol):
 
 
 def contributions(spec: IPSetSpec, item: Item) -> Iterable[str]:
+    return _contributions(spec, (item.nets, item.addrs, item.named_ports))
+
+
+# An item as the index stores it: a plain tuple of tuples of strings, which the
+# garbage collector stops tracking (100k Item objects would each be scanned by
+# every full collection).
+_Stored = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str, int], ...]]
+
+
+def _contributions(spec: IPSetSpec, item: _Stored) -> Iterable[str]:
+    nets, addrs, named_ports = item
     if spec.named_port is None:
-        return item.nets
-    if not item.named_ports:
+        return nets
+    if not named_ports:
         return ()
     proto, name = spec.named_port
     return [
         f"{addr},{proto}:{port}"
-        for (pname, pproto, port) in item.named_ports
+        for (pname, pproto, port) in named_ports
         if pname == name and pproto == proto
-        for addr in item.addrs
+        for addr in addrs
     ]
 
 
@@ -132,9 +147,17 @@ class _PostingIndex:
 
 
 class IPSetMembers:
-    def __init__(self, sink: MemberSink) -> None:
+    """``candidates`` (the graph gives its label index's) spares a new selector
+    the scan of every item; without it, settling scans them."""
+
+    def __init__(self, sink: MemberSink, candidates: CandidateFinder | None = None) -> None:
         self._sink = sink
-        self._items: dict[ItemID, tuple[Labels, Item]] = {}
+        self._candidates = candidates
+        # Two dicts rather than one of (labels, item) tuples: a tuple holding a
+        # dict is tracked by the garbage collector (and scanned by every full
+        # collection) for as long as it lives.
+        self._labels: dict[ItemID, Labels] = {}
+        self._items: dict[ItemID, _Stored] = {}
         self._specs: dict[str, IPSetSpec] = {}
         self._sets_by_selector: dict[str, set[str]] = {}
         self._members: dict[str, dict[str, int]] = {}
@@ -161,7 +184,7 @@ class IPSetMembers:
         return item_id in self._items
 
     def item(self, item_id: ItemID) -> Item:
-        return self._items[item_id][1]
+        return Item(*self._items[item_id])
 
     def stats(self) -> dict[str, int]:
         return {
@@ -188,7 +211,7 @@ class IPSetMembers:
         elif canonical in self._selectors:
             items = self._items
             for item_id in self._matching[canonical]:
-                self._add(spec, items[item_id][1])
+                self._add(spec, items[item_id])
         # else: pending, settled with its other users
 
     def remove_set(self, set_id: str) -> None:
@@ -208,26 +231,36 @@ class IPSetMembers:
                 self._index.remove(canonical)
 
     def settle(self) -> None:
-        """Compute the members of every set added since the last call (one pass)."""
+        """Compute the members of every set added since the last call."""
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        items = self._items
-        found: dict[str, set[ItemID]]
-        if len(pending) <= _SCAN_EACH:
-            found = {}
-            for sid, selector in pending.items():
+        items, all_labels = self._items, self._labels
+        found: dict[str, set[ItemID]] = {}
+        scan: dict[str, Selector] = {}
+        for sid, selector in pending.items():
+            p = postings(selector.node) if self._candidates is not None else None
+            if p is None:
+                scan[sid] = selector
+                continue
+            evaluate = selector.evaluate
+            matched = found[sid] = set()
+            for item_id in self._candidates(p):  # type: ignore[misc]
+                labels = all_labels.get(item_id)
+                if labels is not None and evaluate(labels):
+                    matched.add(item_id)
+        if len(scan) <= _SCAN_EACH:
+            for sid, selector in scan.items():
                 evaluate = selector.evaluate
-                found[sid] = {i for i, (labels, _) in items.items() if evaluate(labels)}
-        else:
+                found[sid] = {i for i, labels in all_labels.items() if evaluate(labels)}
+        else:  # one pass over the items for all of them
             index = _PostingIndex()
-            found = {}
-            for sid, selector in pending.items():
+            for sid, selector in scan.items():
                 index.add(sid, selector)
                 found[sid] = set()
-            for item_id, (labels, _) in items.items():
+            for item_id, labels in all_labels.items():
                 for sid in index.candidates(labels):
-                    if pending[sid].evaluate(labels):
+                    if scan[sid].evaluate(labels):
                         found[sid].add(item_id)
         for sid, selector in pending.items():
             self._selectors[sid] = selector
@@ -237,7 +270,7 @@ class IPSetMembers:
             for set_id in self._sets_by_selector[sid]:
                 spec = self._specs[set_id]
                 for item_id in matched:
-                    self._add(spec, items[item_id][1])
+                    self._add(spec, items[item_id])
 
     # --- items -------------------------------------------------------------
 
@@ -246,25 +279,32 @@ class IPSetMembers:
         selectors = self._selectors
         return {s for s in self._index.candidates(labels) if selectors[s].evaluate(labels)}
 
+    def _matched(self, item_id: ItemID, labels: Labels) -> set[str]:
+        """The settled selectors ``item_id`` (whose stored labels are ``labels``) is in."""
+        matching = self._matching
+        return {s for s in self._index.candidates(labels) if item_id in matching[s]}
+
     def update_item(self, item_id: ItemID, labels: Labels, item: Item) -> None:
         """Set an item's labels (kept, not copied: never change them) and contributions."""
-        old = self._items.get(item_id)
-        self._items[item_id] = (labels, item)
-        if old is None:
+        old_item = self._items.get(item_id)
+        old_labels = self._labels.get(item_id)
+        new: _Stored = (item.nets, item.addrs, item.named_ports)
+        self._items[item_id] = new
+        self._labels[item_id] = labels
+        if old_item is None or old_labels is None:
             before: set[str] = set()
             now = self._matches(labels)
-            old_item = item
+            old_item = new
         else:
-            old_labels, old_item = old
-            before = self._matches(old_labels)
+            before = self._matched(item_id, old_labels)
             now = before if old_labels is labels else self._matches(labels)
         matching = self._matching
-        if old is not None and old_item != item:
+        if old_item != new:
             # Contributions changed: swap old for new in every set it stays in.
             for sel in before & now:
                 for set_id in self._sets_by_selector[sel]:
                     self._remove(self._specs[set_id], old_item)
-                    self._add(self._specs[set_id], item)
+                    self._add(self._specs[set_id], new)
         if now is before:
             return
         for sel in before - now:
@@ -274,31 +314,31 @@ class IPSetMembers:
         for sel in now - before:
             matching[sel].add(item_id)
             for set_id in self._sets_by_selector[sel]:
-                self._add(self._specs[set_id], item)
+                self._add(self._specs[set_id], new)
 
     def remove_item(self, item_id: ItemID) -> None:
-        old = self._items.pop(item_id, None)
-        if old is None:
+        item = self._items.pop(item_id, None)
+        if item is None:
             return
-        labels, item = old
-        for sel in self._matches(labels):
+        labels = self._labels.pop(item_id)
+        for sel in self._matched(item_id, labels):
             self._matching[sel].discard(item_id)
             for set_id in self._sets_by_selector[sel]:
                 self._remove(self._specs[set_id], item)
 
     # --- member refcounts --------------------------------------------------
 
-    def _add(self, spec: IPSetSpec, item: Item) -> None:
+    def _add(self, spec: IPSetSpec, item: _Stored) -> None:
         counts = self._members[spec.set_id]
-        for m in contributions(spec, item):
+        for m in _contributions(spec, item):
             n = counts.get(m, 0)
             counts[m] = n + 1
             if n == 0:
                 self._sink.set_member_added(spec.set_id, m)
 
-    def _remove(self, spec: IPSetSpec, item: Item) -> None:
+    def _remove(self, spec: IPSetSpec, item: _Stored) -> None:
         counts = self._members[spec.set_id]
-        for m in contributions(spec, item):
+        for m in _contributions(spec, item):
             n = counts[m]
             if n == 1:
                 del counts[m]
