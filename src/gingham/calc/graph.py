@@ -156,7 +156,7 @@ class CalcGraph:
         self.hostname = hostname
         self._seq = Sequencer(self._members_of)
         self._labels = LabelInheritance()
-        self._members = IPSetMembers(self._seq, self._labels.candidates)
+        self._members = IPSetMembers(self._seq, self._labels)
         self._scanner = RuleScanner(self._members, self._seq)
         self._active = ActiveRulesCalculator(self)
         self._tiers: dict[str, TierDef] = {}
@@ -306,15 +306,16 @@ class CalcGraph:
         if rec is None:
             if not self._members.has_item(item_id):
                 return
-            self._labels.remove_item(item_id)
-            self._members.remove_item(item_id)
+            old_labels = self._labels.remove_item(item_id)
+            assert old_labels is not None
+            self._members.remove_item(item_id, old_labels)
             if was_local is not None:
                 self._set_local(was_local, None)
             return
-        labels = self._labels.update_item(
+        old_labels, labels = self._labels.update_item(
             item_id, own or _NO_LABELS, parents, implicit or _NO_LABELS
         )
-        self._members.update_item(item_id, labels, rec.item)
+        self._members.update_item(item_id, old_labels, labels, rec.item)
         if rec.local or was_local is not None:
             assert ep is not None
             self._set_local(ep, rec if rec.local else None)
@@ -412,9 +413,9 @@ class CalcGraph:
         changed = self._labels.update_parent(name, new.labels if new else None)
         # Members first, all of them, then local endpoints (whose policies may
         # start sets): the member index never lags the label index it reads.
-        for item_id, labels in changed:
-            self._members.update_item(item_id, labels, self._members.item(item_id))
-        for item_id, _ in changed:
+        for item_id, old_labels, labels in changed:
+            self._members.update_item(item_id, old_labels, labels, self._members.item(item_id))
+        for item_id, _, _ in changed:
             ep = self._local_ids.get(item_id)
             if ep is not None:
                 self._set_local(ep, self._local[ep])

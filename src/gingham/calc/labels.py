@@ -13,21 +13,19 @@ it exists, and under no parent after it is removed; likewise under the group
 of its own labels and that of its implicit labels (see :meth:`candidates`).
 
 Memory (100k endpoints, most of them remote): an item keeps one small tuple of
-its inputs and its effective labels. The inputs are *interned*: many items
+its inputs; its effective labels are computed when asked for (about a
+microsecond), never stored. The inputs are *interned*: many items
 share one label set (replicas of a deployment), one parent list and one set
 of implicit labels (a namespace), so identical inputs are stored once
 (:func:`frozen_labels`, :func:`frozen_parents`; bounded caches, so sharing is
-an optimisation and never a condition of correctness). Effective label
-mappings are never changed in place once handed out: a change makes a new
-one, so callers may keep them (the member index does) without copying.
-Nothing kept per item is an object the garbage collector tracks (tuples of
-strings, and dicts of strings made item by item), so 100k endpoints add no
-work to its full collections.
+an optimisation and never a condition of correctness). Nothing kept per item
+is an object the garbage collector tracks (tuples of strings), so 100k
+endpoints add no work to its full collections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from functools import lru_cache
 
 Labels = Mapping[str, str]
@@ -116,7 +114,6 @@ class _Groups:
 class LabelInheritance:
     def __init__(self) -> None:
         self._inputs: dict[Hashable, _Inputs] = {}
-        self._labels: dict[Hashable, Labels] = {}
         self._parent_labels: dict[str, Labels] = {}
         self._children: dict[str, set[Hashable]] = {}
         self._own = _Groups()
@@ -124,7 +121,12 @@ class LabelInheritance:
         self._parents_by_key: dict[str, dict[str | None, set[str]]] = {}
 
     def labels(self, item_id: Hashable) -> Labels:
-        return self._labels[item_id]
+        """An item's effective labels, computed now from its inputs (not kept:
+        a dict per item was the largest thing the graph held per endpoint)."""
+        return self._compute(self._inputs[item_id])
+
+    def item_ids(self) -> Iterable[Hashable]:
+        return self._inputs.keys()
 
     def candidates(self, postings: frozenset[Posting]) -> set[Hashable]:
         """Every item whose effective labels hold one of ``postings`` (and maybe more).
@@ -144,8 +146,9 @@ class LabelInheritance:
 
     def update_item(
         self, item_id: Hashable, own: Labels, parents: tuple[str, ...], implicit: Labels
-    ) -> Labels:
-        """Set an item's inputs; returns its effective labels (not to be changed)."""
+    ) -> tuple[Labels | None, Labels]:
+        """Set an item's inputs; returns its effective labels before (None: it was
+        new) and now."""
         inputs = (frozen_labels(own), frozen_parents(parents), frozen_labels(implicit))
         old = self._inputs.get(item_id)
         if old is not None and old[1] != parents:
@@ -162,43 +165,44 @@ class LabelInheritance:
                 self._implicit.remove(old[2], item_id)
             self._implicit.add(inputs[2], item_id)
         self._inputs[item_id] = inputs
-        labels = self._compute(inputs)
-        before = self._labels.get(item_id)
-        if before is not None and before == labels:
-            labels = before  # the same mapping: its users see nothing changed
-        self._labels[item_id] = labels
-        return labels
+        before = None if old is None else self._compute(old)
+        return before, self._compute(inputs)
 
-    def remove_item(self, item_id: Hashable) -> None:
+    def remove_item(self, item_id: Hashable) -> Labels | None:
+        """Forget an item; returns its effective labels (None: unknown)."""
         old = self._inputs.pop(item_id, None)
-        if old is not None:
-            self._unfile(item_id, old[1])
-            self._own.remove(old[0], item_id)
-            self._implicit.remove(old[2], item_id)
-            del self._labels[item_id]
+        if old is None:
+            return None
+        self._unfile(item_id, old[1])
+        self._own.remove(old[0], item_id)
+        self._implicit.remove(old[2], item_id)
+        return self._compute(old)
 
-    def update_parent(self, name: str, labels: Labels | None) -> list[tuple[Hashable, Labels]]:
+    def update_parent(
+        self, name: str, labels: Labels | None
+    ) -> list[tuple[Hashable, Labels, Labels]]:
         """Set (None: forget) a parent's labels; returns the children whose
-        effective labels changed, with their new labels."""
+        effective labels changed, with their labels before and now."""
         if (self._parent_labels.get(name) or {}) == (labels or {}):
             if labels is None:
                 self._parent_labels.pop(name, None)
             return []
+        children = self._children.get(name, ())
+        olds = [self._compute(self._inputs[item_id]) for item_id in children]
         before = self._parent_labels.pop(name, None)
         if before:
             self._file_parent(name, before, add=False)
         if labels is not None:
             # Copied item by item: a dict so made is one the garbage collector
-            # does not track (nor do the children's made from it, nor the
-            # tuples holding those), while a copy of a tracked dict would be.
+            # does not track (nor are the children's made from it), while a
+            # copy of a tracked dict would be.
             self._parent_labels[name] = dict(labels.items())
             self._file_parent(name, labels, add=True)
-        changed: list[tuple[Hashable, Labels]] = []
-        for item_id in self._children.get(name, ()):
+        changed: list[tuple[Hashable, Labels, Labels]] = []
+        for item_id, old in zip(children, olds, strict=True):
             new = self._compute(self._inputs[item_id])
-            if new != self._labels[item_id]:
-                self._labels[item_id] = new
-                changed.append((item_id, new))
+            if new != old:
+                changed.append((item_id, old, new))
         return changed
 
     def _compute(self, inputs: _Inputs) -> Labels:

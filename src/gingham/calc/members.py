@@ -15,27 +15,27 @@ CIDR): a member is reported added on 0 -> 1 and removed on 1 -> 0, exactly
 once each, to the :class:`MemberSink`.
 
 Scale (100k items, almost all remote endpoints, a few hundred sets): per item
-the index keeps only its labels (the graph's mapping, not a copy) and its
-:class:`Item`; which selectors an item matches is not stored but evaluated
-again from its stored labels when it changes (selectors are pure, and every
-settled selector's matches are kept equal to its evaluation on the stored
-labels). Selectors are indexed by the label postings every match must hit
-(``gingham.selector.index.postings``), so an item update evaluates only the
-selectors that could match it. Items are not indexed by posting (that cost
-more than everything else together); instead a new selector is *pending*
-until someone needs members (:meth:`members`, or :meth:`settle` at flush):
-then all pending selectors are evaluated in one pass over the items. A full
-sync thereby fills every set in a single batch at the first flush, whatever
-order policies and endpoints arrived in. Pending sets are exactly those the
+the index keeps only its contributions, as a tuple of strings; its labels
+are the label source's (computed on demand), and which selectors it matches
+is found again when it changes: among the selectors its old labels could
+match (selectors are filed by the label postings every match must hit,
+``gingham.selector.index.postings``), those whose member list holds it. An
+update thus evaluates only the selectors that could match it. Items are not
+filed by posting (that cost more than everything else together): a new
+selector's candidates come from the label source's groups (items sharing an
+input), and the selector is *pending* until someone needs members
+(:meth:`members`, or :meth:`settle` at flush), then evaluated with all other
+pending ones in one batch. A full sync thereby fills every set once, at the
+first flush, whatever order policies and endpoints arrived in. Pending sets are exactly those the
 sequencer is about to send whole (``set_added`` comes first), so members
 found while settling are part of their initial contents, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Protocol
 
 from gingham.calc.rules import IPSetSpec
 from gingham.selector import Selector
@@ -44,14 +44,17 @@ from gingham.selector.index import postings
 ItemID = Hashable
 Labels = Mapping[str, str]
 Posting = tuple[str, str | None]
-# Items whose labels (as last given to update_item) hold one of the postings;
-# more is allowed.
-CandidateFinder = Callable[[frozenset[Posting]], Iterable[ItemID]]
 
-# Pending selectors up to this many are settled by evaluating each on every
-# item; more, by looking each item's labels up in an index of the pending
-# selectors' postings.
-_SCAN_EACH: Final = 8
+
+class LabelSource(Protocol):
+    """Where the index reads items' labels (the graph's ``LabelInheritance``). Its
+    answers must be the labels last given to :meth:`IPSetMembers.update_item`."""
+
+    def labels(self, item_id: ItemID) -> Labels: ...
+
+    def candidates(self, postings: frozenset[Posting]) -> Iterable[ItemID]:
+        """Items whose labels hold one of ``postings`` (more is allowed)."""
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,16 +150,9 @@ class _PostingIndex:
 
 
 class IPSetMembers:
-    """``candidates`` (the graph gives its label index's) spares a new selector
-    the scan of every item; without it, settling scans them."""
-
-    def __init__(self, sink: MemberSink, candidates: CandidateFinder | None = None) -> None:
+    def __init__(self, sink: MemberSink, labels: LabelSource) -> None:
         self._sink = sink
-        self._candidates = candidates
-        # Two dicts rather than one of (labels, item) tuples: a tuple holding a
-        # dict is tracked by the garbage collector (and scanned by every full
-        # collection) for as long as it lives.
-        self._labels: dict[ItemID, Labels] = {}
+        self._source = labels
         self._items: dict[ItemID, _Stored] = {}
         self._specs: dict[str, IPSetSpec] = {}
         self._sets_by_selector: dict[str, set[str]] = {}
@@ -235,30 +231,26 @@ class IPSetMembers:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        items, all_labels = self._items, self._labels
+        items, source = self._items, self._source
+        labels_of = source.labels
         found: dict[str, set[ItemID]] = {}
         scan: dict[str, Selector] = {}
         for sid, selector in pending.items():
-            p = postings(selector.node) if self._candidates is not None else None
+            p = postings(selector.node)
             if p is None:
                 scan[sid] = selector
                 continue
             evaluate = selector.evaluate
-            matched = found[sid] = set()
-            for item_id in self._candidates(p):  # type: ignore[misc]
-                labels = all_labels.get(item_id)
-                if labels is not None and evaluate(labels):
-                    matched.add(item_id)
-        if len(scan) <= _SCAN_EACH:
-            for sid, selector in scan.items():
-                evaluate = selector.evaluate
-                found[sid] = {i for i, labels in all_labels.items() if evaluate(labels)}
-        else:  # one pass over the items for all of them
+            found[sid] = {
+                i for i in source.candidates(p) if i in items and evaluate(labels_of(i))
+            }
+        if scan:  # selectors without postings: one pass over every item for all of them
             index = _PostingIndex()
             for sid, selector in scan.items():
                 index.add(sid, selector)
                 found[sid] = set()
-            for item_id, labels in all_labels.items():
+            for item_id in items:
+                labels = labels_of(item_id)
                 for sid in index.candidates(labels):
                     if scan[sid].evaluate(labels):
                         found[sid].add(item_id)
@@ -280,24 +272,25 @@ class IPSetMembers:
         return {s for s in self._index.candidates(labels) if selectors[s].evaluate(labels)}
 
     def _matched(self, item_id: ItemID, labels: Labels) -> set[str]:
-        """The settled selectors ``item_id`` (whose stored labels are ``labels``) is in."""
+        """The settled selectors ``item_id`` (whose labels were ``labels``) is in."""
         matching = self._matching
         return {s for s in self._index.candidates(labels) if item_id in matching[s]}
 
-    def update_item(self, item_id: ItemID, labels: Labels, item: Item) -> None:
-        """Set an item's labels (kept, not copied: never change them) and contributions."""
+    def update_item(
+        self, item_id: ItemID, old_labels: Labels | None, labels: Labels, item: Item
+    ) -> None:
+        """Set an item's contributions; ``old_labels``: its labels as last given here
+        (None: new), ``labels``: now (the label source gives these from now on)."""
         old_item = self._items.get(item_id)
-        old_labels = self._labels.get(item_id)
         new: _Stored = (item.nets, item.addrs, item.named_ports)
         self._items[item_id] = new
-        self._labels[item_id] = labels
         if old_item is None or old_labels is None:
             before: set[str] = set()
             now = self._matches(labels)
             old_item = new
         else:
             before = self._matched(item_id, old_labels)
-            now = before if old_labels is labels else self._matches(labels)
+            now = before if old_labels == labels else self._matches(labels)
         matching = self._matching
         if old_item != new:
             # Contributions changed: swap old for new in every set it stays in.
@@ -316,11 +309,11 @@ class IPSetMembers:
             for set_id in self._sets_by_selector[sel]:
                 self._add(self._specs[set_id], new)
 
-    def remove_item(self, item_id: ItemID) -> None:
+    def remove_item(self, item_id: ItemID, labels: Labels) -> None:
+        """Forget an item whose labels (as last given here) were ``labels``."""
         item = self._items.pop(item_id, None)
         if item is None:
             return
-        labels = self._labels.pop(item_id)
         for sel in self._matched(item_id, labels):
             self._matching[sel].discard(item_id)
             for set_id in self._sets_by_selector[sel]:
