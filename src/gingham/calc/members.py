@@ -76,14 +76,28 @@ def contributions(spec: IPSetSpec, item: Item) -> Iterable[str]:
     return _contributions(spec, (item.nets, item.addrs, item.named_ports))
 
 
-# An item as the index stores it: a plain tuple of tuples of strings, which the
-# garbage collector stops tracking (100k Item objects would each be scanned by
-# every full collection).
-_Stored = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str, int], ...]]
+# An item as the index stores it: plain tuples of strings, which the garbage
+# collector stops tracking (100k Item objects would each be scanned by every
+# full collection). Most items have no named port: those are stored as their
+# nets alone (the caller's tuple: nothing new per item).
+_Full = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str, int], ...]]
+_Stored = tuple[str, ...] | _Full
+
+
+def _pack(item: Item) -> _Stored:
+    if not item.addrs and not item.named_ports:
+        return item.nets
+    return (item.nets, item.addrs, item.named_ports)
+
+
+def _unpack(stored: _Stored) -> _Full:
+    if not stored or isinstance(stored[0], str):
+        return (stored, (), ())
+    return stored
 
 
 def _contributions(spec: IPSetSpec, item: _Stored) -> Iterable[str]:
-    nets, addrs, named_ports = item
+    nets, addrs, named_ports = _unpack(item)
     if spec.named_port is None:
         return nets
     if not named_ports:
@@ -180,7 +194,7 @@ class IPSetMembers:
         return item_id in self._items
 
     def item(self, item_id: ItemID) -> Item:
-        return Item(*self._items[item_id])
+        return Item(*_unpack(self._items[item_id]))
 
     def stats(self) -> dict[str, int]:
         return {
@@ -282,7 +296,7 @@ class IPSetMembers:
         """Set an item's contributions; ``old_labels``: its labels as last given here
         (None: new), ``labels``: now (the label source gives these from now on)."""
         old_item = self._items.get(item_id)
-        new: _Stored = (item.nets, item.addrs, item.named_ports)
+        new = _pack(item)
         self._items[item_id] = new
         if old_item is None or old_labels is None:
             before: set[str] = set()
