@@ -70,6 +70,7 @@ import ipaddress
 import logging
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -129,10 +130,12 @@ EndpointKey = Hashable  # WorkloadEndpointID for workloads, the name (str) for h
 
 @dataclass(slots=True)
 class _Record:
-    """What the graph keeps of one item (endpoint or network set) besides its labels."""
+    """One item (endpoint or network set) as its handler reads it; kept for local
+    endpoints only (``profiles`` and ``resource`` are only set for those)."""
 
     item: Item
     local: bool = False
+    item_id: Hashable = None  # its id in the label and member indexes
     profiles: tuple[str, ...] = ()  # profiles whose rules apply (local endpoints)
     resource: Any = None
 
@@ -152,16 +155,16 @@ class CalcGraph:
     ) -> None:
         self.hostname = hostname
         self._seq = Sequencer(self._members_of)
-        self._members = IPSetMembers(self._seq)
-        self._scanner = RuleScanner(self._members, self._seq)
         self._labels = LabelInheritance()
+        self._members = IPSetMembers(self._seq, self._labels)
+        self._scanner = RuleScanner(self._members, self._seq)
         self._active = ActiveRulesCalculator(self)
         self._tiers: dict[str, TierDef] = {}
         self._profile_sources: dict[str, dict[ResourceKey, ProfileDef]] = {}
         self._profile_key_name: dict[ResourceKey, str] = {}
         self._profiles: dict[str, ProfileDef] = {}
-        self._items: dict[Hashable, _Record] = {}
         self._local: dict[EndpointKey, _Record] = {}
+        self._local_ids: dict[Hashable, EndpointKey] = {}  # item id -> endpoint, local ones
         self._dirty: set[EndpointKey] = set()
         self._felix = FelixSettings(hostname)
         self._validity = ValidityFilter(memory, decode)
@@ -226,10 +229,11 @@ class CalcGraph:
     # --- items: endpoints and network sets ----------------------------------
 
     def _on_workload(self, key: ResourceKey, value: Any) -> None:
+        # Indexed by its key (which the validity filter keeps anyway): no object
+        # of the graph's own per remote endpoint, and none the collector tracks.
         ns = key.namespace or ""
-        ep = WorkloadEndpointID(ns, key.name)
         if value is None:
-            self._set_item(ep, None)
+            self._set_item(key, None)
             return
         spec = value.spec
         nets = _nets(spec.ip_networks)
@@ -244,13 +248,18 @@ class CalcGraph:
         profiles = tuple(spec.profiles or ())
         # Every workload inherits its namespace's labels, listed or not.
         parents = tuple(dict.fromkeys((*profiles, NAMESPACE_PROFILE_PREFIX + ns)))
+        ports = _named_ports(spec.ports)
+        local = spec.node == self.hostname
+        # Addresses only serve named-port members (a workload's message has its nets).
         rec = _Record(
-            Item(nets, _addrs(nets), _named_ports(spec.ports)),
-            local=spec.node == self.hostname,
-            profiles=profiles,
-            resource=value,
+            Item(nets, _addrs(nets) if ports else (), ports),
+            local=local,
+            profiles=profiles if local else (),
+            resource=value if local else None,
+            item_id=key,
         )
-        self._set_item(ep, rec, value.metadata.labels, parents, implicit)
+        ep = WorkloadEndpointID(ns, key.name) if local or key in self._local_ids else None
+        self._set_item(key, rec, value.metadata.labels, parents, implicit, ep)
 
     def _on_host_endpoint(self, key: ResourceKey, value: Any) -> None:
         name = key.name
@@ -265,8 +274,9 @@ class CalcGraph:
             local=spec.node == self.hostname,
             profiles=profiles,
             resource=value,
+            item_id=name,
         )
-        self._set_item(name, rec, value.metadata.labels, profiles, {})
+        self._set_item(name, rec, value.metadata.labels, profiles, {}, name)
 
     def _on_network_set(self, key: ResourceKey, value: Any) -> None:
         ns, name = key.namespace, key.name
@@ -286,36 +296,40 @@ class CalcGraph:
         own: Mapping[str, str] | None = None,
         parents: tuple[str, ...] = (),
         implicit: Mapping[str, str] | None = None,
+        ep: EndpointKey = None,
     ) -> None:
-        old = self._items.get(item_id)
+        """``ep``: the endpoint's key for local endpoints (needed when ``rec`` is local
+        or the item was local)."""
+        # Remote items live only in the label and member indexes (their labels
+        # and contributions); local endpoints also keep their record.
+        was_local = self._local_ids.get(item_id)
         if rec is None:
-            if old is None:
+            if not self._members.has_item(item_id):
                 return
-            del self._items[item_id]
-            self._labels.remove_item(item_id)
-            self._members.remove_item(item_id)
-            if old.local:
-                self._set_local(item_id, None)
+            old_labels = self._labels.remove_item(item_id)
+            assert old_labels is not None
+            self._members.remove_item(item_id, old_labels)
+            if was_local is not None:
+                self._set_local(was_local, None)
             return
-        labels = self._labels.update_item(item_id, dict(own or {}), parents, implicit or {})
-        self._items[item_id] = rec
-        self._members.update_item(item_id, labels, rec.item)
-        if rec.local or (old is not None and old.local):
-            self._set_local(item_id, rec if rec.local else None)
-
-    def _relabel(self, item_id: Hashable, labels: Mapping[str, str]) -> None:
-        rec = self._items[item_id]
-        self._members.update_item(item_id, labels, rec.item)
-        if rec.local:
-            self._set_local(item_id, rec)
+        old_labels, labels = self._labels.update_item(
+            item_id, own or _NO_LABELS, parents, implicit or _NO_LABELS
+        )
+        self._members.update_item(item_id, old_labels, labels, rec.item)
+        if rec.local or was_local is not None:
+            assert ep is not None
+            self._set_local(ep, rec if rec.local else None)
 
     def _set_local(self, ep: EndpointKey, rec: _Record | None) -> None:
         if rec is None:
-            self._local.pop(ep, None)
+            old = self._local.pop(ep, None)
+            if old is not None:
+                del self._local_ids[old.item_id]
             self._active.update_endpoint(ep, None)
         else:
             self._local[ep] = rec
-            self._active.update_endpoint(ep, self._labels.labels(ep), rec.profiles)
+            self._local_ids[rec.item_id] = ep
+            self._active.update_endpoint(ep, self._labels.labels(rec.item_id), rec.profiles)
         if isinstance(ep, WorkloadEndpointID):
             if rec is None:
                 self._routing.local_workload(ep, None, ())
@@ -396,8 +410,15 @@ class CalcGraph:
                 self.profile_active(name)
             if (old is None) != (new is None):
                 self._dirty.update(ep for ep, rec in self._local.items() if name in rec.profiles)
-        for item_id, labels in self._labels.update_parent(name, new.labels if new else None):
-            self._relabel(item_id, labels)
+        changed = self._labels.update_parent(name, new.labels if new else None)
+        # Members first, all of them, then local endpoints (whose policies may
+        # start sets): the member index never lags the label index it reads.
+        for item_id, old_labels, labels in changed:
+            self._members.update_item(item_id, old_labels, labels, self._members.item(item_id))
+        for item_id, _, _ in changed:
+            ep = self._local_ids.get(item_id)
+            if ep is not None:
+                self._set_local(ep, self._local[ep])
 
     # --- configuration --------------------------------------------------------
 
@@ -429,7 +450,7 @@ class CalcGraph:
         pdefs = self._active.policies_for(ep)
         missing = tuple(p for p in dict.fromkeys(rec.profiles) if p not in self._profiles)
         profile_ids = () if missing else tuple(dict.fromkeys(rec.profiles))
-        labels = MappingProxyType(dict(self._labels.labels(ep)))
+        labels = MappingProxyType(dict(self._labels.labels(rec.item_id)))
         spec = rec.resource.spec
         if isinstance(ep, WorkloadEndpointID):
             normal = [p for p in pdefs if not (p.untracked or p.pre_dnat)]
@@ -471,7 +492,7 @@ class CalcGraph:
     def stats(self) -> dict[str, int]:
         """Sizes of every index (all zero again once every input is deleted)."""
         return {
-            "items": len(self._items),
+            "items": self._members.item_count(),
             "local_endpoints": len(self._local),
             "profiles": len(self._profiles),
             "profile_sources": len(self._profile_key_name),
@@ -493,7 +514,10 @@ def _source_rank(key: ResourceKey) -> tuple[bool, ResourceKey]:
 
 def _nets(values: Iterable[Any] | None) -> tuple[str, ...]:
     """Canonical CIDRs. The model already normalises CIDRs (``check_cidr``), so
-    those are taken as they are; bare addresses (expectedIPs) get /32 or /128."""
+    those are taken as they are (the model's own tuple, when it is one: no copy
+    per endpoint); bare addresses (expectedIPs) get /32 or /128."""
+    if type(values) is tuple and all(type(v) is str and "/" in v for v in values):
+        return values
     return tuple(_net(str(v)) for v in values or ())
 
 
@@ -516,9 +540,16 @@ def _named_ports(ports: Iterable[Any] | None) -> tuple[tuple[str, str, int], ...
         proto = _PROTOCOL_NAMES.get(protocol_number(p.protocol, "ports") or 0)
         if proto is not None:
             out.append((str(p.name), proto, int(p.port)))
-    return tuple(out)
+    return _shared_ports(tuple(out))
 
 
+@lru_cache(maxsize=4096)
+def _shared_ports(ports: tuple[tuple[str, str, int], ...]) -> tuple[tuple[str, str, int], ...]:
+    """One tuple for equal named-port lists (many endpoints declare the same)."""
+    return ports
+
+
+_NO_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
 _PROTOCOL_NAMES: Final = {number: name for name, number in PROTOCOLS.items()}
 
 _HANDLERS: Final[dict[str, Any]] = {
