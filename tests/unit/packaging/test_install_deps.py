@@ -201,7 +201,7 @@ TOOLS = {
 # Debian's Essential packages (coreutils, util-linux, mount, tar, bash...): always there.
 ESSENTIAL = {"nsenter", "umount", "mount", "chroot", "cat", "cp", "sh", "bash", "sleep", "tar",
              "env", "echo", "true", "timeout", "install", "id", "sync", "unshare", "dpkg",
-             "dpkg-query",
+             "dpkg-query", "stdbuf",
              "python3"}  # not Essential, but the tests themselves run in it
 
 
