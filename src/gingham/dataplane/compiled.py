@@ -38,8 +38,9 @@ import functools
 import hashlib
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from gingham.calc.messages import ParsedRule
 from gingham.dataplane import layout, nft
@@ -63,6 +64,20 @@ class CompiledTier:
     chains: tuple[ChainSpec, ...]
     map: nft.Map | None
     elements: frozenset[Key]
+    # what the next compile of the same tier starts from (see compile_tier's ``previous``)
+    pieces: tuple[Piece, ...] = ()
+    segments: Mapping[int, tuple[Segment, ...]] = field(default_factory=dict)
+    wide: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Ports ``lo``..``hi`` of one protocol: the pieces that can match them, and their chain."""
+
+    lo: int
+    hi: int
+    members: tuple[int, ...]
+    chain: ChainSpec
 
 
 def _ports_of(rule: ParsedRule | None) -> tuple[int, tuple[tuple[int, int], ...]] | None:
@@ -79,29 +94,35 @@ def _can_match(rule: ParsedRule | None, proto: int) -> bool:
     return rule is None or rule.protocol is None or rule.protocol == proto
 
 
+
+
 Ports = tuple[int, tuple[tuple[int, int], ...]] | None
+Span = tuple[int, int, tuple[int, ...]]
 
 
-def _segments(pieces: Sequence[Piece], ported: Sequence[Ports], proto: int
-              ) -> list[tuple[int, int, tuple[int, ...]]]:
-    """(first port, last port, indexes of the pieces that can match) for ``proto``,
-    adjacent ranges with the same pieces merged; ranges no ported rule covers left out.
-    ``ported[i]`` is :func:`_ports_of` of piece ``i``.
+def _wide(pieces: Sequence[Piece], ported: Sequence[Ports], proto: int) -> tuple[int, ...]:
+    """The pieces without destination ports that can match ``proto``."""
+    return tuple(i for i, p in enumerate(ported) if p is None and _can_match(pieces[i][0], proto))
+
+
+def _segments(ported: Sequence[Ports], wide: tuple[int, ...], proto: int,
+              window: tuple[int, int] = (0, 65535)) -> list[Span]:
+    """(first port, last port, indexes of the pieces that can match) for ``proto`` within
+    ``window``, adjacent ranges with the same pieces merged; ranges no ported rule covers
+    left out. ``ported[i]`` is :func:`_ports_of` of piece ``i``.
 
     A sweep over the range ends: thousands of single-port policies cost a sort."""
+    wlo, whi = window
     starts: dict[int, list[int]] = defaultdict(list)
     ends: dict[int, list[int]] = defaultdict(list)  # first port past the range
-    wide: list[int] = []
     for i, ports in enumerate(ported):
-        if ports is None:
-            if _can_match(pieces[i][0], proto):
-                wide.append(i)
-        elif ports[0] == proto:
+        if ports is not None and ports[0] == proto:
             for lo, hi in ports[1]:
-                starts[lo].append(i)
-                ends[hi + 1].append(i)
+                if lo <= whi and hi >= wlo:
+                    starts[max(lo, wlo)].append(i)
+                    ends[min(hi, whi) + 1].append(i)
     active: dict[int, int] = {}  # piece -> how many of its ranges hold the port
-    out: list[tuple[int, int, tuple[int, ...]]] = []
+    out: list[Span] = []
     edges = sorted(starts.keys() | ends.keys())
     for lo, nxt in itertools.pairwise(edges):
         for i in ends.get(lo, ()):
@@ -131,30 +152,101 @@ def _segment_chain(direction: str, body: tuple[RuleSpec, ...]) -> ChainSpec:
     return layout.make_chain(name, body, layout.RANK_POLICY, "compiled tier segment")
 
 
-def compile_tier(pieces: Sequence[Piece], direction: str, identity: str) -> CompiledTier:
+def compile_tier(pieces: Sequence[Piece], direction: str, identity: str,
+                 previous: CompiledTier | None = None) -> CompiledTier:
     """The chains and the map for one tier's rules (``direction`` names them: ``i``/``o``).
 
     The map is named by ``identity`` (the tier's policies, in order), not by content: an
     edit of one policy changes a few of its elements, not the map and every chain that
-    looks it up."""
+    looks it up. ``previous``: this tier's last compile; when only rules with destination
+    ports changed, only the port ranges they held or hold are swept again (the result is
+    the same as a whole compile: tests/unit/dataplane/test_compiled.py)."""
+    pieces = tuple(pieces)
     ported = [_ports_of(rule) for rule, _ in pieces]
+    protos = sorted({p[0] for p in ported if p is not None})
+    windows = _windows(previous, pieces, ported, protos)
+    segments: dict[int, tuple[Segment, ...]] = {}
+    wide: dict[int, tuple[int, ...]] = {}
+    for proto in protos:
+        if windows is not None and previous is not None:
+            wide[proto] = previous.wide[proto]
+            spans = _splice(previous.segments[proto], wide[proto], ported, proto,
+                            windows.get(proto, []))
+            old = {(g.lo, g.hi, g.members): g for g in previous.segments[proto]}
+            changed = windows.get("changed", frozenset())
+        else:
+            wide[proto] = _wide(pieces, ported, proto)
+            spans, old, changed = _segments(ported, wide[proto], proto), {}, frozenset()
+        segments[proto] = tuple(
+            g if (g := old.get(span)) is not None and changed.isdisjoint(span[2])
+            else Segment(*span, _segment_chain(direction, _specs(pieces, span[2])))
+            for span in spans)
     chains: dict[str, ChainSpec] = {}
     elements: set[Key] = set()
-    for proto in sorted({p[0] for p in ported if p is not None}):
+    for proto, segs in segments.items():
         name = layout.proto_name(proto)
-        for lo, hi, members in _segments(pieces, ported, proto):
-            chain = _segment_chain(direction, _specs(pieces, members))
-            chains[chain.name] = chain
-            elements.add((name, str(lo) if lo == hi else f"{lo}-{hi}", f"goto {chain.name}"))
-    rest = _specs(pieces, (i for i, p in enumerate(ported) if p is None))
+        for g in segs:
+            chains[g.chain.name] = g.chain
+            span = str(g.lo) if g.lo == g.hi else f"{g.lo}-{g.hi}"
+            elements.add((name, span, f"goto {g.chain.name}"))
     vmap: nft.Map | None = None
-    head: tuple[RuleSpec, ...] = ()
-    if elements:
-        digest = hashlib.sha1(identity.encode())
-        vmap = nft.Map(f"cm{direction}-{digest.hexdigest()[:16]}",
-                       type="inet_proto . inet_service : verdict", flags=("interval",))
-        head = (RuleSpec(f"meta l4proto . th dport vmap @{vmap.name}"),)
-    body = head + rest
-    entry = layout.shared_chain_name(f"ct{direction}", body)
-    chains[entry] = layout.make_chain(entry, body, layout.RANK_POLICY, "compiled tier")
-    return CompiledTier(entry, tuple(chains.values()), vmap, frozenset(elements))
+    if windows is not None and previous is not None:
+        entry, vmap = previous.entry, previous.map
+        chains[entry] = next(c for c in previous.chains if c.name == entry)
+    else:
+        rest = _specs(pieces, (i for i, p in enumerate(ported) if p is None))
+        head: tuple[RuleSpec, ...] = ()
+        if elements:
+            digest = hashlib.sha1(identity.encode())
+            vmap = nft.Map(f"cm{direction}-{digest.hexdigest()[:16]}",
+                           type="inet_proto . inet_service : verdict", flags=("interval",))
+            head = (RuleSpec(f"meta l4proto . th dport vmap @{vmap.name}"),)
+        body = head + rest
+        entry = layout.shared_chain_name(f"ct{direction}", body)
+        chains[entry] = layout.make_chain(entry, body, layout.RANK_POLICY, "compiled tier")
+    return CompiledTier(entry, tuple(chains.values()), vmap, frozenset(elements), pieces,
+                        segments, wide)
+
+
+def _windows(previous: CompiledTier | None, pieces: tuple[Piece, ...], ported: list[Ports],
+             protos: list[int]) -> dict[Any, Any] | None:
+    """Per protocol, the port ranges the changed pieces held or hold (and under
+    ``"changed"`` their indexes), when only pieces with destination ports changed; else
+    None: compile whole."""
+    if previous is None or len(previous.pieces) != len(pieces):
+        return None
+    if sorted(previous.segments) != protos:
+        return None
+    changed = [i for i, (a, b) in enumerate(zip(previous.pieces, pieces, strict=True))
+               if a is not b and a != b]
+    out: dict[Any, Any] = {"changed": frozenset(changed)}
+    for i in changed:
+        before, after = _ports_of(previous.pieces[i][0]), ported[i]
+        if before is None or after is None:
+            return None  # a rule without ports is in every segment: compile whole
+        for proto, ranges in (before, after):
+            out.setdefault(proto, []).extend(ranges)
+    return out
+
+
+def _splice(old: tuple[Segment, ...], wide: tuple[int, ...], ported: list[Ports], proto: int,
+            touched: list[tuple[int, int]]) -> list[Span]:
+    """``old`` with the port ranges ``touched`` swept again, each on its own."""
+    spans = [(g.lo, g.hi, g.members) for g in old]
+    windows: list[list[int]] = []
+    for lo, hi in sorted(touched):
+        if windows and lo <= windows[-1][1] + 1:
+            windows[-1][1] = max(windows[-1][1], hi)
+        else:
+            windows.append([lo, hi])
+    for wlo, whi in windows:
+        out = [(lo, min(hi, wlo - 1), members) for lo, hi, members in spans if lo < wlo]
+        out += _segments(ported, wide, proto, (wlo, whi))
+        out += [(max(lo, whi + 1), hi, members) for lo, hi, members in spans if hi > whi]
+        spans = []
+        for span in out:  # equal neighbours across the window's edges become one
+            if spans and spans[-1][2] == span[2] and spans[-1][1] + 1 == span[0]:
+                spans[-1] = (spans[-1][0], span[1], span[2])
+            else:
+                spans.append(span)
+    return spans

@@ -79,6 +79,36 @@ def test_a_packet_meets_every_rule_that_could_match_it_in_order(
     assert {r.rule_id for r in rs if _could_match(r, proto, port)} <= set(path)
 
 
+@st.composite
+def edits(draw: st.DrawFn) -> tuple[list[ParsedRule], list[ParsedRule]]:
+    """A tier's rules, and the same with a few rules replaced (as policy edits do)."""
+    before = draw(rules())
+    after = list(before)
+    for _ in range(draw(st.integers(0, 3)) if before else 0):
+        i = draw(st.integers(0, len(before) - 1))
+        new = draw(rules())
+        if new:
+            after[i] = ParsedRule(before[i].rule_id, new[0].action, protocol=new[0].protocol,
+                                  dst_ports=new[0].dst_ports)
+    return before, after
+
+
+def _same(a: CompiledTier, b: CompiledTier) -> None:
+    assert (a.entry, a.map, a.elements) == (b.entry, b.map, b.elements)
+    assert {c.name: c for c in a.chains} == {c.name: c for c in b.chains}
+
+
+@settings(max_examples=400, deadline=None)
+@given(edits())
+def test_compiling_from_the_last_compile_gives_what_compiling_whole_does(
+    case: tuple[list[ParsedRule], list[ParsedRule]],
+) -> None:
+    before, after = case
+    previous = compile_tier(_pieces(before), "i", "t")
+    again = compile_tier(_pieces(after), "i", "t", previous=previous)
+    _same(again, compile_tier(_pieces(after), "i", "t"))
+
+
 def test_thousands_of_single_port_policies_make_one_segment_each() -> None:
     rs = [ParsedRule(f"policy:p{i}:i0", "allow", protocol=6, src_nets=("203.0.113.1/32",),
                      dst_ports=((1000 + i, 1000 + i),)) for i in range(5000)]
@@ -148,9 +178,9 @@ def test_endpoints_sharing_a_tier_compile_it_once_per_change(monkeypatch: Any) -
 
     calls: list[str] = []
 
-    def counted(pieces: Any, direction: str, identity: str) -> CompiledTier:
+    def counted(pieces: Any, direction: str, identity: str, **kw: Any) -> CompiledTier:
         calls.append(identity)
-        return compile_tier(pieces, direction, identity)
+        return compile_tier(pieces, direction, identity, **kw)
 
     monkeypatch.setattr(endpoints, "compile_tier", counted)
     ap = Applier(FakeNFT(), PolicyDataplane())

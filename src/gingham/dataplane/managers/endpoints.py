@@ -107,14 +107,14 @@ class EndpointManager:
         self._refused: dict[m.WorkloadEndpointID, str] = {}
         self._index = _EndpointIndex()
         self._owner: dict[str, m.WorkloadEndpointID] = {}  # ifname -> endpoint
-        self._chains_of: dict[m.WorkloadEndpointID, tuple[str, ...]] = {}
+        self._chains_of: dict[m.WorkloadEndpointID, frozenset[str]] = {}
         self._users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
         self._maps_of: dict[m.WorkloadEndpointID, tuple[str, ...]] = {}
         self._map_users: dict[str, set[m.WorkloadEndpointID]] = defaultdict(set)
         self._map_elements: dict[str, frozenset[Key]] = {}
-        # (direction, tier identity) -> the pieces last compiled and the result: the
-        # endpoints sharing a tier (re-rendered one by one after an edit) compile it once
-        self._compiled: dict[tuple[str, str], tuple[tuple[Piece, ...], CompiledTier]] = {}
+        # (direction, tier identity) -> its last compile: the endpoints sharing a tier
+        # (re-rendered one by one after an edit) compile it once, from the last one
+        self._compiled: dict[tuple[str, str], CompiledTier] = {}
         self.compile_min_policies: int | None = COMPILE_MIN_POLICIES
         """Tiers with at least this many policies for a direction are compiled
         (:mod:`gingham.dataplane.compiled`); None: never."""
@@ -154,7 +154,7 @@ class EndpointManager:
             del self._users[name]
             self._state.remove_chain(name)
             if name.startswith(layout.COMPILED_TIER_PREFIXES):
-                for key in [k for k, (_, t) in self._compiled.items() if t.entry == name]:
+                for key in [k for k, t in self._compiled.items() if t.entry == name]:
                     del self._compiled[key]
 
     def _use_map(self, eid: m.WorkloadEndpointID, tier: CompiledTier) -> None:
@@ -200,12 +200,9 @@ class EndpointManager:
                 else:
                     pieces += got
             key = ("i" if inbound else "o", "\n".join(layout.policy_key(pid) for pid in pols))
-            done = self._compiled.get(key)
-            if done is not None and done[0] == tuple(pieces):
-                tier = done[1]
-            else:
-                tier = compile_tier(pieces, *key)
-                self._compiled[key] = (tuple(pieces), tier)
+            tier = self._compiled.get(key)
+            if tier is None or tier.pieces != tuple(pieces):
+                tier = self._compiled[key] = compile_tier(pieces, *key, previous=tier)
             used.append(tier)
             return tier.entry
 
@@ -276,18 +273,18 @@ class EndpointManager:
                                layout.RANK_ENDPOINT, "workload ingress")
         fw = layout.make_chain(layout.shared_chain_name("fw", from_rules), from_rules,
                                layout.RANK_ENDPOINT, "workload egress")
-        old = self._chains_of.get(eid, ())
+        old = self._chains_of.get(eid, frozenset())
         old_maps = self._maps_of.get(eid, ())
         # Maps before chains: a kept chain's rules go on naming a kept map.
         maps = tuple(dict.fromkeys(t.map.name for t in used if t.map is not None))
         for tier in used:
             if tier.map is not None:
                 self._use_map(eid, tier)
-        names = [tw.name, fw.name]
-        for spec in (tw, fw, *(c for tier in used for c in tier.chains)):
-            self._use(eid, spec)
-            names.append(spec.name)
-        self._chains_of[eid] = tuple(dict.fromkeys(names))
+        specs = {spec.name: spec for spec in (tw, fw, *(c for tier in used for c in tier.chains))}
+        for name, spec in specs.items():
+            if name not in old:  # chains are named by content: a kept name is a kept chain
+                self._use(eid, spec)
+        self._chains_of[eid] = frozenset(specs)
         if maps:
             self._maps_of[eid] = maps
         else:
@@ -302,10 +299,8 @@ class EndpointManager:
             self._state.set_entry(layout.MAP_TO_WL, ifn, tw.name)
             self._state.set_entry(layout.MAP_FROM_WL, ifn, fw.name)
             self._set_rpf(ifn, ep)
-        kept = set(self._chains_of[eid])
-        for name in old:
-            if name not in kept:
-                self._release(eid, name)
+        for name in old - specs.keys():
+            self._release(eid, name)
         for name in old_maps:
             if name not in maps:
                 self._release_map(eid, name)
