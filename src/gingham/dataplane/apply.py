@@ -84,17 +84,12 @@ def _rank_of(name: str, base: bool) -> int:
     return layout.RANK_BASE
 
 
-def _elem(name: str, key: Key, sets: Mapping[str, nft.Set | nft.Map]) -> nft.Element:
+def _elem(name: str, key: Key, with_value: bool = True) -> nft.Element:
     if name in layout.DISPATCH_MAPS:
         raise AssertionError("map entries go through _entry")
-    if isinstance(sets.get(name), nft.Map):  # a compiled tier's map: the value is last
-        return nft.Element(name, key[:-1], key[-1])
+    if layout.is_compiled_map(name):  # a compiled tier's map: the verdict is the last part
+        return nft.Element(name, key[:-1], key[-1] if with_value else None)
     return nft.Element(name, key)
-
-
-def _is_verdict_map(name: str, sets: Mapping[str, nft.Set | nft.Map]) -> bool:
-    """A map whose elements name chains: added after the chains (step 3)."""
-    return isinstance(sets.get(name), nft.Map) and name not in layout.DISPATCH_MAPS
 
 
 def _entry(map_name: str, ifname: str, chain: str | None = None) -> nft.Element:
@@ -181,40 +176,38 @@ def plan(
             tx.add(state.sets[name])
             new.sets.add(name)
 
-    # 2. elements (of verdict maps: added after the chains they name, in 3b)
-    sets = state.sets
+    # 2. elements. A compiled tier's map names chains: its elements are added after
+    # the chains (3b), and deleted here even when the map goes too (a kernel before 6.4
+    # keeps a deleted map's chains busy until the commit).
     later: list[nft.Element] = []
+
+    def add(name: str, k: Key) -> None:
+        (later.append if layout.is_compiled_map(name) else tx.add)(_elem(name, k))
+
     if full:
         actual = prog.elements or {}
         for name in sorted(prog.sets - set(state.sets)):
             if layout.is_compiled_map(name):
                 for k in sorted(actual.get(name, ())):
-                    tx.delete(nft.Element(name, k[:-1]))
+                    tx.delete(_elem(name, k, with_value=False))
         for name in sorted(state.sets):
             if name in layout.DISPATCH_MAPS:
                 continue
             want = {nft.normalize_key(k) for k in state.elements.get(name, ())}
             have = actual.get(name, set()) if name in prog.sets else set()
             for k in sorted(have - want):
-                tx.delete(_elem(name, k, sets))
+                tx.delete(_elem(name, k, with_value=False))
             for k in sorted(want - have):
-                if _is_verdict_map(name, sets):
-                    later.append(_elem(name, k, sets))
-                else:
-                    tx.add(_elem(name, k, sets))
+                add(name, k)
     else:
         for name, keys in sorted(state.elem_del.items()):
             if name in prog.sets and (name in state.sets or layout.is_compiled_map(name)):
                 for k in sorted(keys):
-                    tx.delete(nft.Element(name, k[:-1]) if layout.is_compiled_map(name)
-                              else _elem(name, k, sets))
+                    tx.delete(_elem(name, k, with_value=False))
         for name, keys in sorted(state.elem_add.items()):
             if name in state.sets:
                 for k in sorted(keys):
-                    if _is_verdict_map(name, sets):
-                        later.append(_elem(name, k, sets))
-                    else:
-                        tx.add(_elem(name, k, sets))
+                    add(name, k)
 
     # 3. chains, ascending rank
     chain_names = set(state.chains) | set(prog.chains) if full else state.dirty_chains
@@ -274,20 +267,20 @@ def plan(
     for n in doomed:
         tx.flush(nft.Chain(n))
     doomed_sets = sorted(n for n in set_names if n not in state.sets and n in prog.sets)
-    # A compiled tier's map names chains (goto): its elements went in step 2 (a
-    # kernel before 6.4 keeps a deleted map's chains busy until the commit), the
-    # map goes once the rules that look it up are flushed; other sets after the chains.
-    for names in ([n for n in doomed_sets if layout.is_compiled_map(n)], None,
-                  [n for n in doomed_sets if not layout.is_compiled_map(n)]):
-        if names is None:
-            for n in doomed:
-                tx.delete(nft.Chain(n))
-                new.chains.pop(n, None)
-                new.chain_ranks.pop(n, None)
-            continue
+
+    def delete_sets(names: Iterable[str]) -> None:
         for name in names:
             tx.delete(nft.Set(name))
             new.sets.discard(name)
+
+    # a compiled tier's map names chains: it goes before them, once the rules that
+    # look it up are flushed; other sets after the chains whose rules use them
+    delete_sets(n for n in doomed_sets if layout.is_compiled_map(n))
+    for n in doomed:
+        tx.delete(nft.Chain(n))
+        new.chains.pop(n, None)
+        new.chain_ranks.pop(n, None)
+    delete_sets(n for n in doomed_sets if not layout.is_compiled_map(n))
     return tx, new
 
 

@@ -40,7 +40,6 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from gingham.calc.messages import ParsedRule
 from gingham.dataplane import layout, nft
@@ -164,16 +163,16 @@ def compile_tier(pieces: Sequence[Piece], direction: str, identity: str,
     pieces = tuple(pieces)
     ported = [_ports_of(rule) for rule, _ in pieces]
     protos = sorted({p[0] for p in ported if p is not None})
-    windows = _windows(previous, pieces, ported, protos)
+    edit = None if previous is None else _edit(previous, pieces, ported, protos)
     segments: dict[int, tuple[Segment, ...]] = {}
     wide: dict[int, tuple[int, ...]] = {}
     for proto in protos:
-        if windows is not None and previous is not None:
+        if edit is not None and previous is not None:
+            changed, touched = edit
             wide[proto] = previous.wide[proto]
             spans = _splice(previous.segments[proto], wide[proto], ported, proto,
-                            windows.get(proto, []))
+                            touched.get(proto, []))
             old = {(g.lo, g.hi, g.members): g for g in previous.segments[proto]}
-            changed = windows.get("changed", frozenset())
         else:
             wide[proto] = _wide(pieces, ported, proto)
             spans, old, changed = _segments(ported, wide[proto], proto), {}, frozenset()
@@ -190,7 +189,7 @@ def compile_tier(pieces: Sequence[Piece], direction: str, identity: str,
             span = str(g.lo) if g.lo == g.hi else f"{g.lo}-{g.hi}"
             elements.add((name, span, f"goto {g.chain.name}"))
     vmap: nft.Map | None = None
-    if windows is not None and previous is not None:
+    if edit is not None and previous is not None:
         entry, vmap = previous.entry, previous.map
         chains[entry] = next(c for c in previous.chains if c.name == entry)
     else:
@@ -208,25 +207,22 @@ def compile_tier(pieces: Sequence[Piece], direction: str, identity: str,
                         segments, wide)
 
 
-def _windows(previous: CompiledTier | None, pieces: tuple[Piece, ...], ported: list[Ports],
-             protos: list[int]) -> dict[Any, Any] | None:
-    """Per protocol, the port ranges the changed pieces held or hold (and under
-    ``"changed"`` their indexes), when only pieces with destination ports changed; else
-    None: compile whole."""
-    if previous is None or len(previous.pieces) != len(pieces):
-        return None
-    if sorted(previous.segments) != protos:
+def _edit(previous: CompiledTier, pieces: tuple[Piece, ...], ported: list[Ports],
+          protos: list[int]) -> tuple[frozenset[int], dict[int, list[tuple[int, int]]]] | None:
+    """The indexes of the changed pieces and, per protocol, the port ranges they held or
+    hold, when only pieces with destination ports changed; else None: compile whole."""
+    if len(previous.pieces) != len(pieces) or sorted(previous.segments) != protos:
         return None
     changed = [i for i, (a, b) in enumerate(zip(previous.pieces, pieces, strict=True))
                if a is not b and a != b]
-    out: dict[Any, Any] = {"changed": frozenset(changed)}
+    touched: dict[int, list[tuple[int, int]]] = {}
     for i in changed:
         before, after = _ports_of(previous.pieces[i][0]), ported[i]
         if before is None or after is None:
             return None  # a rule without ports is in every segment: compile whole
         for proto, ranges in (before, after):
-            out.setdefault(proto, []).extend(ranges)
-    return out
+            touched.setdefault(proto, []).extend(ranges)
+    return frozenset(changed), touched
 
 
 def _splice(old: tuple[Segment, ...], wide: tuple[int, ...], ported: list[Ports], proto: int,
